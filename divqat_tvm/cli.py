@@ -1,0 +1,67 @@
+"""The `divqat-tvm` command line: one typer app; each stage registers its own commands explicitly."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from divqat_tvm.errors import DivqatError
+
+app = typer.Typer(
+    name="divqat-tvm",
+    help="Train DivQAT int8 CNNs, compile them with TVM for Cortex-M, emulate, attack and report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Train DivQAT int8 CNNs, compile them with TVM for Cortex-M, emulate, attack and report."""
+
+
+def _register() -> None:
+    """Each stage adds its commands here, one line per stage (explicit, no folder scanning)."""
+    # STAGES: (keep this list in pipeline order)
+    app.command("targets")(targets_command)
+
+
+def targets_command() -> None:
+    """List the known cores and boards (the files in targets/)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from divqat_tvm.targets import board_names, core_names, load_board, load_core
+
+    table = Table("target", "kind", "core", "flash", "RAM", "clock")
+    for n in core_names():
+        c = load_core(n)
+        table.add_row(n, "core", c.arch, "", "", f"default board: {c.default_board or '-'}")
+    for n in board_names():
+        b = load_board(n)
+        table.add_row(n, b.kind, b.core, f"{b.flash.length // 1024} KiB", f"{b.ram.length // 1024} KiB", f"{b.clock_hz / 1e6:g} MHz")
+    Console().print(table)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 2, not a traceback."""
+    try:
+        app(args=argv)  # standalone mode: click handles usage errors and exits
+    except DivqatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
