@@ -32,7 +32,8 @@ def load_dataset(
         name: a name from `dataset_names()`, or "synthetic:CxHxW:K".
         split: "train" or "test".
         data_dir: root holding the downloaded files (CIFAR, SVHN); default `$DIVQAT_DATA`, else `./data`.
-        augment: train-time random crop / flip (per `DatasetInfo`); usually only for "train".
+        augment: train-time random crop / flip (per `DatasetInfo`); ignored for "test", which is never
+            augmented.
         normalization: (mean, std) or {"mean", "std"} replacing the dataset's own, e.g. the victim's
             normalisation applied to an attacker's surrogate data.
 
@@ -47,7 +48,7 @@ def load_dataset(
         raise DataError(f"Unknown split {split!r} for dataset {info.name}.", 'Use "train" or "test".')
     mean, std = resolve_normalization(normalization, info.mean, info.std, info.input_shape[0])
     images, labels = _load_arrays(info.name, split, data_dir)
-    return ImageDataset(info, images, labels, mean, std, augment=augment, split=split)
+    return ImageDataset(info, images, labels, mean, std, augment=augment and split == "train", split=split)
 
 
 def _load_arrays(name: str, split: str, data_dir: str | os.PathLike[str] | None):
