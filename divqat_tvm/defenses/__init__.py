@@ -1,0 +1,37 @@
+"""Output-perturbation defences (RS, DCP) as composable post-processors on probability vectors.
+
+They are the reference twins of the firmware's C versions (firmware/src/postprocess.c). Backends that
+run on the host (torch) apply them in Python; device backends apply them in C on the device.
+
+Public API: `ReverseSigmoid`, `DCP`, `Chain`, `parse_defense(spec)`, `Defense` (any callable p -> p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from divqat_tvm.defenses.dcp import DCP
+from divqat_tvm.defenses.rs import ReverseSigmoid
+from divqat_tvm.defenses.spec import parse_defense
+
+Defense = Union[ReverseSigmoid, DCP, "Chain", Callable]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Apply post-processors left to right (e.g. a DivQAT victim answered through DCP)."""
+
+    steps: tuple
+
+    @property
+    def spec(self) -> str:
+        return "+".join(getattr(s, "spec", type(s).__name__) for s in self.steps)
+
+    def __call__(self, p):
+        for s in self.steps:
+            p = s(p)
+        return p
+
+
+__all__ = ["DCP", "Chain", "Defense", "ReverseSigmoid", "parse_defense"]
