@@ -1,0 +1,106 @@
+"""Open an oracle from a spec string ("torch:CKPT", "tvm-host:DIR", "qemu:DIR[@board]", "serial:PORT@DIR").
+
+The registry is explicit: each backend module registers its opener with `register_backend(kind, opener)`
+from `_register_builtin()` below (one line per backend), never by scanning folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from divqat_tvm.errors import DivqatError
+from divqat_tvm.oracle.base import Oracle
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A parsed victim spec.
+
+    Attributes:
+        kind: backend name, e.g. "torch".
+        path: checkpoint file (torch) or compiled build directory (others).
+        board: QEMU board name for "qemu:DIR@board" (None: the build's default).
+        port: serial port for "serial:PORT@DIR".
+    """
+
+    kind: str
+    path: str
+    board: str | None = None
+    port: str | None = None
+
+
+#: opener(spec, defense, budget) -> Oracle; `defense` is a parsed post-processor or None.
+Opener = Callable[[BackendSpec, object, "int | None"], Oracle]
+
+_BACKENDS: dict[str, Opener] = {}
+
+_FORMS = '"torch:CKPT", "tvm-host:BUILD_DIR", "qemu:BUILD_DIR[@board]" or "serial:PORT@BUILD_DIR"'
+
+
+def register_backend(kind: str, opener: Opener) -> None:
+    """Add (or replace) the opener for one backend kind."""
+    _BACKENDS[kind] = opener
+
+
+def backend_kinds() -> list[str]:
+    """The registered backend kinds."""
+    return sorted(_BACKENDS)
+
+
+def parse_backend_spec(spec: str) -> BackendSpec:
+    """Split a victim spec into its parts (does not check that files exist).
+
+    Raises:
+        DivqatError: no "KIND:" prefix, unknown kind, or an empty path/port.
+    """
+    kind, sep, rest = spec.partition(":")
+    kind = kind.strip().lower()
+    if not sep or not kind:
+        raise DivqatError(f"Victim spec {spec!r} has no backend prefix.", f"Write it as {_FORMS}.")
+    if kind not in _BACKENDS:
+        raise DivqatError(
+            f"Unknown victim backend {kind!r} in {spec!r}; the known backends are {', '.join(backend_kinds())}.",
+            f"Write it as {_FORMS}.",
+        )
+    board = port = None
+    path = rest
+    if kind == "qemu" and "@" in rest:
+        path, _, board = rest.rpartition("@")
+        if not board:
+            raise DivqatError(f"Victim spec {spec!r} ends with '@' but names no board.", "Write qemu:BUILD_DIR@BOARD or drop the '@'.")
+    elif kind == "serial":
+        port, at, path = rest.partition("@")
+        if not at or not port:
+            raise DivqatError(f"Victim spec {spec!r} does not name both a port and a build directory.", "Write serial:PORT@BUILD_DIR, e.g. serial:/dev/ttyACM0@build/tinycnn.")
+    if not path:
+        raise DivqatError(f"Victim spec {spec!r} names no path.", f"Write it as {_FORMS}.")
+    return BackendSpec(kind, path, board, port)
+
+
+def open_oracle(spec: str, defense=None, budget: int | None = None) -> Oracle:
+    """Open the victim named by `spec`, answering through `defense` (a spec string or post-processor).
+
+    Raises:
+        DivqatError: bad victim or defence spec, or whatever the backend raises for a missing file.
+    """
+    from divqat_tvm.defenses import parse_defense
+
+    if isinstance(defense, str) or defense is None:
+        defense = parse_defense(defense)
+    parsed = parse_backend_spec(spec)
+    return _BACKENDS[parsed.kind](parsed, defense, budget)
+
+
+def _open_torch(spec: BackendSpec, defense, budget: int | None) -> Oracle:
+    from divqat_tvm.oracle.torch_backend import TorchOracle
+
+    return TorchOracle.from_checkpoint(spec.path, defense=defense, budget=budget)
+
+
+def _register_builtin() -> None:
+    """One line per backend (explicit registry)."""
+    register_backend("torch", _open_torch)
+
+
+_register_builtin()
