@@ -1,0 +1,353 @@
+"""Experiment configs and budget profiles: TOML data files, validated once into frozen dataclasses.
+
+A config names *what* to compare (datasets, victims, attacks, seeds, oracle backend); a profile says *how
+much* (training epochs, query budgets, attack hyper-parameters). The same config runs at `quick` or `paper`
+budgets by switching the profile; `[overrides]` in a config deep-merges onto the profile (the demo uses it to
+shrink budgets). Every mistake raises `ConfigError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from divqat_tvm.errors import DivqatError
+
+ATTACKS = ("knockoff", "dfme", "maze")
+METHODS = ("float", "ptq", "qat", "divqat")
+DEFENSES = ("rs", "dcp")
+BACKENDS = ("torch", "tvm-host", "qemu")
+PROFILE_SECTIONS = ("defaults", "teacher", "quantize", "attacks")
+ATTACK_NAMES = {"knockoff": "KnockoffNets", "dfme": "DFME", "maze": "MAZE"}
+
+
+class ConfigError(DivqatError):
+    """An experiment config or profile is missing, unparsable or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Budgets and hyper-parameters shared by every cell of a run.
+
+    Attributes:
+        name: "quick", "paper" or a file's stem.
+        description: one line for the report.
+        workers: worker processes for independent cells.
+        defaults: `arch`, `seeds`, `victim_seed` used when a config leaves them out.
+        teacher: float teacher training parameters (epochs, batch_size, lr, ...).
+        quantize: PTQ/QAT/DivQAT parameters (epochs, lr, calibration_batches, kl_cap, ...).
+        attacks: per attack name its parameters, at least `budget` (queried images).
+    """
+
+    name: str
+    description: str
+    workers: int
+    defaults: dict[str, Any]
+    teacher: dict[str, Any]
+    quantize: dict[str, Any]
+    attacks: dict[str, dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "workers": self.workers,
+            "defaults": self.defaults, "teacher": self.teacher, "quantize": self.quantize, "attacks": self.attacks,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The victim's data, the attacker's surrogate data (KnockoffNets) and the architecture."""
+
+    victim: str
+    surrogate: str
+    arch: str
+
+    @property
+    def key(self) -> str:
+        return self.victim
+
+
+@dataclass(frozen=True)
+class VictimSpec:
+    """One victim variant: a training method, its α, and an optional on-device defence with its β.
+
+    Attributes:
+        method: "float", "ptq", "qat" or "divqat".
+        alpha: DivQAT's α (None for the others).
+        defense: "rs", "dcp" or None.
+        beta: the defence's β (None without a defence).
+        gamma: the defence's γ (RS and DCP), 0.1 as in the papers.
+        nu: DCP's gate sharpness ν, 1000 as in the paper.
+    """
+
+    method: str
+    alpha: float | None = None
+    defense: str | None = None
+    beta: float | None = None
+    gamma: float = 0.1
+    nu: float = 1000.0
+
+    @property
+    def model_key(self) -> str:
+        """The trained model this variant deploys (defences share their base model's training)."""
+        return self.method if self.alpha is None else f"{self.method}-a{_num(self.alpha)}"
+
+    @property
+    def key(self) -> str:
+        """A file-safe unique name, e.g. "divqat-a1+dcp-b0.5"."""
+        return self.model_key if self.defense is None else f"{self.model_key}+{self.defense}-b{_num(self.beta)}"
+
+    @property
+    def label(self) -> str:
+        """The human name used in tables, e.g. "DivQAT (α=1) + DCP (β=0.5)"."""
+        names = {"float": "Original (float)", "ptq": "PTQ", "qat": "QAT", "divqat": "DivQAT"}
+        s = names[self.method] + ("" if self.alpha is None else f" (α={_num(self.alpha)})")
+        if self.defense is not None:
+            s += f" + {self.defense.upper()} (β={_num(self.beta)})"
+        return s
+
+    @property
+    def defense_spec(self) -> str | None:
+        """The oracle's defence spec string (docs/contracts.md), or None."""
+        if self.defense is None:
+            return None
+        spec = f"{self.defense}:beta={_num(self.beta)},gamma={_num(self.gamma)}"
+        return spec + (f",nu={_num(self.nu)}" if self.defense == "dcp" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "alpha": self.alpha, "defense": self.defense, "beta": self.beta,
+                "gamma": self.gamma, "nu": self.nu, "key": self.key, "label": self.label}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated config with its profile resolved: everything a run needs, and nothing else.
+
+    Attributes:
+        name: the run's name.
+        source: the config file it came from.
+        profile: budgets (after the config's overrides).
+        datasets: victim/surrogate/arch triples.
+        victims: victim variants, α and β lists already expanded.
+        attacks: attack names in grid order.
+        seeds: attack seeds (the paired unit of comparisons).
+        backend: oracle backend the quantized victims answer through ("torch", "tvm-host", "qemu").
+        core: the core compiled for (device backends).
+        board: the emulated board (qemu backend and footprints).
+        footprint: whether to measure instructions per inference, flash and RAM on the emulated board.
+        data_dir: CIFAR/SVHN root, None for the default.
+    """
+
+    name: str
+    source: str
+    profile: Profile
+    datasets: tuple[DatasetSpec, ...]
+    victims: tuple[VictimSpec, ...]
+    attacks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    backend: str = "torch"
+    core: str = "cortex-m7"
+    board: str = "mps2-an500"
+    footprint: bool = False
+    data_dir: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "source": self.source, "profile": self.profile.to_dict(),
+            "datasets": [vars(d) for d in self.datasets], "victims": [v.to_dict() for v in self.victims],
+            "attacks": list(self.attacks), "seeds": list(self.seeds), "backend": self.backend,
+            "core": self.core, "board": self.board, "footprint": self.footprint, "data_dir": self.data_dir,
+        }
+
+
+def _num(x: float | None) -> str:
+    """A number as short as it reads: 1.0 → "1", 0.25 → "0.25"."""
+    if x is None:
+        return "none"
+    return f"{float(x):g}"
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"The {what} file {path} does not exist.", f"Check the path, or see configs/ for examples.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"The {what} file {path} is not valid TOML: {e}.", "Fix the syntax at the line named.") from None
+
+
+def profile_names() -> list[str]:
+    """The built-in profiles (files in divqat_tvm/experiment/profiles/)."""
+    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("profiles").iterdir() if p.name.endswith(".toml"))
+
+
+def builtin_config(name: str) -> Path:
+    """Path of a built-in config (divqat_tvm/experiment/configs/NAME.toml), e.g. the demo's."""
+    return Path(str(resources.files(__package__).joinpath("configs", f"{name}.toml")))
+
+
+def load_profile(name_or_path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Profile:
+    """Load a built-in profile by name, or a profile file by path, and apply a config's overrides.
+
+    Raises:
+        ConfigError: unknown name, unreadable file, missing section, or a bad value.
+    """
+    s = os.fspath(name_or_path)
+    if s in profile_names():
+        path = Path(str(resources.files(__package__).joinpath("profiles", f"{s}.toml")))
+    elif s.endswith(".toml"):
+        path = Path(s)
+    else:
+        raise ConfigError(f"Unknown profile {s!r}.", f"Use one of {', '.join(profile_names())} or a path to a .toml profile.")
+    data = _read_toml(path, "profile")
+    if overrides:
+        data = deep_merge(data, overrides)
+    return validate_profile(data, str(path))
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `over`'s tables merged in recursively (values of `over` win)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def validate_profile(data: dict[str, Any], where: str) -> Profile:
+    """Check a parsed profile and freeze it; `where` names the source in errors."""
+    missing = [s for s in PROFILE_SECTIONS if not isinstance(data.get(s), dict)]
+    if missing:
+        raise ConfigError(f"The profile {where} lacks the table(s) {', '.join(f'[{m}]' for m in missing)}.",
+                          "Copy divqat_tvm/experiment/profiles/quick.toml and edit its values.")
+    workers = data.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"The profile {where} has workers = {workers!r}.", "Set workers to a positive integer (2 on a 2-core machine).")
+    attacks = data["attacks"]
+    for name, params in attacks.items():
+        if name not in ATTACKS:
+            raise ConfigError(f"The profile {where} has an unknown attack [attacks.{name}].", f"Use {', '.join(ATTACKS)}.")
+        b = params.get("budget") if isinstance(params, dict) else None
+        if not isinstance(b, int) or isinstance(b, bool) or b <= 0:
+            raise ConfigError(f"The profile {where} has [attacks.{name}] budget = {b!r}.",
+                              "Set budget to a positive number of queried images.")
+    for sec in ("teacher", "quantize"):
+        for key in ("epochs", "batch_size"):
+            v = data[sec].get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ConfigError(f"The profile {where} has [{sec}] {key} = {v!r}.", f"Set {key} to a non-negative integer.")
+    return Profile(
+        name=str(data.get("name", Path(where).stem)), description=str(data.get("description", "")), workers=workers,
+        defaults=dict(data["defaults"]), teacher=dict(data["teacher"]), quantize=dict(data["quantize"]),
+        attacks={k: dict(v) for k, v in attacks.items()},
+    )
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _number(v: Any, what: str, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ConfigError(f"The config {where} has {what} = {v!r}.", f"Set {what} to a non-negative number or a list of them.")
+    return float(v)
+
+
+def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpec, ...]:
+    """Each `[[victims]]` entry, with α and β lists expanded into one variant per value (in order)."""
+    out: list[VictimSpec] = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ConfigError(f"The config {where} has victims[{i}] = {e!r}, not a table.", "Write each victim as a [[victims]] table.")
+        unknown = set(e) - {"method", "alpha", "defense", "beta", "gamma", "nu"}
+        if unknown:
+            raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)} in victims[{i}].",
+                              "Use method, alpha, defense, beta, gamma, nu.")
+        method = e.get("method")
+        if method not in METHODS:
+            raise ConfigError(f"The config {where} has victims[{i}].method = {method!r}.", f"Use one of {', '.join(METHODS)}.")
+        if method == "divqat" and "alpha" not in e:
+            raise ConfigError(f"The config {where} has a divqat victim (victims[{i}]) without alpha.", "Add alpha = 1.0 or a list such as [0.5, 1, 2].")
+        if method != "divqat" and "alpha" in e:
+            raise ConfigError(f"The config {where} gives alpha to a {method} victim (victims[{i}]).", "Only divqat victims take alpha; remove it.")
+        defense = e.get("defense")
+        if defense is not None and defense not in DEFENSES:
+            raise ConfigError(f"The config {where} has victims[{i}].defense = {defense!r}.", f"Use one of {', '.join(DEFENSES)} or leave it out.")
+        if defense is not None and "beta" not in e:
+            raise ConfigError(f"The config {where} has a {defense} defence (victims[{i}]) without beta.", "Add beta = 0.5 or a list of values.")
+        if defense is None and "beta" in e:
+            raise ConfigError(f"The config {where} gives beta to victims[{i}] without a defense.", 'Add defense = "rs" or "dcp", or remove beta.')
+        alphas = [_number(a, "alpha", where) for a in _as_list(e["alpha"])] if "alpha" in e else [None]
+        betas = [_number(b, "beta", where) for b in _as_list(e["beta"])] if "beta" in e else [None]
+        gamma = _number(e.get("gamma", 0.1), "gamma", where)
+        nu = _number(e.get("nu", 1000.0), "nu", where)
+        for a in alphas:
+            for b in betas:
+                out.append(VictimSpec(method, a, defense, b, gamma, nu))
+    keys = [v.key for v in out]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ConfigError(f"The config {where} lists the victim(s) {dup} more than once.", "Remove the duplicates.")
+    if not out:
+        raise ConfigError(f"The config {where} has no [[victims]].", 'Add at least one, e.g. [[victims]] method = "qat".')
+    return tuple(out)
+
+
+def load_experiment(path: str | os.PathLike[str], profile: str | None = None) -> Experiment:
+    """Read and validate an experiment config; `profile` (a name or path) overrides the config's own.
+
+    Raises:
+        ConfigError: any missing or bad value, naming the key and the fix.
+    """
+    path = Path(path)
+    data = _read_toml(path, "experiment config")
+    return validate_experiment(data, str(path), profile)
+
+
+def validate_experiment(data: dict[str, Any], where: str, profile: str | None = None) -> Experiment:
+    """Check a parsed config, resolve its profile and freeze it; `where` names the source in errors."""
+    known = {"name", "profile", "arch", "seeds", "attacks", "datasets", "victims", "oracle", "footprint", "overrides", "data_dir"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)}.", f"Use only {', '.join(sorted(known))}.")
+    prof = load_profile(profile or data.get("profile", "quick"), data.get("overrides"))
+    attacks = tuple(_as_list(data.get("attacks", list(ATTACKS))))
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad or not attacks:
+        raise ConfigError(f"The config {where} has attacks = {list(attacks)!r}.", f"Choose from {', '.join(ATTACKS)}.")
+    no_budget = [a for a in attacks if a not in prof.attacks]
+    if no_budget:
+        raise ConfigError(f"The profile {prof.name} has no budget for the attack(s) {no_budget} the config {where} runs.",
+                          "Add [attacks.NAME] budget = ... to the profile or to the config's [overrides].")
+    seeds = data.get("seeds", prof.defaults.get("seeds", [0]))
+    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"The config {where} has seeds = {seeds!r}.", "Give a list of distinct integers, e.g. seeds = [0, 1, 2].")
+    arch = data.get("arch", prof.defaults.get("arch", "tinycnn"))
+    ds_entries = data.get("datasets", [{"victim": "mnist5k", "surrogate": "digits"}])
+    datasets = []
+    for i, d in enumerate(_as_list(ds_entries)):
+        if not isinstance(d, dict) or "victim" not in d:
+            raise ConfigError(f"The config {where} has datasets[{i}] = {d!r}.",
+                              'Write [[datasets]] victim = "mnist5k" surrogate = "digits" (surrogate: the attacker\'s data).')
+        datasets.append(DatasetSpec(str(d["victim"]), str(d.get("surrogate", d["victim"])), str(d.get("arch", arch))))
+    if len({d.key for d in datasets}) != len(datasets):
+        raise ConfigError(f"The config {where} lists a victim dataset twice.", "Give each victim dataset once.")
+    victims = expand_victims(_as_list(data.get("victims", [])), where)
+    oracle = data.get("oracle", {})
+    backend = oracle.get("backend", "torch")
+    if backend not in BACKENDS:
+        raise ConfigError(f"The config {where} has oracle.backend = {backend!r}.", f"Use one of {', '.join(BACKENDS)}.")
+    fp = data.get("footprint", {})
+    return Experiment(
+        name=str(data.get("name", Path(where).stem)), source=where, profile=prof, datasets=tuple(datasets),
+        victims=victims, attacks=attacks, seeds=tuple(seeds), backend=backend,
+        core=str(oracle.get("core", "cortex-m7")), board=str(oracle.get("board", "mps2-an500")),
+        footprint=bool(fp.get("enabled", False)) if isinstance(fp, dict) else bool(fp),
+        data_dir=data.get("data_dir"), raw=data,
+    )
