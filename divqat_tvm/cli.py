@@ -25,6 +25,8 @@ def _root() -> None:
 def _register() -> None:
     """Each stage adds its commands here, one line per stage (explicit, no folder scanning)."""
     # STAGES: (keep this list in pipeline order)
+    from divqat_tvm.data.commands import register as _data; _data(app)  # noqa: E702
+    from divqat_tvm.models.commands import register as _models; _models(app)  # noqa: E702
     app.command("targets")(targets_command)
 
 

@@ -62,10 +62,10 @@ def _load_arrays(name: str, split: str, data_dir: str | os.PathLike[str] | None)
         from divqat_tvm.data.embedded import load_mnist5k
 
         return load_mnist5k(split)
-    if name == "digits":
+    if name in ("digits", "digits20"):
         from divqat_tvm.data.embedded import load_digits28
 
-        return load_digits28(split)
+        return load_digits28(split, 28 if name == "digits" else 20)
     from divqat_tvm.data.files import resolve_data_dir
 
     root = resolve_data_dir(data_dir)

