@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from divqat_tvm.data.info import DatasetInfo
+from divqat_tvm.data.transforms import random_crop_flip
 
 
 class ImageDataset(Dataset):
@@ -50,8 +51,6 @@ class ImageDataset(Dataset):
         return int(self.labels.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from divqat_tvm.data.transforms import random_crop_flip
-
         img = self.images[index].to(torch.float32) * self._scale
         if self.augment:
             img = random_crop_flip(img, self.info.crop_padding, self.info.hflip)

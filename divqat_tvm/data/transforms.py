@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,7 +52,10 @@ def resolve_normalization(
 
 
 def _per_channel(values: Sequence[float] | float, channels: int, what: str) -> tuple[float, ...]:
-    vals = (float(values),) if isinstance(values, (int, float)) else tuple(float(v) for v in values)
+    try:
+        vals = tuple(float(v) for v in np.atleast_1d(np.asarray(values, dtype=np.float64)).reshape(-1))
+    except (TypeError, ValueError):
+        raise DataError(f"Normalisation {what} {values!r} is not a list of numbers.", f"Give one {what} per channel.") from None
     if len(vals) == 1:
         vals = vals * channels
     if len(vals) != channels:

@@ -137,3 +137,13 @@ def test_digits20_is_the_same_digits_framed_like_mnist() -> None:
     a = torch.nn.functional.interpolate(framed.images[:50, :, 4:24, 4:24], size=8, mode="area")
     b = torch.nn.functional.interpolate(full.images[:50], size=8, mode="area")
     assert float((a - b).abs().mean()) < 0.05
+
+
+def test_normalisation_accepts_tensors_and_arrays_and_canonical_synthetic_names() -> None:
+    a = load_dataset("mnist5k", "test", normalization=(torch.tensor([0.5]), np.array([0.25])))
+    b = load_dataset("mnist5k", "test", normalization=(0.5, 0.25))
+    assert a.mean == b.mean == (0.5,) and torch.equal(a[0][0], b[0][0])
+    with pytest.raises(DataError, match="not a list of numbers"):
+        load_dataset("mnist5k", "test", normalization=(["x"], [1.0]))
+    name = load_dataset("synthetic", "test").info.name
+    assert name == "synthetic:3x32x32:10" and dataset_info(name) == dataset_info("synthetic")
