@@ -1,0 +1,117 @@
+"""Experiment configs and profiles: validation errors and grid expansion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from divqat_tvm.experiment.config import (
+    ConfigError,
+    builtin_config,
+    load_experiment,
+    load_profile,
+    profile_names,
+    validate_experiment,
+)
+from divqat_tvm.experiment.grid import expand
+
+GRID = {
+    "name": "g", "seeds": [0, 1, 2], "attacks": ["knockoff", "dfme", "maze"],
+    "victims": [{"method": "float"}, {"method": "ptq"}, {"method": "qat"}, {"method": "divqat", "alpha": [0.5, 1, 2]},
+                {"method": "qat", "defense": "rs", "beta": 0.5}, {"method": "qat", "defense": "dcp", "beta": [0.5, 1.0]},
+                {"method": "divqat", "alpha": 1, "defense": "dcp", "beta": 0.5}],
+}
+
+
+def test_grid_expands_every_dataset_victim_attack_seed() -> None:
+    exp = validate_experiment(GRID, "g.toml")
+    keys = [v.key for v in exp.victims]
+    assert keys == ["float", "ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2", "qat+rs-b0.5", "qat+dcp-b0.5",
+                    "qat+dcp-b1", "divqat-a1+dcp-b0.5"]
+    tasks = expand(exp)
+    by = {s: [t for t in tasks if t.stage == s] for s in ("teacher", "model", "victim", "footprint", "attack")}
+    assert len(by["teacher"]) == 1
+    # defended victims deploy their base model: float, ptq, qat, 3 divqat α
+    assert [t.id.split("__")[-1] for t in by["model"]] == ["float", "ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2"]
+    assert len(by["victim"]) == 10 and not by["footprint"]
+    assert len(by["attack"]) == 10 * 3 * 3
+    assert len({t.id for t in by["attack"]}) == 90
+    cell = next(t for t in by["attack"] if t.id == "mnist5k__divqat-a1+dcp-b0.5__maze__s2")
+    assert cell.params["victim"]["defense"] == "dcp" and cell.params["params"]["budget"] == 20000
+    assert cell.deps == (("victim", "mnist5k__divqat-a1+dcp-b0.5"),)
+    dcp = next(t for t in by["victim"] if t.id == "mnist5k__qat+dcp-b1")
+    assert dcp.deps == (("model", "mnist5k__tinycnn__qat"),)
+    # stages come in pipeline order
+    order = [t.stage for t in tasks]
+    assert order == sorted(order, key=["teacher", "model", "victim", "footprint", "attack"].index)
+
+
+def test_defence_specs_follow_the_contract() -> None:
+    exp = validate_experiment(GRID, "g.toml")
+    specs = {v.key: v.defense_spec for v in exp.victims}
+    assert specs["qat"] is None
+    assert specs["qat+rs-b0.5"] == "rs:beta=0.5,gamma=0.1"
+    assert specs["qat+dcp-b1"] == "dcp:beta=1,gamma=0.1,nu=1000"
+
+
+def test_device_backend_compiles_quantized_victims_and_footprints_them() -> None:
+    exp = validate_experiment({**GRID, "oracle": {"backend": "qemu"}, "footprint": {"enabled": True}}, "g.toml")
+    tasks = expand(exp)
+    models = {t.id.split("__")[-1]: t for t in tasks if t.stage == "model"}
+    assert models["float"].params["compile"] is None and models["qat"].params["compile"]["core"] == "cortex-m7"
+    victims = {t.id.split("__")[-1]: t for t in tasks if t.stage == "victim"}
+    assert victims["float"].params["backend"] == "torch" and victims["qat+rs-b0.5"].params["backend"] == "qemu"
+    assert len([t for t in tasks if t.stage == "footprint"]) == 9  # all but the float model
+
+
+def test_profiles_are_data_and_config_overrides_merge() -> None:
+    assert {"quick", "paper"} <= set(profile_names())
+    assert load_profile("paper").attacks["dfme"]["budget"] == 20_000_000
+    exp = validate_experiment({**GRID, "overrides": {"attacks": {"knockoff": {"budget": 500}}}}, "g.toml")
+    assert exp.profile.attacks["knockoff"]["budget"] == 500 and exp.profile.attacks["knockoff"]["epochs"] == 20
+    assert validate_experiment(GRID, "g.toml", profile="paper").profile.name == "paper"
+
+
+def test_shipped_configs_validate() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for p in [*sorted((root / "configs").glob("*.toml")), builtin_config("demo")]:
+        exp = load_experiment(p)
+        assert expand(exp), p
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"attacks": ["knockof"]}, "attacks"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": []}, "seeds"),
+    ({"victims": [{"method": "divqat"}]}, "without alpha"),
+    ({"victims": [{"method": "qat", "alpha": 1}]}, "Only divqat"),
+    ({"victims": [{"method": "qat", "defense": "dcp"}]}, "without beta"),
+    ({"victims": [{"method": "qat", "defense": "xx", "beta": 1}]}, "defense"),
+    ({"victims": [{"method": "qat", "beta": 1}]}, "without a defense"),
+    ({"victims": [{"method": "divqat", "alpha": -1}]}, "alpha"),
+    ({"victims": [{"method": "qat"}, {"method": "qat"}]}, "more than once"),
+    ({"victims": []}, "no \\[\\[victims\\]\\]"),
+    ({"victims": [{"method": "fp8"}]}, "method"),
+    ({"oracle": {"backend": "gpu"}}, "backend"),
+    ({"profile": "huge"}, "Unknown profile"),
+    ({"colour": "red"}, "unknown key"),
+    ({"overrides": {"attacks": {"dfme": {"budget": 0}}}}, "budget"),
+    ({"overrides": {"workers": 0}}, "workers"),
+    ({"overrides": {"attacks": {"bim": {"budget": 5}}}}, "unknown attack"),
+])
+def test_bad_configs_name_the_key_and_the_fix(change: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as e:
+        validate_experiment({**GRID, **change}, "bad.toml")
+    assert e.value.fix
+
+
+def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_experiment(tmp_path / "nope.toml")
+    (tmp_path / "broken.toml").write_text("name = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_experiment(tmp_path / "broken.toml")
+    (tmp_path / "prof.toml").write_text('name = "p"\n[defaults]\n[teacher]\n')
+    with pytest.raises(ConfigError, match=r"lacks the table\(s\) \[quantize\], \[attacks\]"):
+        load_profile(tmp_path / "prof.toml")
