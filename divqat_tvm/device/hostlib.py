@@ -1,0 +1,81 @@
+"""The firmware's inference path built for the host: model C + firmware/src/postprocess.c in one shared
+library (ctypes). The tvm-host oracle runs it, so its probabilities are the firmware's, bit for bit."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from divqat_tvm.device.build import FIRMWARE_DIR, read_manifest
+from divqat_tvm.device.config import DefenseSpec, parse_defense
+from divqat_tvm.device.toolchain import run, tool
+from divqat_tvm.errors import DeviceError
+from divqat_tvm.fileio import atomic_write_text
+
+HOST_CFLAGS = ["-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
+_P = ctypes.c_void_p
+
+
+class HostTwin:
+    """model.c + kernels.c + postprocess.c compiled with the host gcc; int8 in -> int8 logits + probabilities."""
+
+    def __init__(self, build_dir: str | Path, defense: str | DefenseSpec | None = None) -> None:
+        self.build_dir = Path(build_dir).resolve()
+        self.manifest = read_manifest(self.build_dir)
+        self.defense = parse_defense(defense)
+        self.lib_path = self._build()
+        self.lib = ctypes.CDLL(str(self.lib_path))
+        self.lib.dq_host_infer.argtypes = [_P, ctypes.c_uint32, _P, _P]
+        self.lib.dq_host_infer.restype = ctypes.c_int
+        self.lib.dq_host_postprocess.argtypes = [_P, ctypes.c_uint32, ctypes.c_float, ctypes.c_int32, _P]
+        self.input_size = int(self.lib.dq_host_input_size())
+        self.output_size = int(self.lib.dq_host_output_size())
+
+    def _build(self) -> Path:
+        prefix = self.manifest["prefix"]
+        up = prefix.upper()
+        defines = [f"-DDQ_MODEL_RUN={prefix}_run"] + [
+            f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")
+        ] + self.defense.c_defines()
+        srcs = [self.build_dir / "model.c", self.build_dir / "kernels.c", FIRMWARE_DIR / "src" / "postprocess.c",
+                FIRMWARE_DIR / "host" / "host_glue.c"]
+        flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]
+        h = hashlib.sha256(" ".join(flags).encode())
+        for f in srcs + [self.build_dir / "model.h", FIRMWARE_DIR / "include" / "dq_postprocess.h"]:
+            h.update(f.read_bytes())
+        tag = self.defense.tag or "none"
+        out = self.build_dir / f"host-{tag}"
+        lib = out / f"libdq_host-{h.hexdigest()[:16]}.so"
+        if lib.is_file():
+            return lib
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = lib.with_suffix(".so.tmp")
+        run([tool("gcc"), *flags, *map(str, srcs), "-o", str(tmp), "-lm"], what="building the host twin library")
+        tmp.replace(lib)
+        atomic_write_text(out / "host.json", json.dumps({"flags": flags, "lib": lib.name}, indent=2) + "\n")
+        return lib
+
+    def infer(self, x_int8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int8 inputs [N, ...] (INPUT_SIZE values each) -> (int8 logits [N, K], float32 probabilities [N, K])."""
+        x = np.ascontiguousarray(x_int8, dtype=np.int8).reshape(len(x_int8), -1)
+        if x.shape[1] != self.input_size:
+            raise DeviceError(f"input rows have {x.shape[1]} int8 values, the model takes {self.input_size}.",
+                              "Quantize inputs of the model's input shape.")
+        n = x.shape[0]
+        logits = np.zeros((n, self.output_size), np.int8)
+        probs = np.zeros((n, self.output_size), np.float32)
+        rc = self.lib.dq_host_infer(x.ctypes.data, n, logits.ctypes.data, probs.ctypes.data)
+        if rc != 0:
+            raise DeviceError(f"the host build of the model returned {rc}.", "Compile the model again.")
+        return logits, probs
+
+    def postprocess(self, logits: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+        """The C softmax + defence on one int8 logit vector."""
+        q = np.ascontiguousarray(logits, dtype=np.int8)
+        out = np.zeros(q.size, np.float32)
+        self.lib.dq_host_postprocess(q.ctypes.data, q.size, scale, zero_point, out.ctypes.data)
+        return out
