@@ -1,0 +1,201 @@
+"""Append-only, crash-safe log of every query batch and its answers.
+
+An attack writes each batch to disk the moment the victim answers it, so an interrupted attack loses
+nothing: on resume it re-runs deterministically from its seed and `LoggedOracle` serves the logged
+answers instead of asking the victim again (no query is sent twice), then continues live. The same log
+trains a new student offline (`divqat-tvm attack --replay LOG`).
+
+File format (one file, `queries.qlog`):
+    b"DQQLOG1\\n" then records, each: uint32 little-endian payload length, uint32 CRC-32 of the payload,
+    payload. Record 0 is a UTF-8 JSON header (attack, options, seed, victim shape); every later record
+    is an uncompressed .npz holding `x` (float32 [N,C,H,W]) and `p` (float32 [N,K]).
+Each append is written then fsync'ed. A torn last record (crash mid-write) fails its length or CRC check
+and is cut off on open; a bad record before the end is corruption and an error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from divqat_tvm.errors import DivqatError
+
+MAGIC = b"DQQLOG1\n"
+_FRAME = struct.Struct("<II")
+
+
+class QueryLogError(DivqatError):
+    """A query log is corrupt, of another format, or belongs to a different attack set-up."""
+
+
+def _encode_batch(x: np.ndarray, p: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=np.asarray(x, np.float32), p=np.asarray(p, np.float32))
+    return buf.getvalue()
+
+
+def _decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(io.BytesIO(payload)) as z:
+        return z["x"], z["p"]
+
+
+def _read_records(path: Path) -> tuple[list[bytes], int]:
+    """All whole records and the byte offset where the valid part of the file ends."""
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise QueryLogError(f"{path} is not a divqat-tvm query log (bad magic).", "Point to a queries.qlog written by `divqat-tvm attack`.")
+    records, pos = [], len(MAGIC)
+    while pos + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, pos)
+        end = pos + _FRAME.size + length
+        if end > len(data):
+            break  # torn tail
+        payload = data[pos + _FRAME.size : end]
+        if zlib.crc32(payload) != crc:
+            if end == len(data):
+                break  # torn tail whose length field survived
+            raise QueryLogError(f"{path}: record {len(records)} at byte {pos} fails its CRC check.", "The log is corrupt; start the attack in a new --out directory.")
+        records.append(payload)
+        pos = end
+    return records, pos
+
+
+class QueryLog:
+    """An open query log; `batches` holds what was already on disk, `append` adds more.
+
+    Use `QueryLog.open(path, header)` to create or resume, `QueryLog.read(path)` to replay offline.
+    """
+
+    def __init__(self, path: Path, header: dict[str, Any], batches: list[tuple[np.ndarray, np.ndarray]], writable: bool) -> None:
+        self.path = path
+        self.header = header
+        self.batches = batches
+        self._file = open(path, "ab") if writable else None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], header: dict[str, Any]) -> "QueryLog":
+        """Create a log with `header`, or reopen an existing one whose header equals `header`.
+
+        Raises:
+            QueryLogError: the existing log was written by a different attack set-up, or is corrupt.
+        """
+        path = Path(path)
+        header = json.loads(json.dumps(header))  # normalise (tuples -> lists) for comparison
+        if not path.exists() or path.stat().st_size == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(MAGIC)
+                _write_record(f, json.dumps(header, sort_keys=True).encode())
+            return cls(path, header, [], writable=True)
+        log = cls._load(path, writable=True)
+        if log.header != header:
+            diff = sorted(k for k in set(header) | set(log.header) if header.get(k) != log.header.get(k))
+            log.close()
+            raise QueryLogError(
+                f"{path} was written by a different attack set-up (differs in: {', '.join(diff)}).",
+                "Resume with the same options, or use a new --out directory.",
+            )
+        return log
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> "QueryLog":
+        """Open a log read-only (offline replay)."""
+        path = Path(path)
+        if not path.is_file():
+            raise QueryLogError(f"No query log at {path}.", "Pass the queries.qlog inside an attack's --out directory.")
+        return cls._load(path, writable=False)
+
+    @classmethod
+    def _load(cls, path: Path, writable: bool) -> "QueryLog":
+        records, end = _read_records(path)
+        if not records:
+            raise QueryLogError(f"{path} has no header record.", "Delete it and start the attack again.")
+        if writable and end < path.stat().st_size:
+            with open(path, "r+b") as f:  # cut a torn tail so appends follow the last whole record
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        header = json.loads(records[0].decode())
+        return cls(path, header, [_decode_batch(r) for r in records[1:]], writable)
+
+    def append(self, x: np.ndarray, p: np.ndarray) -> None:
+        """Write one answered batch durably (fsync) and keep it in memory."""
+        if self._file is None:
+            raise QueryLogError(f"{self.path} was opened read-only.", "Open it with QueryLog.open to append.")
+        x, p = np.asarray(x, np.float32), np.asarray(p, np.float32)
+        _write_record(self._file, _encode_batch(x, p))
+        self.batches.append((x, p))
+
+    @property
+    def num_queries(self) -> int:
+        return sum(len(x) for x, _ in self.batches)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every logged (x, p) pair concatenated."""
+        if not self.batches:
+            raise QueryLogError(f"{self.path} holds no queries.", "Run the attack first.")
+        return np.concatenate([b[0] for b in self.batches]), np.concatenate([b[1] for b in self.batches])
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return iter(self.batches)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _write_record(f, payload: bytes) -> None:
+    f.write(_FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+class LoggedOracle:
+    """The attack's view of the victim: answers from the log first, then from the live oracle.
+
+    Exposes only what an attack may use: `query`, `queries`, `input_shape`, `num_classes`.
+
+    Args:
+        oracle: the live victim (None for a log-only replay, which fails once the log runs out).
+        log: the open log; its batches are served in order while the attack re-asks them.
+        atol: how far a re-generated batch may be from the logged one (generators re-run in float).
+    """
+
+    def __init__(self, oracle, log: QueryLog, atol: float = 1e-4) -> None:
+        self._oracle = oracle
+        self._log = log
+        self._cursor = 0
+        self._atol = atol
+        self.input_shape = tuple(log.header.get("input_shape") or oracle.input_shape)
+        self.num_classes = int(log.header.get("num_classes") or oracle.num_classes)
+        self.queries = 0
+        self.replayed = 0
+
+    def query(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        if self._cursor < len(self._log.batches):
+            lx, lp = self._log.batches[self._cursor]
+            if lx.shape != x.shape or not np.allclose(lx, x, atol=self._atol, rtol=0):
+                raise QueryLogError(
+                    f"Query batch {self._cursor} differs from the one in {self._log.path}; the attack did not re-run identically.",
+                    "Resume with the same options, seed and thread count, or use a new --out directory.",
+                )
+            self._cursor += 1
+            self.queries += len(x)
+            self.replayed += len(x)
+            return lp.copy()
+        if self._oracle is None:
+            raise QueryLogError(f"The log {self._log.path} ran out after {self.queries} queries and no victim is connected.", "Pass --victim to continue the attack live.")
+        p = self._oracle.query(x)
+        self._log.append(x, p)
+        self._cursor += 1
+        self.queries += len(x)
+        return p

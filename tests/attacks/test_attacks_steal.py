@@ -1,0 +1,95 @@
+"""Each attack steals a tiny synthetic victim well above chance (10 %) with a tiny budget, and spends
+exactly its budget formula at the victim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
+from divqat_tvm.attacks.dfme import DFMEConfig, estimate_gradient
+from divqat_tvm.attacks.knockoff import KnockoffConfig, bandit_update
+from divqat_tvm.attacks.maze import MAZEConfig
+from divqat_tvm.attacks.runner import run_attack
+from divqat_tvm.attacks.training import FitConfig
+from divqat_tvm.oracle.torch_backend import TorchOracle
+
+FIT = FitConfig(epochs=30, lr=0.1, momentum=0.9)
+DFME = DFMEConfig(budget=12_000, batch_size=32, epoch_itrs=5, ngf=8, nz=16)
+MAZE = MAZEConfig(budget=6_000, batch_size=32, ngf=8, latent_dim=16, ndirs=4)
+
+
+def victim():
+    return CountingOracle(TorchOracle(make_victim(), SHAPE, K))
+
+
+@pytest.mark.parametrize("policy", ["random", "adaptive"])
+def test_knockoff_steals(tmp_path, evaluator, policy):
+    v = victim()
+    r = run_attack("knockoff", v, make_student(), tmp_path, KnockoffConfig(budget=400, policy=policy, fit=FIT), surrogate=SurrogateSet(), evaluator=evaluator)
+    assert r["stolen_accuracy"] > 0.6 and r["fidelity"] == r["stolen_accuracy"]
+    assert v.queries == r["queries_used"] == 400
+
+
+def test_dfme_steals_and_spends_exactly_its_formula(tmp_path, evaluator):
+    v = victim()
+    r = run_attack("dfme", v, make_student(), tmp_path, DFME, evaluator=evaluator)
+    cost = 32 * (1 * (1 + 1) + 5)
+    assert DFME.cost_per_iteration == cost and r["iterations"] == 12_000 // cost
+    assert v.queries == r["queries_used"] == (12_000 // cost) * cost
+    # Per iteration: one generator call of N(m+1) points, then d_iter student calls of N.
+    assert [len(x) for x in v.seen[:6]] == [64, 32, 32, 32, 32, 32]
+    assert r["stolen_accuracy"] > 0.2
+
+
+def test_maze_steals_and_spends_exactly_its_formula(tmp_path, evaluator):
+    v = victim()
+    r = run_attack("maze", v, make_student(), tmp_path, MAZE, evaluator=evaluator)
+    cost = 32 * ((5 - 1) + (1 + 4) * 1)
+    assert MAZE.cost_per_iteration == cost and r["iterations"] == 6_000 // cost
+    assert v.queries == r["queries_used"] == (6_000 // cost) * cost
+    assert [len(x) for x in v.seen[:5]] == [160, 32, 32, 32, 32]
+    assert r["replay_size"] == 32 * r["iterations"]
+    assert r["stolen_accuracy"] > 0.3
+
+
+def test_official_default_costs():
+    assert DFMEConfig().cost_per_iteration == 256 * (1 * 2 + 5)
+    assert DFMEConfig().iterations == 20_000_000 // 1792
+    assert MAZEConfig().cost_per_iteration == 128 * (4 + 11)
+    with pytest.raises(ValueError, match="below the cost of one iteration"):
+        DFMEConfig(budget=100)
+    with pytest.raises(ValueError, match="policy must be"):
+        KnockoffConfig(policy="greedy")
+
+
+def test_forward_difference_estimate_points_along_the_true_gradient():
+    # With the victim = a fixed net, the estimate of d(-L1)/dx_pre should correlate with autograd's.
+    torch.manual_seed(0)
+    v = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, K)).eval()  # smooth: no tiny p clamped
+    oracle = TorchOracle(v, SHAPE, K)
+    student = make_student().eval()
+    x_pre = torch.randn(4, *SHAPE)
+    cfg = DFMEConfig(budget=10**6, grad_m=400, grad_epsilon=1e-3)
+    est, _ = estimate_gradient(oracle, student, x_pre, cfg, torch.Generator().manual_seed(1))
+    xp = x_pre.clone().requires_grad_(True)
+    x = torch.tanh(xp)
+    logp = torch.log_softmax(v(x), 1)  # the black box varies with x too
+    t = logp - logp.mean(1, keepdim=True)
+    # The official scaling: d(−L1_i)/dx_pre_i divided by K·N (N = 4 samples).
+    (-(student(x) - t).abs().mean(1).sum() / (K * 4)).backward()
+    true = xp.grad.flatten(1)
+    cos = torch.nn.functional.cosine_similarity(est.flatten(1), true, dim=1)
+    assert (cos > 0.8).all(), cos
+    ratio = est.flatten(1).norm(dim=1) / true.norm(dim=1)
+    assert ((ratio > 0.5) & (ratio < 2.0)).all(), ratio
+
+
+def test_bandit_update_matches_the_textbook_rule():
+    h = np.array([0.0, 1.0, -1.0])
+    pi = np.exp(h) / np.exp(h).sum()
+    new = bandit_update(h, action=2, reward=3.0, baseline=1.0, lr=0.5)
+    expected = h - 0.5 * 2.0 * pi
+    expected[2] = h[2] + 0.5 * 2.0 * (1 - pi[2])
+    np.testing.assert_allclose(new, expected)
