@@ -27,7 +27,9 @@ def _register() -> None:
     # STAGES: (keep this list in pipeline order)
     from divqat_tvm.data.commands import register as _data; _data(app)  # noqa: E702
     from divqat_tvm.models.commands import register as _models; _models(app)  # noqa: E702
+    from divqat_tvm.train.commands import register as _train; _train(app)  # noqa: E702
     app.command("targets")(targets_command)
+    from divqat_tvm.experiment.commands import register as _experiment; _experiment(app)  # noqa: E702
 
 
 def targets_command() -> None:

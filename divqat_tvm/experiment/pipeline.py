@@ -1,0 +1,325 @@
+"""The real task function: each grid stage as calls into the other stages' public APIs.
+
+teacher   → `train.train_teacher` on the victim's data; checkpoint cached by content.
+model     → `train.make_student` (PTQ / QAT / DivQAT from the teacher), `quant.export_onnx`, and, for device
+            backends or footprints, the TVM compiler into a build directory; all cached by content.
+victim    → `oracle.open_oracle(spec, defense)` answers the whole test set once: victim accuracy and the
+            victim's top-1 (the fidelity reference, never shown to the attacker).
+footprint → instructions per inference, flash and RAM of the firmware with the victim's defence, under QEMU.
+attack    → `attacks.runner.run_attack` against a budgeted oracle; its query log lives in the task's work
+            directory, so a killed cell resumes from the answers it already paid for.
+
+Every function takes (task, ctx) and returns the JSON-able dict the runner writes as the task's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from divqat_tvm.errors import DivqatError
+from divqat_tvm.experiment.cache import ensure
+from divqat_tvm.experiment.grid import Task
+from divqat_tvm.experiment.runner import TaskContext
+from divqat_tvm.fileio import atomic_write_bytes
+
+#: bump when what a cached artefact contains changes meaning (forces a rebuild under a new hash)
+ARTEFACT_VERSION = 1
+
+
+def run_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """Dispatch on the task's stage (the runner's `fn_spec` is "divqat_tvm.experiment.pipeline:run_task")."""
+    import torch
+
+    torch.set_num_threads(ctx.threads)
+    fn = {"teacher": teacher_task, "model": model_task, "victim": victim_task,
+          "footprint": footprint_task, "attack": attack_task}.get(task.stage)
+    if fn is None:
+        raise DivqatError(f"No pipeline step for the stage {task.stage!r}.", "Use the stages of divqat_tvm.experiment.grid.")
+    return fn(task, ctx)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _fields(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `params` that are fields of the dataclass `cls`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in params.items() if k in names}
+
+
+def _split(name: str, split: str, data_dir: str | None, augment: bool = False, normalization: Any = None):
+    from divqat_tvm.data import load_dataset
+
+    return load_dataset(name, split, data_dir, augment=augment, normalization=normalization)
+
+
+def _test_tensors(name: str, data_dir: str | None):
+    ds = _split(name, "test", data_dir)
+    x, y = ds.tensors()
+    return x, y
+
+
+def _meta(info: Any, arch: str, ds: Any) -> dict[str, Any]:
+    return {"arch": arch, "dataset": info.name, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
+            "normalization": {"mean": list(ds.mean), "std": list(ds.std)}}
+
+
+def _train_config(params: dict[str, Any], seed: int):
+    from divqat_tvm.train.loop import TrainConfig
+
+    return TrainConfig(**{**_fields(TrainConfig, params), "seed": seed, "progress": False, "device": "cpu"})
+
+
+# ---------------------------------------------------------------- stages
+
+
+def teacher_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """Train (or reuse) the float teacher of a dataset and architecture."""
+    import torch
+
+    from divqat_tvm.data import dataset_info
+    from divqat_tvm.models import build_model
+    from divqat_tvm.train.checkpoint import save_checkpoint
+    from divqat_tvm.train.metrics import accuracy, predict_logits
+    from divqat_tvm.train.pipeline import train_teacher
+
+    p = task.params
+    info = dataset_info(p["dataset"])
+    key = {"v": ARTEFACT_VERSION, "dataset": info.name, "arch": p["arch"], "seed": p["seed"], "train": p["train"]}
+
+    def build(d: Path) -> dict[str, Any]:
+        ctx.report(0.0, f"training the {p['arch']} teacher on {info.name}")
+        train = _split(info.name, "train", p["data_dir"], augment=True)
+        torch.manual_seed(p["seed"])
+        c, h, _ = info.input_shape
+        model = build_model(p["arch"], c, info.num_classes, h)
+        history = train_teacher(model, train, _train_config(p["train"], p["seed"]), resume_path=ctx.work_dir / "teacher.resume")
+        x, y = _test_tensors(info.name, p["data_dir"])
+        acc = accuracy(predict_logits(model, x), y)
+        save_checkpoint(d / "teacher.pt", model, {**_meta(info, p["arch"], train), "method": "float", "metrics": {"test_accuracy": acc}})
+        return {"accuracy": acc, "history": history}
+
+    d, art = ensure(ctx.cache_dir, "teacher", task.id, key, build)
+    return {"checkpoint": str(d / "teacher.pt"), "accuracy": art["accuracy"], "artefact": str(d), "hash": d.name}
+
+
+def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """The deployed model of a victim: the teacher itself (float) or its int8 student, exported and compiled."""
+    p = task.params
+    teacher = ctx.dep(*task.deps[0])
+    if p["method"] == "float":
+        return {"checkpoint": teacher["checkpoint"], "accuracy": teacher["accuracy"], "onnx": None, "build": None}
+    key = {"v": ARTEFACT_VERSION, "teacher": teacher["hash"], "method": p["method"], "alpha": p["alpha"],
+           "seed": p["seed"], "quantize": p["quantize"]}
+
+    def build(d: Path) -> dict[str, Any]:
+        import torch
+
+        from divqat_tvm.data import dataset_info
+        from divqat_tvm.quant.export import export_onnx
+        from divqat_tvm.quant.config import DivQATConfig, QuantConfig
+        from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
+        from divqat_tvm.train.metrics import accuracy, predict_logits
+        from divqat_tvm.train.pipeline import make_student
+
+        info = dataset_info(p["dataset"])
+        ctx.report(0.0, f"{p['method']} student" + (f" α={p['alpha']:g}" if p["alpha"] is not None else ""))
+        t_model, t_meta = load_checkpoint(teacher["checkpoint"], kind="float")
+        train = _split(info.name, "train", p["data_dir"], augment=True)
+        q = p["quantize"]
+        quant = QuantConfig(**{**_fields(QuantConfig, q), "method": p["method"]})
+        div = DivQATConfig(**{**_fields(DivQATConfig, q), "alpha": p["alpha"]}) if p["method"] == "divqat" else None
+        torch.manual_seed(p["seed"])
+        student, history = make_student(t_model, train, quant, _train_config(q, p["seed"]), div,
+                                        resume_path=ctx.work_dir / "student.resume")
+        student.eval()
+        x, y = _test_tensors(info.name, p["data_dir"])
+        acc = accuracy(predict_logits(student, x), y)
+        meta = {**{k: t_meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
+                "method": p["method"], "alpha": p["alpha"],
+                "kl_direction": div.kl_direction if div else None, "kl_cap": div.kl_cap if div else None,
+                "metrics": {"test_accuracy": acc, "teacher_test_accuracy": teacher["accuracy"]}}
+        save_checkpoint(d / "model.pt", student, meta)
+        export_onnx(student, d / "model.onnx", tuple(info.input_shape), meta)
+        return {"accuracy": acc, "history": history}
+
+    d, art = ensure(ctx.cache_dir, "model", task.id, key, build)
+    out = {"checkpoint": str(d / "model.pt"), "onnx": str(d / "model.onnx"), "accuracy": art["accuracy"],
+           "artefact": str(d), "hash": d.name, "build": None}
+    if p.get("compile"):
+        out["build"] = _compiled(ctx, task, d, p["compile"])
+    return out
+
+
+def _compiled(ctx: TaskContext, task: Task, model_dir: Path, spec: dict[str, Any]) -> str:
+    """Compile the model's ONNX for the core (cached by the model's hash and the target)."""
+    key = {"v": ARTEFACT_VERSION, "model": model_dir.name, "core": spec["core"], "board": spec["board"]}
+
+    def build(d: Path) -> dict[str, Any]:
+        from divqat_tvm import compiler
+
+        ctx.report(0.5, f"compiling for {spec['core']}")
+        fn = getattr(compiler, "compile_model", None)
+        if fn is None:
+            raise DivqatError("divqat_tvm.compiler has no compile_model(onnx_path, out_dir, target=...) yet.",
+                              "Run with oracle.backend = \"torch\" and footprint disabled until the compiler lands.")
+        fn(model_dir / "model.onnx", d / "build", target=spec["core"])
+        return {}
+
+    d, _ = ensure(ctx.cache_dir, "build", task.id, key, build)
+    return str(d / "build")
+
+
+def _oracle_spec(backend: str, model: dict[str, Any], board: str) -> str:
+    if backend == "torch":
+        return f"torch:{model['checkpoint']}"
+    if model.get("build") is None:
+        raise DivqatError(f"The {backend} backend needs a compiled build, but the model has none.",
+                          "Enable compilation (a device backend compiles quantized victims).")
+    return f"qemu:{model['build']}@{board}" if backend == "qemu" else f"{backend}:{model['build']}"
+
+
+def victim_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """Victim accuracy through the deployed path (backend + defence) and its top-1 on the test set."""
+    from divqat_tvm.oracle import open_oracle
+
+    p = task.params
+    model = ctx.dep(*task.deps[0])
+    v = p["victim"]
+    spec = _oracle_spec(p["backend"], model, p["board"])
+    x, y = _test_tensors(p["dataset"], p["data_dir"])
+    ctx.report(0.0, f"answering {len(x)} test images via {p['backend']}")
+    xs = x.numpy()
+    probs = []
+    with open_oracle(spec, defense=_defense(v)) as oracle:
+        for i in range(0, len(xs), 250):
+            probs.append(oracle.query(xs[i : i + 250]))
+            ctx.report(min(1.0, (i + 250) / len(xs)), "test set")
+    prob = np.concatenate(probs)
+    top1 = prob.argmax(1).astype(np.int16)
+    path = ctx.out_dir / task.stage / f"{task.id}.top1.npy"
+    atomic_write_bytes(path, _npy(top1))
+    acc = float((top1 == y.numpy()).mean())
+    return {"accuracy": acc, "model_accuracy_torch": model["accuracy"], "backend": p["backend"], "oracle": spec,
+            "defense": _defense(v), "test_images": int(len(x)), "top1": str(path),
+            "mean_top_probability": float(prob.max(1).mean())}
+
+
+def _defense(v: dict[str, Any]) -> str | None:
+    """The contract's defence spec string of a victim dict (see `VictimSpec.defense_spec`)."""
+    from divqat_tvm.experiment.config import VictimSpec
+
+    return VictimSpec(v["method"], v["alpha"], v["defense"], v["beta"], v.get("gamma", 0.1), v.get("nu", 1000.0)).defense_spec
+
+
+def _npy(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def footprint_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """Instructions per inference (emulated), flash and RAM of the victim's firmware with its defence."""
+    from divqat_tvm.report import footprint as fp
+
+    p = task.params
+    model = ctx.dep(*task.deps[0])
+    if model.get("build") is None:
+        raise DivqatError("A footprint needs a compiled build, but the model has none.", "Enable [footprint] so models are compiled.")
+    measure = getattr(fp, "measure_footprint", None)
+    if measure is None:
+        raise DivqatError("divqat_tvm.report.footprint has no measure_footprint(build_dir, board, defense) yet.",
+                          "Disable [footprint] until the firmware stage provides it.")
+    ctx.report(0.0, f"measuring on {p['board']}")
+    f = measure(model["build"], p["board"], _defense(p["victim"]))
+    return _footprint_figures(f, p["board"], p["core"])
+
+
+def _footprint_figures(f: dict[str, Any], board: str, core: str) -> dict[str, Any]:
+    """The figures the report prints, from the firmware stage's footprint JSON (kept whole under `raw`)."""
+    ins = f.get("instructions_per_inference")
+    if ins is None and isinstance(f.get("measured"), dict):
+        ins = f["measured"].get("instructions_per_inference")
+    return {"instructions_per_inference": ins, "unit": f.get("unit", "instructions (emulated)"),
+            "flash_bytes": f.get("flash_bytes"), "ram_bytes": f.get("ram_bytes"),
+            "stack_bytes": f.get("peak_stack_bytes", f.get("stack_bytes")),
+            "board": f.get("board", board), "core": f.get("core", core), "raw": f}
+
+
+def attack_config(attack: str, params: dict[str, Any]):
+    """The attack's config dataclass from profile parameters (a nested `fit` table for KnockoffNets).
+
+    Raises:
+        DivqatError: an option the attack does not have, or a value it rejects.
+    """
+    from divqat_tvm.attacks.dfme import DFMEConfig
+    from divqat_tvm.attacks.knockoff import KnockoffConfig
+    from divqat_tvm.attacks.maze import MAZEConfig
+    from divqat_tvm.attacks.training import FitConfig
+
+    cls = {"knockoff": KnockoffConfig, "dfme": DFMEConfig, "maze": MAZEConfig}[attack]
+    kw = dict(params)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kw) - names)
+    if unknown:
+        raise DivqatError(f"The profile's [attacks.{attack}] has option(s) {unknown} that {cls.__name__} does not have.",
+                          f"Use only {', '.join(sorted(names))}.")
+    if "fit" in kw:
+        fit = kw["fit"]
+        bad = sorted(set(fit) - {f.name for f in dataclasses.fields(FitConfig)})
+        if bad:
+            raise DivqatError(f"The profile's [attacks.{attack}.fit] has option(s) {bad} that FitConfig does not have.",
+                              f"Use only {', '.join(f.name for f in dataclasses.fields(FitConfig))}.")
+        kw["fit"] = FitConfig(**fit)
+    if "steps" in kw:
+        kw["steps"] = tuple(kw["steps"])
+    try:
+        return cls(**kw)
+    except ValueError as e:
+        raise DivqatError(f"The profile's [attacks.{attack}] is invalid: {e}", "Fix that value in the profile or the config's [overrides].") from None
+
+
+def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """One cell: steal the victim through its deployed path with a fresh student; resumes from its query log."""
+    import torch
+
+    from divqat_tvm.attacks.metrics import Evaluator
+    from divqat_tvm.attacks.runner import run_attack
+    from divqat_tvm.data import dataset_info
+    from divqat_tvm.models import build_model
+    from divqat_tvm.oracle import open_oracle
+
+    p = task.params
+    victim = ctx.dep(*task.deps[0])
+    cfg = attack_config(p["attack"], p["params"])
+    info = dataset_info(p["dataset"])
+    x, y = _test_tensors(info.name, p["data_dir"])
+    victim_pred = torch.from_numpy(np.load(victim["top1"]).astype(np.int64))
+    evaluator = Evaluator(x, y, victim_pred, reference=f"victim task: {victim['oracle']} with defence {victim['defense']}, {len(x)} test images")
+    surrogate = None
+    if p["attack"] == "knockoff":
+        surrogate = _split(p["surrogate"], "train", p["data_dir"], augment=True,
+                           normalization={"mean": list(info.mean), "std": list(info.std)})
+    torch.manual_seed(p["seed"])
+    c, h, _ = info.input_shape
+    student = build_model(p["arch"], c, info.num_classes, h)
+    budget = cfg.budget
+
+    def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
+        acc = "" if accuracy is None else f" stolen acc {100 * accuracy:.1f}%"
+        ctx.report(min(1.0, queries / budget), f"{queries:,}/{budget:,} q {phase}{acc}")
+
+    with open_oracle(victim["oracle"], defense=victim["defense"], budget=budget) as oracle:
+        res = run_attack(p["attack"], oracle, student, ctx.work_dir, cfg, seed=p["seed"], surrogate=surrogate,
+                         evaluator=evaluator, progress=progress,
+                         describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]})
+    return {"stolen_accuracy": res["stolen_accuracy"], "fidelity": res["fidelity"], "queries": res["queries_used"],
+            "budget": res["budget"], "wall_s": res["wall_time_s"], "victim_accuracy": res["victim_accuracy"],
+            "queries_replayed_from_log": res["queries_replayed_from_log"], "attack_result": json.loads(json.dumps(res, default=str))}

@@ -1,0 +1,76 @@
+"""Run an experiment end to end: record it, run its tasks resumably, render the report.
+
+A run directory belongs to one set of budgets: re-running with the same profile, backend and target
+resumes it (and may add seeds, victims or attacks); a different profile would silently mix budgets in one
+table, so it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from divqat_tvm.errors import DivqatError
+from divqat_tvm.experiment.config import Experiment
+from divqat_tvm.experiment.grid import expand
+from divqat_tvm.experiment.runner import RunSummary, run_tasks
+from divqat_tvm.fileio import atomic_write_json
+
+PIPELINE = "divqat_tvm.experiment.pipeline:run_task"
+#: what must match for a run directory to be resumed
+FINGERPRINT_KEYS = ("profile", "backend", "core", "board")
+
+
+def check_resumable(out: Path, exp: dict[str, Any]) -> None:
+    """Refuse to resume a run directory recorded with other budgets or another target.
+
+    Raises:
+        DivqatError: the recorded experiment differs in profile, backend, core or board.
+    """
+    path = out / "experiment.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    diff = [k for k in FINGERPRINT_KEYS if old.get(k) != exp.get(k)]
+    if diff:
+        raise DivqatError(
+            f"{out} holds a run with a different {', '.join(diff)}; resuming it would mix budgets in one report.",
+            "Pass another --out directory, or delete that one to start again.",
+        )
+
+
+def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: int | None = None,
+                   cache_dir: str | os.PathLike[str] | None = None, fn_spec: str = PIPELINE,
+                   console: Console | None = None) -> tuple[RunSummary, dict[str, Path]]:
+    """Run every unfinished task of `exp` into `out_dir`, then render the report from what finished.
+
+    Args:
+        exp: a validated experiment.
+        out_dir: the run directory (created; resumed if it exists).
+        workers: worker processes (default: the profile's).
+        cache_dir: shared artefact cache (default `<out>/cache`).
+        fn_spec: the task function (tests pass a cheap one).
+        console: progress output.
+
+    Returns:
+        (what ran, failed or was skipped; the report's files).
+    """
+    from divqat_tvm.report.render import render_report
+
+    out = Path(out_dir)
+    record = exp.to_dict()
+    check_resumable(out, record)
+    atomic_write_json(out / "experiment.json", record)
+    console = console or Console(stderr=True)
+    tasks = expand(exp)
+    n_cells = sum(t.stage == "attack" for t in tasks)
+    console.print(f"[bold]{exp.name}[/bold]: {len(exp.datasets)} dataset(s) × {len(exp.victims)} victim(s) × "
+                  f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s) = {n_cells} cells; profile "
+                  f"{exp.profile.name}; backend {exp.backend}; results in {out}")
+    summary = run_tasks(tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir, console=console)
+    paths = render_report(out)
+    return summary, paths
