@@ -1,0 +1,127 @@
+"""The query log: durable appends, torn-tail recovery, corruption and set-up mismatch errors; an attack
+killed mid-run resumes with no query sent twice and a whole log and result; offline replay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attack_fixtures import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
+from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig, QueryLog, QueryLogError, replay_log, run_attack
+from divqat_tvm.attacks.querylog import LoggedOracle
+from divqat_tvm.oracle.torch_backend import TorchOracle
+
+CONFIGS = {
+    "knockoff": KnockoffConfig(budget=200, policy="adaptive", query_batch=8, fit=FitConfig(epochs=3, lr=0.1, momentum=0.9)),
+    "dfme": DFMEConfig(budget=1_200, batch_size=16, epoch_itrs=3, ngf=8, nz=16),
+    "maze": MAZEConfig(budget=1_200, batch_size=16, ngf=8, latent_dim=16, ndirs=3),
+}
+
+
+def batch(n, seed):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(n, *SHAPE)).astype(np.float32), r.dirichlet(np.ones(K), size=n).astype(np.float32)
+
+
+def test_roundtrip_and_header_check(tmp_path):
+    path = tmp_path / "q.qlog"
+    log = QueryLog.open(path, {"attack": "x", "seed": 1})
+    (x1, p1), (x2, p2) = batch(3, 0), batch(5, 1)
+    log.append(x1, p1)
+    log.append(x2, p2)
+    log.close()
+    again = QueryLog.read(path)
+    assert again.num_queries == 8 and again.header == {"attack": "x", "seed": 1}
+    x, p = again.arrays()
+    np.testing.assert_array_equal(x, np.concatenate([x1, x2]))
+    np.testing.assert_array_equal(p, np.concatenate([p1, p2]))
+    with pytest.raises(QueryLogError, match="different attack set-up.*seed"):
+        QueryLog.open(path, {"attack": "x", "seed": 2})
+
+
+def test_torn_tail_is_cut_and_appends_continue(tmp_path):
+    path = tmp_path / "q.qlog"
+    log = QueryLog.open(path, {"a": 1})
+    log.append(*batch(4, 0))
+    log.append(*batch(4, 1))
+    log.close()
+    whole = path.stat().st_size
+    with open(path, "r+b") as f:  # a crash in the middle of the second record
+        f.truncate(whole - 100)
+    log = QueryLog.open(path, {"a": 1})
+    assert len(log.batches) == 1
+    log.append(*batch(2, 2))
+    log.close()
+    assert [len(x) for x, _ in QueryLog.read(path)] == [4, 2]
+
+
+def test_corruption_inside_is_an_error(tmp_path):
+    path = tmp_path / "q.qlog"
+    log = QueryLog.open(path, {"a": 1})
+    log.append(*batch(4, 0))
+    log.append(*batch(4, 1))
+    log.close()
+    data = bytearray(path.read_bytes())
+    data[200] ^= 0xFF  # inside the first batch record
+    path.write_bytes(bytes(data))
+    with pytest.raises(QueryLogError, match="CRC"):
+        QueryLog.read(path)
+    (tmp_path / "bad.qlog").write_bytes(b"hello")
+    with pytest.raises(QueryLogError, match="not a divqat-tvm query log"):
+        QueryLog.read(tmp_path / "bad.qlog")
+
+
+def test_logged_oracle_refuses_a_diverging_rerun(tmp_path):
+    log = QueryLog.open(tmp_path / "q.qlog", {"input_shape": list(SHAPE), "num_classes": K})
+    x, p = batch(4, 0)
+    log.append(x, p)
+    lo = LoggedOracle(None, log)
+    np.testing.assert_array_equal(lo.query(x), p)
+    with pytest.raises(QueryLogError, match="ran out"):
+        lo.query(x)
+    with pytest.raises(QueryLogError, match="differs"):
+        LoggedOracle(None, log).query(x + 1.0)
+
+
+@pytest.mark.parametrize("attack", ["knockoff", "dfme", "maze"])
+def test_kill_and_resume_sends_no_query_twice(tmp_path, evaluator, attack):
+    cfg = CONFIGS[attack]
+    sur = SurrogateSet() if attack == "knockoff" else None
+    # Reference: one uninterrupted run.
+    ref_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
+    ref = run_attack(attack, ref_v, make_student(), tmp_path / "ref", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    # Crash after ~half the budget: the oracle raises as a dying process would stop answering.
+    crash_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K), fail_after=cfg.budget // 2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_attack(attack, crash_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    assert not (tmp_path / "run" / "result.json").exists()
+    logged = QueryLog.read(tmp_path / "run" / "queries.qlog").num_queries
+    assert logged == crash_v.queries > 0
+    # Resume in the same folder with a fresh victim: only the rest is asked.
+    resume_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
+    res = run_attack(attack, resume_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    assert crash_v.queries + resume_v.queries == ref_v.queries == res["queries_used"]
+    assert res["queries_replayed_from_log"] == crash_v.queries
+    assert res["queries_sent_this_run"] == resume_v.queries
+    # No image was asked twice across the two processes, and the answers are what a clean run got.
+    sent = np.concatenate(crash_v.seen + resume_v.seen)
+    np.testing.assert_array_equal(sent, np.concatenate(ref_v.seen))
+    log = QueryLog.read(tmp_path / "run" / "queries.qlog")
+    assert log.num_queries == ref_v.queries
+    np.testing.assert_array_equal(log.arrays()[1], QueryLog.read(tmp_path / "ref" / "queries.qlog").arrays()[1])
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["stolen_accuracy"] == pytest.approx(ref["stolen_accuracy"])
+    assert (tmp_path / "run" / "student.pt").exists()
+
+
+def test_replay_trains_a_student_without_any_victim(tmp_path, evaluator):
+    cfg = KnockoffConfig(budget=400, fit=FitConfig(epochs=2))
+    run_attack("knockoff", TorchOracle(make_victim(), SHAPE, K), make_student(), tmp_path, cfg, surrogate=SurrogateSet(), evaluator=evaluator)
+    fresh = make_student(seed=99)
+    before = evaluator.accuracy(fresh)
+    r = replay_log(tmp_path / "queries.qlog", fresh, FitConfig(epochs=30, lr=0.1, momentum=0.9), evaluator=evaluator)
+    assert r["queries_sent"] == 0 and r["queries_in_log"] == 400 and r["loss"] == "knockoff"
+    assert r["stolen_accuracy"] > 0.6 > before
