@@ -1,4 +1,4 @@
-"""Expand an experiment into tasks, stage by stage: teachers, models, victims, footprints, attack cells.
+"""Expand an experiment into tasks, stage by stage: teachers, models, builds, victims, footprints, attack cells.
 
 A task is the unit of resumption: it has a stable id, self-contained JSON parameters, and the ids of the
 tasks whose results it reads. Stages run in order; tasks within a stage are independent and run in
@@ -13,7 +13,7 @@ from typing import Any
 
 from divqat_tvm.experiment.config import DatasetSpec, Experiment, VictimSpec
 
-STAGES = ("teacher", "model", "victim", "footprint", "attack")
+STAGES = ("teacher", "model", "build", "victim", "footprint", "attack")
 
 
 @dataclass(frozen=True)
@@ -84,15 +84,18 @@ def expand(exp: Experiment) -> list[Task]:
             add(Task("model", mid, {
                 "dataset": d.victim, "arch": d.arch, "method": v.method, "alpha": v.alpha, "seed": victim_seed,
                 "quantize": prof.quantize, "data_dir": exp.data_dir,
-                "compile": {"core": exp.core, "board": exp.board} if device or (exp.footprint and v.method != "float") else None,
             }, (("teacher", tid),)))
+            needs_build = device or (exp.footprint and v.method != "float")
+            if needs_build:
+                add(Task("build", mid, {"core": exp.core, "board": exp.board}, (("model", mid),)))
             vid = victim_id(d, v)
             backend = exp.backend if device else "torch"
             add(Task("victim", vid, {"dataset": d.victim, "victim": v.to_dict(), "backend": backend,
-                                     "board": exp.board, "data_dir": exp.data_dir}, (("model", mid),)))
+                                     "board": exp.board, "data_dir": exp.data_dir},
+                     (("model", mid), ("build", mid)) if device else (("model", mid),)))
             if exp.footprint and v.method != "float":
                 add(Task("footprint", vid, {"victim": v.to_dict(), "board": exp.board, "core": exp.core},
-                         (("model", mid),)))
+                         (("build", mid),)))
             for a in exp.attacks:
                 for s in exp.seeds:
                     add(Task("attack", cell_id(d, v, a, s), {

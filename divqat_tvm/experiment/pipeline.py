@@ -1,8 +1,8 @@
 """The real task function: each grid stage as calls into the other stages' public APIs.
 
 teacher   → `train.train_teacher` on the victim's data; checkpoint cached by content.
-model     → `train.make_student` (PTQ / QAT / DivQAT from the teacher), `quant.export_onnx`, and, for device
-            backends or footprints, the TVM compiler into a build directory; all cached by content.
+model     → `train.make_student` (PTQ / QAT / DivQAT from the teacher) and `quant.export_onnx`; cached by content.
+build     → the TVM compiler: ONNX → C build directory for the core (device backends and footprints only).
 victim    → `oracle.open_oracle(spec, defense)` answers the whole test set once: victim accuracy and the
             victim's top-1 (the fidelity reference, never shown to the attacker).
 footprint → instructions per inference, flash and RAM of the firmware with the victim's defence, under QEMU.
@@ -36,7 +36,7 @@ def run_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(ctx.threads)
-    fn = {"teacher": teacher_task, "model": model_task, "victim": victim_task,
+    fn = {"teacher": teacher_task, "model": model_task, "build": build_task, "victim": victim_task,
           "footprint": footprint_task, "attack": attack_task}.get(task.stage)
     if fn is None:
         raise DivqatError(f"No pipeline step for the stage {task.stage!r}.", "Use the stages of divqat_tvm.experiment.grid.")
@@ -149,16 +149,16 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         return {"accuracy": acc, "history": history}
 
     d, art = ensure(ctx.cache_dir, "model", task.id, key, build)
-    out = {"checkpoint": str(d / "model.pt"), "onnx": str(d / "model.onnx"), "accuracy": art["accuracy"],
-           "artefact": str(d), "hash": d.name, "build": None}
-    if p.get("compile"):
-        out["build"] = _compiled(ctx, task, d, p["compile"])
-    return out
+    return {"checkpoint": str(d / "model.pt"), "onnx": str(d / "model.onnx"), "accuracy": art["accuracy"],
+            "artefact": str(d), "hash": d.name}
 
 
-def _compiled(ctx: TaskContext, task: Task, model_dir: Path, spec: dict[str, Any]) -> str:
-    """Compile the model's ONNX for the core (cached by the model's hash and the target)."""
-    key = {"v": ARTEFACT_VERSION, "model": model_dir.name, "core": spec["core"], "board": spec["board"]}
+def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """Compile the model's ONNX for the core into a build directory (cached by the model's hash and the target)."""
+    model = ctx.dep(*task.deps[0])
+    spec = task.params
+    model_dir = Path(model["artefact"])
+    key = {"v": ARTEFACT_VERSION, "model": model["hash"], "core": spec["core"]}
 
     def build(d: Path) -> dict[str, Any]:
         from divqat_tvm import compiler
@@ -171,17 +171,17 @@ def _compiled(ctx: TaskContext, task: Task, model_dir: Path, spec: dict[str, Any
         fn(model_dir / "model.onnx", d / "build", target=spec["core"])
         return {}
 
-    d, _ = ensure(ctx.cache_dir, "build", task.id, key, build)
-    return str(d / "build")
+    d, info = ensure(ctx.cache_dir, "build", task.id, key, build)
+    return {"build": str(d / "build"), **info}
 
 
-def _oracle_spec(backend: str, model: dict[str, Any], board: str) -> str:
+def _oracle_spec(backend: str, model: dict[str, Any], build: dict[str, Any] | None, board: str) -> str:
     if backend == "torch":
         return f"torch:{model['checkpoint']}"
-    if model.get("build") is None:
-        raise DivqatError(f"The {backend} backend needs a compiled build, but the model has none.",
-                          "Enable compilation (a device backend compiles quantized victims).")
-    return f"qemu:{model['build']}@{board}" if backend == "qemu" else f"{backend}:{model['build']}"
+    if build is None:
+        raise DivqatError(f"The {backend} backend needs a compiled build, but the victim has none.",
+                          "Re-run the experiment: device backends compile every quantized victim first.")
+    return f"qemu:{build['build']}@{board}" if backend == "qemu" else f"{backend}:{build['build']}"
 
 
 def victim_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
@@ -190,8 +190,9 @@ def victim_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     p = task.params
     model = ctx.dep(*task.deps[0])
+    build = ctx.dep(*task.deps[1]) if len(task.deps) > 1 else None
     v = p["victim"]
-    spec = _oracle_spec(p["backend"], model, p["board"])
+    spec = _oracle_spec(p["backend"], model, build, p["board"])
     x, y = _test_tensors(p["dataset"], p["data_dir"])
     ctx.report(0.0, f"answering {len(x)} test images via {p['backend']}")
     xs = x.numpy()
@@ -230,15 +231,13 @@ def footprint_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     from divqat_tvm.report import footprint as fp
 
     p = task.params
-    model = ctx.dep(*task.deps[0])
-    if model.get("build") is None:
-        raise DivqatError("A footprint needs a compiled build, but the model has none.", "Enable [footprint] so models are compiled.")
+    build = ctx.dep(*task.deps[0])
     measure = getattr(fp, "measure_footprint", None)
     if measure is None:
         raise DivqatError("divqat_tvm.report.footprint has no measure_footprint(build_dir, board, defense) yet.",
                           "Disable [footprint] until the firmware stage provides it.")
     ctx.report(0.0, f"measuring on {p['board']}")
-    f = measure(model["build"], p["board"], _defense(p["victim"]))
+    f = measure(build["build"], p["board"], _defense(p["victim"]))
     return _footprint_figures(f, p["board"], p["core"])
 
 

@@ -30,11 +30,11 @@ def test_grid_expands_every_dataset_victim_attack_seed() -> None:
     assert keys == ["float", "ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2", "qat+rs-b0.5", "qat+dcp-b0.5",
                     "qat+dcp-b1", "divqat-a1+dcp-b0.5"]
     tasks = expand(exp)
-    by = {s: [t for t in tasks if t.stage == s] for s in ("teacher", "model", "victim", "footprint", "attack")}
+    by = {s: [t for t in tasks if t.stage == s] for s in ("teacher", "model", "build", "victim", "footprint", "attack")}
     assert len(by["teacher"]) == 1
     # defended victims deploy their base model: float, ptq, qat, 3 divqat α
     assert [t.id.split("__")[-1] for t in by["model"]] == ["float", "ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2"]
-    assert len(by["victim"]) == 10 and not by["footprint"]
+    assert len(by["victim"]) == 10 and not by["footprint"] and not by["build"]
     assert len(by["attack"]) == 10 * 3 * 3
     assert len({t.id for t in by["attack"]}) == 90
     cell = next(t for t in by["attack"] if t.id == "mnist5k__divqat-a1+dcp-b0.5__maze__s2")
@@ -44,7 +44,7 @@ def test_grid_expands_every_dataset_victim_attack_seed() -> None:
     assert dcp.deps == (("model", "mnist5k__tinycnn__qat"),)
     # stages come in pipeline order
     order = [t.stage for t in tasks]
-    assert order == sorted(order, key=["teacher", "model", "victim", "footprint", "attack"].index)
+    assert order == sorted(order, key=["teacher", "model", "build", "victim", "footprint", "attack"].index)
 
 
 def test_defence_specs_follow_the_contract() -> None:
@@ -58,11 +58,21 @@ def test_defence_specs_follow_the_contract() -> None:
 def test_device_backend_compiles_quantized_victims_and_footprints_them() -> None:
     exp = validate_experiment({**GRID, "oracle": {"backend": "qemu"}, "footprint": {"enabled": True}}, "g.toml")
     tasks = expand(exp)
-    models = {t.id.split("__")[-1]: t for t in tasks if t.stage == "model"}
-    assert models["float"].params["compile"] is None and models["qat"].params["compile"]["core"] == "cortex-m7"
+    builds = {t.id.split("__")[-1]: t for t in tasks if t.stage == "build"}
+    assert sorted(builds) == sorted(["ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2"])  # no int8 build of a float model
+    assert builds["qat"].params["core"] == "cortex-m7" and builds["qat"].deps == (("model", "mnist5k__tinycnn__qat"),)
     victims = {t.id.split("__")[-1]: t for t in tasks if t.stage == "victim"}
     assert victims["float"].params["backend"] == "torch" and victims["qat+rs-b0.5"].params["backend"] == "qemu"
-    assert len([t for t in tasks if t.stage == "footprint"]) == 9  # all but the float model
+    assert ("build", "mnist5k__tinycnn__qat") in victims["qat+rs-b0.5"].deps
+    feet = [t for t in tasks if t.stage == "footprint"]
+    assert len(feet) == 9 and all(t.deps[0][0] == "build" for t in feet)  # all but the float model
+
+
+def test_footprints_on_the_torch_backend_compile_without_changing_the_oracle() -> None:
+    tasks = expand(validate_experiment({**GRID, "footprint": {"enabled": True}}, "g.toml"))
+    victims = [t for t in tasks if t.stage == "victim"]
+    assert all(t.params["backend"] == "torch" and len(t.deps) == 1 for t in victims)
+    assert len([t for t in tasks if t.stage == "build"]) == 5
 
 
 def test_profiles_are_data_and_config_overrides_merge() -> None:
