@@ -5,7 +5,7 @@ for moderate β but makes the returned probabilities poor targets for a soft-lab
     r = β · (σ(γ · log(p / (1 − p))) − ½),   ỹ = (p − r) / Σ(p − r)
 
 Numerical choices (the C twin in firmware/src/postprocess.c must make the same ones):
-- p is clamped to [EPS, 1 − EPS] with EPS = 1e-6 before the log-odds. The authors clamp at 1e-12, which
+- p is clamped to [EPS, 1 − EPS] with EPS = 1e-6 (the float32 values of both bounds) before the log-odds. The authors clamp at 1e-12, which
   a float32 device cannot represent next to 1 (1 − 1e-12 rounds to 1 and the log-odds become infinite);
   1e-6 is representable in float32 on both sides, so host and device agree.
 - p − r is clipped at 0 before normalising (as ART's ReverseSigmoid does): a probability is never
@@ -22,6 +22,9 @@ import numpy as np
 import torch
 
 EPS = 1e-6
+#: the clamp bounds as the float32 values a C `1e-6f` and `1.0f - 1e-6f` hold, so both twins clamp alike
+P_MIN = float(np.float32(EPS))
+P_MAX = float(np.float32(1.0) - np.float32(EPS))
 
 
 def validate_beta_gamma(beta: float, gamma: float) -> None:
@@ -34,14 +37,14 @@ def validate_beta_gamma(beta: float, gamma: float) -> None:
 
 def rs_perturbation_np(p: np.ndarray, beta: float, gamma: float) -> np.ndarray:
     """r = β·(σ(γ·logit p) − ½) in float64 (numpy)."""
-    q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1.0 - EPS)
+    q = np.clip(np.asarray(p, dtype=np.float64), P_MIN, P_MAX)
     z = gamma * np.log(q / (1.0 - q))
     return beta * (1.0 / (1.0 + np.exp(-z)) - 0.5)
 
 
 def rs_perturbation_torch(p: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
     """r = β·(σ(γ·logit p) − ½) in p's dtype (torch)."""
-    q = p.clamp(EPS, 1.0 - EPS)
+    q = p.clamp(P_MIN, P_MAX)
     return beta * (torch.sigmoid(gamma * torch.log(q / (1.0 - q))) - 0.5)
 
 
