@@ -151,8 +151,8 @@ def load_checkpoint(
     payload = read_checkpoint(p)
     meta = payload["meta"]
     if kind is not None and meta["kind"] != kind:
-        want = "a float teacher (from `divqat-tvm train`)" if kind == "float" else "an int8 student (from `divqat-tvm quantize`)"
-        raise CheckpointError(f"{p} holds a {meta['kind']} model, but this step needs {want}.", f"Pass {want}.")
+        want, cmd = ("a float teacher", "divqat-tvm train") if kind == "float" else ("an int8 student", "divqat-tvm quantize")
+        raise CheckpointError(f"{p} holds a {meta['kind']} model, but this step needs {want}.", f"Pass a checkpoint written by `{cmd}`.")
     try:
         model = build_from_meta(meta)
         model.load_state_dict(payload["state_dict"], strict=True)
