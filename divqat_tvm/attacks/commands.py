@@ -1,0 +1,185 @@
+"""`divqat-tvm attack`: steal a victim through any backend, or replay a query log offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from divqat_tvm.errors import DivqatError
+
+DEFAULT_BUDGETS = {"knockoff": 50_000, "dfme": 20_000_000, "maze": 5_000_000}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `attack` command to the CLI."""
+    app.command("attack")(attack_command)
+
+
+def _load_split(name: str, split: str, data_dir: Optional[Path], augment: bool, normalization=None):
+    from divqat_tvm.data import load_dataset
+
+    return load_dataset(name, split, data_dir=data_dir, augment=augment, normalization=normalization)
+
+
+def build_config(attack: str, budget: int, o: dict):
+    """The attack's config from CLI options; unset options keep the official defaults."""
+    from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig
+
+    def pick(**kw):
+        return {k: v for k, v in kw.items() if v is not None}
+
+    try:
+        if attack == "knockoff":
+            epochs = o["epochs"] if o["epochs"] is not None else FitConfig.epochs
+            lr_step = o["lr_step"] if o["lr_step"] is not None else max(1, round(0.6 * epochs))  # official 60 of 100
+            fit = FitConfig(**pick(epochs=epochs, batch_size=o["fit_batch"], lr=o["lr"], momentum=o["momentum"], lr_step=lr_step))
+            return KnockoffConfig(**pick(budget=budget, policy=o["policy"], query_batch=o["batch_size"], reward=o["reward"], fit=fit))
+        if attack == "dfme":
+            return DFMEConfig(**pick(budget=budget, batch_size=o["batch_size"], epoch_itrs=o["epoch_itrs"], g_iter=o["g_iter"],
+                                     d_iter=o["d_iter"], lr_S=o["lr"], lr_G=o["lr_gen"], nz=o["latent_dim"], grad_m=o["ndirs"],
+                                     grad_epsilon=o["epsilon"]))
+        if attack == "maze":
+            return MAZEConfig(**pick(budget=budget, batch_size=o["batch_size"], latent_dim=o["latent_dim"], lr_clone=o["lr"],
+                                     lr_gen=o["lr_gen"], ndirs=o["ndirs"], mu=o["epsilon"], iter_gen=o["g_iter"],
+                                     iter_clone=o["d_iter"], iter_exp=o["iter_exp"]))
+    except ValueError as e:
+        raise DivqatError(f"Invalid {attack} options: {e}", "Fix the option named above.") from None
+    raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
+
+
+def _tqdm_progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="q", dynamic_ncols=True)
+    state = {"acc": None}
+
+    def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
+        bar.n = min(queries, total)
+        if accuracy is not None:
+            state["acc"] = accuracy
+        post = {"phase": phase}
+        if loss is not None:
+            post["loss"] = f"{loss:.4f}"
+        if state["acc"] is not None:
+            post["stolen_acc"] = f"{100 * state['acc']:.1f}%"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
+
+    return bar, progress
+
+
+def _evaluator(victim: Optional[str], defense: Optional[str], test_set: str, data_dir: Optional[Path]):
+    """Test set + the victim's top-1 from a separate, uncounted evaluation oracle (None without a victim)."""
+    import torch
+
+    from divqat_tvm.attacks.metrics import Evaluator, victim_top1
+    from divqat_tvm.oracle import open_oracle
+
+    x, y = _load_split(test_set, "test", data_dir, augment=False).tensors()
+    if victim is None:
+        return Evaluator(x, y, torch.full_like(y, -1), "no victim given: fidelity not measured"), x
+    with open_oracle(victim, defense=defense) as ev:
+        pred = torch.from_numpy(victim_top1(ev, x).astype("int64"))
+    ref = f"top-1 of {victim} (defence {defense or 'none'}) on the {len(x)} {test_set} test images, through a separate evaluation oracle whose queries are not counted in the attack's budget"
+    return Evaluator(x, y, pred, ref), x
+
+
+def attack_command(
+    attack: Optional[str] = typer.Option(None, "--attack", help="knockoff | dfme | maze"),
+    victim: Optional[str] = typer.Option(None, "--victim", help="BACKEND:PATH, e.g. torch:runs/v.pt, tvm-host:build/m, qemu:build/m@mps2-an386"),
+    budget: Optional[int] = typer.Option(None, "--budget", help="queried images (default: official — knockoff 50k, dfme 20M, maze 5M)"),
+    student: str = typer.Option("tinycnn", "--student", help="attacker's model: any registry architecture (float)"),
+    surrogate: str = typer.Option("digits", "--surrogate", help="KnockoffNets' natural surrogate dataset"),
+    test_set: str = typer.Option("mnist5k", "--test-set", help="the victim's test set (stolen accuracy, fidelity)"),
+    defense: Optional[str] = typer.Option(None, "--defense", help='e.g. "rs:beta=0.5,gamma=0.1" or "dcp:beta=0.5"'),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run folder: queries.qlog, student.pt, result.json; resumes if a log exists"),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="train a new student from this query log, without querying"),
+    policy: Optional[str] = typer.Option(None, "--policy", help="knockoff: random | adaptive (default random)"),
+    reward: Optional[str] = typer.Option(None, "--reward", help="knockoff adaptive reward: cert | div | loss | all"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="images per victim call (official: knockoff 8, dfme 256, maze 128)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="knockoff / replay: student epochs (official 100)"),
+    fit_batch: Optional[int] = typer.Option(None, "--fit-batch", help="knockoff / replay: student batch (official 64)"),
+    lr_step: Optional[int] = typer.Option(None, "--lr-step", help="knockoff / replay: epoch of the ×0.1 lr step (default 60 % of epochs)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="student lr (official: knockoff 0.01, dfme 0.1, maze 0.1)"),
+    momentum: Optional[float] = typer.Option(None, "--momentum", help="knockoff student momentum (official 0.5)"),
+    lr_gen: Optional[float] = typer.Option(None, "--lr-gen", help="generator lr (official: dfme 5e-4, maze 1e-4)"),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="generator latent size (official: dfme 256, maze 100)"),
+    ndirs: Optional[int] = typer.Option(None, "--ndirs", help="zeroth-order directions (official: dfme m=1, maze 10)"),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="finite-difference step (official 1e-3)"),
+    g_iter: Optional[int] = typer.Option(None, "--g-iter", help="generator steps per iteration (official 1)"),
+    d_iter: Optional[int] = typer.Option(None, "--d-iter", help="student steps per iteration (official: dfme 5, maze iter_clone 5)"),
+    epoch_itrs: Optional[int] = typer.Option(None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"),
+    iter_exp: Optional[int] = typer.Option(None, "--iter-exp", help="maze experience-replay steps per iteration (official 10)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
+    threads: int = typer.Option(1, "--threads", help="torch threads (resume needs the same count to re-run identically)"),
+) -> None:
+    """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
+
+    Queries and answers are logged to OUT/queries.qlog as they happen; running the same command again
+    resumes without re-querying. Students always learn from the returned probabilities, never argmax.
+    """
+    import torch
+
+    from divqat_tvm.attacks import replay_log, run_attack
+    from divqat_tvm.attacks.training import FitConfig
+    from divqat_tvm.data import dataset_info
+    from divqat_tvm.fileio import atomic_write, atomic_write_json
+    from divqat_tvm.models import build_model
+    from divqat_tvm.oracle import open_oracle
+
+    torch.set_num_threads(threads)
+    info = dataset_info(test_set)
+    c, h, _ = info.input_shape
+    torch.manual_seed(seed)
+    model = build_model(student, c, info.num_classes, h)
+    if replay is not None:
+        evaluator, _ = _evaluator(victim, defense, test_set, data_dir)
+        e = epochs if epochs is not None else FitConfig.epochs
+        fit = FitConfig(**{k: v for k, v in dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,
+                                                 lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e))).items() if v is not None})
+        bar, progress = _tqdm_progress(1, f"replay {replay.name}")
+        res = replay_log(replay, model, fit, seed=seed, evaluator=evaluator if victim else None, progress=lambda *a, **k: None)
+        bar.close()
+        if victim is None:
+            res["stolen_accuracy"] = evaluator.accuracy(model)
+        dest = out or replay.parent / "replay"
+        atomic_write(Path(dest) / "student.pt", lambda f: torch.save(model.state_dict(), f))
+        atomic_write_json(Path(dest) / "result.json", res)
+        _print_summary(res, Path(dest) / "result.json")
+        return
+    if attack is None or victim is None or out is None:
+        raise DivqatError("An attack needs --attack, --victim and --out (or --replay LOG).", "Add the missing options; see divqat-tvm attack --help.")
+    attack = attack.lower()
+    if attack not in DEFAULT_BUDGETS:
+        raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
+    cfg = build_config(attack, budget if budget is not None else DEFAULT_BUDGETS[attack], dict(
+        policy=policy, reward=reward, batch_size=batch_size, epochs=epochs, fit_batch=fit_batch, lr_step=lr_step, lr=lr,
+        momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
+        epoch_itrs=epoch_itrs, iter_exp=iter_exp))
+    evaluator, _ = _evaluator(victim, defense, test_set, data_dir)
+    sur = None
+    if attack == "knockoff":
+        sur = _load_split(surrogate, "train", data_dir, augment=True, normalization={"mean": list(info.mean), "std": list(info.std)})
+    describe = {"victim": victim, "defense": defense or "none", "student_arch": student, "test_set": test_set,
+                "surrogate": surrogate if attack == "knockoff" else None, "threads": threads}
+    bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
+    with open_oracle(victim, defense=defense, budget=cfg.budget) as oracle:
+        try:
+            res = run_attack(attack, oracle, model, out, cfg, seed=seed, surrogate=sur, evaluator=evaluator, progress=progress, describe=describe)
+        finally:
+            bar.close()
+    _print_summary(res, Path(out) / "result.json")
+
+
+def _print_summary(res: dict, path: Path) -> None:
+    from rich.console import Console
+
+    budget = res.get("budget", res.get("queries_in_log"))
+    Console().print(
+        f"[bold]{res.get('attack', 'replay')}[/bold] budget {budget:,} queries (used {res.get('queries_used', res.get('queries_in_log', 0)):,}): "
+        f"stolen accuracy {100 * res.get('stolen_accuracy', float('nan')):.2f}%, fidelity {100 * res.get('fidelity', float('nan')):.2f}%"
+        f" (victim {100 * res.get('victim_accuracy', float('nan')):.2f}%), {res.get('wall_time_s', 0):.1f} s → {path}"
+    )
