@@ -221,15 +221,17 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     atomic_write_text(out / "fw_config.h", config_h)
     atomic_write_text(out / "link.ld", ld)
     objs = []
+    warnings: list[str] = []
     for stem, src in srcs.items():
         obj = out / f"{stem}.o"
         extra = ["-include", "dq_profile.h"] if (profile and stem == "model") else []
-        run([gcc, *cflags, *extra, "-c", str(src), "-o", str(obj)], cwd=out, what=f"compiling {src.name} for {b.name}")
+        run([gcc, *cflags, *extra, "-c", str(src), "-o", str(obj)], cwd=out, what=f"compiling {src.name} for {b.name}",
+            warnings=warnings)
         objs.append(obj.name)
     elf_tmp = out / "firmware.elf.tmp"
     run([gcc, *core.cflags, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-T", "link.ld",
          "-Wl,--gc-sections", "-Wl,-Map=firmware.map", "-Wl,--no-warn-rwx-segments", "-o", elf_tmp.name, *objs,
-         "-lm"], cwd=out, what=f"linking the firmware for {b.name}")
+         "-lm"], cwd=out, what=f"linking the firmware for {b.name}", warnings=warnings)
     elf_tmp.replace(fb.elf)
     objcopy = tool("arm-none-eabi-objcopy")
     for fmt, path in (("binary", fb.bin), ("ihex", fb.hex)):
@@ -242,7 +244,7 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     atomic_write_json(out / "footprint.json", static_footprint(fb))
     atomic_write_json(out / "firmware.json", {
         "stamp": stamp, "board": b.name, "core": core.name, "defense": spec.spec(), "profile": profile,
-        "test_fault": test_fault, "stack_bytes": stack_bytes, "fw_version": FW_VERSION, "cflags": cflags,
+        "test_fault": test_fault, "stack_bytes": stack_bytes, "warnings": warnings, "fw_version": FW_VERSION, "cflags": cflags,
         "model": manifest.get("name"), "model_sha256": (manifest.get("source_model") or {}).get("sha256"),
     })
     return fb

@@ -20,12 +20,17 @@ def tool(name: str) -> str:
     return path
 
 
-def run(cmd: list[str], cwd: Path | None = None, what: str = "a build step") -> str:
-    """Run a tool; a non-zero exit becomes a CompileError quoting the tool's own message."""
+def run(cmd: list[str], cwd: Path | None = None, what: str = "a build step", warnings: list[str] | None = None) -> str:
+    """Run a tool; a non-zero exit becomes a CompileError quoting the tool's own message.
+
+    Warnings (stderr of a successful run) are appended to `warnings` when given.
+    """
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         tail = "\n".join(msg[-25:])
         raise CompileError(f"{what} failed ({Path(cmd[0]).name} exit {proc.returncode}):\n{tail}",
                            "Fix the error above (the full command is: " + " ".join(cmd) + ").")
+    if warnings is not None and proc.stderr.strip():
+        warnings.append(proc.stderr.strip())
     return proc.stdout

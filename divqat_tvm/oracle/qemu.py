@@ -149,7 +149,10 @@ class QemuRunner:
             else:
                 transport = SocketTransport(self._connect(sock_path), self)
             self.link = DeviceLink(transport, timeout=self.timeout)
-            self.link.wait_hello(self.boot_timeout)
+            if self.serial == "pty":
+                self.link.drain(quiet=0.2, limit=2.0)  # QEMU drops output while no one has the pty open
+            else:
+                self.link.wait_hello(self.boot_timeout)
             self.info = self.link.info()
             if shm_path is not None:
                 self._map_shared(shm_path)
@@ -157,6 +160,22 @@ class QemuRunner:
             self.kill()
             raise
         return self.info
+
+    def launch_pty(self) -> str:
+        """Start QEMU with its UART on a pty and return the pty's path, without opening it: a stand-in for a
+        board's USB serial port (the serial backend opens it)."""
+        self.serial = "pty"
+        self._tmp = tempfile.mkdtemp(prefix="dq-qemu-")
+        self._stderr_path = Path(self._tmp) / "stderr.txt"
+        with open(self._stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(self.command("", None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=err, start_new_session=True)
+        try:
+            self.pty = self._read_pty()
+        except BaseException:
+            self.kill()
+            raise
+        return self.pty
 
     def _read_pty(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None

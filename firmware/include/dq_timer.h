@@ -12,5 +12,7 @@
 void timer_init(void);
 uint64_t timer_now(void);
 uint32_t timer_kind(void);
+/* QEMU: start the next measurement at a fixed phase of the SysTick tick (deterministic counts). No-op on boards. */
+void timer_align(void);
 
 #endif

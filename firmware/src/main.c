@@ -137,6 +137,7 @@ static void handle_infer(const dq_frame_t *f) {
 #if DQ_PROFILE
     dq_profile_reset();
 #endif
+    timer_align();
     uint64_t t0 = timer_now();
     int rc = DQ_MODEL_RUN(input, logits);
     uint64_t t1 = timer_now();

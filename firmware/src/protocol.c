@@ -5,13 +5,16 @@
 #include "dq_timer.h"
 #include "fw_config.h"
 
-/* A started frame that stalls this long (core-clock ticks) is abandoned with DQ_E_TIMEOUT. */
+/* A started frame that stalls this long (core-clock ticks) is abandoned with DQ_E_TIMEOUT; silence this long
+ * ends a run of garbage or the draining after an error. Under QEMU -icount the virtual clock advances only
+ * with guest instructions, and a polling loop full of device reads emulates at only ~20 M instructions/s, so
+ * virtual milliseconds last ~50x longer than real ones: 10 ms / 0.5 ms there. A board's USB-serial bridge
+ * delivers bytes in bursts milliseconds apart: 500 ms / 50 ms there. */
 #ifndef DQ_FRAME_TIMEOUT_TICKS
-#define DQ_FRAME_TIMEOUT_TICKS (DQ_CLOCK_HZ / 2u)
+#define DQ_FRAME_TIMEOUT_TICKS (DQ_QEMU ? DQ_CLOCK_HZ / 100u : DQ_CLOCK_HZ / 2u)
 #endif
-/* Silence this long ends a run of garbage or the draining after an error. */
 #ifndef DQ_IDLE_TICKS
-#define DQ_IDLE_TICKS (DQ_CLOCK_HZ / 50u)
+#define DQ_IDLE_TICKS (DQ_QEMU ? DQ_CLOCK_HZ / 2000u : DQ_CLOCK_HZ / 20u)
 #endif
 
 static const uint32_t crc_nibble[16] = {

@@ -4,6 +4,7 @@
 #include "dq_timer.h"
 
 #include "dq_cm.h"
+#include "fw_config.h"
 
 #define SYST_RELOAD 0x00FFFFFFu
 
@@ -48,6 +49,52 @@ void timer_init(void) {
 }
 
 uint32_t timer_kind(void) { return kind; }
+
+#if DQ_QEMU
+/* Under QEMU -icount shift=0 one instruction is 1 ns and a SysTick tick is 1e9/clock_hz instructions, so a
+ * measured interval depends on where in a tick it starts. This puts the caller at a fixed instruction offset
+ * after a SysTick edge, so the same code measures the same number of ticks run after run:
+ * a 3-instruction polling loop sees the edge o in {0,1,2} instructions late; two samples straddling the next
+ * edge (35 nops after the loop, i.e. 40 instructions after the first edge) tell o; three paths of lengths
+ * chosen per o then reach label 9 exactly 47 instructions after the first edge. Exact for 40 instructions per
+ * tick (the mps2 machines at 25 MHz); at other clocks (an505 20 MHz, an547 32 MHz) the samples do not
+ * straddle the edge the same way and the phase is fixed only to within 2 instructions. */
+__attribute__((naked, noinline)) static void systick_align_asm(void) {
+    __asm volatile(
+        "ldr r1, =0xE000E018\n"
+        "ldr r0, [r1]\n"
+        "1: ldr r2, [r1]\n"
+        "cmp r2, r0\n"
+        "beq 1b\n"
+        ".rept 35\n nop\n .endr\n"
+        "ldr r3, [r1]\n"
+        "ldr r12, [r1]\n"
+        "cmp r3, r2\n"
+        "bne 2f\n"
+        "cmp r12, r2\n"
+        "bne 3f\n"
+        "nop\n"
+        "nop\n"
+        "b 9f\n"
+        "2: nop\n"
+        "nop\n"
+        "b 9f\n"
+        "3: nop\n"
+        "b 9f\n"
+        "9: bx lr\n"
+        ".ltorg\n" ::: "r0", "r1", "r2", "r3", "r12", "cc", "memory");
+}
+#endif
+
+void timer_align(void) {
+#if DQ_QEMU
+    if (kind == DQ_TIMER_SYSTICK) {
+        uint32_t m = dq_irq_save();
+        systick_align_asm();
+        dq_irq_restore(m);
+    }
+#endif
+}
 
 uint64_t timer_now(void) {
     if (kind == DQ_TIMER_DWT) {
