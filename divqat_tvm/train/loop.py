@@ -193,7 +193,7 @@ def fit(
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         tot = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
         correct = n = 0
         bar = tqdm(epoch_loader(train_set, config, epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False, dynamic_ncols=True)
@@ -223,10 +223,11 @@ def fit(
             correct += int((logits.detach().argmax(1) == y).sum())
             bar.set_postfix(loss=f"{tot['loss'] / n:.4f}", acc=f"{correct / n:.3f}")
         bar.close()
-        secs = time.perf_counter() - t0
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         stats = {
             "epoch": epoch + 1, "loss": tot["loss"] / max(n, 1), "ce": tot["ce"] / max(n, 1), "kl": tot["kl"] / max(n, 1),
-            "train_acc": correct / max(n, 1), "lr": float(opt.param_groups[0]["lr"]), "seconds": secs, "images_per_s": n / max(secs, 1e-9),
+            "train_acc": correct / max(n, 1), "lr": float(opt.param_groups[0]["lr"]), "seconds": secs, "cpu_seconds": cpu,
+            "images_per_s": n / max(secs, 1e-9),
         }
         history.append(stats)
         if rpath is not None:
