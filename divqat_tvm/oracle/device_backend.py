@@ -161,3 +161,13 @@ class SerialOracle(Oracle):
 
     def close(self) -> None:
         self.link.t.close()
+
+
+def open_qemu(spec: object, defense: object, budget: int | None) -> Oracle:
+    """Opener for the factory: "qemu:BUILD_DIR[@board]"."""
+    return QemuOracle(spec.path, board=spec.board, defense=defense, budget=budget)
+
+
+def open_serial(spec: object, defense: object, budget: int | None) -> Oracle:
+    """Opener for the factory: "serial:PORT@BUILD_DIR"."""
+    return SerialOracle(spec.port, spec.path, budget=budget, defense=defense)

@@ -101,6 +101,12 @@ def _open_torch(spec: BackendSpec, defense, budget: int | None) -> Oracle:
 def _register_builtin() -> None:
     """One line per backend (explicit registry)."""
     register_backend("torch", _open_torch)
+    from divqat_tvm.oracle.device_backend import open_qemu, open_serial
+    from divqat_tvm.oracle.host_backend import open_tvm_host
+
+    register_backend("tvm-host", open_tvm_host)
+    register_backend("qemu", open_qemu)
+    register_backend("serial", open_serial)
 
 
 _register_builtin()

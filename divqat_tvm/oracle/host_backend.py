@@ -53,3 +53,8 @@ class TvmHostOracle(Oracle):
         logits, probs = self._twin.infer(quantize_input(x, self.manifest))
         self.last_logits = logits
         return probs
+
+
+def open_tvm_host(spec: Any, defense: object, budget: int | None) -> Oracle:
+    """Opener for the factory: "tvm-host:BUILD_DIR"."""
+    return TvmHostOracle(spec.path, defense=defense, budget=budget)
