@@ -95,7 +95,8 @@ def run_seed(a: argparse.Namespace, seed: int, workdir: Path) -> list[dict[str, 
 
     variants: list[tuple[str, str, DivQATConfig | None]] = [("ptq", "PTQ", None), ("qat", "QAT", None)]
     cap = a.kl_cap or None
-    variants += [("divqat", f"DivQAT α={al:g} κ={a.kl_cap:g}", DivQATConfig(alpha=al, kl_cap=cap, kl_direction=a.kl_direction)) for al in a.alphas]
+    cap_label = f"κ={a.kl_cap:g}" if cap else "no cap"
+    variants += [("divqat", f"DivQAT α={al:g} {cap_label}", DivQATConfig(alpha=al, kl_cap=cap, kl_direction=a.kl_direction)) for al in a.alphas]
     for method, label, div in variants:
         s_settings = {**t_settings, "method": method, "s_epochs": a.student_epochs, "s_lr": a.student_lr, "divqat": div.to_dict() if div else None}
         tag = method if div is None else f"divqat_a{div.alpha:g}_k{a.kl_cap:g}_{a.kl_direction}"
