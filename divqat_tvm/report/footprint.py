@@ -202,14 +202,15 @@ def measure_qemu(build_dir: Path, board: str, defense: Any = None, n: int = 3, s
 
 def full_footprint(build_dir: str | Path, board: str, defense: Any = None, n: int = 3,
                    port: str | None = None) -> dict[str, Any]:
-    """Static footprint plus measured counts: under QEMU for QEMU boards, over `port` for a real board."""
+    """Static footprint plus measured counts: over `port` when given (a board running this firmware), else
+    under QEMU for a QEMU board; a real board without a port gets the static figures only."""
     import numpy as np
 
     from divqat_tvm.device.build import build_firmware
 
     fb = build_firmware(build_dir, board, defense)
     fp = static_footprint(fb)
-    if fb.board.is_qemu:
+    if port is None and fb.board.is_qemu:
         m = measure_qemu(Path(build_dir), board, defense, n)
     elif port is not None:
         from divqat_tvm.oracle.protocol import DeviceLink

@@ -72,3 +72,19 @@ def test_footprint_command_writes_json_markdown_png(tiny_build, tmp_path, capsys
     assert main(["footprint", str(tiny_build), "--board", "nucleo-h743zi2", "--out", str(tmp_path / "b")]) == 0
     fb = json.loads((tmp_path / "b" / "footprint.json").read_text())
     assert fb["measured"] is None and "--port" in fb["measured_note"]
+
+
+def test_footprint_over_a_serial_port(tiny_build, tmp_path):
+    """The board path of `footprint --port`, exercised against QEMU behind a pty."""
+    from divqat_tvm.device.build import build_firmware
+    from divqat_tvm.oracle.qemu import QemuRunner
+
+    runner = QemuRunner(build_firmware(tiny_build, "mps2-an500"))
+    pty = runner.launch_pty()
+    try:
+        assert main(["footprint", str(tiny_build), "--board", "mps2-an500", "--port", pty, "--out", str(tmp_path)]) == 0
+    finally:
+        runner.kill()
+    m = json.loads((tmp_path / "footprint.json").read_text())["measured"]
+    assert m["board"] == "mps2-an500" and m["inputs"] == 3 and m["model_per_inference"]["mean"] > 0
+    assert "per_operator" not in m  # not a profiling build
