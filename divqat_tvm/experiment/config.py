@@ -329,12 +329,12 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
     if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"The config {where} has seeds = {seeds!r}.", "Give a list of distinct integers, e.g. seeds = [0, 1, 2].")
     arch = data.get("arch", prof.defaults.get("arch", "tinycnn"))
-    ds_entries = data.get("datasets", [{"victim": "mnist5k", "surrogate": "digits"}])
+    ds_entries = data.get("datasets", [{"victim": "mnist5k", "surrogate": "digits20"}])
     datasets = []
     for i, d in enumerate(_as_list(ds_entries)):
         if not isinstance(d, dict) or "victim" not in d:
             raise ConfigError(f"The config {where} has datasets[{i}] = {d!r}.",
-                              'Write [[datasets]] victim = "mnist5k" surrogate = "digits" (surrogate: the attacker\'s data).')
+                              'Write [[datasets]] victim = "mnist5k" surrogate = "digits20" (surrogate: the attacker\'s data).')
         datasets.append(DatasetSpec(str(d["victim"]), str(d.get("surrogate", d["victim"])), str(d.get("arch", arch))))
     if len({d.key for d in datasets}) != len(datasets):
         raise ConfigError(f"The config {where} lists a victim dataset twice.", "Give each victim dataset once.")

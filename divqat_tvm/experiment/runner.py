@@ -13,6 +13,7 @@ processes beat one process with two threads (shared notes).
 from __future__ import annotations
 
 import importlib
+import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -56,8 +57,6 @@ class TaskContext:
 
     def dep(self, stage: str, task_id: str) -> dict[str, Any]:
         """The result dict of a finished task this one depends on."""
-        import json
-
         path = result_path(self.out_dir, stage, task_id)
         try:
             return json.loads(path.read_text())["result"]
@@ -90,6 +89,27 @@ def error_path(out_dir: Path, stage: str, task_id: str) -> Path:
 
 def is_done(out_dir: Path, t: Task) -> bool:
     return result_path(out_dir, t.stage, t.id).exists()
+
+
+def check_params(tasks: list[Task], out_dir: Path) -> None:
+    """Refuse to reuse finished results computed with other parameters (e.g. another budget or surrogate).
+
+    Raises:
+        DivqatError: naming the first stale results and what to do.
+    """
+    stale = []
+    for t in tasks:
+        path = result_path(out_dir, t.stage, t.id)
+        if path.exists():
+            recorded = json.loads(path.read_text()).get("task", {}).get("params")
+            if recorded != json.loads(json.dumps(t.params)):
+                stale.append(t.key)
+    if stale:
+        more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        raise DivqatError(
+            f"{out_dir} holds results of {', '.join(stale[:3])}{more} computed with other parameters than this config's.",
+            "Pass another --out directory, or delete those result files to recompute them.",
+        )
 
 
 def resolve(spec: str) -> Callable[[Task, TaskContext], dict[str, Any]]:
@@ -186,6 +206,7 @@ def run_tasks(
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     out.mkdir(parents=True, exist_ok=True)
     resolve(fn_spec)  # fail early, in the parent, on a bad spec
+    check_params(tasks, out)
     summary = RunSummary()
     console = console or Console(stderr=True)
     bad: set[str] = set()
@@ -268,8 +289,11 @@ def _run_stage(pending: list[Task], fn_spec: str, out: Path, cache: Path, worker
                         finish(*f.result())
                     except BrokenProcessPool as e:
                         finish(t.key, f"the worker process died ({e}); re-run to retry")
-        except BaseException:
+        except BaseException:  # Ctrl-C or a bug: stop now; unfinished tasks simply run again next time
+            procs = list(getattr(pool, "_processes", {}).values())  # no public handle on the workers
             pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
             raise
         _drain(q, show)
     return failures

@@ -79,7 +79,7 @@ def test_profiles_are_data_and_config_overrides_merge() -> None:
     assert {"quick", "paper"} <= set(profile_names())
     assert load_profile("paper").attacks["dfme"]["budget"] == 20_000_000
     exp = validate_experiment({**GRID, "overrides": {"attacks": {"knockoff": {"budget": 500}}}}, "g.toml")
-    assert exp.profile.attacks["knockoff"]["budget"] == 500 and exp.profile.attacks["knockoff"]["fit"]["epochs"] == 30
+    assert exp.profile.attacks["knockoff"]["budget"] == 500 and exp.profile.attacks["knockoff"]["fit"]["epochs"] == 20
     assert validate_experiment(GRID, "g.toml", profile="paper").profile.name == "paper"
 
 

@@ -139,3 +139,17 @@ def test_artefacts_are_built_once_and_a_half_built_one_is_redone(tmp_path: Path)
     (half / "junk").write_text("partial")  # a build killed before artefact.json
     d3, _ = ensure(tmp_path, "teacher", "other", params, build)
     assert d3 == half and not (half / "junk").exists() and len(calls) == 2
+
+
+def test_results_of_other_parameters_are_refused_not_reused(fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from divqat_tvm.errors import DivqatError
+
+    out = tmp_path / "run"
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "log"))
+    assert run_tasks(expand(validate_experiment(CONFIG, "t.toml")), out, "fake_tasks:run").ok
+    other = {**CONFIG, "overrides": {"attacks": {"dfme": {"budget": 999}}}}
+    with pytest.raises(DivqatError, match=r"attack/mnist5k__qat__dfme__s0.* computed with other parameters"):
+        run_tasks(expand(validate_experiment(other, "t.toml")), out, "fake_tasks:run")
+    more_seeds = {**CONFIG, "seeds": [0, 1, 2, 3]}  # growing the grid is a resume, not a conflict
+    s = run_tasks(expand(validate_experiment(more_seeds, "t.toml")), out, "fake_tasks:run")
+    assert s.ok and sorted(s.ran) == sorted(f"attack/mnist5k__{v}__{a}__s3" for v in ("qat", "divqat-a1", "divqat-a2") for a in ("knockoff", "dfme"))
