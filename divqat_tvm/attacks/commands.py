@@ -91,7 +91,7 @@ def attack_command(
     victim: Optional[str] = typer.Option(None, "--victim", help="BACKEND:PATH, e.g. torch:runs/v.pt, tvm-host:build/m, qemu:build/m@mps2-an386"),
     budget: Optional[int] = typer.Option(None, "--budget", help="queried images (default: official — knockoff 50k, dfme 20M, maze 5M)"),
     student: str = typer.Option("tinycnn", "--student", help="attacker's model: any registry architecture (float)"),
-    surrogate: str = typer.Option("digits", "--surrogate", help="KnockoffNets' natural surrogate dataset"),
+    surrogate: str = typer.Option("digits20", "--surrogate", help="KnockoffNets' natural surrogate dataset (digits20: sklearn digits framed like MNIST)"),
     test_set: str = typer.Option("mnist5k", "--test-set", help="the victim's test set (stolen accuracy, fidelity)"),
     defense: Optional[str] = typer.Option(None, "--defense", help='e.g. "rs:beta=0.5,gamma=0.1" or "dcp:beta=0.5"'),
     seed: int = typer.Option(0, "--seed"),

@@ -98,9 +98,30 @@ def _open_torch(spec: BackendSpec, defense, budget: int | None) -> Oracle:
     return TorchOracle.from_checkpoint(spec.path, defense=defense, budget=budget)
 
 
+def _open_tvm_host(spec: BackendSpec, defense, budget: int | None) -> Oracle:
+    from divqat_tvm.oracle.host_backend import open_tvm_host
+
+    return open_tvm_host(spec, defense, budget)
+
+
+def _open_qemu(spec: BackendSpec, defense, budget: int | None) -> Oracle:
+    from divqat_tvm.oracle.device_backend import open_qemu
+
+    return open_qemu(spec, defense, budget)
+
+
+def _open_serial(spec: BackendSpec, defense, budget: int | None) -> Oracle:
+    from divqat_tvm.oracle.device_backend import open_serial
+
+    return open_serial(spec, defense, budget)
+
+
 def _register_builtin() -> None:
-    """One line per backend (explicit registry)."""
+    """One line per backend (explicit registry); backends import lazily, so unused ones cost nothing."""
     register_backend("torch", _open_torch)
+    register_backend("tvm-host", _open_tvm_host)
+    register_backend("qemu", _open_qemu)
+    register_backend("serial", _open_serial)
     from divqat_tvm.oracle.device_backend import open_qemu, open_serial
     from divqat_tvm.oracle.host_backend import open_tvm_host
 
