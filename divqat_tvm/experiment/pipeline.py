@@ -228,28 +228,26 @@ def _npy(a: np.ndarray) -> bytes:
 
 def footprint_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """Instructions per inference (emulated), flash and RAM of the victim's firmware with its defence."""
-    from divqat_tvm.report import footprint as fp
+    from divqat_tvm.report.footprint import full_footprint
 
     p = task.params
     build = ctx.dep(*task.deps[0])
-    measure = getattr(fp, "measure_footprint", None)
-    if measure is None:
-        raise DivqatError("divqat_tvm.report.footprint has no measure_footprint(build_dir, board, defense) yet.",
-                          "Disable [footprint] until the firmware stage provides it.")
-    ctx.report(0.0, f"measuring on {p['board']}")
-    f = measure(build["build"], p["board"], _defense(p["victim"]))
-    return _footprint_figures(f, p["board"], p["core"])
+    ctx.report(0.0, f"building and measuring the firmware on {p['board']}")
+    return footprint_figures(full_footprint(build["build"], p["board"], _defense(p["victim"])))
 
 
-def _footprint_figures(f: dict[str, Any], board: str, core: str) -> dict[str, Any]:
-    """The figures the report prints, from the firmware stage's footprint JSON (kept whole under `raw`)."""
-    ins = f.get("instructions_per_inference")
-    if ins is None and isinstance(f.get("measured"), dict):
-        ins = f["measured"].get("instructions_per_inference")
-    return {"instructions_per_inference": ins, "unit": f.get("unit", "instructions (emulated)"),
-            "flash_bytes": f.get("flash_bytes"), "ram_bytes": f.get("ram_bytes"),
-            "stack_bytes": f.get("peak_stack_bytes", f.get("stack_bytes")),
-            "board": f.get("board", board), "core": f.get("core", core), "raw": f}
+def footprint_figures(f: dict[str, Any]) -> dict[str, Any]:
+    """The figures the report prints, from the firmware stage's footprint JSON (kept whole under `raw`).
+
+    Per inference: the model, the on-device softmax + defence, and their total, in the unit the device
+    measured (`instructions (emulated)` under QEMU); flash and RAM of the image; the measured stack peak.
+    """
+    m = f.get("measured") or {}
+    mean = lambda k: (m.get(k) or {}).get("mean")  # noqa: E731
+    return {"instructions_per_inference": m.get("total_per_inference"), "model_per_inference": mean("model_per_inference"),
+            "postprocess_per_inference": mean("postprocess_per_inference"), "unit": m.get("unit"),
+            "flash_bytes": f.get("flash_bytes"), "ram_bytes": f.get("ram_bytes"), "stack_bytes": m.get("stack_peak_bytes"),
+            "board": f.get("board"), "core": f.get("core"), "defense": f.get("defense"), "raw": f}
 
 
 def attack_config(attack: str, params: dict[str, Any]):

@@ -124,7 +124,7 @@ def sentence(comp: dict[str, Any], confidence: float) -> str:
 
 
 def footprint_table(ds: dict[str, Any]) -> Table | None:
-    """Instructions per inference on the emulated board, flash and RAM, per deployed victim."""
+    """Per deployed victim: the model's and the softmax + defence's count per inference, total, flash, RAM."""
     rows = ds["footprint"]
     if not rows:
         return None
@@ -133,13 +133,19 @@ def footprint_table(ds: dict[str, Any]) -> Table | None:
     for r in rows:
         ins = r["instructions_per_inference"]
         delta = "—" if base in (None, 0) or ins is None else f"{100 * (ins - base) / base:+.2f}%"
-        out.append([r["label"], "—" if ins is None else f"{ins:,}", delta, _kib(r["flash_bytes"]), _kib(r["ram_bytes"]),
-                    _kib(r.get("stack_bytes"))])
+        out.append([r["label"], _count(r.get("model_per_inference")), _count(r.get("postprocess_per_inference")),
+                    _count(ins), delta, _kib(r["flash_bytes"]), _kib(r["ram_bytes"]), _kib(r.get("stack_bytes"))])
     unit = rows[0].get("unit") or "instructions (emulated)"
     board = rows[0].get("board") or ""
-    caption = (f"Defence cost on the device{f' ({board})' if board else ''}: {unit} per inference including softmax "
-               f"and the on-device defence, firmware flash and RAM.")
-    return Table(caption, ["Victim", f"Per inference ({unit})", "vs QAT", "Flash (KiB)", "RAM (KiB)", "Peak stack (KiB)"], out)
+    caption = (f"Defence cost on the device{f' ({board})' if board else ''}, in {unit} per inference (mean over "
+               f"random inputs): the model, the on-device softmax and defence, and their total; flash and RAM of "
+               f"the whole firmware image (RAM includes the stack region); the stack peak measured by painting.")
+    return Table(caption, ["Victim", "Model", "Softmax + defence", "Total", "Total vs QAT", "Flash (KiB)", "RAM (KiB)",
+                           "Stack peak (KiB)"], out)
+
+
+def _count(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
 
 
 def _kib(b: int | None) -> str:

@@ -133,5 +133,6 @@ def _footprint(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], feet: d
         f = feet.get(f"{ds}__{r['victim']}")
         if f is not None:
             out.append({"victim": r["victim"], "label": r["label"], **{k: f.get(k) for k in
-                        ("instructions_per_inference", "unit", "flash_bytes", "ram_bytes", "stack_bytes", "board", "core")}})
+                        ("instructions_per_inference", "model_per_inference", "postprocess_per_inference", "unit",
+                         "flash_bytes", "ram_bytes", "stack_bytes", "board", "core")}})
     return out

@@ -52,7 +52,9 @@ def make_run(root: Path, drop: tuple[str, ...] = ()) -> Path:
         vid = f"mnist5k__{v.key}"
         (root / "victim" / f"{vid}.json").write_text(json.dumps(_record("victim", vid, {"dataset": "mnist5k", "victim": v.to_dict()}, {"accuracy": ACC[v.key]})))
         if v.key in INSTR:
-            fp = {"instructions_per_inference": INSTR[v.key], "unit": "instructions (emulated)", "flash_bytes": 40960, "ram_bytes": 20480, "board": "mps2-an500"}
+            fp = {"instructions_per_inference": INSTR[v.key], "model_per_inference": 800_000,
+                  "postprocess_per_inference": INSTR[v.key] - 800_000, "unit": "instructions (emulated)",
+                  "flash_bytes": 40960, "ram_bytes": 20480, "stack_bytes": 1024, "board": "mps2-an500"}
             (root / "footprint" / f"{vid}.json").write_text(json.dumps(_record("footprint", vid, {}, fp)))
         for a in exp.attacks:
             for s in SEEDS:
@@ -113,7 +115,7 @@ def test_verdicts_in_sentences_follow_the_intervals(tmp_path: Path) -> None:
     qat = np.array(FID["qat"]["knockoff"]) * 100
     assert f"{qat.mean():.1f} ± {qat.std(ddof=1):.1f}" in md
     assert "KnockoffNets @ 2,000 queries" in md and "DFME @ 20,000 queries" in md
-    assert "815,500" in md and "+0.43%" in md  # footprint: DCP's extra instructions against QAT
+    assert "| QAT + DCP (β=0.5) | 800,000 | 15,500 | 815,500 | +0.43% | 40.0 | 20.0 | 1.0 |" in md  # DCP's cost
 
 
 def test_html_is_self_contained_and_pngs_are_written(tmp_path: Path) -> None:
