@@ -170,6 +170,9 @@ def sources(build_dir: Path, board: Board) -> dict[str, Path]:
     out = {Path(n).stem: src / n for n in names}
     out["model"] = build_dir / "model.c"
     out["kernels"] = build_dir / "kernels.c"
+    for extra in sorted(build_dir.glob("*.c")):  # any further C the compiler wrote (e.g. separate weights)
+        if extra.stem not in ("model", "kernels"):
+            out[f"model_{extra.stem}"] = extra
     return out
 
 
@@ -211,7 +214,7 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     cflags = list(core.cflags) + COMMON_CFLAGS + spec.c_defines() + [
         f"-I{FIRMWARE_DIR / 'include'}", f"-I{out}", f"-I{build_dir}",
     ]
-    deps = list(srcs.values()) + sorted((FIRMWARE_DIR / "include").glob("*.h")) + [build_dir / "model.h"]
+    deps = list(srcs.values()) + sorted((FIRMWARE_DIR / "include").glob("*.h")) + sorted(build_dir.glob("*.h"))
     stamp = _stamp([config_h, ld, " ".join(cflags), FW_VERSION], deps)
     if not force and fb.elf.is_file() and (out / "firmware.json").is_file():
         if json.loads((out / "firmware.json").read_text()).get("stamp") == stamp:
@@ -224,7 +227,7 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     warnings: list[str] = []
     for stem, src in srcs.items():
         obj = out / f"{stem}.o"
-        extra = ["-include", "dq_profile.h"] if (profile and stem == "model") else []
+        extra = ["-include", "dq_profile.h"] if (profile and stem.startswith("model")) else []
         run([gcc, *cflags, *extra, "-c", str(src), "-o", str(obj)], cwd=out, what=f"compiling {src.name} for {b.name}",
             warnings=warnings)
         objs.append(obj.name)

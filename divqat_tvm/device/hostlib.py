@@ -41,11 +41,11 @@ class HostTwin:
         defines = [f"-DDQ_MODEL_RUN={prefix}_run"] + [
             f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")
         ] + self.defense.c_defines()
-        srcs = [self.build_dir / "model.c", self.build_dir / "kernels.c", FIRMWARE_DIR / "src" / "postprocess.c",
-                FIRMWARE_DIR / "host" / "host_glue.c"]
+        srcs = sorted(self.build_dir.glob("*.c")) + [FIRMWARE_DIR / "src" / "postprocess.c",
+                                                     FIRMWARE_DIR / "host" / "host_glue.c"]
         flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]
         h = hashlib.sha256(" ".join(flags).encode())
-        for f in srcs + [self.build_dir / "model.h", FIRMWARE_DIR / "include" / "dq_postprocess.h"]:
+        for f in srcs + sorted(self.build_dir.glob("*.h")) + [FIRMWARE_DIR / "include" / "dq_postprocess.h"]:
             h.update(f.read_bytes())
         tag = self.defense.tag or "none"
         out = self.build_dir / f"host-{tag}"

@@ -70,6 +70,8 @@ def _part_of(obj: str) -> str:
     if "(" in obj or obj.endswith(".a") or "/lib" in obj:
         return "libc/libgcc"
     stem = Path(obj).stem
+    if stem.startswith("model_"):  # further C files of the compiled model (see device.build.sources)
+        stem = "model"
     return PARTS.get(stem, "runtime")
 
 
