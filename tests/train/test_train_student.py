@@ -164,3 +164,18 @@ def test_resume_file_with_other_settings_is_refused(data, tmp_path) -> None:
         fit(m, data[0], _cfg(epochs=2), CrossEntropy(), resume_path=resume, on_epoch_end=stop)
     with pytest.raises(CheckpointError, match="different settings"):
         fit(m, data[0], _cfg(epochs=2, lr=0.1), CrossEntropy(), resume_path=resume)
+
+
+def test_kl_direction_and_temperature() -> None:
+    torch.manual_seed(1)
+    s, t, y = torch.randn(8, 5), torch.randn(8, 5), torch.randint(0, 5, (8,))
+    ts = DivQATLoss(DivQATConfig(alpha=1.0, kl_cap=None)).divergence(s, t)
+    st = DivQATLoss(DivQATConfig(alpha=1.0, kl_cap=None, kl_direction="student_teacher")).divergence(s, t)
+    torch.testing.assert_close(ts, kl_per_sample(t, s))
+    torch.testing.assert_close(st, kl_per_sample(s, t))
+    assert not torch.allclose(ts, st)
+    hot = DivQATLoss(DivQATConfig(alpha=1.0, kl_cap=None, temperature=4.0)).divergence(s, t)
+    torch.testing.assert_close(hot, kl_per_sample(t / 4, s / 4))
+    assert float(hot.mean()) < float(ts.mean())  # a high temperature softens both distributions
+    parts = DivQATLoss(DivQATConfig(alpha=0.5, kl_cap=None))(s, y, t)
+    torch.testing.assert_close(parts.loss, torch.nn.functional.cross_entropy(s, y) - 0.5 * ts.mean())
