@@ -122,12 +122,6 @@ def _register_builtin() -> None:
     register_backend("tvm-host", _open_tvm_host)
     register_backend("qemu", _open_qemu)
     register_backend("serial", _open_serial)
-    from divqat_tvm.oracle.device_backend import open_qemu, open_serial
-    from divqat_tvm.oracle.host_backend import open_tvm_host
-
-    register_backend("tvm-host", open_tvm_host)
-    register_backend("qemu", open_qemu)
-    register_backend("serial", open_serial)
 
 
 _register_builtin()
