@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.device.config import DefenseSpec, parse_defense
+from divqat_tvm.device.config import DefenseSpec, from_postprocessor
 from divqat_tvm.device.toolchain import run, tool
 from divqat_tvm.errors import CompileError, TargetError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
@@ -203,7 +203,7 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     manifest = read_manifest(build_dir)
     b = load_board(board)
     core = load_core(b.core)
-    spec = parse_defense(defense)
+    spec = from_postprocessor(defense)
     out = build_dir / variant_name(b.name, spec, profile, test_fault)
     fb = FirmwareBuild(out, b, core, spec, profile, manifest)
     gcc = tool("arm-none-eabi-gcc")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from divqat_tvm.device.build import FIRMWARE_DIR, read_manifest
-from divqat_tvm.device.config import DefenseSpec, parse_defense
+from divqat_tvm.device.config import DefenseSpec, from_postprocessor
 from divqat_tvm.device.toolchain import run, tool
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
@@ -26,7 +26,7 @@ class HostTwin:
     def __init__(self, build_dir: str | Path, defense: str | DefenseSpec | None = None) -> None:
         self.build_dir = Path(build_dir).resolve()
         self.manifest = read_manifest(self.build_dir)
-        self.defense = parse_defense(defense)
+        self.defense = from_postprocessor(defense)
         self.lib_path = self._build()
         self.lib = ctypes.CDLL(str(self.lib_path))
         self.lib.dq_host_infer.argtypes = [_P, ctypes.c_uint32, _P, _P]
