@@ -5,7 +5,10 @@ distribution moves away from the frozen float teacher's, so probability vectors 
 device carry less of the teacher's behaviour. The −KL term is unbounded below: uncapped, α ≥ 1 ran away within
 1–2 epochs in our probe (logits in the hundreds, accuracy at chance; ../shared/notes/attacks-and-defenses.md).
 We bound it per sample, min(KL_i, κ): once a sample's divergence reaches κ it gets no further push, so
-L ≥ CE − α·κ and the cross-entropy keeps the student accurate.
+L ≥ CE − α·κ and the cross-entropy keeps the student accurate. Measured with scripts/foundation_report.py
+(mnist5k, tinycnn, 4 epochs from the teacher, 3 seeds): uncapped α = 1 collapsed to 25.9 ± 5.2 % test accuracy
+(mean KL 12.7 nats), uncapped α = 0.5 held (96.0 %); with κ = 0.3, α = 1 gave 95.6 ± 0.6 % (QAT 96.0 ± 0.2 %) at
+mean KL(teacher ‖ student) 0.043 vs QAT's 0.017.
 """
 
 from __future__ import annotations
