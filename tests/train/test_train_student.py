@@ -179,3 +179,14 @@ def test_kl_direction_and_temperature() -> None:
     assert float(hot.mean()) < float(ts.mean())  # a high temperature softens both distributions
     parts = DivQATLoss(DivQATConfig(alpha=0.5, kl_cap=None))(s, y, t)
     torch.testing.assert_close(parts.loss, torch.nn.functional.cross_entropy(s, y) - 0.5 * ts.mean())
+
+
+def test_divqat_leaves_the_teacher_frozen_and_untouched(data, teacher) -> None:
+    before = _weights(teacher)
+    flags = [p.requires_grad for p in teacher.parameters()]
+    init, _ = make_student(teacher, data[0], QuantConfig(method="divqat"), _cfg(epochs=0), DivQATConfig(alpha=1.0))
+    student, _ = make_student(teacher, data[0], QuantConfig(method="divqat"), _cfg(), DivQATConfig(alpha=1.0))
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BN running stats too: the teacher ran in eval mode on a copy
+    assert [p.requires_grad for p in teacher.parameters()] == flags
+    assert all(not torch.equal(p, init.state_dict()[n]) for n, p in student.named_parameters())
