@@ -87,8 +87,9 @@ def read_manifest(build_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def variant_name(board: str, defense: DefenseSpec, profile: bool, test_fault: bool = False) -> str:
-    """fw-<board>[-<defence tag>][-prof][-faulttest]: one directory per distinct image."""
+def variant_name(board: str, defense: DefenseSpec, profile: bool, test_fault: bool = False,
+                 stack_bytes: int = DEFAULT_STACK_BYTES) -> str:
+    """fw-<board>[-<defence tag>][-prof][-faulttest][-stackN]: one directory per distinct image."""
     parts = [f"fw-{board}"]
     if defense.tag:
         parts.append(defense.tag)
@@ -96,6 +97,8 @@ def variant_name(board: str, defense: DefenseSpec, profile: bool, test_fault: bo
         parts.append("prof")
     if test_fault:
         parts.append("faulttest")
+    if stack_bytes != DEFAULT_STACK_BYTES:
+        parts.append(f"stack{stack_bytes}")
     return "-".join(parts)
 
 
@@ -204,7 +207,9 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     b = load_board(board)
     core = load_core(b.core)
     spec = from_postprocessor(defense)
-    out = build_dir / variant_name(b.name, spec, profile, test_fault)
+    if stack_bytes < 256 or stack_bytes % 8:
+        raise CompileError(f"a stack region of {stack_bytes} bytes is not usable.", "Use a multiple of 8 bytes, at least 256.")
+    out = build_dir / variant_name(b.name, spec, profile, test_fault, stack_bytes)
     fb = FirmwareBuild(out, b, core, spec, profile, manifest)
     gcc = tool("arm-none-eabi-gcc")
 

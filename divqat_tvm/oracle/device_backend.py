@@ -16,7 +16,7 @@ from divqat_tvm.errors import DeviceError
 from divqat_tvm.oracle.base import Oracle
 from divqat_tvm.oracle.host_backend import model_io, quantize_input
 from divqat_tvm.oracle.protocol import DeviceLink, DeviceProtocolError, InferResult
-from divqat_tvm.oracle.qemu import QemuRunner
+from divqat_tvm.oracle.qemu import QemuRunner, check_status
 from divqat_tvm.targets import load_board, resolve
 
 DEFAULT_QEMU_BOARD = "mps2-an500"
@@ -157,6 +157,8 @@ class SerialOracle(Oracle):
     def _query(self, x: np.ndarray) -> np.ndarray:
         xq = quantize_input(x, self.manifest)
         self.last_results = [self.link.infer_inline(row) for row in xq]
+        for r in self.last_results:
+            check_status(r, self.info)
         return np.stack([r.probs for r in self.last_results]).astype(np.float32)
 
     def close(self) -> None:

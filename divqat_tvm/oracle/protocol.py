@@ -28,8 +28,9 @@ T_HELLO, T_FAULT, T_ERROR, T_RESPONSE = 0xF0, 0xFE, 0xFF, 0x80
 STATUS = {
     0: "ok", 1: "bad CRC", 2: "bad length", 3: "unknown command", 4: "time-out inside a frame",
     5: "wrong protocol version", 6: "model error", 7: "unsupported", 8: "bad payload", 9: "garbage",
+    10: "stack overflow",
 }
-E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE = range(1, 10)
+E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE, E_STACK = range(1, 11)
 
 INFER_INLINE, INFER_SHARED = 0, 1
 TIMER_UNITS = {0: "systick", 1: "dwt"}
@@ -243,8 +244,9 @@ class DeviceLink:
                     self.hello = fr.payload.decode(errors="replace")
                 if fr.type == T_FAULT:
                     text = fr.payload.decode(errors="replace")
-                    raise DeviceError(f"the firmware faulted: {text}. {self.t.describe_failure()}".strip(),
-                                      "The firmware crashed: the pc above names the faulting code (arm-none-eabi-addr2line -e firmware.elf PC).")
+                    fix = ("Rebuild the firmware with a larger --stack-bytes." if "stack overflow" in text else
+                           "The pc above names the faulting code (arm-none-eabi-addr2line -e firmware.elf PC).")
+                    raise DeviceError(f"the firmware faulted: {text}. {self.t.describe_failure()}".strip(), fix)
                 return fr
             left = deadline - time.monotonic()
             if left <= 0:

@@ -23,11 +23,22 @@ import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild
 from divqat_tvm.errors import DeviceError
-from divqat_tvm.oracle.protocol import DeviceInfo, DeviceLink, InferResult
+from divqat_tvm.oracle.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, InferResult
 
 #: semihosting exit codes of firmware/include/dq_semihost.h
 EXIT_CODES = {0x43: "HardFault", 0x44: "MemManage fault", 0x45: "BusFault", 0x46: "UsageFault",
               0x47: "unexpected exception", 134: "CPU lockup (fault without a handler)"}
+
+
+def check_status(res: InferResult, info: DeviceInfo | None) -> None:
+    """An INFER answer that is not OK becomes a DeviceError naming the cause and the fix."""
+    if res.status == E_STACK:
+        size = info.stack_bytes if info else "the"
+        raise DeviceError(f"the inference used all of the {size}-byte stack region (stack overflow).",
+                          "Rebuild the firmware with a larger --stack-bytes.")
+    if res.status != 0:
+        raise DeviceError(f"the model returned {res.rc} on the device (status {STATUS.get(res.status, res.status)}).",
+                          "Rebuild the model and firmware.")
 
 
 def ns_per_tick(clock_hz: int) -> float:
@@ -235,8 +246,8 @@ class QemuRunner:
             res = self.link.infer_shared(0)
         else:
             res = self.link.infer_inline(x)
-        if res.status != 0:
-            raise DeviceError(f"the model returned {res.rc} on the device.", "Rebuild the model and firmware.")
+        check_status(res, self.info)
+
         return res
 
     # -- shutdown and failures -------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 #define DQ_E_UNSUPPORTED 7u
 #define DQ_E_PAYLOAD 8u
 #define DQ_E_GARBAGE 9u
+#define DQ_E_STACK 10u /* the inference used the whole painted stack region: results cannot be trusted */
 
 #define DQ_INFER_INLINE 0u
 #define DQ_INFER_SHARED 1u

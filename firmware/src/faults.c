@@ -8,9 +8,20 @@
 
 void dq_fault_report(const uint32_t *frame, uint32_t kind);
 
+/* The handlers never return, so they switch to a stack of their own: the faulting stack may be exhausted
+ * (a stack overflow) or sit where the report would overwrite the stacked registers it prints. */
+uint32_t dq_fault_stack[128] __attribute__((aligned(8)));
+
+#if defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)
+#define CLEAR_MSPLIM "movs r2, #0\n msr msplim, r2\n"
+#else
+#define CLEAR_MSPLIM ""
+#endif
+
 #define FAULT_ENTRY(name, kind)                                                                                  \
     __attribute__((naked)) void name(void) {                                                                      \
-        __asm volatile("tst lr, #4\n ite eq\n mrseq r0, msp\n mrsne r0, psp\n movs r1, #" #kind "\n b dq_fault_report\n"); \
+        __asm volatile("tst lr, #4\n ite eq\n mrseq r0, msp\n mrsne r0, psp\n movs r1, #" #kind "\n"             \
+                       CLEAR_MSPLIM "ldr r2, =dq_fault_stack + 512\n msr msp, r2\n b dq_fault_report\n .ltorg\n");  \
     }
 
 FAULT_ENTRY(HardFault_Handler, 3)
@@ -38,7 +49,7 @@ void dq_fault_report(const uint32_t *frame, uint32_t kind) {
     static const uint32_t codes[] = {DQ_EXIT_HARDFAULT, DQ_EXIT_MEMMANAGE, DQ_EXIT_BUSFAULT, DQ_EXIT_USAGEFAULT,
                                      DQ_EXIT_OTHER_EXCEPTION};
     uint32_t k = (kind >= 3u && kind <= 7u) ? kind - 3u : 4u;
-    char text[256];
+    static char text[320];
     char *p = put_str(text, names[k]);
     *p++ = ' ';
     p = put_hex(p, "pc=", frame[6]);
@@ -54,6 +65,7 @@ void dq_fault_report(const uint32_t *frame, uint32_t kind) {
     p = put_hex(p, "mmfar=", SCB_MMFAR);
     p = put_hex(p, "bfar=", SCB_BFAR);
     p = put_hex(p, "icsr=", SCB_ICSR);
+    if (SCB_CFSR & (1u << 20)) p = put_str(p, "STKOF: stack overflow ");
     dq_send(DQ_T_FAULT, 0xFFFFu, text, (uint32_t)(p - text - 1));
     dq_exit(codes[k]);
 }

@@ -147,7 +147,7 @@ static void handle_infer(const dq_frame_t *f) {
     last_model_ticks = t1 - t0;
 
     uint8_t *p = resp;
-    p = put8(p, rc == 0 ? DQ_OK : DQ_E_MODEL);
+    p = put8(p, rc != 0 ? DQ_E_MODEL : (peak >= stack_size() ? DQ_E_STACK : DQ_OK));
     p = put8(p, timer_kind());
     p = put16(p, DQ_OUTPUT_SIZE);
     p = put32(p, peak);

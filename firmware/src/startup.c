@@ -3,7 +3,7 @@
 
 #include "dq_cm.h"
 
-extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[], _stack_top[];
+extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[], _stack_top[], _stack_bottom[];
 extern int main(void);
 
 void Reset_Handler(void);
@@ -45,6 +45,10 @@ void Reset_Handler(void) {
 #if defined(__ARM_FP) || defined(__ARM_FEATURE_MVE)
     SCB_CPACR |= 0xFu << 20; /* CP10, CP11: full access (FPU, and MVE on Armv8.1-M) */
     __asm volatile("dsb\n isb" ::: "memory");
+#endif
+#if defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)
+    /* Armv8-M: the hardware checks the stack limit (UsageFault STKOF on overflow) */
+    __asm volatile("msr msplim, %0" ::"r"((uint32_t)(uintptr_t)_stack_bottom));
 #endif
     /* MemManage, BusFault, UsageFault get their own handlers instead of escalating to HardFault */
     SCB_SHCSR |= (1u << 16) | (1u << 17) | (1u << 18);

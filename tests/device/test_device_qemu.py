@@ -193,3 +193,15 @@ def test_serial_backend_against_qemu_pty(tiny_build):
 def test_serial_backend_clear_error_without_a_port(tiny_build):
     with pytest.raises(DeviceError, match="cannot open the serial port"):
         SerialOracle("/dev/does-not-exist-ttyACM9", tiny_build)
+
+
+def test_stack_overflow_is_caught(tiny_build):
+    """Armv8-M (an505): the stack limit register turns an overflow into a reported UsageFault (STKOF)."""
+    fb = build_firmware(tiny_build, "mps2-an505", defense="rs:beta=0.5,gamma=0.1", stack_bytes=512)
+    r = QemuRunner(fb, timeout=10)
+    r.start()
+    with pytest.raises(DeviceError, match="stack overflow") as e:
+        r.infer(np.zeros(16, np.int8))
+    assert "stack-bytes" in str(e.value)
+    assert r.wait_exit(5) == 0x46
+    r.kill()
