@@ -140,8 +140,15 @@ def attack_command(
         e = epochs if epochs is not None else FitConfig.epochs
         fit = FitConfig(**{k: v for k, v in dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,
                                                  lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e))).items() if v is not None})
-        bar, progress = _tqdm_progress(1, f"replay {replay.name}")
-        res = replay_log(replay, model, fit, seed=seed, evaluator=evaluator if victim else None, progress=lambda *a, **k: None)
+        from tqdm import tqdm
+
+        bar = tqdm(total=fit.epochs, desc=f"replay {replay}", unit="epoch", dynamic_ncols=True)
+
+        def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
+            bar.update(1)
+            bar.set_postfix({"queries": queries, "loss": f"{loss:.4f}", **({"stolen_acc": f"{100 * accuracy:.1f}%"} if accuracy is not None else {})})
+
+        res = replay_log(replay, model, fit, seed=seed, evaluator=evaluator if victim else None, progress=progress)
         bar.close()
         if victim is None:
             res["stolen_accuracy"] = evaluator.accuracy(model)
