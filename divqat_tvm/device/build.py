@@ -9,11 +9,13 @@ firmware is not rebuilt.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor
 from divqat_tvm.device.toolchain import run, tool
@@ -221,11 +223,34 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     ]
     deps = list(srcs.values()) + sorted((FIRMWARE_DIR / "include").glob("*.h")) + sorted(build_dir.glob("*.h"))
     stamp = _stamp([config_h, ld, " ".join(cflags), FW_VERSION], deps)
-    if not force and fb.elf.is_file() and (out / "firmware.json").is_file():
-        if json.loads((out / "firmware.json").read_text()).get("stamp") == stamp:
-            return fb
-
     out.mkdir(parents=True, exist_ok=True)
+    with _locked(out / ".lock"):  # parallel workers building the same image wait for each other
+        if not force and _up_to_date(fb, stamp):
+            return fb
+        _compile_and_link(fb, gcc, cflags, srcs, config_h, ld, profile, stamp, test_fault, stack_bytes, spec, manifest)
+    return fb
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _up_to_date(fb: FirmwareBuild, stamp: str) -> bool:
+    info = fb.out_dir / "firmware.json"
+    return fb.elf.is_file() and info.is_file() and json.loads(info.read_text()).get("stamp") == stamp
+
+
+def _compile_and_link(fb: FirmwareBuild, gcc: str, cflags: list[str], srcs: dict[str, Path], config_h: str, ld: str,
+                      profile: bool, stamp: str, test_fault: bool, stack_bytes: int, spec: DefenseSpec,
+                      manifest: dict[str, Any]) -> None:
+    """Objects, ELF, BIN, HEX, footprint.json, then firmware.json (written last: it marks a complete build)."""
+    out, b, core = fb.out_dir, fb.board, fb.core
     atomic_write_text(out / "fw_config.h", config_h)
     atomic_write_text(out / "link.ld", ld)
     objs = []
@@ -255,4 +280,3 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
         "test_fault": test_fault, "stack_bytes": stack_bytes, "warnings": warnings, "fw_version": FW_VERSION, "cflags": cflags,
         "model": manifest.get("name"), "model_sha256": (manifest.get("source_model") or {}).get("sha256"),
     })
-    return fb

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ class HostTwin:
         if lib.is_file():
             return lib
         out.mkdir(parents=True, exist_ok=True)
-        tmp = lib.with_suffix(".so.tmp")
+        tmp = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")  # parallel builders never share a temp file
         run([tool("gcc"), *flags, *map(str, srcs), "-o", str(tmp), "-lm"], what="building the host twin library")
         tmp.replace(lib)
         atomic_write_text(out / "host.json", json.dumps({"flags": flags, "lib": lib.name}, indent=2) + "\n")
