@@ -1,0 +1,234 @@
+"""int8 kernels as TVM tensor expressions: int8 loads, int32 accumulation, bias, requantization, clamp,
+int8 store. TVM schedules them (see lower.py) and generates their C.
+
+Each kernel takes TE placeholders (activations and constant arrays) plus Python scalars (shapes,
+zero points, per-tensor multipliers) that are baked into the code. The input zero point is folded
+into the bias (Σ(x−zp)·w = Σx·w − zp·Σw) and padding uses the input's zero point, so the inner loop
+is a plain int8×int8 multiply-accumulate.
+
+Requantization is a parameter: "fixed" (TFLite/CMSIS-NN fixed point, integer only) or "float"
+(onnxruntime/MLAS: float32 multiply, round half to even); see requant.py for the reference math.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+
+from divqat_tvm.compiler import requant as rq
+
+SCHEMES = ("fixed", "float")
+
+
+@dataclass(frozen=True)
+class Requant:
+    """How an int32 accumulator becomes int8: the scheme, output zero point and clamp."""
+
+    scheme: str
+    zero_point: int
+    lo: int
+    hi: int
+
+
+def _i64(v):
+    return v.astype("int64") if hasattr(v, "astype") else tirx.const(int(v), "int64")
+
+
+def _i32(v):
+    return v if hasattr(v, "astype") else tirx.const(int(v), "int32")
+
+
+def mbqm_tensor(shape, pre, m_of, shift_of, name: str):
+    """TFLite MultiplyByQuantizedMultiplier of `pre(*i)` (int32) as three small TE stages.
+
+    Stages instead of one big expression: a value used several times (the 64-bit product, the high
+    word) is read from a stage rather than copied into every use. The schedule computes the stages
+    inside the consumer's loop nest, so each becomes a scalar temporary, not a tensor.
+    `m_of(i)` / `shift_of(i)` give the multiplier and shift for output index i (PrimExpr or int).
+    """
+    def left_shifted(i):
+        sh = shift_of(i)
+        if isinstance(sh, int):
+            return pre(*i) if sh <= 0 else (pre(*i).astype("int64") * (1 << sh)).astype("int32")
+        return tirx.shift_left(pre(*i).astype("int64"), tirx.max(sh, 0).astype("int64")).astype("int32")
+
+    ab = te.compute(shape, lambda *i: left_shifted(i).astype("int64") * _i64(m_of(i)), name=f"{name}_ab")
+    half = tirx.const(1 << 30, "int64")
+    k31 = tirx.const(31, "int64")
+    hi = te.compute(shape, lambda *i: tirx.Select(
+        ab[i] >= 0, tirx.shift_right(ab[i] + half, k31), -tirx.shift_right(half - 1 - ab[i], k31)).astype("int32"),
+        name=f"{name}_hi")
+
+    def rdbpot(*i):
+        sh = shift_of(i)
+        right = tirx.const(max(-sh, 0), "int32") if isinstance(sh, int) else tirx.max(-sh, 0)
+        mask = tirx.shift_left(tirx.const(1, "int32"), right) - 1
+        thr = tirx.shift_right(mask, tirx.const(1, "int32")) + tirx.Select(hi[i] < 0, tirx.const(1, "int32"), tirx.const(0, "int32"))
+        return tirx.shift_right(hi[i], right) + tirx.Select(tirx.bitwise_and(hi[i], mask) > thr, tirx.const(1, "int32"), tirx.const(0, "int32"))
+
+    return te.compute(shape, rdbpot, name=f"{name}_q")
+
+
+def _clamp_store(v, r: Requant):
+    return tirx.max(tirx.min(v, r.hi), r.lo).astype("int8")
+
+
+def requant_out(shape, pre, r: Requant, m_of=None, shift_of=None, scale_of=None):
+    """int32 `pre(*i)` → int8 output tensor by the chosen scheme (clamped to [r.lo, r.hi])."""
+    if r.scheme == "fixed":
+        q = mbqm_tensor(shape, pre, m_of, shift_of, "rq")
+        return te.compute(shape, lambda *i: _clamp_store(q[i] + r.zero_point, r), name="out")
+    lo = tirx.const(float(r.lo - r.zero_point), "float32")
+    hi = tirx.const(float(r.hi - r.zero_point), "float32")
+    v = te.compute(shape, lambda *i: pre(*i).astype("float32") * scale_of(i), name="rq_scaled")
+    return te.compute(shape, lambda *i: _clamp_store(
+        tirx.nearbyint(tirx.max(tirx.min(v[i], hi), lo)).astype("int32") + r.zero_point, r), name="out")
+
+
+def _index(layout: str, n, c, h, w):
+    return (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
+
+
+def conv2d(x, w, bias, p0, p1, *, layout: str, in_nchw: tuple[int, int, int, int], out_nchw: tuple[int, int, int, int],
+           stride, padding, dilation, groups: int, zp_in: int, r: Requant):
+    """Grouped/depthwise int8 conv. p0, p1 are (multiplier, shift) int32 arrays for "fixed", and
+    (float32 scale, unused) for "float"; bias already holds −zp_in·Σw."""
+    n, cin, ih, iw = in_nchw
+    _, cout, oh, ow = out_nchw
+    _, ig, kh, kw = (int(d) for d in w.shape)
+    og = cout // groups
+    pt, pl = padding[0], padding[1]
+    sh, sw = stride
+    dh, dw = dilation
+    rc = te.reduce_axis((0, ig), "rc")
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+
+    def load(b, c, yy, xx):
+        inside = tirx.all(yy >= 0, yy < ih, xx >= 0, xx < iw)
+        return tirx.if_then_else(inside, x[_index(layout, b, c, tirx.max(yy, 0), tirx.max(xx, 0))], tirx.const(zp_in, "int8"))
+
+    def acc_f(b, k, yy, xx):
+        c = (k // og) * ig + rc
+        return te.sum(load(b, c, yy * sh + ry * dh - pt, xx * sw + rx * dw - pl).astype("int32") * w[k, rc, ry, rx].astype("int32"),
+                      axis=[rc, ry, rx])
+
+    acc = te.compute((n, cout, oh, ow), acc_f, name="acc")
+
+    shape = (n, cout, oh, ow) if layout == "NCHW" else (n, oh, ow, cout)
+    ch = (lambda i: i[1]) if layout == "NCHW" else (lambda i: i[3])
+
+    def pre(*i):
+        b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
+        return acc[b, k, yy, xx] + bias[k]
+
+    return requant_out(shape, pre, r, m_of=lambda i: p0[ch(i)], shift_of=lambda i: p1[ch(i)], scale_of=lambda i: p0[ch(i)])
+
+
+
+def dense(x, w, bias, p0, p1, *, r: Requant):
+    """int8 fully connected [N, In] × [Out, In]ᵀ with per-output requantization."""
+    n, k_in = (int(d) for d in x.shape)
+    k_out = int(w.shape[0])
+    rk = te.reduce_axis((0, k_in), "rk")
+    acc = te.compute((n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc")
+
+    return requant_out((n, k_out), lambda b, o: acc[b, o] + bias[o], r, m_of=lambda i: p0[i[1]],
+                       shift_of=lambda i: p1[i[1]], scale_of=lambda i: p0[i[1]])
+
+
+
+def add(a, b, *, zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, r: Requant):
+    """Requantizing elementwise add (TFLite's int8 add for "fixed", MLAS QLinearAdd for "float")."""
+    if r.scheme == "fixed":
+        twice_max = 2.0 * max(s_a, s_b)
+        ma, sa = rq.quantize_multiplier(s_a / twice_max)
+        mb, sb = rq.quantize_multiplier(s_b / twice_max)
+        mo, so = rq.quantize_multiplier(twice_max / ((1 << rq.ADD_LEFT_SHIFT) * s_out))
+
+        shape = tuple(int(d) for d in a.shape)
+        va = mbqm_tensor(shape, lambda *i: (a[i].astype("int32") - zp_a) * (1 << rq.ADD_LEFT_SHIFT), lambda i: ma, lambda i: sa, "a")
+        vb = mbqm_tensor(shape, lambda *i: (b[i].astype("int32") - zp_b) * (1 << rq.ADD_LEFT_SHIFT), lambda i: mb, lambda i: sb, "b")
+        return requant_out(shape, lambda *i: va[i] + vb[i], r, m_of=lambda i: mo, shift_of=lambda i: so)
+    else:
+        r_ac = np.float32(s_a) / np.float32(s_out)
+        r_bc = np.float32(s_b) / np.float32(s_out)
+        fixed = np.float32(r.zero_point) - (r_ac * np.float32(zp_a) + r_bc * np.float32(zp_b))
+        ca, cb, cf = (tirx.const(float(v), "float32") for v in (r_ac, r_bc, fixed))
+
+        def f(*i):
+            t = tirx.call_pure_extern("float32", "fmaf", b[i].astype("float32"), cb, cf)
+            t = tirx.call_pure_extern("float32", "fmaf", a[i].astype("float32"), ca, t)
+            t = tirx.max(tirx.min(t, tirx.const(float(r.hi), "float32")), tirx.const(float(r.lo), "float32"))
+            return tirx.nearbyint(t).astype("int8")
+
+    return te.compute(tuple(int(d) for d in a.shape), f, name="out")
+
+
+def max_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding):
+    """int8 max pool; padded positions never win (they read as −128)."""
+    n, c, ih, iw = in_nchw
+    _, _, oh, ow = out_nchw
+    ry = te.reduce_axis((0, kernel[0]), "ry")
+    rx = te.reduce_axis((0, kernel[1]), "rx")
+
+    def f(*idx):
+        b, k, yy, xx = (idx[0], idx[1], idx[2], idx[3]) if layout == "NCHW" else (idx[0], idx[3], idx[1], idx[2])
+        y = yy * stride[0] + ry - padding[0]
+        z = xx * stride[1] + rx - padding[1]
+        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
+        v = tirx.if_then_else(inside, x[_index(layout, b, k, tirx.max(y, 0), tirx.max(z, 0))], tirx.const(-128, "int8"))
+        return te.max(v, axis=[ry, rx])
+
+    shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
+    return te.compute(shape, f, name="out")
+
+
+def avg_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, s_in: float, s_out: float, r: Requant):
+    """int8 average pool (window divisor, count_include_pad) or, with kernel = (H, W), global average pool:
+    Σ(x − zp_in) then requantized by s_in / (s_out · count)."""
+    n, c, ih, iw = in_nchw
+    _, _, oh, ow = out_nchw
+    count = kernel[0] * kernel[1]
+    ry = te.reduce_axis((0, kernel[0]), "ry")
+    rx = te.reduce_axis((0, kernel[1]), "rx")
+
+    def acc_f(b, k, yy, xx):
+        y = yy * stride[0] + ry - padding[0]
+        z = xx * stride[1] + rx - padding[1]
+        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
+        v = tirx.if_then_else(inside, x[_index(layout, b, k, tirx.max(y, 0), tirx.max(z, 0))].astype("int32"), tirx.const(zp_in, "int32"))
+        return te.sum(v, axis=[ry, rx])
+
+    acc = te.compute((n, c, oh, ow), acc_f, name="acc")
+    if r.scheme == "fixed":
+        m, sh = rq.quantize_multiplier(s_in / (s_out * count))
+    else:
+        scale = np.float32(s_in) / (np.float32(s_out) * np.float32(count))
+
+    shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
+
+    def pre(*i):
+        b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
+        return acc[b, k, yy, xx] - zp_in * count
+
+    if r.scheme == "fixed":
+        return requant_out(shape, pre, r, m_of=lambda i: m, shift_of=lambda i: sh)
+    return requant_out(shape, pre, r, scale_of=lambda i: tirx.const(float(scale), "float32"))
+
+
+
+def reshape(x, *, shape: tuple[int, ...]):
+    """Flatten/reshape as a copy in row-major order (same bytes, new shape)."""
+    in_shape = [int(d) for d in x.shape]
+    strides = [int(np.prod(in_shape[i + 1:])) for i in range(len(in_shape))]
+    out_strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+
+    def f(*i):
+        flat = sum(ix * s for ix, s in zip(i, out_strides))
+        idx = [(flat // s) % d for s, d in zip(strides, in_shape)]
+        return x[tuple(idx)]
+
+    return te.compute(tuple(shape), f, name="out")

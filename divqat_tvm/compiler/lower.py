@@ -1,0 +1,343 @@
+"""Graph → Relax (int8 TE kernels) → TVM passes → scheduled TIR → C with plain pointer arguments.
+
+Pass order (from ../shared/notes/tvm-relax-0.27.md): LegalizeOps, AnnotateTIROpPattern, FoldConstant,
+DeadCodeElimination, ToNonDataflow, RemovePurityChecking, CallTIRRewrite, StaticPlanBlockMemory, under a
+target context. FuseOps/FuseTIR are not run: each TE kernel already is one fused int8 operator
+(conv + bias + requantize + clamp), and keeping one PrimFunc per graph op keeps the op ↔ call mapping
+(op names, per-op profiling hooks) exact.
+
+The only dependence on TVM 0.27 internals is `_unpacked_api()`: the TIR pipeline looks
+`tirx.transform.MakePackedAPI` up when it runs, and we put a pass of ours in its place for the
+duration of one build (see that function). tvm.__version__ is checked against the pinned version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from divqat_tvm.compiler import kernels as K
+from divqat_tvm.compiler import requant as rq
+from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, Reshape
+from divqat_tvm.errors import CompileError
+
+PINNED_TVM = "0.27.0"
+
+
+def check_tvm_version() -> str:
+    import tvm
+
+    if not tvm.__version__.startswith(PINNED_TVM):
+        raise CompileError(f"TVM {tvm.__version__} is installed; the compiler is written against {PINNED_TVM}.",
+                           "pip install apache-tvm==0.27.0.post1 (see pyproject.toml).")
+    return tvm.__version__
+
+
+# ---------------------------------------------------------------- Graph → Relax
+def kernel_name(prefix: str, index: int, op: Op) -> str:
+    """C symbol of op `index`: prefix, index and kind (unique, valid C)."""
+    return f"{prefix}_k{index}_{op.kind}"
+
+
+def _folded_bias(op: Conv2D | Dense, zp_in: int) -> np.ndarray:
+    w = op.weight.reshape(op.weight.shape[0], -1).astype(np.int64)
+    b = op.bias.astype(np.int64) - zp_in * w.sum(axis=1)
+    if np.any(np.abs(b) >= 2**31):
+        raise CompileError(f"the bias of '{op.name}' overflows int32 after folding the zero point.", "Re-quantize the model.")
+    return b.astype(np.int32)
+
+
+def _requant_arrays(op: Conv2D | Dense, s_in: float, s_out: float, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    if scheme == "fixed":
+        real = np.float64(s_in) * op.weight_scale.astype(np.float64) / np.float64(s_out)
+        return rq.quantize_multipliers(real)
+    return rq.conv_scale_f32(s_in, op.weight_scale, s_out).astype(np.float32), np.zeros(1, np.int32)
+
+
+def build_relax(graph: Graph, scheme: str, prefix: str) -> Any:
+    """The int8 Relax module: one `emit_te` per graph op, constants inline."""
+    from tvm import relax
+
+    if scheme not in K.SCHEMES:
+        raise CompileError(f"unknown requantization scheme '{scheme}'.", f"Use one of {', '.join(K.SCHEMES)}.")
+    bb = relax.BlockBuilder()
+    t_in = graph.input_tensor
+    x = relax.Var("input", relax.TensorType(t_in.shape, "int8"))
+    env: dict[str, Any] = {graph.input: x}
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            for i, op in enumerate(graph.ops):
+                env[op.output] = bb.emit(_emit_op(bb, graph, op, env, scheme, kernel_name(prefix, i, op)))
+            out = bb.emit_output(env[graph.output])
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, name: str) -> Any:
+    from tvm import relax
+
+    def call(fn: Any, *tensors: Any, **params: Any) -> Any:
+        return bb.call_te(functools.partial(fn, **params), *tensors, primfunc_name_hint=name)
+
+    if hasattr(op, "te_kernel"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own kernel
+        fn, consts, params = op.te_kernel(graph)
+        return call(fn, *(env[n] for n in op.inputs), *(relax.const(c) for c in consts), **params)
+    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    r = K.Requant(scheme, to.zero_point, getattr(op, "act_min", -128), getattr(op, "act_max", 127))
+    x = env[op.inputs[0]]
+    if isinstance(op, (Conv2D, Dense)):
+        p0, p1 = _requant_arrays(op, ti.scale, to.scale, scheme)
+        consts = [relax.const(op.weight.astype(np.int8)), relax.const(_folded_bias(op, ti.zero_point)),
+                  relax.const(p0), relax.const(p1)]
+        if isinstance(op, Dense):
+            return call(K.dense, x, *consts, r=r)
+        return call(K.conv2d, x, *consts, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(),
+                          stride=op.stride, padding=op.padding, dilation=op.dilation, groups=op.groups,
+                          zp_in=ti.zero_point, r=r)
+    if isinstance(op, Add):
+        tb = graph.tensors[op.inputs[1]]
+        return call(K.add, x, env[op.inputs[1]], zp_a=ti.zero_point, zp_b=tb.zero_point, s_a=ti.scale,
+                          s_b=tb.scale, s_out=to.scale, r=r)
+    if isinstance(op, MaxPool):
+        return call(K.max_pool, x, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=op.kernel,
+                          stride=op.stride, padding=op.padding)
+    if isinstance(op, (AvgPool, GlobalAvgPool)):
+        _, _, h, w = ti.nchw()
+        kernel, stride, pad = ((h, w), (1, 1), (0, 0, 0, 0)) if isinstance(op, GlobalAvgPool) else (op.kernel, op.stride, op.padding)
+        return call(K.avg_pool, x, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=kernel, stride=stride,
+                          padding=pad, zp_in=ti.zero_point, s_in=ti.scale, s_out=to.scale, r=r)
+    if isinstance(op, Reshape):
+        return call(K.reshape, x, shape=to.shape)
+    raise CompileError(f"no kernel for '{op.kind}' (node '{op.name}').", "Use a supported operator.")
+
+
+# ---------------------------------------------------------------- Relax passes
+def plan(mod: Any) -> Any:
+    """Lower to PrimFuncs and a statically planned main (alloc_storage / alloc_tensor / calls)."""
+    import tvm
+    from tvm import relax
+
+    seq = tvm.transform.Sequential([
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.DeadCodeElimination(),
+        relax.transform.ToNonDataflow(),
+        relax.transform.RemovePurityChecking(),
+        relax.transform.CallTIRRewrite(),
+        relax.transform.StaticPlanBlockMemory(),
+    ])
+    with tvm.target.Target({"kind": "c"}):
+        return seq(mod)
+
+
+# ---------------------------------------------------------------- schedules
+def schedule(func: Any) -> Any:
+    """Leave no workspace. Every kernel is a chain of TE stages; stages after a reduction (bias,
+    requantization, clamp) are computed right after the accumulator, under the reduction's spatial
+    loops, and stages before an elementwise output are computed inside its loop. Each intermediate
+    then holds one element (a scalar temporary) instead of a whole tensor."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    root = sch.get_sblock("root")
+    blocks = list(sch.get_child_blocks(root))
+    reductions = [i for i, b in enumerate(blocks) if _is_reduction(sch, b)]
+    if reductions:
+        first = reductions[0]
+        if len(reductions) > 1 or first > 0:
+            raise CompileError(f"kernel {func} has {len(reductions)} reductions after {first} stages.",
+                               "This is a compiler bug; report it.")
+        red = blocks[first]
+        n_spatial = sum(1 for iv in sch.get(red).iter_vars if int(iv.iter_type) == 0)
+        loop = sch.get_loops(red)[n_spatial - 1]
+        for b in blocks[first + 1:]:
+            sch.reverse_compute_at(b, loop)
+    else:
+        out = blocks[-1]
+        for b in reversed(blocks[:-1]):
+            sch.compute_at(b, sch.get_loops(out)[-1])
+    return sch.mod["main"]
+
+
+def _is_reduction(sch: Any, b: Any) -> bool:
+    return any(int(iv.iter_type) != 0 for iv in sch.get(b).iter_vars)
+
+
+# ---------------------------------------------------------------- plain-pointer C
+@contextlib.contextmanager
+def _unpacked_api() -> Iterator[None]:
+    """THE one TVM-0.27-internals hack: replace MakePackedAPI for one build.
+
+    The s_tir pipeline calls `tirx.transform.MakePackedAPI()` when it runs. In its place, each PrimFunc's
+    buffer-typed parameters become raw `T*` pointers (every `buffer_data(param)` in the body is replaced by
+    the new pointer variable), the body is wrapped in the `device_id`/`device_type` attributes that
+    LowerTVMBuiltin needs, and the function is moved to the host target. Codegen then prints
+    `void f(int8_t* x, ...)`: no DLTensor, no packed calling convention.
+    """
+    from tvm import tirx
+
+    original = tirx.transform.MakePackedAPI
+    tirx.transform.MakePackedAPI = lambda: _make_unpacked_api_pass()
+    try:
+        yield
+    finally:
+        tirx.transform.MakePackedAPI = original
+
+
+def _make_unpacked_api_pass() -> Any:
+    import tvm
+    import tvm_ffi
+    from tvm import tirx
+    from tvm.ir import PointerType
+
+    buffer_data = tvm.ir.Op.get("tirx.buffer_data")
+
+    @tvm.transform.module_pass(opt_level=0, name="divqat.MakeUnpackedAPI")
+    def _pass(mod: Any, _ctx: Any) -> Any:
+        out = {}
+        for gv, f in mod.functions.items():
+            handles = {p: tirx.Var(p.name, PointerType(p.ty.dtype)) for p in f.params}
+
+            def to_handle(call: Any, handles: dict = handles) -> Any:
+                if call.op.same_as(buffer_data) and len(call.args) == 1:
+                    for p, h in handles.items():
+                        if call.args[0].same_as(p):
+                            return h
+                return call
+
+            body = tvm_ffi.structural_map(f.body, (tvm.ir.Call, to_handle))
+            body = tirx.AttrStmt("default", "device_id", tirx.const(0, "int32"), body)
+            body = tirx.AttrStmt("default", "device_type", tirx.const(1, "int32"), body)
+            nf = tirx.PrimFunc([handles[p] for p in f.params], body, f.ret_type, f.attrs)
+            target = f.attrs["target"]
+            out[gv] = nf.with_attr("target", target.host if target.host is not None else target)
+        return tvm.IRModule(out)
+
+    return _pass
+
+
+_TVM_INCLUDE = re.compile(r'^#include "tvm/.*"\n', re.M)
+
+
+def build_c(funcs: dict[str, Any]) -> str:
+    """Schedule and build PrimFuncs (by C name) with the `c` target; return portable C source."""
+    import tvm
+
+    mod = tvm.IRModule({name: schedule(f).with_attr("global_symbol", name) for name, f in funcs.items()})
+    with _unpacked_api():
+        lib = tvm.tirx.build(mod, target=tvm.target.Target({"kind": "c"}))
+    src = lib.inspect_source()
+    if "TVMBackendAllocWorkspace" in src:
+        bad = [n for n in funcs if re.search(rf"{n}\([^)]*\)\s*{{(?:(?!\n}}).)*TVMBackendAllocWorkspace", src, re.S)]
+        raise CompileError(f"kernels {bad or '?'} still need a TVM workspace after scheduling.", "This is a compiler bug; report it.")
+    return portable_c(src)
+
+
+def portable_c(src: str) -> str:
+    """Strip TVM runtime traces: includes → <stdint.h>/<math.h>, TVM_DLL empty, no __tvm_ffi_main or library ctx."""
+    src = _TVM_INCLUDE.sub("", src)
+    src = src.replace("void* __tvm_ffi__library_ctx = NULL;\n", "")
+    src = re.sub(r"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL int32_t __tvm_ffi_main.*?\n}\n", "", src, flags=re.S)
+    head = ("/* Generated by divqat-tvm with Apache TVM (c target). Plain C99: no TVM runtime needed. */\n"
+            "#include <stdint.h>\n#include <math.h>\n#include <stdbool.h>\n#ifndef TVM_DLL\n#define TVM_DLL\n#endif\n")
+    src = src.replace("#include <math.h>\n", "").replace("#include <stdbool.h>\n", "")
+    return head + src
+
+
+# ---------------------------------------------------------------- the planned main
+@dataclass
+class Tensor:
+    """A tensor of the planned main: arena-resident (storage/offset), a constant, the input or the output."""
+
+    var: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str  # "arena" | "const" | "input" | "output"
+    const: np.ndarray | None = None
+    storage: str | None = None
+    storage_offset: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Call:
+    func: str
+    args: list[str]
+
+
+@dataclass
+class Plan:
+    """What the emitter needs: tensors, calls in order, TVM's storage sizes, and the kernels' C."""
+
+    tensors: dict[str, Tensor]
+    calls: list[Call]
+    storages: dict[str, int]
+    prim_funcs: dict[str, Any] = field(default_factory=dict)
+
+
+def read_plan(mod: Any) -> Plan:
+    """Walk the statically planned Relax main into a Plan (straight-line code only)."""
+    from tvm import relax
+
+    main = mod["main"]
+    tensors: dict[str, Tensor] = {}
+    alias: dict[str, str] = {}
+    storages: dict[str, int] = {}
+    calls: list[Call] = []
+    param = main.params[0]
+    tensors[param.name] = Tensor(param.name, tuple(int(s) for s in param.ty.shape), str(param.ty.dtype), "input")
+    n_const = 0
+
+    def arg_name(a: Any) -> str:
+        nonlocal n_const
+        if isinstance(a, relax.Var):
+            return alias.get(a.name, a.name)
+        value = getattr(a, "value", None)
+        if value is not None and hasattr(value, "numpy"):
+            arr = value.numpy()
+            name = f"c{n_const}"
+            n_const += 1
+            tensors[name] = Tensor(name, arr.shape, str(arr.dtype), "const", const=arr)
+            return name
+        raise CompileError(f"unexpected argument {a} in the planned main.", "This is a compiler bug; report it.")
+
+    body = main.body
+    for block in body.blocks:
+        for b in block.bindings:
+            v = b.value
+            name = b.var.name
+            op = getattr(getattr(v, "op", None), "name", None)
+            if isinstance(v, relax.Var):
+                alias[name] = alias.get(v.name, v.name)
+            elif op == "relax.memory.alloc_storage":
+                storages[name] = int(v.args[0].values[0])
+            elif op == "relax.memory.alloc_tensor":
+                shape = tuple(int(s) for s in v.args[2].values)
+                tensors[name] = Tensor(name, shape, str(v.args[3].value), "arena", storage=v.args[0].name,
+                                       storage_offset=int(v.args[1].value))
+            elif op == "relax.builtin.alloc_tensor":
+                shape = tuple(int(s) for s in v.args[0].values)
+                tensors[name] = Tensor(name, shape, str(v.args[1].value), "output")
+            elif isinstance(getattr(v, "op", None), relax.expr.GlobalVar if hasattr(relax.expr, "GlobalVar") else type(None)) or \
+                    type(getattr(v, "op", None)).__name__ == "GlobalVar":
+                calls.append(Call(v.op.name_hint, [arg_name(a) for a in v.args]))
+            else:
+                raise CompileError(f"unexpected binding '{name} = {op or v}' in the planned main.",
+                                   "This is a compiler bug; report it.")
+    ret = alias.get(body.body.name, body.body.name)
+    if tensors.get(ret) is None or tensors[ret].kind != "output":
+        raise CompileError("the planned main does not return its own output buffer.", "This is a compiler bug; report it.")
+    outputs = [t for t in tensors.values() if t.kind == "output"]
+    if len(outputs) != 1:
+        raise CompileError(f"the planned main allocates {len(outputs)} unplanned tensors.", "This is a compiler bug; report it.")
+    prims = {gv.name_hint: f for gv, f in mod.functions.items() if type(f).__name__ == "PrimFunc"}
+    return Plan(tensors, calls, storages, prims)

@@ -1,0 +1,318 @@
+"""Import a QDQ ONNX model through TVM's Relax ONNX frontend and rebuild it as an int8 `Graph`.
+
+`tvm.relax.frontend.onnx.from_onnx` turns QuantizeLinear/DequantizeLinear into `R.quantize` /
+`R.dequantize` around float ops. Each `R.quantize` (except the input's) closes one int8 operator; we
+walk back from it through the float dataflow (conv2d/matmul + bias, add, pools, mean, reshape, relu)
+to the `R.dequantize` nodes that open it, whose arguments are int8 tensors or int8 constants.
+
+The onnx package is used for one thing Relax does not keep: node names and op types, so an operator
+we cannot compile is reported by the ONNX node that holds it (checked before calling the frontend).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from divqat_tvm.compiler.graph import (
+    QMAX, QMIN, Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape,
+)
+from divqat_tvm.errors import CompileError
+
+# ONNX op types the importer understands (QDQ wrappers and the float ops between them).
+SUPPORTED_ONNX_OPS = {
+    "QuantizeLinear", "DequantizeLinear", "Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool",
+    "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Identity", "Constant",
+}
+_COMPUTE_ONNX_OPS = ("Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape")
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_supported(model: onnx.ModelProto) -> None:
+    """Raise CompileError naming the first node whose op type we cannot compile."""
+    for node in model.graph.node:
+        if node.op_type not in SUPPORTED_ONNX_OPS or node.domain not in ("", "ai.onnx"):
+            raise CompileError(
+                f"unsupported ONNX operator '{node.op_type}' in node '{node.name or node.output[0]}'.",
+                f"The compiler handles {', '.join(sorted(SUPPORTED_ONNX_OPS))}; "
+                "export the model with only these (QDQ format, opset 13).",
+            )
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise CompileError(f"model file '{path}' does not exist.", "Pass the path of a QDQ ONNX file.")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError and friends
+        raise CompileError(f"'{path}' is not a readable ONNX model ({e}).", "Re-export the model.") from e
+
+
+def import_onnx(path: str | Path) -> Graph:
+    """QDQ ONNX file → int8 Graph (batch 1, NCHW)."""
+    model = load_onnx(path)
+    check_supported(model)
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise CompileError(
+            f"'{path}' has {len(inputs)} inputs and {len(model.graph.output)} outputs.",
+            "Compile a model with one image input and one logits output.",
+        )
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
+        raise CompileError(f"input '{inputs[0].name}' has shape {dims}, not [N, C, H, W].",
+                           "Export with a fixed C, H, W (N may be dynamic).")
+    from tvm.relax.frontend.onnx import from_onnx
+
+    try:
+        mod = from_onnx(model, shape_dict={inputs[0].name: [1, *dims[1:]]}, keep_params_in_input=False)
+    except Exception as e:
+        raise CompileError(f"TVM's ONNX frontend could not import '{path}': {e}", "Check the model with onnx.checker.") from e
+    names = [n.name or n.output[0] for n in model.graph.node if n.op_type in _COMPUTE_ONNX_OPS]
+    graph = _RelaxToGraph(mod["main"]).build()
+    _name_ops(graph, names)
+    graph.source = str(path)
+    return graph
+
+
+def _name_ops(graph: Graph, onnx_names: list[str]) -> None:
+    """Give IR ops the ONNX node names (Relax keeps the node order, not the names)."""
+    if len(onnx_names) == len(graph.ops):
+        for op, name in zip(graph.ops, onnx_names):
+            op.name = name
+
+
+@dataclass
+class _Q:
+    """An int8 value feeding a float op: an activation tensor (name) or a constant (array)."""
+
+    tensor: str | None
+    const: np.ndarray | None
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int
+
+
+class _RelaxToGraph:
+    """Pattern matcher over the Relax `main` produced by from_onnx."""
+
+    def __init__(self, main: Any) -> None:
+        self.main = main
+        self.bindings: dict[Any, Any] = {}
+        self.order: list[Any] = []
+        for block in main.body.blocks:
+            for b in block.bindings:
+                self.bindings[b.var] = b.value
+                self.order.append(b)
+        self.tensors: dict[str, QTensor] = {}
+        self.ops: list[Op] = []
+        self.int8_name: dict[Any, str] = {}
+
+    # ---- helpers over Relax expressions -------------------------------------------------------
+    def _value(self, e: Any) -> Any:
+        """Follow variables to the call (or constant) that defines them."""
+        while e in self.bindings:
+            e = self.bindings[e]
+        return e
+
+    @staticmethod
+    def _op_name(e: Any) -> str:
+        op = getattr(e, "op", None)
+        return getattr(op, "name", "") if op is not None else ""
+
+    @staticmethod
+    def _const(e: Any) -> np.ndarray | None:
+        v = getattr(e, "value", None)
+        return v.numpy() if v is not None and hasattr(v, "numpy") else None
+
+    def _shape(self, var: Any) -> tuple[int, ...]:
+        return tuple(int(s) for s in var.ty.shape)
+
+    def _dq(self, e: Any) -> _Q:
+        call = self._value(e)
+        if self._op_name(call) != "relax.dequantize":
+            raise CompileError(f"expected a DequantizeLinear feeding a float op, found {self._op_name(call) or call}.",
+                               "Quantize the model in QDQ format (every float op between DQ and Q nodes).")
+        x, s, z = call.args
+        scale = self._const(s)
+        zp = self._const(z)
+        if scale is None or zp is None:
+            raise CompileError("a DequantizeLinear has non-constant scale or zero point.", "Fold the qparams into constants.")
+        const = self._const(x)
+        if const is not None:
+            return _Q(None, const, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
+        xv = self._value(x) if x not in self.int8_name else x
+        name = self.int8_name.get(x)
+        if name is None:
+            raise CompileError(f"a DequantizeLinear reads {x}, which is not an int8 tensor of the graph.",
+                               "Only int8 activations and constants may be dequantized.")
+        del xv
+        return _Q(name, None, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
+
+    def _act(self, name: str) -> QTensor:
+        return self.tensors[name]
+
+    # ---- building ------------------------------------------------------------------------------
+    def build(self) -> Graph:
+        param = self.main.params[0]
+        graph_input = None
+        for b in self.order:
+            v = b.value
+            if self._op_name(v) != "relax.quantize":
+                continue
+            src, s, z = v.args
+            scale, zp = self._const(s), self._const(z)
+            if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+                raise CompileError(f"QuantizeLinear '{b.var.name}' has no constant per-tensor scale/zero point.",
+                                   "Quantize activations per tensor.")
+            if str(v.attrs.out_dtype) != "int8":
+                raise CompileError(f"QuantizeLinear '{b.var.name}' produces {v.attrs.out_dtype}, not int8.",
+                                   "Quantize activations to int8 (QuantType.QInt8).")
+            shape = self._shape(b.var)
+            name = b.var.name
+            layout = "NCHW" if len(shape) == 4 else "NC"
+            t = QTensor(name, shape, float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), layout)
+            src_val = src if src.same_as(param) else self._value(src)
+            if src.same_as(param):
+                if graph_input is not None:
+                    raise CompileError("the model quantizes its input twice.", "Export one QuantizeLinear on the input.")
+                graph_input = name
+                self.tensors[name] = t
+                self.int8_name[b.var] = name
+                continue
+            self.tensors[name] = t
+            self.int8_name[b.var] = name
+            self.ops.append(self._match(src_val, t))
+        if graph_input is None:
+            raise CompileError("the model's input is not quantized by a QuantizeLinear.", "Export in QDQ format.")
+        out = self._value(self.main.body.body)
+        if self._op_name(out) != "relax.dequantize" or out.args[0] not in self.int8_name:
+            raise CompileError("the model's output is not a DequantizeLinear of an int8 tensor.",
+                               "End the QDQ model with Q → DQ after the last Gemm.")
+        return Graph(self.tensors, self.ops, graph_input, self.int8_name[out.args[0]])
+
+    def _match(self, e: Any, out: QTensor) -> Op:
+        """Recognise the float computation `e` whose result is quantized into `out`."""
+        lo, hi = QMIN, QMAX
+        name = self._op_name(e)
+        if name in ("relax.nn.relu", "relax.clip"):
+            if name == "relax.clip":
+                mn = float(self._const(self._value(e.args[1])) if self._const(e.args[1]) is None else self._const(e.args[1]))
+                if mn != 0.0:
+                    raise CompileError(f"Clip with min {mn} before {out.name} is not a ReLU.", "Use ReLU or Clip(0, max).")
+            lo = max(QMIN, out.zero_point)
+            e = self._value(e.args[0])
+            name = self._op_name(e)
+        if name == "relax.add":
+            a, b = (self._value(x) for x in e.args)
+            an, bn = self._op_name(a), self._op_name(b)
+            if an in ("relax.nn.conv2d", "relax.matmul"):
+                return self._linear(a, self._bias(b), out, lo, hi)
+            if bn in ("relax.nn.conv2d", "relax.matmul"):
+                return self._linear(b, self._bias(a), out, lo, hi)
+            qa, qb = self._dq(e.args[0]), self._dq(e.args[1])
+            if qa.tensor is None or qb.tensor is None:
+                raise CompileError(f"an Add before {out.name} has a constant operand.", "Only activation + activation adds compile.")
+            self._same_shape(qa.tensor, out)
+            self._same_shape(qb.tensor, out)
+            return Add(out.name, [qa.tensor, qb.tensor], out.name, act_min=lo, act_max=hi)
+        if name in ("relax.nn.conv2d", "relax.matmul"):
+            return self._linear(e, None, out, lo, hi)
+        q = self._dq(e.args[0]) if e.args else None
+        if q is None or q.tensor is None:
+            raise CompileError(f"cannot compile the float op '{name}' before {out.name}.",
+                               "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.")
+        src = self._act(q.tensor)
+        if name == "relax.nn.max_pool2d":
+            self._same_qparams(src, out, "MaxPool")
+            a = e.attrs
+            return MaxPool(out.name, [q.tensor], out.name, kernel=tuple(int(v) for v in a.pool_size),
+                           stride=tuple(int(v) for v in a.strides), padding=_pad4(a.padding))
+        if name == "relax.nn.avg_pool2d":
+            a = e.attrs
+            pad = _pad4(a.padding)
+            if any(pad) and not bool(a.count_include_pad):
+                raise CompileError(f"AveragePool before {out.name} pads without count_include_pad.",
+                                   "Use count_include_pad=1 or no padding.")
+            return AvgPool(out.name, [q.tensor], out.name, kernel=tuple(int(v) for v in a.pool_size),
+                           stride=tuple(int(v) for v in a.strides), padding=pad)
+        if name == "relax.mean":
+            axes = sorted(int(v) for v in e.attrs.axis)
+            if axes != [2, 3]:
+                raise CompileError(f"a mean over axes {axes} before {out.name} is not a global average pool.",
+                                   "Only GlobalAveragePool (mean over H, W) compiles.")
+            if len(out.shape) != 4:
+                self.tensors[out.name] = out = QTensor(out.name, out.shape + (1,) * (4 - len(out.shape)), out.scale, out.zero_point)
+            return GlobalAvgPool(out.name, [q.tensor], out.name)
+        if name == "relax.reshape":
+            self._same_qparams(src, out, "Flatten/Reshape")
+            return Reshape(out.name, [q.tensor], out.name)
+        raise CompileError(f"cannot compile the float op '{name}' before {out.name}.",
+                           "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.")
+
+    def _bias(self, e: Any) -> np.ndarray:
+        if self._op_name(e) == "relax.reshape":
+            e = self._value(e.args[0])
+        q = self._dq(e)
+        if q.const is None or q.const.dtype != np.int32 or np.any(q.zero_point != 0):
+            raise CompileError("a conv/gemm bias is not an int32 constant with zero point 0.",
+                               "Quantize biases to int32 (scale s_in·s_w).")
+        return q.const.reshape(-1).astype(np.int32)
+
+    def _linear(self, e: Any, bias: np.ndarray | None, out: QTensor, lo: int, hi: int) -> Op:
+        x = self._dq(e.args[0])
+        w_expr = self._value(e.args[1])
+        transposed = self._op_name(w_expr) == "relax.permute_dims"
+        w = self._dq(w_expr.args[0] if transposed else w_expr)
+        if x.tensor is None or w.const is None:
+            raise CompileError(f"the conv/gemm before {out.name} does not read an activation and a constant weight.",
+                               "Weights must be int8 initializers behind a DequantizeLinear.")
+        if w.const.dtype != np.int8 or np.any(w.zero_point != 0):
+            raise CompileError(f"the weight before {out.name} is not symmetric int8.", "Quantize weights to int8 with zero point 0.")
+        weight = w.const
+        n_out = weight.shape[0] if (self._op_name(e) == "relax.nn.conv2d" or transposed) else weight.shape[1]
+        if not transposed and self._op_name(e) == "relax.matmul":
+            weight = weight.T  # MatMul weight [in, out] → [out, in]
+        w_scale = np.broadcast_to(w.scale.reshape(-1), (n_out,)).astype(np.float32).copy()
+        if w.scale.size not in (1, n_out):
+            raise CompileError(f"weight scale of the op before {out.name} has {w.scale.size} entries for {n_out} channels.",
+                               "Quantize weights per output channel (axis 0) or per tensor.")
+        b = np.zeros(n_out, np.int32) if bias is None else bias
+        src = self._act(x.tensor)
+        if self._op_name(e) == "relax.nn.conv2d":
+            a = e.attrs
+            if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
+                raise CompileError(f"conv before {out.name} has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW.")
+            return Conv2D(out.name, [x.tensor], out.name, weight=np.ascontiguousarray(weight), weight_scale=w_scale, bias=b,
+                          stride=tuple(int(v) for v in a.strides), padding=_pad4(a.padding),
+                          dilation=tuple(int(v) for v in a.dilation), groups=int(a.groups), act_min=lo, act_max=hi)
+        if len(src.shape) != 2:
+            raise CompileError(f"the Gemm before {out.name} reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm.")
+        return Dense(out.name, [x.tensor], out.name, weight=np.ascontiguousarray(weight), weight_scale=w_scale, bias=b,
+                     act_min=lo, act_max=hi)
+
+    def _same_qparams(self, a: QTensor, b: QTensor, what: str) -> None:
+        if a.scale != b.scale or a.zero_point != b.zero_point:
+            raise CompileError(f"{what} into {b.name} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
+                               f"Quantize the {what} output with its input's qparams.")
+
+    def _same_shape(self, name: str, out: QTensor) -> None:
+        if self.tensors[name].shape != out.shape:
+            raise CompileError(f"Add into {out.name} broadcasts {self.tensors[name].shape} to {out.shape}.",
+                               "Only same-shape residual adds compile.")
+
+
+def _pad4(p: Any) -> tuple[int, int, int, int]:
+    v = [int(x) for x in p]
+    if len(v) == 2:
+        return (v[0], v[1], v[0], v[1])
+    return (v[0], v[1], v[2], v[3])

@@ -1,0 +1,43 @@
+"""compile: QDQ ONNX → int8 Graph → Relax/TIR → C library folder (no arm build; see toolchain.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from divqat_tvm.compiler import lower
+from divqat_tvm.compiler.emit import write_artifact
+from divqat_tvm.compiler.graph import Graph
+from divqat_tvm.compiler.onnx_import import file_sha256, import_onnx
+from divqat_tvm.errors import CompileError
+
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
+             manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir."""
+    if not _C_IDENT.match(prefix):
+        raise CompileError(f"prefix '{prefix}' is not a C identifier.", "Use letters, digits and underscores.")
+    tvm_version = lower.check_tvm_version()
+    t0 = time.perf_counter()
+    mod = lower.plan(lower.build_relax(graph, requant, prefix))
+    plan = lower.read_plan(mod)
+    kernels_c = lower.build_c(plan.prim_funcs)
+    info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
+    out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info)
+    out["compile_seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def compile_onnx(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
+                 target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Import a QDQ ONNX model and generate its C library (the manifest names target and core)."""
+    model = Path(model)
+    graph = import_onnx(model)
+    name = Path(out_dir).name
+    info = {"name": name, "target": target, "core": core,
+            "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {}}
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info)
