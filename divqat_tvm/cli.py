@@ -29,6 +29,7 @@ def _register() -> None:
     from divqat_tvm.models.commands import register as _models; _models(app)  # noqa: E702
     from divqat_tvm.train.commands import register as _train; _train(app)  # noqa: E702
     app.command("targets")(targets_command)
+    from divqat_tvm.compiler.commands import register as _compiler; _compiler(app)  # noqa: E702
     from divqat_tvm.device.commands import register as _device; _device(app)  # noqa: E702
     from divqat_tvm.attacks.commands import register as _attacks; _attacks(app)  # noqa: E702
     from divqat_tvm.experiment.commands import register as _experiment; _experiment(app)  # noqa: E702

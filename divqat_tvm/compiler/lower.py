@@ -87,6 +87,9 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
     if hasattr(op, "te_kernel"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own kernel
         fn, consts, params = op.te_kernel(graph)
         return call(fn, *(env[n] for n in op.inputs), *(relax.const(c) for c in consts), **params)
+    if hasattr(op, "te_kernel"):  # ops that carry their own kernel (e.g. tflite_ops: TFLite semantics)
+        fn, consts, params = op.te_kernel(graph)
+        return call(fn, *(env[i] for i in op.inputs), *(relax.const(c) for c in consts), **params)
     ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
     r = K.Requant(scheme, to.zero_point, getattr(op, "act_min", -128), getattr(op, "act_max", 127))
     x = env[op.inputs[0]]
@@ -145,14 +148,23 @@ def schedule(func: Any) -> Any:
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
+    try:
+        _schedule_chain(sch)
+    except Exception:  # a kernel of another shape (e.g. softmax's two reductions): leave it as written;
+        return func  # build_c still refuses any kernel that ends up needing a workspace
+    return sch.mod["main"]
+
+
+def _schedule_chain(sch: Any) -> None:
     root = sch.get_sblock("root")
     blocks = list(sch.get_child_blocks(root))
     reductions = [i for i, b in enumerate(blocks) if _is_reduction(sch, b)]
     if reductions:
+        if len(reductions) > 1:
+            raise ValueError("not a single-reduction chain")
         first = reductions[0]
-        if len(reductions) > 1 or first > 0:
-            raise CompileError(f"kernel {func} has {len(reductions)} reductions after {first} stages.",
-                               "This is a compiler bug; report it.")
+        for b in blocks[:first]:  # producers such as padding: computed where they are read
+            sch.compute_inline(b)
         red = blocks[first]
         n_spatial = sum(1 for iv in sch.get(red).iter_vars if int(iv.iter_type) == 0)
         loop = sch.get_loops(red)[n_spatial - 1]
@@ -162,7 +174,6 @@ def schedule(func: Any) -> Any:
         out = blocks[-1]
         for b in reversed(blocks[:-1]):
             sch.compute_at(b, sch.get_loops(out)[-1])
-    return sch.mod["main"]
 
 
 def _is_reduction(sch: Any, b: Any) -> bool:

@@ -121,6 +121,8 @@ def _avg_requant(total: np.ndarray, count: int, ti: QTensor, to: QTensor, scheme
 
 
 def _run_op(graph: Graph, op: Op, env: dict[str, np.ndarray], scheme: str) -> np.ndarray:
+    if hasattr(op, "run_reference"):  # ops that carry their own semantics (e.g. tflite_ops)
+        return op.run_reference(graph, [env[i] for i in op.inputs])
     if hasattr(op, "run_reference"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own
         return op.run_reference(graph, [env[n] for n in op.inputs])
     if isinstance(op, Conv2D):

@@ -1,0 +1,136 @@
+"""arm-none-eabi-gcc build of the compiled library for a core, a link check, footprint, and the fit check.
+
+The link check links the library with a tiny entry point (no startup files, --gc-sections, a map
+file): an undefined symbol fails the link, and the map must not pull in malloc/_sbrk (no heap).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from divqat_tvm.errors import CompileError
+from divqat_tvm.targets import Core, Target
+
+ARM_CC = "arm-none-eabi-gcc"
+ARM_SIZE = "arm-none-eabi-size"
+COMMON_CFLAGS = ("-std=c99", "-Os", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", "-Wall")
+STACK_RESERVE = 4096  # bytes of RAM kept for the stack (and the firmware's own state) in the fit check
+HEAP_SYMBOLS = ("malloc", "_malloc_r", "_sbrk", "calloc", "realloc", "free")
+
+_ENTRY_C = """#include "model.h"
+static int8_t divqat_in[MODEL_INPUT_SIZE];
+static int8_t divqat_out[MODEL_OUTPUT_SIZE];
+volatile int divqat_rc;
+void divqat_entry(void) {
+  divqat_rc = model_run(divqat_in, divqat_out);
+  for (;;) { }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Sizes of the linked check image (bytes): flash = text + rodata + data, ram = data + bss."""
+
+    core: str
+    flash_bytes: int
+    weight_bytes: int
+    code_bytes: int
+    ram_bytes: int
+    arena_bytes: int
+
+    def as_dict(self) -> dict[str, int | str]:
+        return dict(self.__dict__)
+
+
+def require_tool(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise CompileError(f"'{tool}' is not installed.", "Install the Arm GNU toolchain (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi).")
+    return path
+
+
+def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: int = 0) -> None:
+    """Fail before building if the model cannot fit the board (no board: nothing to check)."""
+    board = target.board
+    if board is None:
+        return
+    flash_need = weight_bytes + code_bytes
+    ram_need = arena_bytes + STACK_RESERVE
+    if flash_need > board.flash.length:
+        raise CompileError(
+            f"the model needs {flash_need} bytes of flash (weights {weight_bytes} + code {code_bytes}) but "
+            f"{board.name} has {board.flash.length}.",
+            "Use a smaller model or a board with more flash.",
+        )
+    if ram_need > board.ram.length:
+        raise CompileError(
+            f"the model needs {ram_need} bytes of RAM (arena {arena_bytes} + stack reserve {STACK_RESERVE}) but "
+            f"{board.name} has {board.ram.length}.",
+            "Use a smaller model (fewer channels or a smaller input) or a board with more RAM.",
+        )
+
+
+def _run(cmd: list[str], what: str) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(f"{what} failed: {' '.join(cmd)}\n{(proc.stderr or proc.stdout)[-4000:]}",
+                           "Read the compiler output above; report it if the generated C is at fault.")
+    return proc.stdout + proc.stderr
+
+
+def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = None) -> Footprint:
+    """Compile model.c + kernels.c for `core`, link the check image, and measure it."""
+    import json
+
+    build_dir = Path(build_dir)
+    cc = require_tool(ARM_CC)
+    size = require_tool(ARM_SIZE)
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    work = build_dir / (out_subdir or f"arm-{core.name}")
+    work.mkdir(parents=True, exist_ok=True)
+    flags = [*core.cflags, *COMMON_CFLAGS, f"-I{build_dir}"]
+    objs = []
+    for src in manifest.get("sources", ["model.c", "kernels.c"]):
+        obj = work / (Path(src).stem + ".o")
+        out = _run([cc, *flags, "-c", str(build_dir / src), "-o", str(obj)], f"{ARM_CC} ({core.name}) of {src}")
+        if "warning" in out:
+            (work / f"{Path(src).stem}.warnings.txt").write_text(out)
+        objs.append(obj)
+    entry = work / "entry.c"
+    entry.write_text(_ENTRY_C)
+    elf = work / "check.elf"
+    map_file = work / "check.map"
+    _run([cc, *flags, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,-e,divqat_entry",
+          str(entry), *map(str, objs), "-lm", "-o", str(elf)], f"link check ({core.name})")
+    heap = heap_symbols(map_file.read_text())
+    if heap:
+        raise CompileError(f"the {core.name} link pulls in heap functions {heap}.", "The generated C must not allocate; report this.")
+    sections = section_sizes(_run([size, "-A", str(elf)], ARM_SIZE))
+    flash = sum(v for k, v in sections.items() if k in (".text", ".rodata", ".data", ".ARM.exidx", ".init", ".fini"))
+    ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
+    weights = int(manifest["weight_bytes"])
+    return Footprint(core.name, flash, weights, max(flash - weights, 0), ram, int(manifest["arena_bytes"]))
+
+
+def heap_symbols(map_text: str) -> list[str]:
+    """Heap functions linked into the image, from a GNU ld map ('.text.malloc' sections or archive members)."""
+    found = []
+    for sym in HEAP_SYMBOLS:
+        if re.search(rf"(\.text\.{sym}\b|\({re.escape(sym)}\.o\)|lib_a-{sym}r?\.o|\s{sym}$)", map_text, re.M):
+            found.append(sym)
+    return found
+
+
+def section_sizes(size_output: str) -> dict[str, int]:
+    """arm-none-eabi-size -A output → {section: bytes}."""
+    out = {}
+    for line in size_output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
