@@ -39,14 +39,25 @@ def build_config(attack: str, budget: int, o: dict):
         if attack == "dfme":
             return DFMEConfig(**pick(budget=budget, batch_size=o["batch_size"], epoch_itrs=o["epoch_itrs"], g_iter=o["g_iter"],
                                      d_iter=o["d_iter"], lr_S=o["lr"], lr_G=o["lr_gen"], nz=o["latent_dim"], grad_m=o["ndirs"],
-                                     grad_epsilon=o["epsilon"]))
+                                     grad_epsilon=o["epsilon"], pixel_low=o["pixel_low"], pixel_high=o["pixel_high"]))
         if attack == "maze":
             return MAZEConfig(**pick(budget=budget, batch_size=o["batch_size"], latent_dim=o["latent_dim"], lr_clone=o["lr"],
                                      lr_gen=o["lr_gen"], ndirs=o["ndirs"], mu=o["epsilon"], iter_gen=o["g_iter"],
-                                     iter_clone=o["d_iter"], iter_exp=o["iter_exp"]))
+                                     iter_clone=o["d_iter"], iter_exp=o["iter_exp"], pixel_low=o["pixel_low"],
+                                     pixel_high=o["pixel_high"]))
     except ValueError as e:
         raise DivqatError(f"Invalid {attack} options: {e}", "Fix the option named above.") from None
     raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
+
+
+def _pixel_bounds(mode: str, info) -> dict:
+    """Generator output bounds: the normalised images of pixel values 0 and 1, or none (tanh as is)."""
+    if mode == "tanh":
+        return {"pixel_low": None, "pixel_high": None}
+    if mode != "pixels":
+        raise DivqatError(f"Unknown --generator-range {mode!r}.", "Use pixels or tanh.")
+    return {"pixel_low": tuple((0.0 - m) / s for m, s in zip(info.mean, info.std)),
+            "pixel_high": tuple((1.0 - m) / s for m, s in zip(info.mean, info.std))}
 
 
 def _tqdm_progress(total: int, desc: str):
@@ -113,6 +124,7 @@ def attack_command(
     d_iter: Optional[int] = typer.Option(None, "--d-iter", help="student steps per iteration (official: dfme 5, maze iter_clone 5)"),
     epoch_itrs: Optional[int] = typer.Option(None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"),
     iter_exp: Optional[int] = typer.Option(None, "--iter-exp", help="maze experience-replay steps per iteration (official 10)"),
+    generator_range: str = typer.Option("pixels", "--generator-range", help="dfme/maze: 'pixels' maps tanh onto the test set's valid pixels [0, 1] after its normalisation; 'tanh' feeds [-1, 1] as the official code"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
     threads: int = typer.Option(1, "--threads", help="torch threads (resume needs the same count to re-run identically)"),
 ) -> None:
@@ -165,7 +177,7 @@ def attack_command(
     cfg = build_config(attack, budget if budget is not None else DEFAULT_BUDGETS[attack], dict(
         policy=policy, reward=reward, batch_size=batch_size, epochs=epochs, fit_batch=fit_batch, lr_step=lr_step, lr=lr,
         momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
-        epoch_itrs=epoch_itrs, iter_exp=iter_exp))
+        epoch_itrs=epoch_itrs, iter_exp=iter_exp, **_pixel_bounds(generator_range, info)))
     evaluator, _ = _evaluator(victim, defense, test_set, data_dir)
     sur = None
     if attack == "knockoff":

@@ -41,3 +41,24 @@ class Generator(nn.Module):
             out = F.interpolate(out, size=self.out_hw)
         x_pre = self.to_image(out)
         return torch.tanh(x_pre), x_pre
+
+
+def output_map(low: tuple[float, ...], high: tuple[float, ...]):
+    """The generator's activation: tanh, then (if bounds are given) an affine map of [−1, 1] onto the
+    victim's valid input range per channel, e.g. pixels [0, 1] after the victim's normalisation.
+
+    The official DFME/MAZE code feeds tanh's [−1, 1] straight to the victim. That matches a victim whose
+    normalised inputs span about [−1, 1]; an MNIST-normalised victim spans [−0.42, 2.82], so tanh alone
+    can only draw dim images. Empty bounds keep the official behaviour.
+    """
+    if not low and not high:
+        return torch.tanh
+    if len(low) != len(high):
+        raise ValueError(f"pixel bounds need one low and one high per channel, got {len(low)} and {len(high)}.")
+    lo = torch.tensor(low, dtype=torch.float32).view(1, -1, 1, 1)
+    span = torch.tensor(high, dtype=torch.float32).view(1, -1, 1, 1) - lo
+
+    def act(x_pre: torch.Tensor) -> torch.Tensor:
+        return lo + (torch.tanh(x_pre) + 1.0) * 0.5 * span
+
+    return act

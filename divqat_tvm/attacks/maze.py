@@ -13,6 +13,8 @@ afresh:
   which its own cost formula does not count — reusing the answer makes the formula exact);
 - experience replay: every iteration's last (x, answer) batch is stored; iter_exp student steps on
   random batches from the store (no queries);
+- optional `pixel_low`/`pixel_high` map tanh's [−1, 1] onto the victim's valid input range (see
+  `generators.output_map`; empty = the official behaviour);
 - cost per iteration = batch · ((iter_clone − 1) + (1 + ndirs) · iter_gen); iterations = ⌊budget / cost⌋;
 - optimisers (opt "sgd", the default): SGD(momentum 0.9, wd 5e-4) for both, cosine over the iterations.
 """
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator
+from divqat_tvm.attacks.generators import Generator, output_map
 from divqat_tvm.attacks.losses import kl_divergence
 from divqat_tvm.attacks.progress import Progress, no_progress
 
@@ -46,6 +48,8 @@ class MAZEConfig:
     iter_clone: int = 5
     iter_exp: int = 10
     opt: str = "sgd"
+    pixel_low: tuple[float, ...] = ()
+    pixel_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "latent_dim", "ndirs", "iter_gen", "iter_clone"):
@@ -79,7 +83,8 @@ def zoge_backward(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: MAZEConf
         base = x_pre.detach()
         u = torch.randn(cfg.ndirs, *base.shape, generator=gen)
         u = u / u.view(cfg.ndirs, n, -1).norm(dim=2).view(cfg.ndirs, n, *([1] * len(shape)))
-        points = torch.cat([torch.tanh(base)[None], torch.tanh(base[None] + cfg.mu * u)]).view(-1, *shape)
+        act = output_map(cfg.pixel_low, cfg.pixel_high)
+        points = act(torch.cat([base[None], base[None] + cfg.mu * u]).view(-1, *shape))
         p = oracle.query(points.numpy())
         losses = -kl_divergence(student(points), torch.from_numpy(p), reduction="none").view(cfg.ndirs + 1, n)
         scale = (d / cfg.ndirs) * (losses[1:] - losses[0]) / cfg.mu
@@ -94,6 +99,7 @@ def run_maze(oracle, student: nn.Module, cfg: MAZEConfig, seed: int = 0, evaluat
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     generator = Generator(cfg.latent_dim, oracle.input_shape, cfg.ngf)
+    act = output_map(cfg.pixel_low, cfg.pixel_high)
     if cfg.opt == "sgd":
         opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_clone, momentum=0.9, weight_decay=5e-4)
         opt_g = torch.optim.SGD(generator.parameters(), lr=cfg.lr_gen, momentum=0.9, weight_decay=5e-4)
@@ -110,7 +116,8 @@ def run_maze(oracle, student: nn.Module, cfg: MAZEConfig, seed: int = 0, evaluat
     for it in range(cfg.iterations):
         for _ in range(cfg.iter_gen):
             z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen)
-            x, x_pre = generator(z)
+            _, x_pre = generator(z)
+            x = act(x_pre)
             opt_g.zero_grad()
             for q in student.parameters():
                 q.requires_grad_(False)
@@ -123,7 +130,7 @@ def run_maze(oracle, student: nn.Module, cfg: MAZEConfig, seed: int = 0, evaluat
                 x, p = x.detach(), torch.from_numpy(p_x)
             else:
                 with torch.no_grad():
-                    x, _ = generator(torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen))
+                    x = act(generator(torch.randn(cfg.batch_size, cfg.latent_dim, generator=gen))[1])
                 p = torch.from_numpy(oracle.query(x.numpy()))
             loss = kl_divergence(student(x), p)
             opt_s.zero_grad()

@@ -93,3 +93,25 @@ def test_bandit_update_matches_the_textbook_rule():
     expected = h - 0.5 * 2.0 * pi
     expected[2] = h[2] + 0.5 * 2.0 * (1 - pi[2])
     np.testing.assert_allclose(new, expected)
+
+
+@pytest.mark.parametrize("attack", ["dfme", "maze"])
+def test_generator_range_maps_queries_into_the_victims_pixel_range(tmp_path, attack):
+    v = victim()
+    bounds = dict(pixel_low=(-0.4,), pixel_high=(2.8,))
+    cfg = DFMEConfig(budget=7 * 16 * 2, batch_size=16, ngf=4, nz=8, **bounds) if attack == "dfme" else \
+        MAZEConfig(budget=15 * 16 * 2, batch_size=16, ngf=4, latent_dim=8, **bounds)
+    run_attack(attack, v, make_student(), tmp_path, cfg)
+    x = np.concatenate(v.seen)
+    assert x.min() >= -0.4 - 1e-6 and x.max() <= 2.8 + 1e-6
+    assert x.max() > 1.2 and x.min() < 0.0  # uses the range beyond tanh's [-1, 1]
+
+
+def test_output_map_checks_bounds():
+    from divqat_tvm.attacks.generators import output_map
+
+    with pytest.raises(ValueError, match="one low and one high per channel"):
+        output_map((0.0,), ())
+    act = output_map((0.0, -1.0), (1.0, 3.0))
+    y = act(torch.tensor([-50.0, 0.0, 50.0]).view(1, 1, 3, 1).expand(1, 2, 3, 1))
+    np.testing.assert_allclose(y[0, :, :, 0].numpy(), [[0.0, 0.5, 1.0], [-1.0, 1.0, 3.0]], atol=1e-6)
