@@ -21,6 +21,7 @@ import torch
 
 from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig, run_attack
 from divqat_tvm.data import dataset_info, load_dataset
+from divqat_tvm.errors import DivqatError
 from divqat_tvm.fileio import atomic_write_json
 from divqat_tvm.models import build_model
 from divqat_tvm.oracle import open_oracle
@@ -98,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'attack':9} {'backend':9} {'budget':>7} {'batch':>5} {'attack q/s':>11} {'attack s/10k':>13} {'victim q/s':>11} {'victim s/10k':>13}")
     for attack in a.attacks.split(","):
         for spec in specs:
-            r = bench(attack, spec, a.test_set, a.surrogate, a.student)
+            try:
+                r = bench(attack, spec, a.test_set, a.surrogate, a.student)
+            except DivqatError as e:  # a device failure costs one row, not the whole benchmark
+                rows.append({"attack": attack, "backend": spec.split(":", 1)[0], "victim": spec, "error": str(e)})
+                print(f"{attack:9} {spec.split(':', 1)[0]:9} failed: {e}", flush=True)
+                continue
             rows.append(r)
             print(f"{attack:9} {r['backend']:9} {r['budget']:>7,} {r['batch']:>5} {r['attack_queries_per_s']:>11.1f} "
                   f"{r['attack_s_per_10k']:>13.1f} {r['victim_queries_per_s']:>11.1f} {r['victim_s_per_10k']:>13.1f}", flush=True)
