@@ -140,31 +140,39 @@ def dense(x, w, bias, p0, p1, *, r: Requant):
 
 
 
-def add(a, b, *, zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, r: Requant):
-    """Requantizing elementwise add (TFLite's int8 add for "fixed", MLAS QLinearAdd for "float")."""
+def add_float_params(zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, zp_out: int) -> np.ndarray:
+    """MLAS QLinearAdd's float32 constants [a/c scale ratio, b/c ratio, fixed part], computed as MLAS does.
+
+    Passed to the kernel as a constant array, not as literals: TVM's C codegen prints float literals
+    with 7 significant digits, which is not enough to round-trip a float32 (9 are needed)."""
+    r_ac = np.float32(s_a) / np.float32(s_out)
+    r_bc = np.float32(s_b) / np.float32(s_out)
+    fixed = np.float32(zp_out) - (r_ac * np.float32(zp_a) + r_bc * np.float32(zp_b))
+    return np.array([r_ac, r_bc, fixed], dtype=np.float32)
+
+
+def add(a, b, *fparams, zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, r: Requant):
+    """Requantizing elementwise add: TFLite's int8 add for "fixed"; for "float", MLAS QLinearAdd
+    (AVX2 kernel): fma(a, r_ac, fma(b, r_bc, fixed)), round half to even, saturate. `fparams` holds
+    `add_float_params(...)` for "float" and is empty for "fixed"."""
+    shape = tuple(int(d) for d in a.shape)
     if r.scheme == "fixed":
         twice_max = 2.0 * max(s_a, s_b)
         ma, sa = rq.quantize_multiplier(s_a / twice_max)
         mb, sb = rq.quantize_multiplier(s_b / twice_max)
         mo, so = rq.quantize_multiplier(twice_max / ((1 << rq.ADD_LEFT_SHIFT) * s_out))
-
-        shape = tuple(int(d) for d in a.shape)
         va = mbqm_tensor(shape, lambda *i: (a[i].astype("int32") - zp_a) * (1 << rq.ADD_LEFT_SHIFT), lambda i: ma, lambda i: sa, "a")
         vb = mbqm_tensor(shape, lambda *i: (b[i].astype("int32") - zp_b) * (1 << rq.ADD_LEFT_SHIFT), lambda i: mb, lambda i: sb, "b")
         return requant_out(shape, lambda *i: va[i] + vb[i], r, m_of=lambda i: mo, shift_of=lambda i: so)
-    else:
-        r_ac = np.float32(s_a) / np.float32(s_out)
-        r_bc = np.float32(s_b) / np.float32(s_out)
-        fixed = np.float32(r.zero_point) - (r_ac * np.float32(zp_a) + r_bc * np.float32(zp_b))
-        ca, cb, cf = (tirx.const(float(v), "float32") for v in (r_ac, r_bc, fixed))
+    (p,) = fparams
 
-        def f(*i):
-            t = tirx.call_pure_extern("float32", "fmaf", b[i].astype("float32"), cb, cf)
-            t = tirx.call_pure_extern("float32", "fmaf", a[i].astype("float32"), ca, t)
-            t = tirx.max(tirx.min(t, tirx.const(float(r.hi), "float32")), tirx.const(float(r.lo), "float32"))
-            return tirx.nearbyint(t).astype("int8")
+    def f(*i):
+        t = tirx.call_pure_extern("float32", "fmaf", b[i].astype("float32"), p[1], p[2])
+        t = tirx.call_pure_extern("float32", "fmaf", a[i].astype("float32"), p[0], t)
+        t = tirx.max(tirx.min(t, tirx.const(float(r.hi), "float32")), tirx.const(float(r.lo), "float32"))
+        return tirx.nearbyint(t).astype("int8")
 
-    return te.compute(tuple(int(d) for d in a.shape), f, name="out")
+    return te.compute(shape, f, name="out")
 
 
 def max_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding):
@@ -186,9 +194,10 @@ def max_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding):
     return te.compute(shape, f, name="out")
 
 
-def avg_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, s_in: float, s_out: float, r: Requant):
+def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, s_in: float, s_out: float, r: Requant):
     """int8 average pool (window divisor, count_include_pad) or, with kernel = (H, W), global average pool:
-    Σ(x − zp_in) then requantized by s_in / (s_out · count)."""
+    Σ(x − zp_in) then requantized by s_in / (s_out · count): fixed point, or for "float" the float32
+    scale in `fparams[0]` (MLAS QLinearGlobalAveragePool: s_in / (s_out · float(count)))."""
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
     count = kernel[0] * kernel[1]
@@ -205,8 +214,6 @@ def avg_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_i
     acc = te.compute((n, c, oh, ow), acc_f, name="acc")
     if r.scheme == "fixed":
         m, sh = rq.quantize_multiplier(s_in / (s_out * count))
-    else:
-        scale = np.float32(s_in) / (np.float32(s_out) * np.float32(count))
 
     shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
 
@@ -216,7 +223,7 @@ def avg_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_i
 
     if r.scheme == "fixed":
         return requant_out(shape, pre, r, m_of=lambda i: m, shift_of=lambda i: sh)
-    return requant_out(shape, pre, r, scale_of=lambda i: tirx.const(float(scale), "float32"))
+    return requant_out(shape, pre, r, scale_of=lambda i: fparams[0][0])
 
 
 

@@ -104,7 +104,8 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
                           zp_in=ti.zero_point, r=r)
     if isinstance(op, Add):
         tb = graph.tensors[op.inputs[1]]
-        return call(K.add, x, env[op.inputs[1]], zp_a=ti.zero_point, zp_b=tb.zero_point, s_a=ti.scale,
+        fp = [] if scheme == "fixed" else [relax.const(K.add_float_params(ti.zero_point, tb.zero_point, ti.scale, tb.scale, to.scale, to.zero_point))]
+        return call(K.add, x, env[op.inputs[1]], *fp, zp_a=ti.zero_point, zp_b=tb.zero_point, s_a=ti.scale,
                           s_b=tb.scale, s_out=to.scale, r=r)
     if isinstance(op, MaxPool):
         return call(K.max_pool, x, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=op.kernel,
@@ -112,7 +113,9 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
     if isinstance(op, (AvgPool, GlobalAvgPool)):
         _, _, h, w = ti.nchw()
         kernel, stride, pad = ((h, w), (1, 1), (0, 0, 0, 0)) if isinstance(op, GlobalAvgPool) else (op.kernel, op.stride, op.padding)
-        return call(K.avg_pool, x, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=kernel, stride=stride,
+        count = kernel[0] * kernel[1]
+        fp = [] if scheme == "fixed" else [relax.const(np.array([np.float32(ti.scale) / (np.float32(to.scale) * np.float32(count))], np.float32))]
+        return call(K.avg_pool, x, *fp, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=kernel, stride=stride,
                           padding=pad, zp_in=ti.zero_point, s_in=ti.scale, s_out=to.scale, r=r)
     if isinstance(op, Reshape):
         return call(K.reshape, x, shape=to.shape)
