@@ -227,6 +227,34 @@ def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, paddin
 
 
 
+def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int):
+    """onnxruntime's QLinearAveragePool (the "float" scheme of a windowed average pool): dequantize each
+    element (s_in · (x − zp_in), float32), sum the window row by row in float32, divide by the window
+    size, then nearbyint(y / s_out + zp_out), saturate. fparams = float32 [s_in, s_out, window size]."""
+    n, c, ih, iw = in_nchw
+    _, _, oh, ow = out_nchw
+    ry = te.reduce_axis((0, kernel[0]), "ry")
+    rx = te.reduce_axis((0, kernel[1]), "rx")
+
+    def acc_f(b, k, yy, xx):
+        y = yy * stride[0] + ry - padding[0]
+        z = xx * stride[1] + rx - padding[1]
+        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
+        v = fparams[0] * (x[_index(layout, b, k, tirx.max(y, 0), tirx.max(z, 0))].astype("int32") - zp_in).astype("float32")
+        return te.sum(tirx.if_then_else(inside, v, tirx.const(0.0, "float32")), axis=[ry, rx])
+
+    acc = te.compute((n, c, oh, ow), acc_f, name="acc")
+    shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
+
+    def out_f(*i):
+        b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
+        v = tirx.nearbyint(acc[b, k, yy, xx] / fparams[2] / fparams[1] + tirx.const(float(zp_out), "float32"))
+        v = tirx.max(tirx.min(v, tirx.const(127.0, "float32")), tirx.const(-128.0, "float32"))
+        return v.astype("int8")
+
+    return te.compute(shape, out_f, name="out")
+
+
 def reshape(x, *, shape: tuple[int, ...]):
     """Flatten/reshape as a copy in row-major order (same bytes, new shape)."""
     in_shape = [int(d) for d in x.shape]

@@ -110,6 +110,10 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
     if isinstance(op, MaxPool):
         return call(K.max_pool, x, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=op.kernel,
                           stride=op.stride, padding=op.padding)
+    if isinstance(op, AvgPool) and scheme == "float":
+        fp = relax.const(np.array([ti.scale, to.scale, op.kernel[0] * op.kernel[1]], np.float32))
+        return call(K.avg_pool_ort, x, fp, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=op.kernel,
+                    stride=op.stride, padding=op.padding, zp_in=ti.zero_point, zp_out=to.zero_point)
     if isinstance(op, (AvgPool, GlobalAvgPool)):
         _, _, h, w = ti.nchw()
         kernel, stride, pad = ((h, w), (1, 1), (0, 0, 0, 0)) if isinstance(op, GlobalAvgPool) else (op.kernel, op.stride, op.padding)

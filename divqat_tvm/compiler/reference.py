@@ -120,6 +120,20 @@ def _avg_requant(total: np.ndarray, count: int, ti: QTensor, to: QTensor, scheme
     return np.clip(v, -128, 127)
 
 
+def _avg_pool_ort(win: np.ndarray, ti: QTensor, to: QTensor) -> np.ndarray:
+    """onnxruntime QLinearAveragePool: float32 dequantized values summed row by row, / window, then
+    nearbyint(y / s_out + zp_out). Padding holds zp_in, i.e. adds 0.0."""
+    kh, kw = win.shape[-2:]
+    deq = np.float32(ti.scale) * (win - ti.zero_point).astype(np.float32)
+    acc = np.zeros(win.shape[:-2], np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            acc = (acc + deq[..., i, j]).astype(np.float32)
+    y = acc / np.float32(kh * kw)
+    v = np.rint((y / np.float32(to.scale) + np.float32(to.zero_point)).astype(np.float32)).astype(np.int64)
+    return np.clip(v, -128, 127)
+
+
 def _run_op(graph: Graph, op: Op, env: dict[str, np.ndarray], scheme: str) -> np.ndarray:
     if hasattr(op, "run_reference"):  # ops that carry their own semantics (e.g. tflite_ops)
         return op.run_reference(graph, [env[i] for i in op.inputs])
@@ -135,6 +149,8 @@ def _run_op(graph: Graph, op: Op, env: dict[str, np.ndarray], scheme: str) -> np
     x = env[op.inputs[0]]
     if isinstance(op, MaxPool):
         return _from_nchw(to, _pool_windows(ti, x, op.kernel, op.stride, op.padding, -128).max(axis=(4, 5)))
+    if isinstance(op, AvgPool) and scheme == "float":
+        return _from_nchw(to, _avg_pool_ort(_pool_windows(ti, x, op.kernel, op.stride, op.padding, ti.zero_point), ti, to))
     if isinstance(op, AvgPool):
         win = _pool_windows(ti, x, op.kernel, op.stride, op.padding, ti.zero_point)
         total = (win - ti.zero_point).sum(axis=(4, 5))

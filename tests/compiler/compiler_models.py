@@ -1,0 +1,86 @@
+"""Tiny quantized ONNX models for the compiler tests (helpers, not tests).
+
+`quantize_static_model` goes the way a user of another tool would: a float torch CNN → torch.onnx.export →
+onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, int8 activations, MinMax
+calibration on a fixed reader). `registry_export` goes our way: registry model → PTQ student →
+divqat_tvm.quant.export_onnx.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """Every op kind the compiler handles: conv (stride 2, dilation), depthwise, 1x1, residual add with ReLU,
+    max pool, average pool, global average pool, flatten, linear."""
+
+    def __init__(self, avg_pool: bool = True) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 10)
+        self.avg_pool = avg_pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.c1(x))
+        y = nn.functional.max_pool2d(y, 2)
+        y = torch.relu(self.c2(y))
+        z = self.pw(torch.relu(self.dw(y)))
+        y = torch.relu(y + z)
+        if self.avg_pool:
+            y = nn.functional.avg_pool2d(y, 2)
+        y = nn.functional.adaptive_avg_pool2d(y, 1).flatten(1)
+        return self.fc(y)
+
+
+def quantize_static_model(path: Path, input_shape: tuple[int, int, int] = (3, 16, 16), avg_pool: bool = True,
+                          seed: int = 0) -> Path:
+    """Float TinyNet → ONNX → onnxruntime quantize_static (QDQ, per-channel, QInt8/QInt8)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    torch.manual_seed(seed)
+    model = TinyNet(avg_pool).eval()
+    float_path = path.with_suffix(".float.onnx")
+    torch.onnx.export(model, torch.randn(1, *input_shape), str(float_path), input_names=["input"],
+                      output_names=["logits"], opset_version=13, dynamo=False, dynamic_axes={"input": {0: "N"}})
+    rng = np.random.default_rng(seed)
+    batches = [{"input": rng.standard_normal((8, *input_shape)).astype(np.float32)} for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return path
+
+
+def registry_export(path: Path, arch: str, input_shape: tuple[int, int, int] = (3, 16, 16), seed: int = 0):
+    """Registry model with real BN statistics → PTQ student → our QDQ export. Returns (path, student)."""
+    from divqat_tvm.models import build_model
+    from divqat_tvm.quant.config import QuantConfig
+    from divqat_tvm.quant.export import export_onnx
+    from divqat_tvm.quant.prepare import quantize_model
+
+    torch.manual_seed(seed)
+    c, h, _ = input_shape
+    model = build_model(arch, c, 10, h)
+    xs = torch.randn(256, *input_shape)
+    model.train()
+    with torch.no_grad():
+        for i in range(0, 256, 64):
+            model(xs[i:i + 64])
+    model.eval()
+    student = quantize_model(model, QuantConfig(method="ptq"), [xs[i:i + 64] for i in range(0, 256, 64)]).eval()
+    export_onnx(student, path, input_shape, meta={"arch": arch})
+    return path, student
