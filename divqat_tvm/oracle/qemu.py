@@ -9,6 +9,7 @@ Bulk input goes through a memory-backend-file the host mmaps, where the machine'
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import os
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,16 @@ from divqat_tvm.oracle.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, 
 #: semihosting exit codes of firmware/include/dq_semihost.h
 EXIT_CODES = {0x43: "HardFault", 0x44: "MemManage fault", 0x45: "BusFault", 0x46: "UsageFault",
               0x47: "unexpected exception", 134: "CPU lockup (fault without a handler)"}
+
+
+_LIVE: "weakref.WeakSet[QemuRunner]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_all() -> None:
+    """No emulator outlives the Python process that started it (they run in their own session)."""
+    for r in list(_LIVE):
+        r.kill()
 
 
 def check_status(res: InferResult, info: DeviceInfo | None) -> None:
@@ -148,6 +160,7 @@ class QemuRunner:
         shm_path = os.path.join(self._tmp, "shm.bin") if self.shm_window else None
         self._stderr_path = Path(self._tmp) / "stderr.txt"
         cmd = self.command(sock_path, shm_path)
+        _LIVE.add(self)
         with open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.serial == "pty" else subprocess.DEVNULL,
                                          stderr=err, start_new_session=True)
@@ -176,6 +189,7 @@ class QemuRunner:
         """Start QEMU with its UART on a pty and return the pty's path, without opening it: a stand-in for a
         board's USB serial port (the serial backend opens it)."""
         self.serial = "pty"
+        _LIVE.add(self)
         self._tmp = tempfile.mkdtemp(prefix="dq-qemu-")
         self._stderr_path = Path(self._tmp) / "stderr.txt"
         with open(self._stderr_path, "wb") as err:
