@@ -94,8 +94,11 @@ def test_non_profiling_build_refuses_stats(tiny_build):
 
 
 def _raw(r: QemuRunner, data: bytes) -> list[P.Frame]:
+    """Send bytes as they are; collect the answers: the first may take a frame time-out (waited for up to
+    20 s, so a loaded machine does not fail the test), then whatever follows until the line is quiet."""
     r.link.t.write(data)
-    return r.link.drain(quiet=1.0, limit=10.0)
+    first = r.link.read_frame(20.0)
+    return ([first] if first else []) + r.link.drain(quiet=1.0, limit=10.0)
 
 
 def _statuses(frames: list[P.Frame]) -> list[int]:
