@@ -154,22 +154,24 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
 
 def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
-    """Compile the model's ONNX for the core into a build directory (cached by the model's hash and the target)."""
+    """Compile the model's ONNX into a C build directory for the board's core (cached by model and target).
+
+    Uses the compile command's own function, so the build is exactly what `divqat-tvm compile --target
+    BOARD` writes (manifest, C library, the fit check against the board's flash and RAM).
+    """
+    from divqat_tvm.compiler.commands import compile_for_target
+
     model = ctx.dep(*task.deps[0])
     spec = task.params
-    model_dir = Path(model["artefact"])
-    key = {"v": ARTEFACT_VERSION, "model": model["hash"], "core": spec["core"]}
+    key = {"v": ARTEFACT_VERSION, "model": model["hash"], "target": spec["board"], "core": spec["core"]}
 
     def build(d: Path) -> dict[str, Any]:
-        from divqat_tvm import compiler
-
-        ctx.report(0.5, f"compiling for {spec['core']}")
-        fn = getattr(compiler, "compile_model", None)
-        if fn is None:
-            raise DivqatError("divqat_tvm.compiler has no compile_model(onnx_path, out_dir, target=...) yet.",
-                              "Run with oracle.backend = \"torch\" and footprint disabled until the compiler lands.")
-        fn(model_dir / "model.onnx", d / "build", target=spec["core"])
-        return {}
+        ctx.report(0.3, f"compiling with TVM for {spec['board']}")
+        manifest, _ = compile_for_target(Path(model["onnx"]), d / "build", spec["board"])
+        if manifest.get("core") != spec["core"]:
+            raise DivqatError(f"The board {spec['board']} has the core {manifest.get('core')}, not {spec['core']}.",
+                              "Make [oracle] core and board agree (see `divqat-tvm targets`).")
+        return {k: manifest.get(k) for k in ("target", "core", "macs", "arena_bytes", "weight_bytes", "tvm_version")}
 
     d, info = ensure(ctx.cache_dir, "build", task.id, key, build)
     return {"build": str(d / "build"), **info}
