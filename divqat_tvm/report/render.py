@@ -87,7 +87,8 @@ def comparison_table(ds: dict[str, Any], confidence: float) -> Table:
         f, s = comp["fidelity"], comp["stolen_accuracy"]
         rows.append([f"{ATTACK_NAMES.get(comp['attack'], comp['attack'])} ({comp['budget']:,})", comp["treatment_label"],
                      comp["control_label"], str(f["n"]), _ci(f), _ci(s),
-                     "—" if comp["accuracy_cost"] is None else f"{100 * comp['accuracy_cost']:+.1f}", f["verdict"]])
+                     "—" if comp["accuracy_cost"] is None else f"{100 * comp['accuracy_cost']:+.1f}",
+                     f["verdict"] + (" (attack at chance)" if comp.get("near_chance") else "")])
     caption = (f"Paired comparison: per attack seed, the treatment's figure minus the control's (negative = the "
                f"attacker did worse against the treatment); Student t-interval at {c}% on the mean difference.")
     return Table(caption, headers, rows)
@@ -115,6 +116,10 @@ def sentence(comp: dict[str, Any], confidence: float) -> str:
         return (f"{a}: {t} changed stolen fidelity by {signed(f['mean'])} points against {c}, from a single seed, "
                 f"which cannot separate an effect from seed noise{cost}.")
     ci = f"{cl}% CI {signed(f['low'])} to {signed(f['high'])}"
+    if comp.get("near_chance"):
+        return (f"{a}: the attack stayed near chance ({100 * comp['chance']:.0f}%) against both {t} and {c} (stolen "
+                f"fidelity differs by {signed(f['mean'])} points, {ci}), so at this budget it cannot show whether "
+                f"{t} lowers what an attacker gets{cost}.")
     if f["verdict"] == "lowered":
         return f"{a}: {t} lowered stolen fidelity against {c} by {100 * -f['mean']:.1f} points ({ci}){cost}."
     if f["verdict"] == "raised":

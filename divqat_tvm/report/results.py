@@ -95,8 +95,22 @@ def _pairs(exp: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
             if v["method"] == "divqat" and (v["defense"], v["beta"]) in qat]
 
 
+#: an attack whose stolen accuracy stays within this of chance (1/K) learned nothing worth comparing
+NEAR_CHANCE = 0.05
+
+
+def _num_classes(ds: str) -> int | None:
+    from divqat_tvm.data import dataset_info
+
+    try:
+        return dataset_info(ds).num_classes
+    except DivqatError:
+        return None
+
+
 def _comparisons(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells: dict, confidence: float) -> list[dict[str, Any]]:
     acc = {r["victim"]: r["accuracy"] for r in rows}
+    k = _num_classes(ds)
     out = []
     for treat, ctrl in _pairs(exp):
         for a in exp["attacks"]:
@@ -109,6 +123,9 @@ def _comparisons(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells
                     else acc[ctrl["key"]] - acc[treat["key"]]}
             for m in METRICS:
                 comp[m] = paired_difference({s: r[m] for s, r in t.items()}, {s: r[m] for s, r in c.items()}, confidence).to_dict()
+            stolen = [r["stolen_accuracy"] for r in (*t.values(), *c.values())]
+            comp["chance"] = None if k is None else 1.0 / k
+            comp["near_chance"] = bool(k and stolen and sum(stolen) / len(stolen) < 1.0 / k + NEAR_CHANCE)
             out.append(comp)
     return out
 

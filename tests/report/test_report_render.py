@@ -141,3 +141,16 @@ def test_partial_runs_render_and_say_how_many_seeds(tmp_path: Path) -> None:
 def test_report_on_a_non_run_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DivqatError, match="not an experiment run directory"):
         render_report(tmp_path)
+
+
+def test_an_attack_at_chance_is_called_uninformative_not_noise(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    for p in (run / "attack").glob("*__dfme__*.json"):  # every DFME clone guesses: stolen accuracy about 1/K
+        rec = json.loads(p.read_text())
+        rec["result"]["stolen_accuracy"] = 0.1 + 0.01 * rec["task"]["params"]["seed"]
+        p.write_text(json.dumps(rec))
+    render_report(run)
+    md = (run / "report.md").read_text()
+    assert "Under DFME (20,000 queries, 4 seed(s)): the attack stayed near chance (10%) against both DivQAT (α=2) and QAT" in md
+    assert "lowered (attack at chance)" in md  # the interval is still reported, with the caveat
+    assert "Under KnockoffNets (2,000 queries, 4 seed(s)): DivQAT (α=2) lowered stolen fidelity" in md
