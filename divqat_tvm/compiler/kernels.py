@@ -91,10 +91,10 @@ def _index(layout: str, n, c, h, w):
     return (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
 
 
-def conv2d(x, w, bias, p0, p1, *, layout: str, in_nchw: tuple[int, int, int, int], out_nchw: tuple[int, int, int, int],
+def conv2d(x, w, bias, p0, *p1, layout: str, in_nchw: tuple[int, int, int, int], out_nchw: tuple[int, int, int, int],
            stride, padding, dilation, groups: int, zp_in: int, r: Requant):
-    """Grouped/depthwise int8 conv. p0, p1 are (multiplier, shift) int32 arrays for "fixed", and
-    (float32 scale, unused) for "float"; bias already holds −zp_in·Σw."""
+    """Grouped/depthwise int8 conv. (p0, p1) are the int32 (multiplier, shift) arrays for "fixed"; p0 is
+    the float32 per-channel scale for "float" (no p1). The bias already holds −zp_in·Σw."""
     n, cin, ih, iw = in_nchw
     _, cout, oh, ow = out_nchw
     _, ig, kh, kw = (int(d) for d in w.shape)
@@ -124,11 +124,11 @@ def conv2d(x, w, bias, p0, p1, *, layout: str, in_nchw: tuple[int, int, int, int
         b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
         return acc[b, k, yy, xx] + bias[k]
 
-    return requant_out(shape, pre, r, m_of=lambda i: p0[ch(i)], shift_of=lambda i: p1[ch(i)], scale_of=lambda i: p0[ch(i)])
+    return requant_out(shape, pre, r, m_of=lambda i: p0[ch(i)], shift_of=lambda i: p1[0][ch(i)], scale_of=lambda i: p0[ch(i)])
 
 
 
-def dense(x, w, bias, p0, p1, *, r: Requant):
+def dense(x, w, bias, p0, *p1, r: Requant):
     """int8 fully connected [N, In] × [Out, In]ᵀ with per-output requantization."""
     n, k_in = (int(d) for d in x.shape)
     k_out = int(w.shape[0])
@@ -136,7 +136,7 @@ def dense(x, w, bias, p0, p1, *, r: Requant):
     acc = te.compute((n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc")
 
     return requant_out((n, k_out), lambda b, o: acc[b, o] + bias[o], r, m_of=lambda i: p0[i[1]],
-                       shift_of=lambda i: p1[i[1]], scale_of=lambda i: p0[i[1]])
+                       shift_of=lambda i: p1[0][i[1]], scale_of=lambda i: p0[i[1]])
 
 
 

@@ -52,11 +52,12 @@ def _folded_bias(op: Conv2D | Dense, zp_in: int) -> np.ndarray:
     return b.astype(np.int32)
 
 
-def _requant_arrays(op: Conv2D | Dense, s_in: float, s_out: float, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+def _requant_arrays(op: Conv2D | Dense, s_in: float, s_out: float, scheme: str) -> list[np.ndarray]:
+    """[multiplier, shift] (int32) for "fixed"; [float32 scale] for "float"."""
     if scheme == "fixed":
         real = np.float64(s_in) * op.weight_scale.astype(np.float64) / np.float64(s_out)
-        return rq.quantize_multipliers(real)
-    return rq.conv_scale_f32(s_in, op.weight_scale, s_out).astype(np.float32), np.zeros(1, np.int32)
+        return list(rq.quantize_multipliers(real))
+    return [rq.conv_scale_f32(s_in, op.weight_scale, s_out).astype(np.float32)]
 
 
 def build_relax(graph: Graph, scheme: str, prefix: str) -> Any:
@@ -94,9 +95,8 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
     r = K.Requant(scheme, to.zero_point, getattr(op, "act_min", -128), getattr(op, "act_max", 127))
     x = env[op.inputs[0]]
     if isinstance(op, (Conv2D, Dense)):
-        p0, p1 = _requant_arrays(op, ti.scale, to.scale, scheme)
         consts = [relax.const(op.weight.astype(np.int8)), relax.const(_folded_bias(op, ti.zero_point)),
-                  relax.const(p0), relax.const(p1)]
+                  *(relax.const(a) for a in _requant_arrays(op, ti.scale, to.scale, scheme))]
         if isinstance(op, Dense):
             return call(K.dense, x, *consts, r=r)
         return call(K.conv2d, x, *consts, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(),

@@ -62,7 +62,10 @@ def _conv(graph: Graph, op: Conv2D, env: dict[str, np.ndarray], scheme: str) -> 
     for g in range(op.groups):
         xg = win[:, g * ig:(g + 1) * ig]
         wg = w[g * og:(g + 1) * og]
-        outs.append(np.einsum("nchwij,ocij->nohw", xg, wg))
+        # float64 products and sums of int8 values are exact far beyond any int32 accumulator (< 2^53),
+        # and tensordot reaches BLAS: the same integers, much faster than an int64 einsum.
+        acc_g = np.tensordot(xg.astype(np.float64), wg.astype(np.float64), axes=([1, 4, 5], [1, 2, 3]))
+        outs.append(np.rint(acc_g).astype(np.int64).transpose(0, 3, 1, 2))
     acc = np.concatenate(outs, axis=1) + op.bias.astype(np.int64).reshape(1, -1, 1, 1)
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
     y = _requant(acc, real, rq.conv_scale_f32(ti.scale, op.weight_scale, to.scale), to.zero_point,
