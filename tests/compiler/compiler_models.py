@@ -19,10 +19,10 @@ class TinyNet(nn.Module):
     """Every op kind the compiler handles: conv (stride 2, dilation), depthwise, 1x1, residual add with ReLU,
     max pool, average pool, global average pool, flatten, linear."""
 
-    def __init__(self, avg_pool: bool = True) -> None:
+    def __init__(self, avg_pool: bool = True, wide: int = 8) -> None:
         super().__init__()
-        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.c2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.c1 = nn.Conv2d(3, wide, 3, padding=1)
+        self.c2 = nn.Conv2d(wide, 8, 3, stride=2, padding=1)
         self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
         self.pw = nn.Conv2d(8, 8, 1)
         self.fc = nn.Linear(8, 10)
@@ -41,12 +41,12 @@ class TinyNet(nn.Module):
 
 
 def quantize_static_model(path: Path, input_shape: tuple[int, int, int] = (3, 16, 16), avg_pool: bool = True,
-                          seed: int = 0) -> Path:
+                          seed: int = 0, wide: int = 8) -> Path:
     """Float TinyNet → ONNX → onnxruntime quantize_static (QDQ, per-channel, QInt8/QInt8)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     torch.manual_seed(seed)
-    model = TinyNet(avg_pool).eval()
+    model = TinyNet(avg_pool, wide).eval()
     float_path = path.with_suffix(".float.onnx")
     torch.onnx.export(model, torch.randn(1, *input_shape), str(float_path), input_names=["input"],
                       output_names=["logits"], opset_version=13, dynamo=False, dynamic_axes={"input": {0: "N"}})
