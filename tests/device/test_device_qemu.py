@@ -208,3 +208,13 @@ def test_stack_overflow_is_caught(tiny_build):
     assert "stack-bytes" in str(e.value)
     assert r.wait_exit(5) == 0x46
     r.kill()
+
+
+@pytest.mark.parametrize("board", QEMU_BOARDS)
+def test_tick_conversion_matches_an_exact_instruction_trace(tiny_build, board):
+    """ticks x 1e9/clock_hz equals QEMU's own per-instruction count of the inference within one tick."""
+    from divqat_tvm.device.icount import compare_counts
+
+    row = compare_counts(build_firmware(tiny_build, board))
+    assert row["exact_instructions"] > 1000
+    assert abs(row["difference"]) <= row["instructions_per_tick"] + 30  # one tick + the timer reads
