@@ -115,3 +115,19 @@ def test_divqat_student_costs_what_a_qat_student_costs(tmp_path):
           f"(relative difference {rel:.2e}); flash {size['qat']['flash_bytes']:,} vs {size['divqat']['flash_bytes']:,} bytes")
     assert rel < 2e-3
     assert abs(size["qat"]["flash_bytes"] - size["divqat"]["flash_bytes"]) <= 64
+
+
+@pytest.mark.parametrize("name", ["resnet8", "dscnn"])
+def test_float_requantization_is_bit_exact_on_soft_and_hard_float(registry_builds, name, tmp_path):
+    """requant "float" (onnxruntime's rounding): the M3 does it in software, the M7 in VFP, the M55 may use
+    MVE; the answers are the host's, bit for bit (-ffp-contract=off everywhere)."""
+    src = registry_builds[name][0].with_suffix(".onnx")
+    build_dir = tmp_path / f"{name}-float"
+    compile_onnx(src, build_dir, requant="float", target="cortex-m7", core="cortex-m7")
+    x = _inputs(16, seed=4)
+    host = TvmHostOracle(build_dir)
+    p_host = host.query(x)
+    for board in ("mps2-an385", "mps2-an500", "mps3-an547"):
+        with QemuOracle(build_dir, board=board, instances=1) as dev:
+            np.testing.assert_array_equal(_bits(dev.query(x)), _bits(p_host), err_msg=board)
+            np.testing.assert_array_equal(np.stack([r.logits for r in dev.last_results]), host.last_logits)
