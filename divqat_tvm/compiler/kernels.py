@@ -48,11 +48,14 @@ def mbqm_tensor(shape, pre, m_of, shift_of, name: str):
     inside the consumer's loop nest, so each becomes a scalar temporary, not a tensor.
     `m_of(i)` / `shift_of(i)` give the multiplier and shift for output index i (PrimExpr or int).
     """
+    def saturate32(v):  # CMSIS-NN saturates the left shift (quant.primitives does the same)
+        return tirx.max(tirx.min(v, tirx.const(2**31 - 1, "int64")), tirx.const(-(2**31), "int64")).astype("int32")
+
     def left_shifted(i):
         sh = shift_of(i)
         if isinstance(sh, int):
-            return pre(*i) if sh <= 0 else (pre(*i).astype("int64") * (1 << sh)).astype("int32")
-        return tirx.shift_left(pre(*i).astype("int64"), tirx.max(sh, 0).astype("int64")).astype("int32")
+            return pre(*i) if sh <= 0 else saturate32(pre(*i).astype("int64") * (1 << sh))
+        return saturate32(tirx.shift_left(pre(*i).astype("int64"), tirx.max(sh, 0).astype("int64")))
 
     ab = te.compute(shape, lambda *i: left_shifted(i).astype("int64") * _i64(m_of(i)), name=f"{name}_ab")
     half = tirx.const(1 << 30, "int64")

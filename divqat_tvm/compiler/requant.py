@@ -65,11 +65,12 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
 
 
 def multiply_by_quantized_multiplier(x: np.ndarray, m: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """TFLite MultiplyByQuantizedMultiplier (int32 in, int32 out; shift > 0 is a left shift)."""
+    """TFLite MultiplyByQuantizedMultiplier (int32 in, int32 out; shift > 0 is a left shift, saturated to
+    int32 as CMSIS-NN does; TFLite's reference leaves that overflow undefined)."""
     shift = np.asarray(shift, dtype=np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    shifted = (np.asarray(x, dtype=np.int64) * (np.int64(1) << left)).astype(np.int32).astype(np.int64)
+    shifted = np.clip(np.asarray(x, dtype=np.int64) * (np.int64(1) << left), INT32_MIN, 2**31 - 1)  # saturating (CMSIS-NN)
     return rounding_divide_by_pot(srdhm(shifted, m), right)
 
 
