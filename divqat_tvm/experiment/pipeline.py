@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from divqat_tvm.errors import DivqatError
+from divqat_tvm.errors import DeviceError, DivqatError
 from divqat_tvm.experiment.cache import ensure
 from divqat_tvm.experiment.grid import Task
 from divqat_tvm.experiment.runner import TaskContext
@@ -198,12 +198,16 @@ def victim_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     x, y = _test_tensors(p["dataset"], p["data_dir"])
     ctx.report(0.0, f"answering {len(x)} test images via {p['backend']}")
     xs = x.numpy()
-    probs = []
-    with open_oracle(spec, defense=_defense(v)) as oracle:
-        for i in range(0, len(xs), 250):
-            probs.append(oracle.query(xs[i : i + 250]))
-            ctx.report(min(1.0, (i + 250) / len(xs)), "test set")
-    prob = np.concatenate(probs)
+
+    def answer() -> np.ndarray:
+        probs = []
+        with open_oracle(spec, defense=_defense(v)) as oracle:
+            for i in range(0, len(xs), 250):
+                probs.append(oracle.query(xs[i : i + 250]))
+                ctx.report(min(1.0, (i + 250) / len(xs)), "test set")
+        return np.concatenate(probs)
+
+    prob, _ = with_device_retries(answer, ctx)
     top1 = prob.argmax(1).astype(np.int16)
     path = ctx.out_dir / task.stage / f"{task.id}.top1.npy"
     atomic_write_bytes(path, _npy(top1))
@@ -250,6 +254,25 @@ def footprint_figures(f: dict[str, Any]) -> dict[str, Any]:
             "postprocess_per_inference": mean("postprocess_per_inference"), "unit": m.get("unit"),
             "flash_bytes": f.get("flash_bytes"), "ram_bytes": f.get("ram_bytes"), "stack_bytes": m.get("stack_peak_bytes"),
             "board": f.get("board"), "core": f.get("core"), "defense": f.get("defense"), "raw": f}
+
+
+#: how often a task retries after a device error (a frame time-out under host load, an emulator crash)
+DEVICE_RETRIES = 3
+
+
+def with_device_retries(fn: Callable[[], Any], ctx: TaskContext, retries: int = DEVICE_RETRIES) -> tuple[Any, int]:
+    """Run `fn`, re-running it after a `DeviceError` up to `retries` times; returns (result, retries used).
+
+    Safe for attacks because their query log replays every answered batch without asking the device again.
+    """
+    for i in range(retries + 1):
+        try:
+            return fn(), i
+        except DeviceError as e:
+            if i == retries:
+                raise
+            ctx.report(None, f"device error, retrying ({i + 1}/{retries}): {e.problem[:60]}")
+    raise AssertionError("unreachable")
 
 
 def attack_config(attack: str, params: dict[str, Any]):
@@ -306,19 +329,22 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     if p["attack"] == "knockoff":
         surrogate = _split(p["surrogate"], "train", p["data_dir"], augment=True,
                            normalization={"mean": list(info.mean), "std": list(info.std)})
-    torch.manual_seed(p["seed"])
     c, h, _ = info.input_shape
-    student = build_model(p["arch"], c, info.num_classes, h)
     budget = cfg.budget
 
     def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
         acc = "" if accuracy is None else f" stolen acc {100 * accuracy:.1f}%"
         ctx.report(min(1.0, queries / budget), f"{queries:,}/{budget:,} q {phase}{acc}")
 
-    with open_oracle(victim["oracle"], defense=victim["defense"], budget=budget) as oracle:
-        res = run_attack(p["attack"], oracle, student, ctx.work_dir, cfg, seed=p["seed"], surrogate=surrogate,
-                         evaluator=evaluator, progress=progress,
-                         describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]})
-    return {"stolen_accuracy": res["stolen_accuracy"], "fidelity": res["fidelity"], "queries": res["queries_used"],
+    def attempt() -> dict[str, Any]:
+        torch.manual_seed(p["seed"])  # the same student init on every attempt: the log replays exactly
+        student = build_model(p["arch"], c, info.num_classes, h)
+        with open_oracle(victim["oracle"], defense=victim["defense"], budget=budget) as oracle:
+            return run_attack(p["attack"], oracle, student, ctx.work_dir, cfg, seed=p["seed"], surrogate=surrogate,
+                              evaluator=evaluator, progress=progress,
+                              describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]})
+
+    res, retries = with_device_retries(attempt, ctx)
+    return {"device_retries": retries, "stolen_accuracy": res["stolen_accuracy"], "fidelity": res["fidelity"], "queries": res["queries_used"],
             "budget": res["budget"], "wall_s": res["wall_time_s"], "victim_accuracy": res["victim_accuracy"],
             "queries_replayed_from_log": res["queries_replayed_from_log"], "attack_result": json.loads(json.dumps(res, default=str))}

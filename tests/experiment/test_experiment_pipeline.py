@@ -50,3 +50,28 @@ def test_footprint_figures_from_the_firmware_json() -> None:
     assert f["raw"] is fp
     static_only = footprint_figures({"flash_bytes": 1, "ram_bytes": 2, "measured": None})
     assert static_only["instructions_per_inference"] is None and static_only["flash_bytes"] == 1
+
+
+def test_device_errors_are_retried_then_raised(tmp_path) -> None:
+    from divqat_tvm.errors import DeviceError
+    from divqat_tvm.experiment.pipeline import with_device_retries
+    from divqat_tvm.experiment.runner import TaskContext
+
+    ctx = TaskContext(tmp_path, tmp_path, tmp_path)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise DeviceError("time-out inside a frame.")
+        return "answers"
+
+    assert with_device_retries(flaky, ctx) == ("answers", 2)
+
+    def broken() -> None:
+        raise DeviceError("the emulator crashed.")
+
+    with pytest.raises(DeviceError):
+        with_device_retries(broken, ctx, retries=1)
+    with pytest.raises(ValueError):  # other errors are not retried
+        with_device_retries(lambda: (_ for _ in ()).throw(ValueError("bug")), ctx)
