@@ -226,7 +226,7 @@ def run_tasks(
                     bad.add(t.key)
                 else:
                     pending.append(t)
-            bar = progress.add_task(f"{stage:<9}", total=len(todo), completed=len(done))
+            bar = progress.add_task(f"{stage:<9}", total=len(todo), completed=len(done), start=bool(pending))
             if not pending:
                 continue
             failures = _run_stage(pending, fn_spec, out, cache, workers, threads, progress, bar)

@@ -246,4 +246,8 @@ def headline(run_dir: str | Path) -> list[str]:
                                  f"{pct(c['fidelity']['mean'])}% ({c['budget']:,} queries, {c['fidelity']['n']} seeds)")
             lines.append("; ".join(parts))
         lines += [sentence(c, summary["confidence"]) for c in ds["comparisons"]]
+        feet = [f for f in ds["footprint"] if f.get("instructions_per_inference") is not None]
+        if feet:
+            lines.append(f"Per inference on {feet[0].get('board')} ({feet[0].get('unit')}): " + "; ".join(
+                f"{f['label']} {f['instructions_per_inference']:,.0f}" for f in feet) + ".")
     return lines
