@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from divqat_tvm.errors import CompileError
+from divqat_tvm.fileio import atomic_write_text
 from divqat_tvm.targets import Core, Target
 
 ARM_CC = "arm-none-eabi-gcc"
@@ -99,10 +100,10 @@ def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = No
         obj = work / (Path(src).stem + ".o")
         out = _run([cc, *flags, "-c", str(build_dir / src), "-o", str(obj)], f"{ARM_CC} ({core.name}) of {src}")
         if "warning" in out:
-            (work / f"{Path(src).stem}.warnings.txt").write_text(out)
+            atomic_write_text(work / f"{Path(src).stem}.warnings.txt", out)
         objs.append(obj)
     entry = work / "entry.c"
-    entry.write_text(_ENTRY_C)
+    atomic_write_text(entry, _ENTRY_C)
     elf = work / "check.elf"
     map_file = work / "check.map"
     _run([cc, *flags, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,-e,divqat_entry",
