@@ -20,7 +20,10 @@ def compile_for_target(model: Path, out: Path, target_name: str, requant: str = 
     target = resolve(target_name)
     if requant == "float" and target.core.fpu is None:
         typer.echo(f"note: {target.core.name} has no FPU; float requantization runs in software there.", err=True)
-    manifest = compile_onnx(model, out, requant=requant, prefix=prefix, target=target.name, core=target.core.name,
+    from divqat_tvm.compiler.tflite_import import compile_tflite, is_tflite
+
+    compile_model = compile_tflite if is_tflite(model) else compile_onnx  # .tflite: int8 TFLite (NHWC, TFLite semantics)
+    manifest = compile_model(model, out, requant=requant, prefix=prefix, target=target.name, core=target.core.name,
                             meta=_checkpoint_meta(model))
     toolchain.check_fits(target, manifest["weight_bytes"], manifest["arena_bytes"])
     footprint = None

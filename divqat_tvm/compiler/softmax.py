@@ -168,66 +168,145 @@ def softmax_int8_reference(x: np.ndarray, p: SoftmaxParams) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the TE kernel
-def _srdhm_te(a, b):
-    """SaturatingRoundingDoublingHighMul on int32 PrimExprs (never both INT32_MIN here: b is a positive scale)."""
-    ab = a.astype("int64") * b.astype("int64")
-    s = ab + tirx.Select(ab >= 0, tirx.const(1 << 30, "int64"), tirx.const(1 - (1 << 30), "int64"))
-    return tirx.Select(s >= 0, tirx.shift_right(s, tirx.const(31, "int64")),
-                       -tirx.shift_right(-s, tirx.const(31, "int64"))).astype("int32")
+# The kernel is a te.extern whose body is built statement by statement: every intermediate of the
+# fixed-point chain is a bound scalar (Bind), as in the C reference. As one TE expression the chain
+# grows exponentially (each SRDHM reads its product three times) and TVM's passes never finish.
+class _Body:
+    """TIR statements with helpers to store a scalar, loop, and keep intermediates in local scratch slots.
+
+    Intermediates go to slots of a local array rather than to Bind variables: TVM's buffer-region analysis
+    substitutes bound values into later expressions, which again grows exponentially along the chain.
+    (gcc keeps such constant-index local slots in registers.)
+    """
+
+    def __init__(self, scratch: dict | None = None) -> None:
+        self.stmts: list = []
+        self.scratch = scratch if scratch is not None else {
+            "int32": [tirx.decl_buffer((64,), "int32", name="s32", scope="global", elem_offset=0), 0],
+            "int64": [tirx.decl_buffer((32,), "int64", name="s64", scope="global", elem_offset=0), 0]}
+
+    def let(self, value, dtype: str, name: str = "t"):
+        buf, used = self.scratch[dtype]
+        if used >= int(buf.shape[0]):
+            raise RuntimeError("softmax kernel: scratch slots exhausted")
+        self.scratch[dtype][1] = used + 1
+        self.store(buf, value.astype(dtype), [used])
+        return _ld(buf, [used])
+
+    def store(self, buf, value, index) -> None:
+        self.stmts.append(tirx.BufferStore(buf, value, [i if not isinstance(i, int) else _i32(i) for i in index]))
+
+    def loop(self, extent: int, fill, name: str = "k") -> None:
+        var = tirx.Var(name, "int32")
+        inner = _Body(self.scratch)
+        fill(inner, var)
+        self.stmts.append(tirx.For(var, tirx.const(0, "int32"), tirx.const(extent, "int32"), tirx.ForKind.SERIAL, inner.seq()))
+
+    def allocations(self) -> list:
+        return [_stack_alloc(buf) for buf, _ in self.scratch.values()]
+
+    def seq(self):
+        return self.stmts[0] if len(self.stmts) == 1 else tirx.SeqStmt(self.stmts)
 
 
-def _rdbp_te(x, exponent):
-    """RoundingDivideByPOT on an int32 PrimExpr by an int32 PrimExpr or int exponent."""
-    e = exponent if not isinstance(exponent, int) else tirx.const(exponent, "int32")
-    mask = tirx.shift_left(tirx.const(1, "int32"), e) - 1
-    thr = tirx.shift_right(mask, tirx.const(1, "int32")) + tirx.Select(x < 0, tirx.const(1, "int32"), tirx.const(0, "int32"))
-    return tirx.shift_right(x, e) + tirx.Select(tirx.bitwise_and(x, mask) > thr, tirx.const(1, "int32"), tirx.const(0, "int32"))
+def _stack_alloc(buf):
+    """A local array on the C stack: LowerTVMBuiltin keeps allocations marked disable_lower_builtin as
+    plain arrays instead of TVMBackendAllocWorkspace calls (the firmware has no TVM runtime)."""
+    return tirx.AllocBuffer(buf, annotations={"disable_lower_builtin": True})
 
 
-def _sat_shift_left_te(x, exponent: int):
-    """SaturatingRoundingMultiplyByPOT<exponent > 0> on an int32 PrimExpr."""
+def _i32(v: int):
+    return tirx.const(v, "int32")
+
+
+def _i64(v: int):
+    return tirx.const(v, "int64")
+
+
+def _ld(buf, index):
+    return tirx.BufferLoad(buf, [i if not isinstance(i, int) else _i32(i) for i in index])
+
+
+def _srdhm_s(b: _Body, x, y):
+    """SaturatingRoundingDoublingHighMul (never both INT32_MIN here: one side is a positive scale)."""
+    ab = b.let(x.astype("int64") * y.astype("int64"), "int64", "ab")
+    s = b.let(ab + tirx.Select(ab >= 0, _i64(1 << 30), _i64(1 - (1 << 30))), "int64", "s")
+    return b.let(tirx.Select(s >= 0, tirx.shift_right(s, _i64(31)), -tirx.shift_right(-s, _i64(31))), "int32", "hi")
+
+
+def _rdbp_expr(x, e):
+    """RoundingDivideByPOT of a bound int32 scalar `x` by an int32 exponent (a bound scalar or int)."""
+    e = _i32(e) if isinstance(e, int) else e
+    mask = tirx.shift_left(_i32(1), e) - 1
+    thr = tirx.shift_right(mask, _i32(1)) + tirx.Select(x < 0, _i32(1), _i32(0))
+    return tirx.shift_right(x, e) + tirx.Select(tirx.bitwise_and(x, mask) > thr, _i32(1), _i32(0))
+
+
+def _sat_shl_s(b: _Body, x, exponent: int):
+    """SaturatingRoundingMultiplyByPOT<exponent > 0>."""
     threshold = (1 << (31 - exponent)) - 1
-    return tirx.Select(x > threshold, tirx.const(INT32_MAX, "int32"),
-                       tirx.Select(x < -threshold, tirx.const(-(2**31), "int32"), tirx.shift_left(x, tirx.const(exponent, "int32"))))
+    return b.let(tirx.Select(x > threshold, _i32(INT32_MAX),
+                             tirx.Select(x < -threshold, _i32(-(2**31)), tirx.shift_left(x, _i32(exponent)))), "int32", "sat")
 
 
-def _reciprocal_te(total, clz):
-    """GetReciprocal's Q0.31 scale from the int32 sum and its leading-zero count (PrimExprs)."""
-    shifted = tirx.shift_left(total.astype("int64"), clz.astype("int64")) - (1 << 31)
-    a = shifted.astype("int32")
-    half_den = tirx.shift_right(a.astype("int64") + (1 << 31), tirx.const(1, "int64")).astype("int32")  # a ≥ 0
-    x = tirx.const(1515870810, "int32") + _srdhm_te(half_den, tirx.const(-1010580540, "int32"))
+def _reciprocal_s(b: _Body, total, clz):
+    """GetReciprocal: Q0.31 scale of 1/(sum normalised to [1, 2)) by gemmlowp's Newton–Raphson."""
+    a = b.let((tirx.shift_left(total.astype("int64"), clz.astype("int64")) - (1 << 31)).astype("int32"), "int32", "a")
+    half_den = b.let(tirx.shift_right(a.astype("int64") + (1 << 31), _i64(1)), "int32", "half_den")  # a ≥ 0
+    x = b.let(_i32(1515870810) + _srdhm_s(b, half_den, _i32(-1010580540)), "int32", "x")
     for _ in range(3):
-        one_minus = tirx.const(1 << 29, "int32") - _srdhm_te(half_den, x)
-        x = x + _sat_shift_left_te(_srdhm_te(x, one_minus), 2)
-    return _sat_shift_left_te(x, 1)
+        one_minus = b.let(_i32(1 << 29) - _srdhm_s(b, half_den, x), "int32", "one_minus")
+        x = b.let(x + _sat_shl_s(b, _srdhm_s(b, x, one_minus), 2), "int32", "x")
+    return _sat_shl_s(b, x, 1)
 
 
 def softmax(x, table):
-    """int8 softmax over the last axis of `x`; `table` is `exp_table(params)` (int32 [256]).
-
-    Stages: row max, Σ Rescale<12>(exp), count of leading zeros of the sum (as Σ_b [sum < 2^b]), then
-    the output, which computes the reciprocal inline (the row is ≤ a few dozen entries).
-    """
+    """int8 softmax over the last axis of `x`; `table` is `exp_table(params)` (int32 [256])."""
     shape = tuple(int(d) for d in x.shape)
-    outer, depth = shape[:-1], shape[-1]
-    rk = te.reduce_axis((0, depth), "rk")
-    row_max = te.compute(outer, lambda *o: te.max(x[(*o, rk)], axis=rk), name="row_max")
-    rs = te.reduce_axis((0, depth), "rs")
+    depth = shape[-1]
+    outer = int(np.prod(shape[:-1]))
+    strides = [int(np.prod(shape[i + 1:-1])) for i in range(len(shape) - 1)]
 
-    def exp_of(o, k):
-        return table[(row_max[o].astype("int32") - x[(*o, k)].astype("int32"))]
+    def gen(ins, outs):
+        xb, tb, ob = ins[0], ins[1], outs[0]
+        st = tirx.decl_buffer((2,), "int32", name="acc", scope="global", elem_offset=0)
 
-    total = te.compute(outer, lambda *o: te.sum(_rdbp_te(exp_of(o, rs), ACCUM_INTEGER_BITS), axis=rs), name="sum_of_exps")
-    rb = te.reduce_axis((0, 32), "rb")
-    clz = te.compute(outer, lambda *o: te.sum(tirx.Select(total[o].astype("int64") < tirx.shift_left(tirx.const(1, "int64"), rb.astype("int64")),
-                                                          tirx.const(1, "int32"), tirx.const(0, "int32")), axis=rb), name="clz")
+        def index(row, k):
+            return [(row // s) % d for s, d in zip(strides, shape[:-1])] + [k]
 
-    def out_f(*i):
-        o = i[:-1]
-        recip = _reciprocal_te(total[o], clz[o])
-        exponent = (ACCUM_INTEGER_BITS + 31 - 8) - clz[o]
-        v = _rdbp_te(_srdhm_te(recip, exp_of(o, i[-1])), exponent) - 128
-        return tirx.max(tirx.min(v, 127), -128).astype("int8")
+        def row_body(b: _Body, row) -> None:
+            b.store(st, _i32(-128), [0])
+            b.loop(depth, lambda lb, k: lb.store(st, tirx.max(_ld(st, [0]), _ld(xb, index(row, k)).astype("int32")), [0]))
+            mx = b.let(_ld(st, [0]), "int32", "row_max")
+            b.store(st, _i32(0), [1])
 
-    return te.compute(shape, out_f, name="out")
+            def add_exp(lb: _Body, k) -> None:
+                e = lb.let(_ld(tb, [mx - _ld(xb, index(row, k)).astype("int32")]), "int32", "e")
+                lb.store(st, _ld(st, [1]) + _rdbp_expr(e, ACCUM_INTEGER_BITS), [1])  # Rescale<12>
+
+            b.loop(depth, add_exp)
+            total = b.let(_ld(st, [1]), "int32", "sum_of_exps")
+            b.store(st, _i32(0), [0])
+            b.loop(32, lambda lb, k: lb.store(st, _ld(st, [0]) + tirx.Select(total.astype("int64") < tirx.shift_left(_i64(1), k.astype("int64")),
+                                                                      _i32(1), _i32(0)), [0]), "bit")
+            clz = b.let(_ld(st, [0]), "int32", "clz")  # = CountLeadingZeros(sum), sum > 0
+            recip = _reciprocal_s(b, total, clz)
+            exponent = b.let(_i32(ACCUM_INTEGER_BITS + 31 - 8) - clz, "int32", "exponent")
+
+            def out(lb: _Body, k) -> None:
+                e = lb.let(_ld(tb, [mx - _ld(xb, index(row, k)).astype("int32")]), "int32", "e")
+                p = _srdhm_s(lb, recip, e)
+                v = lb.let(_rdbp_expr(p, exponent) - 128, "int32", "v")
+                lb.store(ob, tirx.max(tirx.min(v, _i32(127)), _i32(-128)).astype("int8"), index(row, k))
+
+            b.loop(depth, out)
+
+        body = _Body()
+        body.loop(outer, row_body, "row")
+        body.stmts[:0] = [_stack_alloc(st), *body.allocations()]
+        return body.seq()
+
+    bufs = [tirx.decl_buffer(t.shape, t.dtype, name, elem_offset=0)  # plain pointers, no offset variable
+            for t, name in ((x, "x"), (table, "exp_table"))]
+    out = tirx.decl_buffer(x.shape, "int8", "out", elem_offset=0)
+    return te.extern([x.shape], [x, table], gen, name="softmax", dtype="int8", in_buffers=bufs, out_buffers=[out])

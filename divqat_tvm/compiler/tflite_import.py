@@ -368,3 +368,23 @@ def output_kind(graph: Graph) -> str:
     """"probabilities" when the graph ends in a softmax (its int8 output already sums to ~1), else "logits"."""
     last = next(op for op in reversed(graph.ops) if op.output == graph.output)
     return "probabilities" if isinstance(last, Softmax) else "logits"
+
+
+def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
+                   target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Import an int8 .tflite model and generate its C library (like pipeline.compile_onnx).
+
+    TFLite's semantics are fixed-point (and LiteRT's double-rounded FC), so only requant "fixed" exists here.
+    """
+    from divqat_tvm.compiler.onnx_import import file_sha256
+    from divqat_tvm.compiler.pipeline import generate
+
+    if requant != "fixed":
+        raise CompileError(f"requantization '{requant}' does not apply to a TFLite model.",
+                           "Compile .tflite models with --requant fixed (TFLite's own integer arithmetic).")
+    model = Path(model)
+    graph = import_tflite(model)
+    info = {"name": Path(out_dir).name, "target": target, "core": core,
+            "source_model": {"path": str(model), "sha256": file_sha256(model), "format": "tflite"},
+            "meta": {"source": "tflite", **(meta or {})}}
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info)

@@ -61,7 +61,10 @@ class TfliteDense(Dense):
         zp_in = graph.tensors[self.inputs[0]].zero_point
         bias = (self.bias.astype(np.int64) - zp_in * self.weight.astype(np.int64).sum(axis=1)).astype(np.int32)
         params = dict(zp_out=graph.tensors[self.output].zero_point, lo=self.act_min, hi=self.act_max)
-        return dense_round_f64, [self.weight.astype(np.int8), bias, self.effective_scales(graph)], params
+        # float64 bit patterns as int32 (low, high) pairs: exact through any C emitter (relax.const turns
+        # int64 arrays into int32, and a decimal float literal could round).
+        scale_bits = self.effective_scales(graph).astype("<f8").view("<i4").copy()
+        return dense_round_f64, [self.weight.astype(np.int8), bias, scale_bits], params
 
     def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
         """Σ (x − zp_in)·w + bias, then round(double(acc) · scale) half away from zero, + zp_out, clamp."""
@@ -75,17 +78,20 @@ class TfliteDense(Dense):
         return np.clip(y, self.act_min, self.act_max).astype(np.int8)
 
 
-def dense_round_f64(x, w, bias, scale, *, zp_out: int, lo: int, hi: int):
+def dense_round_f64(x, w, bias, scale_bits, *, zp_out: int, lo: int, hi: int):
     """TE: int8 FC with int32 accumulation (input zero point folded into `bias`), then LiteRT's reference
     requantization: round(double(acc) · scale[o]) half away from zero (trunc, then ±1 when |frac| ≥ ½,
-    which is exact in double), + zp_out, clamp."""
+    which is exact in double), + zp_out, clamp. `scale_bits` holds each float64 scale's bit pattern as
+    two int32 words (low, high)."""
     n, k_in = (int(d) for d in x.shape)
     k_out = int(w.shape[0])
     rk = te.reduce_axis((0, k_in), "rk")
     acc = te.compute((n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc")
 
     def out_f(b, o):
-        v = (acc[b, o] + bias[o]).astype("float64") * scale[o]
+        bits = tirx.bitwise_or(tirx.shift_left(scale_bits[2 * o + 1].astype("int64"), tirx.const(32, "int64")),
+                               tirx.bitwise_and(scale_bits[2 * o].astype("int64"), tirx.const(0xFFFFFFFF, "int64")))
+        v = (acc[b, o] + bias[o]).astype("float64") * tirx.reinterpret("float64", bits)
         t = tirx.trunc(v)
         frac = v - t
         step = tirx.Select(frac >= 0.5, tirx.const(1.0, "float64"), tirx.Select(frac <= -0.5, tirx.const(-1.0, "float64"), tirx.const(0.0, "float64")))

@@ -220,6 +220,7 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     srcs = sources(build_dir, b)
     cflags = list(core.cflags) + COMMON_CFLAGS + spec.c_defines() + [
         f"-I{FIRMWARE_DIR / 'include'}", f"-I{out}", f"-I{build_dir}",
+        f"-DDQ_OUTPUT_PROBABILITIES={1 if manifest.get('output', {}).get('kind') == 'probabilities' else 0}",
     ]
     deps = list(srcs.values()) + sorted((FIRMWARE_DIR / "include").glob("*.h")) + sorted(build_dir.glob("*.h"))
     stamp = _stamp([config_h, ld, " ".join(cflags), FW_VERSION], deps)

@@ -41,7 +41,8 @@ class HostTwin:
         up = prefix.upper()
         defines = [f"-DDQ_MODEL_RUN={prefix}_run"] + [
             f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")
-        ] + self.defense.c_defines()
+        ] + [f"-DDQ_OUTPUT_PROBABILITIES={1 if self.manifest.get('output', {}).get('kind') == 'probabilities' else 0}"
+             ] + self.defense.c_defines()
         srcs = sorted(self.build_dir.glob("*.c")) + [FIRMWARE_DIR / "src" / "postprocess.c",
                                                      FIRMWARE_DIR / "host" / "host_glue.c"]
         flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]

@@ -32,7 +32,15 @@ void dq_softmax_q(const int8_t *logits, uint32_t n, float scale, int32_t zero_po
 /* Reverse sigmoid perturbation with gate `a` (1: RS; DCP computes its gate), normalised in place. */
 void dq_reverse_sigmoid(float *p, uint32_t n, float beta, float gamma, float gate);
 float dq_dcp_gate(const float *p, uint32_t n, float beta, float nu);
-/* The whole post-processing of the build: softmax then the defence set by DQ_DEFENSE. */
+/* Models whose int8 output already is a softmax (manifest output.kind "probabilities", e.g. TFLite models
+ * ending in SOFTMAX) are built with -DDQ_OUTPUT_PROBABILITIES=1: their output is dequantized and
+ * normalised to sum 1 (uniform if it dequantizes to all zeros) instead of going through softmax again. */
+#ifndef DQ_OUTPUT_PROBABILITIES
+#define DQ_OUTPUT_PROBABILITIES 0
+#endif
+/* probs[i] = q[i]' / sum q', q' = (q - zero_point) * scale */
+void dq_probs_q(const int8_t *q, uint32_t n, float scale, int32_t zero_point, float *probs);
+/* The whole post-processing of the build: softmax (or dq_probs_q) then the defence set by DQ_DEFENSE. */
 void dq_postprocess(const int8_t *logits, uint32_t n, float scale, int32_t zero_point, float *probs);
 
 #endif

@@ -118,8 +118,21 @@ float dq_dcp_gate(const float *p, uint32_t n, float beta, float nu) {
     return t >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
+void dq_probs_q(const int8_t *q, uint32_t n, float scale, int32_t zero_point, float *probs) {
+    float sum = 0.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        probs[i] = (float)((int32_t)q[i] - zero_point) * scale;
+        sum = sum + probs[i];
+    }
+    for (uint32_t i = 0; i < n; i++) probs[i] = sum > 0.0f ? probs[i] / sum : 1.0f / (float)n;
+}
+
 void dq_postprocess(const int8_t *logits, uint32_t n, float scale, int32_t zero_point, float *probs) {
+#if DQ_OUTPUT_PROBABILITIES
+    dq_probs_q(logits, n, scale, zero_point, probs);
+#else
     dq_softmax_q(logits, n, scale, zero_point, probs);
+#endif
 #if DQ_DEFENSE == DQ_DEFENSE_RS
     dq_reverse_sigmoid(probs, n, DQ_BETA, DQ_GAMMA, 1.0f);
 #elif DQ_DEFENSE == DQ_DEFENSE_DCP
