@@ -141,6 +141,8 @@ class Experiment:
         board: the emulated board (qemu backend and footprints).
         footprint: whether to measure instructions per inference, flash and RAM on the emulated board.
         data_dir: CIFAR/SVHN root, None for the default.
+        keep_query_logs: keep each finished cell's query log (every query image and answer: ~60 MB for 20k
+            MNIST queries) for offline replay; by default it is deleted once the cell's result is written.
     """
 
     name: str
@@ -155,6 +157,7 @@ class Experiment:
     board: str = "mps2-an500"
     footprint: bool = False
     data_dir: str | None = None
+    keep_query_logs: bool = False
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,6 +166,7 @@ class Experiment:
             "datasets": [vars(d) for d in self.datasets], "victims": [v.to_dict() for v in self.victims],
             "attacks": list(self.attacks), "seeds": list(self.seeds), "backend": self.backend,
             "core": self.core, "board": self.board, "footprint": self.footprint, "data_dir": self.data_dir,
+            "keep_query_logs": self.keep_query_logs,
         }
 
 
@@ -312,7 +316,8 @@ def load_experiment(path: str | os.PathLike[str], profile: str | None = None) ->
 
 def validate_experiment(data: dict[str, Any], where: str, profile: str | None = None) -> Experiment:
     """Check a parsed config, resolve its profile and freeze it; `where` names the source in errors."""
-    known = {"name", "profile", "arch", "seeds", "attacks", "datasets", "victims", "oracle", "footprint", "overrides", "data_dir"}
+    known = {"name", "profile", "arch", "seeds", "attacks", "datasets", "victims", "oracle", "footprint", "overrides",
+             "data_dir", "keep_query_logs"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)}.", f"Use only {', '.join(sorted(known))}.")
@@ -349,5 +354,5 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
         victims=victims, attacks=attacks, seeds=tuple(seeds), backend=backend,
         core=str(oracle.get("core", "cortex-m7")), board=str(oracle.get("board", "mps2-an500")),
         footprint=bool(fp.get("enabled", False)) if isinstance(fp, dict) else bool(fp),
-        data_dir=data.get("data_dir"), raw=data,
+        data_dir=data.get("data_dir"), keep_query_logs=bool(data.get("keep_query_logs", False)), raw=data,
     )

@@ -101,7 +101,7 @@ def expand(exp: Experiment) -> list[Task]:
                     add(Task("attack", cell_id(d, v, a, s), {
                         "dataset": d.victim, "surrogate": d.surrogate, "arch": d.arch, "victim": v.to_dict(),
                         "attack": a, "seed": s, "params": prof.attacks[a], "backend": backend, "board": exp.board,
-                        "data_dir": exp.data_dir,
+                        "data_dir": exp.data_dir, "keep_query_log": exp.keep_query_logs,
                     }, (("victim", vid),)))
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(tasks.values(), key=lambda t: order[t.stage])  # stable: keeps config order within a stage

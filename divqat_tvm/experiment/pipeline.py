@@ -345,6 +345,9 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
                               describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]})
 
     res, retries = with_device_retries(attempt, ctx)
+    if not p.get("keep_query_log", True):  # the result is final: the log is only needed to resume or replay
+        Path(res["log"]).unlink(missing_ok=True)
+        res["log"] = "deleted when the cell finished (set keep_query_logs = true in the config to keep it)"
     return {"device_retries": retries, "stolen_accuracy": res["stolen_accuracy"], "fidelity": res["fidelity"], "queries": res["queries_used"],
             "budget": res["budget"], "wall_s": res["wall_time_s"], "victim_accuracy": res["victim_accuracy"],
             "queries_replayed_from_log": res["queries_replayed_from_log"], "attack_result": json.loads(json.dumps(res, default=str))}

@@ -47,6 +47,9 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path: Path) -> None:
     report = json.loads(paths["json"].read_text())
     assert report["cells_finished"] == 12 and len(report["datasets"][0]["comparisons"]) == 2
     assert "DivQAT (α=1)" in paths["md"].read_text()
+    # finished cells keep their result and student, not their (large) query logs
+    assert not list((out / "work" / "attack").glob("*/queries.qlog"))
+    assert len(list((out / "work" / "attack").glob("*/student.pt"))) == 12
 
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/*.json")}
     again, _ = run_experiment(exp, out, workers=1, console=quiet)
