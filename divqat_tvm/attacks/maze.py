@@ -7,7 +7,9 @@ afresh:
 - per iteration: iter_gen generator steps, iter_clone student steps, iter_exp replay steps;
 - generator step: loss −KL(victim ‖ student) per sample at x = tanh(x_pre) and at ndirs points
   tanh(x_pre + μ·u) (u random unit directions per sample); ∇ ≈ Σ_u (d/ndirs)·(L(x+μu) − L(x))/μ · u,
-  divided by the batch size, back-propagated from x_pre (student in train mode, as in the official code);
+  divided by the batch size, back-propagated from x_pre (student in train mode, as in the official code;
+  the victim gets the (1 + ndirs)·N points in one call and the student sees them as one batch, so its
+  BatchNorm statistics are the same for x and x + μu — the official code runs ndirs + 1 separate batches);
 - student steps: KL(victim ‖ student) on fresh generator batches; the first reuses the generator
   step's batch AND its victim answers (the official comment says "reuse x"; it re-queries the same x,
   which its own cost formula does not count — reusing the answer makes the formula exact);
