@@ -192,8 +192,8 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
         md.append(t.markdown())
         hb.append(t.html())
         if ds["comparisons"]:
-            md.append("### Does DivQAT lower what the attacker gets?\n")
-            hb.append("<h3>Does DivQAT lower what the attacker gets?</h3>")
+            md.append("### Does DivQAT lower what the attacker gets? (paired over seeds)\n")
+            hb.append("<h3>Does DivQAT lower what the attacker gets? (paired over seeds)</h3>")
             sents = [sentence(c, confidence) for c in ds["comparisons"]]
             md.append("\n".join(f"- {s}" for s in sents) + "\n")
             hb.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sents) + "</ul>")

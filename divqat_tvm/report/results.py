@@ -89,10 +89,14 @@ def _dataset_summary(exp: dict[str, Any], d: dict[str, Any], victims: dict, cell
 
 
 def _pairs(exp: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(DivQAT variant, the QAT victim with the same defence) for every DivQAT variant that has one."""
+    """(treatment, control) pairs: every DivQAT variant against the QAT victim with the same defence (the
+    question asked), then every defended QAT victim against plain QAT (the baselines' effect, for scale)."""
     qat = {(v["defense"], v["beta"]): v for v in exp["victims"] if v["method"] == "qat"}
-    return [(v, qat[(v["defense"], v["beta"])]) for v in exp["victims"]
-            if v["method"] == "divqat" and (v["defense"], v["beta"]) in qat]
+    div = [(v, qat[(v["defense"], v["beta"])]) for v in exp["victims"]
+           if v["method"] == "divqat" and (v["defense"], v["beta"]) in qat]
+    base = [(v, qat[(None, None)]) for v in exp["victims"]
+            if v["method"] == "qat" and v["defense"] is not None and (None, None) in qat]
+    return div + base
 
 
 #: an attack whose stolen accuracy stays within this of chance (1/K) learned nothing worth comparing

@@ -45,7 +45,7 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path: Path) -> None:
     # QAT and QAT+DCP deploy one trained model: a single model task, a single cached student
     assert len(list((out / "cache" / "model").glob("*/artefact.json"))) == 2
     report = json.loads(paths["json"].read_text())
-    assert report["cells_finished"] == 12 and len(report["datasets"][0]["comparisons"]) == 2
+    assert report["cells_finished"] == 12 and len(report["datasets"][0]["comparisons"]) == 4
     assert "DivQAT (α=1)" in paths["md"].read_text()
     # finished cells keep their result and student, not their (large) query logs
     assert not list((out / "work" / "attack").glob("*/queries.qlog"))

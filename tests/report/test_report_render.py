@@ -103,7 +103,8 @@ def test_verdicts_in_sentences_follow_the_intervals(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     s = json.loads((tmp_path / "report.json").read_text())
     comps = {(c["treatment"], c["attack"]): c for c in s["datasets"][0]["comparisons"]}
-    assert set(comps) == {(t, a) for t in ("divqat-a1", "divqat-a2", "divqat-a1+dcp-b0.5") for a in ("knockoff", "dfme")}
+    assert set(comps) == {(t, a) for t in ("divqat-a1", "divqat-a2", "divqat-a1+dcp-b0.5", "qat+dcp-b0.5") for a in ("knockoff", "dfme")}
+    assert comps[("qat+dcp-b0.5", "dfme")]["control"] == "qat"  # the baseline defence against plain QAT, for scale
     assert comps[("divqat-a1", "knockoff")]["control"] == "qat"
     assert comps[("divqat-a1+dcp-b0.5", "knockoff")]["control"] == "qat+dcp-b0.5"
     # divqat-a2 is clearly lower under both attacks; DivQAT+DCP vs QAT+DCP under knockoff straddles 0
