@@ -177,6 +177,8 @@ def _schedule_chain(sch: Any) -> None:
         loop = sch.get_loops(red)[n_spatial - 1]
         for b in blocks[first + 1:]:
             sch.reverse_compute_at(b, loop)
+        if n_spatial < len(sch.get_loops(red)):  # initialise the accumulator once, before its reduction loops,
+            sch.decompose_reduction(red, sch.get_loops(red)[n_spatial])  # not with a test in every iteration
     else:
         out = blocks[-1]
         for b in reversed(blocks[:-1]):
