@@ -139,15 +139,6 @@ class Graph:
     def output_tensor(self) -> QTensor:
         return self.tensors[self.output]
 
-    def weight_bytes(self) -> int:
-        """Bytes of constants the compiled model keeps in flash (int8 weights, int32 bias and requant params)."""
-        total = 0
-        for op in self.ops:
-            if isinstance(op, (Conv2D, Dense)):
-                out_ch = op.weight.shape[0]
-                total += op.weight.size + 4 * out_ch * 3  # weights + bias + multiplier + shift
-        return total
-
 
 def macs(graph: Graph, op: Op) -> int:
     """Multiply-accumulates of one op (for the manifest and the footprint report)."""
