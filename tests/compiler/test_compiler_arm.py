@@ -22,6 +22,7 @@ def test_library_builds_and_links_for_every_core(compiler_models, core, scheme) 
     fp = toolchain.build_library(build, load_core(core))
     work = build / f"arm-{core}"
     assert (work / "check.elf").is_file()
+    assert not list(work.glob("*.warnings.txt")), "arm-none-eabi-gcc -Wall warned about the generated C"
     assert toolchain.heap_symbols((work / "check.map").read_text()) == []
     assert fp.weight_bytes > 0 and fp.code_bytes > 0 and fp.flash_bytes == fp.weight_bytes + fp.code_bytes
     assert fp.ram_bytes >= fp.arena_bytes > 0
