@@ -121,3 +121,16 @@ def test_host_model_caches_its_library(compiler_models) -> None:
     mtime = a.library_path.stat().st_mtime_ns
     b = HostModel(build)
     assert b.library_path == a.library_path and b.library_path.stat().st_mtime_ns == mtime
+
+
+def test_compile_records_target_core_and_export_meta(compiler_models, tmp_path) -> None:
+    from divqat_tvm.compiler.commands import compile_for_target
+
+    if "vgg" not in compiler_models:
+        pytest.skip("registry model vgg not available")
+    manifest, footprint = compile_for_target(compiler_models["vgg"].onnx_path, tmp_path / "vgg", "mps2-an386", arm=False)
+    assert footprint is None
+    assert (manifest["target"], manifest["core"], manifest["name"]) == ("mps2-an386", "cortex-m4", "vgg")
+    assert manifest["meta"]["arch"] == "vgg"
+    on_disk = json.loads((tmp_path / "vgg" / "manifest.json").read_text())
+    assert on_disk["meta"] == {"arch": "vgg"} and on_disk["target"] == "mps2-an386"
