@@ -12,6 +12,7 @@ import numpy as np
 from divqat_tvm.compiler import memory
 from divqat_tvm.compiler.graph import Graph, macs
 from divqat_tvm.compiler.lower import Plan, Tensor
+from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 
 FORMAT_VERSION = 1
@@ -143,6 +144,9 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
     atomic_write_text(out_dir / "model.c", model_c(plan, layout, prefix, protos))
     atomic_write_text(out_dir / "kernels.c", kernels_c)
     const_bytes = sum(t.nbytes for t in plan.tensors.values() if t.kind == "const")
+    if len(plan.calls) != len(graph.ops):
+        raise CompileError(f"the planned main calls {len(plan.calls)} kernels for {len(graph.ops)} graph ops.",
+                           "This is a compiler bug; report it.")
     ops = []
     for i, (c, op) in enumerate(zip(plan.calls, graph.ops)):
         ops.append({"index": i, "name": op.name, "function": c.func, "kind": op.kind, "macs": macs(graph, op)})
