@@ -78,12 +78,18 @@ class HostModel:
         lib = self.build_dir / f"host-{h.hexdigest()[:16]}.so"
         if lib.is_file():
             return lib
-        tmp = lib.with_suffix(".so.tmp")
+        import os
+        import tempfile
+
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{lib.name}.", suffix=".tmp", dir=self.build_dir)  # per process
+        os.close(fd)
+        tmp = Path(tmp_name)
         cmd = [cc, *HOST_CFLAGS, *(f"-I{i}" for i in includes), *map(str, sources), "-o", str(tmp), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
             raise CompileError(f"host build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}", "Report the compiler output above.")
-        tmp.replace(lib)
+        tmp.replace(lib)  # atomic: concurrent builders of the same sources produce the same library
         return lib
 
     @property
