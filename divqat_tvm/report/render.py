@@ -217,6 +217,14 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
             hb.append("<h3>Defence cost on the device</h3>")
             md.append(ft.markdown())
             hb.append(ft.html())
+    t = summary["timing"]
+    if t["stages"]:
+        line = ("Task time, summed over each stage's tasks: " + "; ".join(
+            f"{k}: {v['tasks']} task(s), {v['wall_s_total']:,.0f} s (longest {v['wall_s_max']:,.0f} s)"
+            for k, v in t["stages"].items())
+            + (f". First start to last finish: {t['span_s'] / 60:.1f} min." if t["span_s"] is not None else "."))
+        md.append(f"---\n\n{line}\n")
+        hb.append(f"<hr><p>{html.escape(line)}</p>")
     paths["md"] = atomic_write_text(run / "report.md", "\n".join(md))
     page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(hb) + "\n</body></html>\n")

@@ -50,12 +50,32 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         p = r["task"]["params"]
         cells.setdefault((p["dataset"], p["victim"]["key"], p["attack"]), {})[int(p["seed"])] = r["result"]
     errors = sorted(p.name[: -len(".error.json")] for p in run.glob("*/*.error.json"))
+    timing = _timing(run)
     expected = len(exp["datasets"]) * len(exp["victims"]) * len(exp["attacks"]) * len(exp["seeds"])
     out = {"experiment": exp, "confidence": confidence, "datasets": [],
-           "cells_expected": expected, "cells_finished": sum(len(v) for v in cells.values()), "failed_tasks": errors}
+           "cells_expected": expected, "cells_finished": sum(len(v) for v in cells.values()), "failed_tasks": errors,
+           "timing": timing}
     for d in exp["datasets"]:
         out["datasets"].append(_dataset_summary(exp, d, victims, cells, feet, confidence))
     return out
+
+
+def _timing(run: Path) -> dict[str, Any]:
+    """Per stage: finished tasks, summed and longest wall time (s); and the span from first start to last finish
+    (it includes any pauses between resumed runs)."""
+    from datetime import datetime
+
+    stages: dict[str, dict[str, Any]] = {}
+    starts, ends = [], []
+    for stage in ("teacher", "model", "build", "victim", "footprint", "attack"):
+        recs = [r for r in load_records(run, stage) if "wall_s" in r]
+        if recs:
+            w = [float(r["wall_s"]) for r in recs]
+            stages[stage] = {"tasks": len(w), "wall_s_total": round(sum(w), 1), "wall_s_max": round(max(w), 1)}
+            starts += [datetime.fromisoformat(r["started_utc"]) for r in recs if r.get("started_utc")]
+            ends += [datetime.fromisoformat(r["finished_utc"]) for r in recs if r.get("finished_utc")]
+    span = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+    return {"stages": stages, "span_s": span}
 
 
 def _budget(exp: dict[str, Any], attack: str, results: dict[int, dict[str, Any]]) -> int:

@@ -38,7 +38,8 @@ INSTR = {"qat": 812_000, "divqat-a1": 812_000, "divqat-a2": 812_000, "qat+dcp-b0
 
 
 def _record(stage: str, tid: str, params: dict, result: dict) -> dict:
-    return {"format_version": 1, "task": {"stage": stage, "id": tid, "params": params, "deps": []}, "result": result}
+    return {"format_version": 1, "task": {"stage": stage, "id": tid, "params": params, "deps": []}, "result": result,
+            "wall_s": 2.0, "started_utc": "2026-01-01T00:00:00+00:00", "finished_utc": "2026-01-01T00:10:00+00:00"}
 
 
 def make_run(root: Path, drop: tuple[str, ...] = ()) -> Path:
@@ -116,6 +117,7 @@ def test_verdicts_in_sentences_follow_the_intervals(tmp_path: Path) -> None:
     qat = np.array(FID["qat"]["knockoff"]) * 100
     assert f"{qat.mean():.1f} ± {qat.std(ddof=1):.1f}" in md
     assert "KnockoffNets @ 2,000 queries" in md and "DFME @ 20,000 queries" in md
+    assert "attack: 48 task(s), 96 s (longest 2 s)" in md and "First start to last finish: 10.0 min." in md
     assert "| QAT + DCP (β=0.5) | 800,000 | 15,500 | 815,500 | +0.43% | 40.0 | 20.0 | 1.0 |" in md  # DCP's cost
 
 
