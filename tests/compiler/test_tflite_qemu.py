@@ -35,7 +35,7 @@ def test_mlperf_firmware_bit_exact_with_litert(mlperf_fw_build, board):
     from divqat_tvm.oracle.device_backend import QemuOracle
 
     rng = np.random.default_rng(sum(map(ord, board)))
-    n = 150 if board == "mps2-an500" else 50
+    n = 100 if board == "mps2-an500" else 40
     xs = np.concatenate([lcg_image(), np.full((1, 32, 32, 3), -128, np.int8),
                          rng.integers(-128, 128, (n, 32, 32, 3)).astype(np.int8)])
     with QemuOracle(mlperf_fw_build, board=board, transfer="shared", instances=2) as dev:
