@@ -72,7 +72,8 @@ def _meta(info: Any, arch: str, ds: Any) -> dict[str, Any]:
 def _train_config(params: dict[str, Any], seed: int):
     from divqat_tvm.train.loop import TrainConfig
 
-    return TrainConfig(**{**_fields(TrainConfig, params), "seed": seed, "progress": False, "device": "cpu"})
+    # device: "auto" (CUDA when present) unless the profile says otherwise; the bars would garble the display
+    return TrainConfig(**{**_fields(TrainConfig, params), "seed": seed, "progress": False})
 
 
 # ---------------------------------------------------------------- stages
