@@ -370,6 +370,20 @@ def output_kind(graph: Graph) -> str:
     return "probabilities" if isinstance(last, Softmax) else "logits"
 
 
+def input_space_meta(graph: Graph) -> dict[str, Any]:
+    """Checkpoint-style meta for a TFLite model: source, input_shape [C, H, W], num_classes, and — for the
+    raw-pixel convention (input scale 1, zero point −128: int8 = pixel − 128) — the normalisation that turns
+    [0, 1] images into that space (mean 0, std 1/255), so the oracle's float input is the pixel value."""
+    t = graph.input_tensor
+    _, h, w, c = t.shape
+    meta: dict[str, Any] = {"source": "tflite", "input_shape": [c, h, w], "num_classes": int(graph.output_tensor.shape[-1]),
+                            "output_kind": output_kind(graph)}
+    if t.scale == 1.0 and t.zero_point == -128:
+        meta["input_space"] = "pixels 0..255 (int8 = pixel - 128)"
+        meta["normalization"] = {"mean": [0.0] * c, "std": [1.0 / 255.0] * c}
+    return meta
+
+
 def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
                    target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Import an int8 .tflite model and generate its C library (like pipeline.compile_onnx).
@@ -386,5 +400,5 @@ def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fi
     graph = import_tflite(model)
     info = {"name": Path(out_dir).name, "target": target, "core": core,
             "source_model": {"path": str(model), "sha256": file_sha256(model), "format": "tflite"},
-            "meta": {"source": "tflite", **(meta or {})}}
+            "meta": {**input_space_meta(graph), **(meta or {})}}
     return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info)

@@ -89,3 +89,24 @@ def test_float_requant_is_refused_for_tflite(tmp_path):
     p.write_bytes(tm.softmax_model(0.3))
     with pytest.raises(CompileError, match="--requant fixed"):
         compile_tflite(p, tmp_path / "out", requant="float")
+
+
+@needs_mlperf
+def test_mlperf_meta_maps_unit_images_to_raw_pixels(mlperf_build):
+    """meta.normalization (mean 0, std 1/255) takes [0, 1] images to the model's input space, raw pixels:
+    every pixel value p/255 arrives on the device as int8 p − 128 (the TFLite model's own convention)."""
+    from divqat_tvm.oracle.host_backend import TvmHostOracle, quantize_input
+
+    m = json.loads((mlperf_build / "manifest.json").read_text())
+    norm = m["meta"]["normalization"]
+    assert m["meta"]["input_shape"] == [3, 32, 32] and m["meta"]["num_classes"] == 10
+    p = np.arange(256, dtype=np.float32)
+    v = np.zeros((256, 3, 32, 32), np.float32) + (p / np.float32(255))[:, None, None, None]
+    x = (v - np.float32(norm["mean"][0])) / np.float32(norm["std"][0])  # what load_dataset(normalization=...) computes
+    q = quantize_input(x, m)
+    assert np.array_equal(q[:, 0].astype(np.int64), np.arange(256) - 128)
+    oracle = TvmHostOracle(mlperf_build)
+    probs = oracle.query(x[:8])
+    ref = litert_run(litert(MLPERF), (np.arange(8)[:, None, None, None] - 128 + np.zeros((8, 32, 32, 3))).astype(np.int8)[:, None])[:, 0]
+    np.testing.assert_array_equal(oracle.last_logits, ref)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
