@@ -110,3 +110,20 @@ def test_mlperf_meta_maps_unit_images_to_raw_pixels(mlperf_build):
     ref = litert_run(litert(MLPERF), (np.arange(8)[:, None, None, None] - 128 + np.zeros((8, 32, 32, 3))).astype(np.int8)[:, None])[:, 0]
     np.testing.assert_array_equal(oracle.last_logits, ref)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.emulator
+@pytest.mark.skipif(__import__("shutil").which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_compile_command_accepts_tflite(tmp_path, capsys):
+    """`divqat-tvm compile MODEL.tflite --target cortex-m7`: the zoo model through the CLI, built for the core."""
+    from divqat_tvm.cli import main
+
+    p = tmp_path / "zoo.tflite"
+    p.write_bytes(tm.zoo_model(1))
+    out = tmp_path / "zoo_m7"
+    assert main(["compile", str(p), "--target", "cortex-m7", "--out", str(out)]) in (0, None)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["output"]["kind"] == "probabilities" and m["input"]["layout"] == "NHWC" and m["core"] == "cortex-m7"
+    assert (out / "footprint.json").is_file()
+    assert main(["compile", str(p), "--target", "cortex-m7", "--out", str(tmp_path / "f"), "--requant", "float"]) not in (0, None)
+    assert "--requant fixed" in capsys.readouterr().err
