@@ -164,7 +164,8 @@ def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     model = ctx.dep(*task.deps[0])
     spec = task.params
-    key = {"v": ARTEFACT_VERSION, "model": model["hash"], "target": spec["board"], "core": spec["core"]}
+    key = {"v": ARTEFACT_VERSION, "model": model["hash"], "target": spec["board"], "core": spec["core"],
+           "compiler": source_digest("divqat_tvm.compiler")}
 
     def build(d: Path) -> dict[str, Any]:
         ctx.report(0.3, f"compiling with TVM for {spec['board']}")
@@ -176,6 +177,18 @@ def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     d, info = ensure(ctx.cache_dir, "build", task.id, key, build)
     return {"build": str(d / "build"), **info}
+
+
+def source_digest(package: str) -> str:
+    """A hash of a package's Python sources: a changed compiler makes a new build, never reuses a stale one."""
+    import hashlib
+    import importlib
+
+    root = Path(importlib.import_module(package).__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _oracle_spec(backend: str, model: dict[str, Any], build: dict[str, Any] | None, board: str) -> str:

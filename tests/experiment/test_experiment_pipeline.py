@@ -75,3 +75,17 @@ def test_device_errors_are_retried_then_raised(tmp_path) -> None:
         with_device_retries(broken, ctx, retries=1)
     with pytest.raises(ValueError):  # other errors are not retried
         with_device_retries(lambda: (_ for _ in ()).throw(ValueError("bug")), ctx)
+
+
+def test_source_digest_changes_with_the_code(tmp_path, monkeypatch) -> None:
+    from divqat_tvm.experiment.pipeline import source_digest
+
+    pkg = tmp_path / "fakecomp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lower.py").write_text("A = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    d1 = source_digest("fakecomp")
+    assert source_digest("fakecomp") == d1
+    (pkg / "lower.py").write_text("A = 2\n")
+    assert source_digest("fakecomp") != d1
