@@ -347,8 +347,7 @@ def read_plan(mod: Any) -> Plan:
             elif op == "relax.builtin.alloc_tensor":
                 shape = tuple(int(s) for s in v.args[0].values)
                 tensors[name] = Tensor(name, shape, str(v.args[1].value), "output")
-            elif isinstance(getattr(v, "op", None), relax.expr.GlobalVar if hasattr(relax.expr, "GlobalVar") else type(None)) or \
-                    type(getattr(v, "op", None)).__name__ == "GlobalVar":
+            elif type(getattr(v, "op", None)).__name__ == "GlobalVar":  # a call of one of our PrimFuncs
                 calls.append(Call(v.op.name_hint, [arg_name(a) for a in v.args]))
             else:
                 raise CompileError(f"unexpected binding '{name} = {op or v}' in the planned main.",

@@ -150,12 +150,10 @@ class _RelaxToGraph:
         const = self._const(x)
         if const is not None:
             return _Q(None, const, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
-        xv = self._value(x) if x not in self.int8_name else x
         name = self.int8_name.get(x)
         if name is None:
             raise CompileError(f"a DequantizeLinear reads {x}, which is not an int8 tensor of the graph.",
                                "Only int8 activations and constants may be dequantized.")
-        del xv
         return _Q(name, None, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
 
     def _act(self, name: str) -> QTensor:
@@ -204,13 +202,24 @@ class _RelaxToGraph:
         """Recognise the float computation `e` whose result is quantized into `out`."""
         lo, hi = QMIN, QMAX
         name = self._op_name(e)
-        if name in ("relax.nn.relu", "relax.clip"):
-            if name == "relax.clip":
-                mn = float(self._const(self._value(e.args[1])) if self._const(e.args[1]) is None else self._const(e.args[1]))
-                if mn != 0.0:
-                    raise CompileError(f"Clip with min {mn} before {out.name} is not a ReLU.", "Use ReLU or Clip(0, max).")
-            lo = max(QMIN, out.zero_point)
-            e = self._value(e.args[0])
+        # Activations: Relu, or Clip(0, max) (e.g. ReLU6), which the frontend emits as R.clip or, with tensor
+        # bounds, as call_tir(maximum) then call_tir(minimum). The clamp is TFLite's quantized activation range.
+        while name in ("relax.nn.relu", "relax.clip") or self._tir_callee(e) in ("maximum", "minimum"):
+            if name == "relax.nn.relu":
+                lo, e = max(lo, out.zero_point), e.args[0]
+            elif name == "relax.clip":
+                lo = max(lo, self._act_min(_scalar(e.args[1]), out))
+                hi = min(hi, self._act_max(_scalar(e.args[2]), out, hi))
+                e = e.args[0]
+            else:
+                x, bound = e.args[1].fields
+                value = self._bound(bound)
+                if self._tir_callee(e) == "maximum":
+                    lo = max(lo, self._act_min(value, out))
+                else:
+                    hi = min(hi, self._act_max(value, out, hi))
+                e = x
+            e = self._value(e)
             name = self._op_name(e)
         if name == "relax.add":
             a, b = (self._value(x) for x in e.args)
@@ -258,6 +267,29 @@ class _RelaxToGraph:
             return Reshape(out.name, [q.tensor], out.name)
         raise CompileError(f"cannot compile the float op '{name}' before {out.name}.",
                            "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.")
+
+    def _tir_callee(self, e: Any) -> str:
+        """Name of the PrimFunc a `call_tir` calls ('' for anything else)."""
+        if self._op_name(e) != "relax.call_tir":
+            return ""
+        return getattr(e.args[0], "name_hint", "")
+
+    def _bound(self, e: Any) -> float:
+        """A Clip bound as the frontend writes it: where(isnan(c), ±inf, c) or a constant."""
+        v = self._value(e)
+        if self._op_name(v) == "relax.where":
+            v = v.args[2]
+        return _scalar(v)
+
+    @staticmethod
+    def _act_min(value: float, out: QTensor) -> int:
+        if value != 0.0:
+            raise CompileError(f"a Clip with min {value} before {out.name} is not a ReLU.", "Use ReLU or Clip(0, max).")
+        return max(QMIN, out.zero_point)
+
+    @staticmethod
+    def _act_max(value: float, out: QTensor, hi: int) -> int:
+        return min(hi, QMAX, out.zero_point + int(round(value / out.scale)))
 
     def _bias(self, e: Any) -> np.ndarray:
         if self._op_name(e) == "relax.reshape":
@@ -309,6 +341,19 @@ class _RelaxToGraph:
         if self.tensors[name].shape != out.shape:
             raise CompileError(f"Add into {out.name} broadcasts {self.tensors[name].shape} to {out.shape}.",
                                "Only same-shape residual adds compile.")
+
+
+def _scalar(e: Any) -> float:
+    """A Relax scalar argument (PrimValue or constant) as a Python float."""
+    v = getattr(e, "value", e)
+    if hasattr(v, "numpy"):
+        return float(v.numpy().reshape(-1)[0])
+    if hasattr(v, "value"):
+        return float(v.value)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise CompileError(f"cannot read the constant {e} of a Clip.", "Export Clip with constant min and max.") from None
 
 
 def _pad4(p: Any) -> tuple[int, int, int, int]:

@@ -90,3 +90,41 @@ def test_unknown_target_lists_known_names(compiler_models, tmp_path, capsys) -> 
     rc = main(["compile", str(compiler_models["qs"].onnx_path), "--target", "cortex-m99", "--out", str(tmp_path / "y")])
     assert rc == 2
     assert "cortex-m0plus" in capsys.readouterr().err
+
+
+def test_clip_becomes_the_quantized_activation_range(tmp_path) -> None:
+    """Conv → Clip(0, 0.5) → Q(scale 0.01, zp −128): the clamp is [−128, −128 + 50] (TFLite's
+    quantized activation range), in the importer and in the compiled C."""
+    from divqat_tvm.compiler.host import HostModel
+    from divqat_tvm.compiler.pipeline import compile_onnx
+    from divqat_tvm.compiler.reference import run_reference
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "s_in"), numpy_helper.from_array(np.array(0, np.int8), "z_in"),
+        numpy_helper.from_array(rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8), "w_q"),
+        numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_s"), numpy_helper.from_array(np.zeros(4, np.int8), "w_z"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "lo"), numpy_helper.from_array(np.array(0.5, np.float32), "hi"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "s_out"), numpy_helper.from_array(np.array(-128, np.int8), "z_out"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "s_in", "z_in"], ["q0"], name="in_q"),
+        helper.make_node("DequantizeLinear", ["q0", "s_in", "z_in"], ["d0"], name="in_dq"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], name="w_dq", axis=0),
+        helper.make_node("Conv", ["d0", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["r"], name="relu_half"),
+        helper.make_node("QuantizeLinear", ["r", "s_out", "z_out"], ["q1"], name="out_q"),
+        helper.make_node("DequantizeLinear", ["q1", "s_out", "z_out"], ["logits"], name="out_dq"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    path = tmp_path / "clip.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    g = import_onnx(path)
+    assert (g.ops[0].act_min, g.ops[0].act_max) == (-128, -78)
+    compile_onnx(path, tmp_path / "b")
+    host = HostModel(tmp_path / "b")
+    x = rng.integers(-128, 128, (50, 3, 6, 6)).astype(np.int8)
+    y = host.run(x)
+    np.testing.assert_array_equal(y, run_reference(g, x))
+    assert y.max() == -78 and y.min() == -128
