@@ -94,38 +94,53 @@ def _index(layout: str, n, c, h, w):
     return (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
 
 
+def _taps(o, stride: int, dil: int, pad: int, k: int, n_in: int, name: str):
+    """The reduction axis over the kernel taps t that land inside the input for output index o:
+    0 <= o·stride + t·dil − pad < n_in, i.e. t in [ceil((pad − o·stride)/dil), ceil((n_in + pad − o·stride)/dil))
+    clipped to [0, k). Bounds instead of a padding test on every multiply-accumulate."""
+    a = pad - o * stride
+    lo = tirx.max(0, a if dil == 1 else tirx.floordiv(a + dil - 1, dil))
+    hi = tirx.min(k, n_in + a if dil == 1 else tirx.floordiv(n_in + a + dil - 1, dil))
+    return te.reduce_axis((lo, hi), name)
+
+
 def conv2d(x, w, bias, p0, *p1, layout: str, in_nchw: tuple[int, int, int, int], out_nchw: tuple[int, int, int, int],
            stride, padding, dilation, groups: int, zp_in: int, r: Requant):
-    """Grouped/depthwise int8 conv. (p0, p1) are the int32 (multiplier, shift) arrays for "fixed"; p0 is
-    the float32 per-channel scale for "float" (no p1). The bias already holds −zp_in·Σw."""
+    """Grouped/depthwise int8 conv; weights in OHWI order [cout, kh, kw, cin/groups] so the innermost loop
+    (input channels) reads both operands contiguously. (p0, p1) are the int32 (multiplier, shift) arrays for
+    "fixed"; p0 is the float32 per-channel scale for "float" (no p1). `bias` is the model's own bias.
+
+    Padding is never read: the kernel-window reduction runs over the in-bounds taps only (`_taps`), and each
+    product is (x − zp_in)·w, so a padded tap (which would read zp_in) contributes exactly the 0 it would have
+    contributed; integer sums are exact, so the result is bit-identical to summing over padded input."""
     n, cin, ih, iw = in_nchw
     _, cout, oh, ow = out_nchw
-    _, ig, kh, kw = (int(d) for d in w.shape)
+    _, kh, kw, ig = (int(d) for d in w.shape)
     og = cout // groups
     pt, pl = padding[0], padding[1]
     sh, sw = stride
     dh, dw = dilation
-    rc = te.reduce_axis((0, ig), "rc")
-    ry = te.reduce_axis((0, kh), "ry")
-    rx = te.reduce_axis((0, kw), "rx")
 
-    def load(b, c, yy, xx):
-        inside = tirx.all(yy >= 0, yy < ih, xx >= 0, xx < iw)
-        return tirx.if_then_else(inside, x[_index(layout, b, c, tirx.max(yy, 0), tirx.max(xx, 0))], tirx.const(zp_in, "int8"))
-
-    def acc_f(b, k, yy, xx):
+    def acc_nchw(b, k, yy, xx):
+        ry = _taps(yy, sh, dh, pt, kh, ih, "ry")
+        rx = _taps(xx, sw, dw, pl, kw, iw, "rx")
+        # A window-dependent extent (always ig: yy >= 0) keeps rc in the same nest as ry/rx, so the
+        # schedule can run it innermost; a constant extent would be hoisted outside the window loops.
+        rc = te.reduce_axis((0, ig + tirx.min(yy, 0)), "rc")
         c = (k // og) * ig + rc
-        return te.sum(load(b, c, yy * sh + ry * dh - pt, xx * sw + rx * dw - pl).astype("int32") * w[k, rc, ry, rx].astype("int32"),
-                      axis=[rc, ry, rx])
+        v = x[_index(layout, b, c, yy * sh + ry * dh - pt, xx * sw + rx * dw - pl)].astype("int32") - zp_in
+        return te.sum(v * w[k, ry, rx, rc].astype("int32"), axis=[ry, rx, rc])
 
-    acc = te.compute((n, cout, oh, ow), acc_f, name="acc")
+    if layout == "NCHW":
+        acc = te.compute((n, cout, oh, ow), acc_nchw, name="acc")
+    else:
+        acc = te.compute((n, oh, ow, cout), lambda b, yy, xx, k: acc_nchw(b, k, yy, xx), name="acc")
 
     shape = (n, cout, oh, ow) if layout == "NCHW" else (n, oh, ow, cout)
     ch = (lambda i: i[1]) if layout == "NCHW" else (lambda i: i[3])
 
     def pre(*i):
-        b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
-        return acc[b, k, yy, xx] + bias[k]
+        return acc[i] + bias[ch(i)]
 
     return requant_out(shape, pre, r, m_of=lambda i: p0[ch(i)], shift_of=lambda i: p1[0][ch(i)], scale_of=lambda i: p0[ch(i)])
 

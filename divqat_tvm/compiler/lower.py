@@ -95,10 +95,14 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
     r = K.Requant(scheme, to.zero_point, getattr(op, "act_min", -128), getattr(op, "act_max", 127))
     x = env[op.inputs[0]]
     if isinstance(op, (Conv2D, Dense)):
-        consts = [relax.const(op.weight.astype(np.int8)), relax.const(_folded_bias(op, ti.zero_point)),
-                  *(relax.const(a) for a in _requant_arrays(op, ti.scale, to.scale, scheme))]
+        rq_consts = [relax.const(a) for a in _requant_arrays(op, ti.scale, to.scale, scheme)]
         if isinstance(op, Dense):
+            consts = [relax.const(op.weight.astype(np.int8)), relax.const(_folded_bias(op, ti.zero_point)), *rq_consts]
             return call(K.dense, x, *consts, r=r)
+        # conv: OHWI weights (the inner loop runs over input channels) and the model's own bias (the kernel
+        # subtracts the input zero point per product; see K.conv2d)
+        consts = [relax.const(np.ascontiguousarray(op.weight.astype(np.int8).transpose(0, 2, 3, 1))),
+                  relax.const(op.bias.astype(np.int32)), *rq_consts]
         return call(K.conv2d, x, *consts, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(),
                           stride=op.stride, padding=op.padding, dilation=op.dilation, groups=op.groups,
                           zp_in=ti.zero_point, r=r)
@@ -183,6 +187,17 @@ def _schedule_chain(sch: Any) -> None:
         out = blocks[-1]
         for b in reversed(blocks[:-1]):
             sch.compute_at(b, sch.get_loops(out)[-1])
+        _decompose_nested_reductions(sch, blocks[:-1])
+
+
+def _decompose_nested_reductions(sch: Any, outer_blocks: list[Any]) -> None:
+    """A reduction whose extent depends on the output index (conv's in-bounds kernel window, K._taps) is a
+    reduction block nested in a spatial one. Initialise its accumulator once, before its reduction loops,
+    instead of with a test in every iteration."""
+    for outer in outer_blocks:
+        for inner in sch.get_child_blocks(outer):
+            if _is_reduction(sch, inner) and sch.get(inner).init is not None:
+                sch.decompose_reduction(inner, sch.get_loops(inner)[0])  # loops inside `outer` only
 
 
 def _is_reduction(sch: Any, b: Any) -> bool:
