@@ -49,6 +49,11 @@ def _c_array(name: str, arr: np.ndarray) -> str:
     return f"static const {ctype} {name}[{flat.size}] __attribute__((aligned(16))) = {{\n  {body}\n}};\n"
 
 
+def output_kind(graph: Graph) -> str:
+    """"probabilities" when the graph's output is a softmax's, else "logits" (manifest output.kind)."""
+    return "probabilities" if any(o.output == graph.output and o.kind == "softmax" for o in graph.ops) else "logits"
+
+
 def model_h(graph: Graph, prefix: str, arena_bytes: int, n_calls: int) -> str:
     P = prefix.upper()
     ti, to = graph.input_tensor, graph.output_tensor
@@ -64,6 +69,7 @@ def model_h(graph: Graph, prefix: str, arena_bytes: int, n_calls: int) -> str:
 #define {P}_INPUT_ZERO_POINT ({ti.zero_point})
 #define {P}_OUTPUT_SCALE {_fmt_float(to.scale)}f
 #define {P}_OUTPUT_ZERO_POINT ({to.zero_point})
+#define {P}_OUTPUT_IS_PROBABILITIES {int(output_kind(graph) == "probabilities")}
 #define {P}_ARENA_BYTES {arena_bytes}
 #define {P}_NUM_OPS {n_calls}
 
@@ -157,7 +163,7 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
         "prefix": prefix,
         "input": {"shape": list(ti.shape), "layout": ti.layout, "scale": float(np.float32(ti.scale)), "zero_point": ti.zero_point},
         "output": {"shape": list(to.shape), "layout": to.layout, "scale": float(np.float32(to.scale)), "zero_point": to.zero_point,
-                   "kind": "probabilities" if any(o.output == graph.output and o.kind == "softmax" for o in graph.ops) else "logits"},
+                   "kind": output_kind(graph)},
         "ops": ops,
         "macs": sum(o["macs"] for o in ops),
         "arena_bytes": layout.arena_bytes,

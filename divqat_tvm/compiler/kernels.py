@@ -159,20 +159,22 @@ def dense(x, w, bias, p0, *p1, r: Requant):
 
 
 def add_float_params(zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, zp_out: int) -> np.ndarray:
-    """MLAS QLinearAdd's float32 constants [a/c scale ratio, b/c ratio, fixed part], computed as MLAS does.
+    """MLAS QLinearAdd's float32 constants [a/c scale ratio, b/c ratio, fixed part], computed as MLAS does,
+    with the zero points in x86 onnxruntime's uint8 domain (+ requant.ORT_U8_OFFSET).
 
     Passed to the kernel as a constant array, not as literals: TVM's C codegen prints float literals
     with 7 significant digits, which is not enough to round-trip a float32 (9 are needed)."""
     r_ac = np.float32(s_a) / np.float32(s_out)
     r_bc = np.float32(s_b) / np.float32(s_out)
-    fixed = np.float32(zp_out) - (r_ac * np.float32(zp_a) + r_bc * np.float32(zp_b))
+    u = rq.ORT_U8_OFFSET
+    fixed = np.float32(zp_out + u) - (r_ac * np.float32(zp_a + u) + r_bc * np.float32(zp_b + u))
     return np.array([r_ac, r_bc, fixed], dtype=np.float32)
 
 
 def add(a, b, *fparams, zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, r: Requant):
     """Requantizing elementwise add: TFLite's int8 add for "fixed"; for "float", MLAS QLinearAdd
-    (AVX2 kernel): fma(a, r_ac, fma(b, r_bc, fixed)), round half to even, saturate. `fparams` holds
-    `add_float_params(...)` for "float" and is empty for "fixed"."""
+    (AVX2 kernel) in x86's uint8 domain: fma(a, r_ac, fma(b, r_bc, fixed)), round half to even, saturate.
+    `fparams` holds `add_float_params(...)` for "float" and is empty for "fixed"."""
     shape = tuple(int(d) for d in a.shape)
     if r.scheme == "fixed":
         twice_max = 2.0 * max(s_a, s_b)
@@ -185,10 +187,11 @@ def add(a, b, *fparams, zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: flo
     (p,) = fparams
 
     def f(*i):
-        t = tirx.call_pure_extern("float32", "fmaf", b[i].astype("float32"), p[1], p[2])
-        t = tirx.call_pure_extern("float32", "fmaf", a[i].astype("float32"), p[0], t)
-        t = tirx.max(tirx.min(t, tirx.const(float(r.hi), "float32")), tirx.const(float(r.lo), "float32"))
-        return tirx.nearbyint(t).astype("int8")
+        u = rq.ORT_U8_OFFSET  # uint8 domain, as x86 onnxruntime: codes + 128, and the zero points in p[2]
+        t = tirx.call_pure_extern("float32", "fmaf", (b[i].astype("int32") + u).astype("float32"), p[1], p[2])
+        t = tirx.call_pure_extern("float32", "fmaf", (a[i].astype("int32") + u).astype("float32"), p[0], t)
+        t = tirx.max(tirx.min(t, tirx.const(float(r.hi + u), "float32")), tirx.const(float(r.lo + u), "float32"))
+        return (tirx.nearbyint(t).astype("int32") - u).astype("int8")
 
     return te.compute(shape, f, name="out")
 
@@ -248,7 +251,8 @@ def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, paddin
 def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int):
     """onnxruntime's QLinearAveragePool (the "float" scheme of a windowed average pool): dequantize each
     element (s_in · (x − zp_in), float32), sum the window row by row in float32, divide by the window
-    size, then nearbyint(y / s_out + zp_out), saturate. fparams = float32 [s_in, s_out, window size]."""
+    size, then nearbyint(y / s_out + zp_out) with zp_out + 128 (x86's uint8 domain), saturate.
+    fparams = float32 [s_in, s_out, window size]."""
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
     ry = te.reduce_axis((0, kernel[0]), "ry")
@@ -266,9 +270,10 @@ def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, 
 
     def out_f(*i):
         b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
-        v = tirx.nearbyint(acc[b, k, yy, xx] / fparams[2] / fparams[1] + tirx.const(float(zp_out), "float32"))
-        v = tirx.max(tirx.min(v, tirx.const(127.0, "float32")), tirx.const(-128.0, "float32"))
-        return v.astype("int8")
+        u = rq.ORT_U8_OFFSET  # zp_out in x86 onnxruntime's uint8 domain: it is added before rounding
+        v = tirx.nearbyint(acc[b, k, yy, xx] / fparams[2] / fparams[1] + tirx.const(float(zp_out + u), "float32"))
+        v = tirx.max(tirx.min(v, tirx.const(255.0, "float32")), tirx.const(0.0, "float32"))
+        return (v.astype("int32") - u).astype("int8")
 
     return te.compute(shape, out_f, name="out")
 

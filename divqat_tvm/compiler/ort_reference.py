@@ -2,10 +2,22 @@
 
 Session: GraphOptimizationLevel.ORT_ENABLE_ALL, 1 intra-op thread, 1 inter-op thread, CPUExecutionProvider.
 With these options onnxruntime fuses DQ → op → Q into its integer kernels (QLinearConv, QLinearAdd,
-QLinearGlobalAveragePool, QGemm) — but only where each DequantizeLinear has a single consumer. A DQ shared
-by two consumers (a residual block's input feeding both the conv and the add) leaves the float op in
-place, and a float32 conv is not bit-reproducible. `split_shared_dq` gives each consumer its own DQ
-(the same arithmetic, the form onnxruntime's own quantize_static writes), so every op is fused.
+QLinearAveragePool, QLinearGlobalAveragePool, QGemm) — but on x86 not at a branch point of an int8 graph:
+
+- onnxruntime gives each consumer of a shared DequantizeLinear its own copy (EnsureUniqueDQForNodeUnit),
+  so a tensor read by two ops (a residual block's input, feeding a conv and the add) is one
+  QuantizeLinear with two DequantizeLinear consumers;
+- off ARM, QDQIsInt8Allowed() is false and QDQS8ToU8Transformer rewrites int8 Q→DQ pairs to uint8 (codes
+  and zero point + 128), but only a Q with exactly one consumer (qdq_s8_to_u8.cc: CheckOutputEdges(q, 1));
+- the selectors (qdq_selectors.cc) then see an op whose input DQ is int8 and output Q uint8 (or the
+  reverse) and refuse to fuse it: the producer and the consumers of every branch point, and the Add that
+  joins the branch, stay float32 Conv/Add, whose float sums are not bit-reproducible.
+
+No int8 export avoids this: a fused op takes exactly one Q per output (CheckQDQNodes), so a branch point is
+always a Q with several DQ consumers. `split_shared_dq` and `activations_to_uint8` apply onnxruntime's own
+rewrites uniformly (every DQ single-consumer, every activation Q/DQ uint8 with zero point + 128: the same
+real values), after which every op is fused and the reference is onnxruntime's x86 integer kernels
+throughout; requant.ORT_U8_OFFSET has what the uint8 domain changes in the arithmetic.
 """
 
 from __future__ import annotations
@@ -48,17 +60,54 @@ def split_shared_dq(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def session(model: str | Path | onnx.ModelProto, fusable: bool = True):
-    """An onnxruntime session with ORT_OPTIONS (after `split_shared_dq` when fusable)."""
+def activations_to_uint8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose activation QuantizeLinear/DequantizeLinear nodes with a constant int8 scalar
+    zero point use uint8 with zero point + 128 — QDQS8ToU8Transformer's rewrite, applied to every such node
+    rather than only to single-consumer pairs. Weight and bias DequantizeLinear nodes (constant input) are
+    left as they are; the dequantized values are unchanged."""
+    from onnx import numpy_helper
+
+    m = copy.deepcopy(model)
+    inits = {t.name: t for t in m.graph.initializer}
+    made: set[str] = set()
+    retyped: set[str] = set()
+    for node in m.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            continue
+        zp = inits.get(node.input[2])
+        if zp is None or zp.data_type != onnx.TensorProto.INT8 or int(np.prod(zp.dims)) != 1:
+            continue
+        name = f"{node.input[2]}_uint8"
+        if name not in made:
+            value = numpy_helper.to_array(zp).astype(np.int16) + 128
+            m.graph.initializer.append(numpy_helper.from_array(value.astype(np.uint8), name))
+            made.add(name)
+        node.input[2] = name
+        if node.op_type == "QuantizeLinear":
+            retyped.add(node.output[0])
+    kept = [v for v in m.graph.value_info if v.name not in retyped]  # their element type is now uint8
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(kept)
+    return m
+
+
+def session(model: str | Path | onnx.ModelProto, fusable: bool = True, optimized_path: str | Path | None = None):
+    """An onnxruntime session with ORT_OPTIONS (after `split_shared_dq` and `activations_to_uint8` when
+    fusable, so that every op runs as onnxruntime's integer kernel). `optimized_path`: where onnxruntime
+    writes the graph it runs (to inspect what it fused)."""
     import onnxruntime as ort
 
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     if fusable:
-        proto = split_shared_dq(proto)
+        proto = activations_to_uint8(split_shared_dq(proto))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 

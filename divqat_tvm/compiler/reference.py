@@ -95,13 +95,14 @@ def _add(graph: Graph, op: Add, env: dict[str, np.ndarray], scheme: str) -> np.n
         sb_ = rq.multiply_by_quantized_multiplier((b - tb.zero_point) << rq.ADD_LEFT_SHIFT, mb, sb)
         v = rq.multiply_by_quantized_multiplier(sa_ + sb_, mo, so) + to.zero_point
     else:
+        u = rq.ORT_U8_OFFSET  # x86 onnxruntime adds in the uint8 domain: codes and zero points + 128
         r_ac = np.float32(ta.scale) / np.float32(to.scale)
         r_bc = np.float32(tb.scale) / np.float32(to.scale)
-        fixed = np.float32(to.zero_point) - (r_ac * np.float32(ta.zero_point) + r_bc * np.float32(tb.zero_point))
+        fixed = np.float32(to.zero_point + u) - (r_ac * np.float32(ta.zero_point + u) + r_bc * np.float32(tb.zero_point + u))
         # MLAS (AVX2): fma(a, r_ac, fma(b, r_bc, fixed)); the products of small ints are exact in float64.
-        t = (b.astype(np.float64) * np.float64(r_bc) + np.float64(fixed)).astype(np.float32)
-        t = (a.astype(np.float64) * np.float64(r_ac) + t.astype(np.float64)).astype(np.float32)
-        v = rq.round_half_even_f32(t)
+        t = ((b + u).astype(np.float64) * np.float64(r_bc) + np.float64(fixed)).astype(np.float32)
+        t = ((a + u).astype(np.float64) * np.float64(r_ac) + t.astype(np.float64)).astype(np.float32)
+        v = rq.round_half_even_f32(t) - u
     return np.clip(v, op.act_min, op.act_max)
 
 
@@ -125,7 +126,8 @@ def _avg_requant(total: np.ndarray, count: int, ti: QTensor, to: QTensor, scheme
 
 def _avg_pool_ort(win: np.ndarray, ti: QTensor, to: QTensor) -> np.ndarray:
     """onnxruntime QLinearAveragePool: float32 dequantized values summed row by row, / window, then
-    nearbyint(y / s_out + zp_out). Padding holds zp_in, i.e. adds 0.0."""
+    nearbyint(y / s_out + zp_out) with zp_out in the uint8 domain (x86; requant.ORT_U8_OFFSET). Padding holds
+    zp_in, i.e. adds 0.0."""
     kh, kw = win.shape[-2:]
     deq = np.float32(ti.scale) * (win - ti.zero_point).astype(np.float32)
     acc = np.zeros(win.shape[:-2], np.float32)
@@ -133,7 +135,8 @@ def _avg_pool_ort(win: np.ndarray, ti: QTensor, to: QTensor) -> np.ndarray:
         for j in range(kw):
             acc = (acc + deq[..., i, j]).astype(np.float32)
     y = acc / np.float32(kh * kw)
-    v = np.rint((y / np.float32(to.scale) + np.float32(to.zero_point)).astype(np.float32)).astype(np.int64)
+    u = rq.ORT_U8_OFFSET
+    v = np.rint((y / np.float32(to.scale) + np.float32(to.zero_point + u)).astype(np.float32)).astype(np.int64) - u
     return np.clip(v, -128, 127)
 
 

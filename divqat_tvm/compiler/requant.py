@@ -5,6 +5,7 @@ Two schemes, recorded in the manifest as `requant`:
   M·2^(shift−31) ≈ multiplier; applying it is SaturatingRoundingDoublingHighMul then
   RoundingDivideByPOT. Integer only, so it runs on FPU-less cores and gives the same bits everywhere.
 - "float": onnxruntime's QLinear kernels (MLAS): a float32 multiply, round half to even, clamp.
+  As onnxruntime runs them on x86: activations as uint8 (see ORT_U8_OFFSET).
 
 These functions are the numpy reference the compiled C is tested against; the TE kernels in
 `kernels.py` are written separately so that a mistake in one does not hide in the other.
@@ -17,6 +18,13 @@ import math
 import numpy as np
 
 INT32_MIN = -(2**31)
+# onnxruntime on x86 runs int8 QDQ activations as uint8: its QDQS8ToU8Transformer rewrites each int8
+# QuantizeLinear→DequantizeLinear pair to uint8 (codes and zero point + 128) because QDQIsInt8Allowed() is
+# false off ARM. Integer kernels (QLinearConv, QGemm, QLinearGlobalAveragePool) add the zero point after
+# rounding, so the offset cancels; QLinearAdd and QLinearAveragePool add it in float32 before rounding, where
+# it changes the rounding (e.g. 26.500002 + 0 rounds to 27, 26.500002 − 128 is exactly −101.5 and rounds to
+# −102). The "float" scheme computes those two in the uint8 domain, as x86 onnxruntime does.
+ORT_U8_OFFSET = 128
 ADD_LEFT_SHIFT = 20  # TFLite's int8 add: inputs are shifted left by 20 bits before rescaling
 
 

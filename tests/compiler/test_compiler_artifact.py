@@ -41,8 +41,9 @@ def test_model_h_and_manifest_contract(compiler_models) -> None:
     build = compiler_models["qs"].builds["fixed"]
     h = (build / "model.h").read_text()
     for macro in ("INPUT_SIZE", "OUTPUT_SIZE", "INPUT_SCALE", "INPUT_ZERO_POINT", "OUTPUT_SCALE",
-                  "OUTPUT_ZERO_POINT", "ARENA_BYTES", "NUM_OPS"):
+                  "OUTPUT_ZERO_POINT", "OUTPUT_IS_PROBABILITIES", "ARENA_BYTES", "NUM_OPS"):
         assert re.search(rf"^#define MODEL_{macro} ", h, re.M), macro
+    assert "#define MODEL_OUTPUT_IS_PROBABILITIES 0\n" in h  # logits (softmax models: tests/compiler/test_tflite_host.py)
     assert "int model_run(const int8_t *in, int8_t *out);" in h
     assert "extern const char *const model_op_names[];" in h
     m = json.loads((build / "manifest.json").read_text())
@@ -50,6 +51,7 @@ def test_model_h_and_manifest_contract(compiler_models) -> None:
                 "arena_bytes", "weight_bytes", "tvm_version", "source_model", "meta"):
         assert key in m, key
     assert m["requant"] == "fixed" and m["input"]["layout"] == "NCHW" and m["input"]["shape"] == [1, 3, 16, 16]
+    assert m["output"]["kind"] == "logits"
     assert len(m["source_model"]["sha256"]) == 64
     n_ops = int(re.search(r"#define MODEL_NUM_OPS (\d+)", h).group(1))
     assert n_ops == len(m["ops"]) > 0

@@ -65,6 +65,7 @@ def test_zoo_host_bit_exact_with_litert(tmp_path, seed):
     p.write_bytes(tm.zoo_model(seed))
     out = tmp_path / "zoo"
     compile_tflite(p, out)
+    assert "#define MODEL_OUTPUT_IS_PROBABILITIES 1\n" in (out / "model.h").read_text()  # softmax output
     xs = np.random.default_rng(seed).integers(-128, 128, (300, 9, 9, 3)).astype(np.int8)
     ours = HostModel(out).run(xs)
     ref = litert_run(litert(p), xs[:, None])[:, 0]
