@@ -21,6 +21,10 @@ from divqat_tvm.compiler import requant as rq
 
 SCHEMES = ("fixed", "float")
 
+# C helper Σ (x[i] − zp)·w[i] over n contiguous int8 pairs, defined by lower.DOT_S8_C in the emitted source
+# (ACLE SMLAD on cores with the DSP extension, a plain loop elsewhere). NHWC convs call it once per kernel row.
+DOT_S8 = "divqat_dot_s8"
+
 
 @dataclass(frozen=True)
 class Requant:
@@ -131,8 +135,19 @@ def conv2d(x, w, bias, p0, *p1, layout: str, in_nchw: tuple[int, int, int, int],
         v = x[_index(layout, b, c, yy * sh + ry * dh - pt, xx * sw + rx * dw - pl)].astype("int32") - zp_in
         return te.sum(v * w[k, ry, rx, rc].astype("int32"), axis=[ry, rx, rc])
 
+    def acc_rows(b, yy, xx, k):  # NHWC, groups 1, no horizontal dilation: each kernel row is one contiguous run
+        ry = _taps(yy, sh, dh, pt, kh, ih, "ry")
+        rx0, rx1 = tirx.max(0, pl - xx * sw), tirx.min(kw, iw + pl - xx * sw)
+        xs = x(b, yy * sh + ry * dh - pt, xx * sw + rx0 - pl, 0)
+        ws = w(k, ry, rx0, 0)
+        return te.sum(tirx.call_extern("int32", DOT_S8, tirx.call_intrin("handle", "tirx.address_of", xs),
+                                       tirx.call_intrin("handle", "tirx.address_of", ws),
+                                       tirx.Cast("int32", (rx1 - rx0) * ig), zp_in), axis=[ry])
+
     if layout == "NCHW":
         acc = te.compute((n, cout, oh, ow), acc_nchw, name="acc")
+    elif groups == 1 and dw == 1:
+        acc = te.compute((n, oh, ow, cout), acc_rows, name="acc")
     else:
         acc = te.compute((n, oh, ow, cout), lambda b, yy, xx, k: acc_nchw(b, k, yy, xx), name="acc")
 
