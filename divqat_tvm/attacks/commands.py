@@ -50,14 +50,30 @@ def build_config(attack: str, budget: int, o: dict):
     raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
 
 
-def _pixel_bounds(mode: str, info) -> dict:
+def _pixel_bounds(mode: str, norm: dict) -> dict:
     """Generator output bounds: the normalised images of pixel values 0 and 1, or none (tanh as is)."""
     if mode == "tanh":
         return {"pixel_low": None, "pixel_high": None}
     if mode != "pixels":
         raise DivqatError(f"Unknown --generator-range {mode!r}.", "Use pixels or tanh.")
-    return {"pixel_low": tuple((0.0 - m) / s for m, s in zip(info.mean, info.std)),
-            "pixel_high": tuple((1.0 - m) / s for m, s in zip(info.mean, info.std))}
+    return {"pixel_low": tuple((0.0 - m) / s for m, s in zip(norm["mean"], norm["std"])),
+            "pixel_high": tuple((1.0 - m) / s for m, s in zip(norm["mean"], norm["std"]))}
+
+
+def _input_normalization(victim: Optional[str], info) -> dict:
+    """The normalisation the victim expects (from its checkpoint or manifest), else the test set's own.
+
+    A deployed model fixes its input format (e.g. MLPerf Tiny's ResNet-8 takes raw pixels), so the attacker's
+    images and the test images are normalised the victim's way, not the dataset's.
+    """
+    from divqat_tvm.oracle import victim_meta
+
+    norm = victim_meta(victim).get("normalization") if victim else None
+    if not norm:
+        return {"mean": list(info.mean), "std": list(info.std)}
+    c = info.input_shape[0]
+    mean, std = list(norm["mean"]), list(norm["std"])
+    return {"mean": mean * c if len(mean) == 1 else mean, "std": std * c if len(std) == 1 else std}
 
 
 def _tqdm_progress(total: int, desc: str):
@@ -81,14 +97,14 @@ def _tqdm_progress(total: int, desc: str):
     return bar, progress
 
 
-def _evaluator(victim: Optional[str], defense: Optional[str], test_set: str, data_dir: Optional[Path]):
+def _evaluator(victim: Optional[str], defense: Optional[str], test_set: str, data_dir: Optional[Path], norm: dict):
     """Test set + the victim's top-1 from a separate, uncounted evaluation oracle (None without a victim)."""
     import torch
 
     from divqat_tvm.attacks.metrics import Evaluator, victim_top1
     from divqat_tvm.oracle import open_oracle
 
-    x, y = _load_split(test_set, "test", data_dir, augment=False).tensors()
+    x, y = _load_split(test_set, "test", data_dir, augment=False, normalization=norm).tensors()
     if victim is None:
         return Evaluator(x, y, torch.full_like(y, -1), "no victim given: fidelity not measured"), x
     with open_oracle(victim, defense=defense) as ev:
@@ -144,11 +160,12 @@ def attack_command(
 
     torch.set_num_threads(threads)
     info = dataset_info(test_set)
+    norm = _input_normalization(victim, info)
     c, h, _ = info.input_shape
     torch.manual_seed(seed)
     model = build_model(student, c, info.num_classes, h)
     if replay is not None:
-        evaluator, _ = _evaluator(victim, defense, test_set, data_dir)
+        evaluator, _ = _evaluator(victim, defense, test_set, data_dir, norm)
         e = epochs if epochs is not None else FitConfig.epochs
         fit = FitConfig(**{k: v for k, v in dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,
                                                  lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e))).items() if v is not None})
@@ -177,11 +194,11 @@ def attack_command(
     cfg = build_config(attack, budget if budget is not None else DEFAULT_BUDGETS[attack], dict(
         policy=policy, reward=reward, batch_size=batch_size, epochs=epochs, fit_batch=fit_batch, lr_step=lr_step, lr=lr,
         momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
-        epoch_itrs=epoch_itrs, iter_exp=iter_exp, **_pixel_bounds(generator_range, info)))
-    evaluator, _ = _evaluator(victim, defense, test_set, data_dir)
+        epoch_itrs=epoch_itrs, iter_exp=iter_exp, **_pixel_bounds(generator_range, norm)))
+    evaluator, _ = _evaluator(victim, defense, test_set, data_dir, norm)
     sur = None
     if attack == "knockoff":
-        sur = _load_split(surrogate, "train", data_dir, augment=True, normalization={"mean": list(info.mean), "std": list(info.std)})
+        sur = _load_split(surrogate, "train", data_dir, augment=True, normalization=norm)
     describe = {"victim": victim, "defense": defense or "none", "student_arch": student, "test_set": test_set,
                 "surrogate": surrogate if attack == "knockoff" else None, "threads": threads}
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")

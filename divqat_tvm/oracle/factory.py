@@ -92,6 +92,30 @@ def open_oracle(spec: str, defense=None, budget: int | None = None) -> Oracle:
     return _BACKENDS[parsed.kind](parsed, defense, budget)
 
 
+def victim_meta(spec: str) -> dict:
+    """The victim's metadata (input shape, classes, normalisation) without opening a device.
+
+    An attacker knows the input format a deployed model expects (a camera's bytes); this reads it from the
+    checkpoint (torch) or the compiled build's manifest (tvm-host, qemu, serial), never the weights.
+
+    Raises:
+        DivqatError: bad spec, or a build directory without a manifest.
+    """
+    import json
+    from pathlib import Path
+
+    parsed = parse_backend_spec(spec)
+    if parsed.kind == "torch":
+        from divqat_tvm.train.checkpoint import read_checkpoint
+
+        return dict(read_checkpoint(parsed.path)["meta"])
+    manifest = Path(parsed.path) / "manifest.json"
+    if not manifest.is_file():
+        raise DivqatError(f"{manifest} does not exist: {parsed.path} is not a compiled build.",
+                          "Compile the model first (divqat-tvm compile MODEL --out DIR).")
+    return dict(json.loads(manifest.read_text()).get("meta") or {})
+
+
 def _open_torch(spec: BackendSpec, defense, budget: int | None) -> Oracle:
     from divqat_tvm.oracle.torch_backend import TorchOracle
 
