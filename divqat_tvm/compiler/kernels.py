@@ -2,9 +2,9 @@
 int8 store. TVM schedules them (see lower.py) and generates their C.
 
 Each kernel takes TE placeholders (activations and constant arrays) plus Python scalars (shapes,
-zero points, per-tensor multipliers) that are baked into the code. The input zero point is folded
-into the bias (Σ(x−zp)·w = Σx·w − zp·Σw) and padding uses the input's zero point, so the inner loop
-is a plain int8×int8 multiply-accumulate.
+zero points, per-tensor multipliers) that are baked into the code. Dense folds the input zero point
+into the bias (Σ(x−zp)·w = Σx·w − zp·Σw); conv reduces over the in-bounds kernel taps only and subtracts
+the zero point per product, so no padding is read or tested (see conv2d).
 
 Requantization is a parameter: "fixed" (TFLite/CMSIS-NN fixed point, integer only) or "float"
 (onnxruntime/MLAS: float32 multiply, round half to even); see requant.py for the reference math.

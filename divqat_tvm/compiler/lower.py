@@ -281,29 +281,58 @@ def build_c(funcs: dict[str, Any]) -> str:
 DOT_S8_C = """#include <string.h>
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
-#define DIVQAT_DOT_S8_KIND "smlad"
-#else
-#define DIVQAT_DOT_S8_KIND "c"
+static inline uint32_t divqat_sxtab16_ror8(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+static inline uint32_t divqat_sxtb16_ror8(uint32_t b) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(b));
+  return r;
+}
+static inline int32_t divqat_mac4_s8(int32_t acc, const int8_t* x, const int8_t* w, uint32_t off) {
+  uint32_t xv, wv;
+  memcpy(&xv, x, 4);
+  memcpy(&wv, w, 4);
+  acc = __smlad(__sxtab16(off, xv), __sxtb16(wv), acc);
+  return __smlad(divqat_sxtab16_ror8(off, xv), divqat_sxtb16_ror8(wv), acc);
+}
 #endif
 static int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
   const int8_t* x = (const int8_t*)xp;
   const int8_t* w = (const int8_t*)wp;
   int32_t acc = 0;
-  int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
   const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u;
-  for (; i + 4 <= n; i += 4) {
-    uint32_t xv, wv;
-    memcpy(&xv, x + i, 4);
-    memcpy(&wv, w + i, 4);
-    acc = __smlad(__sxtab16(off, xv), __sxtb16(wv), acc);
-    acc = __smlad(__sxtab16(off, (xv >> 8) | (xv << 24)), __sxtb16((wv >> 8) | (wv << 24)), acc);
+  for (; n >= 8; n -= 8, x += 8, w += 8) {
+    acc = divqat_mac4_s8(acc, x, w, off);
+    acc = divqat_mac4_s8(acc, x + 4, w + 4, off);
+  }
+  if (n >= 4) {
+    acc = divqat_mac4_s8(acc, x, w, off);
+    n -= 4, x += 4, w += 4;
   }
 #endif
-  for (; i < n; ++i) acc += ((int32_t)x[i] - zp) * (int32_t)w[i];
+  for (int32_t i = 0; i < n; ++i) acc += ((int32_t)x[i] - zp) * (int32_t)w[i];
   return acc;
 }
 """
+
+
+def conv_dot_kernel(kernels_c: str, core: str | None) -> dict[str, Any] | None:
+    """Which inner product the conv kernels use, for the manifest: None when no kernel calls K.DOT_S8;
+    else its name and "smlad" (the core has the DSP extension) or "c" (plain loop); "smlad-if-dsp" when no
+    core is named (the C picks the path from __ARM_FEATURE_DSP when it is compiled)."""
+    if f"{K.DOT_S8}(" not in kernels_c:
+        return None
+    if core is None:
+        kind = "smlad-if-dsp"
+    else:
+        from divqat_tvm.targets import load_core
+
+        kind = "smlad" if load_core(core).dsp else "c"
+    return {"function": K.DOT_S8, "kind": kind}
 
 
 def portable_c(src: str) -> str:

@@ -27,6 +27,7 @@ def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefi
     plan = lower.read_plan(mod)
     kernels_c = lower.build_c(plan.prim_funcs)
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
+    info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
     out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info)
     out["compile_seconds"] = round(time.perf_counter() - t0, 3)
     return out
