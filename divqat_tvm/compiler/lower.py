@@ -281,17 +281,17 @@ def build_c(funcs: dict[str, Any]) -> str:
 DOT_S8_C = """#include <string.h>
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
-static inline uint32_t divqat_sxtab16_ror8(uint32_t a, uint32_t b) {
+static inline __attribute__((always_inline)) uint32_t divqat_sxtab16_ror8(uint32_t a, uint32_t b) {
   uint32_t r;
   __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
-static inline uint32_t divqat_sxtb16_ror8(uint32_t b) {
+static inline __attribute__((always_inline)) uint32_t divqat_sxtb16_ror8(uint32_t b) {
   uint32_t r;
   __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(b));
   return r;
 }
-static inline int32_t divqat_mac4_s8(int32_t acc, const int8_t* x, const int8_t* w, uint32_t off) {
+static inline __attribute__((always_inline)) int32_t divqat_mac4_s8(int32_t acc, const int8_t* x, const int8_t* w, uint32_t off) {
   uint32_t xv, wv;
   memcpy(&xv, x, 4);
   memcpy(&wv, w, 4);
@@ -299,7 +299,7 @@ static inline int32_t divqat_mac4_s8(int32_t acc, const int8_t* x, const int8_t*
   return __smlad(divqat_sxtab16_ror8(off, xv), divqat_sxtb16_ror8(wv), acc);
 }
 #endif
-static int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
+static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
   const int8_t* x = (const int8_t*)xp;
   const int8_t* w = (const int8_t*)wp;
   int32_t acc = 0;
