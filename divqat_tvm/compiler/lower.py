@@ -274,11 +274,27 @@ def build_c(funcs: dict[str, Any]) -> str:
     return portable_c(src)
 
 
-# Σ (x[i] − zp)·w[i], int32, over n int8 pairs (K.DOT_S8). With the DSP extension: four pairs per step as two
+# Σ (x[i] − zp)·w[i], int32, over n int8 pairs (K.DOT_S8). With Helium (MVE): 16 pairs per step, tail-predicated
+# (inactive lanes load 0), as Σx·w − zp·Σw (VMLADAVA, VADDVA; exact in int32). With the DSP extension: four pairs per step as two
 # SMLADs on sign-extended halfword pairs (SXTAB16 adds −zp to each lane: x − zp fits int16, so every lane
 # product and the int32 sum are exactly the plain loop's). TVM declares it `int32_t f(void*, void*, int32_t,
 # int32_t)` (or int64_t for a constant length) before each kernel; portable_c drops those declarations.
 DOT_S8_C = """#include <string.h>
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
+  const int8_t* x = (const int8_t*)xp;
+  const int8_t* w = (const int8_t*)wp;
+  int32_t acc = 0, wsum = 0;
+  for (; n > 0; n -= 16, x += 16, w += 16) {
+    mve_pred16_t p = vctp8q((uint32_t)n);
+    int8x16_t vw = vldrbq_z_s8(w, p);
+    acc = vmladavaq_s8(acc, vldrbq_z_s8(x, p), vw);
+    wsum = vaddvaq_s8(wsum, vw);
+  }
+  return acc - zp * wsum;
+}
+#else
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 static inline __attribute__((always_inline)) uint32_t divqat_sxtab16_ror8(uint32_t a, uint32_t b) {
@@ -317,21 +333,23 @@ static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, voi
   for (int32_t i = 0; i < n; ++i) acc += ((int32_t)x[i] - zp) * (int32_t)w[i];
   return acc;
 }
+#endif
 """
 
 
 def conv_dot_kernel(kernels_c: str, core: str | None) -> dict[str, Any] | None:
     """Which inner product the conv kernels use, for the manifest: None when no kernel calls K.DOT_S8;
-    else its name and "smlad" (the core has the DSP extension) or "c" (plain loop); "smlad-if-dsp" when no
-    core is named (the C picks the path from __ARM_FEATURE_DSP when it is compiled)."""
+    else its name and "mve" (the core has Helium), "smlad" (the DSP extension) or "c" (plain loop);
+    "by-compiler" when no core is named (the C picks its path from __ARM_FEATURE_MVE/_DSP when compiled)."""
     if f"{K.DOT_S8}(" not in kernels_c:
         return None
     if core is None:
-        kind = "smlad-if-dsp"
+        kind = "by-compiler"
     else:
         from divqat_tvm.targets import load_core
 
-        kind = "smlad" if load_core(core).dsp else "c"
+        c = load_core(core)
+        kind = "mve" if c.mve else "smlad" if c.dsp else "c"
     return {"function": K.DOT_S8, "kind": kind}
 
 

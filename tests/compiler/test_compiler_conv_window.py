@@ -1,13 +1,17 @@
 """NHWC int8 convs whose kernel window runs over the in-bounds taps only (kernels._taps) and, for groups 1
 without horizontal dilation, one contiguous dot product per kernel row (divqat_dot_s8): bit-exact on the
 host with the numpy reference for stride, asymmetric padding, dilation, groups and channel counts that
-hit every length path of the dot helper (8-wide, 4-wide, scalar tail)."""
+hit every length path of the dot helper (8-wide, 4-wide, scalar tail). Its SMLAD and MVE paths are checked on
+the emulated cores by test_tflite_qemu.py (MLPerf ResNet-8 on M7, M4, M55 against LiteRT)."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
 
+from divqat_tvm.compiler import lower
 from divqat_tvm.compiler.graph import Conv2D, Graph, QTensor
 from divqat_tvm.compiler.host import HostModel
 from divqat_tvm.compiler.pipeline import generate
@@ -48,6 +52,9 @@ def test_nhwc_conv_window_bit_exact(tmp_path, case: str, scheme: str) -> None:
     manifest = generate(graph, tmp_path / "m", requant=scheme, manifest={"core": "cortex-m7"})
     row_dot = groups == 1 and dil[1] == 1
     assert manifest["conv_dot"] == ({"function": "divqat_dot_s8", "kind": "smlad"} if row_dot else None)
+    if row_dot:
+        assert lower.conv_dot_kernel((tmp_path / "m" / "kernels.c").read_text(), "cortex-m55")["kind"] == "mve"
+        assert lower.conv_dot_kernel((tmp_path / "m" / "kernels.c").read_text(), "cortex-m0plus")["kind"] == "c"
     x = rng.integers(-128, 128, (6, H, W, cin)).astype(np.int8)
     x[0] = 127  # extremes: x − zp reaches its largest magnitude
     x[1] = -128
@@ -56,3 +63,27 @@ def test_nhwc_conv_window_bit_exact(tmp_path, case: str, scheme: str) -> None:
     assert got.shape == want.shape
     assert int((got != want).sum()) == 0
     assert len(np.unique(want)) > 3  # not a saturated, trivially equal output
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("case", ["3x3_pad1_cin3", "5x3_asym_s21_dil21_cin16"])
+@pytest.mark.parametrize("board,core,kind", [("mps2-an500", "cortex-m7", "smlad"), ("mps3-an547", "cortex-m55", "mve"),
+                                             ("mps2-an385", "cortex-m3", "c")])
+def test_row_dot_paths_bit_exact_under_qemu(tmp_path, case: str, board: str, core: str, kind: str) -> None:
+    """The SMLAD (M7), MVE (M55, tail-predicated) and plain (M3) inner products on the emulated core: row
+    lengths 9 and 6 (cin 3) reach the 8-wide, 4-wide and scalar tails; cin 16 the full-width steps."""
+    from divqat_tvm.oracle.device_backend import QemuOracle
+
+    rng = np.random.default_rng(sum(map(ord, case + board)))
+    graph = _graph(*CASES[case], rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": core, "target": board, "name": "m", "meta": {}})
+    assert manifest["conv_dot"]["kind"] == kind
+    x = rng.integers(-128, 128, (5, H, W, CASES[case][0])).astype(np.int8)
+    x[0] = 127
+    with QemuOracle(tmp_path / "m", board=board, transfer="shared", instances=1) as dev:
+        got = np.stack([r.logits for r in dev.run_int8(x.reshape(len(x), -1))])
+    want = run_reference(graph, x, "fixed").reshape(len(x), -1)
+    assert got.shape == want.shape and int((got != want).sum()) == 0
