@@ -39,25 +39,32 @@ def build_config(attack: str, budget: int, o: dict):
         if attack == "dfme":
             return DFMEConfig(**pick(budget=budget, batch_size=o["batch_size"], epoch_itrs=o["epoch_itrs"], g_iter=o["g_iter"],
                                      d_iter=o["d_iter"], lr_S=o["lr"], lr_G=o["lr_gen"], nz=o["latent_dim"], grad_m=o["ndirs"],
-                                     grad_epsilon=o["epsilon"], pixel_low=o["pixel_low"], pixel_high=o["pixel_high"]))
+                                     grad_epsilon=o["epsilon"], generator_output=o["generator_output"], pixel_low=o["pixel_low"],
+                                     pixel_high=o["pixel_high"]))
         if attack == "maze":
             return MAZEConfig(**pick(budget=budget, batch_size=o["batch_size"], latent_dim=o["latent_dim"], lr_clone=o["lr"],
                                      lr_gen=o["lr_gen"], ndirs=o["ndirs"], mu=o["epsilon"], iter_gen=o["g_iter"],
-                                     iter_clone=o["d_iter"], iter_exp=o["iter_exp"], pixel_low=o["pixel_low"],
-                                     pixel_high=o["pixel_high"]))
+                                     iter_clone=o["d_iter"], iter_exp=o["iter_exp"], generator_output=o["generator_output"],
+                                     pixel_low=o["pixel_low"], pixel_high=o["pixel_high"]))
     except ValueError as e:
         raise DivqatError(f"Invalid {attack} options: {e}", "Fix the option named above.") from None
     raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
 
 
+#: --generator-range → the attack configs' generator_output.
+GENERATOR_RANGES = {"tanh": "tanh", "pixels": "tanh-range", "clip": "clip"}
+
+
 def _pixel_bounds(mode: str, norm: dict) -> dict:
-    """Generator output bounds: the normalised images of pixel values 0 and 1, or none (tanh as is)."""
+    """The generator's output map and the victim's valid input range: the normalised images of pixel values
+    0 and 1 (none for the official tanh)."""
+    from divqat_tvm.attacks.generators import pixel_range
+
+    if mode not in GENERATOR_RANGES:
+        raise DivqatError(f"Unknown --generator-range {mode!r}.", f"Use {', '.join(GENERATOR_RANGES)}.")
     if mode == "tanh":
-        return {"pixel_low": None, "pixel_high": None}
-    if mode != "pixels":
-        raise DivqatError(f"Unknown --generator-range {mode!r}.", "Use pixels or tanh.")
-    return {"pixel_low": tuple((0.0 - m) / s for m, s in zip(norm["mean"], norm["std"])),
-            "pixel_high": tuple((1.0 - m) / s for m, s in zip(norm["mean"], norm["std"]))}
+        return {"generator_output": "tanh", "pixel_low": None, "pixel_high": None}
+    return {"generator_output": GENERATOR_RANGES[mode], **pixel_range(norm)}
 
 
 def _input_normalization(victim: Optional[str], info) -> dict:
@@ -140,7 +147,7 @@ def attack_command(
     d_iter: Optional[int] = typer.Option(None, "--d-iter", help="student steps per iteration (official: dfme 5, maze iter_clone 5)"),
     epoch_itrs: Optional[int] = typer.Option(None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"),
     iter_exp: Optional[int] = typer.Option(None, "--iter-exp", help="maze experience-replay steps per iteration (official 10)"),
-    generator_range: str = typer.Option("pixels", "--generator-range", help="dfme/maze: 'pixels' maps tanh onto the test set's valid pixels [0, 1] after its normalisation; 'tanh' feeds [-1, 1] as the official code"),
+    generator_range: str = typer.Option("clip", "--generator-range", help="dfme/maze query images: 'clip' clips the generator's BatchNorm output to the valid pixels [0, 1] after the victim's normalisation (data-like statistics); 'pixels' maps tanh onto them; 'tanh' feeds [-1, 1] as the official code"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
     threads: int = typer.Option(1, "--threads", help="torch threads (resume needs the same count to re-run identically)"),
 ) -> None:

@@ -10,8 +10,9 @@ approximate_gradients.py), written afresh:
   estimate: m random unit directions u in the pre-tanh image space, points tanh(x_pre + ε·u) and
   tanh(x_pre), ∇ ≈ d/ε · mean_u[(L(x + εu) − L(x)) u] / (K · N) with d = C·H·W; the student is in
   eval mode while estimating;
-- optional `pixel_low`/`pixel_high` map tanh's [−1, 1] onto the victim's valid input range (see
-  `generators.output_map`; empty = the official behaviour);
+- `generator_output` turns x_pre into a query: "tanh" (official), or with the victim's valid input range
+  `pixel_low`/`pixel_high`, "tanh-range" or "clip" (see `generators.output_map`: only "clip" steals an
+  MNIST-normalised victim at small budgets);
 - cost per iteration = batch · (g_iter · (m + 1) + d_iter); iterations = budget // cost (the official
   loop can overshoot by one iteration at an epoch boundary; we never exceed the budget);
 - optimisers: student SGD(lr_S, momentum 0.9, wd 5e-4), generator Adam(lr_G); both lr × scale at
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator, output_map
+from divqat_tvm.attacks.generators import Generator, check_output, output_map
 from divqat_tvm.attacks.losses import approx_logits, l1_logits
 from divqat_tvm.attacks.progress import Progress, no_progress
 
@@ -51,10 +52,12 @@ class DFMEConfig:
     steps: tuple[float, ...] = (0.1, 0.3, 0.5)
     scale: float = 0.3
     logit_correction: str = "mean"
+    generator_output: str = "tanh"
     pixel_low: tuple[float, ...] = ()
     pixel_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        check_output(self.generator_output, self.pixel_low, self.pixel_high)
         for name in ("batch_size", "epoch_itrs", "g_iter", "d_iter", "grad_m", "nz"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, but it is {getattr(self, name)}.")
@@ -94,7 +97,7 @@ def estimate_gradient(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: DFME
     student.eval()
     with torch.no_grad():
         u = torch.cat([unit_directions(n, m, shape, gen), torch.zeros(n, 1, *shape)], dim=1)
-        points = output_map(cfg.pixel_low, cfg.pixel_high)((x_pre.detach()[:, None] + eps * u).view(-1, *shape))
+        points = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)((x_pre.detach()[:, None] + eps * u).view(-1, *shape))
         t = approx_logits(torch.from_numpy(oracle.query(points.numpy())), cfg.logit_correction)
         values = -l1_logits(student(points), t, reduction="none").view(n, m + 1)
         diff = (values[:, :m] - values[:, m:]).view(n, m, *([1] * len(shape)))
@@ -109,7 +112,7 @@ def run_dfme(oracle, student: nn.Module, cfg: DFMEConfig, seed: int = 0, evaluat
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     generator = Generator(cfg.nz, oracle.input_shape, cfg.ngf)
-    act = output_map(cfg.pixel_low, cfg.pixel_high)
+    act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
     opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_S, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_G)
     milestones = sorted(int(s * cfg.number_epochs) for s in cfg.steps)

@@ -15,8 +15,9 @@ afresh:
   which its own cost formula does not count — reusing the answer makes the formula exact);
 - experience replay: every iteration's last (x, answer) batch is stored; iter_exp student steps on
   random batches from the store (no queries);
-- optional `pixel_low`/`pixel_high` map tanh's [−1, 1] onto the victim's valid input range (see
-  `generators.output_map`; empty = the official behaviour);
+- `generator_output` turns x_pre into a query: "tanh" (official), or with the victim's valid input range
+  `pixel_low`/`pixel_high`, "tanh-range" or "clip" (see `generators.output_map`: only "clip" steals an
+  MNIST-normalised victim at small budgets);
 - cost per iteration = batch · ((iter_clone − 1) + (1 + ndirs) · iter_gen); iterations = ⌊budget / cost⌋;
 - optimisers (opt "sgd", the default): SGD(momentum 0.9, wd 5e-4) for both, cosine over the iterations.
 """
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator, output_map
+from divqat_tvm.attacks.generators import Generator, check_output, output_map
 from divqat_tvm.attacks.losses import kl_divergence
 from divqat_tvm.attacks.progress import Progress, no_progress
 
@@ -50,10 +51,12 @@ class MAZEConfig:
     iter_clone: int = 5
     iter_exp: int = 10
     opt: str = "sgd"
+    generator_output: str = "tanh"
     pixel_low: tuple[float, ...] = ()
     pixel_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        check_output(self.generator_output, self.pixel_low, self.pixel_high)
         for name in ("batch_size", "latent_dim", "ndirs", "iter_gen", "iter_clone"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, but it is {getattr(self, name)}.")
@@ -85,7 +88,7 @@ def zoge_backward(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: MAZEConf
         base = x_pre.detach()
         u = torch.randn(cfg.ndirs, *base.shape, generator=gen)
         u = u / u.view(cfg.ndirs, n, -1).norm(dim=2).view(cfg.ndirs, n, *([1] * len(shape)))
-        act = output_map(cfg.pixel_low, cfg.pixel_high)
+        act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
         points = act(torch.cat([base[None], base[None] + cfg.mu * u]).view(-1, *shape))
         p = oracle.query(points.numpy())
         losses = -kl_divergence(student(points), torch.from_numpy(p), reduction="none").view(cfg.ndirs + 1, n)
@@ -100,8 +103,8 @@ def run_maze(oracle, student: nn.Module, cfg: MAZEConfig, seed: int = 0, evaluat
     input_shape. Returns attack-specific facts (iterations, cost, replay size, last losses)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    generator = Generator(cfg.latent_dim, oracle.input_shape, cfg.ngf)
-    act = output_map(cfg.pixel_low, cfg.pixel_high)
+    generator = Generator(cfg.latent_dim, oracle.input_shape, cfg.ngf, final_affine=True)
+    act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
     if cfg.opt == "sgd":
         opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_clone, momentum=0.9, weight_decay=5e-4)
         opt_g = torch.optim.SGD(generator.parameters(), lr=cfg.lr_gen, momentum=0.9, weight_decay=5e-4)

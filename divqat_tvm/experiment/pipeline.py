@@ -327,6 +327,7 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     import torch
 
     from divqat_tvm.attacks.metrics import Evaluator
+    from divqat_tvm.attacks.generators import pixel_range
     from divqat_tvm.attacks.runner import run_attack
     from divqat_tvm.data import dataset_info
     from divqat_tvm.models import build_model
@@ -336,6 +337,8 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     victim = ctx.dep(*task.deps[0])
     cfg = attack_config(p["attack"], p["params"])
     info = dataset_info(p["dataset"])
+    if getattr(cfg, "generator_output", "tanh") != "tanh" and not cfg.pixel_low:  # the victim's valid pixels
+        cfg = dataclasses.replace(cfg, **pixel_range({"mean": list(info.mean), "std": list(info.std)}))
     x, y = _test_tensors(info.name, p["data_dir"])
     victim_pred = torch.from_numpy(np.load(victim["top1"]).astype(np.int64))
     evaluator = Evaluator(x, y, victim_pred, reference=f"victim task: {victim['oracle']} with defence {victim['defense']}, {len(x)} test images")

@@ -95,23 +95,44 @@ def test_bandit_update_matches_the_textbook_rule():
     np.testing.assert_allclose(new, expected)
 
 
+@pytest.mark.parametrize("mode", ["tanh-range", "clip"])
 @pytest.mark.parametrize("attack", ["dfme", "maze"])
-def test_generator_range_maps_queries_into_the_victims_pixel_range(tmp_path, attack):
+def test_generator_output_keeps_queries_in_the_victims_pixel_range(tmp_path, attack, mode):
     v = victim()
-    bounds = dict(pixel_low=(-0.4,), pixel_high=(2.8,))
+    bounds = dict(generator_output=mode, pixel_low=(-0.4,), pixel_high=(2.8,))
     cfg = DFMEConfig(budget=7 * 16 * 2, batch_size=16, ngf=4, nz=8, **bounds) if attack == "dfme" else \
         MAZEConfig(budget=15 * 16 * 2, batch_size=16, ngf=4, latent_dim=8, **bounds)
     run_attack(attack, v, make_student(), tmp_path, cfg)
     x = np.concatenate(v.seen)
     assert x.min() >= -0.4 - 1e-6 and x.max() <= 2.8 + 1e-6
-    assert x.max() > 1.2 and x.min() < 0.0  # uses the range beyond tanh's [-1, 1]
+    assert x.max() > 1.2  # uses the range beyond tanh's [-1, 1]
+    if mode == "clip":  # x_pre is zero-mean, unit-variance: a third of it sits at the dark bound, the mean stays near 0
+        assert (x == np.float32(-0.4)).mean() > 0.2 and abs(x.mean()) < 0.5
+    else:  # tanh's zero maps to the middle of the range: mid-grey on average
+        assert abs(x.mean() - 1.2) < 0.5
 
 
 def test_output_map_checks_bounds():
     from divqat_tvm.attacks.generators import output_map
 
     with pytest.raises(ValueError, match="one low and one high per channel"):
-        output_map((0.0,), ())
-    act = output_map((0.0, -1.0), (1.0, 3.0))
-    y = act(torch.tensor([-50.0, 0.0, 50.0]).view(1, 1, 3, 1).expand(1, 2, 3, 1))
-    np.testing.assert_allclose(y[0, :, :, 0].numpy(), [[0.0, 0.5, 1.0], [-1.0, 1.0, 3.0]], atol=1e-6)
+        output_map("tanh-range", (0.0,), ())
+    with pytest.raises(ValueError, match="generator_output must be one of"):
+        output_map("sigmoid")
+    with pytest.raises(ValueError, match="needs the victim's pixel bounds"):
+        output_map("clip")
+    with pytest.raises(ValueError, match="generator_output must be one of"):
+        DFMEConfig(budget=10_000, generator_output="relu")
+    x = torch.tensor([-50.0, 0.0, 0.5, 50.0]).view(1, 1, 4, 1).expand(1, 2, 4, 1)
+    y = output_map("tanh-range", (0.0, -1.0), (1.0, 3.0))(x)
+    np.testing.assert_allclose(y[0, :, [0, 1, 3], 0].numpy(), [[0.0, 0.5, 1.0], [-1.0, 1.0, 3.0]], atol=1e-6)
+    y = output_map("clip", (0.0, -1.0), (1.0, 3.0))(x)
+    np.testing.assert_allclose(y[0, :, :, 0].numpy(), [[0.0, 0.0, 0.5, 1.0], [-1.0, 0.0, 0.5, 3.0]], atol=1e-6)
+    assert output_map("tanh", (0.0,), (1.0,)) is torch.tanh
+
+
+def test_generators_last_batchnorm_is_affine_only_in_maze():
+    from divqat_tvm.attacks.generators import Generator
+
+    assert not Generator(8, (1, 8, 8), 4).to_image[1].affine  # DFME's GeneratorA
+    assert Generator(8, (1, 8, 8), 4, final_affine=True).to_image[1].affine  # MAZE's conv3_gen

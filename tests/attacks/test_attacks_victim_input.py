@@ -36,7 +36,9 @@ def test_torch_victim_normalisation_reaches_the_test_images(victim_ckpt):
     ev, x = _evaluator(f"torch:{victim_ckpt}", None, SYN, None, norm)
     raw, _ = load_dataset(SYN, "test", normalization=((0.0,), (1.0,))).tensors()
     assert torch.allclose(x, raw * 255, atol=1e-4)  # pixel values 0..255, as the victim expects
-    assert _pixel_bounds("pixels", norm) == {"pixel_low": (0.0,), "pixel_high": (255.0,)}
+    assert _pixel_bounds("pixels", norm) == {"generator_output": "tanh-range", "pixel_low": (0.0,), "pixel_high": (255.0,)}
+    assert _pixel_bounds("clip", norm) == {"generator_output": "clip", "pixel_low": (0.0,), "pixel_high": (255.0,)}
+    assert _pixel_bounds("tanh", norm)["generator_output"] == "tanh"
 
 
 def test_build_victim_normalisation_from_manifest(tmp_path):
