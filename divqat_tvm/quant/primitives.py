@@ -176,6 +176,9 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.nd
 
     The one overflow case, a == b == INT32_MIN, saturates to INT32_MAX. Rounding adds 2^30 to a non-negative
     product and 1 - 2^30 to a negative one, then truncates toward zero (C's integer division).
+
+    Returns:
+        int32 values as int64 (broadcast over a and b), so that a caller's further sums do not wrap silently.
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
@@ -185,23 +188,31 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.nd
     # C-style truncating division by 2^31
     hi = np.where(num >= 0, num >> 31, -((-num) >> 31))
     overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    return np.where(overflow, np.int64(INT32_MAX), hi).astype(np.int32)
+    return np.where(overflow, np.int64(INT32_MAX), hi).astype(np.int64)
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
-    """gemmlowp's RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero."""
+    """gemmlowp's RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero.
+
+    gemmlowp takes exponents in [0, 31]; larger ones (TFLite's softmax asks for them when the exponentials
+    sum past 2^8) are computed exactly on the int64 values. Returns int64.
+    """
     x = np.asarray(x, dtype=np.int64)
     e = np.asarray(exponent, dtype=np.int64)
-    if np.any((e < 0) | (e > 31)):
-        raise ValueError("rounding_divide_by_pot needs an exponent in [0, 31]")
+    if np.any((e < 0) | (e > 62)):
+        raise ValueError("rounding_divide_by_pot needs an exponent in [0, 62]")
     mask = (np.int64(1) << e) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0).astype(np.int64)
-    return ((x >> e) + (remainder > threshold).astype(np.int64)).astype(np.int32)
+    return ((x >> e) + (remainder > threshold).astype(np.int64)).astype(np.int64)
 
 
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """TFLite's MultiplyByQuantizedMultiplier: x · multiplier · 2^(shift-31) with gemmlowp rounding."""
+    """TFLite's MultiplyByQuantizedMultiplier: x · multiplier · 2^(shift-31) with gemmlowp rounding.
+
+    A left shift (shift > 0) saturates to int32 as CMSIS-NN does (TFLite's reference leaves that overflow
+    undefined). int32 values in and out, as int64 arrays (broadcast over x, multiplier and shift).
+    """
     x = np.asarray(x, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     left = np.where(shift > 0, shift, 0)

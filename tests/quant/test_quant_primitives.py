@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +120,101 @@ def test_torch_and_numpy_agree() -> None:
     sa, za = P.activation_qparams_np(float(x.min()), float(x.max()))
     sb, zb = P.activation_qparams(torch.tensor(x.min()), torch.tensor(x.max()))
     assert sa == float(sb) and za == int(zb)
+
+
+# ---------------------------------------------- fixed point against exact rational arithmetic, many cases
+# The reference below is written from the definitions (Fractions and Python ints, no shifts or masks), so it
+# shares no code with primitives.py. The compiler's requant.py re-exports these same functions.
+
+
+def _round_half_away(q: Fraction) -> int:
+    r = math.floor(abs(q) + Fraction(1, 2))
+    return r if q >= 0 else -r
+
+
+def _ref_quantize_multiplier(real: float) -> tuple[int, int]:
+    """real = frac · 2^shift with frac in [1/2, 1); M = round_half_away(frac · 2^31) (2^31 → 2^30, shift + 1)."""
+    r = Fraction(real)  # exact
+    if r == 0:
+        return 0, 0
+    shift = r.numerator.bit_length() - r.denominator.bit_length()
+    while r / Fraction(2) ** shift >= 1:
+        shift += 1
+    while r / Fraction(2) ** shift < Fraction(1, 2):
+        shift -= 1
+    m = _round_half_away(r / Fraction(2) ** shift * 2**31)
+    if m == 2**31:
+        m, shift = 2**30, shift + 1
+    return (0, 0) if shift < -31 else (m, shift)
+
+
+def _ref_srdhm(a: int, b: int) -> int:
+    """2·a·b / 2^32 rounded to nearest, ties toward +∞ (gemmlowp's nudge then C truncation); INT32_MIN² saturates."""
+    if a == b == P.INT32_MIN:
+        return P.INT32_MAX
+    return math.floor(Fraction(a * b, 2**31) + Fraction(1, 2))
+
+
+def _ref_rdbp(x: int, e: int) -> int:
+    return _round_half_away(Fraction(x, 2**e))
+
+
+def _ref_mbqm(x: int, m: int, shift: int) -> int:
+    shifted = min(max(x * 2 ** max(shift, 0), P.INT32_MIN), P.INT32_MAX)  # CMSIS-NN saturates the left shift
+    return _ref_rdbp(_ref_srdhm(shifted, m), max(-shift, 0))
+
+
+def _int32_cases(rng: np.random.Generator, n: int) -> np.ndarray:
+    edges = [P.INT32_MIN, P.INT32_MIN + 1, -(2**30), -3, -2, -1, 0, 1, 2, 3, 2**30, P.INT32_MAX - 1, P.INT32_MAX]
+    v = rng.integers(P.INT32_MIN, P.INT32_MAX, n, dtype=np.int64, endpoint=True)
+    v[: n // 4] = rng.integers(-(2**12), 2**12, n // 4)  # small values: the rounding ties are frequent
+    v[: len(edges)] = edges
+    return v
+
+
+def test_quantize_multiplier_against_exact_arithmetic() -> None:
+    rng = np.random.default_rng(0)
+    ties = [(2**31 + 2 * j + 1) / 2**32 * 2.0**k for j in (0, 1, 12345, 2**30 - 1) for k in (-20, 0, 5)]  # M·2 odd
+    reals = np.concatenate([10.0 ** rng.uniform(-12, 3, 3000), rng.uniform(0, 1, 1000), ties,
+                            [0.0, 0.5, 1.0, 0.25, 2.0**-31, 2.0**-32, 2.0**-33, 1 - 2**-40, 1 - 2**-33, 2.0**29]])
+    for r in reals:
+        assert P.quantize_multiplier(float(r)) == _ref_quantize_multiplier(float(r)), r
+    m, s = P.quantize_multiplier_np(reals.reshape(-1, 2))
+    assert m.shape == s.shape == (len(reals) // 2, 2) and m.dtype == s.dtype == np.int32
+    assert [(int(a), int(b)) for a, b in zip(m.ravel(), s.ravel())] == [_ref_quantize_multiplier(float(r)) for r in reals]
+    for bad in (-0.5, float("inf"), float("nan"), 2.0**31):
+        with pytest.raises(ValueError):
+            P.quantize_multiplier(bad)
+
+
+def test_srdhm_against_exact_arithmetic() -> None:
+    rng = np.random.default_rng(1)
+    a, b = _int32_cases(rng, 5000), _int32_cases(rng, 5000)
+    b[:500] = rng.permutation(a[:500])  # edge values against each other, INT32_MIN² among them
+    b[0] = P.INT32_MIN
+    got = P.saturating_rounding_doubling_high_mul(a, b)
+    assert got.tolist() == [_ref_srdhm(int(x), int(y)) for x, y in zip(a, b)]
+
+
+def test_rounding_divide_by_pot_against_exact_arithmetic() -> None:
+    rng = np.random.default_rng(2)
+    x = _int32_cases(rng, 5000)
+    e = rng.integers(0, 32, 5000)
+    assert P.rounding_divide_by_pot(x, e).tolist() == [_ref_rdbp(int(v), int(k)) for v, k in zip(x, e)]
+    with pytest.raises(ValueError):
+        P.rounding_divide_by_pot(x[:3], -1)
+
+
+def test_multiply_by_quantized_multiplier_against_exact_arithmetic() -> None:
+    rng = np.random.default_rng(3)
+    n = 20000
+    x = _int32_cases(rng, n)
+    m = rng.integers(2**30, 2**31, n, dtype=np.int64)  # what quantize_multiplier produces
+    m[:50] = 0
+    shift = rng.integers(-31, 8, n)
+    got = P.multiply_by_quantized_multiplier(x, m, shift)
+    assert got.tolist() == [_ref_mbqm(int(v), int(q), int(s)) for v, q, s in zip(x, m, shift)]
+    # and, where nothing saturates, it is x·M·2^(shift−31) to within the two roundings (one unit)
+    exact = [Fraction(int(v) * int(q)) * Fraction(2) ** (int(s) - 31) for v, q, s in zip(x, m, shift)]
+    ok = np.abs(x.astype(np.float64) * 2.0 ** np.maximum(shift, 0)) < 2**31
+    assert all(abs(g - q) <= 1 for g, q, k in zip(got.tolist(), exact, ok) if k)
