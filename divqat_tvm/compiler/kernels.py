@@ -95,7 +95,49 @@ def requant_out(shape, pre, r: Requant, m_of=None, shift_of=None, scale_of=None)
 
 
 def _index(layout: str, n, c, h, w):
+    """(n, c, h, w) in the tensor's layout order; also its shape from NCHW sizes."""
     return (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
+
+
+def _nchw(layout: str, i):
+    """The inverse of `_index`: an index in layout order → (n, c, h, w)."""
+    return (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
+
+
+class PoolWindow:
+    """A pooling window slid over an H×W input: the reduction axes over its taps, and for each output position
+    which taps land inside the input. Every pooling kernel (max, average, onnxruntime's float average,
+    TFLite's average) reduces over it; they differ only in the value a tap gives and what padding gives.
+
+    Args:
+        kernel, stride: (height, width) of the window and of its step.
+        padding: (top, left, ...) rows and columns of padding before the input.
+        in_hw: (H, W) of the input.
+    """
+
+    def __init__(self, kernel, stride, padding, in_hw) -> None:
+        self.ry = te.reduce_axis((0, kernel[0]), "ry")
+        self.rx = te.reduce_axis((0, kernel[1]), "rx")
+        self.kernel, self.stride, self.pad, self.in_hw = tuple(kernel), tuple(stride), (padding[0], padding[1]), tuple(in_hw)
+
+    def reduce(self, reducer, yy, xx, value_at, outside):
+        """`reducer` (te.sum, te.max) over the window at output (yy, xx) of `value_at(y, z)` for a tap inside the
+        input at row y, column z, and of `outside` for a padded tap. The row and column passed are clamped into
+        the input, so no index is ever out of bounds, whichever branch the generated code evaluates; TVM
+        simplifies the clamps away under the in-bounds test."""
+        ih, iw = self.in_hw
+        y = yy * self.stride[0] + self.ry - self.pad[0]
+        z = xx * self.stride[1] + self.rx - self.pad[1]
+        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
+        v = value_at(tirx.max(tirx.min(y, ih - 1), 0), tirx.max(tirx.min(z, iw - 1), 0))
+        return reducer(tirx.if_then_else(inside, v, outside), axis=[self.ry, self.rx])
+
+    def count_inside(self, yy, xx):
+        """How many taps of the window at output (yy, xx) land inside the input (int32)."""
+        (kh, kw), (ih, iw) = self.kernel, self.in_hw
+        y0 = yy * self.stride[0] - self.pad[0]
+        x0 = xx * self.stride[1] - self.pad[1]
+        return ((tirx.min(y0 + kh, ih) - tirx.max(y0, 0)) * (tirx.min(x0 + kw, iw) - tirx.max(x0, 0))).astype("int32")
 
 
 def _taps(o, stride: int, dil: int, pad: int, k: int, n_in: int, name: str):
@@ -215,19 +257,13 @@ def max_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding):
     """int8 max pool; padded positions never win (they read as −128)."""
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
-    ry = te.reduce_axis((0, kernel[0]), "ry")
-    rx = te.reduce_axis((0, kernel[1]), "rx")
+    win = PoolWindow(kernel, stride, padding, (ih, iw))
 
-    def f(*idx):
-        b, k, yy, xx = (idx[0], idx[1], idx[2], idx[3]) if layout == "NCHW" else (idx[0], idx[3], idx[1], idx[2])
-        y = yy * stride[0] + ry - padding[0]
-        z = xx * stride[1] + rx - padding[1]
-        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
-        v = tirx.if_then_else(inside, x[_index(layout, b, k, tirx.max(y, 0), tirx.max(z, 0))], tirx.const(-128, "int8"))
-        return te.max(v, axis=[ry, rx])
+    def f(*i):
+        b, k, yy, xx = _nchw(layout, i)
+        return win.reduce(te.max, yy, xx, lambda y, z: x[_index(layout, b, k, y, z)], tirx.const(-128, "int8"))
 
-    shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
-    return te.compute(shape, f, name="out")
+    return te.compute(_index(layout, n, c, oh, ow), f, name="out")
 
 
 def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, s_in: float, s_out: float, r: Requant):
@@ -237,30 +273,18 @@ def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, paddin
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
     count = kernel[0] * kernel[1]
-    ry = te.reduce_axis((0, kernel[0]), "ry")
-    rx = te.reduce_axis((0, kernel[1]), "rx")
-
-    def acc_f(b, k, yy, xx):
-        y = yy * stride[0] + ry - padding[0]
-        z = xx * stride[1] + rx - padding[1]
-        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
-        v = tirx.if_then_else(inside, x[_index(layout, b, k, tirx.max(y, 0), tirx.max(z, 0))].astype("int32"), tirx.const(zp_in, "int32"))
-        return te.sum(v, axis=[ry, rx])
-
-    acc = te.compute((n, c, oh, ow), acc_f, name="acc")
-    if r.scheme == "fixed":
-        m, sh = rq.quantize_multiplier(s_in / (s_out * count))
-
-    shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
+    win = PoolWindow(kernel, stride, padding, (ih, iw))
+    acc = te.compute((n, c, oh, ow), lambda b, k, yy, xx: win.reduce(
+        te.sum, yy, xx, lambda y, z: x[_index(layout, b, k, y, z)].astype("int32"), tirx.const(zp_in, "int32")), name="acc")
 
     def pre(*i):
-        b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
-        return acc[b, k, yy, xx] - zp_in * count
+        return acc[_nchw(layout, i)] - zp_in * count
 
+    shape = _index(layout, n, c, oh, ow)
     if r.scheme == "fixed":
+        m, sh = rq.quantize_multiplier(s_in / (s_out * count))
         return requant_out(shape, pre, r, m_of=lambda i: m, shift_of=lambda i: sh)
     return requant_out(shape, pre, r, scale_of=lambda i: fparams[0][0])
-
 
 
 def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int):
@@ -270,27 +294,21 @@ def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, 
     fparams = float32 [s_in, s_out, window size]."""
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
-    ry = te.reduce_axis((0, kernel[0]), "ry")
-    rx = te.reduce_axis((0, kernel[1]), "rx")
+    win = PoolWindow(kernel, stride, padding, (ih, iw))
 
     def acc_f(b, k, yy, xx):
-        y = yy * stride[0] + ry - padding[0]
-        z = xx * stride[1] + rx - padding[1]
-        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
-        v = fparams[0] * (x[_index(layout, b, k, tirx.max(y, 0), tirx.max(z, 0))].astype("int32") - zp_in).astype("float32")
-        return te.sum(tirx.if_then_else(inside, v, tirx.const(0.0, "float32")), axis=[ry, rx])
+        return win.reduce(te.sum, yy, xx, lambda y, z: fparams[0] * (x[_index(layout, b, k, y, z)].astype("int32") - zp_in).astype("float32"),
+                          tirx.const(0.0, "float32"))
 
     acc = te.compute((n, c, oh, ow), acc_f, name="acc")
-    shape = (n, c, oh, ow) if layout == "NCHW" else (n, oh, ow, c)
 
     def out_f(*i):
-        b, k, yy, xx = (i[0], i[1], i[2], i[3]) if layout == "NCHW" else (i[0], i[3], i[1], i[2])
         u = rq.ORT_U8_OFFSET  # zp_out in x86 onnxruntime's uint8 domain: it is added before rounding
-        v = tirx.nearbyint(acc[b, k, yy, xx] / fparams[2] / fparams[1] + tirx.const(float(zp_out + u), "float32"))
+        v = tirx.nearbyint(acc[_nchw(layout, i)] / fparams[2] / fparams[1] + tirx.const(float(zp_out + u), "float32"))
         v = tirx.max(tirx.min(v, tirx.const(255.0, "float32")), tirx.const(0.0, "float32"))
         return (v.astype("int32") - u).astype("int8")
 
-    return te.compute(shape, out_f, name="out")
+    return te.compute(_index(layout, n, c, oh, ow), out_f, name="out")
 
 
 def reshape(x, *, shape: tuple[int, ...]):

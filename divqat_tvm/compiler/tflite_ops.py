@@ -25,6 +25,7 @@ from tvm import te, tirx
 
 from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.compiler.graph import QMAX, QMIN, Dense, Graph, Op
+from divqat_tvm.compiler.kernels import PoolWindow
 
 
 @dataclass
@@ -139,22 +140,12 @@ class TfliteAvgPool(Op):
 def avg_pool_nhwc(x, *, out_shape, kernel, stride, pad, lo: int, hi: int):
     """TE: Σ in-bounds x / in-bounds count, rounded half away from zero (C truncating division), clamped."""
     _, ih, iw, _ = (int(d) for d in x.shape)
-    ry = te.reduce_axis((0, kernel[0]), "ry")
-    rx = te.reduce_axis((0, kernel[1]), "rx")
-
-    def acc_f(b, yy, xx, k):
-        y = yy * stride[0] + ry - pad[0]
-        z = xx * stride[1] + rx - pad[1]
-        inside = tirx.all(y >= 0, y < ih, z >= 0, z < iw)
-        return te.sum(tirx.if_then_else(inside, x[b, tirx.max(tirx.min(y, ih - 1), 0), tirx.max(tirx.min(z, iw - 1), 0), k].astype("int32"),
-                                        tirx.const(0, "int32")), axis=[ry, rx])
-
-    acc = te.compute(tuple(out_shape), acc_f, name="acc")
+    win = PoolWindow(kernel, stride, pad, (ih, iw))
+    acc = te.compute(tuple(out_shape), lambda b, yy, xx, k: win.reduce(
+        te.sum, yy, xx, lambda y, z: x[b, y, z, k].astype("int32"), tirx.const(0, "int32")), name="acc")
 
     def out_f(b, yy, xx, k):
-        y0 = yy * stride[0] - pad[0]
-        x0 = xx * stride[1] - pad[1]
-        count = ((tirx.min(y0 + kernel[0], ih) - tirx.max(y0, 0)) * (tirx.min(x0 + kernel[1], iw) - tirx.max(x0, 0))).astype("int32")
+        count = win.count_inside(yy, xx)
         a = acc[b, yy, xx, k]
         half = tirx.truncdiv(count, 2)
         v = tirx.Select(a > 0, tirx.truncdiv(a + half, count), tirx.truncdiv(a - half, count))
