@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator, check_output, output_map
+from divqat_tvm.attacks.generators import Generator, check_config, output_map
 from divqat_tvm.attacks.losses import approx_logits, l1_logits
 from divqat_tvm.attacks.progress import Progress, no_progress
 
@@ -57,15 +57,7 @@ class DFMEConfig:
     pixel_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        check_output(self.generator_output, self.pixel_low, self.pixel_high)
-        for name in ("batch_size", "epoch_itrs", "g_iter", "d_iter", "grad_m", "nz"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, but it is {getattr(self, name)}.")
-        if self.budget < self.cost_per_iteration:
-            raise ValueError(
-                f"budget {self.budget} is below the cost of one iteration, "
-                f"batch_size·(g_iter·(grad_m+1)+d_iter) = {self.cost_per_iteration}."
-            )
+        check_config(self, ("batch_size", "epoch_itrs", "g_iter", "d_iter", "grad_m", "nz"), "batch_size·(g_iter·(grad_m+1)+d_iter)")
         if self.logit_correction not in ("mean", "min", "none"):
             raise ValueError(f"logit_correction must be mean, min or none, but it is {self.logit_correction!r}.")
 

@@ -63,6 +63,17 @@ def check_output(mode: str, low: tuple[float, ...], high: tuple[float, ...]) -> 
         raise ValueError(f"pixel bounds need one low and one high per channel, got {len(low or ())} and {len(high or ())}.")
 
 
+def check_config(cfg, positive: tuple[str, ...], cost_formula: str) -> None:
+    """The checks DFME's and MAZE's configs share: a known output map, counts of at least 1, and a budget
+    that pays for one iteration (`cost_formula` names the config's `cost_per_iteration`). Raises ValueError."""
+    check_output(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, but it is {getattr(cfg, name)}.")
+    if cfg.budget < cfg.cost_per_iteration:
+        raise ValueError(f"budget {cfg.budget} is below the cost of one iteration, {cost_formula} = {cfg.cost_per_iteration}.")
+
+
 def output_map(mode: str, low: tuple[float, ...] = (), high: tuple[float, ...] = ()):
     """The generator's activation, x_pre → query, per channel with the victim's valid input range [low, high]
     (e.g. pixels 0 and 1 after the victim's normalisation):

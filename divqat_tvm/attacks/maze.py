@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator, check_output, output_map
+from divqat_tvm.attacks.generators import Generator, check_config, output_map
 from divqat_tvm.attacks.losses import kl_divergence
 from divqat_tvm.attacks.progress import Progress, no_progress
 
@@ -56,19 +56,11 @@ class MAZEConfig:
     pixel_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        check_output(self.generator_output, self.pixel_low, self.pixel_high)
-        for name in ("batch_size", "latent_dim", "ndirs", "iter_gen", "iter_clone"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, but it is {getattr(self, name)}.")
         if self.iter_exp < 0:
             raise ValueError(f"iter_exp must be at least 0, but it is {self.iter_exp}.")
         if self.opt not in ("sgd", "adam"):
             raise ValueError(f"opt must be sgd or adam, but it is {self.opt!r}.")
-        if self.budget < self.cost_per_iteration:
-            raise ValueError(
-                f"budget {self.budget} is below the cost of one iteration, "
-                f"batch_size·((iter_clone−1)+(1+ndirs)·iter_gen) = {self.cost_per_iteration}."
-            )
+        check_config(self, ("batch_size", "latent_dim", "ndirs", "iter_gen", "iter_clone"), "batch_size·((iter_clone−1)+(1+ndirs)·iter_gen)")
 
     @property
     def cost_per_iteration(self) -> int:

@@ -38,7 +38,7 @@ def test_grid_expands_every_dataset_victim_attack_seed() -> None:
     assert len(by["attack"]) == 10 * 3 * 3
     assert len({t.id for t in by["attack"]}) == 90
     cell = next(t for t in by["attack"] if t.id == "mnist5k__divqat-a1+dcp-b0.5__maze__s2")
-    assert cell.params["victim"]["defense"] == "dcp" and cell.params["params"]["budget"] == 20000
+    assert cell.params["victim"]["defense"] == "dcp" and cell.params["params"]["budget"] == 100_000
     assert cell.deps == (("victim", "mnist5k__divqat-a1+dcp-b0.5"),)
     dcp = next(t for t in by["victim"] if t.id == "mnist5k__qat+dcp-b1")
     assert dcp.deps == (("model", "mnist5k__tinycnn__qat"),)
