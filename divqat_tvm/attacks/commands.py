@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -65,6 +66,25 @@ def _pixel_bounds(mode: str, norm: dict) -> dict:
     if mode == "tanh":
         return {"generator_output": "tanh", "pixel_low": None, "pixel_high": None}
     return {"generator_output": GENERATOR_RANGES[mode], **pixel_range(norm)}
+
+
+def epsilon_note(eps: float, int8_victim: bool, input_shape: tuple[int, ...], std: list[float]) -> str | None:
+    """A warning when a zeroth-order step is too small to be seen through an int8 victim's input, else None.
+
+    A unit direction in d = C·H·W dimensions moves each pixel by about eps/√d; the victim rounds its input to
+    8-bit levels of 1/(255·std) after normalisation. Below one level its answers rarely change, and when they
+    do it is by a whole output step, so the finite differences are noise (tests/attacks/test_attacks_steal.py).
+    """
+    if not int8_victim:
+        return None
+    root_d = math.sqrt(math.prod(input_shape))
+    level = 1.0 / (255.0 * max(std))
+    if eps / root_d >= level:
+        return None
+    return (f"--epsilon {eps:g} moves each pixel by about {eps / root_d:.1e}, less than one 8-bit input level of this int8 victim "
+            f"({level:.4f} after its normalisation): its answers rarely change and the zeroth-order gradient is mostly noise. "
+            f"--epsilon {math.ceil(level * root_d * 10) / 10:g} or more moves pixels by a level (the quick profile uses 1; README, "
+            "\"Data-free attacks against an int8 victim\").")
 
 
 def _input_normalization(victim: Optional[str], info) -> dict:
@@ -142,7 +162,7 @@ def attack_command(
     lr_gen: Optional[float] = typer.Option(None, "--lr-gen", help="generator lr (official: dfme 5e-4, maze 1e-4)"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="generator latent size (official: dfme 256, maze 100)"),
     ndirs: Optional[int] = typer.Option(None, "--ndirs", help="zeroth-order directions (official: dfme m=1, maze 10)"),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="finite-difference step (official 1e-3)"),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="finite-difference step (official 1e-3; an int8 victim needs about 1: a warning says when it is too small)"),
     g_iter: Optional[int] = typer.Option(None, "--g-iter", help="generator steps per iteration (official 1)"),
     d_iter: Optional[int] = typer.Option(None, "--d-iter", help="student steps per iteration (official: dfme 5, maze iter_clone 5)"),
     epoch_itrs: Optional[int] = typer.Option(None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"),
@@ -202,6 +222,16 @@ def attack_command(
         policy=policy, reward=reward, batch_size=batch_size, epochs=epochs, fit_batch=fit_batch, lr_step=lr_step, lr=lr,
         momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
         epoch_itrs=epoch_itrs, iter_exp=iter_exp, **_pixel_bounds(generator_range, norm)))
+    if attack in ("dfme", "maze"):
+        from divqat_tvm.oracle import victim_meta
+        from divqat_tvm.oracle.factory import parse_backend_spec
+
+        int8 = parse_backend_spec(victim).kind != "torch" or victim_meta(victim).get("method", "float") != "float"
+        note = epsilon_note(cfg.grad_epsilon if attack == "dfme" else cfg.mu, int8, info.input_shape, norm["std"])
+        if note:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[yellow]warning:[/yellow] {note}")
     evaluator, _ = _evaluator(victim, defense, test_set, data_dir, norm)
     sur = None
     if attack == "knockoff":

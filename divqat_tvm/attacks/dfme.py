@@ -9,10 +9,10 @@ approximate_gradients.py), written afresh:
 - generator step: maximise that L1 through the black box with a forward-difference zeroth-order
   estimate: m random unit directions u in the pre-tanh image space, points tanh(x_pre + ε·u) and
   tanh(x_pre), ∇ ≈ d/ε · mean_u[(L(x + εu) − L(x)) u] / (K · N) with d = C·H·W; the student is in
-  eval mode while estimating;
+  eval mode while estimating. ε is the official 1e-3 by default; against an int8 victim it must move pixels
+  by about one 8-bit input level (ε ≈ 1 on MNIST), or the victim's answers do not change (`commands.epsilon_note`);
 - `generator_output` turns x_pre into a query: "tanh" (official), or with the victim's valid input range
-  `pixel_low`/`pixel_high`, "tanh-range" or "clip" (see `generators.output_map`: only "clip" steals an
-  MNIST-normalised victim at small budgets);
+  `pixel_low`/`pixel_high`, "tanh-range" or "clip" (see `generators.output_map`);
 - cost per iteration = batch · (g_iter · (m + 1) + d_iter); iterations = budget // cost (the official
   loop can overshoot by one iteration at an epoch boundary; we never exceed the budget);
 - optimisers: student SGD(lr_S, momentum 0.9, wd 5e-4), generator Adam(lr_G); both lr × scale at

@@ -87,8 +87,8 @@ def output_map(mode: str, low: tuple[float, ...] = (), high: tuple[float, ...] =
       data, so queries look like its inputs on average (mostly dark for MNIST) rather than mid-grey.
 
     On the embedded default (MNIST-normalised victim, which spans [−0.42, 2.82]) "tanh" can only draw dim
-    images and "tanh-range" draws grey blobs the victim calls 0 or 8: DFME and MAZE stay at chance. With
-    "clip" DFME steals 40-60 % at 50k-200k queries (README, "Data-free attacks").
+    images, which the victim calls 0, 1 or 8. The quick profile uses "clip" (README, "Data-free attacks
+    against an int8 victim", has the figures for both bounded maps).
     """
     check_output(mode, low, high)
     if mode == "tanh":

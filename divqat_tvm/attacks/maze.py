@@ -10,14 +10,15 @@ afresh:
   divided by the batch size, back-propagated from x_pre (student in train mode, as in the official code;
   the victim gets the (1 + ndirs)·N points in one call and the student sees them as one batch, so its
   BatchNorm statistics are the same for x and x + μu — the official code runs ndirs + 1 separate batches);
+  μ is the official 1e-3 by default; against an int8 victim it must move pixels by about one 8-bit input
+  level (μ ≈ 1 on MNIST), or the victim's answers do not change (`commands.epsilon_note`);
 - student steps: KL(victim ‖ student) on fresh generator batches; the first reuses the generator
   step's batch AND its victim answers (the official comment says "reuse x"; it re-queries the same x,
   which its own cost formula does not count — reusing the answer makes the formula exact);
 - experience replay: every iteration's last (x, answer) batch is stored; iter_exp student steps on
   random batches from the store (no queries);
 - `generator_output` turns x_pre into a query: "tanh" (official), or with the victim's valid input range
-  `pixel_low`/`pixel_high`, "tanh-range" or "clip" (see `generators.output_map`: only "clip" steals an
-  MNIST-normalised victim at small budgets);
+  `pixel_low`/`pixel_high`, "tanh-range" or "clip" (see `generators.output_map`);
 - cost per iteration = batch · ((iter_clone − 1) + (1 + ndirs) · iter_gen); iterations = ⌊budget / cost⌋;
 - optimisers (opt "sgd", the default): SGD(momentum 0.9, wd 5e-4) for both, cosine over the iterations.
 """

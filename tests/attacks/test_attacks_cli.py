@@ -59,3 +59,14 @@ def test_attack_errors(tmp_path, victim_ckpt, capsys):
     assert "needs --attack, --victim and --out" in capsys.readouterr().err
     assert main(base + ["--attack", "knockoff", "--defense", "rs:bta=1"]) == 2
     assert "takes beta, gamma" in capsys.readouterr().err
+
+
+def test_epsilon_note_warns_only_below_one_input_level_of_an_int8_victim():
+    from divqat_tvm.attacks.commands import epsilon_note
+
+    mnist = ((1, 28, 28), [0.3084])  # one 8-bit level = 1/(255·0.3084) = 0.0127; √784 = 28
+    note = epsilon_note(1e-3, True, *mnist)
+    assert note and "less than one 8-bit input level" in note and "0.0127" in note and "--epsilon 0.4 or more" in note
+    assert epsilon_note(1.0, True, *mnist) is None  # 1/28 = 0.036 per pixel, about 3 levels
+    assert epsilon_note(1e-3, False, *mnist) is None  # a float victim's answers move smoothly
+    assert epsilon_note(0.5, True, (3, 32, 32), [0.2, 0.25, 0.3]) is not None  # 0.5/55 = 0.009 < 1/(255·0.3)

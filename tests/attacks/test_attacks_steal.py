@@ -10,7 +10,7 @@ import torch
 from attack_fixtures import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
 from divqat_tvm.attacks.dfme import DFMEConfig, estimate_gradient
 from divqat_tvm.attacks.knockoff import KnockoffConfig, bandit_update
-from divqat_tvm.attacks.maze import MAZEConfig
+from divqat_tvm.attacks.maze import MAZEConfig, zoge_backward
 from divqat_tvm.attacks.runner import run_attack
 from divqat_tvm.attacks.training import FitConfig
 from divqat_tvm.oracle.torch_backend import TorchOracle
@@ -136,3 +136,67 @@ def test_generators_last_batchnorm_is_affine_only_in_maze():
 
     assert not Generator(8, (1, 8, 8), 4).to_image[1].affine  # DFME's GeneratorA
     assert Generator(8, (1, 8, 8), 4, final_affine=True).to_image[1].affine  # MAZE's conv3_gen
+
+
+class Int8Victim(torch.nn.Module):
+    """The synthetic victim as a device runs it: input rounded to 8-bit steps, logits rounded to int8 steps."""
+
+    IN_STEP, OUT_STEP = 1 / (255 * 0.3081), 0.1  # one pixel level after MNIST normalisation; a typical logit scale
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = make_victim()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.round(x / self.IN_STEP) * self.IN_STEP
+        return torch.round(self.net(q) / self.OUT_STEP) * self.OUT_STEP
+
+
+class ZeroStudent(torch.nn.Module):
+    """A student that answers 0 everywhere, so the estimated gradient is the victim's term alone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(x), K)
+
+
+def _victim_term_gradient(attack: str, eps: float, x_pre: torch.Tensor) -> torch.Tensor:
+    oracle, gen = TorchOracle(Int8Victim(), SHAPE, K), torch.Generator().manual_seed(3)
+    if attack == "dfme":
+        est, _ = estimate_gradient(oracle, ZeroStudent(), x_pre, DFMEConfig(budget=10**6, grad_m=200, grad_epsilon=eps), gen)
+        return est
+    xp = x_pre.clone().requires_grad_(True)
+    zoge_backward(oracle, ZeroStudent(), xp, MAZEConfig(budget=10**6, ndirs=200, mu=eps), gen)
+    return xp.grad
+
+
+def _changed_fraction(eps: float, x_pre: torch.Tensor) -> float:
+    """How often the int8 victim's answer at tanh(x_pre + eps·u) differs from its answer at tanh(x_pre)."""
+    from divqat_tvm.attacks.dfme import unit_directions
+
+    oracle = TorchOracle(Int8Victim(), SHAPE, K)
+    u = unit_directions(len(x_pre), 50, SHAPE, torch.Generator().manual_seed(4))
+    base = oracle.query(torch.tanh(x_pre).numpy())
+    moved = oracle.query(torch.tanh(x_pre[:, None] + eps * u).view(-1, *SHAPE).numpy()).reshape(len(x_pre), 50, K)
+    return float((np.abs(moved - base[:, None]).max(axis=2) > 0).mean())
+
+
+@pytest.mark.parametrize("attack", ["dfme", "maze"])
+def test_official_step_is_blind_to_an_int8_victim_and_a_pixel_sized_step_is_not(attack):
+    # Why the quick profile uses grad_epsilon / mu = 1: a unit direction scaled by the official 1e-3 moves each
+    # pixel by a hundredth of one 8-bit input level, so the int8 victim's answer mostly does not change, and
+    # where it does it jumps by a whole output step: the finite differences are rare spikes, uncorrelated with
+    # the slope. Scaled by 1, pixels move by about a level, nearly every answer changes, and the estimate follows
+    # the gradient of the victim without its rounding.
+    torch.manual_seed(0)
+    x_pre = torch.randn(4, *SHAPE) * 0.6
+    assert _changed_fraction(1e-3, x_pre) < 0.5 and _changed_fraction(1.0, x_pre) > 0.9
+    xp = x_pre.clone().requires_grad_(True)
+    logp = torch.log_softmax(make_victim()(torch.tanh(xp)), 1)
+    target = -(logp - logp.mean(1, keepdim=True)).abs().sum() if attack == "dfme" else \
+        -torch.nn.functional.kl_div(torch.full((4, K), -np.log(K)), logp.exp(), reduction="sum")
+    target.backward()
+
+    def cos(eps: float) -> torch.Tensor:
+        return torch.nn.functional.cosine_similarity(_victim_term_gradient(attack, eps, x_pre).flatten(1), xp.grad.flatten(1), dim=1)
+
+    assert (cos(1.0) > 0.5).all() and (cos(1e-3).abs() < 0.3).all()
