@@ -39,12 +39,12 @@ def build_config(attack: str, budget: int, o: dict):
             return KnockoffConfig(**pick(budget=budget, policy=o["policy"], query_batch=o["batch_size"], reward=o["reward"], fit=fit))
         if attack == "dfme":
             return DFMEConfig(**pick(budget=budget, batch_size=o["batch_size"], epoch_itrs=o["epoch_itrs"], g_iter=o["g_iter"],
-                                     d_iter=o["d_iter"], lr_S=o["lr"], lr_G=o["lr_gen"], nz=o["latent_dim"], grad_m=o["ndirs"],
+                                     d_iter=o["d_iter"], lr_S=o["lr"], lr_G=o["lr_gen"], nz=o["latent_dim"], ngf=o["ngf"], grad_m=o["ndirs"],
                                      grad_epsilon=o["epsilon"], generator_output=o["generator_output"], pixel_low=o["pixel_low"],
                                      pixel_high=o["pixel_high"]))
         if attack == "maze":
             return MAZEConfig(**pick(budget=budget, batch_size=o["batch_size"], latent_dim=o["latent_dim"], lr_clone=o["lr"],
-                                     lr_gen=o["lr_gen"], ndirs=o["ndirs"], mu=o["epsilon"], iter_gen=o["g_iter"],
+                                     lr_gen=o["lr_gen"], ngf=o["ngf"], ndirs=o["ndirs"], mu=o["epsilon"], iter_gen=o["g_iter"],
                                      iter_clone=o["d_iter"], iter_exp=o["iter_exp"], generator_output=o["generator_output"],
                                      pixel_low=o["pixel_low"], pixel_high=o["pixel_high"]))
     except ValueError as e:
@@ -161,6 +161,7 @@ def attack_command(
     momentum: Optional[float] = typer.Option(None, "--momentum", help="knockoff student momentum (official 0.5)"),
     lr_gen: Optional[float] = typer.Option(None, "--lr-gen", help="generator lr (official: dfme 5e-4, maze 1e-4)"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="generator latent size (official: dfme 256, maze 100)"),
+    ngf: Optional[int] = typer.Option(None, "--ngf", help="generator width (official 64)"),
     ndirs: Optional[int] = typer.Option(None, "--ndirs", help="zeroth-order directions (official: dfme m=1, maze 10)"),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", help="finite-difference step (official 1e-3; an int8 victim needs about 1: a warning says when it is too small)"),
     g_iter: Optional[int] = typer.Option(None, "--g-iter", help="generator steps per iteration (official 1)"),
@@ -220,7 +221,7 @@ def attack_command(
         raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
     cfg = build_config(attack, budget if budget is not None else DEFAULT_BUDGETS[attack], dict(
         policy=policy, reward=reward, batch_size=batch_size, epochs=epochs, fit_batch=fit_batch, lr_step=lr_step, lr=lr,
-        momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
+        momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ngf=ngf, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
         epoch_itrs=epoch_itrs, iter_exp=iter_exp, **_pixel_bounds(generator_range, norm)))
     if attack in ("dfme", "maze"):
         from divqat_tvm.oracle import victim_meta

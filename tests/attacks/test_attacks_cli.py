@@ -31,11 +31,11 @@ def test_attack_resume_and_replay(tmp_path, victim_ckpt, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "run"
     args = ["attack", "--attack", "maze", "--victim", f"torch:{victim_ckpt}", "--budget", "600", "--batch-size", "8",
-            "--ndirs", "3", "--latent-dim", "8", "--student", "tinycnn", "--test-set", SYN, "--out", str(out), "--seed", "1"]
+            "--ndirs", "3", "--latent-dim", "8", "--ngf", "8", "--student", "tinycnn", "--test-set", SYN, "--out", str(out), "--seed", "1"]
     assert main(args) == 0
     first = json.loads((out / "result.json").read_text())
     assert first["queries_used"] == first["queries_sent_this_run"] == (600 // 64) * 64  # cost 8·((5 − 1) + (1 + 3)·1) = 64
-    assert first["budget"] == 600 and first["config"]["ndirs"] == 3 and 0 <= first["fidelity"] <= 1
+    assert first["budget"] == 600 and first["config"]["ndirs"] == 3 and first["config"]["ngf"] == 8 and 0 <= first["fidelity"] <= 1
     assert "separate evaluation oracle" in first["fidelity_reference"]
     # Same command again: everything comes from the log.
     assert main(args) == 0
