@@ -141,7 +141,7 @@ class Experiment:
         board: the emulated board (qemu backend and footprints).
         footprint: whether to measure instructions per inference, flash and RAM on the emulated board.
         data_dir: CIFAR/SVHN root, None for the default.
-        keep_query_logs: keep each finished cell's query log (every query image and answer: ~60 MB for 20k
+        keep_query_logs: keep each finished cell's query log (every query image and answer: ~320 MB for 100k
             MNIST queries) for offline replay; by default it is deleted once the cell's result is written.
     """
 
