@@ -169,6 +169,7 @@ def attack_command(
     epoch_itrs: Optional[int] = typer.Option(None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"),
     iter_exp: Optional[int] = typer.Option(None, "--iter-exp", help="maze experience-replay steps per iteration (official 10)"),
     generator_range: str = typer.Option("clip", "--generator-range", help="dfme/maze query images: 'clip' clips the generator's BatchNorm output to the valid pixels [0, 1] after the victim's normalisation (data-like statistics); 'pixels' maps tanh onto them; 'tanh' feeds [-1, 1] as the official code"),
+    log_inputs: bool = typer.Option(True, "--log-inputs/--no-log-inputs", help="keep every query image in OUT/queries.qlog (needed for --replay); --no-log-inputs keeps only the answers and a fingerprint per query: enough to resume, ~30x smaller on MNIST"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
     threads: int = typer.Option(1, "--threads", help="torch threads (resume needs the same count to re-run identically)"),
 ) -> None:
@@ -242,7 +243,8 @@ def attack_command(
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
     with open_oracle(victim, defense=defense, budget=cfg.budget) as oracle:
         try:
-            res = run_attack(attack, oracle, model, out, cfg, seed=seed, surrogate=sur, evaluator=evaluator, progress=progress, describe=describe)
+            res = run_attack(attack, oracle, model, out, cfg, seed=seed, surrogate=sur, evaluator=evaluator, progress=progress,
+                             describe=describe, log_inputs=log_inputs)
         finally:
             bar.close()
     _print_summary(res, Path(out) / "result.json")

@@ -8,7 +8,11 @@ trains a new student offline (`divqat-tvm attack --replay LOG`).
 File format (one file, `queries.qlog`):
     b"DQQLOG1\\n" then records, each: uint32 little-endian payload length, uint32 CRC-32 of the payload,
     payload. Record 0 is a UTF-8 JSON header (attack, options, seed, victim shape); every later record
-    is an uncompressed .npz holding `x` (float32 [N,C,H,W]) and `p` (float32 [N,K]).
+    is an uncompressed .npz holding `x` (float32 [N,C,H,W]) and `p` (float32 [N,K]) — or, in a log whose
+    header says `"log_inputs": false`, `f` (float32 [N, FINGERPRINT], see `fingerprint`) instead of `x`.
+    Such a log resumes an attack just as well (a re-run batch is checked against its fingerprint) but
+    cannot train a student offline; it is about 30x (MNIST) to 110x (CIFAR) smaller, which matters at data-free
+    budgets (DFME's 20M CIFAR queries would log 245 GB of images).
 Each append is written then fsync'ed. A torn last record (crash mid-write) fails its length or CRC check
 and is cut off on open; a bad record before the end is corruption and an error.
 """
@@ -29,21 +33,32 @@ from divqat_tvm.errors import DivqatError
 
 MAGIC = b"DQQLOG1\n"
 _FRAME = struct.Struct("<II")
+#: Sampled values per query in an answers-only log (plus the query's mean).
+FINGERPRINT = 16
 
 
 class QueryLogError(DivqatError):
     """A query log is corrupt, of another format, or belongs to a different attack set-up."""
 
 
-def _encode_batch(x: np.ndarray, p: np.ndarray) -> bytes:
+def fingerprint(x: np.ndarray) -> np.ndarray:
+    """[N, FINGERPRINT + 1]: FINGERPRINT evenly spaced values of each query and its mean. A deterministic
+    re-run reproduces them to float rounding; a diverging one differs everywhere."""
+    flat = np.asarray(x, np.float32).reshape(len(x), -1)
+    idx = np.linspace(0, flat.shape[1] - 1, min(FINGERPRINT, flat.shape[1])).astype(np.int64)
+    return np.concatenate([flat[:, idx], flat.mean(axis=1, keepdims=True)], axis=1)
+
+
+def _encode_batch(x_or_f: np.ndarray, p: np.ndarray, inputs: bool) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, x=np.asarray(x, np.float32), p=np.asarray(p, np.float32))
+    np.savez(buf, **{"x" if inputs else "f": np.asarray(x_or_f, np.float32)}, p=np.asarray(p, np.float32))
     return buf.getvalue()
 
 
 def _decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(x, p) of a full log's record, (fingerprint, p) of an answers-only one."""
     with np.load(io.BytesIO(payload)) as z:
-        return z["x"], z["p"]
+        return (z["x"] if "x" in z.files else z["f"]), z["p"]
 
 
 def _read_records(path: Path) -> tuple[list[bytes], int]:
@@ -70,13 +85,15 @@ def _read_records(path: Path) -> tuple[list[bytes], int]:
 class QueryLog:
     """An open query log; `batches` holds what was already on disk, `append` adds more.
 
-    Use `QueryLog.open(path, header)` to create or resume, `QueryLog.read(path)` to replay offline.
+    Use `QueryLog.open(path, header)` to create or resume, `QueryLog.read(path)` to replay offline. A header
+    with `"log_inputs": False` makes an answers-only log: `batches` then hold (fingerprint, p).
     """
 
     def __init__(self, path: Path, header: dict[str, Any], batches: list[tuple[np.ndarray, np.ndarray]], writable: bool) -> None:
         self.path = path
         self.header = header
         self.batches = batches
+        self.inputs = bool(header.get("log_inputs", True))
         self._file = open(path, "ab") if writable else None
 
     @classmethod
@@ -129,16 +146,31 @@ class QueryLog:
         """Write one answered batch durably (fsync) and keep it in memory."""
         if self._file is None:
             raise QueryLogError(f"{self.path} was opened read-only.", "Open it with QueryLog.open to append.")
-        x, p = np.asarray(x, np.float32), np.asarray(p, np.float32)
-        _write_record(self._file, _encode_batch(x, p))
-        self.batches.append((x, p))
+        kept, p = (np.asarray(x, np.float32) if self.inputs else fingerprint(x)), np.asarray(p, np.float32)
+        _write_record(self._file, _encode_batch(kept, p, self.inputs))
+        self.batches.append((kept, p))
 
     @property
     def num_queries(self) -> int:
-        return sum(len(x) for x, _ in self.batches)
+        return sum(len(p) for _, p in self.batches)
+
+    def matches(self, index: int, x: np.ndarray, atol: float) -> bool:
+        """Whether the query batch `x` is the one logged as batch `index` (by its images or fingerprint)."""
+        logged = self.batches[index][0]
+        probe = x if self.inputs else fingerprint(x)
+        return logged.shape == probe.shape and bool(np.allclose(logged, probe, atol=atol, rtol=0))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every logged (x, p) pair concatenated."""
+        """Every logged (x, p) pair concatenated.
+
+        Raises:
+            QueryLogError: the log is empty, or answers-only (no images to train on).
+        """
+        if not self.inputs:
+            raise QueryLogError(f"{self.path} keeps only the answers and a fingerprint of each query (written with the query "
+                                "images left out), so it can resume its attack but not train a student offline.",
+                                "Re-run the attack with the images logged: `divqat-tvm attack` without --no-log-inputs, "
+                                "or keep_query_logs = true in an experiment config.")
         if not self.batches:
             raise QueryLogError(f"{self.path} holds no queries.", "Run the attack first.")
         return np.concatenate([b[0] for b in self.batches]), np.concatenate([b[1] for b in self.batches])
@@ -182,8 +214,8 @@ class LoggedOracle:
     def query(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
         if self._cursor < len(self._log.batches):
-            lx, lp = self._log.batches[self._cursor]
-            if lx.shape != x.shape or not np.allclose(lx, x, atol=self._atol, rtol=0):
+            lp = self._log.batches[self._cursor][1]
+            if not self._log.matches(self._cursor, x, self._atol):
                 raise QueryLogError(
                     f"Query batch {self._cursor} differs from the one in {self._log.path}; the attack did not re-run identically.",
                     "Resume with the same options, seed and thread count, or use a new --out directory.",

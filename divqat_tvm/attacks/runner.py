@@ -46,6 +46,7 @@ def run_attack(
     evaluator: Evaluator | None = None,
     progress: Progress = no_progress,
     describe: dict | None = None,
+    log_inputs: bool = True,
 ) -> dict:
     """Run `attack` against `victim` (an Oracle, or None to finish from the log alone) into `student`.
 
@@ -60,6 +61,8 @@ def run_attack(
         evaluator: scores the student (stolen accuracy, fidelity); None skips scoring.
         progress: callback(queries, loss, accuracy, phase).
         describe: extra facts recorded in the log header and result (victim spec, student arch, ...).
+        log_inputs: keep every query image in the log (needed to replay it offline); False keeps only the
+            answers and a fingerprint per query, which is enough to resume (see `querylog`).
 
     Raises:
         QueryLogError: the folder's log belongs to another set-up; DivqatError from the victim.
@@ -74,6 +77,7 @@ def run_attack(
         "input_shape": list(victim.input_shape) if victim is not None else None,
         "num_classes": int(victim.num_classes) if victim is not None else None,
         **(describe or {}),
+        **({} if log_inputs else {"log_inputs": False}),  # absent = full, so older logs still resume
     }
     if victim is None:
         old = QueryLog.read(out / LOG_NAME)
@@ -105,6 +109,7 @@ def run_attack(
         "wall_time_s": round(wall, 3),
         "labels_used": "returned probability vectors (never argmax labels)",
         "log": str(out / LOG_NAME),
+        "log_inputs": log_inputs,
         **(describe or {}),
         **facts,
     }

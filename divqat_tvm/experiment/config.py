@@ -141,8 +141,9 @@ class Experiment:
         board: the emulated board (qemu backend and footprints).
         footprint: whether to measure instructions per inference, flash and RAM on the emulated board.
         data_dir: CIFAR/SVHN root, None for the default.
-        keep_query_logs: keep each finished cell's query log (every query image and answer: ~320 MB for 100k
-            MNIST queries) for offline replay; by default it is deleted once the cell's result is written.
+        keep_query_logs: log every query image and keep each finished cell's log for offline replay (~320 MB
+            for 100k MNIST queries); by default a cell logs only the answers and a fingerprint per query
+            (enough to resume it) and deletes the log once its result is written.
     """
 
     name: str

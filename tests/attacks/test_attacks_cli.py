@@ -70,3 +70,18 @@ def test_epsilon_note_warns_only_below_one_input_level_of_an_int8_victim():
     assert epsilon_note(1.0, True, *mnist) is None  # 1/28 = 0.036 per pixel, about 3 levels
     assert epsilon_note(1e-3, False, *mnist) is None  # a float victim's answers move smoothly
     assert epsilon_note(0.5, True, (3, 32, 32), [0.2, 0.25, 0.3]) is not None  # 0.5/55 = 0.009 < 1/(255·0.3)
+
+
+def test_no_log_inputs_resumes_and_refuses_replay(tmp_path, victim_ckpt, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    args = ["attack", "--attack", "dfme", "--victim", f"torch:{victim_ckpt}", "--budget", "448", "--batch-size", "16",
+            "--latent-dim", "8", "--ngf", "4", "--test-set", SYN, "--out", str(out), "--no-log-inputs"]
+    assert main(args) == 0
+    assert main(args) == 0  # resumed from the answers-only log
+    again = json.loads((out / "result.json").read_text())
+    assert again["queries_sent_this_run"] == 0 and again["queries_replayed_from_log"] == 448
+    assert main(args[:-1]) == 2  # the same folder with images logged is another set-up
+    assert "log_inputs" in capsys.readouterr().err
+    assert main(["attack", "--replay", str(out / "queries.qlog"), "--test-set", SYN, "--out", str(tmp_path / "rep")]) == 2
+    assert "keeps only the answers" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 
 from attack_fixtures import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
 from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig, QueryLog, QueryLogError, replay_log, run_attack
-from divqat_tvm.attacks.querylog import LoggedOracle
+from divqat_tvm.attacks.querylog import FINGERPRINT, LoggedOracle
 from divqat_tvm.oracle.torch_backend import TorchOracle
 
 CONFIGS = {
@@ -86,32 +86,57 @@ def test_logged_oracle_refuses_a_diverging_rerun(tmp_path):
         LoggedOracle(None, log).query(x + 1.0)
 
 
+def test_answers_only_log_resumes_but_cannot_replay(tmp_path):
+    header = {"input_shape": [1, 28, 28], "num_classes": K}
+    r = np.random.default_rng(0)
+    x, p = r.normal(size=(16, 1, 28, 28)).astype(np.float32), r.dirichlet(np.ones(K), size=16).astype(np.float32)
+    sizes = {}
+    for inputs in (True, False):
+        path = tmp_path / f"{inputs}.qlog"
+        log = QueryLog.open(path, {**header, **({} if inputs else {"log_inputs": False})})
+        for _ in range(4):
+            log.append(x, p)
+        log.close()
+        sizes[inputs] = path.stat().st_size
+    assert sizes[False] * 15 < sizes[True]  # 784 floats per MNIST image vs 17 per fingerprint
+    log = QueryLog.open(tmp_path / "False.qlog", {**header, "log_inputs": False})
+    assert not log.inputs and log.num_queries == 64 and log.batches[0][0].shape == (16, FINGERPRINT + 1)
+    np.testing.assert_array_equal(LoggedOracle(None, log).query(x), p)  # a re-run batch is recognised
+    with pytest.raises(QueryLogError, match="differs"):
+        LoggedOracle(None, log).query(x + 0.01)
+    with pytest.raises(QueryLogError, match="keeps only the answers"):
+        log.arrays()
+    with pytest.raises(QueryLogError, match="different attack set-up.*log_inputs"):
+        QueryLog.open(tmp_path / "False.qlog", header)  # resuming must keep the same mode
+
+
+@pytest.mark.parametrize("log_inputs", [True, False])
 @pytest.mark.parametrize("attack", ["knockoff", "dfme", "maze"])
-def test_kill_and_resume_sends_no_query_twice(tmp_path, evaluator, attack):
+def test_kill_and_resume_sends_no_query_twice(tmp_path, evaluator, attack, log_inputs):
     cfg = CONFIGS[attack]
     sur = SurrogateSet() if attack == "knockoff" else None
     # Reference: one uninterrupted run.
     ref_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
-    ref = run_attack(attack, ref_v, make_student(), tmp_path / "ref", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    ref = run_attack(attack, ref_v, make_student(), tmp_path / "ref", cfg, seed=3, surrogate=sur, evaluator=evaluator, log_inputs=log_inputs)
     # Crash after ~half the budget: the oracle raises as a dying process would stop answering.
     crash_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K), fail_after=cfg.budget // 2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_attack(attack, crash_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+        run_attack(attack, crash_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator, log_inputs=log_inputs)
     assert not (tmp_path / "run" / "result.json").exists()
     logged = QueryLog.read(tmp_path / "run" / "queries.qlog").num_queries
     assert logged == crash_v.queries > 0
     # Resume in the same folder with a fresh victim: only the rest is asked.
     resume_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
-    res = run_attack(attack, resume_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    res = run_attack(attack, resume_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator, log_inputs=log_inputs)
     assert crash_v.queries + resume_v.queries == ref_v.queries == res["queries_used"]
     assert res["queries_replayed_from_log"] == crash_v.queries
     assert res["queries_sent_this_run"] == resume_v.queries
     # No image was asked twice across the two processes, and the answers are what a clean run got.
     sent = np.concatenate(crash_v.seen + resume_v.seen)
     np.testing.assert_array_equal(sent, np.concatenate(ref_v.seen))
-    log = QueryLog.read(tmp_path / "run" / "queries.qlog")
-    assert log.num_queries == ref_v.queries
-    np.testing.assert_array_equal(log.arrays()[1], QueryLog.read(tmp_path / "ref" / "queries.qlog").arrays()[1])
+    log, ref_log = QueryLog.read(tmp_path / "run" / "queries.qlog"), QueryLog.read(tmp_path / "ref" / "queries.qlog")
+    assert log.num_queries == ref_v.queries and log.inputs == log_inputs
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in log]), np.concatenate([b[1] for b in ref_log]))
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["stolen_accuracy"] == pytest.approx(ref["stolen_accuracy"])
     assert (tmp_path / "run" / "student.pt").exists()

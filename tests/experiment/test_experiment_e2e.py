@@ -47,7 +47,8 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path: Path) -> None:
     report = json.loads(paths["json"].read_text())
     assert report["cells_finished"] == 12 and len(report["datasets"][0]["comparisons"]) == 4
     assert "DivQAT (α=1)" in paths["md"].read_text()
-    # finished cells keep their result and student, not their (large) query logs
+    # finished cells keep their result and student, not their query logs (answers and fingerprints only)
+    assert all(c["result"]["attack_result"]["log_inputs"] is False for c in cells)
     assert not list((out / "work" / "attack").glob("*/queries.qlog"))
     assert len(list((out / "work" / "attack").glob("*/student.pt"))) == 12
 
