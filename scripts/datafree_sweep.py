@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from divqat_tvm.attacks.commands import _input_normalization
+from divqat_tvm.attacks.commands import input_normalization
 from divqat_tvm.attacks.dfme import DFMEConfig, run_dfme
 from divqat_tvm.attacks.generators import pixel_range
 from divqat_tvm.attacks.maze import MAZEConfig, run_maze
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     cls, run = ATTACKS[args.attack]
     try:
         info = dataset_info(args.test_set)
-        norm = _input_normalization(args.victim, info)
+        norm = input_normalization(args.victim, info)
         x, y = load_dataset(args.test_set, "test", normalization=norm).tensors()
         with open_oracle(args.victim) as ev:
             evaluator = Evaluator(x, y, torch.from_numpy(victim_top1(ev, x).astype("int64")), f"top-1 of {args.victim}")
@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         sets = [parse_options(s, cls) for s in (args.sets or [""])]
         rows = []
         for opts in sets:
-            cfg = cls(budget=args.budget, **{**base, **opts})
+            try:
+                cfg = cls(budget=args.budget, **{**base, **opts})
+            except ValueError as e:
+                raise DivqatError(f"Invalid {args.attack} options {opts or '(base)'}: {e}", "Fix the value named above.") from None
             runs = []
             for seed in args.seeds:
                 torch.manual_seed(seed)
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"victim {args.victim}: accuracy {100 * evaluator.victim_accuracy:.1f} % on {len(y)} {args.test_set} test images; "
-          f"base options: {args.base or '(official)'}; seeds {args.seeds}")
+          f"base options: {args.base or '(none)'}; seeds {args.seeds}")
     if args.out:
         atomic_write_json(args.out, {"victim": args.victim, "attack": args.attack, "budget": args.budget, "base": args.base,
                                      "seeds": args.seeds, "victim_accuracy": evaluator.victim_accuracy, "rows": rows})

@@ -87,7 +87,7 @@ def epsilon_note(eps: float, int8_victim: bool, input_shape: tuple[int, ...], st
             "\"Data-free attacks against an int8 victim\").")
 
 
-def _input_normalization(victim: Optional[str], info) -> dict:
+def input_normalization(victim: Optional[str], info) -> dict:
     """The normalisation the victim expects (from its checkpoint or manifest), else the test set's own.
 
     A deployed model fixes its input format (e.g. MLPerf Tiny's ResNet-8 takes raw pixels), so the attacker's
@@ -189,7 +189,7 @@ def attack_command(
 
     torch.set_num_threads(threads)
     info = dataset_info(test_set)
-    norm = _input_normalization(victim, info)
+    norm = input_normalization(victim, info)
     c, h, _ = info.input_shape
     torch.manual_seed(seed)
     model = build_model(student, c, info.num_classes, h)

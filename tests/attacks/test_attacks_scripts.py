@@ -57,3 +57,5 @@ def test_datafree_sweep_runs_each_set_with_each_seed(tmp_path, victim, capsys):
     assert "stolen acc" in capsys.readouterr().out
     assert sweep.main(args[:-2] + ["--set", "wings=2"]) == 2
     assert "not k=v with k a field of MAZEConfig" in capsys.readouterr().err
+    assert sweep.main(args[:-2] + ["--set", "ndirs=0"]) == 2
+    assert "ndirs must be at least 1" in capsys.readouterr().err

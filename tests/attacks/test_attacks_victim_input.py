@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from divqat_tvm.attacks.commands import _evaluator, _input_normalization, _pixel_bounds
+from divqat_tvm.attacks.commands import _evaluator, input_normalization, _pixel_bounds
 from divqat_tvm.data import dataset_info, load_dataset
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.oracle import victim_meta
@@ -31,7 +31,7 @@ def victim_ckpt(tmp_path):
 
 def test_torch_victim_normalisation_reaches_the_test_images(victim_ckpt):
     info = dataset_info(SYN)
-    norm = _input_normalization(f"torch:{victim_ckpt}", info)
+    norm = input_normalization(f"torch:{victim_ckpt}", info)
     assert norm == {"mean": [0.0], "std": [1 / 255]} != {"mean": list(info.mean), "std": list(info.std)}
     ev, x = _evaluator(f"torch:{victim_ckpt}", None, SYN, None, norm)
     raw, _ = load_dataset(SYN, "test", normalization=((0.0,), (1.0,))).tensors()
@@ -44,14 +44,14 @@ def test_torch_victim_normalisation_reaches_the_test_images(victim_ckpt):
 def test_build_victim_normalisation_from_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"meta": {"normalization": {"mean": [0.0], "std": [0.5]}}}))
     assert victim_meta(f"tvm-host:{tmp_path}")["normalization"] == {"mean": [0.0], "std": [0.5]}
-    norm = _input_normalization(f"qemu:{tmp_path}@mps2-an500", dataset_info("synthetic"))
+    norm = input_normalization(f"qemu:{tmp_path}@mps2-an500", dataset_info("synthetic"))
     assert norm == {"mean": [0.0] * 3, "std": [0.5] * 3}  # one value per channel of the 3-channel test set
 
 
 def test_victim_without_normalisation_uses_the_test_set(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"meta": {}}))
     info = dataset_info(SYN)
-    assert _input_normalization(f"tvm-host:{tmp_path}", info) == {"mean": list(info.mean), "std": list(info.std)}
+    assert input_normalization(f"tvm-host:{tmp_path}", info) == {"mean": list(info.mean), "std": list(info.std)}
 
 
 def test_build_without_manifest_is_a_clear_error(tmp_path):
