@@ -1,4 +1,4 @@
-"""KnockoffNets through the device backends: the firmware under QEMU collects exactly the answers the
+"""The attacks through the device backends: the firmware under QEMU collects exactly the answers the
 same C built for the host (tvm-host) gives, with and without an on-device defence."""
 
 from __future__ import annotations
@@ -53,3 +53,29 @@ def test_knockoff_qemu_equals_tvm_host(tmp_path, defense):
         answers[kind] = QueryLog.read(tmp_path / kind / "queries.qlog").arrays()
     np.testing.assert_array_equal(answers["qemu"][0], answers["tvm-host"][0])
     np.testing.assert_array_equal(answers["qemu"][1], answers["tvm-host"][1])  # bit-exact, atol = 0
+
+
+@pytest.mark.parametrize("attack", ["dfme", "maze"])
+def test_data_free_attacks_qemu_equal_tvm_host(tmp_path, attack):
+    # The generator's queries reach the firmware as int8 and its answers come back bit-exact, so the whole
+    # attack (queries, answers, the student) is the same on the emulated device as on the host build.
+    from divqat_tvm.attacks import DFMEConfig, MAZEConfig
+
+    torch.set_num_threads(1)
+    build = tmp_path / "tiny_dense"
+    shutil.copytree(FIXTURE, build)
+    cfg = DFMEConfig(budget=8 * 7 * 2, batch_size=8, ngf=4, nz=8, grad_epsilon=1.0) if attack == "dfme" else \
+        MAZEConfig(budget=8 * 15 * 2, batch_size=8, ngf=4, latent_dim=8, mu=1.0)
+    answers, students = {}, {}
+    for kind in ("tvm-host", "qemu"):
+        torch.manual_seed(0)
+        student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+        with open_oracle(f"{kind}:{build}", budget=cfg.budget) as oracle:
+            r = run_attack(attack, oracle, student, tmp_path / kind, cfg, seed=1)
+            assert oracle.queries == r["queries_used"] == cfg.budget
+        answers[kind] = QueryLog.read(tmp_path / kind / "queries.qlog").arrays()
+        students[kind] = student.state_dict()
+    np.testing.assert_array_equal(answers["qemu"][0], answers["tvm-host"][0])
+    np.testing.assert_array_equal(answers["qemu"][1], answers["tvm-host"][1])
+    for name, value in students["qemu"].items():
+        torch.testing.assert_close(value, students["tvm-host"][name], rtol=0, atol=0)
