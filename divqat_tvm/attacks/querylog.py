@@ -82,6 +82,22 @@ def _read_records(path: Path) -> tuple[list[bytes], int]:
     return records, pos
 
 
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The header of the log at `path` without reading its batches; None if there is no whole header yet."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            return None
+        frame = f.read(_FRAME.size)
+        if len(frame) < _FRAME.size:
+            return None
+        length, crc = _FRAME.unpack(frame)
+        payload = f.read(length)
+    return json.loads(payload.decode()) if len(payload) == length and zlib.crc32(payload) == crc else None
+
+
 class QueryLog:
     """An open query log; `batches` holds what was already on disk, `append` adds more.
 

@@ -22,7 +22,7 @@ from divqat_tvm.attacks.losses import replay_loss
 from divqat_tvm.attacks.maze import MAZEConfig, run_maze
 from divqat_tvm.attacks.metrics import Evaluator
 from divqat_tvm.attacks.progress import Progress, no_progress
-from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog
+from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog, read_header
 from divqat_tvm.attacks.training import FitConfig, fit_student
 from divqat_tvm.fileio import atomic_write, atomic_write_json
 
@@ -69,6 +69,9 @@ def run_attack(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    begun = read_header(out / LOG_NAME)
+    if begun is not None and begun.get("log_inputs", True):
+        log_inputs = True  # a log begun with the images goes on with them (e.g. one started before answers-only logs)
     header = {
         "format_version": 1,
         "attack": attack,

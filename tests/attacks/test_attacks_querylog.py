@@ -142,6 +142,20 @@ def test_kill_and_resume_sends_no_query_twice(tmp_path, evaluator, attack, log_i
     assert (tmp_path / "run" / "student.pt").exists()
 
 
+def test_a_log_begun_with_images_resumes_with_images(tmp_path, evaluator):
+    # An attack killed while logging images (e.g. started before answers-only logs existed) resumes in that
+    # mode when asked for an answers-only log, instead of being refused as another set-up.
+    cfg = CONFIGS["maze"]
+    crash_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K), fail_after=cfg.budget // 2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_attack("maze", crash_v, make_student(), tmp_path, cfg, seed=3, evaluator=evaluator, log_inputs=True)
+    resume_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
+    res = run_attack("maze", resume_v, make_student(), tmp_path, cfg, seed=3, evaluator=evaluator, log_inputs=False)
+    assert res["log_inputs"] is True and res["queries_replayed_from_log"] == crash_v.queries
+    assert crash_v.queries + resume_v.queries == res["queries_used"]
+    assert QueryLog.read(tmp_path / "queries.qlog").arrays()[0].shape == (res["queries_used"], *SHAPE)
+
+
 def test_replay_trains_a_student_without_any_victim(tmp_path, evaluator):
     cfg = KnockoffConfig(budget=400, fit=FitConfig(epochs=2))
     run_attack("knockoff", TorchOracle(make_victim(), SHAPE, K), make_student(), tmp_path, cfg, surrogate=SurrogateSet(), evaluator=evaluator)
