@@ -14,14 +14,13 @@ levels of 1/(255·std): below one level its answers mostly stay put and the rest
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
 import torch
 
 from divqat_tvm.attacks.dfme import unit_directions
-from divqat_tvm.attacks.generators import output_map, pixel_range
+from divqat_tvm.attacks.generators import output_map, pixel_move_in_levels, pixel_range
 from divqat_tvm.attacks.losses import LOG_P_MIN
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.fileio import atomic_write_json
@@ -40,14 +39,13 @@ def probe(spec: str, eps_list: list[float], images: int, dirs: int, seed: int) -
         x_pre = torch.randn(images, *shape, generator=gen)
         u = unit_directions(images, dirs, shape, gen)
         base = np.log(np.maximum(oracle.query(clip(x_pre).numpy()), np.exp(LOG_P_MIN)))
-        level = 1.0 / (255.0 * max(norm["std"]))
         rows = []
         for eps in eps_list:
             moved = oracle.query(clip((x_pre[:, None] + eps * u).reshape(-1, *shape)).numpy()).reshape(images, dirs, -1)
             dlogp = np.abs(np.log(np.maximum(moved, np.exp(LOG_P_MIN))) - base[:, None]).sum(axis=2)
             rows.append({"victim": spec, "eps": eps, "changed_fraction": float((dlogp > 0).mean()),
                          "mean_abs_dlogp_per_eps": float(dlogp.mean() / eps),
-                         "pixel_move_in_input_levels": eps / math.sqrt(math.prod(shape)) / level})
+                         "pixel_move_in_input_levels": pixel_move_in_levels(eps, shape, norm["std"])})
     return rows
 
 

@@ -75,12 +75,11 @@ def epsilon_note(eps: float, int8_victim: bool, input_shape: tuple[int, ...], st
     8-bit levels of 1/(255·std) after normalisation. Below one level its answers rarely change, and when they
     do it is by a whole output step, so the finite differences are noise (tests/attacks/test_attacks_steal.py).
     """
-    if not int8_victim:
+    from divqat_tvm.attacks.generators import pixel_move_in_levels
+
+    if not int8_victim or pixel_move_in_levels(eps, input_shape, std) >= 1.0:
         return None
-    root_d = math.sqrt(math.prod(input_shape))
-    level = 1.0 / (255.0 * max(std))
-    if eps / root_d >= level:
-        return None
+    root_d, level = math.sqrt(math.prod(input_shape)), 1.0 / (255.0 * max(std))
     return (f"--epsilon {eps:g} moves each pixel by about {eps / root_d:.1e}, less than one 8-bit input level of this int8 victim "
             f"({level:.4f} after its normalisation): its answers rarely change and the zeroth-order gradient is mostly noise. "
             f"--epsilon {math.ceil(level * root_d * 10) / 10:g} or more moves pixels by a level (the quick profile uses 1; README, "

@@ -55,6 +55,12 @@ def pixel_range(norm: dict) -> dict:
             "pixel_high": tuple((1.0 - m) / s for m, s in zip(norm["mean"], norm["std"]))}
 
 
+def pixel_move_in_levels(eps: float, input_shape: tuple[int, ...], std) -> float:
+    """How far a unit direction scaled by `eps` moves each pixel (about eps/√(C·H·W)), in 8-bit input levels
+    of an int8 victim: one level is 1/(255·std) after the victim's normalisation (the widest channel's)."""
+    return eps / math.sqrt(math.prod(input_shape)) * 255.0 * max(std)
+
+
 def check_output(mode: str, low: tuple[float, ...], high: tuple[float, ...]) -> None:
     """Raise ValueError unless `mode` is known and its pixel bounds are consistent."""
     if mode not in GENERATOR_OUTPUTS:

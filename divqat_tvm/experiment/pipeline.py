@@ -362,7 +362,7 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
                               describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]})
 
     res, retries = with_device_retries(attempt, ctx)
-    if not p.get("keep_query_log", True):  # an answers-only log (no images): it only served to resume
+    if not p.get("keep_query_log", True):  # the result is final: the log only served to resume
         Path(res["log"]).unlink(missing_ok=True)
         res["log"] = "deleted when the cell finished (set keep_query_logs = true in the config to keep it)"
     return {"device_retries": retries, "stolen_accuracy": res["stolen_accuracy"], "fidelity": res["fidelity"], "queries": res["queries_used"],
