@@ -29,8 +29,10 @@ from divqat_tvm.oracle import open_oracle, victim_meta
 
 def probe(spec: str, eps_list: list[float], images: int, dirs: int, seed: int) -> list[dict]:
     """One row per ε for the victim `spec` (see the module docstring)."""
-    meta = victim_meta(spec)
-    norm = meta["normalization"]
+    norm = victim_meta(spec).get("normalization")
+    if not norm:
+        raise DivqatError(f"{spec} records no input normalisation, so its valid pixel range is unknown.",
+                          "Use a checkpoint or build made by divqat-tvm (their metadata carries it).")
     bounds = pixel_range(norm)
     with open_oracle(spec) as oracle:
         shape = tuple(oracle.input_shape)

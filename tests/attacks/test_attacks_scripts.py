@@ -42,6 +42,8 @@ def test_zo_step_probe_sees_a_float_victim_move_at_every_step(tmp_path, victim, 
     # one 8-bit level is 1/(255·0.25); a unit direction over 64 pixels moves each by eps/8
     assert rows[1]["pixel_move_in_input_levels"] == pytest.approx(1.0 / 8 * 255 * 0.25)
     assert "answers changed" in capsys.readouterr().out
+    assert _script("zo_step_probe").main(["--victim", f"torch:{tmp_path / 'missing.pt'}"]) == 2
+    assert "error:" in capsys.readouterr().err
 
 
 def test_datafree_sweep_runs_each_set_with_each_seed(tmp_path, victim, capsys):
