@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import tempfile
 
-        from divqat_tvm.compiler.pipeline import compile_onnx
+        from divqat_tvm.compiler.generate import compile_onnx
 
         manifest = compile_onnx(args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant)
     result = {

@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     torch.set_num_threads(1)
-    from divqat_tvm.compiler import ort_reference, toolchain
-    from divqat_tvm.compiler.commands import compile_for_target
-    from divqat_tvm.compiler.host import HostModel
+    from divqat_tvm.compiler import library, ort_reference
+    from divqat_tvm.compiler.api import compile_model
+    from divqat_tvm.compiler.host_model import HostModel
     from divqat_tvm.fileio import atomic_write_json
     from divqat_tvm.models import build_model
     from divqat_tvm.quant.config import QuantConfig
@@ -68,14 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         student = quantize_model(model, QuantConfig(method="ptq"), [xs[i:i + 64] for i in range(0, 512, 64)]).eval()
         onnx_path = export_onnx(student, out.parent / "resnet8.onnx", (3, 32, 32), meta={"arch": "resnet8"})
         progress.update(task, advance=1, description="compile (TVM → C)")
-        from divqat_tvm.compiler.pipeline import compile_onnx
+        from divqat_tvm.compiler.generate import compile_onnx
 
         t0 = time.perf_counter()
         compile_onnx(onnx_path, out / "gen_only", requant=args.requant)
         generate_s = time.perf_counter() - t0
         progress.update(task, advance=1, description="compile + arm build")
         t0 = time.perf_counter()
-        manifest, fp = compile_for_target(onnx_path, out, args.target, requant=args.requant)
+        cm = compile_model(onnx_path, args.target, out, requant=args.requant)
+        manifest, fp = cm.manifest, cm.footprint
         total_s = time.perf_counter() - t0
         progress.update(task, advance=1, description="host build")
         host = HostModel(out)
@@ -97,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         "requant": args.requant, "tvm_version": manifest["tvm_version"], "macs": manifest["macs"],
         "compile_seconds_tvm_to_c": round(generate_s, 3), "compile_seconds_total_with_arm_build": round(total_s, 3),
         "flash_bytes": fp.flash_bytes, "weight_bytes": fp.weight_bytes, "code_bytes": fp.code_bytes,
-        "arena_bytes": manifest["arena_bytes"], "ram_bytes": fp.ram_bytes, "stack_reserve_bytes": toolchain.STACK_RESERVE,
+        "arena_bytes": manifest["arena_bytes"], "ram_bytes": fp.ram_bytes, "stack_reserve_bytes": library.STACK_RESERVE,
         "inferences_per_second": {
             "tvm_host_c_batch1": round(host_ips, 1), "onnxruntime_batch1": round(ort_ips, 1),
             f"onnxruntime_batch{args.n}": round(ort_batch_ips, 1), "torch_fakequant_batch1": round(torch_ips, 1),
             f"torch_fakequant_batch{args.n}": round(torch_batch_ips, 1),
         },
         "threads": 1, "n_inferences": args.n, "onnxruntime_options": ort_reference.ORT_OPTIONS,
-        "host_cflags": " ".join(__import__("divqat_tvm.compiler.host", fromlist=["HOST_CFLAGS"]).HOST_CFLAGS),
+        "host_cflags": " ".join(__import__("divqat_tvm.compiler.host_model", fromlist=["HOST_CFLAGS"]).HOST_CFLAGS),
     }
     table = Table("figure", "value", title=f"ResNet-8 → {args.target} ({result['core']}), requant {args.requant}")
     table.add_row("compile, TVM → C", f"{generate_s:.2f} s")

@@ -76,7 +76,7 @@ def main() -> int:
 
     from divqat_tvm.compiler.tflite_import import compile_tflite
     from divqat_tvm.fileio import atomic_write_json
-    from divqat_tvm.report.footprint import full_footprint
+    from divqat_tvm.device.footprint import measure_footprint
 
     con = Console(width=150)
     tflm = tflm_figures(args.readme)
@@ -85,7 +85,7 @@ def main() -> int:
     compile_s = time.perf_counter() - t0
     results: dict[str, Any] = {}
     for board in tqdm(args.boards, desc="boards", unit="board"):
-        results[board] = full_footprint(args.out, board, n=args.inputs)
+        results[board] = measure_footprint(args.out, board, n=args.inputs)
 
     inst = Table("core (board)", "ours: instructions", "per MAC", "TFLM+CMSIS-NN", "ours / CMSIS-NN", "TFLM reference",
                  "ours / reference", title="Instructions per inference (QEMU -icount, exact)")

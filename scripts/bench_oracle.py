@@ -44,8 +44,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench_oracle.json"))
     a = ap.parse_args()
 
-    from divqat_tvm.oracle.device_backend import QemuOracle
-    from divqat_tvm.oracle.host_backend import TvmHostOracle
+    from divqat_tvm.oracle.backend_device import QemuOracle
+    from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle
 
     host = TvmHostOracle(a.build_dir)
     x = np.random.default_rng(0).standard_normal((a.n, *host.input_shape)).astype(np.float32)
@@ -53,7 +53,7 @@ def main() -> None:
     if a.checkpoint is not None:
         import torch
 
-        from divqat_tvm.oracle.torch_backend import TorchOracle
+        from divqat_tvm.oracle.backend_torch import TorchOracle
 
         torch.set_num_threads(1)
         rows.append(bench("torch (1 thread)", TorchOracle.from_checkpoint(a.checkpoint), x, a.batch))

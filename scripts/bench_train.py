@@ -26,7 +26,7 @@ from divqat_tvm.fileio import atomic_write_json
 from divqat_tvm.models import build_model
 from divqat_tvm.quant.config import DivQATConfig, QuantConfig
 from divqat_tvm.train.loop import TrainConfig
-from divqat_tvm.train.pipeline import make_student, train_teacher
+from divqat_tvm.train.recipes import make_student, train_teacher
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

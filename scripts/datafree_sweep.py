@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from divqat_tvm.attacks.commands import input_normalization
+from divqat_tvm.cli.attack import input_normalization
 from divqat_tvm.attacks.dfme import DFMEConfig, run_dfme
 from divqat_tvm.attacks.generators import pixel_range
 from divqat_tvm.attacks.maze import MAZEConfig, run_maze

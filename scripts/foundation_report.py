@@ -31,7 +31,7 @@ from divqat_tvm.quant.export import compare_with_ort, to_onnx
 from divqat_tvm.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from divqat_tvm.train.loop import TrainConfig
 from divqat_tvm.train.metrics import accuracy, agreement, mean_kl, predict_logits
-from divqat_tvm.train.pipeline import make_student, train_teacher
+from divqat_tvm.train.recipes import make_student, train_teacher
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

@@ -7,7 +7,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
 need_apt=()
-for tool_pkg in arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm; do
+for tool_pkg in arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm clang-format:clang-format gcc:gcc; do
   command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${tool_pkg##*:}")
 done
 [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || need_apt+=(libnewlib-arm-none-eabi)
@@ -16,7 +16,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install --no-install-recommends -y -qq \
-    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
+    gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang-format >/dev/null
 fi
 
 py="${PYTHON:-python3.11}"

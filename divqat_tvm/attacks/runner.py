@@ -26,7 +26,9 @@ from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog, read_header
 from divqat_tvm.attacks.training import FitConfig, fit_student
 from divqat_tvm.fileio import atomic_write, atomic_write_json
 
-ATTACKS = ("knockoff", "dfme", "maze")
+#: attack name -> the name papers and reports use for it (the one table of attacks; order is report order)
+ATTACK_NAMES = {"knockoff": "KnockoffNets", "dfme": "DFME", "maze": "MAZE"}
+ATTACKS = tuple(ATTACK_NAMES)
 LOG_NAME = "queries.qlog"
 RESULT_NAME = "result.json"
 

@@ -151,6 +151,10 @@ def plan(mod: Any) -> Any:
 
 
 # ---------------------------------------------------------------- schedules
+class _NotAChain(ValueError):
+    """The kernel is not a chain of stages around at most one reduction; `schedule` leaves it as written."""
+
+
 def schedule(func: Any) -> Any:
     """Leave no workspace. Every kernel is a chain of TE stages; stages after a reduction (bias,
     requantization, clamp) are computed right after the accumulator, under the reduction's spatial
@@ -161,7 +165,7 @@ def schedule(func: Any) -> Any:
     sch = s_tir.Schedule(func)
     try:
         _schedule_chain(sch)
-    except Exception:  # a kernel of another shape (e.g. softmax's two reductions): leave it as written;
+    except (_NotAChain, s_tir.ScheduleError):  # a kernel of another shape (e.g. softmax's two reductions): as written;
         return func  # build_c still refuses any kernel that ends up needing a workspace
     return sch.mod["main"]
 
@@ -172,7 +176,7 @@ def _schedule_chain(sch: Any) -> None:
     reductions = [i for i, b in enumerate(blocks) if _is_reduction(sch, b)]
     if reductions:
         if len(reductions) > 1:
-            raise ValueError("not a single-reduction chain")
+            raise _NotAChain("not a single-reduction chain")
         first = reductions[0]
         for b in blocks[:first]:  # producers such as padding: computed where they are read
             sch.compute_inline(b)

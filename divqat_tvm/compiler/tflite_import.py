@@ -391,7 +391,7 @@ def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fi
     TFLite's semantics are fixed-point (and LiteRT's double-rounded FC), so only requant "fixed" exists here.
     """
     from divqat_tvm.compiler.onnx_import import file_sha256
-    from divqat_tvm.compiler.pipeline import generate
+    from divqat_tvm.compiler.generate import generate
 
     if requant != "fixed":
         raise CompileError(f"requantization '{requant}' does not apply to a TFLite model.",

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor
-from divqat_tvm.device.toolchain import run, tool
+from divqat_tvm.device.image import static_footprint
+from divqat_tvm.toolchain import run, tool
 from divqat_tvm.errors import CompileError, TargetError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 from divqat_tvm.targets import Board, Core, load_board, load_core
@@ -272,8 +273,6 @@ def _compile_and_link(fb: FirmwareBuild, gcc: str, cflags: list[str], srcs: dict
         tmp = path.with_suffix(path.suffix + ".tmp")
         run([objcopy, "-O", fmt, str(fb.elf), str(tmp)], what=f"objcopy -O {fmt}")
         tmp.replace(path)
-
-    from divqat_tvm.report.footprint import static_footprint  # the report reads what the build wrote
 
     atomic_write_json(out / "footprint.json", static_footprint(fb))
     atomic_write_json(out / "firmware.json", {

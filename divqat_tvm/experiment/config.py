@@ -16,14 +16,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from divqat_tvm.attacks.runner import ATTACKS
 from divqat_tvm.errors import DivqatError
 
-ATTACKS = ("knockoff", "dfme", "maze")
 METHODS = ("float", "ptq", "qat", "divqat")
 DEFENSES = ("rs", "dcp")
 BACKENDS = ("torch", "tvm-host", "qemu")
 PROFILE_SECTIONS = ("defaults", "teacher", "quantize", "attacks")
-ATTACK_NAMES = {"knockoff": "KnockoffNets", "dfme": "DFME", "maze": "MAZE"}
 
 
 class ConfigError(DivqatError):
@@ -183,7 +182,7 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"The {what} file {path} does not exist.", f"Check the path, or see configs/ for examples.") from None
+        raise ConfigError(f"The {what} file {path} does not exist.", "Check the path, or see configs/ for examples.") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"The {what} file {path} is not valid TOML: {e}.", "Fix the syntax at the line named.") from None
 

@@ -17,10 +17,10 @@ from rich.console import Console
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.experiment.config import Experiment
 from divqat_tvm.experiment.grid import expand
-from divqat_tvm.experiment.runner import RunSummary, run_tasks
+from divqat_tvm.experiment.scheduler import RunSummary, run_tasks
 from divqat_tvm.fileio import atomic_write_json
 
-PIPELINE = "divqat_tvm.experiment.pipeline:run_task"
+PIPELINE = "divqat_tvm.experiment.tasks:run_task"
 #: what must match for a run directory to be resumed
 FINGERPRINT_KEYS = ("profile", "backend", "core", "board")
 

@@ -117,25 +117,25 @@ def victim_meta(spec: str) -> dict:
 
 
 def _open_torch(spec: BackendSpec, defense, budget: int | None) -> Oracle:
-    from divqat_tvm.oracle.torch_backend import TorchOracle
+    from divqat_tvm.oracle.backend_torch import TorchOracle
 
     return TorchOracle.from_checkpoint(spec.path, defense=defense, budget=budget)
 
 
 def _open_tvm_host(spec: BackendSpec, defense, budget: int | None) -> Oracle:
-    from divqat_tvm.oracle.host_backend import open_tvm_host
+    from divqat_tvm.oracle.backend_tvm_host import open_tvm_host
 
     return open_tvm_host(spec, defense, budget)
 
 
 def _open_qemu(spec: BackendSpec, defense, budget: int | None) -> Oracle:
-    from divqat_tvm.oracle.device_backend import open_qemu
+    from divqat_tvm.oracle.backend_device import open_qemu
 
     return open_qemu(spec, defense, budget)
 
 
 def _open_serial(spec: BackendSpec, defense, budget: int | None) -> Oracle:
-    from divqat_tvm.oracle.device_backend import open_serial
+    from divqat_tvm.oracle.backend_device import open_serial
 
     return open_serial(spec, defense, budget)
 

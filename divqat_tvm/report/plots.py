@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from divqat_tvm.experiment.config import ATTACK_NAMES  # noqa: E402
+from divqat_tvm.attacks.runner import ATTACK_NAMES  # noqa: E402
 from divqat_tvm.fileio import atomic_write_bytes  # noqa: E402
 
 

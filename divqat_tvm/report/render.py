@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.experiment.config import ATTACK_NAMES
+from divqat_tvm.attacks.runner import ATTACK_NAMES
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 from divqat_tvm.report import plots
 from divqat_tvm.report.results import summarize_run

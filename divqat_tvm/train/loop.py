@@ -118,7 +118,7 @@ def _load_resume(path: Path, fingerprint: dict) -> dict[str, Any]:
     except Exception as e:
         raise CheckpointError(f"resume file {path} is unreadable ({type(e).__name__}).", f"Delete {path} to start the run afresh.") from e
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        raise CheckpointError(f"{path} is not a divqat-tvm resume file.", f"Delete it or choose another --out.")
+        raise CheckpointError(f"{path} is not a divqat-tvm resume file.", "Delete it or choose another --out.")
     if state["fingerprint"] != fingerprint:
         raise CheckpointError(
             f"resume file {path} belongs to a run with different settings ({state['fingerprint']}).",

@@ -13,7 +13,7 @@ from torch import nn
 
 from divqat_tvm.attacks.metrics import Evaluator
 from divqat_tvm.oracle.base import Oracle
-from divqat_tvm.oracle.torch_backend import TorchOracle
+from divqat_tvm.oracle.backend_torch import TorchOracle
 
 SHAPE = (1, 8, 8)
 K = 10

@@ -17,10 +17,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_dense"
 
 pytestmark = [
     pytest.mark.emulator,
-    pytest.mark.skipif(
-        shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None or not FIXTURE.exists(),
-        reason="needs arm-none-eabi-gcc, qemu-system-arm and the tiny_dense fixture build",
-    ),
+    pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm", needs_files=(FIXTURE,)),
 ]
 
 

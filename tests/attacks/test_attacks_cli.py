@@ -62,7 +62,7 @@ def test_attack_errors(tmp_path, victim_ckpt, capsys):
 
 
 def test_epsilon_note_warns_only_below_one_input_level_of_an_int8_victim():
-    from divqat_tvm.attacks.commands import epsilon_note
+    from divqat_tvm.cli.attack import epsilon_note
 
     mnist = ((1, 28, 28), [0.3084])  # one 8-bit level = 1/(255·0.3084) = 0.0127; √784 = 28
     note = epsilon_note(1e-3, True, *mnist)

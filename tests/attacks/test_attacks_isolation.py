@@ -9,7 +9,7 @@ from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig
 from divqat_tvm.attacks.dfme import run_dfme
 from divqat_tvm.attacks.knockoff import run_knockoff
 from divqat_tvm.attacks.maze import run_maze
-from divqat_tvm.oracle.torch_backend import TorchOracle
+from divqat_tvm.oracle.backend_torch import TorchOracle
 
 ALLOWED = {"query", "queries", "input_shape", "num_classes"}
 

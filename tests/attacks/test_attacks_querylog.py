@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from attack_fixtures import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
 from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig, QueryLog, QueryLogError, replay_log, run_attack
 from divqat_tvm.attacks.querylog import FINGERPRINT, LoggedOracle
-from divqat_tvm.oracle.torch_backend import TorchOracle
+from divqat_tvm.oracle.backend_torch import TorchOracle
 
 CONFIGS = {
     "knockoff": KnockoffConfig(budget=200, policy="adaptive", query_batch=8, fit=FitConfig(epochs=3, lr=0.1, momentum=0.9)),

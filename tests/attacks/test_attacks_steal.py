@@ -13,7 +13,7 @@ from divqat_tvm.attacks.knockoff import KnockoffConfig, bandit_update
 from divqat_tvm.attacks.maze import MAZEConfig, zoge_backward
 from divqat_tvm.attacks.runner import run_attack
 from divqat_tvm.attacks.training import FitConfig
-from divqat_tvm.oracle.torch_backend import TorchOracle
+from divqat_tvm.oracle.backend_torch import TorchOracle
 
 FIT = FitConfig(epochs=30, lr=0.1, momentum=0.9)
 DFME = DFMEConfig(budget=12_000, batch_size=32, epoch_itrs=5, ngf=8, nz=16)

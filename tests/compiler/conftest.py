@@ -27,7 +27,7 @@ class CompiledModel:
 
 
 def _compile_both(onnx_path: Path, out: Path) -> dict[str, Path]:
-    from divqat_tvm.compiler.pipeline import compile_onnx
+    from divqat_tvm.compiler.generate import compile_onnx
 
     builds = {}
     for scheme in ("fixed", "float"):
@@ -73,7 +73,7 @@ class _Outputs:
         return self._memo[key]
 
     def host(self, name: str, scheme: str) -> np.ndarray:
-        from divqat_tvm.compiler.host import HostModel
+        from divqat_tvm.compiler.host_model import HostModel
 
         def run():
             h = HostModel(self.models[name].builds[scheme])
@@ -82,7 +82,7 @@ class _Outputs:
         return self._get(("host", name, scheme), run)
 
     def reference(self, name: str, scheme: str) -> np.ndarray:
-        from divqat_tvm.compiler.host import HostModel
+        from divqat_tvm.compiler.host_model import HostModel
         from divqat_tvm.compiler.onnx_import import import_onnx
         from divqat_tvm.compiler.reference import run_reference
 

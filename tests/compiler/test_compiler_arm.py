@@ -3,27 +3,26 @@ check links it), no heap (no malloc/_sbrk in the link map)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
-from divqat_tvm.compiler import toolchain
+from divqat_tvm.compiler import library
 from divqat_tvm.targets import core_names, load_core
 
 pytestmark = [pytest.mark.emulator,
-              pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")]
+              pytest.mark.needs_tools("arm-none-eabi-gcc")]
 
 
 @pytest.mark.parametrize("core", core_names())
 @pytest.mark.parametrize("scheme", ["fixed", "float"])
 def test_library_builds_and_links_for_every_core(compiler_models, core, scheme) -> None:
     build = compiler_models["qs_avgpool"].builds[scheme]
-    fp = toolchain.build_library(build, load_core(core))
+    fp = library.build_library(build, load_core(core))
     work = build / f"arm-{core}"
     assert (work / "check.elf").is_file()
     assert not list(work.glob("*.warnings.txt")), "arm-none-eabi-gcc -Wall warned about the generated C"
-    assert toolchain.heap_symbols((work / "check.map").read_text()) == []
+    assert library.heap_symbols((work / "check.map").read_text()) == []
     assert fp.weight_bytes > 0 and fp.code_bytes > 0 and fp.flash_bytes == fp.weight_bytes + fp.code_bytes
     assert fp.ram_bytes >= fp.arena_bytes > 0
     nm = subprocess.run(["arm-none-eabi-nm", "-u", str(work / "check.elf")], capture_output=True, text=True)
@@ -39,4 +38,4 @@ def test_heap_use_is_detected_in_the_map(tmp_path) -> None:
     subprocess.run(["arm-none-eabi-gcc", *load_core("cortex-m4").cflags, "-nostartfiles", "-Wl,--gc-sections",
                     f"-Wl,-Map={map_file}", "-Wl,-e,e", str(src), "-o", str(tmp_path / "m.elf")], check=True,
                    capture_output=True)
-    assert "malloc" in toolchain.heap_symbols(map_file.read_text())
+    assert "malloc" in library.heap_symbols(map_file.read_text())

@@ -76,7 +76,7 @@ def test_kernels_are_plain_c_with_pointer_arguments(compiler_models, tmp_path) -
 
 def test_profiling_hooks_are_called_once_per_op(compiler_models, tmp_path) -> None:
     """A firmware-style includer defines the hooks; model_run calls BEGIN/END in order for every op."""
-    from divqat_tvm.compiler.host import HostModel
+    from divqat_tvm.compiler.host_model import HostModel
 
     build = compiler_models["qs"].builds["fixed"]
     hooks = tmp_path / "hooks.c"
@@ -116,7 +116,7 @@ def test_unpacked_api_replacement_is_scoped_and_version_pinned() -> None:
 
 
 def test_host_model_caches_its_library(compiler_models) -> None:
-    from divqat_tvm.compiler.host import HostModel
+    from divqat_tvm.compiler.host_model import HostModel
 
     build = compiler_models["qs"].builds["fixed"]
     a = HostModel(build)
@@ -126,11 +126,12 @@ def test_host_model_caches_its_library(compiler_models) -> None:
 
 
 def test_compile_records_target_core_and_export_meta(compiler_models, tmp_path) -> None:
-    from divqat_tvm.compiler.commands import compile_for_target
+    from divqat_tvm.compiler.api import compile_model
 
     if "vgg" not in compiler_models:
         pytest.skip("registry model vgg not available")
-    manifest, footprint = compile_for_target(compiler_models["vgg"].onnx_path, tmp_path / "vgg", "mps2-an386", arm=False)
+    cm = compile_model(compiler_models["vgg"].onnx_path, "mps2-an386", tmp_path / "vgg", arm=False)
+    manifest, footprint = cm.manifest, cm.footprint
     assert footprint is None
     assert (manifest["target"], manifest["core"], manifest["name"]) == ("mps2-an386", "cortex-m4", "vgg")
     assert manifest["meta"]["arch"] == "vgg"

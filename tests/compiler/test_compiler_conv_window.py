@@ -6,15 +6,14 @@ the emulated cores by test_tflite_qemu.py (MLPerf ResNet-8 on M7, M4, M55 agains
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
 from divqat_tvm.compiler import lower
 from divqat_tvm.compiler.graph import Conv2D, Graph, QTensor
-from divqat_tvm.compiler.host import HostModel
-from divqat_tvm.compiler.pipeline import generate
+from divqat_tvm.compiler.host_model import HostModel
+from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.reference import run_reference
 
 # (cin, cout, kernel, stride, padding top/left/bottom/right, dilation, groups)
@@ -67,15 +66,14 @@ def test_nhwc_conv_window_bit_exact(tmp_path, case: str, scheme: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.emulator
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 @pytest.mark.parametrize("case", ["3x3_pad1_cin3", "5x3_asym_s21_dil21_cin16"])
 @pytest.mark.parametrize("board,core,kind", [("mps2-an500", "cortex-m7", "smlad"), ("mps3-an547", "cortex-m55", "mve"),
                                              ("mps2-an385", "cortex-m3", "c")])
 def test_row_dot_paths_bit_exact_under_qemu(tmp_path, case: str, board: str, core: str, kind: str) -> None:
     """The SMLAD (M7), MVE (M55, tail-predicated) and plain (M3) inner products on the emulated core: row
     lengths 9 and 6 (cin 3) reach the 8-wide, 4-wide and scalar tails; cin 16 the full-width steps."""
-    from divqat_tvm.oracle.device_backend import QemuOracle
+    from divqat_tvm.oracle.backend_device import QemuOracle
 
     rng = np.random.default_rng(sum(map(ord, case + board)))
     graph = _graph(*CASES[case], rng)

@@ -45,7 +45,7 @@ def test_missing_model_file(tmp_path) -> None:
 
 
 def test_unknown_requant_scheme(compiler_models, tmp_path) -> None:
-    from divqat_tvm.compiler.pipeline import compile_onnx
+    from divqat_tvm.compiler.generate import compile_onnx
 
     with pytest.raises(CompileError, match="requantization scheme 'double'"):
         compile_onnx(compiler_models["qs"].onnx_path, tmp_path / "x", requant="double")
@@ -56,12 +56,12 @@ def test_model_too_large_for_board_fails_before_building(tmp_path) -> None:
     the STM32F746G-DISCO. The error names the numbers and no arm build is started."""
     import compiler_models as cm
 
-    from divqat_tvm.compiler.commands import compile_for_target
+    from divqat_tvm.compiler.api import compile_model
 
     path = cm.quantize_static_model(tmp_path / "big.onnx", (3, 96, 96), avg_pool=False, wide=32)
     out = tmp_path / "big"
     with pytest.raises(CompileError) as e:
-        compile_for_target(path, out, "stm32f746g-disco")
+        compile_model(path, "stm32f746g-disco", out)
     msg = e.value.problem
     assert "RAM" in msg and "327680" in msg and "stm32f746g-disco" in msg
     arena = int(__import__("json").loads((out / "manifest.json").read_text())["arena_bytes"])
@@ -70,7 +70,7 @@ def test_model_too_large_for_board_fails_before_building(tmp_path) -> None:
 
 
 def test_flash_check_names_weights_and_code() -> None:
-    from divqat_tvm.compiler.toolchain import check_fits
+    from divqat_tvm.compiler.library import check_fits
     from divqat_tvm.targets import resolve
 
     target = resolve("stm32f746g-disco")
@@ -81,10 +81,10 @@ def test_flash_check_names_weights_and_code() -> None:
 
 def test_unknown_target_lists_known_names(compiler_models, tmp_path, capsys) -> None:
     from divqat_tvm.cli import main
-    from divqat_tvm.compiler.commands import compile_for_target
+    from divqat_tvm.compiler.api import compile_model
 
     with pytest.raises(TargetError) as e:
-        compile_for_target(compiler_models["qs"].onnx_path, tmp_path / "x", "cortex-m99")
+        compile_model(compiler_models["qs"].onnx_path, "cortex-m99", tmp_path / "x")
     assert "cortex-m99" in e.value.problem and "cortex-m7" in e.value.fix and "stm32f746g-disco" in e.value.fix
     assert not (tmp_path / "x").exists()
     rc = main(["compile", str(compiler_models["qs"].onnx_path), "--target", "cortex-m99", "--out", str(tmp_path / "y")])
@@ -95,8 +95,8 @@ def test_unknown_target_lists_known_names(compiler_models, tmp_path, capsys) -> 
 def test_clip_becomes_the_quantized_activation_range(tmp_path) -> None:
     """Conv → Clip(0, 0.5) → Q(scale 0.01, zp −128): the clamp is [−128, −128 + 50] (TFLite's
     quantized activation range), in the importer and in the compiled C."""
-    from divqat_tvm.compiler.host import HostModel
-    from divqat_tvm.compiler.pipeline import compile_onnx
+    from divqat_tvm.compiler.host_model import HostModel
+    from divqat_tvm.compiler.generate import compile_onnx
     from divqat_tvm.compiler.reference import run_reference
 
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from divqat_tvm.compiler.host import HostModel
+from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.onnx_import import import_onnx
 from divqat_tvm.compiler.reference import run_reference
 
@@ -24,11 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 def test_resnet8_32x32_bit_exact_and_footprint(tmp_path, scheme: str = "fixed") -> None:
     import compiler_models as cm
 
-    from divqat_tvm.compiler.commands import compile_for_target
+    from divqat_tvm.compiler.api import compile_model
 
     path, student = cm.registry_export(tmp_path / "resnet8.onnx", "resnet8", (3, 32, 32))
     out = tmp_path / "build"
-    manifest, fp = compile_for_target(path, out, "cortex-m7", requant=scheme)
+    cm = compile_model(path, "cortex-m7", out, requant=scheme)
+    manifest, fp = cm.manifest, cm.footprint
     host = HostModel(out)
     x = np.random.default_rng(7).standard_normal((1000, 3, 32, 32)).astype(np.float32)
     xq = host.quantize_input(x)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from divqat_tvm.compiler.host import HostModel
+from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.tflite_import import compile_tflite
 from divqat_tvm.errors import CompileError
 
@@ -22,8 +22,7 @@ from test_tflite_import import LCG_EXPECTED, MLPERF, ZERO_EXPECTED, lcg_image, l
 
 @pytest.fixture(scope="session")
 def mlperf_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not MLPERF.is_file():
-        pytest.skip("the MLPerf Tiny model is not on this machine")
+    assert MLPERF.is_file(), f"the MLPerf Tiny model is not at {MLPERF} (shared/models/ beside the repo)"
     out = tmp_path_factory.mktemp("tflite") / "mlperf_resnet8"
     compile_tflite(MLPERF, out, target="mps2-an500", core="cortex-m7")
     return out
@@ -96,7 +95,7 @@ def test_float_requant_is_refused_for_tflite(tmp_path):
 def test_mlperf_meta_maps_unit_images_to_raw_pixels(mlperf_build):
     """meta.normalization (mean 0, std 1/255) takes [0, 1] images to the model's input space, raw pixels:
     every pixel value p/255 arrives on the device as int8 p − 128 (the TFLite model's own convention)."""
-    from divqat_tvm.oracle.host_backend import TvmHostOracle, quantize_input
+    from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle, quantize_input
 
     m = json.loads((mlperf_build / "manifest.json").read_text())
     norm = m["meta"]["normalization"]
@@ -114,7 +113,7 @@ def test_mlperf_meta_maps_unit_images_to_raw_pixels(mlperf_build):
 
 
 @pytest.mark.emulator
-@pytest.mark.skipif(__import__("shutil").which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+@pytest.mark.needs_tools("arm-none-eabi-gcc")
 def test_compile_command_accepts_tflite(tmp_path, capsys):
     """`divqat-tvm compile MODEL.tflite --target cortex-m7`: the zoo model through the CLI, built for the core."""
     from divqat_tvm.cli import main

@@ -21,7 +21,7 @@ import tflite_testmodels as tm  # noqa: E402
 MLPERF = Path("/work/shared/models/mlperf-tiny-resnet8-int8.tflite")
 if not MLPERF.is_file():
     MLPERF = Path(__file__).resolve().parents[3] / "shared" / "models" / "mlperf-tiny-resnet8-int8.tflite"
-needs_mlperf = pytest.mark.skipif(not MLPERF.is_file(), reason="the MLPerf Tiny model is not on this machine")
+needs_mlperf = pytest.mark.needs_tools(needs_files=(MLPERF,))
 
 # ../shared/models/README.md: TFLite Micro and LiteRT BUILTIN_REF outputs.
 LCG_EXPECTED = [-128, -128, -123, -118, -128, -128, 90, -128, -105, -128]

@@ -3,7 +3,6 @@ LiteRT's BUILTIN_REF kernels, the README's reference outputs, and the oracle's p
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,10 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_tflite_import import LCG_EXPECTED, MLPERF, ZERO_EXPECTED, lcg_image, litert, litert_run  # noqa: E402
 
-needs_emulator = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-                                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 pytestmark = [pytest.mark.emulator, needs_emulator,
-              pytest.mark.skipif(not MLPERF.is_file(), reason="the MLPerf Tiny model is not on this machine")]
+              pytest.mark.needs_tools(needs_files=(MLPERF,))]
 
 BOARDS = {"mps2-an500": "cortex-m7", "mps2-an386": "cortex-m4", "mps3-an547": "cortex-m55"}
 
@@ -32,7 +30,7 @@ def mlperf_fw_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("board", list(BOARDS))
 def test_mlperf_firmware_bit_exact_with_litert(mlperf_fw_build, board):
-    from divqat_tvm.oracle.device_backend import QemuOracle
+    from divqat_tvm.oracle.backend_device import QemuOracle
 
     rng = np.random.default_rng(sum(map(ord, board)))
     n = 100 if board == "mps2-an500" else 40

@@ -4,7 +4,6 @@ ctypes) give the same outputs as the Python reference twins within float32 toler
 from __future__ import annotations
 
 import ctypes
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from divqat_tvm.defenses import DCP, ReverseSigmoid
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "firmware" / "src" / "postprocess.c"
 
-pytestmark = pytest.mark.skipif(not SRC.exists() or shutil.which("gcc") is None, reason="needs firmware/src/postprocess.c and gcc")
+pytestmark = pytest.mark.needs_tools("gcc", needs_files=(SRC,))
 
 F32P = ctypes.POINTER(ctypes.c_float)
 

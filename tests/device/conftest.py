@@ -19,7 +19,7 @@ def have_toolchain() -> bool:
     return shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 
 
-needs_emulator = pytest.mark.skipif(not have_toolchain(), reason="needs arm-none-eabi-gcc and qemu-system-arm")
+needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ def test_footprint_command_writes_json_markdown_png(tiny_build, tmp_path, capsys
 def test_footprint_over_a_serial_port(tiny_build, tmp_path):
     """The board path of `footprint --port`, exercised against QEMU behind a pty."""
     from divqat_tvm.device.build import build_firmware
-    from divqat_tvm.oracle.qemu import QemuRunner
+    from divqat_tvm.device.emulator import QemuRunner
 
     runner = QemuRunner(build_firmware(tiny_build, "mps2-an500"))
     pty = runner.launch_pty()

@@ -9,9 +9,9 @@ import torch
 from conftest import tiny_reference
 from divqat_tvm.defenses import DCP, ReverseSigmoid
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor, parse_defense
-from divqat_tvm.device.hostlib import HostTwin
+from divqat_tvm.device.host_twin import HostTwin
 from divqat_tvm.errors import DivqatError
-from divqat_tvm.oracle.host_backend import TvmHostOracle, quantize_input
+from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle, quantize_input
 
 torch.set_num_threads(1)
 

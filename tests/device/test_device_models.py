@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from conftest import needs_emulator
-from divqat_tvm.compiler.host import HostModel
-from divqat_tvm.compiler.pipeline import compile_onnx
+from divqat_tvm.compiler.host_model import HostModel
+from divqat_tvm.compiler.generate import compile_onnx
 from divqat_tvm.device.build import build_firmware
 from divqat_tvm.models import build_model, model_names
-from divqat_tvm.oracle.device_backend import QemuOracle
-from divqat_tvm.oracle.host_backend import TvmHostOracle, quantize_input
+from divqat_tvm.oracle.backend_device import QemuOracle
+from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle, quantize_input
 from divqat_tvm.quant import DivQATConfig, QuantConfig, export_onnx, quantize_model
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow, needs_emulator]

@@ -10,13 +10,13 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import QEMU_BOARDS, needs_emulator, tiny_reference
+from conftest import QEMU_BOARDS, needs_emulator
 from divqat_tvm.device.build import build_firmware
 from divqat_tvm.errors import DeviceError
-from divqat_tvm.oracle import protocol as P
-from divqat_tvm.oracle.device_backend import QemuOracle, SerialOracle
-from divqat_tvm.oracle.host_backend import TvmHostOracle
-from divqat_tvm.oracle.qemu import QemuRunner
+from divqat_tvm.device import protocol as P
+from divqat_tvm.oracle.backend_device import QemuOracle, SerialOracle
+from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle
+from divqat_tvm.device.emulator import QemuRunner
 
 pytestmark = [pytest.mark.emulator, needs_emulator]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,7 @@ TINY_DEVICE = {
                   "attacks": {"knockoff": {"budget": 100, "query_batch": 50, "fit": {"epochs": 1}}}},
 }
 
-needs_tools = pytest.mark.skipif(
-    not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
-    reason="needs qemu-system-arm and arm-none-eabi-gcc (scripts/setup.sh installs them)",
-)
+needs_tools = pytest.mark.needs_tools("qemu-system-arm", "arm-none-eabi-gcc")
 
 
 @pytest.mark.slow

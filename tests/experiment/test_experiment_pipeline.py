@@ -6,7 +6,7 @@ import pytest
 
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.experiment.config import load_profile
-from divqat_tvm.experiment.pipeline import _oracle_spec, attack_config, footprint_figures
+from divqat_tvm.experiment.tasks import _oracle_spec, attack_config, footprint_figures
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
@@ -54,8 +54,8 @@ def test_footprint_figures_from_the_firmware_json() -> None:
 
 def test_device_errors_are_retried_then_raised(tmp_path) -> None:
     from divqat_tvm.errors import DeviceError
-    from divqat_tvm.experiment.pipeline import with_device_retries
-    from divqat_tvm.experiment.runner import TaskContext
+    from divqat_tvm.experiment.tasks import with_device_retries
+    from divqat_tvm.experiment.scheduler import TaskContext
 
     ctx = TaskContext(tmp_path, tmp_path, tmp_path)
     calls = []
@@ -78,7 +78,7 @@ def test_device_errors_are_retried_then_raised(tmp_path) -> None:
 
 
 def test_source_digest_changes_with_the_code(tmp_path, monkeypatch) -> None:
-    from divqat_tvm.experiment.pipeline import source_digest
+    from divqat_tvm.experiment.tasks import source_digest
 
     pkg = tmp_path / "fakecomp"
     pkg.mkdir()

@@ -16,7 +16,7 @@ import pytest
 from divqat_tvm.experiment.cache import artefact_dir, ensure
 from divqat_tvm.experiment.config import validate_experiment
 from divqat_tvm.experiment.grid import expand
-from divqat_tvm.experiment.runner import result_path, run_tasks
+from divqat_tvm.experiment.scheduler import result_path, run_tasks
 
 CONFIG = {"name": "t", "seeds": [0, 1, 2], "attacks": ["knockoff", "dfme"],
           "victims": [{"method": "qat"}, {"method": "divqat", "alpha": [1, 2]}]}
@@ -45,7 +45,7 @@ DRIVER = textwrap.dedent('''
     sys.path.insert(0, sys.argv[1])
     from divqat_tvm.experiment.config import validate_experiment
     from divqat_tvm.experiment.grid import expand
-    from divqat_tvm.experiment.runner import run_tasks
+    from divqat_tvm.experiment.scheduler import run_tasks
     import json
     exp = validate_experiment(json.loads(sys.argv[3]), "t.toml")
     s = run_tasks(expand(exp), sys.argv[2], "fake_tasks:run", workers=int(sys.argv[4]))

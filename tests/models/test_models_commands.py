@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from divqat_tvm.cli import app
 from divqat_tvm.errors import DivqatError
-from divqat_tvm.models.commands import parse_shape
+from divqat_tvm.cli.models import parse_shape
 
 
 def test_models_command_prints_counts() -> None:

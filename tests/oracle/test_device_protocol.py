@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from divqat_tvm.errors import DeviceError
-from divqat_tvm.oracle import protocol as P
+from divqat_tvm.device import protocol as P
 
 
 def test_frame_layout_and_crc():

@@ -64,6 +64,5 @@ def test_bad_defense_spec(fake_backends):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    pytest.importorskip("divqat_tvm.train.checkpoint")
     with pytest.raises(DivqatError):
         open_oracle(f"torch:{tmp_path / 'missing.pt'}")

@@ -10,7 +10,7 @@ from torch import nn
 from divqat_tvm.defenses import DCP
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.oracle import QueryBudgetExceeded
-from divqat_tvm.oracle.torch_backend import TorchOracle
+from divqat_tvm.oracle.backend_torch import TorchOracle
 
 
 def tiny_victim(seed: int = 0) -> nn.Module:
@@ -58,7 +58,7 @@ def test_model_is_not_an_attribute_of_the_oracle():
 
 
 def test_from_checkpoint_uses_the_checkpoint_contract(tmp_path):
-    checkpoint = pytest.importorskip("divqat_tvm.train.checkpoint")
+    from divqat_tvm.train import checkpoint
     from divqat_tvm.models import build_model
 
     model = build_model("tinycnn", 1, 10, 28).eval()

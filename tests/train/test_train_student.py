@@ -14,7 +14,7 @@ from divqat_tvm.quant.config import DivQATConfig, QuantConfig
 from divqat_tvm.train.loop import TrainConfig, fit
 from divqat_tvm.train.losses import CrossEntropy, DivQATLoss, kl_per_sample
 from divqat_tvm.train.metrics import accuracy, predict_logits
-from divqat_tvm.train.pipeline import make_student, train_teacher
+from divqat_tvm.train.recipes import make_student, train_teacher
 
 torch.set_num_threads(1)
 DATA = "synthetic:1x12x12:4"
@@ -132,7 +132,7 @@ def test_resume_after_kill_matches_uninterrupted(data, teacher, tmp_path) -> Non
 
         return real_fit(*a, **{**kw, "on_epoch_end": boom})
 
-    import divqat_tvm.train.pipeline as pipeline
+    import divqat_tvm.train.recipes as pipeline
 
     resume = tmp_path / "student.resume.pt"
     pipeline.fit = kill_after_first_epoch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -12,27 +13,46 @@ app = typer.Typer(
     name="divqat-tvm",
     help="Train DivQAT int8 CNNs, compile them with TVM for Cortex-M, emulate, attack and report.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("divqat-tvm")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        typer.echo(f"divqat-tvm {v}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
-    """Train DivQAT int8 CNNs, compile them with TVM for Cortex-M, emulate, attack and report."""
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train DivQAT int8 CNNs, compile them with TVM for Cortex-M, emulate, attack and report.
+
+    Example: divqat-tvm demo   (the whole pipeline on the embedded default; see README.md)
+    """
 
 
 def _register() -> None:
     """Each stage adds its commands here, one line per stage (explicit, no folder scanning)."""
     # STAGES: (keep this list in pipeline order)
-    from divqat_tvm.data.commands import register as _data; _data(app)  # noqa: E702
-    from divqat_tvm.models.commands import register as _models; _models(app)  # noqa: E702
-    from divqat_tvm.train.commands import register as _train; _train(app)  # noqa: E702
+    from divqat_tvm.cli.data import register as _data; _data(app)  # noqa: E702
+    from divqat_tvm.cli.models import register as _models; _models(app)  # noqa: E702
+    from divqat_tvm.cli.train import register as _train; _train(app)  # noqa: E702
     app.command("targets")(targets_command)
-    from divqat_tvm.compiler.commands import register as _compiler; _compiler(app)  # noqa: E702
-    from divqat_tvm.device.commands import register as _device; _device(app)  # noqa: E702
-    from divqat_tvm.attacks.commands import register as _attacks; _attacks(app)  # noqa: E702
-    from divqat_tvm.experiment.commands import register as _experiment; _experiment(app)  # noqa: E702
+    from divqat_tvm.cli.compile import register as _compiler; _compiler(app)  # noqa: E702
+    from divqat_tvm.cli.device import register as _device; _device(app)  # noqa: E702
+    from divqat_tvm.cli.attack import register as _attacks; _attacks(app)  # noqa: E702
+    from divqat_tvm.cli.experiment import register as _experiment; _experiment(app)  # noqa: E702
 
 
 def targets_command() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from divqat_tvm.device.build import read_manifest
 from divqat_tvm.device.config import from_postprocessor
-from divqat_tvm.device.hostlib import HostTwin
+from divqat_tvm.device.host_twin import HostTwin
 from divqat_tvm.oracle.base import Oracle
 from divqat_tvm.quant.primitives import quantize_np
 

@@ -4,20 +4,18 @@ library (ctypes). The tvm-host oracle runs it, so its probabilities are the firm
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from divqat_tvm.device.build import FIRMWARE_DIR, read_manifest
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor
-from divqat_tvm.device.toolchain import run, tool
+from divqat_tvm.toolchain import shared_library
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
 
-HOST_CFLAGS = ["-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
+HOST_CFLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
 _P = ctypes.c_void_p
 
 
@@ -46,18 +44,9 @@ class HostTwin:
         srcs = sorted(self.build_dir.glob("*.c")) + [FIRMWARE_DIR / "src" / "postprocess.c",
                                                      FIRMWARE_DIR / "host" / "host_glue.c"]
         flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]
-        h = hashlib.sha256(" ".join(flags).encode())
-        for f in srcs + sorted(self.build_dir.glob("*.h")) + [FIRMWARE_DIR / "include" / "dq_postprocess.h"]:
-            h.update(f.read_bytes())
-        tag = self.defense.tag or "none"
-        out = self.build_dir / f"host-{tag}"
-        lib = out / f"libdq_host-{h.hexdigest()[:16]}.so"
-        if lib.is_file():
-            return lib
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")  # parallel builders never share a temp file
-        run([tool("gcc"), *flags, *map(str, srcs), "-o", str(tmp), "-lm"], what="building the host twin library")
-        tmp.replace(lib)
+        headers = sorted(self.build_dir.glob("*.h")) + sorted((FIRMWARE_DIR / "include").glob("*.h"))
+        out = self.build_dir / f"host-{self.defense.tag or 'none'}"
+        lib = shared_library(srcs, out, flags, headers=headers, stem="libdq_host", what="building the host twin library")
         atomic_write_text(out / "host.json", json.dumps({"flags": flags, "lib": lib.name}, indent=2) + "\n")
         return lib
 

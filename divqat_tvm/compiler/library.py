@@ -7,14 +7,13 @@ file): an undefined symbol fails the link, and the map must not pull in malloc/_
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_text
 from divqat_tvm.targets import Core, Target
+from divqat_tvm.toolchain import run, tool
 
 ARM_CC = "arm-none-eabi-gcc"
 ARM_SIZE = "arm-none-eabi-size"
@@ -22,14 +21,19 @@ COMMON_CFLAGS = ("-std=c99", "-Os", "-ffunction-sections", "-fdata-sections", "-
 STACK_RESERVE = 4096  # bytes of RAM kept for the stack (and the firmware's own state) in the fit check
 HEAP_SYMBOLS = ("malloc", "_malloc_r", "_sbrk", "calloc", "realloc", "free")
 
-_ENTRY_C = """#include "model.h"
-static int8_t divqat_in[MODEL_INPUT_SIZE];
-static int8_t divqat_out[MODEL_OUTPUT_SIZE];
-volatile int divqat_rc;
-void divqat_entry(void) {
-  divqat_rc = model_run(divqat_in, divqat_out);
-  for (;;) { }
-}
+
+
+def entry_c(prefix: str, header: str = "model.h") -> str:
+    """A tiny entry point that calls `<prefix>_run` once, so the link pulls in exactly what a firmware would."""
+    up = prefix.upper()
+    return f"""#include "{header}"
+static int8_t dq_check_in[{up}_INPUT_SIZE];
+static int8_t dq_check_out[{up}_OUTPUT_SIZE];
+volatile int dq_check_rc;
+void dq_check_entry(void) {{
+  dq_check_rc = {prefix}_run(dq_check_in, dq_check_out);
+  for (;;) {{ }}
+}}
 """
 
 
@@ -46,13 +50,6 @@ class Footprint:
 
     def as_dict(self) -> dict[str, int | str]:
         return dict(self.__dict__)
-
-
-def require_tool(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise CompileError(f"'{tool}' is not installed.", "Install the Arm GNU toolchain (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi).")
-    return path
 
 
 def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: int = 0) -> None:
@@ -76,21 +73,13 @@ def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: 
         )
 
 
-def _run(cmd: list[str], what: str) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CompileError(f"{what} failed: {' '.join(cmd)}\n{(proc.stderr or proc.stdout)[-4000:]}",
-                           "Read the compiler output above; report it if the generated C is at fault.")
-    return proc.stdout + proc.stderr
-
-
 def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = None) -> Footprint:
     """Compile model.c + kernels.c for `core`, link the check image, and measure it."""
     import json
 
     build_dir = Path(build_dir)
-    cc = require_tool(ARM_CC)
-    size = require_tool(ARM_SIZE)
+    cc = tool(ARM_CC)
+    size = tool(ARM_SIZE)
     manifest = json.loads((build_dir / "manifest.json").read_text())
     work = build_dir / (out_subdir or f"arm-{core.name}")
     work.mkdir(parents=True, exist_ok=True)
@@ -98,20 +87,22 @@ def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = No
     objs = []
     for src in manifest.get("sources", ["model.c", "kernels.c"]):
         obj = work / (Path(src).stem + ".o")
-        out = _run([cc, *flags, "-c", str(build_dir / src), "-o", str(obj)], f"{ARM_CC} ({core.name}) of {src}")
-        if "warning" in out:
-            atomic_write_text(work / f"{Path(src).stem}.warnings.txt", out)
+        warnings: list[str] = []
+        run([cc, *flags, "-c", str(build_dir / src), "-o", str(obj)], what=f"{ARM_CC} ({core.name}) of {src}",
+            warnings=warnings)
+        if warnings:
+            atomic_write_text(work / f"{Path(src).stem}.warnings.txt", "\n".join(warnings) + "\n")
         objs.append(obj)
     entry = work / "entry.c"
-    atomic_write_text(entry, _ENTRY_C)
+    atomic_write_text(entry, entry_c(manifest["prefix"], manifest.get("header", "model.h")))
     elf = work / "check.elf"
     map_file = work / "check.map"
-    _run([cc, *flags, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,-e,divqat_entry",
-          str(entry), *map(str, objs), "-lm", "-o", str(elf)], f"link check ({core.name})")
+    run([cc, *flags, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,-e,dq_check_entry",
+         str(entry), *map(str, objs), "-lm", "-o", str(elf)], what=f"link check ({core.name})")
     heap = heap_symbols(map_file.read_text())
     if heap:
         raise CompileError(f"the {core.name} link pulls in heap functions {heap}.", "The generated C must not allocate; report this.")
-    sections = section_sizes(_run([size, "-A", str(elf)], ARM_SIZE))
+    sections = section_sizes(run([size, "-A", str(elf)], what=ARM_SIZE))
     flash = sum(v for k, v in sections.items() if k in (".text", ".rodata", ".data", ".ARM.exidx", ".init", ".fini"))
     ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))
     weights = int(manifest["weight_bytes"])

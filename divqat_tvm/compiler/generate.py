@@ -1,4 +1,4 @@
-"""compile: QDQ ONNX → int8 Graph → Relax/TIR → C library folder (no arm build; see toolchain.py)."""
+"""compile: QDQ ONNX → int8 Graph → Relax/TIR → C library folder (no arm build; see library.py)."""
 
 from __future__ import annotations
 

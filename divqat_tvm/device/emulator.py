@@ -25,7 +25,7 @@ import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild
 from divqat_tvm.errors import DeviceError
-from divqat_tvm.oracle.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, InferResult
+from divqat_tvm.device.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, InferResult
 
 #: semihosting exit codes of firmware/include/dq_semihost.h
 EXIT_CODES = {0x43: "HardFault", 0x44: "MemManage fault", 0x45: "BusFault", 0x46: "UsageFault",
@@ -166,7 +166,7 @@ class QemuRunner:
                                          stderr=err, start_new_session=True)
         try:
             if self.serial == "pty":
-                from divqat_tvm.oracle.serial_backend import SerialTransport
+                from divqat_tvm.device.serial_link import SerialTransport
 
                 self.pty = self._read_pty()
                 transport = SerialTransport(self.pty, failure=self.describe_failure)

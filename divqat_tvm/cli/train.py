@@ -58,7 +58,7 @@ def train_command(
     from divqat_tvm.train.checkpoint import save_checkpoint
     from divqat_tvm.train.loop import TrainConfig
     from divqat_tvm.train.metrics import accuracy, predict_logits
-    from divqat_tvm.train.pipeline import train_teacher
+    from divqat_tvm.train.recipes import train_teacher
 
     _set_threads(threads)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed, device=device, progress=progress)
@@ -103,14 +103,13 @@ def quantize_command(
     threads: Annotated[int, _THREADS] = 0,
 ) -> None:
     """Make the int8 student of a teacher by PTQ, QAT or DivQAT; report its accuracy and KL(teacher ‖ student)."""
-    import torch
 
     from divqat_tvm.data import load_dataset
     from divqat_tvm.quant.config import DivQATConfig, QuantConfig
     from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
     from divqat_tvm.train.loop import TrainConfig
     from divqat_tvm.train.metrics import accuracy, agreement, mean_kl, predict_logits
-    from divqat_tvm.train.pipeline import make_student
+    from divqat_tvm.train.recipes import make_student
 
     quant = QuantConfig(method=method, observer_momentum=observer_momentum, freeze_observers_after=freeze_observers_after, calibration_batches=calibration_batches)
     div = DivQATConfig(alpha=alpha, kl_direction=kl_direction, kl_cap=kl_cap or None, temperature=temperature) if method == "divqat" else None

@@ -24,7 +24,7 @@ import numpy as np
 from divqat_tvm.errors import DeviceError, DivqatError
 from divqat_tvm.experiment.cache import ensure
 from divqat_tvm.experiment.grid import Task
-from divqat_tvm.experiment.runner import TaskContext
+from divqat_tvm.experiment.scheduler import TaskContext
 from divqat_tvm.fileio import atomic_write_bytes
 
 #: bump when what a cached artefact contains changes meaning (forces a rebuild under a new hash)
@@ -32,7 +32,7 @@ ARTEFACT_VERSION = 1
 
 
 def run_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
-    """Dispatch on the task's stage (the runner's `fn_spec` is "divqat_tvm.experiment.pipeline:run_task")."""
+    """Dispatch on the task's stage (the runner's `fn_spec` is "divqat_tvm.experiment.tasks:run_task")."""
     import torch
 
     torch.set_num_threads(ctx.threads)
@@ -87,7 +87,7 @@ def teacher_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     from divqat_tvm.models import build_model
     from divqat_tvm.train.checkpoint import save_checkpoint
     from divqat_tvm.train.metrics import accuracy, predict_logits
-    from divqat_tvm.train.pipeline import train_teacher
+    from divqat_tvm.train.recipes import train_teacher
 
     p = task.params
     info = dataset_info(p["dataset"])
@@ -126,7 +126,7 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         from divqat_tvm.quant.config import DivQATConfig, QuantConfig
         from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
         from divqat_tvm.train.metrics import accuracy, predict_logits
-        from divqat_tvm.train.pipeline import make_student
+        from divqat_tvm.train.recipes import make_student
 
         info = dataset_info(p["dataset"])
         ctx.report(0.0, f"{p['method']} student" + (f" α={p['alpha']:g}" if p["alpha"] is not None else ""))
@@ -157,10 +157,10 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """Compile the model's ONNX into a C build directory for the board's core (cached by model and target).
 
-    Uses the compile command's own function, so the build is exactly what `divqat-tvm compile --target
+    Uses the compiler's front door, so the build is exactly what `divqat-tvm compile --target
     BOARD` writes (manifest, C library, the fit check against the board's flash and RAM).
     """
-    from divqat_tvm.compiler.commands import compile_for_target
+    from divqat_tvm.compiler.api import compile_model
 
     model = ctx.dep(*task.deps[0])
     spec = task.params
@@ -169,7 +169,7 @@ def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     def build(d: Path) -> dict[str, Any]:
         ctx.report(0.3, f"compiling with TVM for {spec['board']}")
-        manifest, _ = compile_for_target(Path(model["onnx"]), d / "build", spec["board"])
+        manifest = compile_model(Path(model["onnx"]), spec["board"], d / "build").manifest
         if manifest.get("core") != spec["core"]:
             raise DivqatError(f"The board {spec['board']} has the core {manifest.get('core')}, not {spec['core']}.",
                               "Make [oracle] core and board agree (see `divqat-tvm targets`).")
@@ -248,12 +248,12 @@ def _npy(a: np.ndarray) -> bytes:
 
 def footprint_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """Instructions per inference (emulated), flash and RAM of the victim's firmware with its defence."""
-    from divqat_tvm.report.footprint import full_footprint
+    from divqat_tvm.device.footprint import measure_footprint
 
     p = task.params
     build = ctx.dep(*task.deps[0])
     ctx.report(0.0, f"building and measuring the firmware on {p['board']}")
-    return footprint_figures(full_footprint(build["build"], p["board"], _defense(p["victim"])))
+    return footprint_figures(measure_footprint(build["build"], p["board"], _defense(p["victim"])))
 
 
 def footprint_figures(f: dict[str, Any]) -> dict[str, Any]:

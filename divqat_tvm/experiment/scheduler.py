@@ -116,7 +116,7 @@ def resolve(spec: str) -> Callable[[Task, TaskContext], dict[str, Any]]:
     """Import "package.module:function" (a string, so worker processes can import it too)."""
     mod, _, attr = spec.partition(":")
     if not attr:
-        raise DivqatError(f"The task function {spec!r} is not of the form module:function.", "Write e.g. divqat_tvm.experiment.pipeline:run_task.")
+        raise DivqatError(f"The task function {spec!r} is not of the form module:function.", "Write e.g. divqat_tvm.experiment.tasks:run_task.")
     return getattr(importlib.import_module(mod), attr)
 
 

@@ -3,6 +3,11 @@ flashed to a board, and its footprint."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,7 +44,7 @@ def _load_inputs(path: Path | None, random_n: int | None, manifest: dict, seed: 
     """int8 rows: a .npy of float32 [N,C,H,W] in the model's input space (quantized like any query) or of int8."""
     import numpy as np
 
-    from divqat_tvm.oracle.host_backend import model_io, quantize_input
+    from divqat_tvm.oracle.backend_tvm_host import model_io, quantize_input
 
     if path is not None:
         if not path.is_file():
@@ -73,8 +78,8 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
 
     from divqat_tvm.device.build import build_firmware
     from divqat_tvm.fileio import atomic_write_json
-    from divqat_tvm.oracle.qemu import QemuRunner, ns_per_tick
-    from divqat_tvm.report.footprint import unit_of
+    from divqat_tvm.device.emulator import QemuRunner, ns_per_tick
+    from divqat_tvm.device.footprint import unit_of
 
     fb = build_firmware(build_dir, board, defense, profile=profile)
     xs = _load_inputs(inputs, random, fb.manifest, seed)
@@ -147,9 +152,10 @@ def footprint_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defen
                       out: Annotated[Optional[Path], typer.Option("--out", help="Directory for footprint.json/.md/.png.")] = None) -> None:
     """Flash, RAM, stack, instructions (QEMU) or cycles (board) per inference and per operator: JSON, Markdown, PNG."""
     from divqat_tvm.device.build import build_firmware
-    from divqat_tvm.report.footprint import full_footprint, write_footprint
+    from divqat_tvm.device.footprint import measure_footprint
+    from divqat_tvm.report.footprint import write_footprint
 
-    fp = full_footprint(build_dir, board, defense, n=inputs, port=port)
+    fp = measure_footprint(build_dir, board, defense, n=inputs, port=port)
     paths = write_footprint(fp, out or build_firmware(build_dir, board, defense).out_dir)
     typer.echo(paths["md"].read_text())
     typer.echo(" ".join(str(p) for p in paths.values()))

@@ -12,11 +12,11 @@ import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild, build_firmware, read_manifest
 from divqat_tvm.device.config import from_postprocessor
-from divqat_tvm.errors import DeviceError
+from divqat_tvm.errors import DeviceError, TargetError
 from divqat_tvm.oracle.base import Oracle
-from divqat_tvm.oracle.host_backend import model_io, quantize_input
-from divqat_tvm.oracle.protocol import DeviceLink, DeviceProtocolError, InferResult
-from divqat_tvm.oracle.qemu import QemuRunner, check_status
+from divqat_tvm.oracle.backend_tvm_host import model_io, quantize_input
+from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferResult
+from divqat_tvm.device.emulator import QemuRunner, check_status
 from divqat_tvm.targets import load_board, resolve
 
 DEFAULT_QEMU_BOARD = "mps2-an500"
@@ -30,8 +30,8 @@ def default_board(manifest: dict) -> str:
             t = resolve(str(target))
             if t.board is not None and t.board.is_qemu:
                 return t.board.name
-        except Exception:
-            pass
+        except TargetError:
+            pass  # a target this installation does not know: emulate on the default machine
     return DEFAULT_QEMU_BOARD
 
 
@@ -139,7 +139,7 @@ class SerialOracle(Oracle):
 
     def __init__(self, port: str, build_dir: str | Path, budget: int | None = None, baud: int = 115200,
                  timeout: float = 60.0, defense: object = None) -> None:
-        from divqat_tvm.oracle.serial_backend import SerialTransport
+        from divqat_tvm.device.serial_link import SerialTransport
 
         self.manifest = read_manifest(Path(build_dir))
         shape, k = model_io(self.manifest)

@@ -8,17 +8,15 @@ bit for bit. The firmware's oracle adds its own C (e.g. firmware/src/postprocess
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from divqat_tvm.errors import CompileError
+from divqat_tvm.toolchain import shared_library
 
-HOST_CFLAGS = ("-O2", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off", "-Wall")
+HOST_CFLAGS = ("-O2", "-std=c99", "-ffp-contract=off", "-Wall")
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -62,35 +60,9 @@ class HostModel:
         self._run.restype = ctypes.c_int
 
     def _build(self, sources: list[Path], includes: list[Path], cc: str) -> Path:
-        if shutil.which(cc) is None:
-            raise CompileError(f"host C compiler '{cc}' not found.", "Install gcc (apt-get install build-essential).")
-        h = hashlib.sha256()
-        for part in [cc, *HOST_CFLAGS, *map(str, includes)]:
-            h.update(part.encode())
-        for s in sources:
-            if not s.is_file():
-                raise CompileError(f"C source '{s}' does not exist.", "Recompile the model or fix the path.")
-            h.update(s.name.encode())
-            h.update(s.read_bytes())
-        for inc in includes:
-            for hdr in sorted(Path(inc).glob("*.h")):
-                h.update(hdr.read_bytes())
-        lib = self.build_dir / f"host-{h.hexdigest()[:16]}.so"
-        if lib.is_file():
-            return lib
-        import os
-        import tempfile
-
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{lib.name}.", suffix=".tmp", dir=self.build_dir)  # per process
-        os.close(fd)
-        tmp = Path(tmp_name)
-        cmd = [cc, *HOST_CFLAGS, *(f"-I{i}" for i in includes), *map(str, sources), "-o", str(tmp), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise CompileError(f"host build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}", "Report the compiler output above.")
-        tmp.replace(lib)  # atomic: concurrent builders of the same sources produce the same library
-        return lib
+        headers = sorted(h for inc in includes for h in Path(inc).glob("*.h"))
+        return shared_library(sources, self.build_dir, [*HOST_CFLAGS, *(f"-I{i}" for i in includes)], headers=headers,
+                              stem="host", cc=cc, what=f"the host build of {self.build_dir}")
 
     @property
     def input_qparams(self) -> tuple[float, int]:
