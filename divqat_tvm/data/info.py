@@ -75,7 +75,6 @@ _INFOS: dict[str, DatasetInfo] = {
     ),
 }
 
-SYNTHETIC_DEFAULT = "synthetic:3x32x32:10"
 _SYNTHETIC_RE = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+)(?::(\d+))?)?$")
 
 

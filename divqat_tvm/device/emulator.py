@@ -96,13 +96,6 @@ class SocketTransport:
         return self.runner.describe_failure()
 
 
-@dataclass(frozen=True)
-class QemuOptions:
-    shared_ram: bool = True
-    timeout: float = 60.0
-    boot_timeout: float = 20.0
-
-
 class QemuRunner:
     """One emulator running one firmware image; a context manager.
 

@@ -18,11 +18,6 @@ def _head(channels: int, num_classes: int) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
 
 
-def _conv_out(size: int, stride: int) -> int:
-    """Output side of a 3x3 (or 1x1) 'same'-padded conv with this stride."""
-    return (size - 1) // stride + 1
-
-
 class ResNetStack(nn.Module):
     """MLPerf Tiny ResNet stack: conv-bn-relu, conv-bn, + shortcut (identity or 1x1 strided conv), relu."""
 
