@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
