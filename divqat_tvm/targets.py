@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ def _int(v: Any) -> int:
     return int(v, 0) if isinstance(v, str) else int(v)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_core(name: str) -> Core:
     d = _read("cores", name)
     try:
@@ -105,7 +105,7 @@ def load_core(name: str) -> Core:
         raise TargetError(f"core file for '{name}' lacks the field {e}.", "See targets/README.md for the fields.") from e
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_board(name: str) -> Board:
     d = _read("boards", name)
     try:

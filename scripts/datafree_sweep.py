@@ -21,11 +21,11 @@ import time
 import numpy as np
 import torch
 
-from divqat_tvm.cli.attack import input_normalization
 from divqat_tvm.attacks.dfme import DFMEConfig, run_dfme
 from divqat_tvm.attacks.generators import pixel_range
 from divqat_tvm.attacks.maze import MAZEConfig, run_maze
 from divqat_tvm.attacks.metrics import Evaluator, victim_top1
+from divqat_tvm.cli.attack import input_normalization
 from divqat_tvm.data import dataset_info, load_dataset
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.fileio import atomic_write_json

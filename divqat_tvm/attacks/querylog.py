@@ -24,8 +24,9 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class QueryLog:
         self._file = open(path, "ab") if writable else None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], header: dict[str, Any]) -> "QueryLog":
+    def open(cls, path: str | os.PathLike[str], header: dict[str, Any]) -> QueryLog:
         """Create a log with `header`, or reopen an existing one whose header equals `header`.
 
         Raises:
@@ -138,7 +139,7 @@ class QueryLog:
         return log
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> "QueryLog":
+    def read(cls, path: str | os.PathLike[str]) -> QueryLog:
         """Open a log read-only (offline replay)."""
         path = Path(path)
         if not path.is_file():
@@ -146,7 +147,7 @@ class QueryLog:
         return cls._load(path, writable=False)
 
     @classmethod
-    def _load(cls, path: Path, writable: bool) -> "QueryLog":
+    def _load(cls, path: Path, writable: bool) -> QueryLog:
         records, end = _read_records(path)
         if not records:
             raise QueryLogError(f"{path} has no header record.", "Delete it and start the attack again.")

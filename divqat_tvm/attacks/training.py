@@ -3,8 +3,8 @@ and offline replay of a query log use it; DFME and MAZE interleave their own ste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

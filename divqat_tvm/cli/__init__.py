@@ -45,14 +45,14 @@ def _root(
 def _register() -> None:
     """Each stage adds its commands here, one line per stage (explicit, no folder scanning)."""
     # STAGES: (keep this list in pipeline order)
-    from divqat_tvm.cli.data import register as _data; _data(app)  # noqa: E702
-    from divqat_tvm.cli.models import register as _models; _models(app)  # noqa: E702
-    from divqat_tvm.cli.train import register as _train; _train(app)  # noqa: E702
+    from divqat_tvm.cli.data import register as _data; _data(app)  # noqa: E702, I001
+    from divqat_tvm.cli.models import register as _models; _models(app)  # noqa: E702, I001
+    from divqat_tvm.cli.train import register as _train; _train(app)  # noqa: E702, I001
     app.command("targets")(targets_command)
-    from divqat_tvm.cli.compile import register as _compiler; _compiler(app)  # noqa: E702
-    from divqat_tvm.cli.device import register as _device; _device(app)  # noqa: E702
-    from divqat_tvm.cli.attack import register as _attacks; _attacks(app)  # noqa: E702
-    from divqat_tvm.cli.experiment import register as _experiment; _experiment(app)  # noqa: E702
+    from divqat_tvm.cli.compile import register as _compiler; _compiler(app)  # noqa: E702, I001
+    from divqat_tvm.cli.device import register as _device; _device(app)  # noqa: E702, I001
+    from divqat_tvm.cli.attack import register as _attacks; _attacks(app)  # noqa: E702, I001
+    from divqat_tvm.cli.experiment import register as _experiment; _experiment(app)  # noqa: E702, I001
 
 
 def targets_command() -> None:

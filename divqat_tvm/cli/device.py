@@ -40,7 +40,7 @@ def build_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense: 
         Console(stderr=True).print(f"[yellow]warning[/yellow] {w}")
 
 
-def _load_inputs(path: Path | None, random_n: int | None, manifest: dict, seed: int) -> "np.ndarray":
+def _load_inputs(path: Path | None, random_n: int | None, manifest: dict, seed: int) -> np.ndarray:
     """int8 rows: a .npy of float32 [N,C,H,W] in the model's input space (quantized like any query) or of int8."""
     import numpy as np
 
@@ -77,9 +77,9 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
     from tqdm import tqdm
 
     from divqat_tvm.device.build import build_firmware
-    from divqat_tvm.fileio import atomic_write_json
     from divqat_tvm.device.emulator import QemuRunner, ns_per_tick
     from divqat_tvm.device.footprint import unit_of
+    from divqat_tvm.fileio import atomic_write_json
 
     fb = build_firmware(build_dir, board, defense, profile=profile)
     xs = _load_inputs(inputs, random, fb.manifest, seed)

@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild
-from divqat_tvm.errors import DeviceError
 from divqat_tvm.device.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, InferResult
+from divqat_tvm.errors import DeviceError
 
 #: semihosting exit codes of firmware/include/dq_semihost.h
 EXIT_CODES = {0x43: "HardFault", 0x44: "MemManage fault", 0x45: "BusFault", 0x46: "UsageFault",
               0x47: "unexpected exception", 134: "CPU lockup (fault without a handler)"}
 
 
-_LIVE: "weakref.WeakSet[QemuRunner]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[QemuRunner] = weakref.WeakSet()
 
 
 @atexit.register
@@ -60,7 +60,7 @@ def ns_per_tick(clock_hz: int) -> float:
 class SocketTransport:
     """QEMU's serial port as a connected unix socket."""
 
-    def __init__(self, sock: socket.socket, runner: "QemuRunner") -> None:
+    def __init__(self, sock: socket.socket, runner: QemuRunner) -> None:
         self.sock = sock
         self.runner = runner
 
@@ -75,7 +75,7 @@ class SocketTransport:
         self.sock.settimeout(max(timeout, 1e-3))
         try:
             data = self.sock.recv(n)
-        except socket.timeout:
+        except TimeoutError:
             return b""
         except OSError:
             data = b""
@@ -313,7 +313,7 @@ class QemuRunner:
             self._tmp = None
         self.link = None
 
-    def __enter__(self) -> "QemuRunner":
+    def __enter__(self) -> QemuRunner:
         self.start()
         return self
 

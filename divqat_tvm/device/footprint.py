@@ -30,7 +30,7 @@ def _per_tick(qemu: bool, timer: str, clock_hz: int) -> float:
     return 1e9 / clock_hz if qemu else 1.0
 
 
-def measure_link(link: Any, ops: list[dict], inputs: "np.ndarray", profile_link: Any = None) -> dict[str, Any]:
+def measure_link(link: Any, ops: list[dict], inputs: np.ndarray, profile_link: Any = None) -> dict[str, Any]:
     """Counts per inference (and per operator from a profiling firmware) over open device links."""
     import numpy as np
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from divqat_tvm.device.build import FIRMWARE_DIR, read_manifest
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor
-from divqat_tvm.toolchain import shared_library
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
+from divqat_tvm.toolchain import shared_library
 
 HOST_CFLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
 _P = ctypes.c_void_p

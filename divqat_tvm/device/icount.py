@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild
-from divqat_tvm.toolchain import tool
-from divqat_tvm.errors import DeviceError
 from divqat_tvm.device.emulator import QemuRunner, ns_per_tick
+from divqat_tvm.errors import DeviceError
+from divqat_tvm.toolchain import tool
 
 _TRACE = re.compile(r"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
 

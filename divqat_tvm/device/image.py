@@ -100,7 +100,7 @@ def parts(map_file: Path) -> dict[str, dict[str, int]]:
     return {"flash": flash, "ram": ram}
 
 
-def static_footprint(fb: "FirmwareBuild") -> dict[str, Any]:
+def static_footprint(fb: FirmwareBuild) -> dict[str, Any]:
     """What the image alone tells: sections, parts, RAM; the measured part is added by `measure`."""
     secs = section_sizes(fb.elf)
     p = parts(fb.map)

@@ -5,7 +5,7 @@ The same transport talks to QEMU started with `-serial pty`, which is how it is 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from divqat_tvm.errors import DeviceError
 

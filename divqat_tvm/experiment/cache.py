@@ -15,8 +15,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from divqat_tvm.fileio import atomic_write_json
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -122,8 +123,8 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         import torch
 
         from divqat_tvm.data import dataset_info
-        from divqat_tvm.quant.export import export_onnx
         from divqat_tvm.quant.config import DivQATConfig, QuantConfig
+        from divqat_tvm.quant.export import export_onnx
         from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
         from divqat_tvm.train.metrics import accuracy, predict_logits
         from divqat_tvm.train.recipes import make_student
@@ -326,8 +327,8 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """One cell: steal the victim through its deployed path with a fresh student; resumes from its query log."""
     import torch
 
-    from divqat_tvm.attacks.metrics import Evaluator
     from divqat_tvm.attacks.generators import pixel_range
+    from divqat_tvm.attacks.metrics import Evaluator
     from divqat_tvm.attacks.runner import run_attack
     from divqat_tvm.data import dataset_info
     from divqat_tvm.models import build_model

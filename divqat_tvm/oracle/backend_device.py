@@ -12,11 +12,11 @@ import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild, build_firmware, read_manifest
 from divqat_tvm.device.config import from_postprocessor
-from divqat_tvm.errors import DeviceError, TargetError
-from divqat_tvm.oracle.base import Oracle
-from divqat_tvm.oracle.backend_tvm_host import model_io, quantize_input
-from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferResult
 from divqat_tvm.device.emulator import QemuRunner, check_status
+from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferResult
+from divqat_tvm.errors import DeviceError, TargetError
+from divqat_tvm.oracle.backend_tvm_host import model_io, quantize_input
+from divqat_tvm.oracle.base import Oracle
 from divqat_tvm.targets import load_board, resolve
 
 DEFAULT_QEMU_BOARD = "mps2-an500"

@@ -9,7 +9,7 @@ privacy; this keeps honest attack code honest, and tests check attacks only use 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ class TorchOracle(Oracle):
     @classmethod
     def from_checkpoint(
         cls, path: str | os.PathLike[str], defense: Callable | None = None, budget: int | None = None
-    ) -> "TorchOracle":
+    ) -> TorchOracle:
         """Open a checkpoint written by `divqat_tvm.train.checkpoint.save_checkpoint`.
 
         Raises:

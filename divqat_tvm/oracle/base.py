@@ -62,7 +62,7 @@ class Oracle(abc.ABC):
     def close(self) -> None:
         """Release processes, ports and files; idempotent."""
 
-    def __enter__(self) -> "Oracle":
+    def __enter__(self) -> Oracle:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:

@@ -6,8 +6,8 @@ from `_register_builtin()` below (one line per backend), never by scanning folde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.oracle.base import Oracle

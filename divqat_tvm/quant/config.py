@@ -56,7 +56,7 @@ class QuantConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "QuantConfig":
+    def from_dict(cls, d: dict[str, Any]) -> QuantConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

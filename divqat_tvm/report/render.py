@@ -10,7 +10,7 @@ import base64
 import html
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,7 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
     hb: list[str] = []
     title = f"divqat-tvm report: {exp['name']}"
     prof = exp["profile"]
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = (f"Profile `{prof['name']}` ({prof['description']}); oracle backend `{exp['backend']}`"
              f"{' on ' + exp['board'] if exp['backend'] == 'qemu' else ''}; attack seeds {exp['seeds']}; "
              f"{summary['cells_finished']} of {summary['cells_expected']} attack cells finished. "

@@ -9,8 +9,9 @@ victims, so DivQAT − QAT per seed cancels most of the seed-to-seed spread that
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from scipy import stats as sps
 

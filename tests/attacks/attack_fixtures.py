@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from divqat_tvm.attacks.metrics import Evaluator
-from divqat_tvm.oracle.base import Oracle
 from divqat_tvm.oracle.backend_torch import TorchOracle
+from divqat_tvm.oracle.base import Oracle
 
 SHAPE = (1, 8, 8)
 K = 10

@@ -8,8 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from attack_fixtures import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
-from divqat_tvm.attacks import DFMEConfig, FitConfig, KnockoffConfig, MAZEConfig, QueryLog, QueryLogError, replay_log, run_attack
+from attack_fixtures import SHAPE, CountingOracle, K, SurrogateSet, make_student, make_victim
+from divqat_tvm.attacks import (
+    DFMEConfig,
+    FitConfig,
+    KnockoffConfig,
+    MAZEConfig,
+    QueryLog,
+    QueryLogError,
+    replay_log,
+    run_attack,
+)
 from divqat_tvm.attacks.querylog import FINGERPRINT, LoggedOracle
 from divqat_tvm.oracle.backend_torch import TorchOracle
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from attack_fixtures import SHAPE, K, CountingOracle, SurrogateSet, make_student, make_victim
+from attack_fixtures import SHAPE, CountingOracle, K, SurrogateSet, make_student, make_victim
 from divqat_tvm.attacks.dfme import DFMEConfig, estimate_gradient
 from divqat_tvm.attacks.knockoff import KnockoffConfig, bandit_update
 from divqat_tvm.attacks.maze import MAZEConfig, zoge_backward

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from divqat_tvm.cli.attack import _evaluator, input_normalization, _pixel_bounds
+from divqat_tvm.cli.attack import _evaluator, _pixel_bounds, input_normalization
 from divqat_tvm.data import dataset_info, load_dataset
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.oracle import victim_meta

@@ -54,8 +54,8 @@ def test_footprint_figures_from_the_firmware_json() -> None:
 
 def test_device_errors_are_retried_then_raised(tmp_path) -> None:
     from divqat_tvm.errors import DeviceError
-    from divqat_tvm.experiment.tasks import with_device_retries
     from divqat_tvm.experiment.scheduler import TaskContext
+    from divqat_tvm.experiment.tasks import with_device_retries
 
     ctx = TaskContext(tmp_path, tmp_path, tmp_path)
     calls = []

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from divqat_tvm.cli import app
-from divqat_tvm.errors import DivqatError
 from divqat_tvm.cli.models import parse_shape
+from divqat_tvm.errors import DivqatError
 
 
 def test_models_command_prints_counts() -> None:

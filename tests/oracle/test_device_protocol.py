@@ -8,8 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from divqat_tvm.errors import DeviceError
 from divqat_tvm.device import protocol as P
+from divqat_tvm.errors import DeviceError
 
 
 def test_frame_layout_and_crc():

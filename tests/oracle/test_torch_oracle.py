@@ -58,8 +58,8 @@ def test_model_is_not_an_attribute_of_the_oracle():
 
 
 def test_from_checkpoint_uses_the_checkpoint_contract(tmp_path):
-    from divqat_tvm.train import checkpoint
     from divqat_tvm.models import build_model
+    from divqat_tvm.train import checkpoint
 
     model = build_model("tinycnn", 1, 10, 28).eval()
     meta = {

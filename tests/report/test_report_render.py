@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.experiment.config import validate_experiment
-from divqat_tvm.report.render import render_report, headline
+from divqat_tvm.report.render import headline, render_report
 from divqat_tvm.report.results import summarize_run
 from divqat_tvm.report.stats import paired_difference, summarize
 
