@@ -122,22 +122,23 @@ def run_seed(a: argparse.Namespace, seed: int, workdir: Path) -> list[dict[str, 
     return rows
 
 
+def _mean_sd(rs: list[dict[str, Any]], key: str) -> tuple[float | None, float | None]:
+    """Mean and sample std of `key` over the rows that have it (std 0 for one row); (None, None) for none."""
+    v = [r[key] for r in rs if r.get(key) is not None]
+    if not v:
+        return None, None
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample std over seeds for each model."""
     out = []
     for label in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == label]
-
-        def ms(key: str) -> tuple[float | None, float | None]:
-            v = [r[key] for r in rs if r.get(key) is not None]
-            if not v:
-                return None, None
-            return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
-
-        acc, acc_sd = ms("accuracy")
-        kl, kl_sd = ms("kl_teacher_student")
-        agr, _ = ms("agreement_with_teacher")
-        ort, _ = ms("ort_agreement")
+        acc, acc_sd = _mean_sd(rs, "accuracy")
+        kl, kl_sd = _mean_sd(rs, "kl_teacher_student")
+        agr, _ = _mean_sd(rs, "agreement_with_teacher")
+        ort, _ = _mean_sd(rs, "ort_agreement")
         out.append({"model": label, "seeds": len(rs), "accuracy": acc, "accuracy_std": acc_sd, "kl_teacher_student": kl,
                     "kl_std": kl_sd, "agreement_with_teacher": agr, "ort_agreement_min": min((r["ort_agreement"] for r in rs if r["ort_agreement"] is not None), default=None)})
     return out

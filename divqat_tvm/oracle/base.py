@@ -59,7 +59,7 @@ class Oracle(abc.ABC):
     def _query(self, x: np.ndarray) -> np.ndarray:
         """Backend-specific answer for a validated float32 batch [N, C, H, W]."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- an optional hook: backends holding nothing keep this no-op
         """Release processes, ports and files; idempotent."""
 
     def __enter__(self) -> Oracle:
