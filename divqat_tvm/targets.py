@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from divqat_tvm.errors import TargetError
+from divqat_tvm.resources import data_dir
 
 
 def targets_dir() -> Path:
-    """`$DIVQAT_TARGETS`, else the repository's `targets/` next to the package."""
+    """`$DIVQAT_TARGETS`, else the package's `targets/` (the repository's, or the wheel's copy)."""
     env = os.environ.get("DIVQAT_TARGETS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "targets"
+    return Path(env) if env else data_dir("targets")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "divqat_tvm"
 
 #: bottom to top; a module may import its own layer or any layer below it, never one above.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "fileio", "targets", "toolchain"),
+    ("errors", "fileio", "resources", "targets", "toolchain"),
     ("data", "models"),
     ("quant", "defenses"),
     ("train",),

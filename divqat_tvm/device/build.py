@@ -19,13 +19,14 @@ from typing import Any, Iterator
 
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor
 from divqat_tvm.device.image import static_footprint
+from divqat_tvm.resources import data_dir
 from divqat_tvm.toolchain import run, tool
 from divqat_tvm.errors import CompileError, TargetError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 from divqat_tvm.targets import Board, Core, load_board, load_core
 
 FW_VERSION = "0.1.0"
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent.parent / "firmware"
+FIRMWARE_DIR = data_dir("firmware")
 DEFAULT_STACK_BYTES = 16 * 1024
 COMMON_CFLAGS = [
     "-O2", "-g", "-std=gnu11", "-Wall", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off",
