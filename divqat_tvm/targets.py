@@ -34,6 +34,10 @@ class Core:
     cycle_counter: str | None
     default_board: str | None
     notes: str = ""
+    #: a typical part's flash and RAM (bytes) and its name, for a fit warning when no board is named
+    typical_flash: int | None = None
+    typical_ram: int | None = None
+    typical_part: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,9 @@ def load_core(name: str) -> Core:
         return Core(
             name=d["name"], arch=d["arch"], cflags=tuple(d["cflags"]), fpu=d.get("fpu"), dsp=bool(d["dsp"]),
             mve=bool(d["mve"]), cycle_counter=d.get("cycle_counter"), default_board=d.get("default_board"),
-            notes=d.get("notes", ""),
+            notes=d.get("notes", ""), typical_flash=(d.get("typical_memory") or {}).get("flash"),
+            typical_ram=(d.get("typical_memory") or {}).get("ram"),
+            typical_part=(d.get("typical_memory") or {}).get("example", ""),
         )
     except KeyError as e:
         raise TargetError(f"core file for '{name}' lacks the field {e}.", "See targets/README.md for the fields.") from e

@@ -4,9 +4,24 @@ with arm-none-eabi-gcc for the target's core, print the footprint."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
+
+
+_UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+
+
+def parse_size(text: str | None) -> int | None:
+    """"512K", "1M", "1.5MiB" or a plain byte count -> bytes (binary units, as datasheets give memory)."""
+    if text is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise typer.BadParameter(f"'{text}' is not a size; write e.g. 512K, 1M or 65536 (bytes).")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def compile_command(
@@ -15,14 +30,19 @@ def compile_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder, e.g. build/resnet8.")] = Path("build/model"),
     requant: Annotated[str, typer.Option("--requant", help='"fixed" (TFLite/CMSIS-NN, integer only) or "float" (onnxruntime/MLAS).')] = "fixed",
     prefix: Annotated[str, typer.Option("--prefix", help="C prefix of the run function and symbols.")] = "model",
+    flash: Annotated[Optional[str], typer.Option("--flash", help="Your part's flash (e.g. 512K): refuse if the model does not fit.")] = None,
+    ram: Annotated[Optional[str], typer.Option("--ram", help="Your part's RAM (e.g. 128K): refuse if the model does not fit.")] = None,
 ) -> None:
-    """Compile a quantized ONNX model to a standalone C library for a Cortex-M core and print its footprint."""
+    """Compile a quantized model (ONNX QDQ or int8 TFLite) to a standalone C library for a Cortex-M core.
+
+    Prints the footprint. Example: divqat-tvm compile model.tflite --target cortex-m4 --ram 128K --out build/m
+    """
     from rich.console import Console
     from rich.table import Table
 
     from divqat_tvm.compiler.api import compile_model
 
-    cm = compile_model(model, target, out, prefix=prefix, requant=requant)
+    cm = compile_model(model, target, out, prefix=prefix, requant=requant, flash=parse_size(flash), ram=parse_size(ram))
     for note in cm.notes:
         typer.echo(f"note: {note}", err=True)
     manifest, fp = cm.manifest, cm.footprint

@@ -72,11 +72,13 @@ class CompiledModel:
 
 
 def compile_model(model: str | Path, target: str, out: str | Path, *, prefix: str = "model", requant: str = "fixed",
-                  arm: bool = True) -> CompiledModel:
+                  arm: bool = True, flash: int | None = None, ram: int | None = None) -> CompiledModel:
     """Compile a quantized model (ONNX QDQ or int8 TFLite) for a core or board.
 
     The fit is checked before any arm build (weights + arena against the target's flash and RAM) and again with
-    the code size after it, so a model too large for the board fails early with a clear message.
+    the code size after it, so a model too large for the board fails early with a clear message. `flash` and
+    `ram` (bytes) override the board's memory; a target that names a core is also compared with a typical
+    part of that core, with a warning (in `notes`) rather than a refusal.
     """
     model, out = Path(model), Path(out)
     if not model.is_file():
@@ -88,11 +90,14 @@ def compile_model(model: str | Path, target: str, out: str | Path, *, prefix: st
     imp = importer_for(model)
     manifest = imp.compile(model, out, requant=requant, prefix=prefix, target=tgt.name, core=tgt.core.name,
                            meta=imp.meta(model))
-    library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"])
+    fit: dict[str, Any] = {"flash": flash, "ram": ram, "named_core": tgt.board is None or tgt.core.name == target}
+    fit_notes = library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"], **fit)
     footprint = None
     if arm:
         footprint = library.build_library(out, tgt.core)
-        library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"], footprint.code_bytes)
+        fit_notes = library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"], footprint.code_bytes,
+                                       **fit)
         atomic_write_json(out / "footprint.json", {**footprint.as_dict(), "target": tgt.name,
                                                   "board": tgt.board.name if tgt.board else None})
+    notes += fit_notes
     return CompiledModel(out, manifest, footprint, tuple(notes))

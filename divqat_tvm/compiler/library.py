@@ -52,25 +52,41 @@ class Footprint:
         return dict(self.__dict__)
 
 
-def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: int = 0) -> None:
-    """Fail before building if the model cannot fit the board (no board: nothing to check)."""
-    board = target.board
-    if board is None:
-        return
-    flash_need = weight_bytes + code_bytes
-    ram_need = arena_bytes + STACK_RESERVE
-    if flash_need > board.flash.length:
-        raise CompileError(
-            f"the model needs {flash_need} bytes of flash (weights {weight_bytes} + code {code_bytes}) but "
-            f"{board.name} has {board.flash.length}.",
-            "Use a smaller model or a board with more flash.",
-        )
-    if ram_need > board.ram.length:
-        raise CompileError(
-            f"the model needs {ram_need} bytes of RAM (arena {arena_bytes} + stack reserve {STACK_RESERVE}) but "
-            f"{board.name} has {board.ram.length}.",
-            "Use a smaller model (fewer channels or a smaller input) or a board with more RAM.",
-        )
+def _need(weight_bytes: int, arena_bytes: int, code_bytes: int) -> tuple[int, int, str, str]:
+    flash = weight_bytes + code_bytes
+    ram = arena_bytes + STACK_RESERVE
+    return (flash, ram, f"weights {weight_bytes:,} + code {code_bytes:,}",
+            f"arena {arena_bytes:,} + stack reserve {STACK_RESERVE:,}")
+
+
+def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: int = 0, *,
+               flash: int | None = None, ram: int | None = None, named_core: bool = False) -> list[str]:
+    """Refuse a model that cannot fit; warn where the limit is only typical. Returns the warnings.
+
+    Limits, strongest first: the user's `flash`/`ram` (refuse), the board's memory (refuse), and, when the
+    target names a core rather than a board, a typical part of that core (`typical_memory` in its JSON: warn).
+    """
+    need_flash, need_ram, flash_what, ram_what = _need(weight_bytes, arena_bytes, code_bytes)
+    limits = []
+    if flash is not None or ram is not None:
+        limits.append(("the --flash/--ram you gave", flash, ram, True))
+    elif target.board is not None and not named_core:
+        limits.append((target.board.name, target.board.flash.length, target.board.ram.length, True))
+    if named_core and flash is None and ram is None:
+        c = target.core
+        limits.append((f"a typical {c.name} part ({c.typical_part})", c.typical_flash, c.typical_ram, False))
+    warnings = []
+    for where, f_cap, r_cap, hard in limits:
+        for kind, need, cap, what in (("flash", need_flash, f_cap, flash_what), ("RAM", need_ram, r_cap, ram_what)):
+            if cap is None or need <= cap:
+                continue
+            msg = f"the model needs {need:,} bytes of {kind} ({what}) but {where} has {cap:,}"
+            if hard:
+                fix = ("Use a smaller model (fewer channels or a smaller input) or a part with more memory."
+                       if kind == "RAM" else "Use a smaller model or a part with more flash.")
+                raise CompileError(msg + ".", fix)
+            warnings.append(msg + "; name your board with --target BOARD or give --flash/--ram to check exactly.")
+    return warnings
 
 
 def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = None) -> Footprint:

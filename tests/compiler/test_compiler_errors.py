@@ -63,9 +63,9 @@ def test_model_too_large_for_board_fails_before_building(tmp_path) -> None:
     with pytest.raises(CompileError) as e:
         compile_model(path, "stm32f746g-disco", out)
     msg = e.value.problem
-    assert "RAM" in msg and "327680" in msg and "stm32f746g-disco" in msg
+    assert "RAM" in msg and "327,680" in msg and "stm32f746g-disco" in msg
     arena = int(__import__("json").loads((out / "manifest.json").read_text())["arena_bytes"])
-    assert str(arena) in msg
+    assert f"{arena:,}" in msg
     assert not any(p.name.startswith("arm-") for p in out.iterdir())
 
 
@@ -75,7 +75,7 @@ def test_flash_check_names_weights_and_code() -> None:
 
     target = resolve("stm32f746g-disco")
     check_fits(target, weight_bytes=500_000, arena_bytes=100_000, code_bytes=20_000)  # fits
-    with pytest.raises(CompileError, match=r"flash \(weights 1040000 \+ code 20000\)"):
+    with pytest.raises(CompileError, match=r"flash \(weights 1,040,000 \+ code 20,000\)"):
         check_fits(target, weight_bytes=1_040_000, arena_bytes=1000, code_bytes=20_000)
 
 
