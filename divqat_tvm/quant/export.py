@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -25,7 +26,7 @@ from divqat_tvm.fileio import atomic_write_bytes
 from divqat_tvm.quant import primitives as P
 from divqat_tvm.quant.fake_quant import ActFakeQuant
 from divqat_tvm.quant.prepare import QuantizedModel, quantized_ops
-from divqat_tvm.quant.qmodules import QConv2d, QLinear
+from divqat_tvm.quant.qmodules import QAdd, QAvgPool, QConv2d, QLinear
 
 OPSET = 13
 IR_VERSION = 8
@@ -77,7 +78,7 @@ class _Builder:
         return wd, bd
 
 
-def _pair(v: int | tuple[int, ...]) -> list[int]:
+def _pair(v: int | Sequence[int]) -> list[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
 
 
@@ -93,7 +94,7 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
         raise DivqatError("the student has uncalibrated activation ranges.", "Calibrate (PTQ) or train (QAT) it before exporting.")
     out: dict[str, str] = {}
     last = ops[-1].name
-    for op in ops:
+    for op in ops:  # each op.kind names its op.module's type (see quantized_ops), hence the casts below
         n = op.name
         final = "logits" if n == last else None
         xs = [out[i] for i in op.inputs]
@@ -101,7 +102,7 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
             out[n] = b.q_dq("input", n, op.out_fq, final)
             continue
         if op.kind == "conv":
-            m: QConv2d = op.module  # type: ignore[assignment]
+            m = cast(QConv2d, op.module)
             wd, bd = b.weight_bias(n, m, op.in_fq[0])
             ph, pw = _pair(m.padding)
             y = b.node(
@@ -111,14 +112,14 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
             if m.relu:
                 y = b.node("Relu", [y], f"{n}_relu")
         elif op.kind == "linear":
-            wd, bd = b.weight_bias(n, op.module, op.in_fq[0])  # type: ignore[arg-type]
+            wd, bd = b.weight_bias(n, cast(QLinear, op.module), op.in_fq[0])
             y = b.node("Gemm", [xs[0], wd, bd], f"{n}_gemm", transB=1)
         elif op.kind == "add":
             y = b.node("Add", xs, f"{n}_add")
-            if op.module.relu:  # type: ignore[union-attr]
+            if cast(QAdd, op.module).relu:
                 y = b.node("Relu", [y], f"{n}_relu")
         elif op.kind == "maxpool":
-            p: nn.MaxPool2d = op.module  # type: ignore[assignment]
+            p = cast(nn.MaxPool2d, op.module)
             k = _pair(p.kernel_size)
             ph, pw = _pair(p.padding)
             y = b.node(
@@ -126,7 +127,7 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
                 pads=[ph, pw, ph, pw], dilations=_pair(p.dilation),
             )
         elif op.kind == "avgpool":
-            pool = op.module.pool  # type: ignore[union-attr]
+            pool = cast(QAvgPool, op.module).pool
             if isinstance(pool, nn.AdaptiveAvgPool2d):
                 y = b.node("GlobalAveragePool", xs, f"{n}_gap")
             else:
@@ -145,12 +146,12 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
     with torch.no_grad():
         was = student.training
         student.eval()
-        k = int(student(torch.zeros(1, *input_shape, device=next(student.parameters()).device)).shape[1])
+        num_classes = int(student(torch.zeros(1, *input_shape, device=next(student.parameters()).device)).shape[1])
         student.train(was)
     graph = helper.make_graph(
         b.nodes, "divqat_int8",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *map(int, input_shape)])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", k])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes])],
         initializer=b.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="divqat-tvm")

@@ -18,7 +18,7 @@ class _FakeQuantSTE(torch.autograd.Function):
     """q/dq with a clipped straight-through gradient."""
 
     @staticmethod
-    def forward(ctx, x, scale, zero_point, qmin: int, qmax: int, axis: int | None):  # type: ignore[override]
+    def forward(ctx, x, scale, zero_point, qmin: int, qmax: int, axis: int | None):
         s = P._bcast(scale.to(torch.float32), x.dim(), axis)
         z = P._bcast(zero_point.to(torch.int64), x.dim(), axis)
         q = torch.round(x / s).to(torch.int64) + z
@@ -27,7 +27,7 @@ class _FakeQuantSTE(torch.autograd.Function):
         return (torch.clamp(q, qmin, qmax) - z).to(x.dtype) * s
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         (inside,) = ctx.saved_tensors
         return grad * inside.to(grad.dtype), None, None, None, None, None
 
@@ -36,12 +36,12 @@ class _RoundSTE(torch.autograd.Function):
     """q/dq without clipping mask (int32 bias: the range is never reached in practice, saturate anyway)."""
 
     @staticmethod
-    def forward(ctx, x, scale):  # type: ignore[override]
+    def forward(ctx, x, scale):
         q = torch.clamp(torch.round(x / scale), P.INT32_MIN, P.INT32_MAX)
         return q * scale
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         return grad, None
 
 
@@ -75,6 +75,15 @@ class ActFakeQuant(nn.Module):
     Args:
         momentum: EMA weight of the newest batch in "ema" mode.
     """
+
+    # buffers (registered in __init__), declared for type checkers
+    min_val: torch.Tensor
+    max_val: torch.Tensor
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    initialized: torch.Tensor
+    frozen: torch.Tensor
+    ema: torch.Tensor
 
     def __init__(self, momentum: float = 0.01) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -114,7 +115,7 @@ class QuantizedModel(nn.Module):
 
     def input_qparams(self) -> tuple[float, int]:
         """(scale, zero_point) the input is quantized with: what a device applies to a sensor's floats."""
-        fq = self.graph_module.get_submodule("input_fq")
+        fq = cast(ActFakeQuant, self.graph_module.get_submodule("input_fq"))  # prepare() always adds it
         return float(fq.scale), int(fq.zero_point)
 
 
@@ -183,9 +184,9 @@ def quantize_model(
                 (x,) = args
                 w, b = fold_conv_bn(mod.conv, mod.bn)
                 c = mod.conv
-                q = QConv2d(w, b, c.stride, c.padding, c.dilation, c.groups, mod.relu, mom)
                 if c.padding_mode != "zeros" or isinstance(c.padding, str):
                     raise _unsupported(f"conv {node.target} with padding {c.padding!r}/{c.padding_mode}")
+                q = QConv2d(w, b, c.stride, c.padding, c.dilation, c.groups, mod.relu, mom)
                 name = add(node.target, q)
                 s_in = graph.get_attr(f"{source[x]}.scale")
                 env[node] = graph.call_module(name, (env[x], s_in))
@@ -278,8 +279,9 @@ def quantized_ops(student: QuantizedModel) -> Iterator[QOp]:
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue
-        mod = gm.get_submodule(node.target)
-        ins = tuple(a.target for a in node.args if isinstance(a, fx.Node) and a.op == "call_module")
+        target = cast(str, node.target)  # a call_module node's target is the submodule's qualified name
+        mod = gm.get_submodule(target)
+        ins = tuple(cast(str, a.target) for a in node.args if isinstance(a, fx.Node) and a.op == "call_module")
         in_fq = tuple(out_of[i] for i in ins)
         if isinstance(mod, ActFakeQuant):
             kind, out = "input", mod
@@ -297,5 +299,5 @@ def quantized_ops(student: QuantizedModel) -> Iterator[QOp]:
             kind, out = "flatten", in_fq[0]
         else:  # pragma: no cover - prepare never creates anything else
             raise AssertionError(f"unexpected module {type(mod).__name__}")
-        out_of[node.target] = out
-        yield QOp(kind, node.target, mod, ins, in_fq, out)
+        out_of[target] = out
+        yield QOp(kind, target, mod, ins, in_fq, out)

@@ -14,6 +14,7 @@ multiplication by its reciprocal), float32 scales — the same as onnxruntime's 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ def activation_qparams(
 
 
 def quantize_np(
-    x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int, qmin: int, qmax: int,
+    x: np.ndarray, scale: np.ndarray | np.floating[Any] | float, zero_point: np.ndarray | int, qmin: int, qmax: int,
     axis: int | None = None, dtype: type = np.int8,
 ) -> np.ndarray:
     """clamp(round_half_even(x / scale) + zp, qmin, qmax); per-channel along `axis` when given."""

@@ -19,8 +19,8 @@ class QConv2d(nn.Module):
     """Conv2d with folded BN, per-channel int8 weights, int32 bias, optional fused ReLU, int8 output."""
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
-        dilation: tuple[int, int], groups: int, relu: bool, momentum: float,
+        self, weight: torch.Tensor, bias: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
+        dilation: tuple[int, ...], groups: int, relu: bool, momentum: float,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone())
@@ -71,7 +71,7 @@ class QAdd(nn.Module):
 class QAvgPool(nn.Module):
     """Average pooling (windowed or global) with its own output qparams (the mean leaves the input grid)."""
 
-    def __init__(self, pool: nn.Module, momentum: float) -> None:
+    def __init__(self, pool: nn.AvgPool2d | nn.AdaptiveAvgPool2d, momentum: float) -> None:
         super().__init__()
         self.pool = pool
         self.out_fq = ActFakeQuant(momentum)
