@@ -86,13 +86,13 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
     con = Console()
     results, stats = [], []
     with QemuRunner(fb, shared_ram=transfer == "shared") as r:
-        info = r.info
-        con.print(f"{r.link.hello}  (cpuid {info.cpuid:#010x}, timer {info.timer}, input {info.input_size} int8, "
+        link, info = r.connection()
+        con.print(f"{link.hello}  (cpuid {info.cpuid:#010x}, timer {info.timer}, input {info.input_size} int8, "
                   f"transfer {'shared RAM' if r.shared else 'UART'})")
         for x in tqdm(xs, desc="inferences", unit="inf"):
             results.append(r.infer(x))
             if profile:
-                stats.append(r.link.stats())
+                stats.append(r.connection()[0].stats())
     unit = unit_of(info.qemu, info.timer)
     k = ns_per_tick(info.clock_hz)
     model = np.array([res.model_ticks for res in results]) * k

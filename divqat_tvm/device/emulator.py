@@ -19,12 +19,16 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild
 from divqat_tvm.device.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, InferResult
-from divqat_tvm.errors import DeviceError
+from divqat_tvm.errors import DeviceError, TargetError
+
+if TYPE_CHECKING:
+    from divqat_tvm.device.serial_link import SerialTransport
 
 #: semihosting exit codes of firmware/include/dq_semihost.h
 EXIT_CODES = {0x43: "HardFault", 0x44: "MemManage fault", 0x45: "BusFault", 0x46: "UsageFault",
@@ -110,8 +114,12 @@ class QemuRunner:
         if not fw.board.is_qemu:
             raise DeviceError(f"board '{fw.board.name}' is a real board, not a QEMU machine.",
                               "Use the serial backend (serial:PORT@BUILD_DIR) or flash it with `divqat-tvm flash`.")
+        if fw.board.qemu is None:
+            raise TargetError(f"board file for '{fw.board.name}' says kind qemu but has no \"qemu\" section.",
+                              "See targets/README.md for the fields.")
         self.fw = fw
-        self.shm_window = (fw.board.qemu or {}).get("shared_ram") if shared_ram else None
+        self.qemu: dict[str, Any] = fw.board.qemu
+        self.shm_window: dict[str, Any] | None = self.qemu.get("shared_ram") if shared_ram else None
         self.timeout = timeout
         self.boot_timeout = boot_timeout
         self.serial = serial
@@ -131,7 +139,7 @@ class QemuRunner:
         if qemu is None:
             raise DeviceError("qemu-system-arm was not found on PATH.",
                               "Install it: apt-get install --no-install-recommends -y qemu-system-arm (or run scripts/setup.sh).")
-        machine = self.fw.board.qemu["machine"]
+        machine = self.qemu["machine"]
         cmd = [qemu, "-machine", machine, "-display", "none", "-monitor", "none", "-nodefaults",
                "-icount", "shift=0,align=off,sleep=off", "-semihosting-config", "enable=on,target=native",
                "-kernel", str(self.fw.elf)]
@@ -140,7 +148,7 @@ class QemuRunner:
         else:
             cmd += ["-chardev", f"socket,id=s0,path={sock_path},server=on,wait=on", "-serial", "chardev:s0"]
         if shm_path is not None:
-            m = self.shm_window["qemu_m"]
+            m = self._window()["qemu_m"]
             cmd += ["-m", m, "-object", f"memory-backend-file,id=shm,size={m},mem-path={shm_path},share=on",
                     "-machine", "memory-backend=shm"]
         return cmd + self.extra_args
@@ -156,6 +164,7 @@ class QemuRunner:
         with open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.serial == "pty" else subprocess.DEVNULL,
                                          stderr=err, start_new_session=True)
+        transport: SerialTransport | SocketTransport
         try:
             if self.serial == "pty":
                 from divqat_tvm.device.serial_link import SerialTransport
@@ -222,12 +231,29 @@ class QemuRunner:
                           "Check that qemu-system-arm supports the machine and the firmware image exists.")
 
     def _map_shared(self, path: str) -> None:
-        window = int(self.shm_window["length"])
+        window = int(self._window()["length"])
         fd = os.open(path, os.O_RDWR)
         try:
             self._mm = mmap.mmap(fd, window, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
+
+    def _window(self) -> dict[str, Any]:
+        """The board's shared-RAM window, for a runner that uses one."""
+        if self.shm_window is None:
+            raise DeviceError(f"this emulator of '{self.fw.board.name}' uses no shared-RAM window.",
+                              "Start it with shared_ram=True on a board whose qemu section has a shared_ram window.")
+        return self.shm_window
+
+    def connection(self) -> tuple[DeviceLink, DeviceInfo]:
+        """The open link and the firmware's INFO.
+
+        Raises:
+            DeviceError: the emulator is not running (start it, or use the runner as a context manager).
+        """
+        if self.link is None or self.info is None:
+            raise DeviceError("the emulator is not running.", "Start it (QemuRunner.start, or a with-block) first.")
+        return self.link, self.info
 
     @property
     def shared(self) -> bool:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from divqat_tvm.device.image import static_footprint
+from divqat_tvm.errors import DeviceError
 
 if TYPE_CHECKING:
     import numpy as np
-    pass
 
 # ------------------------------------------------------------------------------------------ measured part
 
@@ -54,24 +54,26 @@ def measure_link(link: Any, ops: list[dict], inputs: np.ndarray, profile_link: A
     }
     out["total_per_inference"] = out["model_per_inference"]["mean"] + out["postprocess_per_inference"]["mean"]
     if profile_link is not None:
-        sums = None
+        sums: np.ndarray | None = None
         totals = []
         for x in inputs:
             profile_link.infer_inline(x)
             st = profile_link.stats()
             sums = np.array(st.op_ticks, dtype=np.float64) if sums is None else sums + st.op_ticks
             totals.append(st.total_ticks)
-        sums = sums / len(inputs) * per_tick
+        if sums is None:
+            raise DeviceError("no inputs to profile the operators with.", "Pass at least one input.")
+        per_op = sums / len(inputs) * per_tick
         rows = []
-        for i, v in enumerate(sums):
-            op = ops[i] if i < len(ops) else {"name": f"op{i}", "kind": "?", "macs": 0}
+        for i, v in enumerate(per_op):
+            op: dict[str, Any] = ops[i] if i < len(ops) else {"name": f"op{i}", "kind": "?", "macs": 0}
             macs = int(op.get("macs", 0) or 0)
             rows.append({"index": i, "name": op.get("name"), "kind": op.get("kind"), "macs": macs, "count": float(v),
                          "per_mac": float(v) / macs if macs else None})
         prof_total = float(np.mean(totals)) * per_tick
         out["per_operator"] = rows
         out["profiled_total"] = prof_total
-        out["profiling_overhead"] = prof_total - float(sums.sum())
+        out["profiling_overhead"] = prof_total - float(per_op.sum())
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,10 +15,14 @@ from divqat_tvm.device.build import FirmwareBuild, build_firmware, read_manifest
 from divqat_tvm.device.config import from_postprocessor
 from divqat_tvm.device.emulator import QemuRunner, check_status
 from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferResult
-from divqat_tvm.errors import DeviceError, TargetError
+from divqat_tvm.errors import DeviceError, DivqatError, TargetError
 from divqat_tvm.oracle.backend_tvm_host import model_io, quantize_input
 from divqat_tvm.oracle.base import Oracle
 from divqat_tvm.targets import load_board, resolve
+
+if TYPE_CHECKING:
+    from divqat_tvm.device.protocol import Stats
+    from divqat_tvm.oracle.factory import BackendSpec
 
 DEFAULT_QEMU_BOARD = "mps2-an500"
 
@@ -121,9 +126,10 @@ class QemuOracle(Oracle):
         self.last_results = res
         return np.stack([r.probs for r in res]).astype(np.float32)
 
-    def stats(self, i: int = 0):
+    def stats(self, i: int = 0) -> Stats:
         """Per-operator ticks of emulator i's last inference (profiling firmware)."""
-        return self._runner(i).link.stats()
+        link, _ = self._runner(i).connection()
+        return link.stats()
 
     def close(self) -> None:
         for i, r in enumerate(self._runners):
@@ -165,11 +171,13 @@ class SerialOracle(Oracle):
         self.link.t.close()
 
 
-def open_qemu(spec: object, defense: object, budget: int | None) -> Oracle:
+def open_qemu(spec: BackendSpec, defense: object, budget: int | None) -> Oracle:
     """Opener for the factory: "qemu:BUILD_DIR[@board]"."""
     return QemuOracle(spec.path, board=spec.board, defense=defense, budget=budget)
 
 
-def open_serial(spec: object, defense: object, budget: int | None) -> Oracle:
+def open_serial(spec: BackendSpec, defense: object, budget: int | None) -> Oracle:
     """Opener for the factory: "serial:PORT@BUILD_DIR"."""
+    if spec.port is None:
+        raise DivqatError(f"the serial victim {spec.path!r} names no port.", "Write it as serial:PORT@BUILD_DIR.")
     return SerialOracle(spec.port, spec.path, budget=budget, defense=defense)
