@@ -98,6 +98,8 @@ def run_maze(oracle, student: nn.Module, cfg: MAZEConfig, seed: int = 0, evaluat
     gen = torch.Generator().manual_seed(seed)
     generator = Generator(cfg.latent_dim, oracle.input_shape, cfg.ngf, final_affine=True)
     act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
+    opt_s: torch.optim.Optimizer
+    opt_g: torch.optim.Optimizer
     if cfg.opt == "sgd":
         opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_clone, momentum=0.9, weight_decay=5e-4)
         opt_g = torch.optim.SGD(generator.parameters(), lr=cfg.lr_gen, momentum=0.9, weight_decay=5e-4)

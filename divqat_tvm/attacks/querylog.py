@@ -52,7 +52,11 @@ def fingerprint(x: np.ndarray) -> np.ndarray:
 
 def _encode_batch(x_or_f: np.ndarray, p: np.ndarray, inputs: bool) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **{"x" if inputs else "f": np.asarray(x_or_f, np.float32)}, p=np.asarray(p, np.float32))
+    arr, probs = np.asarray(x_or_f, np.float32), np.asarray(p, np.float32)
+    if inputs:
+        np.savez(buf, x=arr, p=probs)
+    else:
+        np.savez(buf, f=arr, p=probs)
     return buf.getvalue()
 
 
@@ -67,7 +71,8 @@ def _read_records(path: Path) -> tuple[list[bytes], int]:
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         raise QueryLogError(f"{path} is not a divqat-tvm query log (bad magic).", "Point to a queries.qlog written by `divqat-tvm attack`.")
-    records, pos = [], len(MAGIC)
+    records: list[bytes] = []
+    pos = len(MAGIC)
     while pos + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, pos)
         end = pos + _FRAME.size + length

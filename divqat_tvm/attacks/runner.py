@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -33,8 +33,18 @@ LOG_NAME = "queries.qlog"
 RESULT_NAME = "result.json"
 
 
+_Cfg = TypeVar("_Cfg", KnockoffConfig, DFMEConfig, MAZEConfig)
+
+
 def config_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def _config_of(attack: str, cfg: object, kind: type[_Cfg]) -> _Cfg:
+    """`cfg` as the config type `attack` runs with; a mismatch is a caller's bug."""
+    if not isinstance(cfg, kind):
+        raise TypeError(f"attack {attack!r} takes a {kind.__name__}, but got a {type(cfg).__name__}.")
+    return cfg
 
 
 def run_attack(
@@ -93,11 +103,11 @@ def run_attack(
     t0 = time.perf_counter()
     try:
         if attack == "knockoff":
-            facts = run_knockoff(oracle, student, surrogate, cfg, seed, evaluator, progress)
+            facts = run_knockoff(oracle, student, surrogate, _config_of(attack, cfg, KnockoffConfig), seed, evaluator, progress)
         elif attack == "dfme":
-            facts = run_dfme(oracle, student, cfg, seed, evaluator, progress)
+            facts = run_dfme(oracle, student, _config_of(attack, cfg, DFMEConfig), seed, evaluator, progress)
         elif attack == "maze":
-            facts = run_maze(oracle, student, cfg, seed, evaluator, progress)
+            facts = run_maze(oracle, student, _config_of(attack, cfg, MAZEConfig), seed, evaluator, progress)
         else:
             raise ValueError(f"attack must be one of {', '.join(ATTACKS)}, but it is {attack!r}.")
     finally:
