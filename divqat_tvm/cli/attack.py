@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -106,7 +106,7 @@ def _tqdm_progress(total: int, desc: str):
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="q", dynamic_ncols=True)
-    state = {"acc": None}
+    state: dict[str, float | None] = {"acc": None}
 
     def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
         bar.n = min(queries, total)
@@ -195,8 +195,9 @@ def attack_command(
     if replay is not None:
         evaluator, _ = _evaluator(victim, defense, test_set, data_dir, norm)
         e = epochs if epochs is not None else FitConfig.epochs
-        fit = FitConfig(**{k: v for k, v in dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,
-                                                 lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e))).items() if v is not None})
+        given: dict[str, Any] = dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,
+                                     lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e)))
+        fit = FitConfig(**{k: v for k, v in given.items() if v is not None})
         from tqdm import tqdm
 
         bar = tqdm(total=fit.epochs, desc=f"replay {replay}", unit="epoch", dynamic_ncols=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, cast
 
 import typer
 
@@ -148,10 +148,12 @@ def export_command(
 ) -> None:
     """Export an int8 student to ONNX QDQ, check it with onnx.checker and (by default) onnxruntime."""
     from divqat_tvm.quant.export import compare_with_ort, export_onnx
+    from divqat_tvm.quant.prepare import QuantizedModel
     from divqat_tvm.train.checkpoint import load_checkpoint
     from divqat_tvm.train.evaluate import load_test_split
 
-    student, meta = load_checkpoint(checkpoint, kind="quantized")
+    model, meta = load_checkpoint(checkpoint, kind="quantized")
+    student = cast(QuantizedModel, model)  # kind="quantized" rebuilds a QuantizedModel
     path = export_onnx(student, out, tuple(meta["input_shape"]), meta={k: v for k, v in meta.items() if k != "metrics"})
     con = _console()
     con.print(f"wrote {path} (onnx.checker passed)")

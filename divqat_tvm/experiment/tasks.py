@@ -147,7 +147,8 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
                 "kl_direction": div.kl_direction if div else None, "kl_cap": div.kl_cap if div else None,
                 "metrics": {"test_accuracy": acc, "teacher_test_accuracy": teacher["accuracy"]}}
         save_checkpoint(d / "model.pt", student, meta)
-        export_onnx(student, d / "model.onnx", tuple(info.input_shape), meta)
+        c, h, w = info.input_shape
+        export_onnx(student, d / "model.onnx", (c, h, w), meta)
         return {"accuracy": acc, "history": history}
 
     d, art = ensure(ctx.cache_dir, "model", task.id, key, build)
@@ -185,7 +186,11 @@ def source_digest(package: str) -> str:
     import hashlib
     import importlib
 
-    root = Path(importlib.import_module(package).__file__).parent
+    init = importlib.import_module(package).__file__
+    if init is None:
+        raise DivqatError(f"the package {package} has no source files to hash (a namespace package?).",
+                          "Reinstall divqat-tvm (pip install -e . in a clone).")
+    root = Path(init).parent
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())

@@ -61,7 +61,7 @@ def count_macs_params(model: nn.Module, input_shape: Sequence[int]) -> tuple[int
         if isinstance(mod, nn.Conv2d):
             kh, kw = mod.kernel_size
             macs += per_item * (mod.in_channels // mod.groups) * kh * kw
-        else:
+        elif isinstance(mod, nn.Linear):  # the hook is only registered on Conv2d and Linear
             macs += per_item * mod.in_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

@@ -52,9 +52,9 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
     errors = sorted(p.name[: -len(".error.json")] for p in run.glob("*/*.error.json"))
     timing = _timing(run)
     expected = len(exp["datasets"]) * len(exp["victims"]) * len(exp["attacks"]) * len(exp["seeds"])
-    out = {"experiment": exp, "confidence": confidence, "datasets": [],
-           "cells_expected": expected, "cells_finished": sum(len(v) for v in cells.values()), "failed_tasks": errors,
-           "timing": timing}
+    out: dict[str, Any] = {"experiment": exp, "confidence": confidence, "datasets": [],
+                           "cells_expected": expected, "cells_finished": sum(len(v) for v in cells.values()),
+                           "failed_tasks": errors, "timing": timing}
     for d in exp["datasets"]:
         out["datasets"].append(_dataset_summary(exp, d, victims, cells, feet, confidence))
     return out

@@ -77,7 +77,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[s
     m.setdefault("metrics", {})
     m["format_version"] = FORMAT_VERSION
     m.setdefault("git_rev", git_rev())
-    if quantized:
+    if isinstance(model, QuantizedModel):
         m["quant_config"] = model.config.to_dict()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     buf = io.BytesIO()

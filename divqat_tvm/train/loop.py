@@ -161,7 +161,8 @@ def fit(
     """
     from tqdm.auto import tqdm
 
-    if getattr(objective, "needs_teacher", False) and teacher is None:
+    needs_teacher = bool(getattr(objective, "needs_teacher", False))
+    if needs_teacher and teacher is None:
         raise ValueError("this objective needs a teacher model")
     device = resolve_device(config.device)
     model.to(device)
@@ -201,7 +202,7 @@ def fit(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             t_logits = None
-            if getattr(objective, "needs_teacher", False):
+            if needs_teacher and teacher is not None:  # (checked above: a teacher-needing objective has one)
                 with torch.no_grad():
                     t_logits = teacher(x)
             parts = objective(logits, y, t_logits)
