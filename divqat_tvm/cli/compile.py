@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-
 _UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
 
 
