@@ -16,6 +16,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], mod
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the user's umask like any other
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -25,6 +26,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], mod
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no other way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -83,11 +83,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
+        print("aborted (the same command resumes where it stopped)", file=sys.stderr)
         return 130
+    except UnicodeDecodeError as e:
+        print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8.", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system said no: a path that exists, is missing, is read-only or full
+        print(f"error: {_os_problem(e)}", file=sys.stderr)
+        return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+
+
+def _os_problem(e: OSError) -> str:
+    """One line naming the path, what the file system said and what to do."""
+    import errno
+
+    where = f" {e.filename}" if e.filename else ""
+    fix = {
+        errno.EEXIST: "Remove it or choose another path.",
+        errno.ENOTDIR: "A file stands where a directory is expected: choose another path.",
+        errno.EISDIR: "A directory stands where a file is expected: name a file.",
+        errno.EACCES: "Choose a path you may write to, or fix its permissions.",
+        errno.EROFS: "The file system is read-only: choose another output path.",
+        errno.ENOSPC: "The disk is full: free space or choose another output path.",
+        errno.ENOENT: "Check the path.",
+    }.get(e.errno or 0, "Check the path and its permissions.")
+    return f"{e.strerror or e}:{where}. {fix}"
 
 
 if __name__ == "__main__":
