@@ -3,7 +3,8 @@
 They are the reference twins of the firmware's C versions (firmware/src/postprocess.c). Backends that
 run on the host (torch) apply them in Python; device backends apply them in C on the device.
 
-Public API: `ReverseSigmoid`, `DCP`, `Chain`, `parse_defense(spec)`, `Defense` (any callable p -> p).
+Public API: `ReverseSigmoid`, `DCP`, `Chain`, `parse_defense(spec)`, `Defense` (any callable p -> p), and
+`DefenseSpec` (spec.py: the one parser/validator, the defaults, and the generated C constants).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable, Union
 
 from divqat_tvm.defenses.dcp import DCP
 from divqat_tvm.defenses.rs import ReverseSigmoid
-from divqat_tvm.defenses.spec import parse_defense
+from divqat_tvm.defenses.spec import DefenseSpec, parse_defense
 
 Defense = Union[ReverseSigmoid, DCP, "Chain", Callable]
 
@@ -34,4 +35,4 @@ class Chain:
         return p
 
 
-__all__ = ["DCP", "Chain", "Defense", "ReverseSigmoid", "parse_defense"]
+__all__ = ["DCP", "Chain", "Defense", "DefenseSpec", "ReverseSigmoid", "parse_defense"]
