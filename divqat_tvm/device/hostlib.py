@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from divqat_tvm.device.build import FIRMWARE_DIR, read_manifest
+from divqat_tvm.device.build import FIRMWARE_DIR, WARNING_CFLAGS, read_manifest
 from divqat_tvm.device.config import DefenseSpec, from_postprocessor
 from divqat_tvm.device.toolchain import run, tool
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
 
-HOST_CFLAGS = ["-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
+HOST_CFLAGS = ["-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", *WARNING_CFLAGS]
 _P = ctypes.c_void_p
 
 

@@ -35,7 +35,7 @@ static void gpio_af(uint32_t gpio_base, uint32_t pin, uint32_t af) {
     *afr = (*afr & ~(0xFu << shift)) | (af << shift);
 }
 
-void board_init(void) {
+void dq_board_init(void) {
 #if defined(DQ_SOC_STM32H7)
     DQ_REG(0x58024400u + 0x0E0u) |= 1u << 3;  /* RCC_AHB4ENR.GPIODEN */
     DQ_REG(0x58024400u + 0x0E8u) |= 1u << 18; /* RCC_APB1LENR.USART3EN */
@@ -67,13 +67,13 @@ void board_init(void) {
     U_CR1 = CR1_UE | CR1_RE | CR1_TE;
 }
 
-void uart_putc(uint8_t c) {
+void dq_uart_putc(uint8_t c) {
     while (!(U_ISR & ISR_TXE)) {
     }
     U_TDR = c;
 }
 
-int uart_getc_nb(void) {
+int dq_uart_getc_nb(void) {
     uint32_t isr = U_ISR;
     if (isr & ISR_ORE) U_ICR = ISR_ORE; /* an overrun is a lost byte: the CRC will catch it */
     return (isr & ISR_RXNE) ? (int)(U_RDR & 0xFFu) : -1;

@@ -5,7 +5,7 @@
  * DCP (Khaled et al., arXiv 2309.01838): RS gated to low-confidence answers,
  *     a = 1 / (1 + exp(nu * (max p - beta))),  y = (p - a r) / sum(p - a r)
  * The numerical choices are those of the Python twins (divqat_tvm/defenses/rs.py, dcp.py): p is clamped to
- * [1e-6, 1 - 1e-6] before the log-odds (the authors' 1e-12 is not representable next to 1 in float32);
+ * [DQ_P_MIN, DQ_P_MAX] = [1e-6, 1 - 1e-6] (generated from defenses/spec.py) before the log-odds (the authors' 1e-12 is not representable next to 1 in float32);
  * p - a r is clipped at 0 before normalising (as ART does), and an all-zero row becomes uniform; the DCP
  * gate is computed as sigmoid(-nu (max p - beta)) in its overflow-free form.
  * Must be compiled with -ffp-contract=off (no fused multiply-add) and without -ffast-math. */
@@ -13,9 +13,6 @@
 
 #include <stdint.h>
 #include <string.h>
-
-#define DQ_P_MIN 1e-6f
-#define DQ_P_MAX (1.0f - 1e-6f)
 
 static float from_bits(uint32_t b) {
     float f;
@@ -93,20 +90,19 @@ static float reverse_sigmoid_r(float p, float beta, float gamma) {
     return beta * (sig - 0.5f);
 }
 
+/* In place, for any n: y[i] depends on p[i] alone, so it overwrites p[i]; the sum runs in index order as before. */
 void dq_reverse_sigmoid(float *p, uint32_t n, float beta, float gamma, float gate) {
-    float y[256];
     float sum = 0.0f;
-    if (n > 256u) return;
     for (uint32_t i = 0; i < n; i++) {
         float v = p[i] - gate * reverse_sigmoid_r(p[i], beta, gamma);
-        y[i] = v > 0.0f ? v : 0.0f;
-        sum = sum + y[i];
+        p[i] = v > 0.0f ? v : 0.0f;
+        sum = sum + p[i];
     }
     if (!(sum > 0.0f)) {
         for (uint32_t i = 0; i < n; i++) p[i] = 1.0f / (float)n;
         return;
     }
-    for (uint32_t i = 0; i < n; i++) p[i] = y[i] / sum;
+    for (uint32_t i = 0; i < n; i++) p[i] = p[i] / sum;
 }
 
 float dq_dcp_gate(const float *p, uint32_t n, float beta, float nu) {

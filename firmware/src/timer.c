@@ -40,7 +40,7 @@ static int dwt_counts(void) {
 #endif
 }
 
-void timer_init(void) {
+void dq_timer_init(void) {
     kind = dwt_counts() ? DQ_TIMER_DWT : DQ_TIMER_SYSTICK;
     SYST_CSR = 0;
     SYST_RVR = SYST_RELOAD;
@@ -48,7 +48,7 @@ void timer_init(void) {
     SYST_CSR = 7u; /* ENABLE | TICKINT | CLKSOURCE = core clock */
 }
 
-uint32_t timer_kind(void) { return kind; }
+uint32_t dq_timer_kind(void) { return kind; }
 
 #if DQ_QEMU
 /* Under QEMU -icount shift=0 one instruction is 1 ns and a SysTick tick is 1e9/clock_hz instructions, so a
@@ -68,10 +68,10 @@ __attribute__((naked, noinline)) static void systick_align_asm(void) {
         "beq 1b\n"
         ".rept 35\n nop\n .endr\n"
         "ldr r3, [r1]\n"
-        "ldr r12, [r1]\n"
+        "ldr r0, [r1]\n" /* low registers only: assembles for Armv6-M too */
         "cmp r3, r2\n"
         "bne 2f\n"
-        "cmp r12, r2\n"
+        "cmp r0, r2\n"
         "bne 3f\n"
         "nop\n"
         "nop\n"
@@ -82,11 +82,11 @@ __attribute__((naked, noinline)) static void systick_align_asm(void) {
         "3: nop\n"
         "b 9f\n"
         "9: bx lr\n"
-        ".ltorg\n" ::: "r0", "r1", "r2", "r3", "r12", "cc", "memory");
+        ".ltorg\n" ::: "r0", "r1", "r2", "r3", "cc", "memory");
 }
 #endif
 
-void timer_align(void) {
+void dq_timer_align(void) {
 #if DQ_QEMU
     if (kind == DQ_TIMER_SYSTICK) {
         uint32_t m = dq_irq_save();
@@ -96,7 +96,7 @@ void timer_align(void) {
 #endif
 }
 
-uint64_t timer_now(void) {
+uint64_t dq_timer_now(void) {
     if (kind == DQ_TIMER_DWT) {
         uint32_t m = dq_irq_save();
         uint32_t lo = dwt_sample();
