@@ -43,7 +43,7 @@ static void send_hello(void) {
 
 static void handle_info(uint16_t seq) {
     static const uint16_t dims[4] = DQ_INPUT_DIMS;
-    uint8_t buf[DQ_INFO_MAX_BYTES];
+    static uint8_t buf[DQ_INFO_MAX_BYTES]; /* static: INFO must work on the smallest stack a build allows */
     dq_writer_t w;
     dq_w_init(&w, buf, sizeof buf);
     dq_w_u8(&w, DQ_PROTO_VERSION);
@@ -180,12 +180,24 @@ static void handle_stats(const dq_frame_t *f) {
 }
 
 #if DQ_TEST_FAULT
-/* Test-only: fault (payload 0: undefined instruction -> UsageFault) or hang (1) on request. */
+/* Test-only: recursion that the stack ends (its bound is out of reach), each level keeping 64 bytes live. */
+static volatile uint32_t overflow_bound = 0xFFFFFFFFu;
+
+__attribute__((noinline)) static uint32_t overflow_stack(uint32_t depth) {
+    volatile uint8_t pad[64];
+    pad[depth & 63u] = (uint8_t)depth;
+    if (depth == overflow_bound) return pad[0];
+    return overflow_stack(depth + 1u) + pad[depth & 63u];
+}
+
+/* Test-only: fault (payload 0: undefined instruction -> UsageFault), hang (1) or overflow the stack (2). */
 static void handle_fault_test(const dq_frame_t *f) {
-    if (f->length >= 1u && f->payload[0] == 1u) {
+    uint8_t what = f->length >= 1u ? f->payload[0] : 0u;
+    if (what == 1u) {
         for (;;) {
         }
     }
+    if (what == 2u) (void)overflow_stack(0);
     __asm volatile("udf #0");
 }
 #endif
