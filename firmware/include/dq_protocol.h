@@ -70,11 +70,21 @@ typedef struct {
 
 uint32_t dq_crc32_update(uint32_t crc, const uint8_t *p, uint32_t n);
 
+/* Little-endian stores into a buffer the caller sized for them (fixed-size headers). */
+static inline void dq_le16(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void dq_le32(uint8_t *p, uint32_t v) {
+    dq_le16(p, v);
+    dq_le16(p + 2, v >> 16);
+}
+
 /* Wait for the next well-formed frame into buf[cap]. Returns DQ_OK, or an error status after the bad input was
  * consumed (and the link went idle); `*err_seq` / `*err_type` then hold what was known of the offending frame,
  * and `*detail` a number worth reporting (a length, a count of bytes). Never writes past buf[cap - 1]. */
-dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type,
-                    uint32_t *detail);
+dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type, uint32_t *detail);
 
 /* Bounded writer: bytes past `cap` are dropped but still counted in `len`, so an answer that does not fit is
  * detected (dq_w_fits) instead of overrunning its buffer. Little-endian integers, IEEE float32. */

@@ -19,8 +19,7 @@ void dq_board_init(void) {
 }
 
 void dq_uart_putc(uint8_t c) {
-    while (UART_STATE & STATE_TX_FULL) {
-    }
+    while (UART_STATE & STATE_TX_FULL) {}
     UART_DATA = c;
 }
 

@@ -53,9 +53,9 @@ void dq_board_init(void) {
 #elif defined(DQ_SOC_STM32L4)
     DQ_REG(0x40021000u + 0x58u) |= 1u << 28; /* RCC_APB1ENR1.PWREN */
     (void)DQ_REG(0x40021000u + 0x58u);
-    DQ_REG(0x40007000u + 0x04u) |= 1u << 9;  /* PWR_CR2.IOSV: port G is powered from VDDIO2 */
-    DQ_REG(0x40021000u + 0x4Cu) |= 1u << 6;  /* RCC_AHB2ENR.GPIOGEN */
-    DQ_REG(0x40021000u + 0x5Cu) |= 1u << 0;  /* RCC_APB1ENR2.LPUART1EN */
+    DQ_REG(0x40007000u + 0x04u) |= 1u << 9; /* PWR_CR2.IOSV: port G is powered from VDDIO2 */
+    DQ_REG(0x40021000u + 0x4Cu) |= 1u << 6; /* RCC_AHB2ENR.GPIOGEN */
+    DQ_REG(0x40021000u + 0x5Cu) |= 1u << 0; /* RCC_APB1ENR2.LPUART1EN */
     (void)DQ_REG(0x40021000u + 0x5Cu);
     gpio_af(0x48001800u, 7u, 8u); /* PG7 = LPUART1_TX */
     gpio_af(0x48001800u, 8u, 8u); /* PG8 = LPUART1_RX */
@@ -68,8 +68,7 @@ void dq_board_init(void) {
 }
 
 void dq_uart_putc(uint8_t c) {
-    while (!(U_ISR & ISR_TXE)) {
-    }
+    while (!(U_ISR & ISR_TXE)) {}
     U_TDR = c;
 }
 

@@ -18,26 +18,20 @@ uint32_t dq_fault_stack[DQ_FAULT_STACK_WORDS] __attribute__((aligned(8)));
 #define CLEAR_MSPLIM ""
 #endif
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
+/* Armv6-M (Thumb-1) has no IT blocks, no TST with an immediate and only a short-range B */
 #if defined(__ARM_ARCH_6M__)
-/* Armv6-M (Thumb-1): no IT blocks, no TST with an immediate, a short-range B */
-#define FAULT_ENTRY(name, kind)                                                                            \
-    __attribute__((naked)) void name(void) {                                                               \
-        __asm volatile("movs r0, #4\n mov r1, lr\n tst r1, r0\n bne 1f\n mrs r0, msp\n b 2f\n"             \
-                       "1: mrs r0, psp\n 2: movs r1, #" #kind "\n"                                         \
-                       "ldr r2, =dq_fault_stack + " STR(DQ_FAULT_STACK_WORDS * 4) "\n msr msp, r2\n"      \
-                       "ldr r3, =dq_fault_report\n bx r3\n .ltorg\n");                                     \
-    }
+#define FAULT_ENTRY_ASM(kind)                                                                                         \
+    "movs r0, #4\n mov r1, lr\n tst r1, r0\n bne 1f\n mrs r0, msp\n b 2f\n 1: mrs r0, psp\n 2: movs r1, #" #kind "\n" \
+    "ldr r2, =dq_fault_stack + 512\n msr msp, r2\n ldr r3, =dq_fault_report\n bx r3\n .ltorg\n"
 #else
-#define FAULT_ENTRY(name, kind)                                                                            \
-    __attribute__((naked)) void name(void) {                                                               \
-        __asm volatile("tst lr, #4\n ite eq\n mrseq r0, msp\n mrsne r0, psp\n movs r1, #" #kind "\n"       \
-                       CLEAR_MSPLIM "ldr r2, =dq_fault_stack + " STR(DQ_FAULT_STACK_WORDS * 4) "\n"        \
-                       "msr msp, r2\n b dq_fault_report\n .ltorg\n");                                      \
-    }
+#define FAULT_ENTRY_ASM(kind)                                                                  \
+    "tst lr, #4\n ite eq\n mrseq r0, msp\n mrsne r0, psp\n movs r1, #" #kind "\n" CLEAR_MSPLIM \
+    "ldr r2, =dq_fault_stack + 512\n msr msp, r2\n b dq_fault_report\n .ltorg\n"
 #endif
+_Static_assert(sizeof dq_fault_stack == 512, "the fault entry sets MSP to dq_fault_stack + 512");
+
+#define FAULT_ENTRY(name, kind) \
+    __attribute__((naked)) void name(void) { __asm volatile(FAULT_ENTRY_ASM(kind)); }
 
 FAULT_ENTRY(HardFault_Handler, 3)
 FAULT_ENTRY(MemManage_Handler, 4)
@@ -48,7 +42,8 @@ FAULT_ENTRY(Default_Handler, 7)
 static void put_hex(dq_writer_t *w, const char *label, uint32_t v) {
     dq_w_str(w, label);
     dq_w_str(w, "0x");
-    for (int i = 7; i >= 0; i--) dq_w_u8(w, (uint8_t)"0123456789abcdef"[(v >> (4 * i)) & 0xFu]);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--) dq_w_u8(w, (uint8_t)hex[(v >> (4 * i)) & 0xFu]);
     dq_w_u8(w, ' ');
 }
 

@@ -143,8 +143,9 @@ static void handle_infer(const dq_frame_t *f) {
     dq_tx_bytes(&t, logits, DQ_OUTPUT_SIZE);
     for (uint32_t i = 0; i < DQ_OUTPUT_SIZE; i++) {
         uint32_t v;
+        uint8_t b[4];
         memcpy(&v, &probs[i], sizeof v);
-        const uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+        dq_le32(b, v);
         dq_tx_bytes(&t, b, sizeof b);
     }
     dq_tx_end(&t);
@@ -169,8 +170,9 @@ static void handle_stats(const dq_frame_t *f) {
     dq_tx_bytes(&t, head, w.len);
     for (int i = 0; i < DQ_NUM_OPS; i++) {
         uint64_t v = dq_profile_ticks(i);
-        const uint8_t b[8] = {(uint8_t)v,         (uint8_t)(v >> 8),  (uint8_t)(v >> 16), (uint8_t)(v >> 24),
-                              (uint8_t)(v >> 32), (uint8_t)(v >> 40), (uint8_t)(v >> 48), (uint8_t)(v >> 56)};
+        uint8_t b[8];
+        dq_le32(b, (uint32_t)v);
+        dq_le32(b + 4, (uint32_t)(v >> 32));
         dq_tx_bytes(&t, b, sizeof b);
     }
     dq_tx_end(&t);
@@ -194,8 +196,7 @@ __attribute__((noinline)) static uint32_t overflow_stack(uint32_t depth) {
 static void handle_fault_test(const dq_frame_t *f) {
     uint8_t what = f->length >= 1u ? f->payload[0] : 0u;
     if (what == 1u) {
-        for (;;) {
-        }
+        for (;;) {}
     }
     if (what == 2u) (void)overflow_stack(0);
     __asm volatile("udf #0");

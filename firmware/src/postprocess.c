@@ -32,13 +32,20 @@ float dq_expf(float x) {
     if (x != x) return x;
     if (x > 88.72283f) return from_bits(0x7F800000u);
     if (x < -87.33654f) return 0.0f;
-    const float ln2_hi = 0.693145751953125f;    /* 0x3F317200: exact in 16 bits */
+    const float ln2_hi = 0.693145751953125f;     /* 0x3F317200: exact in 16 bits */
     const float ln2_lo = 1.428606765330187e-06f; /* ln2 - ln2_hi */
     float t = x * 1.44269504088896341f;
     int k = (int)(t + (t >= 0.0f ? 0.5f : -0.5f));
     float r = (x - (float)k * ln2_hi) - (float)k * ln2_lo;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f + r * (0.008333334f +
-                                                                        r * (0.0013888889f + r * 0.00019841270f))))));
+    /* Horner form, innermost term first (the same operations in the same order as the nested expression) */
+    float p = 0.00019841270f;
+    p = 0.0013888889f + r * p;
+    p = 0.008333334f + r * p;
+    p = 0.041666668f + r * p;
+    p = 0.16666667f + r * p;
+    p = 0.5f + r * p;
+    p = 1.0f + r * p;
+    p = 1.0f + r * p;
     if (k > 127) return p * 2.0f * from_bits((uint32_t)(127 + 127) << 23);
     if (k < -126) return p * 0.5f * from_bits((uint32_t)(k + 1 + 127) << 23);
     return p * from_bits((uint32_t)(k + 127) << 23);

@@ -64,8 +64,7 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type,
-                    uint32_t *detail) {
+dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type, uint32_t *detail) {
     uint8_t hdr[DQ_HEADER_BYTES];
     uint32_t garbage = 0;
     *err_seq = 0xFFFFu;
@@ -128,10 +127,9 @@ dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq
 }
 
 void dq_tx_begin(dq_tx_t *t, uint8_t type, uint16_t seq, uint32_t length) {
-    uint8_t hdr[DQ_HEADER_BYTES] = {
-        DQ_MAGIC0,      DQ_MAGIC1,           DQ_PROTO_VERSION,     type, (uint8_t)seq, (uint8_t)(seq >> 8),
-        (uint8_t)length, (uint8_t)(length >> 8), (uint8_t)(length >> 16), (uint8_t)(length >> 24),
-    };
+    uint8_t hdr[DQ_HEADER_BYTES] = {DQ_MAGIC0, DQ_MAGIC1, DQ_PROTO_VERSION, type};
+    dq_le16(hdr + 4, seq);
+    dq_le32(hdr + 6, length);
     t->crc = dq_crc32_update(0, hdr, DQ_HEADER_BYTES);
     t->left = length;
     dq_uart_write(hdr, DQ_HEADER_BYTES);
@@ -147,8 +145,8 @@ void dq_tx_bytes(dq_tx_t *t, const void *p, uint32_t n) {
 void dq_tx_end(dq_tx_t *t) {
     static const uint8_t zero = 0;
     while (t->left > 0u) dq_tx_bytes(t, &zero, 1u);
-    uint32_t crc = t->crc;
-    uint8_t crcb[DQ_CRC_BYTES] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
+    uint8_t crcb[DQ_CRC_BYTES];
+    dq_le32(crcb, t->crc);
     dq_uart_write(crcb, DQ_CRC_BYTES);
 }
 
@@ -163,8 +161,8 @@ void dq_send2(uint8_t type, uint16_t seq, const void *a, uint32_t na, const void
 void dq_send(uint8_t type, uint16_t seq, const void *p, uint32_t n) { dq_send2(type, seq, p, n, 0, 0); }
 
 void dq_send_error(uint16_t seq, uint8_t status, uint8_t req_type, uint32_t detail) {
-    uint8_t p[8] = {status, req_type, 0, 0, (uint8_t)detail, (uint8_t)(detail >> 8), (uint8_t)(detail >> 16),
-                    (uint8_t)(detail >> 24)};
+    uint8_t p[8] = {status, req_type, 0, 0};
+    dq_le32(p + 4, detail);
     dq_send(DQ_T_ERROR, seq, p, sizeof p);
 }
 
