@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One idempotent set-up step for a fresh Debian machine: the Arm toolchain and QEMU (system packages),
+# One idempotent set-up step for a fresh Debian machine: the Arm toolchain, QEMU and clang-format (system packages),
 # then a virtualenv at .venv with divqat-tvm installed editable (with test and TFLite extras).
 # Usage: scripts/setup.sh            (safe to re-run; skips what is already there)
 set -euo pipefail
@@ -7,7 +7,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
 need_apt=()
-for tool_pkg in arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm; do
+for tool_pkg in arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm clang-format:clang-format; do
   command -v "${tool_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${tool_pkg##*:}")
 done
 [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || need_apt+=(libnewlib-arm-none-eabi)
@@ -16,7 +16,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install --no-install-recommends -y -qq \
-    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
+    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang-format >/dev/null
 fi
 
 py="${PYTHON:-python3.11}"

@@ -1,0 +1,30 @@
+"""firmware/ is formatted with the repository's .clang-format (LLVM-based, 4 spaces, 120 columns).
+
+clang-format is a Debian package (scripts/setup.sh installs it). Missing, the test fails, unless
+DIVQAT_ALLOW_MISSING_TOOLS=1 says that is expected on this machine (then it skips)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_firmware_is_clang_formatted():
+    exe = shutil.which("clang-format")
+    if exe is None:
+        if os.environ.get("DIVQAT_ALLOW_MISSING_TOOLS") == "1":
+            pytest.skip("clang-format is not installed (DIVQAT_ALLOW_MISSING_TOOLS=1)")
+        pytest.fail("clang-format is not installed: run scripts/setup.sh (apt-get install -y clang-format), "
+                    "or set DIVQAT_ALLOW_MISSING_TOOLS=1 to skip this check.")
+    assert (ROOT / ".clang-format").is_file()
+    files = sorted(p for p in (ROOT / "firmware").rglob("*") if p.suffix in (".c", ".h"))
+    assert len(files) >= 20
+    proc = subprocess.run([exe, "--dry-run", "-Werror", *map(str, files)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, ("firmware/ is not clang-formatted; run `clang-format -i firmware/*/*.[ch]`:\n"
+                                  + proc.stderr[-3000:])
