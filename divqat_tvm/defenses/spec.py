@@ -47,8 +47,9 @@ def validate(beta: float, gamma: float, nu: float | None = None) -> None:
     if nu is not None and (not math.isfinite(nu) or nu <= 0):
         raise ValueError(f"nu must be a finite number > 0, but it is {nu}.")
     for name, v in (("beta", beta), ("gamma", gamma), ("nu", nu)):
-        if v is not None and not np.isfinite(np.float32(v)):
-            raise ValueError(f"{name} must fit a float32, but it is {v}.")
+        with np.errstate(over="ignore"):
+            if v is not None and not np.isfinite(np.float32(v)):
+                raise ValueError(f"{name} must fit a float32, but it is {v}.")
 
 
 @dataclass(frozen=True)
@@ -115,16 +116,16 @@ class DefenseSpec:
         """Short, file-name-safe label, e.g. 'rs-b0.5-g0.1' ('' for no defence)."""
         if self.kind == "none":
             return ""
-        parts = [self.kind, f"b{self.beta:g}", f"g{self.gamma:g}"]
+        parts = [self.kind, f"b{_num(self.beta)}", f"g{_num(self.gamma)}"]
         if self.kind == "dcp":
-            parts.append(f"n{self.nu:g}")
+            parts.append(f"n{_num(self.nu)}")
         return "-".join(parts)
 
     def spec(self) -> str:
         """The spec string this parses from (`DefenseSpec.parse(s.spec()) == s`)."""
         if self.kind == "none":
             return "none"
-        return f"{self.kind}:" + ",".join(f"{n}={getattr(self, n):g}" for n in PARAMS[self.kind])
+        return f"{self.kind}:" + ",".join(f"{n}={_num(getattr(self, n))}" for n in PARAMS[self.kind])
 
     def postprocessor(self):
         """The torch/numpy twin: ReverseSigmoid, DCP, or None for no defence."""
@@ -164,9 +165,16 @@ class DefenseSpec:
         return "\n".join(lines)
 
 
+def _num(v: float) -> str:
+    """Short ('0.5', '1000') where that is exact, else Python's shortest round-trip form."""
+    text = f"{v:g}"
+    return text if float(text) == v else repr(float(v))
+
+
 def c_float(v: float) -> str:
     """A C float32 literal holding exactly np.float32(v)."""
-    f = np.float32(v)
+    with np.errstate(over="ignore"):
+        f = np.float32(v)
     if not np.isfinite(f):
         raise DivqatError(f"defence parameter {v} is not finite as a float32.", "Use a finite number.")
     text = f"{float(f):.9g}"
