@@ -17,7 +17,7 @@ from divqat_tvm.device.toolchain import run, tool
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
 
-HOST_CFLAGS = ["-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", *WARNING_CFLAGS]
+HOST_CFLAGS = ["-O2", "-std=gnu11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
 _P = ctypes.c_void_p
 
 
@@ -43,8 +43,8 @@ class HostTwin:
             f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")
         ] + [f"-DDQ_OUTPUT_PROBABILITIES={1 if self.manifest.get('output', {}).get('kind') == 'probabilities' else 0}"
              ] + self.defense.c_defines()
-        srcs = sorted(self.build_dir.glob("*.c")) + [FIRMWARE_DIR / "src" / "postprocess.c",
-                                                     FIRMWARE_DIR / "host" / "host_glue.c"]
+        fw_srcs = [FIRMWARE_DIR / "src" / "postprocess.c", FIRMWARE_DIR / "host" / "host_glue.c"]
+        srcs = sorted(self.build_dir.glob("*.c")) + fw_srcs
         flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]
         h = hashlib.sha256(" ".join(flags).encode())
         for f in srcs + sorted(self.build_dir.glob("*.h")) + [FIRMWARE_DIR / "include" / "dq_postprocess.h"]:
@@ -56,6 +56,8 @@ class HostTwin:
             return lib
         out.mkdir(parents=True, exist_ok=True)
         tmp = lib.with_name(f".{lib.name}.{os.getpid()}.tmp")  # parallel builders never share a temp file
+        for src in fw_srcs:  # the firmware's own C is held to -Werror (the generated model C to -Wall)
+            run([tool("gcc"), *flags, *WARNING_CFLAGS, "-c", str(src), "-o", os.devnull], what=f"compiling {src.name}")
         run([tool("gcc"), *flags, *map(str, srcs), "-o", str(tmp), "-lm"], what="building the host twin library")
         tmp.replace(lib)
         atomic_write_text(out / "host.json", json.dumps({"flags": flags, "lib": lib.name}, indent=2) + "\n")

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import FIXTURE, QEMU_BOARDS, REAL_BOARDS, needs_emulator
 from divqat_tvm.defenses.spec import DefenseSpec
+from divqat_tvm.device import build as B
 from divqat_tvm.device.build import FIRMWARE_DIR, build_firmware, sources
 from divqat_tvm.errors import CompileError
 from divqat_tvm.targets import core_names, load_board, targets_dir
@@ -28,6 +29,7 @@ def _check_build(fb, spec: DefenseSpec) -> None:
     info = fb.info
     assert info["warnings"] == []
     assert all(f in info["cflags"] for f in FLAGS), info["cflags"]
+    assert {"-Wall", "-fstack-usage"} <= set(info["model_cflags"])
     for stem in sources(fb.out_dir.parent, fb.board):
         assert (fb.out_dir / f"{stem}.o").is_file() and (fb.out_dir / f"{stem}.su").is_file(), stem
     assert (fb.out_dir / "dq_defense_config.h").read_text() == spec.c_header()
@@ -72,10 +74,19 @@ def test_every_core_builds_with_werror(core_boards, tmp_path):
         assert fb.info["core"] == load_board(name).core
 
 
-def test_a_warning_fails_the_build(tmp_path):
+def test_a_warning_in_firmware_c_fails_the_build_and_one_in_model_c_is_reported(tmp_path, monkeypatch):
     build = tmp_path / "tiny_dense"
     shutil.copytree(FIXTURE, build)
     (build / "extra.c").write_text("int dq_extra(int a) {\n    int unused;\n    return a;\n}\n")
+    fb = build_firmware(build, "mps2-an385")  # generated model C: -Wall, warnings recorded, not fatal
+    assert any("unused" in w for w in fb.info["warnings"]) and fb.elf.is_file()
+    assert "-Werror" not in fb.info["model_cflags"]
+    (build / "extra.c").unlink()
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    with (fw / "src" / "stack.c").open("a") as f:
+        f.write("\nint dq_warns(int a) {\n    int unused;\n    return a;\n}\n")
+    monkeypatch.setattr(B, "FIRMWARE_DIR", fw)
     with pytest.raises(CompileError, match="unused"):
         build_firmware(build, "mps2-an385")
 
