@@ -125,7 +125,7 @@ def _c_string(s: str) -> str:
 def protocol_constant(name: str) -> int:
     """A `#define NAME 123u` of firmware/include/dq_protocol.h (the C header is the one place it is written)."""
     text = (FIRMWARE_DIR / "include" / "dq_protocol.h").read_text()
-    m = re.search(rf"^#define {name} (\d+)u?\b", text, re.M)
+    m = re.search(rf"^#define {name} (\d+)u?\b", text, re.MULTILINE)
     if m is None:
         raise CompileError(f"firmware/include/dq_protocol.h does not define {name}.", "Restore the header from git.")
     return int(m.group(1))

@@ -150,7 +150,7 @@ def test_decoder_never_writes_past_its_buffer(proto):
 def test_status_codes_match_the_c_enum():
     """protocol.py's table is the dq_status_t enum of dq_protocol.h, code for code."""
     text = (INCLUDE / "dq_protocol.h").read_text()
-    enum = {name: int(v) for name, v in re.findall(r"^\s+DQ_(OK|E_\w+) = (\d+),", text, re.M)}
+    enum = {name: int(v) for name, v in re.findall(r"^\s+DQ_(OK|E_\w+) = (\d+),", text, re.MULTILINE)}
     assert enum["OK"] == 0 and len(enum) == len(P.STATUS) == 12
     for name, code in enum.items():
         assert code in P.STATUS
