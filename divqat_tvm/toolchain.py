@@ -38,20 +38,22 @@ def run(cmd: list[str], cwd: Path | None = None, what: str = "a build step", war
 
 
 def shared_library(sources: Sequence[Path], out_dir: Path, flags: Sequence[str], *, headers: Sequence[Path] = (),
-                   stem: str = "host", cc: str = "gcc", what: str = "the host build") -> Path:
+                   stem: str = "host", cc: str = "gcc", what: str = "the host build",
+                   strict: tuple[Sequence[Path], Sequence[str]] = ((), ())) -> Path:
     """Compile C sources into one host shared library, cached by content.
 
     The file name carries a hash of the compiler, flags, sources and headers, so a library is rebuilt exactly
     when one of them changed and is shared by every caller that asks for the same build (the compiler's tests,
     the tvm-host oracle, the firmware tests). The build writes a per-process temporary file and renames it, so
-    concurrent builders of the same sources never see a half-written library.
+    concurrent builders of the same sources never see a half-written library. `strict` is (sources, extra
+    flags), e.g. hand-written C held to -Werror beside generated C that is not: checked before a build.
     """
     import hashlib
     import os
     import tempfile
 
     compiler = tool(cc)
-    h = hashlib.sha256("\0".join([cc, *flags]).encode())
+    h = hashlib.sha256("\0".join([cc, *flags, *strict[1]]).encode())
     for f in [*sources, *headers]:
         f = Path(f)
         if not f.is_file():
@@ -62,6 +64,8 @@ def shared_library(sources: Sequence[Path], out_dir: Path, flags: Sequence[str],
     if lib.is_file():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
+    for src in strict[0]:
+        run([compiler, *flags, *strict[1], "-fsyntax-only", str(src)], what=f"compiling {Path(src).name}")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{lib.name}.", suffix=".tmp", dir=lib.parent)
     os.close(fd)
     tmp = Path(tmp_name)

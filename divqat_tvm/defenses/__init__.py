@@ -3,7 +3,8 @@
 They are the reference twins of the firmware's C versions (firmware/src/postprocess.c). Backends that
 run on the host (torch) apply them in Python; device backends apply them in C on the device.
 
-Public API: `ReverseSigmoid`, `DCP`, `Chain`, `parse_defense(spec)`, `Defense` (any callable p -> p).
+Public API: `ReverseSigmoid`, `DCP`, `Chain`, `parse_defense(spec)`, `Defense` (any callable p -> p), and
+`DefenseSpec` (spec.py: the one parser/validator, the defaults, and the generated C constants).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable, Union
 
 from divqat_tvm.defenses.dcp import DCP
 from divqat_tvm.defenses.rs import ReverseSigmoid
-from divqat_tvm.defenses.spec import parse_defense
+from divqat_tvm.defenses.spec import DefenseSpec
 
 Defense = Union[ReverseSigmoid, DCP, "Chain", Callable]
 
@@ -34,4 +35,23 @@ class Chain:
         return p
 
 
-__all__ = ["DCP", "Chain", "Defense", "ReverseSigmoid", "parse_defense"]
+__all__ = ["DCP", "Chain", "Defense", "DefenseSpec", "ReverseSigmoid", "parse_defense"]
+
+
+def postprocessor(spec: DefenseSpec) -> ReverseSigmoid | DCP | None:
+    """The torch/numpy twin of a spec: ReverseSigmoid, DCP, or None for no defence."""
+    if spec.kind == "rs":
+        return ReverseSigmoid(spec.beta, spec.gamma)
+    if spec.kind == "dcp":
+        return DCP(spec.beta, spec.gamma, spec.nu)
+    return None
+
+
+def parse_defense(spec: str | None) -> ReverseSigmoid | DCP | None:
+    """A post-processor (ReverseSigmoid, DCP) from its spec string; None, "" or "none" gives None.
+
+    Raises:
+        DivqatError: unknown defence, unknown or repeated parameter, non-number, missing beta, or a value
+            out of range.
+    """
+    return postprocessor(DefenseSpec.parse(spec))

@@ -18,13 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from divqat_tvm.defenses.rs import (
-    renormalize_np,
-    renormalize_torch,
-    rs_perturbation_np,
-    rs_perturbation_torch,
-    validate_beta_gamma,
-)
+from divqat_tvm.defenses.rs import renormalize_np, renormalize_torch, rs_perturbation_np, rs_perturbation_torch
+from divqat_tvm.defenses.spec import DEFAULT_GAMMA, DEFAULT_NU, validate
 
 
 def dcp_gate_np(p: np.ndarray, beta: float, nu: float) -> np.ndarray:
@@ -46,18 +41,16 @@ class DCP:
 
     Args:
         beta: confidence threshold and perturbation magnitude β ≥ 0.
-        gamma: sigmoid slope γ > 0 of the reverse-sigmoid perturbation (default 0.1).
-        nu: gate sharpness ν > 0 (default 1000).
+        gamma: sigmoid slope γ > 0 of the reverse-sigmoid perturbation (default `spec.DEFAULT_GAMMA`, 0.1).
+        nu: gate sharpness ν > 0 (default `spec.DEFAULT_NU`, 1000).
     """
 
     beta: float
-    gamma: float = 0.1
-    nu: float = 1000.0
+    gamma: float = DEFAULT_GAMMA
+    nu: float = DEFAULT_NU
 
     def __post_init__(self) -> None:
-        validate_beta_gamma(self.beta, self.gamma)
-        if not np.isfinite(self.nu) or self.nu <= 0:
-            raise ValueError(f"nu must be a finite number > 0, but it is {self.nu}.")
+        validate(self.beta, self.gamma, self.nu)
 
     @property
     def spec(self) -> str:

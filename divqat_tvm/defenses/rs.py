@@ -5,7 +5,7 @@ for moderate β but makes the returned probabilities poor targets for a soft-lab
     r = β · (σ(γ · log(p / (1 − p))) − ½),   ỹ = (p − r) / Σ(p − r)
 
 Numerical choices (the C twin in firmware/src/postprocess.c must make the same ones):
-- p is clamped to [EPS, 1 − EPS] with EPS = 1e-6 (the float32 values of both bounds) before the log-odds. The authors clamp at 1e-12, which
+- p is clamped to [EPS, 1 − EPS] with EPS = 1e-6 (the float32 values of both bounds; spec.py) before the log-odds. The authors clamp at 1e-12, which
   a float32 device cannot represent next to 1 (1 − 1e-12 rounds to 1 and the log-odds become infinite);
   1e-6 is representable in float32 on both sides, so host and device agree.
 - p − r is clipped at 0 before normalising (as ART's ReverseSigmoid does): a probability is never
@@ -21,18 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-EPS = 1e-6
-#: the clamp bounds as the float32 values a C `1e-6f` and `1.0f - 1e-6f` hold, so both twins clamp alike
-P_MIN = float(np.float32(EPS))
-P_MAX = float(np.float32(1.0) - np.float32(EPS))
+from divqat_tvm.defenses.spec import DEFAULT_GAMMA, EPS, P_MAX, P_MIN, validate
+
+__all__ = ["EPS", "P_MAX", "P_MIN", "ReverseSigmoid", "renormalize_np", "renormalize_torch", "rs_perturbation_np",
+           "rs_perturbation_torch", "validate_beta_gamma"]
 
 
 def validate_beta_gamma(beta: float, gamma: float) -> None:
-    """Full-sentence ValueErrors for out-of-range parameters, shared by RS and DCP."""
-    if not np.isfinite(beta) or beta < 0:
-        raise ValueError(f"beta must be a finite number >= 0, but it is {beta}.")
-    if not np.isfinite(gamma) or gamma <= 0:
-        raise ValueError(f"gamma must be a finite number > 0, but it is {gamma}.")
+    """Full-sentence ValueErrors for out-of-range parameters, shared by RS and DCP (defenses/spec.py)."""
+    validate(beta, gamma)
 
 
 def rs_perturbation_np(p: np.ndarray, beta: float, gamma: float) -> np.ndarray:
@@ -70,11 +67,11 @@ class ReverseSigmoid:
 
     Args:
         beta: perturbation magnitude β ≥ 0 (β = 0 returns p unchanged up to renormalisation).
-        gamma: sigmoid slope γ > 0 (paper default 0.1).
+        gamma: sigmoid slope γ > 0 (default `spec.DEFAULT_GAMMA`, the paper's 0.1).
     """
 
     beta: float
-    gamma: float = 0.1
+    gamma: float = DEFAULT_GAMMA
 
     def __post_init__(self) -> None:
         validate_beta_gamma(self.beta, self.gamma)

@@ -2,7 +2,6 @@
 flashing, and footprint measurement. Front doors: `build_firmware`, `measure_footprint`."""
 
 from divqat_tvm.device.build import FirmwareBuild, build_firmware
-from divqat_tvm.device.config import DefenseSpec, parse_defense
 from divqat_tvm.device.footprint import measure_footprint
 
-__all__ = ["DefenseSpec", "FirmwareBuild", "build_firmware", "measure_footprint", "parse_defense"]
+__all__ = ["FirmwareBuild", "build_firmware", "measure_footprint"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from divqat_tvm.device.build import FIRMWARE_DIR, read_manifest
-from divqat_tvm.device.config import DefenseSpec, from_postprocessor
+from divqat_tvm.device.build import FIRMWARE_DIR, WARNING_CFLAGS, read_manifest
+from divqat_tvm.defenses.spec import DefenseSpec, from_postprocessor
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
 from divqat_tvm.toolchain import shared_library
@@ -41,12 +41,14 @@ class HostTwin:
             f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")
         ] + [f"-DDQ_OUTPUT_PROBABILITIES={1 if self.manifest.get('output', {}).get('kind') == 'probabilities' else 0}"
              ] + self.defense.c_defines()
-        srcs = sorted(self.build_dir.glob("*.c")) + [FIRMWARE_DIR / "src" / "postprocess.c",
-                                                     FIRMWARE_DIR / "host" / "host_glue.c"]
+        fw_srcs = [FIRMWARE_DIR / "src" / "postprocess.c", FIRMWARE_DIR / "host" / "host_glue.c"]
+        srcs = sorted(self.build_dir.glob("*.c")) + fw_srcs
         flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]
         headers = sorted(self.build_dir.glob("*.h")) + sorted((FIRMWARE_DIR / "include").glob("*.h"))
         out = self.build_dir / f"host-{self.defense.tag or 'none'}"
-        lib = shared_library(srcs, out, flags, headers=headers, stem="libdq_host", what="building the host twin library")
+        # the firmware's own C is held to -Werror (the generated model C to -Wall)
+        lib = shared_library(srcs, out, flags, headers=headers, stem="libdq_host", what="building the host twin library",
+                             strict=(fw_srcs, WARNING_CFLAGS))
         atomic_write_text(out / "host.json", json.dumps({"flags": flags, "lib": lib.name}, indent=2) + "\n")
         return lib
 

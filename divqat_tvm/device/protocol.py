@@ -25,12 +25,14 @@ CRC = struct.Struct("<I")
 T_INFO, T_INFER, T_STATS, T_SHUTDOWN, T_FAULT_TEST = 0x01, 0x02, 0x03, 0x04, 0x7E
 T_HELLO, T_FAULT, T_ERROR, T_RESPONSE = 0xF0, 0xFE, 0xFF, 0x80
 
+#: status codes: the dq_status_t enum of firmware/include/dq_protocol.h (wire format; change both together)
 STATUS = {
     0: "ok", 1: "bad CRC", 2: "bad length", 3: "unknown command", 4: "time-out inside a frame",
     5: "wrong protocol version", 6: "model error", 7: "unsupported", 8: "bad payload", 9: "garbage",
-    10: "stack overflow",
+    10: "stack overflow", 11: "answer too large for the device's buffer",
 }
-E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE, E_STACK = range(1, 11)
+(E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE, E_STACK,
+ E_OVERFLOW) = range(1, 12)
 
 INFER_INLINE, INFER_SHARED = 0, 1
 TIMER_UNITS = {0: "systick", 1: "dwt"}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from divqat_tvm.attacks.runner import ATTACKS
+from divqat_tvm.defenses.spec import DEFAULT_GAMMA, DEFAULT_NU
 from divqat_tvm.errors import DivqatError
 
 METHODS = ("float", "ptq", "qat", "divqat")
@@ -80,16 +81,16 @@ class VictimSpec:
         alpha: DivQAT's α (None for the others).
         defense: "rs", "dcp" or None.
         beta: the defence's β (None without a defence).
-        gamma: the defence's γ (RS and DCP), 0.1 as in the papers.
-        nu: DCP's gate sharpness ν, 1000 as in the paper.
+        gamma: the defence's γ (RS and DCP), the papers' default from `defenses.spec`.
+        nu: DCP's gate sharpness ν, the paper's default from `defenses.spec`.
     """
 
     method: str
     alpha: float | None = None
     defense: str | None = None
     beta: float | None = None
-    gamma: float = 0.1
-    nu: float = 1000.0
+    gamma: float = DEFAULT_GAMMA
+    nu: float = DEFAULT_NU
 
     @property
     def model_key(self) -> str:
@@ -289,8 +290,8 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
             raise ConfigError(f"The config {where} gives beta to victims[{i}] without a defense.", 'Add defense = "rs" or "dcp", or remove beta.')
         alphas = [_number(a, "alpha", where) for a in _as_list(e["alpha"])] if "alpha" in e else [None]
         betas = [_number(b, "beta", where) for b in _as_list(e["beta"])] if "beta" in e else [None]
-        gamma = _number(e.get("gamma", 0.1), "gamma", where)
-        nu = _number(e.get("nu", 1000.0), "nu", where)
+        gamma = _number(e.get("gamma", DEFAULT_GAMMA), "gamma", where)
+        nu = _number(e.get("nu", DEFAULT_NU), "nu", where)
         for a in alphas:
             for b in betas:
                 out.append(VictimSpec(method, a, defense, b, gamma, nu))

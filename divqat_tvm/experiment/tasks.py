@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from divqat_tvm.defenses.spec import DEFAULT_GAMMA, DEFAULT_NU
 from divqat_tvm.errors import DeviceError, DivqatError
 from divqat_tvm.experiment.cache import ensure
 from divqat_tvm.experiment.grid import Task
@@ -241,7 +242,8 @@ def _defense(v: dict[str, Any]) -> str | None:
     """The contract's defence spec string of a victim dict (see `VictimSpec.defense_spec`)."""
     from divqat_tvm.experiment.config import VictimSpec
 
-    return VictimSpec(v["method"], v["alpha"], v["defense"], v["beta"], v.get("gamma", 0.1), v.get("nu", 1000.0)).defense_spec
+    return VictimSpec(v["method"], v["alpha"], v["defense"], v["beta"], v.get("gamma", DEFAULT_GAMMA),
+                      v.get("nu", DEFAULT_NU)).defense_spec
 
 
 def _npy(a: np.ndarray) -> bytes:

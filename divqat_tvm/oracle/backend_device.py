@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from divqat_tvm.device.build import FirmwareBuild, build_firmware, read_manifest
-from divqat_tvm.device.config import from_postprocessor
+from divqat_tvm.defenses.spec import from_postprocessor
 from divqat_tvm.device.emulator import QemuRunner, check_status
 from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferResult
 from divqat_tvm.errors import DeviceError, DivqatError, TargetError

@@ -7,12 +7,12 @@
 
 #include <stdint.h>
 
-void board_init(void);
+void dq_board_init(void);
 /* Blocking write of one byte. */
-void uart_putc(uint8_t c);
+void dq_uart_putc(uint8_t c);
 /* Non-blocking read: the byte (0..255), or -1 when none is waiting. */
-int uart_getc_nb(void);
-void uart_write(const void *buf, uint32_t n);
-void uart_puts(const char *s);
+int dq_uart_getc_nb(void);
+void dq_uart_write(const void *buf, uint32_t n);
+void dq_uart_puts(const char *s);
 
 #endif

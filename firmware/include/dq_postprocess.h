@@ -1,28 +1,20 @@
 /* On-device post-processing: dequantize int8 logits, softmax, then the build's defence (none, RS, DCP).
  *
  * Only float32 +, -, *, / and our own expf/logf are used, compiled with -ffp-contract=off, so the same
- * source gives the same bits on the host (x86-64 SSE) and on every Cortex-M (hard or soft float). */
+ * source gives the same bits on the host (x86-64 SSE) and on every Cortex-M (hard or soft float).
+ * Any class count works: the defences run in place in the caller's probability array (no scratch buffer). */
 #ifndef DQ_POSTPROCESS_H
 #define DQ_POSTPROCESS_H
 
 #include <stdint.h>
 
-#define DQ_DEFENSE_NONE 0
-#define DQ_DEFENSE_RS 1
-#define DQ_DEFENSE_DCP 2
-
-/* Defence chosen at build time: -DDQ_DEFENSE=1 -DDQ_BETA=0.5f -DDQ_GAMMA=0.1f [-DDQ_NU=1000.0f] */
-#ifndef DQ_DEFENSE
-#define DQ_DEFENSE DQ_DEFENSE_NONE
-#endif
-#ifndef DQ_BETA
-#define DQ_BETA 0.0f
-#endif
-#ifndef DQ_GAMMA
-#define DQ_GAMMA 0.1f
-#endif
-#ifndef DQ_NU
-#define DQ_NU 1000.0f
+/* The defence of this build and the constants shared with the Python twins (DQ_DEFENSE, DQ_DEFENSE_NONE/RS/DCP,
+ * DQ_BETA, DQ_GAMMA, DQ_NU, DQ_P_MIN, DQ_P_MAX) are generated from divqat_tvm/defenses/spec.py (DefenseSpec):
+ * the firmware build writes dq_defense_config.h into its build directory, the host build passes the same
+ * macros as -D flags (DefenseSpec.c_defines(), which also defines DQ_DEFENSE_CONFIG). There are no defaults
+ * here, so C cannot drift from Python. */
+#ifndef DQ_DEFENSE_CONFIG
+#include "dq_defense_config.h"
 #endif
 
 float dq_expf(float x);

@@ -9,10 +9,12 @@
 #define DQ_TIMER_SYSTICK 0u /* SysTick ticks at the core clock */
 #define DQ_TIMER_DWT 1u     /* DWT CYCCNT: core cycles */
 
-void timer_init(void);
-uint64_t timer_now(void);
-uint32_t timer_kind(void);
+void dq_timer_init(void);
+uint64_t dq_timer_now(void);
+uint32_t dq_timer_kind(void);
 /* QEMU: start the next measurement at a fixed phase of the SysTick tick (deterministic counts). No-op on boards. */
-void timer_align(void);
+void dq_timer_align(void);
+/* The SysTick exception handler (vector-table name, see startup.c). */
+void SysTick_Handler(void);
 
 #endif

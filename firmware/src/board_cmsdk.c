@@ -12,16 +12,15 @@
 #define STATE_TX_FULL 1u
 #define STATE_RX_FULL 2u
 
-void board_init(void) {
+void dq_board_init(void) {
     uint32_t div = DQ_CLOCK_HZ / DQ_UART_BAUD;
     UART_BAUDDIV = div < 16u ? 16u : div;
     UART_CTRL = 3u; /* TX enable | RX enable */
 }
 
-void uart_putc(uint8_t c) {
-    while (UART_STATE & STATE_TX_FULL) {
-    }
+void dq_uart_putc(uint8_t c) {
+    while (UART_STATE & STATE_TX_FULL) {}
     UART_DATA = c;
 }
 
-int uart_getc_nb(void) { return (UART_STATE & STATE_RX_FULL) ? (int)(UART_DATA & 0xFFu) : -1; }
+int dq_uart_getc_nb(void) { return (UART_STATE & STATE_RX_FULL) ? (int)(UART_DATA & 0xFFu) : -1; }

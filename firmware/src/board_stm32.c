@@ -35,7 +35,7 @@ static void gpio_af(uint32_t gpio_base, uint32_t pin, uint32_t af) {
     *afr = (*afr & ~(0xFu << shift)) | (af << shift);
 }
 
-void board_init(void) {
+void dq_board_init(void) {
 #if defined(DQ_SOC_STM32H7)
     DQ_REG(0x58024400u + 0x0E0u) |= 1u << 3;  /* RCC_AHB4ENR.GPIODEN */
     DQ_REG(0x58024400u + 0x0E8u) |= 1u << 18; /* RCC_APB1LENR.USART3EN */
@@ -53,9 +53,9 @@ void board_init(void) {
 #elif defined(DQ_SOC_STM32L4)
     DQ_REG(0x40021000u + 0x58u) |= 1u << 28; /* RCC_APB1ENR1.PWREN */
     (void)DQ_REG(0x40021000u + 0x58u);
-    DQ_REG(0x40007000u + 0x04u) |= 1u << 9;  /* PWR_CR2.IOSV: port G is powered from VDDIO2 */
-    DQ_REG(0x40021000u + 0x4Cu) |= 1u << 6;  /* RCC_AHB2ENR.GPIOGEN */
-    DQ_REG(0x40021000u + 0x5Cu) |= 1u << 0;  /* RCC_APB1ENR2.LPUART1EN */
+    DQ_REG(0x40007000u + 0x04u) |= 1u << 9; /* PWR_CR2.IOSV: port G is powered from VDDIO2 */
+    DQ_REG(0x40021000u + 0x4Cu) |= 1u << 6; /* RCC_AHB2ENR.GPIOGEN */
+    DQ_REG(0x40021000u + 0x5Cu) |= 1u << 0; /* RCC_APB1ENR2.LPUART1EN */
     (void)DQ_REG(0x40021000u + 0x5Cu);
     gpio_af(0x48001800u, 7u, 8u); /* PG7 = LPUART1_TX */
     gpio_af(0x48001800u, 8u, 8u); /* PG8 = LPUART1_RX */
@@ -67,13 +67,12 @@ void board_init(void) {
     U_CR1 = CR1_UE | CR1_RE | CR1_TE;
 }
 
-void uart_putc(uint8_t c) {
-    while (!(U_ISR & ISR_TXE)) {
-    }
+void dq_uart_putc(uint8_t c) {
+    while (!(U_ISR & ISR_TXE)) {}
     U_TDR = c;
 }
 
-int uart_getc_nb(void) {
+int dq_uart_getc_nb(void) {
     uint32_t isr = U_ISR;
     if (isr & ISR_ORE) U_ICR = ISR_ORE; /* an overrun is a lost byte: the CRC will catch it */
     return (isr & ISR_RXNE) ? (int)(U_RDR & 0xFFu) : -1;

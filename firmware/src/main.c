@@ -1,6 +1,9 @@
 /* The device side of the query interface: boot banner, then serve INFO / INFER / STATS / SHUTDOWN frames
  * for the compiled model. Configuration (board, model prefix, defence, profiling) is in the generated
- * fw_config.h (divqat_tvm/device/build.py). */
+ * fw_config.h (divqat_tvm/device/build.py) and dq_defense_config.h (divqat_tvm/defenses/spec.py).
+ *
+ * Every answer goes through a bounded writer (dq_writer_t) or is streamed (dq_tx_t), so no write passes the end
+ * of a buffer; an answer that does not fit is replaced by an ERROR DQ_E_OVERFLOW. */
 #include <stdint.h>
 #include <string.h>
 
@@ -11,6 +14,7 @@
 #include "dq_semihost.h"
 #include "dq_stack.h"
 #include "dq_timer.h"
+#include "dq_vectors.h"
 #include "fw_config.h"
 #if DQ_PROFILE
 #include "dq_profile.h"
@@ -18,45 +22,15 @@
 
 #define INFER_HEADER_BYTES 4u
 #define RX_CAP (DQ_INPUT_SIZE + INFER_HEADER_BYTES + 64u)
-#define INFER_RESP_HEADER 32u
+
+#if DQ_OUTPUT_SIZE > DQ_MAX_CLASSES
+#error "the model has more classes than the INFER answer's u16 class count holds (DQ_MAX_CLASSES)"
+#endif
 
 static uint8_t rx_buf[RX_CAP] __attribute__((aligned(8)));
 static int8_t logits[DQ_OUTPUT_SIZE] __attribute__((aligned(8)));
 static float probs[DQ_OUTPUT_SIZE];
-static uint8_t resp[INFER_RESP_HEADER + DQ_OUTPUT_SIZE + 4u * DQ_OUTPUT_SIZE] __attribute__((aligned(8)));
 static uint64_t last_model_ticks;
-
-static uint8_t *put8(uint8_t *p, uint32_t v) {
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static uint8_t *put16(uint8_t *p, uint32_t v) {
-    p = put8(p, v);
-    return put8(p, v >> 8);
-}
-
-static uint8_t *put32(uint8_t *p, uint32_t v) {
-    p = put16(p, v);
-    return put16(p, v >> 16);
-}
-
-static uint8_t *put64(uint8_t *p, uint64_t v) {
-    p = put32(p, (uint32_t)v);
-    return put32(p, (uint32_t)(v >> 32));
-}
-
-static uint8_t *putf(uint8_t *p, float f) {
-    uint32_t v;
-    memcpy(&v, &f, sizeof v);
-    return put32(p, v);
-}
-
-static uint8_t *puts0(uint8_t *p, const char *s) {
-    while (*s) *p++ = (uint8_t)*s++;
-    *p++ = 0;
-    return p;
-}
 
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -69,39 +43,40 @@ static void send_hello(void) {
 
 static void handle_info(uint16_t seq) {
     static const uint16_t dims[4] = DQ_INPUT_DIMS;
-    uint8_t buf[320];
-    uint8_t *p = buf;
-    p = put8(p, DQ_PROTO_VERSION);
-    p = put8(p, DQ_FW_VERSION_MAJOR);
-    p = put8(p, DQ_FW_VERSION_MINOR);
-    p = put8(p, timer_kind());
-    p = put8(p, DQ_DEFENSE);
-    p = put8(p, DQ_PROFILE);
-    p = put8(p, DQ_QEMU);
-    p = put8(p, DQ_INPUT_NDIM);
-    for (int i = 0; i < 4; i++) p = put16(p, dims[i]);
-    p = put32(p, DQ_INPUT_SIZE);
-    p = put32(p, DQ_OUTPUT_SIZE);
-    p = putf(p, DQ_INPUT_SCALE);
-    p = put32(p, (uint32_t)(int32_t)DQ_INPUT_ZERO_POINT);
-    p = putf(p, DQ_OUTPUT_SCALE);
-    p = put32(p, (uint32_t)(int32_t)DQ_OUTPUT_ZERO_POINT);
-    p = put32(p, DQ_NUM_OPS);
-    p = put32(p, DQ_ARENA_BYTES);
-    p = put32(p, DQ_CLOCK_HZ);
-    p = put32(p, DQ_SHM_BASE);
-    p = put32(p, DQ_SHM_SIZE);
-    p = put32(p, RX_CAP);
-    p = put32(p, stack_size());
-    p = put32(p, SCB_CPUID);
-    p = putf(p, DQ_BETA);
-    p = putf(p, DQ_GAMMA);
-    p = putf(p, DQ_NU);
-    p = puts0(p, DQ_MODEL_SHA256);
-    p = puts0(p, DQ_BOARD_NAME);
-    p = puts0(p, DQ_MODEL_NAME);
-    p = puts0(p, DQ_FW_VERSION);
-    dq_send(DQ_T_INFO | DQ_T_RESPONSE, seq, buf, (uint32_t)(p - buf));
+    static uint8_t buf[DQ_INFO_MAX_BYTES]; /* static: INFO must work on the smallest stack a build allows */
+    dq_writer_t w;
+    dq_w_init(&w, buf, sizeof buf);
+    dq_w_u8(&w, DQ_PROTO_VERSION);
+    dq_w_u8(&w, DQ_FW_VERSION_MAJOR);
+    dq_w_u8(&w, DQ_FW_VERSION_MINOR);
+    dq_w_u8(&w, dq_timer_kind());
+    dq_w_u8(&w, DQ_DEFENSE);
+    dq_w_u8(&w, DQ_PROFILE);
+    dq_w_u8(&w, DQ_QEMU);
+    dq_w_u8(&w, DQ_INPUT_NDIM);
+    for (uint32_t i = 0; i < 4u; i++) dq_w_u16(&w, dims[i]);
+    dq_w_u32(&w, DQ_INPUT_SIZE);
+    dq_w_u32(&w, DQ_OUTPUT_SIZE);
+    dq_w_f32(&w, DQ_INPUT_SCALE);
+    dq_w_u32(&w, (uint32_t)(int32_t)DQ_INPUT_ZERO_POINT);
+    dq_w_f32(&w, DQ_OUTPUT_SCALE);
+    dq_w_u32(&w, (uint32_t)(int32_t)DQ_OUTPUT_ZERO_POINT);
+    dq_w_u32(&w, DQ_NUM_OPS);
+    dq_w_u32(&w, DQ_ARENA_BYTES);
+    dq_w_u32(&w, DQ_CLOCK_HZ);
+    dq_w_u32(&w, DQ_SHM_BASE);
+    dq_w_u32(&w, DQ_SHM_SIZE);
+    dq_w_u32(&w, RX_CAP);
+    dq_w_u32(&w, dq_stack_size());
+    dq_w_u32(&w, SCB_CPUID);
+    dq_w_f32(&w, DQ_BETA);
+    dq_w_f32(&w, DQ_GAMMA);
+    dq_w_f32(&w, DQ_NU);
+    dq_w_str0(&w, DQ_MODEL_SHA256);
+    dq_w_str0(&w, DQ_BOARD_NAME);
+    dq_w_str0(&w, DQ_MODEL_NAME);
+    dq_w_str0(&w, DQ_FW_VERSION);
+    dq_send_reply(DQ_T_INFO, seq, &w);
 }
 
 static void handle_infer(const dq_frame_t *f) {
@@ -133,74 +108,112 @@ static void handle_infer(const dq_frame_t *f) {
         return;
     }
 
-    stack_paint();
+    dq_stack_paint();
 #if DQ_PROFILE
     dq_profile_reset();
 #endif
-    timer_align();
-    uint64_t t0 = timer_now();
+    dq_timer_align();
+    uint64_t t0 = dq_timer_now();
     int rc = DQ_MODEL_RUN(input, logits);
-    uint64_t t1 = timer_now();
+    uint64_t t1 = dq_timer_now();
     dq_postprocess(logits, DQ_OUTPUT_SIZE, DQ_OUTPUT_SCALE, DQ_OUTPUT_ZERO_POINT, probs);
-    uint64_t t2 = timer_now();
-    uint32_t peak = stack_peak();
+    uint64_t t2 = dq_timer_now();
+    uint32_t peak = dq_stack_peak();
     last_model_ticks = t1 - t0;
 
-    uint8_t *p = resp;
-    p = put8(p, rc != 0 ? DQ_E_MODEL : (peak >= stack_size() ? DQ_E_STACK : DQ_OK));
-    p = put8(p, timer_kind());
-    p = put16(p, DQ_OUTPUT_SIZE);
-    p = put32(p, peak);
-    p = put64(p, t1 - t0);
-    p = put64(p, t2 - t1);
-    p = put32(p, (uint32_t)rc);
-    p = put32(p, 0);
-    memcpy(p, logits, DQ_OUTPUT_SIZE);
-    p += DQ_OUTPUT_SIZE;
-    for (uint32_t i = 0; i < DQ_OUTPUT_SIZE; i++) p = putf(p, probs[i]);
-    dq_send(DQ_T_INFER | DQ_T_RESPONSE, f->seq, resp, (uint32_t)(p - resp));
+    /* header through a bounded writer, then logits and probabilities streamed: no buffer for the whole answer */
+    uint8_t head[DQ_INFER_HEAD_BYTES];
+    dq_writer_t w;
+    dq_w_init(&w, head, sizeof head);
+    dq_w_u8(&w, rc != 0 ? DQ_E_MODEL : (peak >= dq_stack_size() ? DQ_E_STACK : DQ_OK));
+    dq_w_u8(&w, dq_timer_kind());
+    dq_w_u16(&w, DQ_OUTPUT_SIZE);
+    dq_w_u32(&w, peak);
+    dq_w_u64(&w, t1 - t0);
+    dq_w_u64(&w, t2 - t1);
+    dq_w_u32(&w, (uint32_t)rc);
+    dq_w_u32(&w, 0);
+    if (!dq_w_fits(&w)) { /* cannot happen while DQ_INFER_HEAD_BYTES matches the fields above */
+        dq_send_error(f->seq, DQ_E_OVERFLOW, f->type, w.len);
+        return;
+    }
+    dq_tx_t t;
+    dq_tx_begin(&t, DQ_T_INFER | DQ_T_RESPONSE, f->seq, w.len + 5u * DQ_OUTPUT_SIZE);
+    dq_tx_bytes(&t, head, w.len);
+    dq_tx_bytes(&t, logits, DQ_OUTPUT_SIZE);
+    for (uint32_t i = 0; i < DQ_OUTPUT_SIZE; i++) {
+        uint32_t v;
+        uint8_t b[4];
+        memcpy(&v, &probs[i], sizeof v);
+        dq_le32(b, v);
+        dq_tx_bytes(&t, b, sizeof b);
+    }
+    dq_tx_end(&t);
 }
 
 static void handle_stats(const dq_frame_t *f) {
 #if DQ_PROFILE
     uint8_t head[16];
-    uint8_t *p = head;
-    p = put8(p, timer_kind());
-    p = put8(p, 1);
-    p = put16(p, DQ_NUM_OPS);
-    p = put32(p, 0);
-    p = put64(p, last_model_ticks);
-    uint8_t ops[8u * (DQ_NUM_OPS > 0 ? DQ_NUM_OPS : 1)];
-    uint8_t *q = ops;
-    for (int i = 0; i < DQ_NUM_OPS; i++) q = put64(q, dq_profile_ticks(i));
-    dq_send2(DQ_T_STATS | DQ_T_RESPONSE, f->seq, head, (uint32_t)(p - head), ops, (uint32_t)(q - ops));
+    dq_writer_t w;
+    dq_w_init(&w, head, sizeof head);
+    dq_w_u8(&w, dq_timer_kind());
+    dq_w_u8(&w, 1);
+    dq_w_u16(&w, DQ_NUM_OPS);
+    dq_w_u32(&w, 0);
+    dq_w_u64(&w, last_model_ticks);
+    if (!dq_w_fits(&w)) {
+        dq_send_error(f->seq, DQ_E_OVERFLOW, f->type, w.len);
+        return;
+    }
+    dq_tx_t t;
+    dq_tx_begin(&t, DQ_T_STATS | DQ_T_RESPONSE, f->seq, w.len + 8u * (uint32_t)DQ_NUM_OPS);
+    dq_tx_bytes(&t, head, w.len);
+    for (int i = 0; i < DQ_NUM_OPS; i++) {
+        uint64_t v = dq_profile_ticks(i);
+        uint8_t b[8];
+        dq_le32(b, (uint32_t)v);
+        dq_le32(b + 4, (uint32_t)(v >> 32));
+        dq_tx_bytes(&t, b, sizeof b);
+    }
+    dq_tx_end(&t);
 #else
     dq_send_error(f->seq, DQ_E_UNSUPPORTED, f->type, 0);
 #endif
 }
 
 #if DQ_TEST_FAULT
-/* Test-only: fault (payload 0: undefined instruction -> UsageFault) or hang (1) on request. */
+/* Test-only: recursion that the stack ends (its bound is out of reach), each level keeping 64 bytes live. */
+static volatile uint32_t overflow_bound = 0xFFFFFFFFu;
+
+__attribute__((noinline)) static uint32_t overflow_stack(uint32_t depth) {
+    volatile uint8_t pad[64];
+    pad[depth & 63u] = (uint8_t)depth;
+    if (depth == overflow_bound) return pad[0];
+    return overflow_stack(depth + 1u) + pad[depth & 63u];
+}
+
+/* Test-only: fault (payload 0: undefined instruction -> UsageFault), hang (1) or overflow the stack (2). */
 static void handle_fault_test(const dq_frame_t *f) {
-    if (f->length >= 1u && f->payload[0] == 1u) {
-        for (;;) {
-        }
+    uint8_t what = f->length >= 1u ? f->payload[0] : 0u;
+    if (what == 1u) {
+        for (;;) {}
     }
+    if (what == 2u) (void)overflow_stack(0);
     __asm volatile("udf #0");
 }
 #endif
 
-int main(void) {
-    board_init();
-    timer_init();
-    stack_paint();
+void dq_main(void) {
+    dq_board_init();
+    dq_timer_init();
+    dq_stack_paint();
     send_hello();
     for (;;) {
         dq_frame_t f;
         uint16_t eseq;
         uint8_t etype;
         uint32_t detail;
-        uint32_t st = dq_recv(&f, rx_buf, RX_CAP, &eseq, &etype, &detail);
+        dq_status_t st = dq_recv(&f, rx_buf, RX_CAP, &eseq, &etype, &detail);
         if (st != DQ_OK) {
             dq_send_error(eseq, (uint8_t)st, etype, detail);
             continue;

@@ -5,7 +5,7 @@
  * DCP (Khaled et al., arXiv 2309.01838): RS gated to low-confidence answers,
  *     a = 1 / (1 + exp(nu * (max p - beta))),  y = (p - a r) / sum(p - a r)
  * The numerical choices are those of the Python twins (divqat_tvm/defenses/rs.py, dcp.py): p is clamped to
- * [1e-6, 1 - 1e-6] before the log-odds (the authors' 1e-12 is not representable next to 1 in float32);
+ * [DQ_P_MIN, DQ_P_MAX] = [1e-6, 1 - 1e-6] (generated from defenses/spec.py) before the log-odds (the authors' 1e-12 is not representable next to 1 in float32);
  * p - a r is clipped at 0 before normalising (as ART does), and an all-zero row becomes uniform; the DCP
  * gate is computed as sigmoid(-nu (max p - beta)) in its overflow-free form.
  * Must be compiled with -ffp-contract=off (no fused multiply-add) and without -ffast-math. */
@@ -13,9 +13,6 @@
 
 #include <stdint.h>
 #include <string.h>
-
-#define DQ_P_MIN 1e-6f
-#define DQ_P_MAX (1.0f - 1e-6f)
 
 static float from_bits(uint32_t b) {
     float f;
@@ -35,13 +32,20 @@ float dq_expf(float x) {
     if (x != x) return x;
     if (x > 88.72283f) return from_bits(0x7F800000u);
     if (x < -87.33654f) return 0.0f;
-    const float ln2_hi = 0.693145751953125f;    /* 0x3F317200: exact in 16 bits */
+    const float ln2_hi = 0.693145751953125f;     /* 0x3F317200: exact in 16 bits */
     const float ln2_lo = 1.428606765330187e-06f; /* ln2 - ln2_hi */
     float t = x * 1.44269504088896341f;
     int k = (int)(t + (t >= 0.0f ? 0.5f : -0.5f));
     float r = (x - (float)k * ln2_hi) - (float)k * ln2_lo;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f + r * (0.008333334f +
-                                                                        r * (0.0013888889f + r * 0.00019841270f))))));
+    /* Horner form, innermost term first (the same operations in the same order as the nested expression) */
+    float p = 0.00019841270f;
+    p = 0.0013888889f + r * p;
+    p = 0.008333334f + r * p;
+    p = 0.041666668f + r * p;
+    p = 0.16666667f + r * p;
+    p = 0.5f + r * p;
+    p = 1.0f + r * p;
+    p = 1.0f + r * p;
     if (k > 127) return p * 2.0f * from_bits((uint32_t)(127 + 127) << 23);
     if (k < -126) return p * 0.5f * from_bits((uint32_t)(k + 1 + 127) << 23);
     return p * from_bits((uint32_t)(k + 127) << 23);
@@ -93,20 +97,19 @@ static float reverse_sigmoid_r(float p, float beta, float gamma) {
     return beta * (sig - 0.5f);
 }
 
+/* In place, for any n: y[i] depends on p[i] alone, so it overwrites p[i]; the sum runs in index order as before. */
 void dq_reverse_sigmoid(float *p, uint32_t n, float beta, float gamma, float gate) {
-    float y[256];
     float sum = 0.0f;
-    if (n > 256u) return;
     for (uint32_t i = 0; i < n; i++) {
         float v = p[i] - gate * reverse_sigmoid_r(p[i], beta, gamma);
-        y[i] = v > 0.0f ? v : 0.0f;
-        sum = sum + y[i];
+        p[i] = v > 0.0f ? v : 0.0f;
+        sum = sum + p[i];
     }
     if (!(sum > 0.0f)) {
         for (uint32_t i = 0; i < n; i++) p[i] = 1.0f / (float)n;
         return;
     }
-    for (uint32_t i = 0; i < n; i++) p[i] = y[i] / sum;
+    for (uint32_t i = 0; i < n; i++) p[i] = p[i] / sum;
 }
 
 float dq_dcp_gate(const float *p, uint32_t n, float beta, float nu) {

@@ -13,11 +13,11 @@ void dq_profile_reset(void) {
 
 void dq_op_begin(int index) {
     (void)index;
-    op_start = timer_now();
+    op_start = dq_timer_now();
 }
 
 void dq_op_end(int index) {
-    uint64_t t = timer_now();
+    uint64_t t = dq_timer_now();
     if (index >= 0 && index < DQ_NUM_OPS) op_ticks[index] += t - op_start;
 }
 

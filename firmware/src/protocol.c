@@ -1,6 +1,8 @@
 /* Framing, CRC and time-outs of the query protocol (see dq_protocol.h). */
 #include "dq_protocol.h"
 
+#include <string.h>
+
 #include "dq_board.h"
 #include "dq_timer.h"
 #include "fw_config.h"
@@ -34,11 +36,11 @@ uint32_t dq_crc32_update(uint32_t crc, const uint8_t *p, uint32_t n) {
 
 /* Next byte, or -1 if none arrives within `ticks`. */
 static int getc_timeout(uint64_t ticks) {
-    uint64_t start = timer_now();
+    uint64_t start = dq_timer_now();
     for (;;) {
-        int c = uart_getc_nb();
+        int c = dq_uart_getc_nb();
         if (c >= 0) return c;
-        if (timer_now() - start > ticks) return -1;
+        if (dq_timer_now() - start > ticks) return -1;
     }
 }
 
@@ -62,7 +64,7 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-uint32_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type, uint32_t *detail) {
+dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type, uint32_t *detail) {
     uint8_t hdr[DQ_HEADER_BYTES];
     uint32_t garbage = 0;
     *err_seq = 0xFFFFu;
@@ -72,7 +74,7 @@ uint32_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, u
      * quiet, reported as one GARBAGE error (garbage directly followed by a frame is dropped silently) */
     int prev = -1;
     for (;;) {
-        int c = (garbage || prev >= 0) ? getc_timeout(DQ_IDLE_TICKS) : uart_getc_nb();
+        int c = (garbage || prev >= 0) ? getc_timeout(DQ_IDLE_TICKS) : dq_uart_getc_nb();
         if (c < 0) {
             if (prev >= 0) garbage++, prev = -1;
             if (garbage) {
@@ -124,26 +126,96 @@ uint32_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, u
     return DQ_OK;
 }
 
+void dq_tx_begin(dq_tx_t *t, uint8_t type, uint16_t seq, uint32_t length) {
+    uint8_t hdr[DQ_HEADER_BYTES] = {DQ_MAGIC0, DQ_MAGIC1, DQ_PROTO_VERSION, type};
+    dq_le16(hdr + 4, seq);
+    dq_le32(hdr + 6, length);
+    t->crc = dq_crc32_update(0, hdr, DQ_HEADER_BYTES);
+    t->left = length;
+    dq_uart_write(hdr, DQ_HEADER_BYTES);
+}
+
+void dq_tx_bytes(dq_tx_t *t, const void *p, uint32_t n) {
+    if (n > t->left) n = t->left;
+    t->crc = dq_crc32_update(t->crc, (const uint8_t *)p, n);
+    t->left -= n;
+    dq_uart_write(p, n);
+}
+
+void dq_tx_end(dq_tx_t *t) {
+    static const uint8_t zero = 0;
+    while (t->left > 0u) dq_tx_bytes(t, &zero, 1u);
+    uint8_t crcb[DQ_CRC_BYTES];
+    dq_le32(crcb, t->crc);
+    dq_uart_write(crcb, DQ_CRC_BYTES);
+}
+
 void dq_send2(uint8_t type, uint16_t seq, const void *a, uint32_t na, const void *b, uint32_t nb) {
-    uint32_t len = na + nb;
-    uint8_t hdr[DQ_HEADER_BYTES] = {
-        DQ_MAGIC0, DQ_MAGIC1, DQ_PROTO_VERSION, type, (uint8_t)seq, (uint8_t)(seq >> 8),
-        (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24),
-    };
-    uint32_t crc = dq_crc32_update(0, hdr, DQ_HEADER_BYTES);
-    crc = dq_crc32_update(crc, (const uint8_t *)a, na);
-    crc = dq_crc32_update(crc, (const uint8_t *)b, nb);
-    uint8_t crcb[DQ_CRC_BYTES] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
-    uart_write(hdr, DQ_HEADER_BYTES);
-    uart_write(a, na);
-    uart_write(b, nb);
-    uart_write(crcb, DQ_CRC_BYTES);
+    dq_tx_t t;
+    dq_tx_begin(&t, type, seq, na + nb);
+    dq_tx_bytes(&t, a, na);
+    dq_tx_bytes(&t, b, nb);
+    dq_tx_end(&t);
 }
 
 void dq_send(uint8_t type, uint16_t seq, const void *p, uint32_t n) { dq_send2(type, seq, p, n, 0, 0); }
 
 void dq_send_error(uint16_t seq, uint8_t status, uint8_t req_type, uint32_t detail) {
-    uint8_t p[8] = {status, req_type, 0, 0, (uint8_t)detail, (uint8_t)(detail >> 8), (uint8_t)(detail >> 16),
-                    (uint8_t)(detail >> 24)};
+    uint8_t p[8] = {status, req_type, 0, 0};
+    dq_le32(p + 4, detail);
     dq_send(DQ_T_ERROR, seq, p, sizeof p);
+}
+
+void dq_send_reply(uint8_t req_type, uint16_t seq, const dq_writer_t *w) {
+    if (dq_w_fits(w))
+        dq_send((uint8_t)(req_type | DQ_T_RESPONSE), seq, w->buf, w->len);
+    else
+        dq_send_error(seq, DQ_E_OVERFLOW, req_type, w->len);
+}
+
+void dq_w_init(dq_writer_t *w, void *buf, uint32_t cap) {
+    w->buf = (uint8_t *)buf;
+    w->cap = cap;
+    w->len = 0;
+}
+
+void dq_w_bytes(dq_writer_t *w, const void *p, uint32_t n) {
+    const uint8_t *s = (const uint8_t *)p;
+    for (uint32_t i = 0; i < n; i++, w->len++)
+        if (w->len < w->cap) w->buf[w->len] = s[i];
+}
+
+void dq_w_u8(dq_writer_t *w, uint32_t v) {
+    uint8_t b = (uint8_t)v;
+    dq_w_bytes(w, &b, 1u);
+}
+
+void dq_w_u16(dq_writer_t *w, uint32_t v) {
+    dq_w_u8(w, v);
+    dq_w_u8(w, v >> 8);
+}
+
+void dq_w_u32(dq_writer_t *w, uint32_t v) {
+    dq_w_u16(w, v);
+    dq_w_u16(w, v >> 16);
+}
+
+void dq_w_u64(dq_writer_t *w, uint64_t v) {
+    dq_w_u32(w, (uint32_t)v);
+    dq_w_u32(w, (uint32_t)(v >> 32));
+}
+
+void dq_w_f32(dq_writer_t *w, float f) {
+    uint32_t v;
+    memcpy(&v, &f, sizeof v);
+    dq_w_u32(w, v);
+}
+
+void dq_w_str(dq_writer_t *w, const char *s) {
+    while (*s) dq_w_u8(w, (uint8_t)*s++);
+}
+
+void dq_w_str0(dq_writer_t *w, const char *s) {
+    dq_w_str(w, s);
+    dq_w_u8(w, 0u);
 }

@@ -15,6 +15,5 @@ void dq_exit(uint32_t code) {
 #else
     (void)code; /* a board without a debugger would fault on BKPT: stay halted instead */
 #endif
-    for (;;) {
-    }
+    for (;;) {}
 }

@@ -27,20 +27,19 @@ void SysTick_Handler(void) {
 
 static int dwt_counts(void) {
 #if defined(DQ_USE_DWT) && DQ_USE_DWT
-    DEMCR |= 1u << 24; /* TRCENA */
+    DEMCR |= 1u << 24;     /* TRCENA */
     DWT_LAR = 0xC5ACCE55u; /* unlock (Cortex-M7); ignored elsewhere */
     DWT_CYCCNT = 0;
     DWT_CTRL |= 1u;
     uint32_t a = DWT_CYCCNT;
-    for (volatile int i = 0; i < 16; i++) {
-    }
+    for (volatile int i = 0; i < 16; i++) {}
     return DWT_CYCCNT != a;
 #else
     return 0;
 #endif
 }
 
-void timer_init(void) {
+void dq_timer_init(void) {
     kind = dwt_counts() ? DQ_TIMER_DWT : DQ_TIMER_SYSTICK;
     SYST_CSR = 0;
     SYST_RVR = SYST_RELOAD;
@@ -48,7 +47,7 @@ void timer_init(void) {
     SYST_CSR = 7u; /* ENABLE | TICKINT | CLKSOURCE = core clock */
 }
 
-uint32_t timer_kind(void) { return kind; }
+uint32_t dq_timer_kind(void) { return kind; }
 
 #if DQ_QEMU
 /* Under QEMU -icount shift=0 one instruction is 1 ns and a SysTick tick is 1e9/clock_hz instructions, so a
@@ -60,33 +59,35 @@ uint32_t timer_kind(void) { return kind; }
  * tick (the mps2 machines at 25 MHz); at other clocks (an505 20 MHz, an547 32 MHz) the samples do not
  * straddle the edge the same way and the phase is fixed only to within 2 instructions. */
 __attribute__((naked, noinline)) static void systick_align_asm(void) {
-    __asm volatile(
-        "ldr r1, =0xE000E018\n"
-        "ldr r0, [r1]\n"
-        "1: ldr r2, [r1]\n"
-        "cmp r2, r0\n"
-        "beq 1b\n"
-        ".rept 35\n nop\n .endr\n"
-        "ldr r3, [r1]\n"
-        "ldr r12, [r1]\n"
-        "cmp r3, r2\n"
-        "bne 2f\n"
-        "cmp r12, r2\n"
-        "bne 3f\n"
-        "nop\n"
-        "nop\n"
-        "b 9f\n"
-        "2: nop\n"
-        "nop\n"
-        "b 9f\n"
-        "3: nop\n"
-        "b 9f\n"
-        "9: bx lr\n"
-        ".ltorg\n" ::: "r0", "r1", "r2", "r3", "r12", "cc", "memory");
+    __asm volatile("ldr r1, =0xE000E018\n"
+                   "ldr r0, [r1]\n"
+                   "1: ldr r2, [r1]\n"
+                   "cmp r2, r0\n"
+                   "beq 1b\n"
+                   ".rept 35\n nop\n .endr\n"
+                   "ldr r3, [r1]\n"
+                   "ldr r0, [r1]\n" /* low registers only: assembles for Armv6-M too */
+                   "cmp r3, r2\n"
+                   "bne 2f\n"
+                   "cmp r0, r2\n"
+                   "bne 3f\n"
+                   "nop\n"
+                   "nop\n"
+                   "b 9f\n"
+                   "2: nop\n"
+                   "nop\n"
+                   "b 9f\n"
+                   "3: nop\n"
+                   "b 9f\n"
+                   "9: bx lr\n"
+                   ".ltorg\n"
+                   :
+                   :
+                   : "r0", "r1", "r2", "r3", "cc", "memory");
 }
 #endif
 
-void timer_align(void) {
+void dq_timer_align(void) {
 #if DQ_QEMU
     if (kind == DQ_TIMER_SYSTICK) {
         uint32_t m = dq_irq_save();
@@ -96,7 +97,7 @@ void timer_align(void) {
 #endif
 }
 
-uint64_t timer_now(void) {
+uint64_t dq_timer_now(void) {
     if (kind == DQ_TIMER_DWT) {
         uint32_t m = dq_irq_save();
         uint32_t lo = dwt_sample();

@@ -1,11 +1,11 @@
 /* UART helpers shared by every board. */
 #include "dq_board.h"
 
-void uart_write(const void *buf, uint32_t n) {
+void dq_uart_write(const void *buf, uint32_t n) {
     const uint8_t *p = (const uint8_t *)buf;
-    for (uint32_t i = 0; i < n; i++) uart_putc(p[i]);
+    for (uint32_t i = 0; i < n; i++) dq_uart_putc(p[i]);
 }
 
-void uart_puts(const char *s) {
-    while (*s) uart_putc((uint8_t)*s++);
+void dq_uart_puts(const char *s) {
+    while (*s) dq_uart_putc((uint8_t)*s++);
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from divqat_tvm.defenses import DCP, ReverseSigmoid
+from divqat_tvm.defenses import DCP, DefenseSpec, ReverseSigmoid
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "firmware" / "src" / "postprocess.c"
@@ -24,7 +24,8 @@ F32P = ctypes.POINTER(ctypes.c_float)
 def lib(tmp_path_factory):
     so = tmp_path_factory.mktemp("pp") / "libpostprocess.so"
     subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-O2", "-ffp-contract=off", f"-I{ROOT / 'firmware' / 'include'}", str(SRC), "-o", str(so)],
+        ["gcc", "-shared", "-fPIC", "-O2", "-ffp-contract=off", *DefenseSpec().c_defines(),  # the generated constants
+         f"-I{ROOT / 'firmware' / 'include'}", str(SRC), "-o", str(so)],
         check=True, capture_output=True,
     )
     lib = ctypes.CDLL(str(so))

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import QEMU_BOARDS, REAL_BOARDS, needs_emulator
 from divqat_tvm.device.build import build_firmware, fw_config_header, variant_name
-from divqat_tvm.device.config import parse_defense
+from divqat_tvm.defenses.spec import parse_defense_spec as parse_defense
 from divqat_tvm.errors import CompileError, TargetError
 from divqat_tvm.targets import load_board, load_core
 
@@ -31,8 +31,8 @@ def test_firmware_builds_clean_for_every_board(tiny_build, board):
     b = load_board(board)
     sym = _symbols(fb.elf)
     assert sym["dq_vectors"] == b.flash.origin
-    assert b.ram.origin <= sym["_stack_bottom"] < sym["_stack_top"] <= b.ram.origin + b.ram.length
-    assert sym["_stack_top"] - sym["_stack_bottom"] == 16 * 1024
+    assert b.ram.origin <= sym["dq_stack_bottom"] < sym["dq_stack_top"] <= b.ram.origin + b.ram.length
+    assert sym["dq_stack_top"] - sym["dq_stack_bottom"] == 16 * 1024
     records = fb.hex.read_text().splitlines()
     upper = int(records[0][9:13], 16) if records[0][7:9] == "04" else 0  # extended linear address, if any
     first_data = next(r for r in records if r[7:9] == "00")

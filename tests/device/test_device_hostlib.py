@@ -8,7 +8,8 @@ import torch
 
 from conftest import tiny_reference
 from divqat_tvm.defenses import DCP, ReverseSigmoid
-from divqat_tvm.device.config import DefenseSpec, from_postprocessor, parse_defense
+from divqat_tvm.defenses.spec import DefenseSpec, from_postprocessor
+from divqat_tvm.defenses.spec import parse_defense_spec as parse_defense
 from divqat_tvm.device.host_twin import HostTwin
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle, quantize_input
