@@ -170,7 +170,7 @@ def attack_command(
     generator_range: str = typer.Option("clip", "--generator-range", help="dfme/maze query images: 'clip' clips the generator's BatchNorm output to the valid pixels [0, 1] after the victim's normalisation (data-like statistics); 'pixels' maps tanh onto them; 'tanh' feeds [-1, 1] as the official code"),
     log_inputs: bool = typer.Option(True, "--log-inputs/--no-log-inputs", help="keep every query image in OUT/queries.qlog (needed for --replay); --no-log-inputs keeps only the answers and a fingerprint per query: enough to resume, ~30x smaller on MNIST"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
-    threads: int = typer.Option(1, "--threads", help="torch threads (resume needs the same count to re-run identically)"),
+    threads: int = typer.Option(1, "--threads", help="torch threads outside the attack's numerics (the attack and its student always run on 1 thread, so any count gives the same log and student)"),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
 
@@ -239,7 +239,7 @@ def attack_command(
     if attack == "knockoff":
         sur = _load_split(surrogate, "train", data_dir, augment=True, normalization=norm)
     describe = {"victim": victim, "defense": defense or "none", "student_arch": student, "test_set": test_set,
-                "surrogate": surrogate if attack == "knockoff" else None, "threads": threads}
+                "surrogate": surrogate if attack == "knockoff" else None}
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
     with open_oracle(victim, defense=defense, budget=cfg.budget) as oracle:
         try:

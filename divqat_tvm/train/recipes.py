@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from divqat_tvm.quant.config import DivQATConfig, QuantConfig
 from divqat_tvm.quant.prepare import QuantizedModel, quantize_model
+from divqat_tvm.train.determinism import numeric
 from divqat_tvm.train.loop import TrainConfig, epoch_loader, fit
 from divqat_tvm.train.losses import CrossEntropy, DivQATLoss
 
@@ -29,6 +30,7 @@ def train_teacher(
     return fit(model, train_set, config, CrossEntropy(), resume_path=resume_path, fingerprint={"method": "float"}, desc="teacher")
 
 
+@numeric
 def make_student(
     teacher: nn.Module,
     train_set: Dataset,
