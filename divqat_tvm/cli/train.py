@@ -97,6 +97,9 @@ def quantize_command(
     kl_direction: Annotated[str, typer.Option("--kl-direction", help="teacher_student: KL(p_teacher ‖ p_student) (default); student_teacher: the reverse.")] = "teacher_student",
     kl_cap: Annotated[float, typer.Option("--kl-cap", min=0.0, help="Per-sample cap κ: the loss uses min(KL, κ), so it is bounded below by −α·κ. 0 disables the cap (runs away for α ≥ 1).")] = 0.3,
     temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature T of both models inside the KL.")] = 1.0,
+    objective: Annotated[str, typer.Option("--objective", help="DivQAT loss: paper (CE − α·capped KL) or nontop (the KL over the classes other than the teacher's top-1, plus a hinge keeping the teacher's top-1 ahead by --margin logits).")] = "paper",
+    margin: Annotated[float, typer.Option("--margin", min=0.0, help="nontop: logit margin the teacher's top-1 class must keep.")] = 1.0,
+    margin_weight: Annotated[float, typer.Option("--margin-weight", min=0.0, help="nontop: weight λ of the margin hinge.")] = 1.0,
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="Fine-tuning epochs for QAT/DivQAT (ignored by PTQ).")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="Peak fine-tuning learning rate (cosine to 0). BN is folded, so keep it small.")] = 0.003,
     optimizer: Annotated[str, _OPT] = "sgd",
@@ -121,7 +124,8 @@ def quantize_command(
     from divqat_tvm.train.splits import load_split as load_dataset
 
     quant = QuantConfig(method=method, observer_momentum=observer_momentum, freeze_observers_after=freeze_observers_after, calibration_batches=calibration_batches)
-    div = DivQATConfig(alpha=alpha, kl_direction=kl_direction, kl_cap=kl_cap or None, temperature=temperature) if method == "divqat" else None
+    div = DivQATConfig(alpha=alpha, kl_direction=kl_direction, kl_cap=kl_cap or None, temperature=temperature,
+                       objective=objective, margin=margin, margin_weight=margin_weight) if method == "divqat" else None
     _set_threads(threads)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, device=device, progress=progress)
     model, meta = load_checkpoint(teacher, kind="float")
@@ -140,12 +144,13 @@ def quantize_command(
         **{k: meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
         "method": method, "alpha": alpha if div else None, "kl_direction": kl_direction if div else None,
         "kl_cap": div.kl_cap if div else None, "temperature": temperature if div else None,
+        "objective": div.objective if div else None, **({"margin": margin, "margin_weight": margin_weight} if div and div.objective == "nontop" else {}),
         "teacher": str(teacher), "metrics": metrics, "train_config": cfg.fingerprint(),
     }
     save_checkpoint(out, student.cpu(), smeta)
     _write_timing(out, timing)
     _console().print(
-        f"{method} student: test accuracy {_pct(metrics['test_acc'])} (teacher {_pct(metrics['teacher_test_acc'])}), "
+        f"{method}{'' if not div or div.objective == 'paper' else '-' + div.objective} student: test accuracy {_pct(metrics['test_acc'])} (teacher {_pct(metrics['teacher_test_acc'])}), "
         f"mean KL(teacher ‖ student) {metrics['kl_teacher_student']:.4f} nats, top-1 agreement {_pct(metrics['agreement_with_teacher'])} → {out}"
     )
 
