@@ -72,7 +72,7 @@ def main_table(ds: dict[str, Any], attacks: list[str], seeds: int) -> Table:
         rows.append(row)
     caption = (f"Victim data {ds['dataset']} ({ds['arch']}), attacker's surrogate data {ds['surrogate']}. Stolen "
                f"accuracy on the victim's test set and fidelity (top-1 agreement with the victim) as mean ± std over "
-               f"{seeds} attack seed(s); the query budget of each attack is in its column header.")
+               f"{seeds} attack cell(s) per victim (attack seeds × victim seeds); the query budget of each attack is in its column header.")
     return Table(caption, headers, rows)
 
 
