@@ -3,7 +3,8 @@
 `run_attack` owns the bookkeeping every attack shares: the log in the output folder (resume = re-run
 deterministically from the seed while `LoggedOracle` serves already-answered batches from disk), wall
 time, queries sent now vs replayed, the student's weights and `result.json` (atomic writes).
-`replay_log` trains a new student from a log alone, without any victim.
+`replay_log` trains a new student from a log alone, without any victim. Both run on a fixed number of torch
+threads (`train.determinism`): the same seed gives the same log and student whatever `--threads` says.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from divqat_tvm.attacks.progress import Progress, no_progress
 from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog, read_header
 from divqat_tvm.attacks.training import FitConfig, fit_student
 from divqat_tvm.fileio import atomic_write, atomic_write_json
+from divqat_tvm.train.determinism import numeric
 
 #: attack name -> the name papers and reports use for it (the one table of attacks; order is report order)
 ATTACK_NAMES = {"knockoff": "KnockoffNets", "dfme": "DFME", "maze": "MAZE"}
@@ -47,6 +49,7 @@ def _config_of(attack: str, cfg: object, kind: type[_Cfg]) -> _Cfg:
     return cfg
 
 
+@numeric
 def run_attack(
     attack: str,
     victim,
@@ -138,6 +141,7 @@ def run_attack(
     return result
 
 
+@numeric
 def replay_log(
     log_path: str | Path,
     student: nn.Module,

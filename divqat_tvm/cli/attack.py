@@ -19,9 +19,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _load_split(name: str, split: str, data_dir: Optional[Path], augment: bool, normalization=None):
-    from divqat_tvm.data import load_dataset
+    from divqat_tvm.train.splits import load_split
 
-    return load_dataset(name, split, data_dir=data_dir, augment=augment, normalization=normalization)
+    return load_split(name, split, data_dir=data_dir, augment=augment, normalization=normalization)
 
 
 def build_config(attack: str, budget: int, o: dict):
@@ -144,7 +144,7 @@ def attack_command(
     victim: Optional[str] = typer.Option(None, "--victim", help="BACKEND:PATH, e.g. torch:runs/v.pt, tvm-host:build/m, qemu:build/m@mps2-an386"),
     budget: Optional[int] = typer.Option(None, "--budget", help="queried images (default: official — knockoff 50k, dfme 20M, maze 5M)"),
     student: str = typer.Option("tinycnn", "--student", help="attacker's model: any registry architecture (float)"),
-    surrogate: str = typer.Option("digits20", "--surrogate", help="KnockoffNets' natural surrogate dataset (digits20: sklearn digits framed like MNIST)"),
+    surrogate: str = typer.Option("digits20", "--surrogate", help="KnockoffNets' natural surrogate dataset (digits20: sklearn digits framed like MNIST; mnist5k@attacker: in-distribution, the half of MNIST-5k's training split a mnist5k@victim victim never saw)"),
     test_set: str = typer.Option("mnist5k", "--test-set", help="the victim's test set (stolen accuracy, fidelity)"),
     defense: Optional[str] = typer.Option(None, "--defense", help='e.g. "rs:beta=0.5,gamma=0.1" or "dcp:beta=0.5"'),
     seed: int = typer.Option(0, "--seed"),
@@ -170,7 +170,7 @@ def attack_command(
     generator_range: str = typer.Option("clip", "--generator-range", help="dfme/maze query images: 'clip' clips the generator's BatchNorm output to the valid pixels [0, 1] after the victim's normalisation (data-like statistics); 'pixels' maps tanh onto them; 'tanh' feeds [-1, 1] as the official code"),
     log_inputs: bool = typer.Option(True, "--log-inputs/--no-log-inputs", help="keep every query image in OUT/queries.qlog (needed for --replay); --no-log-inputs keeps only the answers and a fingerprint per query: enough to resume, ~30x smaller on MNIST"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
-    threads: int = typer.Option(1, "--threads", help="torch threads (resume needs the same count to re-run identically)"),
+    threads: int = typer.Option(1, "--threads", help="torch threads outside the attack's numerics (the attack and its student always run on 1 thread, so any count gives the same log and student)"),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
 
@@ -181,13 +181,13 @@ def attack_command(
 
     from divqat_tvm.attacks import replay_log, run_attack
     from divqat_tvm.attacks.training import FitConfig
-    from divqat_tvm.data import dataset_info
     from divqat_tvm.fileio import atomic_write, atomic_write_json
     from divqat_tvm.models import build_model
     from divqat_tvm.oracle import open_oracle
+    from divqat_tvm.train.splits import base_info
 
     torch.set_num_threads(threads)
-    info = dataset_info(test_set)
+    info = base_info(test_set)
     norm = input_normalization(victim, info)
     c, h, _ = info.input_shape
     torch.manual_seed(seed)
@@ -239,7 +239,7 @@ def attack_command(
     if attack == "knockoff":
         sur = _load_split(surrogate, "train", data_dir, augment=True, normalization=norm)
     describe = {"victim": victim, "defense": defense or "none", "student_arch": student, "test_set": test_set,
-                "surrogate": surrogate if attack == "knockoff" else None, "threads": threads}
+                "surrogate": surrogate if attack == "knockoff" else None}
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
     with open_oracle(victim, defense=defense, budget=cfg.budget) as oracle:
         try:

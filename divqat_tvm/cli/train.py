@@ -10,12 +10,12 @@ import typer
 from divqat_tvm.errors import DivqatError
 
 _DATA_DIR = typer.Option("--data-dir", help="Folder holding downloaded datasets (CIFAR, SVHN); default $DIVQAT_DATA, else ./data.")
-_SEED = typer.Option("--seed", help="Seed of the global torch RNG and the data order (same seed, same weights on CPU).")
+_SEED = typer.Option("--seed", help="Seed of the global torch RNG and the data order (same seed, bit-identical weights on CPU, whatever --threads).")
 _DEVICE = typer.Option("--device", help="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.")
 _BATCH = typer.Option("--batch-size", min=1, help="Images per optimisation step.")
 _OPT = typer.Option("--optimizer", help="'sgd' (with momentum 0.9) or 'adam'.")
 _PROGRESS = typer.Option("--progress/--no-progress", help="Show a progress bar with the running loss and accuracy.")
-_THREADS = typer.Option("--threads", min=0, help="CPU threads torch may use (0: torch's default). On a shared machine 1 is often fastest.")
+_THREADS = typer.Option("--threads", min=0, help="CPU threads torch may use outside training (0: torch's default). Training and calibration always run on 1 thread, so the weights are bit-identical for any value.")
 
 
 def _set_threads(n: int) -> None:
@@ -31,13 +31,21 @@ def _console():
     return Console(soft_wrap=True)
 
 
+def _write_timing(out: Path, timing: list) -> None:
+    """Per-epoch wall/CPU time beside the checkpoint (`<out>.timing.json`), so the checkpoint itself is
+    bit-identical for a seed."""
+    from divqat_tvm.fileio import atomic_write_json
+
+    atomic_write_json(out.with_name(out.name + ".timing.json"), {"epochs": timing})
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.2f} %"
 
 
 def train_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the float teacher checkpoint (a .resume file beside it lets an interrupted run continue).")] = Path("runs/teacher.pt"),
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name: mnist5k (embedded default), digits, cifar10, cifar100, svhn, or synthetic:CxHxW:K.")] = "mnist5k",
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name: mnist5k (embedded default), digits, cifar10, cifar100, svhn, or synthetic:CxHxW:K; NAME@victim trains on the victim's half of the training split only (the other half, NAME@attacker, is the in-distribution attacker's pool).")] = "mnist5k",
     arch: Annotated[str, typer.Option("--arch", help="Model: tinycnn, resnet8, vgg or dscnn.")] = "tinycnn",
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="Passes over the training split.")] = 15,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine schedule to 0).")] = 0.05,
@@ -53,12 +61,12 @@ def train_command(
     """Train a float teacher on a dataset's training split and save it with its test accuracy."""
     import torch
 
-    from divqat_tvm.data import load_dataset
     from divqat_tvm.models import build_model, count_macs_params
     from divqat_tvm.train.checkpoint import save_checkpoint
-    from divqat_tvm.train.loop import TrainConfig
+    from divqat_tvm.train.loop import TrainConfig, split_timing
     from divqat_tvm.train.metrics import accuracy, predict_logits
     from divqat_tvm.train.recipes import train_teacher
+    from divqat_tvm.train.splits import load_split as load_dataset
 
     _set_threads(threads)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed, device=device, progress=progress)
@@ -67,17 +75,18 @@ def train_command(
     info = train.info
     torch.manual_seed(seed)
     model = build_model(arch, info.input_shape[0], info.num_classes, info.input_shape[1])
-    history = train_teacher(model, train, cfg, resume_path=out.with_name(out.name + ".resume"))
+    history, timing = split_timing(train_teacher(model, train, cfg, resume_path=out.with_name(out.name + ".resume")))
     x, y = test.tensors()
     acc = accuracy(predict_logits(model, x), y)
     macs, params = count_macs_params(model, info.input_shape)
     meta = {
-        "arch": arch, "dataset": info.name, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
+        "arch": arch, "dataset": dataset if "@" in dataset else info.name, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
         "normalization": {"mean": list(train.mean), "std": list(train.std)}, "method": "float",
         "metrics": {"test_acc": acc, "epochs": epochs, "macs": macs, "params": params, "history": history},
         "train_config": cfg.fingerprint(),
     }
     save_checkpoint(out, model.cpu(), meta)
+    _write_timing(out, timing)
     _console().print(f"teacher {arch} on {info.name}: test accuracy {_pct(acc)} ({len(y)} images), {params:,} params, {macs:,} MACs → {out}")
 
 
@@ -88,6 +97,9 @@ def quantize_command(
     kl_direction: Annotated[str, typer.Option("--kl-direction", help="teacher_student: KL(p_teacher ‖ p_student) (default); student_teacher: the reverse.")] = "teacher_student",
     kl_cap: Annotated[float, typer.Option("--kl-cap", min=0.0, help="Per-sample cap κ: the loss uses min(KL, κ), so it is bounded below by −α·κ. 0 disables the cap (runs away for α ≥ 1).")] = 0.3,
     temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature T of both models inside the KL.")] = 1.0,
+    objective: Annotated[str, typer.Option("--objective", help="DivQAT loss: paper (CE − α·capped KL) or nontop (the KL over the classes other than the teacher's top-1, plus a hinge keeping the teacher's top-1 ahead by --margin logits).")] = "paper",
+    margin: Annotated[float, typer.Option("--margin", min=0.0, help="nontop: logit margin the teacher's top-1 class must keep.")] = 1.0,
+    margin_weight: Annotated[float, typer.Option("--margin-weight", min=0.0, help="nontop: weight λ of the margin hinge.")] = 1.0,
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="Fine-tuning epochs for QAT/DivQAT (ignored by PTQ).")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="Peak fine-tuning learning rate (cosine to 0). BN is folded, so keep it small.")] = 0.003,
     optimizer: Annotated[str, _OPT] = "sgd",
@@ -104,15 +116,16 @@ def quantize_command(
 ) -> None:
     """Make the int8 student of a teacher by PTQ, QAT or DivQAT; report its accuracy and KL(teacher ‖ student)."""
 
-    from divqat_tvm.data import load_dataset
     from divqat_tvm.quant.config import DivQATConfig, QuantConfig
     from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
-    from divqat_tvm.train.loop import TrainConfig
+    from divqat_tvm.train.loop import TrainConfig, split_timing
     from divqat_tvm.train.metrics import accuracy, agreement, mean_kl, predict_logits
     from divqat_tvm.train.recipes import make_student
+    from divqat_tvm.train.splits import load_split as load_dataset
 
     quant = QuantConfig(method=method, observer_momentum=observer_momentum, freeze_observers_after=freeze_observers_after, calibration_batches=calibration_batches)
-    div = DivQATConfig(alpha=alpha, kl_direction=kl_direction, kl_cap=kl_cap or None, temperature=temperature) if method == "divqat" else None
+    div = DivQATConfig(alpha=alpha, kl_direction=kl_direction, kl_cap=kl_cap or None, temperature=temperature,
+                       objective=objective, margin=margin, margin_weight=margin_weight) if method == "divqat" else None
     _set_threads(threads)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, device=device, progress=progress)
     model, meta = load_checkpoint(teacher, kind="float")
@@ -120,6 +133,7 @@ def quantize_command(
     test = load_dataset(meta["dataset"], "test", data_dir=data_dir, normalization=meta["normalization"])
     out = out or teacher.with_name(f"{method}.pt")
     student, history = make_student(model, train, quant, cfg, div, resume_path=out.with_name(out.name + ".resume"))
+    history, timing = split_timing(history)
     x, y = test.tensors()
     lt, ls = predict_logits(model, x), predict_logits(student, x)
     metrics: dict[str, Any] = {
@@ -130,11 +144,13 @@ def quantize_command(
         **{k: meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
         "method": method, "alpha": alpha if div else None, "kl_direction": kl_direction if div else None,
         "kl_cap": div.kl_cap if div else None, "temperature": temperature if div else None,
+        "objective": div.objective if div else None, **({"margin": margin, "margin_weight": margin_weight} if div and div.objective == "nontop" else {}),
         "teacher": str(teacher), "metrics": metrics, "train_config": cfg.fingerprint(),
     }
     save_checkpoint(out, student.cpu(), smeta)
+    _write_timing(out, timing)
     _console().print(
-        f"{method} student: test accuracy {_pct(metrics['test_acc'])} (teacher {_pct(metrics['teacher_test_acc'])}), "
+        f"{method}{'' if not div or div.objective == 'paper' else '-' + div.objective} student: test accuracy {_pct(metrics['test_acc'])} (teacher {_pct(metrics['teacher_test_acc'])}), "
         f"mean KL(teacher ‖ student) {metrics['kl_teacher_student']:.4f} nats, top-1 agreement {_pct(metrics['agreement_with_teacher'])} → {out}"
     )
 

@@ -21,6 +21,8 @@ from divqat_tvm.defenses.spec import DEFAULT_GAMMA, DEFAULT_NU
 from divqat_tvm.errors import DivqatError
 
 METHODS = ("float", "ptq", "qat", "divqat")
+#: DivQAT objectives (divqat_tvm.train.losses.OBJECTIVES): the paper's CE − α·KL, or the top-1-preserving variant
+OBJECTIVES = ("paper", "nontop")
 DEFENSES = ("rs", "dcp")
 BACKENDS = ("torch", "tvm-host", "qemu")
 PROFILE_SECTIONS = ("defaults", "teacher", "quantize", "attacks")
@@ -83,6 +85,8 @@ class VictimSpec:
         beta: the defence's β (None without a defence).
         gamma: the defence's γ (RS and DCP), the papers' default from `defenses.spec`.
         nu: DCP's gate sharpness ν, the paper's default from `defenses.spec`.
+        objective: DivQAT's objective, "paper" (CE − α·KL) or "nontop" (keeps the teacher's top-1; see
+            `divqat_tvm.train.losses.NonTopDivQATLoss`); None for the other methods.
     """
 
     method: str
@@ -91,11 +95,13 @@ class VictimSpec:
     beta: float | None = None
     gamma: float = DEFAULT_GAMMA
     nu: float = DEFAULT_NU
+    objective: str | None = None
 
     @property
     def model_key(self) -> str:
         """The trained model this variant deploys (defences share their base model's training)."""
-        return self.method if self.alpha is None else f"{self.method}-a{_num(self.alpha)}"
+        name = self.method if self.objective in (None, "paper") else f"{self.method}-{self.objective}"
+        return name if self.alpha is None else f"{name}-a{_num(self.alpha)}"
 
     @property
     def key(self) -> str:
@@ -106,7 +112,8 @@ class VictimSpec:
     def label(self) -> str:
         """The human name used in tables, e.g. "DivQAT (α=1) + DCP (β=0.5)"."""
         names = {"float": "Original (float)", "ptq": "PTQ", "qat": "QAT", "divqat": "DivQAT"}
-        s = names[self.method] + ("" if self.alpha is None else f" (α={_num(self.alpha)})")
+        s = names[self.method] + ("" if self.objective in (None, "paper") else f"-{self.objective}")
+        s += "" if self.alpha is None else f" (α={_num(self.alpha)})"
         if self.defense is not None:
             s += f" + {self.defense.upper()} (β={_num(self.beta)})"
         return s
@@ -120,8 +127,11 @@ class VictimSpec:
         return spec + (f",nu={_num(self.nu)}" if self.defense == "dcp" else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "alpha": self.alpha, "defense": self.defense, "beta": self.beta,
-                "gamma": self.gamma, "nu": self.nu, "key": self.key, "label": self.label}
+        d = {"method": self.method, "alpha": self.alpha, "defense": self.defense, "beta": self.beta,
+             "gamma": self.gamma, "nu": self.nu, "key": self.key, "label": self.label}
+        if self.objective not in (None, "paper"):  # absent = the paper's (older run directories stay resumable)
+            d["objective"] = self.objective
+        return d
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,9 @@ class Experiment:
         victims: victim variants, α and β lists already expanded.
         attacks: attack names in grid order.
         seeds: attack seeds (the paired unit of comparisons).
+        victim_seeds: seeds the teacher and students are trained from (each a separate victim; comparisons
+            pair DivQAT and QAT trained from the same seed, and their intervals treat the victim seed as a
+            random effect when there are several).
         backend: oracle backend the quantized victims answer through ("torch", "tvm-host", "qemu").
         core: the core compiled for (device backends).
         board: the emulated board (qemu backend and footprints).
@@ -153,6 +166,7 @@ class Experiment:
     victims: tuple[VictimSpec, ...]
     attacks: tuple[str, ...]
     seeds: tuple[int, ...]
+    victim_seeds: tuple[int, ...] = (0,)
     backend: str = "torch"
     core: str = "cortex-m7"
     board: str = "mps2-an500"
@@ -165,7 +179,7 @@ class Experiment:
         return {
             "name": self.name, "source": self.source, "profile": self.profile.to_dict(),
             "datasets": [vars(d) for d in self.datasets], "victims": [v.to_dict() for v in self.victims],
-            "attacks": list(self.attacks), "seeds": list(self.seeds), "backend": self.backend,
+            "attacks": list(self.attacks), "seeds": list(self.seeds), "victim_seeds": list(self.victim_seeds), "backend": self.backend,
             "core": self.core, "board": self.board, "footprint": self.footprint, "data_dir": self.data_dir,
             "keep_query_logs": self.keep_query_logs,
         }
@@ -270,10 +284,10 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             raise ConfigError(f"The config {where} has victims[{i}] = {e!r}, not a table.", "Write each victim as a [[victims]] table.")
-        unknown = set(e) - {"method", "alpha", "defense", "beta", "gamma", "nu"}
+        unknown = set(e) - {"method", "alpha", "defense", "beta", "gamma", "nu", "objective"}
         if unknown:
             raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)} in victims[{i}].",
-                              "Use method, alpha, defense, beta, gamma, nu.")
+                              "Use method, alpha, objective, defense, beta, gamma, nu.")
         method = e.get("method")
         if method not in METHODS:
             raise ConfigError(f"The config {where} has victims[{i}].method = {method!r}.", f"Use one of {', '.join(METHODS)}.")
@@ -281,6 +295,11 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
             raise ConfigError(f"The config {where} has a divqat victim (victims[{i}]) without alpha.", "Add alpha = 1.0 or a list such as [0.5, 1, 2].")
         if method != "divqat" and "alpha" in e:
             raise ConfigError(f"The config {where} gives alpha to a {method} victim (victims[{i}]).", "Only divqat victims take alpha; remove it.")
+        objective = e.get("objective", "paper" if method == "divqat" else None)
+        if method != "divqat" and objective is not None:
+            raise ConfigError(f"The config {where} gives objective to a {method} victim (victims[{i}]).", "Only divqat victims take objective; remove it.")
+        if method == "divqat" and objective not in OBJECTIVES:
+            raise ConfigError(f"The config {where} has victims[{i}].objective = {objective!r}.", f"Use one of {', '.join(OBJECTIVES)}.")
         defense = e.get("defense")
         if defense is not None and defense not in DEFENSES:
             raise ConfigError(f"The config {where} has victims[{i}].defense = {defense!r}.", f"Use one of {', '.join(DEFENSES)} or leave it out.")
@@ -294,7 +313,7 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
         nu = _number(e.get("nu", DEFAULT_NU), "nu", where)
         for a in alphas:
             for b in betas:
-                out.append(VictimSpec(method, a, defense, b, gamma, nu))
+                out.append(VictimSpec(method, a, defense, b, gamma, nu, objective))
     keys = [v.key for v in out]
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
@@ -302,6 +321,29 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
     if not out:
         raise ConfigError(f"The config {where} has no [[victims]].", 'Add at least one, e.g. [[victims]] method = "qat".')
     return tuple(out)
+
+
+def check_disjoint(d: DatasetSpec, where: str, i: int) -> None:
+    """An attacker drawing from the victim's own dataset must draw from the half the victim never trained on.
+
+    Raises:
+        ConfigError: a surrogate that overlaps the victim's training data, or an unknown partition.
+    """
+    from divqat_tvm.train.splits import split_name
+
+    try:
+        vb, vp = split_name(d.victim)
+        sb, sp = split_name(d.surrogate)
+    except DivqatError as e:
+        raise ConfigError(f"The config {where} has datasets[{i}]: {e.problem}", e.fix) from None
+    if vp == "attacker" or sp == "victim":
+        raise ConfigError(f"The config {where} has datasets[{i}] victim = {d.victim!r}, surrogate = {d.surrogate!r}: the "
+                          "victim trains on @victim and the attacker draws from @attacker.",
+                          f'Write victim = "{vb}@victim", surrogate = "{sb}@attacker".')
+    if vb == sb and not (vp == "victim" and sp == "attacker"):
+        raise ConfigError(f"The config {where} has datasets[{i}] victim = {d.victim!r}, surrogate = {d.surrogate!r}: the "
+                          "attacker's pool would overlap the victim's training data.",
+                          f'Use the disjoint halves: victim = "{vb}@victim", surrogate = "{vb}@attacker".')
 
 
 def load_experiment(path: str | os.PathLike[str], profile: str | None = None) -> Experiment:
@@ -317,8 +359,8 @@ def load_experiment(path: str | os.PathLike[str], profile: str | None = None) ->
 
 def validate_experiment(data: dict[str, Any], where: str, profile: str | None = None) -> Experiment:
     """Check a parsed config, resolve its profile and freeze it; `where` names the source in errors."""
-    known = {"name", "profile", "arch", "seeds", "attacks", "datasets", "victims", "oracle", "footprint", "overrides",
-             "data_dir", "keep_query_logs"}
+    known = {"name", "profile", "arch", "seeds", "victim_seeds", "attacks", "datasets", "victims", "oracle", "footprint",
+             "overrides", "data_dir", "keep_query_logs"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)}.", f"Use only {', '.join(sorted(known))}.")
@@ -334,6 +376,9 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
     seeds = data.get("seeds", prof.defaults.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"The config {where} has seeds = {seeds!r}.", "Give a list of distinct integers, e.g. seeds = [0, 1, 2].")
+    vseeds = data.get("victim_seeds", [prof.defaults.get("victim_seed", 0)])
+    if not isinstance(vseeds, list) or not vseeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in vseeds) or len(set(vseeds)) != len(vseeds):
+        raise ConfigError(f"The config {where} has victim_seeds = {vseeds!r}.", "Give a list of distinct non-negative integers, e.g. victim_seeds = [0, 1, 2].")
     arch = data.get("arch", prof.defaults.get("arch", "tinycnn"))
     ds_entries = data.get("datasets", [{"victim": "mnist5k", "surrogate": "digits20"}])
     datasets = []
@@ -341,7 +386,12 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
         if not isinstance(d, dict) or "victim" not in d:
             raise ConfigError(f"The config {where} has datasets[{i}] = {d!r}.",
                               'Write [[datasets]] victim = "mnist5k" surrogate = "digits20" (surrogate: the attacker\'s data).')
-        datasets.append(DatasetSpec(str(d["victim"]), str(d.get("surrogate", d["victim"])), str(d.get("arch", arch))))
+        victim = str(d["victim"])
+        default_sur = victim.replace("@victim", "@attacker") if victim.endswith("@victim") else victim
+        spec = DatasetSpec(victim, str(d.get("surrogate", default_sur)), str(d.get("arch", arch)))
+        if "knockoff" in attacks:  # the only attack that draws natural images
+            check_disjoint(spec, where, i)
+        datasets.append(spec)
     if len({d.key for d in datasets}) != len(datasets):
         raise ConfigError(f"The config {where} lists a victim dataset twice.", "Give each victim dataset once.")
     victims = expand_victims(_as_list(data.get("victims", [])), where)
@@ -352,7 +402,7 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
     fp = data.get("footprint", {})
     return Experiment(
         name=str(data.get("name", Path(where).stem)), source=where, profile=prof, datasets=tuple(datasets),
-        victims=victims, attacks=attacks, seeds=tuple(seeds), backend=backend,
+        victims=victims, attacks=attacks, seeds=tuple(seeds), victim_seeds=tuple(vseeds), backend=backend,
         core=str(oracle.get("core", "cortex-m7")), board=str(oracle.get("board", "mps2-an500")),
         footprint=bool(fp.get("enabled", False)) if isinstance(fp, dict) else bool(fp),
         data_dir=data.get("data_dir"), keep_query_logs=bool(data.get("keep_query_logs", False)), raw=data,

@@ -37,7 +37,13 @@ def run_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """Dispatch on the task's stage (the runner's `fn_spec` is "divqat_tvm.experiment.tasks:run_task")."""
     import torch
 
-    torch.set_num_threads(ctx.threads)
+    from divqat_tvm.train.determinism import derive_seed, seed_everything
+
+    torch.set_num_threads(ctx.threads)  # the numerics themselves run on a fixed thread count (train.determinism)
+    # every task starts from RNG state that is a function of its own key, never of what ran before it in this
+    # worker: training tasks from their victim seed, attack cells from their attack seed (shared by the victims
+    # they compare, so a seed draws the same queries against each), the rest from their key
+    seed_everything(int(task.params["seed"]) if "seed" in task.params else derive_seed(task.key))
     fn = {"teacher": teacher_task, "model": model_task, "build": build_task, "victim": victim_task,
           "footprint": footprint_task, "attack": attack_task}.get(task.stage)
     if fn is None:
@@ -55,9 +61,16 @@ def _fields(cls: type, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split(name: str, split: str, data_dir: str | None, augment: bool = False, normalization: Any = None):
-    from divqat_tvm.data import load_dataset
+    from divqat_tvm.train.splits import load_split
 
-    return load_dataset(name, split, data_dir, augment=augment, normalization=normalization)
+    return load_split(name, split, data_dir, augment=augment, normalization=normalization)
+
+
+def dataset_info(name: str):
+    """The `DatasetInfo` of a dataset name, also of a partition such as "mnist5k@victim"."""
+    from divqat_tvm.train.splits import base_info
+
+    return base_info(name)
 
 
 def _test_tensors(name: str, data_dir: str | None):
@@ -85,7 +98,6 @@ def teacher_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """Train (or reuse) the float teacher of a dataset and architecture."""
     import torch
 
-    from divqat_tvm.data import dataset_info
     from divqat_tvm.models import build_model
     from divqat_tvm.train.checkpoint import save_checkpoint
     from divqat_tvm.train.metrics import accuracy, predict_logits
@@ -93,18 +105,20 @@ def teacher_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     p = task.params
     info = dataset_info(p["dataset"])
-    key = {"v": ARTEFACT_VERSION, "dataset": info.name, "arch": p["arch"], "seed": p["seed"], "train": p["train"]}
+    key = {"v": ARTEFACT_VERSION, "dataset": p["dataset"] if "@" in p["dataset"] else info.name, "arch": p["arch"],
+           "seed": p["seed"], "train": p["train"]}
 
     def build(d: Path) -> dict[str, Any]:
         ctx.report(0.0, f"training the {p['arch']} teacher on {info.name}")
-        train = _split(info.name, "train", p["data_dir"], augment=True)
+        train = _split(p["dataset"], "train", p["data_dir"], augment=True)
         torch.manual_seed(p["seed"])
         c, h, _ = info.input_shape
         model = build_model(p["arch"], c, info.num_classes, h)
         history = train_teacher(model, train, _train_config(p["train"], p["seed"]), resume_path=ctx.work_dir / "teacher.resume")
         x, y = _test_tensors(info.name, p["data_dir"])
         acc = accuracy(predict_logits(model, x), y)
-        save_checkpoint(d / "teacher.pt", model, {**_meta(info, p["arch"], train), "method": "float", "metrics": {"test_accuracy": acc}})
+        save_checkpoint(d / "teacher.pt", model, {**_meta(info, p["arch"], train), "dataset": p["dataset"], "method": "float",
+                                                  "metrics": {"test_accuracy": acc}})
         return {"accuracy": acc, "history": history}
 
     d, art = ensure(ctx.cache_dir, "teacher", task.id, key, build)
@@ -118,12 +132,11 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     if p["method"] == "float":
         return {"checkpoint": teacher["checkpoint"], "accuracy": teacher["accuracy"], "onnx": None, "build": None}
     key = {"v": ARTEFACT_VERSION, "teacher": teacher["hash"], "method": p["method"], "alpha": p["alpha"],
-           "seed": p["seed"], "quantize": p["quantize"]}
+           "seed": p["seed"], "quantize": p["quantize"], **({"objective": p["objective"]} if "objective" in p else {})}
 
     def build(d: Path) -> dict[str, Any]:
         import torch
 
-        from divqat_tvm.data import dataset_info
         from divqat_tvm.quant.config import DivQATConfig, QuantConfig
         from divqat_tvm.quant.export import export_onnx
         from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
@@ -133,10 +146,11 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         info = dataset_info(p["dataset"])
         ctx.report(0.0, f"{p['method']} student" + (f" α={p['alpha']:g}" if p["alpha"] is not None else ""))
         t_model, t_meta = load_checkpoint(teacher["checkpoint"], kind="float")
-        train = _split(info.name, "train", p["data_dir"], augment=True)
+        train = _split(p["dataset"], "train", p["data_dir"], augment=True)
         q = p["quantize"]
         quant = QuantConfig(**{**_fields(QuantConfig, q), "method": p["method"]})
-        div = DivQATConfig(**{**_fields(DivQATConfig, q), "alpha": p["alpha"]}) if p["method"] == "divqat" else None
+        div = (DivQATConfig(**{**_fields(DivQATConfig, q), "alpha": p["alpha"], "objective": p.get("objective", "paper")})
+               if p["method"] == "divqat" else None)
         torch.manual_seed(p["seed"])
         student, history = make_student(t_model, train, quant, _train_config(q, p["seed"]), div,
                                         resume_path=ctx.work_dir / "student.resume")
@@ -146,6 +160,7 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         meta = {**{k: t_meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
                 "method": p["method"], "alpha": p["alpha"],
                 "kl_direction": div.kl_direction if div else None, "kl_cap": div.kl_cap if div else None,
+                "objective": div.objective if div else None,
                 "metrics": {"test_accuracy": acc, "teacher_test_accuracy": teacher["accuracy"]}}
         save_checkpoint(d / "model.pt", student, meta)
         c, h, w = info.input_shape
@@ -207,35 +222,69 @@ def _oracle_spec(backend: str, model: dict[str, Any], build: dict[str, Any] | No
     return f"qemu:{build['build']}@{board}" if backend == "qemu" else f"{backend}:{build['build']}"
 
 
+def _dep_of(task: Task, stage: str, task_id: str | None = None) -> tuple[str, str] | None:
+    """The (stage, id) of the dependency of `stage` (and `task_id`, if given), None if the task has none."""
+    return next((d for d in task.deps if d[0] == stage and (task_id is None or d[1] == task_id)), None)
+
+
 def victim_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
-    """Victim accuracy through the deployed path (backend + defence) and its top-1 on the test set."""
+    """Victim accuracy through the deployed path (backend + defence), its top-1 on the test set, and how far its
+    answers are from the reference models' (the x axis of the trade-off plots).
+
+    Besides accuracy it records, on the whole test set: the mean L1 distance of the returned probability
+    vectors from the undefended QAT model's of the same victim seed (`l1_vs_qat`: 0 for QAT itself; DivQAT's
+    shift, a defence's perturbation, or both), from the same model without its defence (`l1_vs_undefended`),
+    and from the float teacher's (`l1_vs_teacher`); and the top-1 agreement with the teacher and with QAT.
+    """
     from divqat_tvm.oracle import open_oracle
+    from divqat_tvm.train.determinism import fixed_threads
 
     p = task.params
-    model = ctx.dep(*task.deps[0])
-    build = ctx.dep(*task.deps[1]) if len(task.deps) > 1 else None
+    refs = p.get("refs", {})
+    model = ctx.dep("model", _dep_of(task, "model", task.deps[0][1])[1])  # type: ignore[index]
+    bdep = _dep_of(task, "build", task.deps[0][1])
+    build = ctx.dep(*bdep) if bdep is not None else None
     v = p["victim"]
     spec = _oracle_spec(p["backend"], model, build, p["board"])
     x, y = _test_tensors(p["dataset"], p["data_dir"])
     ctx.report(0.0, f"answering {len(x)} test images via {p['backend']}")
     xs = x.numpy()
 
-    def answer() -> np.ndarray:
+    def answers(oracle_spec: str, defense: str | None) -> np.ndarray:
         probs = []
-        with open_oracle(spec, defense=_defense(v)) as oracle:
+        with fixed_threads(), open_oracle(oracle_spec, defense=defense) as oracle:
             for i in range(0, len(xs), 250):
                 probs.append(oracle.query(xs[i : i + 250]))
                 ctx.report(min(1.0, (i + 250) / len(xs)), "test set")
         return np.concatenate(probs)
 
-    prob, _ = with_device_retries(answer, ctx)
+    prob, _ = with_device_retries(lambda: answers(spec, _defense(v)), ctx)
     top1 = prob.argmax(1).astype(np.int16)
     path = ctx.out_dir / task.stage / f"{task.id}.top1.npy"
     atomic_write_bytes(path, _npy(top1))
     acc = float((top1 == y.numpy()).mean())
+    l1 = lambda a, b: float(np.abs(a.astype(np.float64) - b.astype(np.float64)).sum(1).mean())  # noqa: E731
+    extra: dict[str, Any] = {}
+    if _defense(v) is not None:
+        undefended, _ = with_device_retries(lambda: answers(spec, None), ctx)
+        extra["l1_vs_undefended"] = l1(prob, undefended)
+    else:
+        undefended = prob
+        extra["l1_vs_undefended"] = 0.0
+    if "teacher" in refs:
+        t = answers(f"torch:{ctx.dep('teacher', refs['teacher'])['checkpoint']}", None)
+        extra["l1_vs_teacher"] = l1(prob, t)
+        extra["agreement_with_teacher"] = float((top1 == t.argmax(1)).mean())
+        extra["undefended_agreement_with_teacher"] = float((undefended.argmax(1) == t.argmax(1)).mean())
+    if "qat_model" in refs:
+        qm = ctx.dep("model", refs["qat_model"])
+        qb = _dep_of(task, "build", refs["qat_model"])
+        q, _ = with_device_retries(lambda: answers(_oracle_spec(p["backend"], qm, ctx.dep(*qb) if qb else None, p["board"]), None), ctx)
+        extra["l1_vs_qat"] = l1(prob, q)
+        extra["agreement_with_qat"] = float((top1 == q.argmax(1)).mean())
     return {"accuracy": acc, "model_accuracy_torch": model["accuracy"], "backend": p["backend"], "oracle": spec,
             "defense": _defense(v), "test_images": int(len(x)), "top1": str(path),
-            "mean_top_probability": float(prob.max(1).mean())}
+            "mean_top_probability": float(prob.max(1).mean()), **extra}
 
 
 def _defense(v: dict[str, Any]) -> str | None:
@@ -337,7 +386,6 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     from divqat_tvm.attacks.generators import pixel_range
     from divqat_tvm.attacks.metrics import Evaluator
     from divqat_tvm.attacks.runner import run_attack
-    from divqat_tvm.data import dataset_info
     from divqat_tvm.models import build_model
     from divqat_tvm.oracle import open_oracle
 

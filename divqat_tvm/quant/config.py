@@ -13,6 +13,9 @@ from divqat_tvm.errors import DivqatError
 
 METHODS = ("ptq", "qat", "divqat")
 KL_DIRECTIONS = ("teacher_student", "student_teacher")
+#: "paper": CE − α·capped KL (the paper's loss); "nontop": the divergence only among the classes other than the
+#: teacher's top-1, plus a margin term that keeps the teacher's top-1 on top (divqat_tvm.train.losses)
+OBJECTIVES = ("paper", "nontop")
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,19 @@ class DivQATConfig:
         kl_cap: per-sample cap κ on the KL (None: uncapped, unstable for α ≥ 1 — see the notes). A sample whose
             divergence already exceeds κ contributes no gradient, so −α·KL is bounded below by −α·κ.
         temperature: T applied to both logit vectors before the softmax (1: the deployed probabilities).
+        objective: "paper" (the loss above) or "nontop" (`NonTopDivQATLoss`: KL over the non-top classes, and a
+            hinge keeping the teacher's top-1 class ahead by `margin` logits).
+        margin: "nontop" only: the logit margin m the teacher's top-1 class must keep over every other class.
+        margin_weight: "nontop" only: weight λ of the hinge term.
     """
 
     alpha: float = 1.0
     kl_direction: str = "teacher_student"
     kl_cap: float | None = 0.3
     temperature: float = 1.0
+    objective: str = "paper"
+    margin: float = 1.0
+    margin_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.alpha < 0:
@@ -91,6 +101,10 @@ class DivQATConfig:
             raise DivqatError(f"kl_cap must be positive, got {self.kl_cap}.", "Pass e.g. 0.3, or no cap.")
         if self.temperature <= 0:
             raise DivqatError(f"temperature must be positive, got {self.temperature}.", "Pass e.g. 1.0.")
+        if self.objective not in OBJECTIVES:
+            raise DivqatError(f"unknown DivQAT objective {self.objective!r}.", f"Use --objective {' or '.join(OBJECTIVES)}.")
+        if self.margin < 0 or self.margin_weight < 0:
+            raise DivqatError(f"margin and margin weight must be >= 0, got {self.margin}, {self.margin_weight}.", "Pass e.g. --margin 1.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

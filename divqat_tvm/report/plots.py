@@ -61,3 +61,41 @@ def fidelity_png(ds: dict[str, Any], attacks: list[str], path: Path) -> Path | N
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+#: marker per trade-off series (QAT is every sweep's common zero point)
+_SERIES_STYLE = {"QAT": ("k", "*"), "DivQAT (α sweep)": ("tab:blue", "o"), "DivQAT-nontop (α sweep)": ("tab:cyan", "D"),
+                 "QAT + RS (β sweep)": ("tab:orange", "s"), "QAT + DCP (β sweep)": ("tab:green", "^"),
+                 "DivQAT + DCP": ("tab:red", "v"), "DivQAT-nontop + DCP": ("tab:pink", "P")}
+
+
+def tradeoff_png(ds: dict[str, Any], attack: str, path: Path) -> Path | None:
+    """Stolen fidelity against victim accuracy and against the mean L1 perturbation of the answers, one series per
+    protection (sorted along its sweep parameter); None when the attack has no points."""
+    pts = ds.get("tradeoff", {}).get(attack)
+    if not pts:
+        return None
+    series: dict[str, list[dict[str, Any]]] = {}
+    for p in pts:
+        series.setdefault(p["series"], []).append(p)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, ps in series.items():
+        ps = sorted(ps, key=lambda p: (p["alpha"] or 0.0, p["beta"] or 0.0))
+        color, marker = _SERIES_STYLE.get(name, (None, "o"))
+        for ax, xkey, scale in ((axes[0], "accuracy", 100.0), (axes[1], "l1_vs_qat", 1.0)):
+            xs = [p[xkey] * scale if p[xkey] is not None else float("nan") for p in ps]
+            ax.errorbar(xs, [100 * p["fidelity"] for p in ps], yerr=[100 * p["fidelity_std"] for p in ps], color=color,
+                        marker=marker, capsize=2, linestyle="-" if len(ps) > 1 else "none", label=name)
+            for x, p in zip(xs, ps):
+                par = p["alpha"] if p["alpha"] is not None else p["beta"]
+                if par is not None:
+                    ax.annotate(f"{par:g}", (x, 100 * p["fidelity"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    budget = next((r["attacks"][attack]["budget"] for r in ds["rows"] if attack in r["attacks"]), None)
+    name = ATTACK_NAMES.get(attack, attack)
+    axes[0].set(xlabel="victim accuracy (%)", ylabel="stolen fidelity (%)", title=f"{name} @ {budget:,} queries: utility")
+    axes[1].set(xlabel="mean L1 distance of the answers from QAT's", ylabel="stolen fidelity (%)",
+                title="perturbation of the returned probabilities")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)

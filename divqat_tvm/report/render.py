@@ -10,14 +10,13 @@ import base64
 import html
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from divqat_tvm.attacks.runner import ATTACK_NAMES
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 from divqat_tvm.report import plots
-from divqat_tvm.report.results import summarize_run
+from divqat_tvm.report.results import summarize_run, timing_of
 
 
 @dataclass
@@ -73,33 +72,78 @@ def main_table(ds: dict[str, Any], attacks: list[str], seeds: int) -> Table:
         rows.append(row)
     caption = (f"Victim data {ds['dataset']} ({ds['arch']}), attacker's surrogate data {ds['surrogate']}. Stolen "
                f"accuracy on the victim's test set and fidelity (top-1 agreement with the victim) as mean ± std over "
-               f"{seeds} attack seed(s); the query budget of each attack is in its column header.")
+               f"{seeds} attack cell(s) per victim (attack seeds × victim seeds); the query budget of each attack is in its column header.")
     return Table(caption, headers, rows)
 
 
 def comparison_table(ds: dict[str, Any], confidence: float) -> Table:
-    """Paired per-seed differences DivQAT − QAT (and with the same defence), with t-intervals."""
+    """Treatment − control differences with Holm-corrected intervals, adjusted p-values and effect sizes."""
     c = int(round(100 * confidence))
-    headers = ["Attack (budget)", "Treatment", "Control", "Seeds", f"Δ fidelity (points, {c}% CI)",
-               f"Δ stolen acc. (points, {c}% CI)", "Victim acc. cost (points)", "Verdict on fidelity"]
+    headers = ["Attack (budget)", "Treatment", "Control", "Victim seeds × attack seeds", f"Δ fidelity (points, Holm {c}% CI)",
+               "p (Holm)", "Effect size d (Holm CI)", f"Δ stolen acc. (points, Holm {c}% CI)", "Victim acc. cost (points)",
+               "Verdict on fidelity"]
     rows = []
     for comp in ds["comparisons"]:
         f, s = comp["fidelity"], comp["stolen_accuracy"]
         rows.append([f"{ATTACK_NAMES.get(comp['attack'], comp['attack'])} ({comp['budget']:,})", comp["treatment_label"],
-                     comp["control_label"], str(f["n"]), _ci(f), _ci(s),
+                     comp["control_label"], f"{f.get('n_victims', 1)} × {f.get('n_seeds', f['n'])}", _ci(f),
+                     _p(f.get("p_holm")), _effect(f), _ci(s),
                      "—" if comp["accuracy_cost"] is None else f"{100 * comp['accuracy_cost']:+.1f}",
                      f["verdict"] + (" (attack at chance)" if comp.get("near_chance") else "")])
-    caption = (f"Paired comparison: per attack seed, the treatment's figure minus the control's (negative = the "
-               f"attacker did worse against the treatment); Student t-interval at {c}% on the mean difference.")
+    fam = ds["comparisons"][0]["fidelity"].get("family_size", len(ds["comparisons"])) if ds["comparisons"] else 0
+    caption = (f"Paired comparison: per (victim seed, attack seed), the treatment's figure minus the control's (negative = "
+               f"the attacker did worse against the treatment). With several victim seeds the unit of the t-interval is "
+               f"the victim seed (its mean over attack seeds), so the interval covers victim-to-victim variation. "
+               f"Intervals and p-values are Holm-corrected over the {fam} comparisons of this table (family-wise "
+               f"{c}%); a verdict says lowered/raised only when the corrected interval excludes zero. Effect size "
+               f"d = mean difference / SD of the per-pair differences, with the corrected interval on the same scale.")
     return Table(caption, headers, rows)
 
 
 def _ci(d: dict[str, Any]) -> str:
     if not d["n"]:
         return "—"
-    if d["n"] < 2:
+    if math.isnan(d["low"]):
         return f"{signed(d['mean'])} (one seed, no interval)"
     return f"{signed(d['mean'])} [{signed(d['low'])}, {signed(d['high'])}]"
+
+
+def _p(p: float | None) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _effect(d: dict[str, Any]) -> str:
+    e = d.get("effect_size")
+    if e is None or math.isnan(e):
+        return "—"
+    lo, hi = d.get("effect_low", math.nan), d.get("effect_high", math.nan)
+    return f"{e:+.2f}" + ("" if math.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+
+
+def victims_table(ds: dict[str, Any]) -> Table:
+    """Per victim: accuracy over victim seeds, top-1 agreement with the teacher and with QAT, and how far its
+    answers move (mean L1 of the probability vectors) from QAT's, from the same model undefended, and from the
+    teacher's."""
+    rows = []
+    for r in ds["rows"]:
+        a = r.get("accuracy_seeds")
+        acc = "—" if a is None else (f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}" if a["n"] > 1 else pct(a["mean"]))
+        g = lambda k: r.get(k) or {}  # noqa: E731
+        rows.append([r["label"], acc, pct(g("agreement_with_teacher").get("mean")), pct(g("agreement_with_qat").get("mean")),
+                     _l1(g("l1_vs_qat").get("mean")), _l1(g("l1_vs_undefended").get("mean")), _l1(g("l1_vs_teacher").get("mean"))])
+    n = max((len(r.get("victim_seeds", [])) for r in ds["rows"]), default=0)
+    caption = (f"The victims on the {ds['dataset']} test set, mean over {n} victim seed(s) (± std when several): accuracy "
+               f"through the deployed path, top-1 agreement with the float teacher and with the undefended QAT model, and "
+               f"the mean L1 distance of the returned probability vectors from QAT's, from the same model without its "
+               f"defence, and from the teacher's (0 to 2).")
+    return Table(caption, ["Victim", "Accuracy (%)", "Top-1 = teacher's (%)", "Top-1 = QAT's (%)", "L1 from QAT",
+                           "L1 from undefended", "L1 from teacher"], rows)
+
+
+def _l1(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
 
 
 def sentence(comp: dict[str, Any], confidence: float) -> str:
@@ -110,12 +154,13 @@ def sentence(comp: dict[str, Any], confidence: float) -> str:
     ta, ca = comp.get("treatment_accuracy"), comp.get("control_accuracy")
     cost = "" if ta is None or ca is None else f"; victim accuracy {pct(ta)}% against {pct(ca)}%"
     cl = int(round(100 * confidence))
+    units = f" over {f.get('n_victims', 1)} victim seed(s) × {f.get('n_seeds', f['n'])} attack seed(s)" if f.get("n_victims", 1) > 1 else ""
     if f["n"] == 0:
         return f"{a}: no finished seed pairs for {t} against {c} yet."
-    if f["verdict"] == "one seed":
+    if f["verdict"] in ("one seed", "no data"):
         return (f"{a}: {t} changed stolen fidelity by {signed(f['mean'])} points against {c}, from a single seed, "
                 f"which cannot separate an effect from seed noise{cost}.")
-    ci = f"{cl}% CI {signed(f['low'])} to {signed(f['high'])}"
+    ci = f"Holm-corrected {cl}% CI {signed(f['low'])} to {signed(f['high'])}{units}"
     if comp.get("near_chance"):
         return (f"{a}: the attack stayed near chance ({100 * comp['chance']:.0f}%) against both {t} and {c} (stolen "
                 f"fidelity differs by {signed(f['mean'])} points, {ci}), so at this budget it cannot show whether "
@@ -167,17 +212,17 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
     summary = summarize_run(run, confidence)
     exp = summary["experiment"]
     attacks = list(exp["attacks"])
-    paths: dict[str, Path] = {"json": atomic_write_json(run / "report.json", summary)}
+    paths: dict[str, Path] = {"json": atomic_write_json(run / "report.json", summary),
+                              "timing": atomic_write_json(run / "timing.json", timing_of(run))}
     md: list[str] = []
     hb: list[str] = []
     title = f"divqat-tvm report: {exp['name']}"
     prof = exp["profile"]
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = (f"Profile `{prof['name']}` ({prof['description']}); oracle backend `{exp['backend']}`"
-             f"{' on ' + exp['board'] if exp['backend'] == 'qemu' else ''}; attack seeds {exp['seeds']}; "
-             f"{summary['cells_finished']} of {summary['cells_expected']} attack cells finished. "
-             f"Attacks query the probabilities the deployed model returns (after any defence). Rendered {when} "
-             f"from the JSON files in this directory (`divqat-tvm report {run}`).")
+             f"{' on ' + exp['board'] if exp['backend'] == 'qemu' else ''}; attack seeds {exp['seeds']}; victim seeds "
+             f"{exp.get('victim_seeds', [0])}; {summary['cells_finished']} of {summary['cells_expected']} attack cells "
+             f"finished. Attacks query the probabilities the deployed model returns (after any defence). Rendered "
+             f"from the JSON files in this directory (`divqat-tvm report {run}`); wall times are in timing.json.")
     md += [f"# {title}\n", intro + "\n"]
     hb += [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     if summary["failed_tasks"]:
@@ -188,7 +233,10 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
         name = ds["dataset"]
         md.append(f"## {name}\n")
         hb.append(f"<h2>{html.escape(name)}</h2>")
-        t = main_table(ds, attacks, len(exp["seeds"]))
+        t = main_table(ds, attacks, len(exp["seeds"]) * len(exp.get("victim_seeds", [0])))
+        md.append(t.markdown())
+        hb.append(t.html())
+        t = victims_table(ds)
         md.append(t.markdown())
         hb.append(t.html())
         if ds["comparisons"]:
@@ -204,6 +252,11 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
                  "Victim accuracy and stolen fidelity against α (α = 0 is QAT)."),
                 ("fidelity", plots.fidelity_png(ds, attacks, run / f"fidelity_{name}.png"),
                  "Stolen fidelity per victim and attack (mean ± std over seeds).")]
+        for a in attacks:
+            figs.append((f"tradeoff_{a}", plots.tradeoff_png(ds, a, run / f"tradeoff_{a}_{name}.png"),
+                         f"{ATTACK_NAMES.get(a, a)}: stolen fidelity against victim accuracy (left) and against the mean L1 "
+                         "distance of the returned probability vectors from the undefended QAT model's (right), for the "
+                         "DivQAT α sweep, RS and DCP β sweeps and DivQAT+DCP."))
         for key, png, cap in figs:
             if png is None:
                 continue
@@ -217,14 +270,6 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
             hb.append("<h3>Defence cost on the device</h3>")
             md.append(ft.markdown())
             hb.append(ft.html())
-    t = summary["timing"]
-    if t["stages"]:
-        line = ("Task time, summed over each stage's tasks: " + "; ".join(
-            f"{k}: {v['tasks']} task(s), {v['wall_s_total']:,.0f} s (longest {v['wall_s_max']:,.0f} s)"
-            for k, v in t["stages"].items())
-            + (f". First start to last finish: {t['span_s'] / 60:.1f} min." if t["span_s"] is not None else "."))
-        md.append(f"---\n\n{line}\n")
-        hb.append(f"<hr><p>{html.escape(line)}</p>")
     paths["md"] = atomic_write_text(run / "report.md", "\n".join(md))
     page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(hb) + "\n</body></html>\n")

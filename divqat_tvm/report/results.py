@@ -3,7 +3,11 @@
 Reads `<run>/experiment.json` (the resolved config), `<run>/victim/*.json` (victim accuracy),
 `<run>/attack/*.json` (one per attack cell: stolen accuracy, fidelity, queries) and `<run>/footprint/*.json`
 (instructions per inference, flash, RAM), and computes means over seeds, paired DivQAT-vs-QAT differences
-and the α sweep. Nothing here formats text; `render.py` does.
+(Holm-corrected over the report's comparisons; victim seeds as a random effect when there are several), the
+α sweep and the privacy/utility trade-off points. Nothing here formats text; `render.py` does.
+
+The summary holds only what the results determine: wall times and dates go to `timing.json` (`timing_of`), so
+the same results always give a byte-identical `report.json`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from divqat_tvm.errors import DivqatError
-from divqat_tvm.report.stats import paired_difference, summarize
+from divqat_tvm.report.stats import compare, corrected, summarize
 
 METRICS = ("fidelity", "stolen_accuracy")
 
@@ -43,21 +47,29 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         raise DivqatError(f"{run} holds no experiment.json, so it is not an experiment run directory.",
                           "Pass the --out directory of `divqat-tvm experiment` or `divqat-tvm demo`.")
     exp = _read(exp_path)
-    victims = {(r["task"]["params"]["dataset"], r["task"]["params"]["victim"]["key"]): r["result"] for r in load_records(run, "victim")}
+    victims: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for r in load_records(run, "victim"):
+        p = r["task"]["params"]
+        victims.setdefault((p["dataset"], p["victim"]["key"]), {})[int(p.get("victim_seed", 0))] = r["result"]
     feet = {r["task"]["id"]: r["result"] for r in load_records(run, "footprint")}
-    cells: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+    cells: dict[tuple[str, str, str], dict[tuple[int, int], dict[str, Any]]] = {}
     for r in load_records(run, "attack"):
         p = r["task"]["params"]
-        cells.setdefault((p["dataset"], p["victim"]["key"], p["attack"]), {})[int(p["seed"])] = r["result"]
+        cells.setdefault((p["dataset"], p["victim"]["key"], p["attack"]), {})[(int(p.get("victim_seed", 0)), int(p["seed"]))] = r["result"]
     errors = sorted(p.name[: -len(".error.json")] for p in run.glob("*/*.error.json"))
-    timing = _timing(run)
-    expected = len(exp["datasets"]) * len(exp["victims"]) * len(exp["attacks"]) * len(exp["seeds"])
+    vseeds = exp.get("victim_seeds", [0])
+    expected = len(exp["datasets"]) * len(exp["victims"]) * len(exp["attacks"]) * len(exp["seeds"]) * len(vseeds)
     out: dict[str, Any] = {"experiment": exp, "confidence": confidence, "datasets": [],
                            "cells_expected": expected, "cells_finished": sum(len(v) for v in cells.values()),
-                           "failed_tasks": errors, "timing": timing}
+                           "failed_tasks": errors}
     for d in exp["datasets"]:
         out["datasets"].append(_dataset_summary(exp, d, victims, cells, feet, confidence))
     return out
+
+
+def timing_of(run_dir: str | Path) -> dict[str, Any]:
+    """Wall times of a run's tasks (for `timing.json`; they vary from run to run, so they stay out of the report)."""
+    return _timing(Path(run_dir))
 
 
 def _timing(run: Path) -> dict[str, Any]:
@@ -78,7 +90,7 @@ def _timing(run: Path) -> dict[str, Any]:
     return {"stages": stages, "span_s": span}
 
 
-def _budget(exp: dict[str, Any], attack: str, results: dict[int, dict[str, Any]]) -> int:
+def _budget(exp: dict[str, Any], attack: str, results: dict) -> int:
     """The budget the cells ran with (as recorded), else the profile's."""
     for r in results.values():
         if r.get("budget") is not None:
@@ -86,26 +98,39 @@ def _budget(exp: dict[str, Any], attack: str, results: dict[int, dict[str, Any]]
     return int(exp["profile"]["attacks"][attack]["budget"])
 
 
+def _mean_of(results: dict[int, dict[str, Any]], key: str) -> dict[str, Any] | None:
+    vals = [r[key] for _, r in sorted(results.items()) if r.get(key) is not None]
+    return summarize(vals).to_dict() if vals else None
+
+
 def _dataset_summary(exp: dict[str, Any], d: dict[str, Any], victims: dict, cells: dict, feet: dict, confidence: float) -> dict[str, Any]:
     ds = d["victim"]
+    n_cells = len(exp["seeds"]) * len(exp.get("victim_seeds", [0]))
     rows = []
     for v in exp["victims"]:
-        vr = victims.get((ds, v["key"]))
+        vr = victims.get((ds, v["key"]), {})
+        acc = _mean_of(vr, "accuracy")
         row: dict[str, Any] = {"victim": v["key"], "label": v["label"], "method": v["method"], "alpha": v["alpha"],
+                               "objective": v.get("objective", "paper" if v["method"] == "divqat" else None),
                                "defense": v["defense"], "beta": v["beta"],
-                               "accuracy": None if vr is None else float(vr["accuracy"]), "attacks": {}}
+                               "accuracy": None if acc is None else acc["mean"], "accuracy_seeds": acc,
+                               "victim_seeds": sorted(vr),
+                               **{k: _mean_of(vr, k) for k in ("l1_vs_qat", "l1_vs_undefended", "l1_vs_teacher",
+                                                               "agreement_with_teacher", "agreement_with_qat")},
+                               "attacks": {}}
         for a in exp["attacks"]:
             res = cells.get((ds, v["key"], a), {})
+            keys = sorted(res)
             row["attacks"][a] = {
-                "budget": _budget(exp, a, res), "seeds": sorted(res), "n_expected": len(exp["seeds"]),
-                **{m: summarize([res[s][m] for s in sorted(res)]).to_dict() for m in METRICS},
-                "queries": [int(res[s].get("queries", 0)) for s in sorted(res)],
-                "wall_s": [float(res[s].get("wall_s", 0.0)) for s in sorted(res)],
+                "budget": _budget(exp, a, res), "seeds": [f"v{k[0]}/s{k[1]}" for k in keys], "n_expected": n_cells,
+                **{m: summarize([res[k][m] for k in keys]).to_dict() for m in METRICS},
+                "queries": [int(res[k].get("queries", 0)) for k in keys],
             }
         rows.append(row)
     return {"dataset": ds, "surrogate": d["surrogate"], "arch": d["arch"], "rows": rows,
             "comparisons": _comparisons(exp, ds, rows, cells, confidence),
-            "alpha_sweep": _alpha_sweep(exp, rows), "footprint": _footprint(exp, ds, rows, feet)}
+            "alpha_sweep": _alpha_sweep(exp, rows), "tradeoff": _tradeoff(exp, rows),
+            "footprint": _footprint(exp, ds, rows, feet)}
 
 
 def _pairs(exp: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -127,15 +152,17 @@ def _num_classes(ds: str) -> int | None:
     from divqat_tvm.data import dataset_info
 
     try:
-        return dataset_info(ds).num_classes
+        return dataset_info(ds.partition("@")[0]).num_classes
     except DivqatError:
         return None
 
 
 def _comparisons(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells: dict, confidence: float) -> list[dict[str, Any]]:
+    """Every (treatment, control) pair under every attack; intervals Holm-corrected over this list, per metric."""
     acc = {r["victim"]: r["accuracy"] for r in rows}
     k = _num_classes(ds)
     out = []
+    raw: dict[str, list] = {m: [] for m in METRICS}
     for treat, ctrl in _pairs(exp):
         for a in exp["attacks"]:
             t = cells.get((ds, treat["key"], a), {})
@@ -146,11 +173,14 @@ def _comparisons(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells
                     "accuracy_cost": None if acc.get(treat["key"]) is None or acc.get(ctrl["key"]) is None
                     else acc[ctrl["key"]] - acc[treat["key"]]}
             for m in METRICS:
-                comp[m] = paired_difference({s: r[m] for s, r in t.items()}, {s: r[m] for s, r in c.items()}, confidence).to_dict()
+                raw[m].append(compare({key: r[m] for key, r in t.items()}, {key: r[m] for key, r in c.items()}))
             stolen = [r["stolen_accuracy"] for r in (*t.values(), *c.values())]
             comp["chance"] = None if k is None else 1.0 / k
             comp["near_chance"] = bool(k and stolen and sum(stolen) / len(stolen) < 1.0 / k + NEAR_CHANCE)
             out.append(comp)
+    for m in METRICS:
+        for comp, res in zip(out, corrected(raw[m], confidence)):
+            comp[m] = res
     return out
 
 
@@ -158,7 +188,7 @@ def _alpha_sweep(exp: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[s
     """Undefended QAT (α = 0: DivQAT's loss reduces to QAT's) and every undefended DivQAT α, sorted by α."""
     pts = []
     for r in rows:
-        if r["defense"] is None and (r["method"] == "qat" or r["method"] == "divqat"):
+        if r["defense"] is None and (r["method"] == "qat" or (r["method"] == "divqat" and r["objective"] == "paper")):
             alpha = 0.0 if r["method"] == "qat" else float(r["alpha"])
             pts.append({"alpha": alpha, "victim": r["victim"], "accuracy": r["accuracy"],
                         "fidelity": {a: r["attacks"][a]["fidelity"] for a in exp["attacks"]},
@@ -168,10 +198,44 @@ def _alpha_sweep(exp: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[s
     return sorted(pts, key=lambda p: (p["alpha"], p["victim"] != "qat"))
 
 
+#: trade-off series: name → which rows belong to it (QAT is every sweep's zero point)
+def _series(r: dict[str, Any]) -> str | None:
+    if r["method"] == "qat" and r["defense"] is None:
+        return "QAT"
+    if r["method"] == "qat":
+        return f"QAT + {r['defense'].upper()} (β sweep)"
+    if r["method"] == "divqat" and r["defense"] is None:
+        return "DivQAT (α sweep)" if r["objective"] == "paper" else f"DivQAT-{r['objective']} (α sweep)"
+    if r["method"] == "divqat":
+        return f"DivQAT{'' if r['objective'] == 'paper' else '-' + r['objective']} + {r['defense'].upper()}"
+    return None
+
+
+def _tradeoff(exp: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per attack, one point per quantized victim: victim accuracy, mean L1 distance of its answers from the
+    undefended QAT model's, and stolen fidelity (mean ± std over seeds), grouped into series."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in exp["attacks"]:
+        pts = []
+        for r in rows:
+            s = _series(r)
+            if s is None or r["accuracy"] is None or not r["attacks"][a]["fidelity"]["n"]:
+                continue
+            pts.append({"series": s, "victim": r["victim"], "label": r["label"], "alpha": r["alpha"], "beta": r["beta"],
+                        "accuracy": r["accuracy"], "l1_vs_qat": (r["l1_vs_qat"] or {}).get("mean"),
+                        "fidelity": r["attacks"][a]["fidelity"]["mean"], "fidelity_std": r["attacks"][a]["fidelity"]["std"]})
+        if pts:
+            out[a] = pts
+    return out
+
+
 def _footprint(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], feet: dict[str, Any]) -> list[dict[str, Any]]:
+    import re
+
     out = []
     for r in rows:
-        f = feet.get(f"{ds}__{r['victim']}")
+        base = f"{ds}__{r['victim']}"  # measured for the first victim seed only (the same network for every seed)
+        f = next((feet[k] for k in sorted(feet) if re.fullmatch(re.escape(base) + r"(__v\d+)?", k)), None)
         if f is not None:
             out.append({"victim": r["victim"], "label": r["label"], **{k: f.get(k) for k in
                         ("instructions_per_inference", "model_per_inference", "postprocess_per_inference", "unit",

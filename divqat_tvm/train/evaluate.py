@@ -48,7 +48,7 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
 
 def load_test_split(meta: dict[str, Any], dataset: str | None, data_dir: str | None, limit: int | None) -> tuple[np.ndarray, np.ndarray, str]:
     """(x, y, name) of a dataset's test split, normalised as the model expects (its checkpoint's normalisation)."""
-    from divqat_tvm.data import load_dataset
+    from divqat_tvm.train.splits import load_split as load_dataset
 
     name = dataset or meta.get("dataset")
     if not name:

@@ -1,6 +1,7 @@
 """The one training loop: teacher training, QAT and DivQAT differ only by the objective (and the teacher).
 
-Deterministic for a seed on CPU: the global torch RNG is seeded once at the start (augmentation draws from
+Deterministic for a seed on CPU, whatever the caller's torch thread count: `fit` runs on a fixed number of
+intra-op threads (`train.determinism`). The global torch RNG is seeded once at the start (augmentation draws from
 it), each epoch shuffles with its own generator seeded from (seed, epoch), and the per-epoch resume file holds
 the model, optimizer, scheduler, finished epochs and the torch RNG state — so a run killed after epoch k and
 restarted finishes with exactly the weights of an uninterrupted run. Nothing here draws from numpy's or
@@ -22,9 +23,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from divqat_tvm.errors import CheckpointError, DivqatError
+from divqat_tvm.train.determinism import numeric
 from divqat_tvm.fileio import atomic_write_bytes
 
 RESUME_FORMAT = "divqat-tvm-resume"
+#: per-epoch stats that measure the machine, not the model: kept out of checkpoints (see `split_timing`)
+TIMING_KEYS = ("seconds", "cpu_seconds", "images_per_s")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -68,6 +72,14 @@ class TrainConfig:
         d.pop("progress")
         d.pop("device")
         return d
+
+
+def split_timing(history: list[dict[str, float]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """(history without timings, per-epoch timings): the first goes into checkpoints, which are then bit-identical
+    for a seed; the second into a separate `.timing.json` file."""
+    kept = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
+    timing = [{"epoch": h.get("epoch"), **{k: h[k] for k in TIMING_KEYS if k in h}} for h in history]
+    return kept, timing
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -127,6 +139,7 @@ def _load_resume(path: Path, fingerprint: dict) -> dict[str, Any]:
     return state
 
 
+@numeric
 def fit(
     model: nn.Module,
     train_set: Dataset,

@@ -6,7 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from divqat_tvm.train.determinism import numeric
 
+
+@numeric
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits of `model` in eval mode (mode restored), batched, on the model's device; returned on CPU."""

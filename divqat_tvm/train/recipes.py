@@ -18,8 +18,9 @@ from torch.utils.data import Dataset
 
 from divqat_tvm.quant.config import DivQATConfig, QuantConfig
 from divqat_tvm.quant.prepare import QuantizedModel, quantize_model
+from divqat_tvm.train.determinism import numeric
 from divqat_tvm.train.loop import TrainConfig, epoch_loader, fit
-from divqat_tvm.train.losses import CrossEntropy, DivQATLoss
+from divqat_tvm.train.losses import CrossEntropy, divqat_objective
 
 
 def train_teacher(
@@ -29,6 +30,7 @@ def train_teacher(
     return fit(model, train_set, config, CrossEntropy(), resume_path=resume_path, fingerprint={"method": "float"}, desc="teacher")
 
 
+@numeric
 def make_student(
     teacher: nn.Module,
     train_set: Dataset,
@@ -62,7 +64,7 @@ def make_student(
     fp: dict[str, Any] = {"method": quant.method, "quant": quant.to_dict()}
     if quant.method == "divqat":
         frozen_teacher = copy.deepcopy(teacher).eval()
-        objective = DivQATLoss(divqat)  # type: ignore[arg-type]
+        objective = divqat_objective(divqat)  # type: ignore[arg-type]
         fp["divqat"] = divqat.to_dict()  # type: ignore[union-attr]
 
     def freeze(epoch: int) -> None:

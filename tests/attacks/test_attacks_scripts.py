@@ -61,3 +61,19 @@ def test_datafree_sweep_runs_each_set_with_each_seed(tmp_path, victim, capsys):
     assert "not k=v with k a field of MAZEConfig" in capsys.readouterr().err
     assert sweep.main(args[:-2] + ["--set", "ndirs=0"]) == 2
     assert "ndirs must be at least 1" in capsys.readouterr().err
+
+
+def test_budget_curves_write_json_and_png_and_resume(tmp_path, victim, capsys):
+    out = tmp_path / "budget"
+    args = ["--victim", victim, "--profile", "quick", "--attacks", "dfme", "maze", "--budgets", "300", "600", "--seeds", "0", "1",
+            "--test-set", SYN, "--out", str(out)]
+    mod = _script("budget_curves")
+    assert mod.main(args) == 0
+    data = json.loads((out / "budget_curves.json").read_text())
+    assert [p["budget"] for p in data["curves"]["dfme"]] == [300, 600] and data["curves"]["maze"][1]["n"] == 2
+    assert all(r["queries"] <= r["budget"] for r in data["runs"])
+    assert (out / "budget_curves.png").read_bytes()[:4] == b"\x89PNG"
+    first = (out / "budget_curves.json").read_bytes()
+    assert mod.main(args) == 0  # finished points are read back, not re-run: the same figures
+    assert json.loads((out / "budget_curves.json").read_bytes())["runs"] == json.loads(first)["runs"]
+    assert mod.main([*args[:-2], "--profile", "nosuch"]) == 2 and "error:" in capsys.readouterr().err

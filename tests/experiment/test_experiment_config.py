@@ -41,7 +41,11 @@ def test_grid_expands_every_dataset_victim_attack_seed() -> None:
     assert cell.params["victim"]["defense"] == "dcp" and cell.params["params"]["budget"] == 100_000
     assert cell.deps == (("victim", "mnist5k__divqat-a1+dcp-b0.5"),)
     dcp = next(t for t in by["victim"] if t.id == "mnist5k__qat+dcp-b1")
-    assert dcp.deps == (("model", "mnist5k__tinycnn__qat"),)
+    # its model, then the references of its perturbation / agreement figures: the teacher and the undefended QAT model
+    assert dcp.deps == (("model", "mnist5k__tinycnn__qat"), ("teacher", "mnist5k__tinycnn"))
+    div = next(t for t in by["victim"] if t.id == "mnist5k__divqat-a1")
+    assert div.deps == (("model", "mnist5k__tinycnn__divqat-a1"), ("teacher", "mnist5k__tinycnn"), ("model", "mnist5k__tinycnn__qat"))
+    assert div.params["refs"] == {"teacher": "mnist5k__tinycnn", "qat_model": "mnist5k__tinycnn__qat"}
     # stages come in pipeline order
     order = [t.stage for t in tasks]
     assert order == sorted(order, key=["teacher", "model", "build", "victim", "footprint", "attack"].index)
@@ -71,7 +75,7 @@ def test_device_backend_compiles_quantized_victims_and_footprints_them() -> None
 def test_footprints_on_the_torch_backend_compile_without_changing_the_oracle() -> None:
     tasks = expand(validate_experiment({**GRID, "footprint": {"enabled": True}}, "g.toml"))
     victims = [t for t in tasks if t.stage == "victim"]
-    assert all(t.params["backend"] == "torch" and len(t.deps) == 1 for t in victims)
+    assert all(t.params["backend"] == "torch" and all(d[0] != "build" for d in t.deps) for t in victims)
     assert len([t for t in tasks if t.stage == "build"]) == 5
 
 
@@ -125,3 +129,43 @@ def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "prof.toml").write_text('name = "p"\n[defaults]\n[teacher]\n')
     with pytest.raises(ConfigError, match=r"lacks the table\(s\) \[quantize\], \[attacks\]"):
         load_profile(tmp_path / "prof.toml")
+
+
+def test_victim_seeds_multiply_training_and_cells_but_not_footprints() -> None:
+    exp = validate_experiment({**GRID, "victim_seeds": [0, 1, 2], "footprint": {"enabled": True}}, "g.toml")
+    tasks = expand(exp)
+    by = {s: [t for t in tasks if t.stage == s] for s in ("teacher", "model", "footprint", "attack")}
+    assert [t.id for t in by["teacher"]] == ["mnist5k__tinycnn", "mnist5k__tinycnn__v1", "mnist5k__tinycnn__v2"]
+    assert [t.params["seed"] for t in by["teacher"]] == [0, 1, 2]
+    assert len(by["model"]) == 6 * 3 and len(by["attack"]) == 10 * 3 * 3 * 3
+    assert len(by["footprint"]) == 9  # the same network whatever its seed: measured once
+    cell = next(t for t in by["attack"] if t.id == "mnist5k__qat__knockoff__s1__v2")
+    assert cell.params["victim_seed"] == 2 and cell.params["seed"] == 1 and cell.deps == (("victim", "mnist5k__qat__v2"),)
+    # seed 0 keeps the ids and parameters of a single-seed run (old run directories stay resumable)
+    assert "victim_seed" not in next(t for t in by["attack"] if t.id == "mnist5k__qat__knockoff__s1").params
+
+
+def test_objective_is_a_divqat_victim_option() -> None:
+    exp = validate_experiment({**GRID, "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1, "objective": "nontop"}]}, "g.toml")
+    v = exp.victims[1]
+    assert (v.key, v.label, v.objective) == ("divqat-nontop-a1", "DivQAT-nontop (α=1)", "nontop")
+    model = next(t for t in expand(exp) if t.stage == "model" and t.id.endswith("divqat-nontop-a1"))
+    assert model.params["objective"] == "nontop"
+    with pytest.raises(ConfigError, match="objective"):
+        validate_experiment({**GRID, "victims": [{"method": "divqat", "alpha": 1, "objective": "bogus"}]}, "g.toml")
+    with pytest.raises(ConfigError, match="Only divqat victims take objective"):
+        validate_experiment({**GRID, "victims": [{"method": "qat", "objective": "nontop"}]}, "g.toml")
+
+
+@pytest.mark.parametrize("victim,surrogate,ok", [
+    ("mnist5k@victim", "mnist5k@attacker", True), ("mnist5k", "digits20", True),
+    ("mnist5k", "mnist5k", False), ("mnist5k", "mnist5k@attacker", False), ("mnist5k@victim", "mnist5k", False),
+    ("mnist5k@victim", "mnist5k@victim", False), ("mnist5k@attacker", "mnist5k@victim", False),
+])
+def test_an_in_distribution_attacker_never_overlaps_the_victims_data(victim, surrogate, ok) -> None:
+    cfg = {**GRID, "datasets": [{"victim": victim, "surrogate": surrogate}]}
+    if ok:
+        validate_experiment(cfg, "g.toml")
+    else:
+        with pytest.raises(ConfigError, match="victim"):
+            validate_experiment(cfg, "g.toml")
