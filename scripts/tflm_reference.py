@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -240,9 +241,21 @@ def make_args(core: str, kernels: str, gcc_root: str) -> list[str]:
     return a
 
 
-def make_vars(tflm: Path, args: list[str], names: list[str]) -> dict[str, str]:
+def make_env(cache: Path) -> dict[str, str]:
+    """PATH with a `python3` that is this interpreter: TFLM's Makefile runs python3 (numpy, Pillow) while parsing."""
+    shim = cache / "pyshim"
+    shim.mkdir(parents=True, exist_ok=True)
+    exe = shim / "python3"
+    body = f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'
+    if not exe.is_file() or exe.read_text() != body:
+        exe.write_text(body)
+        exe.chmod(0o755)
+    return {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def make_vars(tflm: Path, args: list[str], names: list[str], env: dict[str, str]) -> dict[str, str]:
     r = subprocess.run(["make", "-s", "-f", "tensorflow/lite/micro/tools/make/Makefile", *args,
-                        *[f"print-{n}" for n in names]], cwd=tflm, capture_output=True, text=True)
+                        *[f"print-{n}" for n in names]], cwd=tflm, capture_output=True, text=True, env=env)
     if r.returncode:
         raise RunError(f"TFLM Makefile failed to parse: {(r.stderr.strip().splitlines() or ['?'])[-1][:300]}")
     out = {}
@@ -253,18 +266,64 @@ def make_vars(tflm: Path, args: list[str], names: list[str]) -> dict[str, str]:
     return out
 
 
-def build_library(tflm: Path, core: str, kernels: str, gcc_root: str, jobs: int, log: Path) -> dict[str, Any]:
-    """Build libtensorflow-microlite.a with TFLM's Makefile (nice -n 10); its flags for the harness."""
+_REG_DEF = re.compile(r"\bRegister_([A-Z0-9_]+)\s*\(\s*\)\s*\{")
+
+
+def needed_kernel_sources(tflm: Path, sources: list[str], ops: list[str]) -> list[str]:
+    """TFLM kernel sources this model needs: every helper file, and the operator files that define the
+    registration of an operator the model uses (a file defining only other operators' Register_* is skipped)."""
+    keep = []
+    for src in sources:
+        try:
+            text = (tflm / src).read_text(errors="replace")
+        except OSError:
+            keep.append(src)
+            continue
+        defined = _REG_DEF.findall(text)
+        if not defined or any(d == op or d.startswith(op + "_") for d in defined for op in ops):
+            keep.append(src)
+    return keep
+
+
+def build_library(tflm: Path, core: str, kernels: str, gcc_root: str, jobs: int, log: Path, env: dict[str, str],
+                  ops: list[str], full: bool) -> dict[str, Any]:
+    """Compile TFLM with its own Makefile rules and flags (nice -n 10) into a static library for this model.
+
+    full: TFLM's whole `microlite` library (315 objects, ~45 min at -j1 on a busy machine). Otherwise only the
+    objects this model can use: TFLM's core, its kernel helpers, the files of the model's operators, and
+    CMSIS-NN (each compiled by the same Makefile rule, so with the same flags), archived here."""
     args = make_args(core, kernels, gcc_root)
-    v = make_vars(tflm, args, ["MICROLITE_LIB_PATH", "CXXFLAGS", "CCFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL", "CXX", "CC"])
-    lib = tflm / v["MICROLITE_LIB_PATH"]
+    names = ["MICROLITE_LIB_PATH", "CXXFLAGS", "CCFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL", "GENDIR",
+             "MICROLITE_LIB_OBJS", "MICROLITE_KERNEL_OBJS", "MICROLITE_THIRD_PARTY_KERNEL_OBJS",
+             "MICROLITE_THIRD_PARTY_OBJS", "KERNEL_OBJDIR", "MICROLITE_CC_KERNEL_SRCS"]
+    v = make_vars(tflm, args, names, env)
     t0 = time.perf_counter()
+    if full:
+        lib = tflm / v["MICROLITE_LIB_PATH"]
+        targets = ["microlite"]
+        objs: list[str] = []
+    else:
+        lib = tflm / v["GENDIR"] / "divqat" / f"libtflm-{'-'.join(sorted(ops)).lower()}.a"
+        kdir = v["KERNEL_OBJDIR"]
+        kobjs = v["MICROLITE_KERNEL_OBJS"].split()
+        ksrc = {re.sub(r"\.(cc|c|S)$", ".o", s): s for s in v["MICROLITE_CC_KERNEL_SRCS"].split()}
+        keep_src = set(needed_kernel_sources(tflm, [ksrc.get(o[len(kdir):], o) for o in kobjs], ops))
+        kobjs = [o for o in kobjs if ksrc.get(o[len(kdir):], o) in keep_src]
+        objs = [*v["MICROLITE_LIB_OBJS"].split(), *kobjs, *v["MICROLITE_THIRD_PARTY_KERNEL_OBJS"].split(),
+                *v["MICROLITE_THIRD_PARTY_OBJS"].split()]
+        targets = objs
     with log.open("w") as lf:
         r = subprocess.run(["nice", "-n", "10", "make", f"-j{jobs}", "-f", "tensorflow/lite/micro/tools/make/Makefile",
-                            *args, "microlite"], cwd=tflm, stdout=lf, stderr=subprocess.STDOUT)
+                            *args, *targets], cwd=tflm, stdout=lf, stderr=subprocess.STDOUT, env=env)
+        if r.returncode == 0 and not full:
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            lib.unlink(missing_ok=True)
+            r = subprocess.run([gcc_root + "arm-none-eabi-ar", "rcs", str(lib), *objs], cwd=tflm, stdout=lf,
+                               stderr=subprocess.STDOUT)
     if r.returncode or not lib.is_file():
         raise RunError(f"building TFLM ({core}, {kernels}) failed: see {log}")
-    return {"lib": lib, "vars": v, "make_args": args, "seconds": time.perf_counter() - t0}
+    return {"lib": lib, "vars": {k: v[k] for k in ("CXXFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL")}, "make_args": args,
+            "seconds": time.perf_counter() - t0, "objects": len(objs) if objs else None, "full_library": full}
 
 
 def model_ops(model_path: Path) -> list[dict[str, Any]]:
@@ -303,8 +362,8 @@ def board_info(board: str) -> dict[str, Any]:
     return json.loads((BOARDS_DIR / f"{board}.json").read_text())
 
 
-def arch_flags(flags: str) -> list[str]:
-    return [f for f in flags.split() if f.startswith(("-mcpu=", "-mfpu=", "-mfloat-abi=", "-mthumb", "-mlittle-endian"))]
+def arch_flags(flags: list[str]) -> list[str]:
+    return [f for f in flags if f.startswith(("-mcpu=", "-mfpu=", "-mfloat-abi=", "-mthumb", "-mlittle-endian"))]
 
 
 def build_firmware(tflm: Path, lib: dict[str, Any], model_path: Path, ops: list[dict[str, Any]], board: str,
@@ -321,11 +380,12 @@ def build_firmware(tflm: Path, lib: dict[str, Any], model_path: Path, ops: list[
     (out / "link.ld").write_text(ld)
     v = lib["vars"]
     cxx, cc = gcc_root + "arm-none-eabi-g++", gcc_root + "arm-none-eabi-gcc"
-    arch = arch_flags(v["CXXFLAGS"])
+    cxxflags, includes = shlex.split(v["CXXFLAGS"]), shlex.split(v["INCLUDES"])
+    arch = arch_flags(cxxflags)
     defs = [f"-DTFLM_UART_BASE={b['uart']['base']}u", f"-DTFLM_RUNS={runs}", f"-DTFLM_ARENA_BYTES={arena_bytes}"]
     log = out / "build.log"
     cmds = [
-        [cxx, *v["CXXFLAGS"].split(), v["CORE_OPTIMIZATION_LEVEL"], *v["INCLUDES"].split(), f"-I{out}", *defs,
+        [cxx, *cxxflags, v["CORE_OPTIMIZATION_LEVEL"], *includes, f"-I{out}", *defs,
          "-Wno-unused-function", "-c", str(HARNESS / "main.cc"), "-o", str(out / "main.o")],
         [cc, *arch, "-O2", "-ffunction-sections", "-c", str(HARNESS / "startup.c"), "-o", str(out / "startup.o")],
         [cxx, *arch, "-nostartfiles", "--specs=nano.specs", "-T", str(out / "link.ld"), "-Wl,--gc-sections",
@@ -386,7 +446,8 @@ def measure(tflm: Path, lib: dict[str, Any], model_path: Path, ops: list[dict[st
             "instructions_min": round(min(totals) * k), "instructions_max": round(max(totals) * k),
             "profiled_total_instructions": round(res["profiled_total"] * k) if res["profiled_total"] else None,
             "per_operator": per_op, "arena_used_bytes": res["arena"], "output": res["output"],
-            "sections_bytes": secs, "make_args": lib["make_args"], "elf": str(elf)}
+            "sections_bytes": secs, "make_args": lib["make_args"], "library_objects": lib["objects"],
+            "full_library": lib["full_library"], "elf": str(elf)}
 
 
 # --------------------------------------------------------------------------------------------------- CLI
@@ -409,6 +470,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--arena-kb", type=int, default=256)
     ap.add_argument("--jobs", type=int, default=1, help="make -j (the build runs under nice -n 10)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per QEMU run")
+    ap.add_argument("--full-library", action="store_true",
+                    help="build TFLM's whole microlite library, not only the objects this model can use (slow)")
     ap.add_argument("--print-pins", action="store_true", help="print the repositories and commits --src needs, and exit")
     a = ap.parse_args(argv)
     if a.print_pins:
@@ -442,7 +505,12 @@ def tools() -> str:
     for t in ("make", "qemu-system-arm", "git", "tar"):
         if shutil.which(t) is None:
             raise UsageError(f"{t} not found on PATH")
-    return str(Path(gcc).parent) + "/"
+    root = str(Path(gcc).parent) + "/"
+    r = subprocess.run([root + "arm-none-eabi-g++", "-x", "c++", "-mthumb", "-mcpu=cortex-m4", "-fsyntax-only", "-"],
+                       input="#include <cstdarg>\n", capture_output=True, text=True)
+    if r.returncode:
+        raise UsageError("arm-none-eabi-g++ has no C++ headers: apt-get install libstdc++-arm-none-eabi-newlib")
+    return root
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
@@ -456,6 +524,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             print(f"{PROG}: warning: {name} is at {p['found']}, not the pinned {p['pinned']}", file=sys.stderr)
     a.cache.mkdir(parents=True, exist_ok=True)
     tflm = prepare_workspace(a.src, a.cache)
+    env = make_env(a.cache)
+    if subprocess.run([sys.executable, "-c", "import numpy, PIL"], capture_output=True).returncode:
+        raise UsageError(f"TFLM's Makefile runs python3 with numpy and Pillow while parsing: install them for {sys.executable}")
     ops = model_ops(a.model)
     kernels = list(KERNELS) if a.kernels == "both" else [a.kernels]
     gcc_v = subprocess.run([gcc_root + "arm-none-eabi-gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -467,7 +538,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             print(f"{PROG}: building TFLM for {core} ({k}) ...", file=sys.stderr)
             logs = a.cache / "logs"
             logs.mkdir(exist_ok=True)
-            lib = build_library(tflm, core, k, gcc_root, a.jobs, logs / f"make-{core}-{k}.log")
+            lib = build_library(tflm, core, k, gcc_root, a.jobs, logs / f"make-{core}-{k}.log", env,
+                                sorted({o["op"] for o in ops}), a.full_library)
             r = measure(tflm, lib, a.model, ops, core, k, out_root / f"{core}-{k}", a.runs, a.arena_kb * 1024,
                         gcc_root, a.timeout)
             print(f"{PROG}: {a.model.name} {core} ({r['board']}) {k}: {r['instructions']:,} instructions per inference",
