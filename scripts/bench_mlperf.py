@@ -62,6 +62,17 @@ def _n(v: Any) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+INSTRUCTION_COLUMNS = ("core (board)", "ours: instructions", "per MAC", "TFLM+CMSIS-NN", "ours / CMSIS-NN", "TFLM reference",
+                       "ours / reference")
+
+
+def instruction_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The printed instructions table: "-" wherever the model has no reference figure (and so no ratio)."""
+    return [[f"{s['core']} ({board})", _n(s["instructions"]), f"{s['per_mac']:.2f}" if s["per_mac"] else "-",
+             _n(s["tflm_cmsis_nn"]), fmt_ratio(s["ratio_vs_cmsis_nn"]), _n(s["tflm_reference"]),
+             fmt_ratio(s["ratio_vs_reference"])] for board, s in summary.items()]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=SHARED / "mlperf-tiny-resnet8-int8.tflite")
@@ -116,12 +127,9 @@ def main() -> int:
 
     macs = manifest.get("macs")
     summary = summary_rows(results, ref, macs)
-    inst = Table("core (board)", "ours: instructions", "per MAC", "TFLM+CMSIS-NN", "ours / CMSIS-NN", "TFLM reference",
-                 "ours / reference", title=f"Instructions per inference, {args.model.name} (QEMU -icount)")
-    for board, s in summary.items():
-        inst.add_row(f"{s['core']} ({board})", _n(s["instructions"]), f"{s['per_mac']:.2f}" if s["per_mac"] else "-",
-                     _n(s["tflm_cmsis_nn"]), fmt_ratio(s["ratio_vs_cmsis_nn"]), _n(s["tflm_reference"]),
-                     fmt_ratio(s["ratio_vs_reference"]))
+    inst = Table(*INSTRUCTION_COLUMNS, title=f"Instructions per inference, {args.model.name} (QEMU -icount)")
+    for row in instruction_rows(summary):
+        inst.add_row(*row)
     con.print(inst)
 
     per_op: dict[str, list[dict[str, Any]]] = {}
