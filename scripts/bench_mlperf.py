@@ -27,8 +27,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from divqat_tvm.report.tflm_anchor import (AnchorError, BOARD_CORE, fmt_ratio, merge_references,  # noqa: E402
-                                           per_operator_table, ratio, readme_reference, reference_from_json)
+from divqat_tvm.report.tflm_anchor import (
+    BOARD_CORE,
+    AnchorError,
+    fmt_ratio,
+    merge_references,
+    per_operator_table,
+    ratio,
+    readme_reference,
+    reference_from_json,
+)
 
 SHARED = ROOT.parent / "shared" / "models"
 BOARDS = dict(BOARD_CORE)  # board -> core name

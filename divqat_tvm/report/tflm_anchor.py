@@ -77,7 +77,7 @@ def parse_models_readme(text: str) -> dict[str, dict[str, Any]]:
         return models.setdefault(key, {"instructions": {}, "per_operator": {}, "memory": {}})
 
     # ResNet-8's own section: its sha256 and its per-core table (plugin counts)
-    sec = re.search(r"^## `mlperf-tiny-resnet8-int8\.tflite`(.*?)(?=^## )", text, re.S | re.M)
+    sec = re.search(r"^## `mlperf-tiny-resnet8-int8\.tflite`(.*?)(?=^## )", text, re.DOTALL | re.MULTILINE)
     if sec:
         body = sec.group(1)
         e = entry("resnet8")
@@ -97,7 +97,7 @@ def parse_models_readme(text: str) -> dict[str, dict[str, Any]]:
                         d = e["instructions"].setdefault(core, {})
                         d["cmsis_nn_plugin"] = {"value": _int(nums[0].group(1)), "method": "plugin"}
                         d["reference_plugin"] = {"value": _int(nums[1].group(1)), "method": "plugin"}
-        m = re.search(r"(Cortex-M\d+) CMSIS-NN, per operator:(.*?)(?:\n\s*\n|$)", body, re.S)
+        m = re.search(r"(Cortex-M\d+) CMSIS-NN, per operator:(.*?)(?:\n\s*\n|$)", body, re.DOTALL)
         if m:
             ops: list[tuple[str, int]] = []
             for item in " ".join(m.group(2).split()).strip(" .").split(" · "):

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from divqat_tvm.report.tflm_anchor import (AnchorError, merge_references, model_key, parse_models_readme,
-                                           per_operator_table, readme_reference, reference_from_json, tflite_index)
+from divqat_tvm.report.tflm_anchor import (
+    AnchorError,
+    merge_references,
+    model_key,
+    parse_models_readme,
+    per_operator_table,
+    readme_reference,
+    reference_from_json,
+    tflite_index,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_README = REPO.parent / "shared" / "models" / "README.md"
