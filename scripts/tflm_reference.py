@@ -205,7 +205,11 @@ def _apply_patch(tree: Path, patch: Path, log: Path) -> None:
 
 def prepare_workspace(src: Path, cache: Path) -> Path:
     """A copy of tflite-micro in the cache with its downloads/ folder filled from src (TFLM's patches applied)."""
-    key = hashlib.sha256(json.dumps([str(src.resolve()), sorted(PINS.items())]).encode()).hexdigest()[:12]
+    material: list[Any] = [str(src.resolve()), sorted(PINS.items())]
+    moved = {n: pin_of(src / n) for n in PINS if pin_of(src / n) != PINS[n][1]}
+    if moved:  # trees not at their pins (or of unknown commit) get their own workspace, per commit found
+        material.append(sorted(moved.items(), key=lambda kv: kv[0]))
+    key = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:12]
     ws = cache / f"ws-{key}"
     tflm = ws / "tflite-micro"
     if (ws / ".ready").is_file():
