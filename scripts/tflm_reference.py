@@ -237,11 +237,14 @@ def prepare_workspace(src: Path, cache: Path) -> Path:
 # --------------------------------------------------------------------------------------------------- build
 
 
-def make_args(core: str, kernels: str, gcc_root: str) -> list[str]:
+def make_args(core: str, kernels: str, gcc_root: str, core_opt: str | None = None) -> list[str]:
+    """TFLM Makefile variables; core_opt overrides TFLM's core optimisation level (-Os) in a gen tree of its own."""
     a = ["TARGET=cortex_m_generic", f"TARGET_ARCH={core}", "BUILD_TYPE=release", "TOOLCHAIN=gcc",
          f"TARGET_TOOLCHAIN_ROOT={gcc_root}"]
     if kernels == "cmsis_nn":
         a.append("OPTIMIZED_KERNEL_DIR=cmsis_nn")
+    if core_opt:
+        a += [f"CORE_OPTIMIZATION_LEVEL={core_opt}", f"BASE_GENDIR=gen-core{core_opt.lstrip('-')}"]
     return a
 
 
@@ -290,13 +293,13 @@ def needed_kernel_sources(tflm: Path, sources: list[str], ops: list[str]) -> lis
 
 
 def build_library(tflm: Path, core: str, kernels: str, gcc_root: str, jobs: int, log: Path, env: dict[str, str],
-                  ops: list[str], full: bool) -> dict[str, Any]:
+                  ops: list[str], full: bool, core_opt: str | None = None) -> dict[str, Any]:
     """Compile TFLM with its own Makefile rules and flags (nice -n 10) into a static library for this model.
 
     full: TFLM's whole `microlite` library (315 objects, ~45 min at -j1 on a busy machine). Otherwise only the
     objects this model can use: TFLM's core, its kernel helpers, the files of the model's operators, and
     CMSIS-NN (each compiled by the same Makefile rule, so with the same flags), archived here."""
-    args = make_args(core, kernels, gcc_root)
+    args = make_args(core, kernels, gcc_root, core_opt)
     names = ["MICROLITE_LIB_PATH", "CXXFLAGS", "CCFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL", "GENDIR",
              "MICROLITE_LIB_OBJS", "MICROLITE_KERNEL_OBJS", "MICROLITE_THIRD_PARTY_KERNEL_OBJS",
              "MICROLITE_THIRD_PARTY_OBJS", "KERNEL_OBJDIR", "MICROLITE_CC_KERNEL_SRCS"]
@@ -476,6 +479,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per QEMU run")
     ap.add_argument("--full-library", action="store_true",
                     help="build TFLM's whole microlite library, not only the objects this model can use (slow)")
+    ap.add_argument("--core-opt", choices=["-Os", "-O2", "-O3"], default=None,
+                    help="override TFLM's core (interpreter) optimisation level; default: the Makefile's -Os")
     ap.add_argument("--print-pins", action="store_true", help="print the repositories and commits --src needs, and exit")
     a = ap.parse_args(argv)
     if a.print_pins:
@@ -539,14 +544,14 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     gcc_v = subprocess.run([gcc_root + "arm-none-eabi-gcc", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
     qemu_v = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
     results = []
-    out_root = a.out or a.cache / "fw" / a.model.stem
+    out_root = a.out or a.cache / "fw" / (a.model.stem + (f"-core{a.core_opt.lstrip('-')}" if a.core_opt else ""))
     for core in a.core:
         for k in kernels:
             print(f"{PROG}: building TFLM for {core} ({k}) ...", file=sys.stderr)
             logs = a.cache / "logs"
             logs.mkdir(exist_ok=True)
             lib = build_library(tflm, core, k, gcc_root, a.jobs, logs / f"make-{core}-{k}.log", env,
-                                sorted({o["op"] for o in ops}), a.full_library)
+                                sorted({o["op"] for o in ops}), a.full_library, a.core_opt)
             r = measure(tflm, lib, a.model, ops, core, k, out_root / f"{core}-{k}", a.runs, a.arena_kb * 1024,
                         gcc_root, a.timeout)
             print(f"{PROG}: {a.model.name} {core} ({r['board']}) {k}: {r['instructions']:,} instructions per inference",
