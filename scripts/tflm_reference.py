@@ -480,7 +480,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--full-library", action="store_true",
                     help="build TFLM's whole microlite library, not only the objects this model can use (slow)")
     ap.add_argument("--core-opt", choices=["-Os", "-O2", "-O3"], default=None,
-                    help="override TFLM's core (interpreter) optimisation level; default: the Makefile's -Os")
+                    help="override TFLM's core (interpreter) optimisation level, e.g. --core-opt=-O2; default: the Makefile's -Os")
     ap.add_argument("--print-pins", action="store_true", help="print the repositories and commits --src needs, and exit")
     a = ap.parse_args(argv)
     if a.print_pins:
