@@ -54,6 +54,8 @@ PINS: dict[str, tuple[str, str]] = {
     "ruy": ("google/ruy", "d37128311b445e758136b8602d1bbd2a755e115d"),
     "kissfft": ("mborgerding/kissfft", "v130"),
 }
+#: the commits of the tags above (a clone checked out at the tag reports the commit)
+TAG_COMMITS = {"v25.9.23": "187240970746d00bbd26b0f5873ed54d2477f9f3", "v130": "918336beac80868ad3011cb283063bb224e3e5da"}
 PIN_FILE = ".divqat-pin"  # written by --from-mirror: the commit a tree was extracted at
 
 #: core -> QEMU board (targets/boards/<board>.json gives memory, UART and clock)
@@ -138,6 +140,14 @@ def pin_of(tree: Path) -> str | None:
     return None
 
 
+def at_pin(name: str, have: str | None) -> bool | None:
+    """Whether a tree's commit (or tag) is its pin; None when unknown (no pin file, not a git checkout)."""
+    if have is None:
+        return None
+    want = PINS[name][1]
+    return have in (want, TAG_COMMITS.get(want)) or (len(have) >= 7 and want.startswith(have))
+
+
 def missing_sources(src: Path) -> list[str]:
     """Names of PINS with no tree under src (a tree counts when its directory is non-empty)."""
     return [n for n in PINS if not (src / n).is_dir() or not any((src / n).iterdir())]
@@ -153,8 +163,7 @@ def check_sources(src: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for name, (repo, want) in PINS.items():
         have = pin_of(src / name)
-        out[name] = {"repo": repo, "pinned": want, "found": have,
-                     "matches": None if have is None else (have == want or have.startswith(want) or want.startswith(have))}
+        out[name] = {"repo": repo, "pinned": want, "found": have, "matches": at_pin(name, have)}
     return out
 
 
@@ -206,7 +215,7 @@ def _apply_patch(tree: Path, patch: Path, log: Path) -> None:
 def prepare_workspace(src: Path, cache: Path) -> Path:
     """A copy of tflite-micro in the cache with its downloads/ folder filled from src (TFLM's patches applied)."""
     material: list[Any] = [str(src.resolve()), sorted(PINS.items())]
-    moved = {n: pin_of(src / n) for n in PINS if pin_of(src / n) != PINS[n][1]}
+    moved = {n: pin_of(src / n) for n in PINS if not at_pin(n, pin_of(src / n))}
     if moved:  # trees not at their pins (or of unknown commit) get their own workspace, per commit found
         material.append(sorted(moved.items(), key=lambda kv: kv[0]))
     key = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:12]

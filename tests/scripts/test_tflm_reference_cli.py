@@ -98,3 +98,12 @@ def test_only_the_models_operator_files_are_compiled(tmp_path):
         (tmp_path / name).write_text(text)
     keep = m.needed_kernel_sources(tmp_path, list(files), ["CONV_2D", "MAX_POOL_2D"])
     assert keep == ["k/conv.cc", "k/pooling.cc", "k/kernel_util.cc", "k/conv_common.cc"]
+
+
+def test_a_tree_is_at_its_pin_by_commit_or_by_tag():
+    m = _mod()
+    assert m.at_pin("tflite-micro", "90b983c2b3f1480642e040bbd2ddb37b998f3424")
+    assert m.at_pin("tflite-micro", "90b983c2")
+    assert not m.at_pin("tflite-micro", "0123456789abcdef0123456789abcdef01234567")
+    assert m.at_pin("flatbuffers", "v25.9.23") and m.at_pin("flatbuffers", m.TAG_COMMITS["v25.9.23"])
+    assert m.at_pin("CMSIS-NN", None) is None
