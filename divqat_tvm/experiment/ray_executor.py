@@ -72,19 +72,21 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, emulato
     Raises:
         DivqatError: Ray missing, or the cluster unreachable.
     """
-    if address is None:
+    local = address is None or is_loopback(address)
+    if local:  # a cluster on this machine: Ray must not swap 127.0.0.1 for the machine's network address
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")  # read when ray is imported
     ray = import_ray()
     if ray.is_initialized():
         yield ray
         return
-    if address is None:
+    if local:
         try:  # ray imported before the variable was set (e.g. by a test): the same switch, at run time
             from ray._private import ray_constants
 
             ray_constants.ENABLE_RAY_CLUSTER = os.environ[LOCAL_ONLY_ENV] != "0"
         except (ImportError, AttributeError):
             pass
+    if address is None:
         cpus = num_cpus or os.cpu_count() or 1
         kw: dict[str, Any] = {"num_cpus": cpus, "resources": {"emulator": float(emulators or cpus)}}
     else:
@@ -99,6 +101,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, emulato
         yield ray
     finally:
         ray.shutdown()
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a Ray address ("HOST:PORT", "ray://HOST:PORT") is on this machine's loopback interface."""
+    host = address.split("://")[-1].rpartition(":")[0] or address
+    return host.strip("[]") in ("127.0.0.1", "localhost", "::1")
 
 
 def needs_emulator(t: Task) -> bool:
