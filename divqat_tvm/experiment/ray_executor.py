@@ -17,7 +17,6 @@ Without `address` the executor starts a private single-node cluster bound to 127
 from __future__ import annotations
 
 import getpass
-import logging
 import os
 import shutil
 import socket
@@ -25,8 +24,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,72 +38,12 @@ from divqat_tvm.experiment.cells import OUT, cell_keys, code_version, collect_fi
 from divqat_tvm.experiment.grid import STAGES, Task
 from divqat_tvm.experiment.scheduler import FORMAT_VERSION, RunSummary, TaskContext, check_params, is_done, keep_cell, resolve, reuse_cell
 from divqat_tvm.fileio import atomic_write_bytes, atomic_write_json
+from divqat_tvm.oracle.pool import import_ray, ray_session
 
-#: Ray's switch: with "0" a local Ray binds its servers to 127.0.0.1 (single-node; never another address)
-LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: how often Ray re-runs a task whose worker process died
 MAX_RETRIES = 3
-INSTALL_FIX = "Install the cluster extra: pip install 'divqat-tvm[cluster]' (or scripts/setup.sh --cluster)."
 
-
-def import_ray() -> Any:
-    """The `ray` module.
-
-    Raises:
-        DivqatError: Ray is not installed (names the fix).
-    """
-    try:
-        import ray
-    except ImportError:
-        raise DivqatError("--executor ray needs Ray, which is not installed.", INSTALL_FIX) from None
-    return ray
-
-
-@contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, emulators: int | None = None) -> Iterator[Any]:
-    """Connect to the Ray cluster at `address`, or start a private one on 127.0.0.1; yields the `ray` module.
-
-    A private cluster has `num_cpus` CPUs and `emulators` emulator slots (default: the machine's cores) and
-    is shut down on exit; an already connected session is reused and left open.
-
-    Raises:
-        DivqatError: Ray missing, or the cluster unreachable.
-    """
-    local = address is None or is_loopback(address)
-    if local:  # a cluster on this machine: Ray must not swap 127.0.0.1 for the machine's network address
-        os.environ.setdefault(LOCAL_ONLY_ENV, "0")  # read when ray is imported
-    ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    if local:
-        try:  # ray imported before the variable was set (e.g. by a test): the same switch, at run time
-            from ray._private import ray_constants
-
-            ray_constants.ENABLE_RAY_CLUSTER = os.environ[LOCAL_ONLY_ENV] != "0"
-        except (ImportError, AttributeError):
-            pass
-    if address is None:
-        cpus = num_cpus or os.cpu_count() or 1
-        kw: dict[str, Any] = {"num_cpus": cpus, "resources": {"emulator": float(emulators or cpus)}}
-    else:
-        kw = {"address": address}
-    try:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, **kw)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise DivqatError(f"Cannot connect to {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}.",
-                          "Start it with `ray start --head` (docs/cluster.md), or drop --address to run a local one.") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-def is_loopback(address: str) -> bool:
-    """Whether a Ray address ("HOST:PORT", "ray://HOST:PORT") is on this machine's loopback interface."""
-    host = address.split("://")[-1].rpartition(":")[0] or address
-    return host.strip("[]") in ("127.0.0.1", "localhost", "::1")
+__all__ = ["import_ray", "ray_session", "run_tasks_ray"]
 
 
 def needs_emulator(t: Task) -> bool:
