@@ -44,6 +44,9 @@ def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory; re-running resumes it."),
     backend: str = typer.Option("qemu", "--backend", help="How the quantized victims answer: qemu (firmware), tvm-host or torch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default 2)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
 ) -> None:
     """The main job: teacher, QAT and DivQAT students, compiled for Cortex-M7, run under QEMU, stolen with KnockoffNets, reported.
 
@@ -58,7 +61,7 @@ def demo_command(
         if backend not in ("qemu", "tvm-host", "torch"):
             raise DivqatError(f"Unknown backend {backend!r}.", "Use qemu, tvm-host or torch.")
         exp = dataclasses.replace(exp, backend=backend)
-    summary, paths = run_experiment(exp, out, workers=workers, console=console)
+    summary, paths = run_experiment(exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address)
     _finish(console, summary, paths, out)
 
 

@@ -180,6 +180,7 @@ def fetch_referenced(obj: Any, cache: str | os.PathLike[str]) -> None:
         final = root / parts[0] / parts[1]
         if (final / "artefact.json").exists():
             continue
+        final.parent.mkdir(parents=True, exist_ok=True)
         with open(final.parent / f".{final.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (final / "artefact.json").exists():
