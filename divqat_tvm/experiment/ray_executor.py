@@ -34,9 +34,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.experiment.cache import CellStore, digest, fetch_referenced, task_cache_dir
-from divqat_tvm.experiment.cells import OUT, cell_keys, code_version, collect_files, error_path, payload_from_run, relocate, write_payload
+from divqat_tvm.experiment.cells import (
+    OUT,
+    cell_keys,
+    code_version,
+    collect_files,
+    error_path,
+    payload_from_run,
+    relocate,
+    write_payload,
+)
 from divqat_tvm.experiment.grid import STAGES, Task
-from divqat_tvm.experiment.scheduler import FORMAT_VERSION, RunSummary, TaskContext, check_params, is_done, keep_cell, resolve, reuse_cell
+from divqat_tvm.experiment.scheduler import (
+    FORMAT_VERSION,
+    RunSummary,
+    TaskContext,
+    check_params,
+    is_done,
+    keep_cell,
+    resolve,
+    reuse_cell,
+)
 from divqat_tvm.fileio import atomic_write_bytes, atomic_write_json
 from divqat_tvm.oracle.pool import import_ray, ray_session
 
