@@ -2,7 +2,16 @@
 # One idempotent set-up step for a fresh Debian machine: the Arm toolchain and QEMU (system packages),
 # then a virtualenv at .venv with divqat-tvm installed editable (with test and TFLite extras).
 # Usage: scripts/setup.sh            (safe to re-run; skips what is already there)
+#        scripts/setup.sh --cluster  (the [cluster] extra: Ray and fsspec, for --executor ray; docs/cluster.md;
+#                                      the dev extra, which the tests need, includes it already)
 set -euo pipefail
+extras="dev,tflite"
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) extras="dev,tflite,cluster" ;;
+    *) echo "setup: unknown option $arg (use --cluster or nothing)" >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
@@ -24,5 +33,5 @@ command -v "$py" >/dev/null 2>&1 || py=python3
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 # torch first and exactly: a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0"
-.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,tflite]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]"
 echo "setup: ready (.venv/bin/divqat-tvm --help)"

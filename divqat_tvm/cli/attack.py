@@ -171,6 +171,8 @@ def attack_command(
     log_inputs: bool = typer.Option(True, "--log-inputs/--no-log-inputs", help="keep every query image in OUT/queries.qlog (needed for --replay); --no-log-inputs keeps only the answers and a fingerprint per query: enough to resume, ~30x smaller on MNIST"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
     threads: int = typer.Option(1, "--threads", help="torch threads outside the attack's numerics (the attack and its student always run on 1 thread, so any count gives the same log and student)"),
+    devices: Optional[int] = typer.Option(None, "--devices", min=1, help="qemu victims: emulators answering each batch together, in order (default 2); the answers and the query log are those of one"),
+    executor: str = typer.Option("local", "--executor", help="where --devices run: local (child processes) or ray (Ray actors; $RAY_ADDRESS or a private cluster; needs the [cluster] extra)"),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
 
@@ -217,6 +219,7 @@ def attack_command(
         return
     if attack is None or victim is None or out is None:
         raise DivqatError("An attack needs --attack, --victim and --out (or --replay LOG).", "Add the missing options; see divqat-tvm attack --help.")
+    _check_devices(victim, devices, executor)
     attack = attack.lower()
     if attack not in DEFAULT_BUDGETS:
         raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
@@ -241,13 +244,29 @@ def attack_command(
     describe = {"victim": victim, "defense": defense or "none", "student_arch": student, "test_set": test_set,
                 "surrogate": surrogate if attack == "knockoff" else None}
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
-    with open_oracle(victim, defense=defense, budget=cfg.budget) as oracle:
+    with open_oracle(victim, defense=defense, budget=cfg.budget, devices=devices, executor=executor) as oracle:
         try:
             res = run_attack(attack, oracle, model, out, cfg, seed=seed, surrogate=sur, evaluator=evaluator, progress=progress,
                              describe=describe, log_inputs=log_inputs)
         finally:
             bar.close()
     _print_summary(res, Path(out) / "result.json")
+
+
+def _check_devices(victim: str, devices: int | None, executor: str) -> None:
+    """--devices/--executor: only for a qemu victim; ray must be installed (checked before any work)."""
+    from divqat_tvm.oracle.factory import parse_backend_spec
+
+    if executor not in ("local", "ray"):
+        raise DivqatError(f"Unknown executor {executor!r}.", "Use --executor local or ray.")
+    kind = parse_backend_spec(victim).kind
+    if kind != "qemu" and ((devices or 1) > 1 or executor != "local"):
+        raise DivqatError(f"--devices and --executor ray spread queries over emulators; the {kind} victim has none.",
+                          "Use a qemu:BUILD_DIR victim, or drop those options.")
+    if executor == "ray":
+        from divqat_tvm.oracle.pool import import_ray
+
+        import_ray("--executor ray")
 
 
 def _print_summary(res: dict, path: Path) -> None:

@@ -18,7 +18,9 @@ def experiment_command(
     profile: Optional[str] = typer.Option(None, "--profile", help="Budgets: quick, paper, or a profile .toml (default: the config's)."),
     out: Path = typer.Option(Path("runs/exp"), "--out", help="Run directory; re-running resumes it."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: the profile's)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Shared artefact cache (default: OUT/cache)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
 ) -> None:
     """Run a grid (dataset × victim × attack × seed) cell by cell, resumably, and write its report."""
     from divqat_tvm.experiment.config import load_experiment
@@ -26,7 +28,7 @@ def experiment_command(
 
     console = Console(stderr=True)
     exp = load_experiment(config, profile)
-    summary, paths = run_experiment(exp, out, workers=workers, cache_dir=cache, console=console)
+    summary, paths = run_experiment(exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address)
     _finish(console, summary, paths, out)
 
 
@@ -42,6 +44,9 @@ def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory; re-running resumes it."),
     backend: str = typer.Option("qemu", "--backend", help="How the quantized victims answer: qemu (firmware), tvm-host or torch."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default 2)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
 ) -> None:
     """The main job: teacher, QAT and DivQAT students, compiled for Cortex-M7, run under QEMU, stolen with KnockoffNets, reported.
 
@@ -56,7 +61,7 @@ def demo_command(
         if backend not in ("qemu", "tvm-host", "torch"):
             raise DivqatError(f"Unknown backend {backend!r}.", "Use qemu, tvm-host or torch.")
         exp = dataclasses.replace(exp, backend=backend)
-    summary, paths = run_experiment(exp, out, workers=workers, console=console)
+    summary, paths = run_experiment(exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address)
     _finish(console, summary, paths, out)
 
 
@@ -68,7 +73,8 @@ def _finish(console: Console, summary, paths: dict, out: Path) -> None:
     out_console.print(f"\n[bold]Report[/bold]: {paths['md']}\n        {paths['html']}")
     for line in headline(out):
         print(f"  {line}")
-    console.print(f"{len(summary.ran)} task(s) ran, {len(summary.cached)} were already finished"
+    reused = f" ({len(summary.from_cache)} from the cell cache)" if summary.from_cache else ""
+    console.print(f"{len(summary.ran)} task(s) ran, {len(summary.cached)} were already finished{reused}"
                   + (f", {len(summary.failed)} failed, {len(summary.skipped)} skipped (re-run to retry)" if not summary.ok else ""))
     if not summary.ok:
         sys.exit(1)

@@ -43,9 +43,14 @@ def check_resumable(out: Path, exp: dict[str, Any]) -> None:
         )
 
 
+#: how the tasks run: worker processes on this machine, or Ray tasks on a cluster
+EXECUTORS = ("local", "ray")
+
+
 def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: int | None = None,
                    cache_dir: str | os.PathLike[str] | None = None, fn_spec: str = PIPELINE,
-                   console: Console | None = None) -> tuple[RunSummary, dict[str, Path]]:
+                   console: Console | None = None, executor: str = "local",
+                   address: str | None = None) -> tuple[RunSummary, dict[str, Path]]:
     """Run every unfinished task of `exp` into `out_dir`, then render the report from what finished.
 
     Args:
@@ -55,12 +60,26 @@ def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: in
         cache_dir: shared artefact cache (default `<out>/cache`).
         fn_spec: the task function (tests pass a cheap one).
         console: progress output.
+        executor: "local" (worker processes, stage by stage) or "ray" (a DAG of Ray tasks).
+        address: the Ray cluster ("HOST:PORT" or "auto"); None starts a private one (executor "ray" only).
+
+    Raises:
+        DivqatError: an unknown executor, `address` without Ray, Ray not installed, or a run directory of
+            another profile or target.
 
     Returns:
         (what ran, failed or was skipped; the report's files).
     """
     from divqat_tvm.report.render import render_report
 
+    if executor not in EXECUTORS:
+        raise DivqatError(f"Unknown executor {executor!r}.", f"Use --executor {' or '.join(EXECUTORS)}.")
+    if address is not None and executor != "ray":
+        raise DivqatError("--address names a Ray cluster, which only --executor ray uses.", "Add --executor ray, or drop --address.")
+    if executor == "ray":
+        from divqat_tvm.experiment.ray_executor import import_ray
+
+        import_ray()  # fail before anything is written when Ray is missing
     out = Path(out_dir)
     record = exp.to_dict()
     check_resumable(out, record)
@@ -71,6 +90,12 @@ def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: in
     console.print(f"[bold]{exp.name}[/bold]: {len(exp.datasets)} dataset(s) × {len(exp.victims)} victim(s) × "
                   f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s) = {n_cells} cells; profile "
                   f"{exp.profile.name}; backend {exp.backend}; results in {out}")
-    summary = run_tasks(tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir, console=console)
+    if executor == "ray":
+        from divqat_tvm.experiment.ray_executor import run_tasks_ray
+
+        summary = run_tasks_ray(tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir,
+                                console=console, address=address)
+    else:
+        summary = run_tasks(tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir, console=console)
     paths = render_report(out)
     return summary, paths

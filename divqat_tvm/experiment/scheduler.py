@@ -7,7 +7,11 @@ way simply runs again, and may pick up its own partial state from its work direc
 the traceback and is retried by the next run; tasks depending on it are skipped for this run.
 
 Independent tasks run in `workers` single-threaded processes: on a 2-core machine two single-thread
-processes beat one process with two threads (shared notes).
+processes beat one process with two threads (shared notes). `experiment.ray_executor` runs the same tasks as
+a DAG of Ray tasks instead.
+
+Finished cells are also kept by content key in the cache (`<cache>/cells/`, see `experiment.cells`): a task
+whose key is there (computed by another run, or another node) is copied into the run directory, not run.
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from divqat_tvm.errors import DivqatError
+from divqat_tvm.experiment.cache import CellStore, fetch_referenced, task_cache_dir
+from divqat_tvm.experiment.cells import cell_keys, error_path, payload_from_run, result_path, write_payload
 from divqat_tvm.experiment.grid import STAGES, Task
 from divqat_tvm.fileio import atomic_write_json
+
+__all__ = ["RunSummary", "TaskContext", "error_path", "result_path", "run_tasks"]
 
 FORMAT_VERSION = 1
 
@@ -60,32 +68,30 @@ class TaskContext:
         """The result dict of a finished task this one depends on."""
         path = result_path(self.out_dir, stage, task_id)
         try:
-            return json.loads(path.read_text())["result"]
+            result = json.loads(path.read_text())["result"]
         except FileNotFoundError:
             raise DivqatError(f"The result {path} this task depends on does not exist.",
                               "Re-run the experiment: the runner finishes dependencies first.") from None
+        fetch_referenced(result, self.cache_dir)  # artefacts of a URL cache another node built
+        return result
 
 
 @dataclass
 class RunSummary:
-    """Counts of one run: tasks that ran now, were already finished, failed, or were skipped."""
+    """Counts of one run: tasks that ran now, were already finished, failed, or were skipped.
+
+    `cached` counts every task that did not run: finished in the run directory, or found by content key in
+    the cell cache (those are also listed in `from_cache`)."""
 
     ran: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
+    from_cache: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.skipped
-
-
-def result_path(out_dir: Path, stage: str, task_id: str) -> Path:
-    return Path(out_dir) / stage / f"{task_id}.json"
-
-
-def error_path(out_dir: Path, stage: str, task_id: str) -> Path:
-    return Path(out_dir) / stage / f"{task_id}.error.json"
 
 
 def is_done(out_dir: Path, t: Task) -> bool:
@@ -204,10 +210,12 @@ def run_tasks(
         What ran, what was already finished, what failed and what was skipped.
     """
     out = Path(out_dir)
-    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
+    cache_root = str(cache_dir) if cache_dir is not None else str(out / "cache")
+    cache = task_cache_dir(cache_root)
     out.mkdir(parents=True, exist_ok=True)
     resolve(fn_spec)  # fail early, in the parent, on a bad spec
     check_params(tasks, out)
+    store, keys = CellStore(cache_root), cell_keys(tasks, fn_spec)
     summary = RunSummary()
     console = console or Console(stderr=True)
     bad: set[str] = set()
@@ -225,9 +233,13 @@ def run_tasks(
                 if any(f"{s}/{i}" in bad for s, i in t.deps):
                     summary.skipped.append(t.key)
                     bad.add(t.key)
+                elif reuse_cell(store, keys, out, t):
+                    summary.cached.append(t.key)
+                    summary.from_cache.append(t.key)
                 else:
                     pending.append(t)
-            bar = progress.add_task(f"{stage:<9}", total=len(todo), completed=len(done), start=bool(pending))
+            reused = sum(t.key in summary.from_cache for t in todo)
+            bar = progress.add_task(f"{stage:<9}", total=len(todo), completed=len(done) + reused, start=bool(pending))
             if not pending:
                 continue
             failures = _run_stage(pending, fn_spec, out, cache, workers, threads, progress, bar)
@@ -238,7 +250,27 @@ def run_tasks(
                     console.print(f"[red]failed[/red] {t.key}: {failures[t.key]}")
                 else:
                     summary.ran.append(t.key)
+                    keep_cell(store, keys, out, t)
     return summary
+
+
+def reuse_cell(store: CellStore, keys: dict[str, str], out: Path, t: Task) -> bool:
+    """Copy a cell finished elsewhere (same content key) into the run directory; False if there is none."""
+    hit = store.get(t.stage, t.id, keys[t.key])
+    if hit is None:
+        return False
+    record, files = hit
+    write_payload(out, t, {"record": record, "files": files})
+    return True
+
+
+def keep_cell(store: CellStore, keys: dict[str, str], out: Path, t: Task, payload: dict[str, Any] | None = None) -> None:
+    """Store a cell finished in `out` by its content key, for other runs and nodes (best effort)."""
+    try:
+        p = payload or payload_from_run(out, t)
+        store.put(t.stage, t.id, keys[t.key], p["record"], p["files"])
+    except (OSError, DivqatError) as e:  # the result is safe in the run directory; only sharing failed
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] could not store {t.key} in the cell cache: {e}")
 
 
 def _run_stage(pending: list[Task], fn_spec: str, out: Path, cache: Path, workers: int, threads: int,

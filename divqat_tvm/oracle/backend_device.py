@@ -18,6 +18,7 @@ from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferRes
 from divqat_tvm.errors import DeviceError, DivqatError, TargetError
 from divqat_tvm.oracle.backend_tvm_host import model_io, quantize_input
 from divqat_tvm.oracle.base import Oracle
+from divqat_tvm.oracle.pool import EXECUTORS, RayDevices
 from divqat_tvm.targets import load_board, resolve
 
 if TYPE_CHECKING:
@@ -55,15 +56,18 @@ class QemuOracle(Oracle):
         build_dir: compiled model directory.
         board: QEMU board (default: the build's target board, else mps2-an500).
         defense: compiled into the firmware (RS or DCP).
-        instances: emulators run in parallel for batches (default 2: both cores).
+        instances: emulators run in parallel for batches (default 2: both cores); `--devices N`.
         profile: build the profiling firmware (per-operator STATS).
+        executor: "local" (the emulators are child processes driven from threads) or "ray" (Ray actors, one
+            `emulator` slot each; see `oracle.pool`). Either way a batch is spread over them in order, so
+            the answers are byte-identical to one emulator's.
     """
 
     kind = "qemu"
 
     def __init__(self, build_dir: str | Path, board: str | None = None, defense: object = None,
                  budget: int | None = None, transfer: str = "shared", instances: int = 2, profile: bool = False,
-                 timeout: float = 60.0, firmware: FirmwareBuild | None = None) -> None:
+                 timeout: float = 60.0, firmware: FirmwareBuild | None = None, executor: str = "local") -> None:
         self.manifest = read_manifest(Path(build_dir))
         shape, k = model_io(self.manifest)
         super().__init__(shape, k, budget)
@@ -81,6 +85,18 @@ class QemuOracle(Oracle):
         self._lock = threading.Lock()
         self.last_results: list[InferResult] = []
         self.restarts = 0
+        if executor not in EXECUTORS:
+            raise DivqatError(f"Unknown executor {executor!r} for the device pool.", f"Use {' or '.join(EXECUTORS)}.")
+        self.executor = executor
+        self._ray: RayDevices | None = None
+        if executor == "ray":
+            self._ray = RayDevices(self.fw, self.instances, shared_ram=transfer == "shared", timeout=timeout)
+            try:
+                for info in self._ray.start():
+                    check_firmware(info.model_sha256, self.manifest, f"QEMU {self.fw.board.name} (Ray actor)")
+            except BaseException:
+                self.close()
+                raise
 
     def _runner(self, i: int) -> QemuRunner:
         r = self._runners[i]
@@ -109,6 +125,8 @@ class QemuOracle(Oracle):
     def run_int8(self, xq: np.ndarray) -> list[InferResult]:
         """int8 inputs [N, INPUT_SIZE] -> one InferResult each, spread over the emulators in order."""
         n = len(xq)
+        if self._ray is not None:
+            return self._ray.run(xq)
         k = min(self.instances, n)
         if k <= 1:
             return [self._infer_one(0, xq[j]) for j in range(n)]
@@ -132,6 +150,9 @@ class QemuOracle(Oracle):
         return link.stats()
 
     def close(self) -> None:
+        if self._ray is not None:
+            self.restarts += self._ray.close()
+            self._ray = None
         for i, r in enumerate(self._runners):
             if r is not None:
                 r.stop()
@@ -172,8 +193,9 @@ class SerialOracle(Oracle):
 
 
 def open_qemu(spec: BackendSpec, defense: object, budget: int | None) -> Oracle:
-    """Opener for the factory: "qemu:BUILD_DIR[@board]"."""
-    return QemuOracle(spec.path, board=spec.board, defense=defense, budget=budget)
+    """Opener for the factory: "qemu:BUILD_DIR[@board]" (`spec.devices` emulators, default 2)."""
+    return QemuOracle(spec.path, board=spec.board, defense=defense, budget=budget,
+                      instances=spec.devices if spec.devices is not None else 2, executor=spec.executor)
 
 
 def open_serial(spec: BackendSpec, defense: object, budget: int | None) -> Oracle:

@@ -22,12 +22,16 @@ class BackendSpec:
         path: checkpoint file (torch) or compiled build directory (others).
         board: QEMU board name for "qemu:DIR@board" (None: the build's default).
         port: serial port for "serial:PORT@DIR".
+        devices: emulators behind the oracle (qemu only; None: the backend's default).
+        executor: where those emulators run: "local" processes or "ray" actors (qemu only).
     """
 
     kind: str
     path: str
     board: str | None = None
     port: str | None = None
+    devices: int | None = None
+    executor: str = "local"
 
 
 #: opener(spec, defense, budget) -> Oracle; `defense` is a parsed post-processor or None.
@@ -78,17 +82,32 @@ def parse_backend_spec(spec: str) -> BackendSpec:
     return BackendSpec(kind, path, board, port)
 
 
-def open_oracle(spec: str, defense=None, budget: int | None = None) -> Oracle:
+def open_oracle(spec: str, defense=None, budget: int | None = None, devices: int | None = None,
+                executor: str = "local") -> Oracle:
     """Open the victim named by `spec`, answering through `defense` (a spec string or post-processor).
 
+    `devices` emulators (qemu only) answer each batch together, in order, as one would; `executor` "ray"
+    runs them as Ray actors (see `oracle.pool`).
+
     Raises:
-        DivqatError: bad victim or defence spec, or whatever the backend raises for a missing file.
+        DivqatError: bad victim or defence spec, devices or an executor for a backend without emulators,
+            or whatever the backend raises for a missing file.
     """
+    import dataclasses
+
     from divqat_tvm.defenses import parse_defense
 
     if isinstance(defense, str) or defense is None:
         defense = parse_defense(defense)
     parsed = parse_backend_spec(spec)
+    if devices is not None and devices < 1:
+        raise DivqatError(f"--devices must be at least 1, not {devices}.", "Pass --devices 1 or more.")
+    if executor not in ("local", "ray"):
+        raise DivqatError(f"Unknown executor {executor!r}.", "Use --executor local or ray.")
+    if parsed.kind != "qemu" and ((devices or 1) > 1 or executor != "local"):
+        raise DivqatError(f"--devices and --executor ray spread queries over emulators; the {parsed.kind} backend has none.",
+                          "Use a qemu:BUILD_DIR victim, or drop those options.")
+    parsed = dataclasses.replace(parsed, devices=devices, executor=executor)
     return _BACKENDS[parsed.kind](parsed, defense, budget)
 
 
