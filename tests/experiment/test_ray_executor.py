@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray  # the dev extra installs the [cluster] extra: a missing Ray fails, not skips
+import ray  # noqa: F401  (the dev extra installs the [cluster] extra: a missing Ray fails, not skips)
 
 from divqat_tvm.experiment.config import validate_experiment
 from divqat_tvm.experiment.grid import expand

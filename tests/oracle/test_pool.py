@@ -54,15 +54,14 @@ def test_devices_answer_byte_identically_and_log_the_same_file(tiny_build: Path,
 @needs_emulator
 @pytest.mark.timeout(300)
 def test_ray_actor_devices_answer_like_one_local_device(tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray  # noqa: F401  (installed by the dev extra; a missing Ray fails the test)
+    import ray  # installed by the dev extra; a missing Ray fails the test
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a private cluster on 127.0.0.1, shut down on close
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     one = _logged_run(tiny_build, tmp_path / "d1.qlog", devices=1)
     actors = _logged_run(tiny_build, tmp_path / "ray2.qlog", devices=2, executor="ray")
     assert all(a.tobytes() == b.tobytes() for a, b in zip(one, actors))
     assert (tmp_path / "ray2.qlog").read_bytes() == (tmp_path / "d1.qlog").read_bytes()
-    import ray
-
     assert not ray.is_initialized()  # closing the oracle stopped the cluster
 
 
