@@ -146,6 +146,8 @@ class QemuRunner:
         cmd = [qemu, "-machine", machine, "-display", "none", "-monitor", "none", "-nodefaults",
                "-icount", "shift=0,align=off,sleep=off", "-semihosting-config", "enable=on,target=native",
                "-kernel", str(self.fw.elf)]
+        # the machine's UARTs take -serial options in order: serial_index says which one the firmware uses
+        cmd += ["-serial", "null"] * int(self.qemu.get("serial_index", 0))
         if self.serial == "pty":
             cmd += ["-serial", "pty"]
         else:
