@@ -131,3 +131,73 @@ def run_fuzzer(exe: Path, work_corpus: Path, seed_corpora: list[Path] | None = N
     if p.returncode != 0 and not r.findings:
         r.findings.append(f"exit {p.returncode}")
     return r
+
+
+def _seed_info():  # the fuzz build's device, as INFO would describe it (firmware/fuzz/fw_config.h)
+    from divqat_tvm.device.protocol import DeviceInfo
+
+    return DeviceInfo(1, "0.1.0", "systick", 2, True, True, (1, 1, 4, 4), 16, 4, 0.0078125, 0, 0.0625, 3, 2, 8,
+                      1_000_000, 0x60000000, 4096, 16 + 4 + 64, 16384, 0, 0.5, 0.1, 1000.0, "fuzz", "host-fuzz",
+                      "tiny_dense")
+
+
+def seed_inputs(per_kind: int = 2, seed: int = 0) -> list[bytes]:
+    """Seeds: raw frames of every malformed kind (device/malformed.py) and valid requests (mode byte 0), a few
+    structured scripts (mode 1) and post-processing vectors (mode 2)."""
+    import numpy as np
+
+    from divqat_tvm.device import malformed as M
+    from divqat_tvm.device.protocol import T_INFER, T_INFO, T_SHUTDOWN, T_STATS
+
+    info = _seed_info()
+    rng = np.random.default_rng(seed)
+    out = [b"\0" + c.data for c in M.generate(rng, info, per_kind * len(M.KINDS), truncated_every=len(M.KINDS))]
+    out += [b"\0" + M.frame(T_INFO, 1), b"\0" + M.frame(T_STATS, 0xFFFF), b"\0" + M.frame(T_SHUTDOWN, 3),
+            b"\0" + M.frame(T_INFER, 4, bytes(4) + rng.bytes(16)),
+            b"\0" + M.frame(T_INFER, 5, bytes([1, 0, 0, 0]) + (4096 - 16).to_bytes(4, "little")),
+            b"\0" + M.frame(T_INFO, 6) + M.frame(T_INFER, 7, bytes(4) + rng.bytes(16)) + M.frame(T_STATS, 8),
+            b"\0" + M.frame(T_INFO, 9)[:6], b"\0" + M.frame(T_INFER, 10, bytes(20))[:15]]  # stalls in the header, the payload
+    out += [b"\1" + rng.bytes(int(rng.integers(8, 120))) for _ in range(8)]
+    out += [b"\2" + rng.bytes(int(rng.integers(4, 64))) for _ in range(4)]
+    return out
+
+
+def write_seed_corpus(dest: Path = CORPUS_DIR, per_kind: int = 2) -> int:
+    """(Re)write the committed seed corpus; returns the number of files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in dest.glob("seed-*"):
+        f.unlink()
+    seeds = seed_inputs(per_kind)
+    for s in seeds:
+        (dest / f"seed-{hashlib.sha1(s).hexdigest()[:16]}").write_bytes(s)
+    return len(set(seeds))
+
+
+def line_coverage(out_dir: Path, corpora: list[Path], files: tuple[str, ...] = ("protocol.c", "main.c", "postprocess.c")) -> dict[str, float]:
+    """Line coverage (%) of firmware sources when the corpora are replayed through a source-coverage build
+    (llvm-profdata / llvm-cov), per file."""
+    exe = build_fuzzer(out_dir, coverage=True)
+    raw = out_dir / "cov.profraw"
+    inputs = [str(f) for d in corpora for f in sorted(Path(d).glob("*")) if f.is_file()]
+    # replay in chunks (argument list length); each chunk writes its own profile
+    profiles = []
+    for i in range(0, len(inputs), 500):
+        prof = out_dir / f"cov-{i}.profraw"
+        subprocess.run([str(exe), "-runs=0", *inputs[i:i + 500]], capture_output=True, check=False,
+                       env={"LLVM_PROFILE_FILE": str(prof), "PATH": "/usr/bin:/bin"})
+        if prof.exists():
+            profiles.append(str(prof))
+    merged = out_dir / "cov.profdata"
+    prof_tool, cov_tool = shutil.which("llvm-profdata"), shutil.which("llvm-cov")
+    if not profiles or prof_tool is None or cov_tool is None:
+        return {}
+    subprocess.run([prof_tool, "merge", "-sparse", *profiles, "-o", str(merged)], check=True, capture_output=True)
+    raw.unlink(missing_ok=True)
+    rep = subprocess.run([cov_tool, "report", str(exe), f"-instr-profile={merged}"], capture_output=True, text=True,
+                         check=True).stdout
+    cov = {}
+    for line in rep.splitlines():
+        parts = line.split()
+        if parts and Path(parts[0]).name in files and Path(parts[0]).parent.name == "src":
+            cov[Path(parts[0]).name] = float(parts[-4].rstrip("%"))  # the "Lines Cover" column
+    return cov
