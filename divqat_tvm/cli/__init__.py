@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
 
 
+def _is_file(path: str) -> bool:
+    import os
+
+    return os.path.isfile(path)
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -147,6 +153,9 @@ def _os_problem(e: OSError) -> str:
     import errno
 
     where = f" {e.filename}" if e.filename else ""
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and e.filename and _is_file(str(e.filename)):
+        return (f"{e.filename} is a file, but a directory is expected there. "
+                "Choose another output directory, or remove the file.")
     fix = {
         errno.EEXIST: "Remove it or choose another path.",
         errno.ENOTDIR: "A file stands where a directory is expected: choose another path.",
