@@ -56,7 +56,9 @@ int dq_uart_getc_nb(void) {
             now_ticks += 1;
             return e;
         }
-        now_ticks += e == EV_PAUSE_SHORT ? DQ_IDLE_TICKS / 2 : e == EV_PAUSE_MID ? DQ_IDLE_TICKS * 3 : DQ_FRAME_TIMEOUT_TICKS * 2;
+        now_ticks += e == EV_PAUSE_SHORT ? DQ_IDLE_TICKS / 2
+                     : e == EV_PAUSE_MID ? DQ_IDLE_TICKS * 3
+                                         : DQ_FRAME_TIMEOUT_TICKS * 2;
         return -1;
     }
     /* the input is over: time runs on until every time-out has fired, then the device is left waiting */
@@ -94,9 +96,10 @@ static void ev_bytes(const uint8_t *b, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) ev(b[i]);
 }
 
-static const uint32_t special_lengths[8] = {0u, 1u, 3u, 4u, DQ_INPUT_SIZE + 4u, DQ_INPUT_SIZE + 68u, DQ_INPUT_SIZE + 69u,
-                                            0xFFFFFFFFu};
-static const uint8_t types[8] = {DQ_T_INFO, DQ_T_INFER, DQ_T_STATS, DQ_T_SHUTDOWN, DQ_T_FAULT_TEST, 0x00u, 0x82u, 0xFFu};
+static const uint32_t special_lengths[8] = {
+    0u, 1u, 3u, 4u, DQ_INPUT_SIZE + 4u, DQ_INPUT_SIZE + 68u, DQ_INPUT_SIZE + 69u, 0xFFFFFFFFu};
+static const uint8_t types[8] = {DQ_T_INFO,       DQ_T_INFER, DQ_T_STATS, DQ_T_SHUTDOWN,
+                                 DQ_T_FAULT_TEST, 0x00u,      0x82u,      0xFFu};
 
 /* One structured step: op selects what to send; the following bytes fill its fields. */
 static void script_step(src_t *s) {

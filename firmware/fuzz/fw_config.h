@@ -24,7 +24,8 @@
 #define DQ_MODEL_NAME "tiny_dense"
 #define DQ_MODEL_SHA256 "fuzz"
 #define DQ_INPUT_NDIM 4
-#define DQ_INPUT_DIMS {1, 1, 4, 4}
+#define DQ_INPUT_DIMS \
+    { 1, 1, 4, 4 }
 #define DQ_MODEL_RUN model_run
 #define DQ_INPUT_SIZE MODEL_INPUT_SIZE
 #define DQ_OUTPUT_SIZE MODEL_OUTPUT_SIZE
