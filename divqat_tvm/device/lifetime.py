@@ -75,9 +75,15 @@ class _Spawner:
     def _loop(self) -> None:
         while True:
             cmd, kw, fut = self._q.get()
+            parent = os.getpid()
+
+            def preexec(parent: int = parent) -> None:
+                _die_with_parent(parent)
+
             try:
-                fut.set_result(subprocess.Popen(cmd, preexec_fn=lambda p=os.getpid(): _die_with_parent(p), **kw))  # noqa: PLW1509
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, preexec_fn=preexec, **kw)
+                fut.set_result(proc)
+            except BaseException as e:  # handed to the caller
                 fut.set_exception(e)
 
     def popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
@@ -124,7 +130,7 @@ def unregister(path: Path | None) -> None:
 
 def entries() -> list[dict[str, Any]]:
     """The registry's entries (unreadable ones skipped)."""
-    out = []
+    out: list[dict[str, Any]] = []
     d = registry_dir()
     if not d.is_dir():
         return out

@@ -18,8 +18,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from divqat_tvm.device.protocol import (
-    E_CRC, E_GARBAGE, E_LENGTH, E_PAYLOAD, E_TIMEOUT, E_TYPE, E_UNSUPPORTED, E_VERSION, HEADER, INFER_INLINE,
-    INFER_SHARED, MAGIC, NO_SEQ, T_FAULT_TEST, T_INFER, T_INFO, T_SHUTDOWN, T_STATS, VERSION, DeviceInfo,
+    E_CRC,
+    E_GARBAGE,
+    E_LENGTH,
+    E_PAYLOAD,
+    E_TIMEOUT,
+    E_TYPE,
+    E_UNSUPPORTED,
+    E_VERSION,
+    HEADER,
+    INFER_INLINE,
+    INFER_SHARED,
+    MAGIC,
+    NO_SEQ,
+    T_FAULT_TEST,
+    T_INFER,
+    T_INFO,
+    T_SHUTDOWN,
+    T_STATS,
+    VERSION,
+    DeviceInfo,
 )
 
 INFER_HEADER = 4

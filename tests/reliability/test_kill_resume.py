@@ -88,18 +88,18 @@ def test_qemu_and_process_kills_resume_to_identical_results(tmp_path):
         for ev in plan:
             mark = _size(qlog)
             # the attack is under way: new answers have reached the log since the last kill
-            _wait(lambda: _size(qlog) > mark + 2048 and proc.poll() is None, 240, f"progress before kill {ev}")
+            _wait(lambda m=mark, pr=proc: _size(qlog) > m + 2048 and pr.poll() is None, 240, f"progress before kill {ev}")
             if ev == "q":
-                _wait(lambda: lifetime.running(owner=proc.pid), 60, "a running emulator")
+                _wait(lambda pr=proc: lifetime.running(owner=pr.pid), 60, "a running emulator")
                 pid = lifetime.running(owner=proc.pid)[0]
                 os.kill(pid, signal.SIGKILL)
-                _wait(lambda: lifetime.start_time(pid) is None, 10, "the emulator to die")
+                _wait(lambda p=pid: lifetime.start_time(p) is None, 10, "the emulator to die")
             else:
                 emus = lifetime.running(owner=proc.pid)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 # PR_SET_PDEATHSIG: its emulators die with it, at once
-                _wait(lambda: all(lifetime.start_time(p) is None for p in emus), 10, "orphaned emulators to die")
+                _wait(lambda es=emus: all(lifetime.start_time(p) is None for p in es), 10, "orphaned emulators to die")
                 assert _emulators_of(build) == []
                 proc = _start(_command(build, out), env, log)  # the same command resumes
                 runs += 1
