@@ -76,15 +76,39 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2, not a traceback."""
+    """Entry point: every mistake is one line on stderr naming the problem and the fix, never a traceback.
+
+    Exit codes: 0 done; 2 a user mistake (a usage error, a DivqatError, a file the file system refuses or that is
+    not UTF-8); 1 a runtime failure that is not the user's (an unexpected exception: one line, the traceback goes
+    to a file it names; DIVQAT_TRACEBACK=1 shows it instead); 130 interrupted (Ctrl-C: the same command resumes).
+    """
+    try:  # typer >= 0.22 vendors click as typer._click; older typer uses click itself
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx  # type: ignore[no-redef]
+
+    aborted = "aborted (the same command resumes where it stopped)"
     try:
-        app(args=argv)  # standalone mode: click handles usage errors and exits
-    except DivqatError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("aborted (the same command resumes where it stopped)", file=sys.stderr)
+        rc = app(args=argv, prog_name="divqat-tvm", standalone_mode=False)  # usage errors come back to us instead of a boxed message
+        if rc == 130:  # typer turns Ctrl-C into Exit(130)
+            print(aborted, file=sys.stderr)
+    except (KeyboardInterrupt, typer.Abort):
+        print(aborted, file=sys.stderr)
         return 130
+    except cx.ClickException as e:  # bad option, missing argument, no such command
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # a bare command: its help, as click does
+            print(ctx.get_help())
+            return e.exit_code
+        cmd = ctx.command_path if ctx is not None and ctx.command_path else "divqat-tvm"
+        msg = _one_line(e.format_message()).rstrip(".")
+        print(f"error: {msg}. See `{cmd} --help`.", file=sys.stderr)
+        return e.exit_code if e.exit_code else 2
+    except typer.Exit as e:
+        return int(e.exit_code or 0)
+    except DivqatError as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
     except UnicodeDecodeError as e:
         print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}). Save it as UTF-8.", file=sys.stderr)
         return 2
@@ -93,7 +117,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+    except Exception as e:  # a bug: one line here, the traceback in a file
+        import os
+
+        if os.environ.get("DIVQAT_TRACEBACK") == "1":
+            raise
+        print(f"error: internal error ({type(e).__name__}: {_one_line(str(e))[:300]}); the traceback is in "
+              f"{_save_traceback()}. Please report it with that file.", file=sys.stderr)
+        return 1
+    return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
+
+
+def _is_file(path: str) -> bool:
+    import os
+
+    return os.path.isfile(path)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="divqat-traceback-", suffix=".txt")
+    with open(fd, "w") as f:
+        f.write(traceback.format_exc())
+    return path
 
 
 def _os_problem(e: OSError) -> str:
@@ -101,6 +153,9 @@ def _os_problem(e: OSError) -> str:
     import errno
 
     where = f" {e.filename}" if e.filename else ""
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and e.filename and _is_file(str(e.filename)):
+        return (f"{e.filename} is a file, but a directory is expected there. "
+                "Choose another output directory, or remove the file.")
     fix = {
         errno.EEXIST: "Remove it or choose another path.",
         errno.ENOTDIR: "A file stands where a directory is expected: choose another path.",

@@ -195,6 +195,9 @@ def attack_command(
     torch.manual_seed(seed)
     model = build_model(student, c, info.num_classes, h)
     if replay is not None:
+        from divqat_tvm.attacks import QueryLog
+
+        QueryLog.read(replay)  # a missing or corrupt log is one line before any progress bar
         evaluator, _ = _evaluator(victim, defense, test_set, data_dir, norm)
         e = epochs if epochs is not None else FitConfig.epochs
         given: dict[str, Any] = dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,

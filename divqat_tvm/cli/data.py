@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from divqat_tvm.errors import DivqatError
+
 
 def _missing(name: str, root: Path) -> list[str] | None:
     """Files of a downloadable dataset absent under `root` ([] if all found), None for built-in data."""
@@ -44,6 +46,8 @@ def datasets_command(
     from divqat_tvm.data.files import resolve_data_dir
 
     root = resolve_data_dir(data_dir)
+    if root.exists() and not root.is_dir():
+        raise DivqatError(f"--data-dir {root} is not a directory.", "Pass the directory holding the datasets.")
     console = Console()
     table = Table("dataset", "shape", "classes", "mean", "std", "files", title=f"datasets (data dir: {root.resolve()})")
     absent: dict[str, list[str]] = {}

@@ -49,7 +49,12 @@ def _load_inputs(path: Path | None, random_n: int | None, manifest: dict, seed: 
     if path is not None:
         if not path.is_file():
             raise DivqatError(f"{path} does not exist.", "Pass a .npy file of inputs.")
-        x = np.load(path)
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DivqatError(f"{path} is not a readable .npy array ({e}).", "Save the inputs with numpy.save.") from None
+        if not isinstance(x, np.ndarray) or x.ndim < 1:
+            raise DivqatError(f"{path} holds no array of inputs.", "Save an array [N, ...] with numpy.save.")
         if x.dtype == np.int8:
             return x.reshape(len(x), -1)
         shape, _ = model_io(manifest)
@@ -81,6 +86,8 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
     from divqat_tvm.device.footprint import unit_of
     from divqat_tvm.fileio import atomic_write_json
 
+    if transfer not in ("shared", "uart"):
+        raise DivqatError(f"unknown --transfer {transfer!r}.", "Use shared (QEMU shared RAM) or uart.")
     fb = build_firmware(build_dir, board, defense, profile=profile)
     xs = _load_inputs(inputs, random, fb.manifest, seed)
     con = Console()

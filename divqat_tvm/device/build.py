@@ -45,7 +45,9 @@ COMMON_CFLAGS = [
 RUNTIME_SOURCES = ["startup.c", "faults.c", "timer.c", "stack.c", "semihost.c", "uart_common.c", "main.c",
                    "postprocess.c"]
 PROTOCOL_SOURCES = ["protocol.c"]
-BOARD_SOURCES = {"cmsdk": "board_cmsdk.c", "stm32-usart": "board_stm32.c", "stm32-lpuart": "board_stm32.c"}
+#: UART kind -> driver; stm32-usart-v1 is the F1/F2/F4 register layout (SR/DR), stm32-usart / -lpuart the v2 one
+BOARD_SOURCES = {"cmsdk": "board_cmsdk.c", "stm32-usart": "board_stm32.c", "stm32-lpuart": "board_stm32.c",
+                 "stm32-usart-v1": "board_stm32.c"}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from divqat_tvm.device import lifetime
 from divqat_tvm.device.build import FirmwareBuild
 from divqat_tvm.device.protocol import E_STACK, STATUS, DeviceInfo, DeviceLink, InferResult
 from divqat_tvm.errors import DeviceError, TargetError
@@ -40,7 +41,8 @@ _LIVE: weakref.WeakSet[QemuRunner] = weakref.WeakSet()
 
 @atexit.register
 def _kill_all() -> None:
-    """No emulator outlives the Python process that started it (they run in their own session)."""
+    """No emulator outlives the Python process that started it (they run in their own session). SIGKILL of the
+    process skips this: PR_SET_PDEATHSIG and the pid-file registry cover that (device/lifetime.py)."""
     for r in list(_LIVE):
         r.kill()
 
@@ -131,6 +133,7 @@ class QemuRunner:
         self._tmp: str | None = None
         self._mm: mmap.mmap | None = None
         self._stderr_path: Path | None = None
+        self._pidfile: Path | None = None
         self.exit_code: int | None = None
 
     # -- process ---------------------------------------------------------------------------------------
@@ -143,6 +146,8 @@ class QemuRunner:
         cmd = [qemu, "-machine", machine, "-display", "none", "-monitor", "none", "-nodefaults",
                "-icount", "shift=0,align=off,sleep=off", "-semihosting-config", "enable=on,target=native",
                "-kernel", str(self.fw.elf)]
+        # the machine's UARTs take -serial options in order: serial_index says which one the firmware uses
+        cmd += ["-serial", "null"] * int(self.qemu.get("serial_index", 0))
         if self.serial == "pty":
             cmd += ["-serial", "pty"]
         else:
@@ -160,10 +165,7 @@ class QemuRunner:
         shm_path = os.path.join(self._tmp, "shm.bin") if self.shm_window else None
         self._stderr_path = Path(self._tmp) / "stderr.txt"
         cmd = self.command(sock_path, shm_path)
-        _LIVE.add(self)
-        with open(self._stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.serial == "pty" else subprocess.DEVNULL,
-                                         stderr=err, start_new_session=True)
+        self._spawn(cmd)
         transport: SerialTransport | SocketTransport
         try:
             if self.serial == "pty":
@@ -190,18 +192,27 @@ class QemuRunner:
         """Start QEMU with its UART on a pty and return the pty's path, without opening it: a stand-in for a
         board's USB serial port (the serial backend opens it)."""
         self.serial = "pty"
-        _LIVE.add(self)
         self._tmp = tempfile.mkdtemp(prefix="dq-qemu-")
         self._stderr_path = Path(self._tmp) / "stderr.txt"
-        with open(self._stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.command("", None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=err, start_new_session=True)
+        self._spawn(self.command("", None))
         try:
             self.pty = self._read_pty()
         except BaseException:
             self.kill()
             raise
         return self.pty
+
+    def _spawn(self, cmd: list[str]) -> None:
+        """Start QEMU so that it cannot outlive this process, and record it in the emulator registry (after reaping
+        the emulators a crashed run left behind)."""
+        lifetime.reap_stale()
+        _LIVE.add(self)
+        assert self._stderr_path is not None
+        with open(self._stderr_path, "wb") as err:
+            self.proc = lifetime.spawn(cmd, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE if self.serial == "pty" else subprocess.DEVNULL,
+                                       stderr=err, start_new_session=True)
+        self._pidfile = lifetime.register(self.proc, self._tmp, str(self.fw.elf))
 
     def _read_pty(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None
@@ -337,6 +348,8 @@ class QemuRunner:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        lifetime.unregister(self._pidfile)
+        self._pidfile = None
         self.link = None
 
     def __enter__(self) -> QemuRunner:

@@ -34,6 +34,12 @@ STATUS = {
 (E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE, E_STACK,
  E_OVERFLOW) = range(1, 12)
 
+#: ERROR statuses that mean the link damaged a frame (not that the request was wrong): the request is resent
+LINK_DAMAGE = frozenset({1, 4, 9})  # E_CRC, E_TIMEOUT, E_GARBAGE
+LINK_RETRIES = 3
+#: the sequence number of an ERROR about a frame whose header never arrived whole
+NO_SEQ = 0xFFFF
+
 INFER_INLINE, INFER_SHARED = 0, 1
 TIMER_UNITS = {0: "systick", 1: "dwt"}
 
@@ -235,6 +241,7 @@ class DeviceLink:
         self.decoder = FrameDecoder()
         self.seq = 0
         self.hello: str | None = None
+        self.retransmits = 0
 
     def read_frame(self, timeout: float) -> Frame | None:
         """The next frame from the device (HELLO recorded, FAULT raised), or None on time-out."""
@@ -268,13 +275,26 @@ class DeviceLink:
             self.read_frame(left)
         return self.hello
 
-    def request(self, ftype: int, payload: bytes = b"", timeout: float | None = None) -> Frame:
-        """Send one request and return its response frame; an ERROR answer raises DeviceProtocolError."""
+    def _next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFFFF
-        seq = self.seq
-        self.t.write(encode_frame(ftype, seq, payload))
+        if self.seq == NO_SEQ:  # the device's "sequence unknown": never ours
+            self.seq = 0
+        return self.seq
+
+    def request(self, ftype: int, payload: bytes = b"", timeout: float | None = None) -> Frame:
+        """Send one request and return its response frame; an ERROR answer raises DeviceProtocolError.
+
+        Damage on the link is not the request's fault: an ERROR saying the frame stalled, failed its CRC or was
+        seen as garbage (about this request, or with the sequence unknown because its header never arrived
+        whole) sends the request again under a new sequence number, up to `LINK_RETRIES` times; the answer to
+        any of the attempts is taken (INFO, INFER and STATS change nothing on the device, so a late duplicate is
+        harmless and ignored). Each retransmission is counted in `retransmits`.
+        """
+        frame_seqs = {self._next_seq()}
+        self.t.write(encode_frame(ftype, self.seq, payload))
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        tries = 0
         while True:
             left = deadline - time.monotonic()
             fr = self.read_frame(max(left, 0.0)) if left > 0 else None
@@ -285,10 +305,19 @@ class DeviceLink:
                 )
             if fr.type == T_ERROR:
                 err = parse_error(fr)
-                if fr.seq == seq:
+                ours = fr.seq in frame_seqs
+                if err.status in LINK_DAMAGE and (ours or fr.seq == NO_SEQ) and tries < LINK_RETRIES \
+                        and ftype != T_SHUTDOWN:
+                    tries += 1
+                    self.retransmits += 1
+                    frame_seqs.add(self._next_seq())
+                    self.t.write(encode_frame(ftype, self.seq, payload))
+                    deadline = time.monotonic() + timeout
+                    continue
+                if ours:
                     raise err
                 continue  # a stale error about earlier garbage
-            if fr.type == (ftype | T_RESPONSE) and fr.seq == seq:
+            if fr.type == (ftype | T_RESPONSE) and fr.seq in frame_seqs:
                 return fr
 
     def drain(self, quiet: float = 0.3, limit: float = 5.0) -> list[Frame]:

@@ -86,6 +86,10 @@ static inline void dq_le32(uint8_t *p, uint32_t v) {
  * and `*detail` a number worth reporting (a length, a count of bytes). Never writes past buf[cap - 1]. */
 dq_status_t dq_recv(dq_frame_t *f, uint8_t *buf, uint32_t cap, uint16_t *err_seq, uint8_t *err_type, uint32_t *detail);
 
+/* One request: wait for a frame, answer it (or the ERROR for what was wrong with it). dq_main loops over it;
+ * the host fuzz build (firmware/fuzz/) calls it directly. */
+void dq_serve_one(void);
+
 /* Bounded writer: bytes past `cap` are dropped but still counted in `len`, so an answer that does not fit is
  * detected (dq_w_fits) instead of overrunning its buffer. Little-endian integers, IEEE float32. */
 typedef struct {

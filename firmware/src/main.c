@@ -27,6 +27,15 @@
 #error "the model has more classes than the INFER answer's u16 class count holds (DQ_MAX_CLASSES)"
 #endif
 
+/* The host fuzz build (firmware/fuzz/) runs this file unchanged on the host: it supplies the CPUID and maps the
+ * shared-RAM window onto a host array through these two macros (fw_config.h may define them). */
+#ifndef DQ_READ_CPUID
+#define DQ_READ_CPUID() SCB_CPUID
+#endif
+#ifndef DQ_SHM_PTR
+#define DQ_SHM_PTR(off) ((const int8_t *)(uintptr_t)(DQ_SHM_BASE + (off)))
+#endif
+
 static uint8_t rx_buf[RX_CAP] __attribute__((aligned(8)));
 static int8_t logits[DQ_OUTPUT_SIZE] __attribute__((aligned(8)));
 static float probs[DQ_OUTPUT_SIZE];
@@ -68,7 +77,7 @@ static void handle_info(uint16_t seq) {
     dq_w_u32(&w, DQ_SHM_SIZE);
     dq_w_u32(&w, RX_CAP);
     dq_w_u32(&w, dq_stack_size());
-    dq_w_u32(&w, SCB_CPUID);
+    dq_w_u32(&w, DQ_READ_CPUID());
     dq_w_f32(&w, DQ_BETA);
     dq_w_f32(&w, DQ_GAMMA);
     dq_w_f32(&w, DQ_NU);
@@ -102,7 +111,7 @@ static void handle_infer(const dq_frame_t *f) {
             dq_send_error(f->seq, DQ_E_PAYLOAD, f->type, off);
             return;
         }
-        input = (const int8_t *)(uintptr_t)(DQ_SHM_BASE + off);
+        input = DQ_SHM_PTR(off);
     } else {
         dq_send_error(f->seq, DQ_E_PAYLOAD, f->type, mode);
         return;
@@ -203,45 +212,55 @@ static void handle_fault_test(const dq_frame_t *f) {
 }
 #endif
 
+/* INFO, STATS and SHUTDOWN take no payload: one is a malformed request (DQ_E_PAYLOAD, detail: its length). */
+static int no_payload(const dq_frame_t *f) {
+    if (f->length == 0u) return 1;
+    dq_send_error(f->seq, DQ_E_PAYLOAD, f->type, f->length);
+    return 0;
+}
+
+void dq_serve_one(void) {
+    dq_frame_t f;
+    uint16_t eseq;
+    uint8_t etype;
+    uint32_t detail;
+    dq_status_t st = dq_recv(&f, rx_buf, RX_CAP, &eseq, &etype, &detail);
+    if (st != DQ_OK) {
+        dq_send_error(eseq, (uint8_t)st, etype, detail);
+        return;
+    }
+    switch (f.type) {
+    case DQ_T_INFO:
+        if (no_payload(&f)) handle_info(f.seq);
+        break;
+    case DQ_T_INFER:
+        handle_infer(&f);
+        break;
+    case DQ_T_STATS:
+        if (no_payload(&f)) handle_stats(&f);
+        break;
+    case DQ_T_SHUTDOWN:
+        if (!no_payload(&f)) break;
+        dq_send(DQ_T_SHUTDOWN | DQ_T_RESPONSE, f.seq, 0, 0);
+#if DQ_QEMU
+        dq_exit(DQ_EXIT_OK);
+#endif
+        break;
+#if DQ_TEST_FAULT
+    case DQ_T_FAULT_TEST:
+        handle_fault_test(&f);
+        break;
+#endif
+    default:
+        dq_send_error(f.seq, DQ_E_TYPE, f.type, f.type);
+        break;
+    }
+}
+
 void dq_main(void) {
     dq_board_init();
     dq_timer_init();
     dq_stack_paint();
     send_hello();
-    for (;;) {
-        dq_frame_t f;
-        uint16_t eseq;
-        uint8_t etype;
-        uint32_t detail;
-        dq_status_t st = dq_recv(&f, rx_buf, RX_CAP, &eseq, &etype, &detail);
-        if (st != DQ_OK) {
-            dq_send_error(eseq, (uint8_t)st, etype, detail);
-            continue;
-        }
-        switch (f.type) {
-        case DQ_T_INFO:
-            handle_info(f.seq);
-            break;
-        case DQ_T_INFER:
-            handle_infer(&f);
-            break;
-        case DQ_T_STATS:
-            handle_stats(&f);
-            break;
-        case DQ_T_SHUTDOWN:
-            dq_send(DQ_T_SHUTDOWN | DQ_T_RESPONSE, f.seq, 0, 0);
-#if DQ_QEMU
-            dq_exit(DQ_EXIT_OK);
-#endif
-            break;
-#if DQ_TEST_FAULT
-        case DQ_T_FAULT_TEST:
-            handle_fault_test(&f);
-            break;
-#endif
-        default:
-            dq_send_error(f.seq, DQ_E_TYPE, f.type, f.type);
-            break;
-        }
-    }
+    for (;;) dq_serve_one();
 }
