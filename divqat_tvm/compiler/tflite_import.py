@@ -120,7 +120,7 @@ def _activation(ctx: _Ctx, idx: int, where: str) -> QTensor:
         raise CompileError(f"{where}: activation '{t.Name().decode(errors='replace')}' is not per-tensor quantized.",
                            "Convert the model with full-integer int8 quantization.")
     shape = tuple(int(d) for d in t.ShapeAsNumpy())
-    layout = "NHWC" if len(shape) == 4 else "NC"
+    layout = {4: "NHWC", 3: "NTC"}.get(len(shape), "NC")
     qt = QTensor(name, shape, float(scale[0]), int(zp[0]), layout)
     ctx.tensors[name] = qt
     return qt
@@ -352,8 +352,9 @@ def import_tflite(path: str | Path) -> Graph:
     check_supported(model)
     ctx = _Ctx(model, sg, {}, [])
     x = _activation(ctx, sg.Inputs(0), "the model input")
-    if len(x.shape) != 4 or x.shape[0] != 1:
-        raise CompileError(f"the model input has shape {x.shape}, not [1, H, W, C].", "Convert with a batch-1 NHWC image input.")
+    if len(x.shape) not in (2, 3, 4) or x.shape[0] != 1 or any(d <= 0 for d in x.shape):
+        raise CompileError(f"the model input has shape {x.shape}, not [1, N], [1, T, C] or [1, H, W, C].",
+                           "Convert with a batch-1 input of fixed size ([1, features], [1, steps, channels] or NHWC).")
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
         name = builtin_name(model, op)
@@ -375,6 +376,9 @@ def input_space_meta(graph: Graph) -> dict[str, Any]:
     raw-pixel convention (input scale 1, zero point −128: int8 = pixel − 128) — the normalisation that turns
     [0, 1] images into that space (mean 0, std 1/255), so the oracle's float input is the pixel value."""
     t = graph.input_tensor
+    if len(t.shape) != 4:  # [1, N] (fully connected) or [1, T, C]: the input as it is
+        return {"source": "tflite", "input_shape": list(t.shape[1:]), "num_classes": int(graph.output_tensor.shape[-1]),
+                "output_kind": output_kind(graph)}
     _, h, w, c = t.shape
     meta: dict[str, Any] = {"source": "tflite", "input_shape": [c, h, w], "num_classes": int(graph.output_tensor.shape[-1]),
                             "output_kind": output_kind(graph)}
