@@ -141,8 +141,8 @@ def _avg_pool_ort(win: np.ndarray, ti: QTensor, to: QTensor) -> np.ndarray:
 
 
 def _run_op(graph: Graph, op: Op, env: dict[str, np.ndarray], scheme: str) -> np.ndarray:
-    if hasattr(op, "run_reference"):  # ops that carry their own semantics (e.g. tflite_ops)
-        return op.run_reference(graph, [env[i] for i in op.inputs])
+    if hasattr(op, "run_reference_for"):  # ops_extra.py: semantics that depend on the requantization scheme
+        return op.run_reference_for(graph, [env[n] for n in op.inputs], scheme)
     if hasattr(op, "run_reference"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own
         return op.run_reference(graph, [env[n] for n in op.inputs])
     if isinstance(op, Conv2D):
