@@ -167,3 +167,30 @@ def avg_pool_windowed_float(x, fp, *, layout, in_nchw, out_nchw, kernel, stride,
         return (v.astype("int32") + zp_out).astype("int8")
 
     return te.compute(K._index(layout, *out_nchw), out_f, name="out")
+
+
+# ---------------------------------------------------------------- data movement (same codes, same qparams)
+@dataclass
+class Transpose(Op):
+    """Permute the axes (ONNX Transpose, `perm`); the codes are copied unchanged."""
+
+    perm: tuple[int, ...] = ()
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        return transpose, [], dict(perm=tuple(self.perm))
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        return np.ascontiguousarray(np.transpose(np.asarray(inputs[0]), self.perm)).astype(np.int8)
+
+
+def transpose(x, *, perm: tuple[int, ...]):
+    """TE: out[i_0, ..., i_k] = x[j] with j[perm[d]] = i_d."""
+    shape = tuple(int(x.shape[p]) for p in perm)
+
+    def f(*i):
+        j = [None] * len(perm)
+        for d, p in enumerate(perm):
+            j[p] = i[d]
+        return x[tuple(j)]
+
+    return te.compute(shape, f, name="out")
