@@ -52,10 +52,17 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     path = Path(path)
     if not path.is_file():
         raise CompileError(f"model file '{path}' does not exist.", "Pass the path of a QDQ ONNX file.")
+    if path.stat().st_size == 0:
+        raise CompileError(f"model file '{path}' is empty (0 bytes).", "Copy or export the model again.")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and friends
-        raise CompileError(f"'{path}' is not a readable ONNX model ({e}).", "Re-export the model.") from e
+        raise CompileError(f"'{path}' is not a readable ONNX model; is it truncated? ({type(e).__name__})",
+                           "Copy or export the model again.") from e
+    if len(model.graph.node) == 0 or len(model.graph.output) == 0:
+        raise CompileError(f"'{path}' holds no ONNX graph (truncated, or not an ONNX file).",
+                           "Copy or export the model again.")
+    return model
 
 
 def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -52,6 +52,8 @@ def load_tflite(path: str | Path) -> Any:
     if not p.is_file():
         raise CompileError(f"model file '{p}' does not exist.", "Pass the path of an int8 .tflite file.")
     buf = p.read_bytes()
+    if len(buf) == 0:
+        raise CompileError(f"model file '{p}' is empty (0 bytes).", "Copy or convert the model again.")
     if len(buf) < 8 or buf[4:8] != TFLITE_MAGIC:
         raise CompileError(f"'{p}' is not a TFLite flatbuffer (no TFL3 identifier).", "Pass a .tflite model file.")
     return tflite.Model.GetRootAsModel(buf, 0)
@@ -342,6 +344,16 @@ def check_supported(model: Any) -> None:
 
 def import_tflite(path: str | Path) -> Graph:
     """int8 .tflite file → int8 Graph (NHWC input, the model's own output: logits or softmax probabilities)."""
+    try:
+        return _import_tflite(path)
+    except CompileError:
+        raise
+    except Exception as e:  # the flatbuffer reader fails on offsets past the end of a truncated file
+        raise CompileError(f"'{path}' is not a readable TFLite model; is it truncated? ({type(e).__name__})",
+                           "Copy or convert the model again.") from e
+
+
+def _import_tflite(path: str | Path) -> Graph:
     model = load_tflite(path)
     if model.SubgraphsLength() != 1:
         raise CompileError(f"'{path}' has {model.SubgraphsLength()} subgraphs.", "Compile a model with one subgraph.")
