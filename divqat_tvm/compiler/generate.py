@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from divqat_tvm.compiler import lower
-from divqat_tvm.compiler.emit import write_artifact
+from divqat_tvm.compiler.emit import write_artifact, write_cmake_lists
 from divqat_tvm.compiler.graph import Graph
 from divqat_tvm.compiler.onnx_import import file_sha256, import_onnx
 from divqat_tvm.errors import CompileError
@@ -29,6 +29,7 @@ def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefi
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
     info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
     out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info)
+    write_cmake_lists(Path(out_dir), prefix, out.get("sources"))
     out["compile_seconds"] = round(time.perf_counter() - t0, 3)
     return out
 

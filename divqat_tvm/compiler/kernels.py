@@ -224,7 +224,7 @@ def add_float_params(zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float,
     r_ac = np.float32(s_a) / np.float32(s_out)
     r_bc = np.float32(s_b) / np.float32(s_out)
     u = rq.ORT_U8_OFFSET
-    fixed = np.float32(zp_out + u) - (r_ac * np.float32(zp_a + u) + r_bc * np.float32(zp_b + u))
+    fixed = rq.ort_add_fixed_part(r_ac, r_bc, zp_a + u, zp_b + u, zp_out + u)  # one FMA, as onnxruntime's build
     return np.array([r_ac, r_bc, fixed], dtype=np.float32)
 
 

@@ -85,6 +85,9 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
     def call(fn: Any, *tensors: Any, **params: Any) -> Any:
         return bb.call_te(functools.partial(fn, **params), *tensors, primfunc_name_hint=name)
 
+    if hasattr(op, "te_kernel_for"):  # ops_extra.py: a kernel of its own that depends on the requantization scheme
+        fn, consts, params = op.te_kernel_for(graph, scheme)
+        return call(fn, *(env[n] for n in op.inputs), *(relax.const(c) for c in consts), **params)
     if hasattr(op, "te_kernel"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own kernel
         fn, consts, params = op.te_kernel(graph)
         return call(fn, *(env[n] for n in op.inputs), *(relax.const(c) for c in consts), **params)

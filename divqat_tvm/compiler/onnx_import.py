@@ -22,6 +22,7 @@ import onnx
 from divqat_tvm.compiler.graph import (
     QMAX, QMIN, Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape,
 )
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).
@@ -51,16 +52,74 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     path = Path(path)
     if not path.is_file():
         raise CompileError(f"model file '{path}' does not exist.", "Pass the path of a QDQ ONNX file.")
+    if path.stat().st_size == 0:
+        raise CompileError(f"model file '{path}' is empty (0 bytes).", "Copy or export the model again.")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and friends
-        raise CompileError(f"'{path}' is not a readable ONNX model ({e}).", "Re-export the model.") from e
+        raise CompileError(f"'{path}' is not a readable ONNX model; is it truncated? ({type(e).__name__})",
+                           "Copy or export the model again.") from e
+    if len(model.graph.node) == 0 or len(model.graph.output) == 0:
+        raise CompileError(f"'{path}' holds no ONNX graph (truncated, or not an ONNX file).",
+                           "Copy or export the model again.")
+    return model
+
+
+def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose uint8 QuantizeLinear/DequantizeLinear use int8 with zero point − 128 (and uint8
+    constants dequantized by them, codes − 128): the same real values, so the int8 graph computes the same
+    function (uint8 code q is int8 code q − 128; quantize clamps to [0, 255] ↔ [−128, 127]). A Q without a
+    zero point (uint8 by default) gets an explicit int8 zero point −128."""
+    import copy
+
+    from onnx import numpy_helper
+
+    m = copy.deepcopy(model)
+    inits = {t.name: t for t in m.graph.initializer}
+    made: dict[str, str] = {}
+    retyped: set[str] = set()
+
+    def shifted(name: str) -> str:
+        if name not in made:
+            arr = numpy_helper.to_array(inits[name]).astype(np.int16) - 128
+            new = f"{name}_as_int8"
+            m.graph.initializer.append(numpy_helper.from_array(arr.astype(np.int8), new))
+            made[name] = new
+        return made[name]
+
+    for node in m.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zp = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if zp is None and len(node.input) > 2 and node.input[2]:
+            continue  # a computed zero point: the importer reports it
+        if zp is not None and zp.data_type != onnx.TensorProto.UINT8:
+            continue
+        if zp is None:
+            if node.op_type == "DequantizeLinear" and node.input[0] not in inits:
+                continue  # dequantizes a tensor whose type its producer decides
+            name = f"{node.name or node.output[0]}_zero_point_int8"
+            m.graph.initializer.append(numpy_helper.from_array(np.array(-128, np.int8), name))
+            while len(node.input) < 3:
+                node.input.append("")
+            node.input[2] = name
+        else:
+            node.input[2] = shifted(node.input[2])
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and inits[node.input[0]].data_type == onnx.TensorProto.UINT8:
+            node.input[0] = shifted(node.input[0])
+        if node.op_type == "QuantizeLinear":
+            retyped.add(node.output[0])
+    kept = [v for v in m.graph.value_info if v.name not in retyped]
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(kept)
+    return m
 
 
 def import_onnx(path: str | Path) -> Graph:
     """QDQ ONNX file → int8 Graph (batch 1, NCHW)."""
     model = load_onnx(path)
     check_supported(model)
+    model = uint8_to_int8(model)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if len(inputs) != 1 or len(model.graph.output) != 1:
         raise CompileError(
@@ -249,9 +308,19 @@ class _RelaxToGraph:
         if name == "relax.nn.avg_pool2d":
             a = e.attrs
             pad = _pad4(a.padding)
-            if any(pad) and not bool(a.count_include_pad):
-                raise CompileError(f"AveragePool before {out.name} pads without count_include_pad.",
-                                   "Use count_include_pad=1 or no padding.")
+            kernel, stride = tuple(int(v) for v in a.pool_size), tuple(int(v) for v in a.strides)
+            if any(int(v) != 1 for v in a.dilation):
+                raise CompileError(f"AveragePool before {out.name} has dilations {[int(v) for v in a.dilation]}.",
+                                   "Export AveragePool without dilation.")
+            windowed = AvgPoolWindowed(out.name, [q.tensor], out.name, kernel=kernel, stride=stride, padding=pad,
+                                       count_include_pad=bool(a.count_include_pad))
+            try:
+                divisors = windowed.divisors(Graph(self.tensors, [], q.tensor, out.name))
+            except ValueError:
+                raise CompileError(f"AveragePool before {out.name} has a window entirely in the padding.",
+                                   "Use less padding or ceil_mode=0.") from None
+            if np.any(divisors != kernel[0] * kernel[1]):  # partial windows (ceil_mode, or padding not counted)
+                return windowed
             return AvgPool(out.name, [q.tensor], out.name, kernel=tuple(int(v) for v in a.pool_size),
                            stride=tuple(int(v) for v in a.strides), padding=pad)
         if name == "relax.mean":

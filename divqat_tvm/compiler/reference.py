@@ -98,10 +98,12 @@ def _add(graph: Graph, op: Add, env: dict[str, np.ndarray], scheme: str) -> np.n
         u = rq.ORT_U8_OFFSET  # x86 onnxruntime adds in the uint8 domain: codes and zero points + 128
         r_ac = np.float32(ta.scale) / np.float32(to.scale)
         r_bc = np.float32(tb.scale) / np.float32(to.scale)
-        fixed = np.float32(to.zero_point + u) - (r_ac * np.float32(ta.zero_point + u) + r_bc * np.float32(tb.zero_point + u))
+        fixed = rq.ort_add_fixed_part(r_ac, r_bc, ta.zero_point + u, tb.zero_point + u, to.zero_point + u)
         # MLAS (AVX2): fma(a, r_ac, fma(b, r_bc, fixed)); the products of small ints are exact in float64.
-        t = ((b + u).astype(np.float64) * np.float64(r_bc) + np.float64(fixed)).astype(np.float32)
-        t = ((a + u).astype(np.float64) * np.float64(r_ac) + t.astype(np.float64)).astype(np.float32)
+        # long double (64-bit mantissa on x86) holds a·r + t exactly here, so one rounding to float32, as fmaf
+        ld = np.longdouble
+        t = ((b + u).astype(ld) * ld(r_bc) + ld(fixed)).astype(np.float32)
+        t = ((a + u).astype(ld) * ld(r_ac) + t.astype(ld)).astype(np.float32)
         v = rq.round_half_even_f32(t) - u
     return np.clip(v, op.act_min, op.act_max)
 
@@ -141,8 +143,8 @@ def _avg_pool_ort(win: np.ndarray, ti: QTensor, to: QTensor) -> np.ndarray:
 
 
 def _run_op(graph: Graph, op: Op, env: dict[str, np.ndarray], scheme: str) -> np.ndarray:
-    if hasattr(op, "run_reference"):  # ops that carry their own semantics (e.g. tflite_ops)
-        return op.run_reference(graph, [env[i] for i in op.inputs])
+    if hasattr(op, "run_reference_for"):  # ops_extra.py: semantics that depend on the requantization scheme
+        return op.run_reference_for(graph, [env[n] for n in op.inputs], scheme)
     if hasattr(op, "run_reference"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own
         return op.run_reference(graph, [env[n] for n in op.inputs])
     if isinstance(op, Conv2D):

@@ -54,3 +54,30 @@ def round_half_even_f32(v: np.ndarray) -> np.ndarray:
 def conv_scale_f32(s_in: float, s_w: np.ndarray, s_out: float) -> np.ndarray:
     """onnxruntime's QLinearConv/QGemm output scale: (x_scale · w_scale[k]) / y_scale, in float32."""
     return (np.float32(s_in) * np.asarray(s_w, dtype=np.float32)) / np.float32(s_out)
+
+
+def fma_f32(a: float, b: float, c: float) -> np.float32:
+    """C's fmaf(a, b, c) on float32 values: a·b + c computed exactly, rounded once to float32 (nearest, ties to
+    even), as the FMA instructions do. Exact rational arithmetic, so no double rounding."""
+    from fractions import Fraction
+
+    exact = Fraction(float(np.float32(a))) * Fraction(float(np.float32(b))) + Fraction(float(np.float32(c)))
+    guess = np.float32(float(exact))
+    if not np.isfinite(guess):
+        return guess
+    best = None
+    for cand in (np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))):
+        err = abs(Fraction(float(cand)) - exact)
+        even = int(np.asarray(cand, np.float32).view(np.uint32)) % 2 == 0
+        if best is None or err < best[0] or (err == best[0] and even):
+            best = (err, cand)
+    return np.float32(best[1])
+
+
+def ort_add_fixed_part(r_ac: np.float32, r_bc: np.float32, zp_a: int, zp_b: int, zp_out: int) -> np.float32:
+    """MLAS QLinearAdd's constant term ZeroPointC − (ScaleRatio_AC·ZeroPointA + ScaleRatio_BC·ZeroPointB), as the
+    compiled onnxruntime computes it: the inner sum contracted to one FMA, fma(r_ac, zp_a, r_bc·zp_b) (found
+    against onnxruntime over all int8 pairs; the separately rounded form is off by one on some scale pairs).
+    Zero points as passed (x86: the uint8 domain, + ORT_U8_OFFSET)."""
+    inner = fma_f32(r_ac, np.float32(zp_a), np.float32(r_bc) * np.float32(zp_b))
+    return np.float32(np.float32(zp_out) - inner)

@@ -52,6 +52,8 @@ def load_tflite(path: str | Path) -> Any:
     if not p.is_file():
         raise CompileError(f"model file '{p}' does not exist.", "Pass the path of an int8 .tflite file.")
     buf = p.read_bytes()
+    if len(buf) == 0:
+        raise CompileError(f"model file '{p}' is empty (0 bytes).", "Copy or convert the model again.")
     if len(buf) < 8 or buf[4:8] != TFLITE_MAGIC:
         raise CompileError(f"'{p}' is not a TFLite flatbuffer (no TFL3 identifier).", "Pass a .tflite model file.")
     return tflite.Model.GetRootAsModel(buf, 0)
@@ -120,7 +122,7 @@ def _activation(ctx: _Ctx, idx: int, where: str) -> QTensor:
         raise CompileError(f"{where}: activation '{t.Name().decode(errors='replace')}' is not per-tensor quantized.",
                            "Convert the model with full-integer int8 quantization.")
     shape = tuple(int(d) for d in t.ShapeAsNumpy())
-    layout = "NHWC" if len(shape) == 4 else "NC"
+    layout = {4: "NHWC", 3: "NTC"}.get(len(shape), "NC")
     qt = QTensor(name, shape, float(scale[0]), int(zp[0]), layout)
     ctx.tensors[name] = qt
     return qt
@@ -342,6 +344,16 @@ def check_supported(model: Any) -> None:
 
 def import_tflite(path: str | Path) -> Graph:
     """int8 .tflite file → int8 Graph (NHWC input, the model's own output: logits or softmax probabilities)."""
+    try:
+        return _import_tflite(path)
+    except CompileError:
+        raise
+    except Exception as e:  # the flatbuffer reader fails on offsets past the end of a truncated file
+        raise CompileError(f"'{path}' is not a readable TFLite model; is it truncated? ({type(e).__name__})",
+                           "Copy or convert the model again.") from e
+
+
+def _import_tflite(path: str | Path) -> Graph:
     model = load_tflite(path)
     if model.SubgraphsLength() != 1:
         raise CompileError(f"'{path}' has {model.SubgraphsLength()} subgraphs.", "Compile a model with one subgraph.")
@@ -352,8 +364,9 @@ def import_tflite(path: str | Path) -> Graph:
     check_supported(model)
     ctx = _Ctx(model, sg, {}, [])
     x = _activation(ctx, sg.Inputs(0), "the model input")
-    if len(x.shape) != 4 or x.shape[0] != 1:
-        raise CompileError(f"the model input has shape {x.shape}, not [1, H, W, C].", "Convert with a batch-1 NHWC image input.")
+    if len(x.shape) not in (2, 3, 4) or x.shape[0] != 1 or any(d <= 0 for d in x.shape):
+        raise CompileError(f"the model input has shape {x.shape}, not [1, N], [1, T, C] or [1, H, W, C].",
+                           "Convert with a batch-1 input of fixed size ([1, features], [1, steps, channels] or NHWC).")
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
         name = builtin_name(model, op)
@@ -375,6 +388,9 @@ def input_space_meta(graph: Graph) -> dict[str, Any]:
     raw-pixel convention (input scale 1, zero point −128: int8 = pixel − 128) — the normalisation that turns
     [0, 1] images into that space (mean 0, std 1/255), so the oracle's float input is the pixel value."""
     t = graph.input_tensor
+    if len(t.shape) != 4:  # [1, N] (fully connected) or [1, T, C]: the input as it is
+        return {"source": "tflite", "input_shape": list(t.shape[1:]), "num_classes": int(graph.output_tensor.shape[-1]),
+                "output_kind": output_kind(graph)}
     _, h, w, c = t.shape
     meta: dict[str, Any] = {"source": "tflite", "input_shape": [c, h, w], "num_classes": int(graph.output_tensor.shape[-1]),
                             "output_kind": output_kind(graph)}

@@ -21,6 +21,8 @@ from divqat_tvm.quant.primitives import quantize_np
 def model_io(manifest: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
     """(C, H, W) the oracle takes and K it answers, from the manifest's input/output shapes and layout."""
     shape = [int(d) for d in manifest["input"]["shape"]]
+    if len(shape) in (2, 3):  # [1, N] or [1, T, C]: not an image, the oracle takes [N, *shape[1:]]
+        return tuple(shape[1:]), int(manifest["output"]["shape"][-1])  # type: ignore[return-value]
     dims = shape[1:] if len(shape) == 4 else shape
     if manifest["input"].get("layout", "NCHW") == "NHWC":
         dims = [dims[2], dims[0], dims[1]]
