@@ -180,10 +180,11 @@ def from_postprocessor(defense: object) -> DefenseSpec:
     DefenseSpec: the device backends compile the defence into C instead of running it."""
     if defense is None or isinstance(defense, (str, DefenseSpec)):
         return DefenseSpec.parse(defense)
-    name = type(defense).__name__
+    name = type(defense).__name__  # by name: the torch twins live a layer above this module
+    params = {k: float(getattr(defense, k)) for k in ("beta", "gamma", "nu") if hasattr(defense, k)}
     if name == "ReverseSigmoid":
-        return DefenseSpec("rs", float(defense.beta), float(defense.gamma))
+        return DefenseSpec("rs", params["beta"], params["gamma"])
     if name == "DCP":
-        return DefenseSpec("dcp", float(defense.beta), float(defense.gamma), float(defense.nu))
+        return DefenseSpec("dcp", params["beta"], params["gamma"], params["nu"])
     raise DivqatError(f"the defence {getattr(defense, 'spec', name)} cannot run on a device.",
                       "Device backends support one RS or DCP defence (compiled into the firmware).")

@@ -92,11 +92,11 @@ def parse_models_readme(text: str) -> dict[str, dict[str, Any]]:
             if len(head) >= 3 and head[0].startswith("core") and "cmsis-nn" in head[1] and "reference" in head[2]:
                 for row in tab[1:]:
                     core = _core_of_header(row[0])
-                    nums = [re.match(r"\s*([\d,]+)", c) for c in row[1:3]]
-                    if core and all(nums):
+                    cmsis, ref = (re.match(r"\s*([\d,]+)", c) for c in row[1:3])
+                    if core and cmsis and ref:
                         d = e["instructions"].setdefault(core, {})
-                        d["cmsis_nn_plugin"] = {"value": _int(nums[0].group(1)), "method": "plugin"}
-                        d["reference_plugin"] = {"value": _int(nums[1].group(1)), "method": "plugin"}
+                        d["cmsis_nn_plugin"] = {"value": _int(cmsis.group(1)), "method": "plugin"}
+                        d["reference_plugin"] = {"value": _int(ref.group(1)), "method": "plugin"}
         m = re.search(r"(Cortex-M\d+) CMSIS-NN, per operator:(.*?)(?:\n\s*\n|$)", body, re.DOTALL)
         if m:
             ops: list[tuple[str, int]] = []

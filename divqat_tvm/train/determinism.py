@@ -55,12 +55,12 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def numeric(fn):  # type: ignore[no-untyped-def]
+def numeric(fn):
     """Decorator: run `fn` inside `fixed_threads()` (training loops, calibration, evaluation, attacks)."""
     import functools
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args, **kwargs):
         with fixed_threads():
             return fn(*args, **kwargs)
 

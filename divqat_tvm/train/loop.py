@@ -74,7 +74,7 @@ class TrainConfig:
         return d
 
 
-def split_timing(history: list[dict[str, float]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+def split_timing(history: list[dict[str, float]]) -> tuple[list[dict[str, float]], list[dict[str, float | None]]]:
     """(history without timings, per-epoch timings): the first goes into checkpoints, which are then bit-identical
     for a seed; the second into a separate `.timing.json` file."""
     kept = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]

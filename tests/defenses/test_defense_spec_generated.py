@@ -68,6 +68,8 @@ def test_no_defence_constant_is_spelled_out_in_firmware():
     pattern = re.compile(r"(?<![\w.])(0\.1f?|1000(\.0)?f?|1e-0?6f?|0\.999999f?)(?![\w.])|#define DQ_(BETA|GAMMA|NU|P_M\w+)\b")
     hits = []
     for p in sorted((ROOT / "firmware").rglob("*.[ch]")):
+        if "fuzz" in p.relative_to(ROOT).parts:
+            continue  # the host fuzz harness's own sanity bounds are not device constants
         code = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group().count("\n"), p.read_text(), flags=re.DOTALL)
         hits += [f"{p.relative_to(ROOT)}:{i + 1}: {line.strip()}" for i, line in enumerate(code.splitlines())
                  if pattern.search(line.split("//")[0])]
