@@ -25,5 +25,7 @@ def data_dir(name: str) -> Path:
     source = Path(__file__).resolve().parent.parent / name
     if source.is_dir():
         return source
-    raise DivqatError(f"the package's {name}/ folder is missing (looked in {packaged} and {source}).",
-                      "Reinstall divqat-tvm (pip install divqat-tvm, or scripts/setup.sh in a clone).")
+    raise DivqatError(
+        f"the package's {name}/ folder is missing (looked in {packaged} and {source}).",
+        "Reinstall divqat-tvm (pip install divqat-tvm, or scripts/setup.sh in a clone).",
+    )

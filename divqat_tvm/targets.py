@@ -102,14 +102,23 @@ def load_core(name: str) -> Core:
     d = _read("cores", name)
     try:
         return Core(
-            name=d["name"], arch=d["arch"], cflags=tuple(d["cflags"]), fpu=d.get("fpu"), dsp=bool(d["dsp"]),
-            mve=bool(d["mve"]), cycle_counter=d.get("cycle_counter"), default_board=d.get("default_board"),
-            notes=d.get("notes", ""), typical_flash=(d.get("typical_memory") or {}).get("flash"),
+            name=d["name"],
+            arch=d["arch"],
+            cflags=tuple(d["cflags"]),
+            fpu=d.get("fpu"),
+            dsp=bool(d["dsp"]),
+            mve=bool(d["mve"]),
+            cycle_counter=d.get("cycle_counter"),
+            default_board=d.get("default_board"),
+            notes=d.get("notes", ""),
+            typical_flash=(d.get("typical_memory") or {}).get("flash"),
             typical_ram=(d.get("typical_memory") or {}).get("ram"),
             typical_part=(d.get("typical_memory") or {}).get("example", ""),
         )
     except KeyError as e:
-        raise TargetError(f"core file for '{name}' lacks the field {e}.", "See targets/README.md for the fields.") from e
+        raise TargetError(
+            f"core file for '{name}' lacks the field {e}.", "See targets/README.md for the fields."
+        ) from e
 
 
 @cache
@@ -118,13 +127,21 @@ def load_board(name: str) -> Board:
     try:
         mem = d["memory"]
         return Board(
-            name=d["name"], kind=d["kind"], core=d["core"],
+            name=d["name"],
+            kind=d["kind"],
+            core=d["core"],
             flash=MemoryRegion(_int(mem["flash"]["origin"]), _int(mem["flash"]["length"])),
             ram=MemoryRegion(_int(mem["ram"]["origin"]), _int(mem["ram"]["length"])),
-            clock_hz=int(d["clock_hz"]), uart=d["uart"], qemu=d.get("qemu"), flash_tool=d.get("flash_tool"), raw=d,
+            clock_hz=int(d["clock_hz"]),
+            uart=d["uart"],
+            qemu=d.get("qemu"),
+            flash_tool=d.get("flash_tool"),
+            raw=d,
         )
     except KeyError as e:
-        raise TargetError(f"board file for '{name}' lacks the field {e}.", "See targets/README.md for the fields.") from e
+        raise TargetError(
+            f"board file for '{name}' lacks the field {e}.", "See targets/README.md for the fields."
+        ) from e
 
 
 def core_names() -> list[str]:

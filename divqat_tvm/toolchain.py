@@ -30,16 +30,26 @@ def run(cmd: list[str], cwd: Path | None = None, what: str = "a build step", war
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         tail = "\n".join(msg[-25:])
-        raise CompileError(f"{what} failed ({Path(cmd[0]).name} exit {proc.returncode}):\n{tail}",
-                           "Fix the error above (the full command is: " + " ".join(cmd) + ").")
+        raise CompileError(
+            f"{what} failed ({Path(cmd[0]).name} exit {proc.returncode}):\n{tail}",
+            "Fix the error above (the full command is: " + " ".join(cmd) + ").",
+        )
     if warnings is not None and proc.stderr.strip():
         warnings.append(proc.stderr.strip())
     return proc.stdout
 
 
-def shared_library(sources: Sequence[Path], out_dir: Path, flags: Sequence[str], *, headers: Sequence[Path] = (),
-                   stem: str = "host", cc: str = "gcc", what: str = "the host build",
-                   strict: tuple[Sequence[Path], Sequence[str]] = ((), ())) -> Path:
+def shared_library(
+    sources: Sequence[Path],
+    out_dir: Path,
+    flags: Sequence[str],
+    *,
+    headers: Sequence[Path] = (),
+    stem: str = "host",
+    cc: str = "gcc",
+    what: str = "the host build",
+    strict: tuple[Sequence[Path], Sequence[str]] = ((), ()),
+) -> Path:
     """Compile C sources into one host shared library, cached by content.
 
     The file name carries a hash of the compiler, flags, sources and headers, so a library is rebuilt exactly

@@ -31,7 +31,9 @@ def ir_peak_bytes(graph) -> tuple[int, int]:
     live_tensors = [n for n in produced if n not in (graph.input, graph.output)]
     best, where = 0, -1
     for i in range(len(graph.ops)):
-        total = sum(-(-graph.tensors[n].nbytes // ALIGN) * ALIGN for n in live_tensors if produced[n] <= i <= last_use[n])
+        total = sum(
+            -(-graph.tensors[n].nbytes // ALIGN) * ALIGN for n in live_tensors if produced[n] <= i <= last_use[n]
+        )
         if total > best:
             best, where = total, i
     return best, where
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from divqat_tvm.compiler.generate import compile_onnx
 
-        manifest = compile_onnx(args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant)
+        manifest = compile_onnx(
+            args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant
+        )
     result = {
         "model": str(args.model),
         "liveness_bound_bytes": bound,

@@ -60,7 +60,9 @@ def bench(attack: str, spec: str, test_set: str, surrogate: str, student: str) -
     cfg = CONFIGS[attack]
     sur = None
     if attack == "knockoff":
-        sur = load_dataset(surrogate, "train", augment=True, normalization={"mean": list(info.mean), "std": list(info.std)})
+        sur = load_dataset(
+            surrogate, "train", augment=True, normalization={"mean": list(info.mean), "std": list(info.std)}
+        )
     torch.manual_seed(0)
     model = build_model(student, info.input_shape[0], info.num_classes, info.input_shape[1])
     with open_oracle(spec) as inner:
@@ -71,11 +73,18 @@ def bench(attack: str, spec: str, test_set: str, surrogate: str, student: str) -
         wall = time.perf_counter() - t
     q = res["queries_used"]
     return {
-        "attack": attack, "backend": spec.split(":", 1)[0], "victim": spec, "budget": cfg.budget, "queries": q,
+        "attack": attack,
+        "backend": spec.split(":", 1)[0],
+        "victim": spec,
+        "budget": cfg.budget,
+        "queries": q,
         "batch": getattr(cfg, "query_batch", getattr(cfg, "batch_size", None)),
-        "attack_queries_per_s": q / wall, "attack_s_per_10k": 1e4 * wall / q,
-        "victim_queries_per_s": q / oracle.seconds, "victim_s_per_10k": 1e4 * oracle.seconds / q,
-        "wall_s": wall, "victim_s": oracle.seconds,
+        "attack_queries_per_s": q / wall,
+        "attack_s_per_10k": 1e4 * wall / q,
+        "victim_queries_per_s": q / oracle.seconds,
+        "victim_s_per_10k": 1e4 * oracle.seconds / q,
+        "wall_s": wall,
+        "victim_s": oracle.seconds,
     }
 
 
@@ -96,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if not specs:
         ap.error("give at least one of --torch, --tvm-host, --qemu")
     rows = []
-    print(f"{'attack':9} {'backend':9} {'budget':>7} {'batch':>5} {'attack q/s':>11} {'attack s/10k':>13} {'victim q/s':>11} {'victim s/10k':>13}")
+    print(
+        f"{'attack':9} {'backend':9} {'budget':>7} {'batch':>5} {'attack q/s':>11} {'attack s/10k':>13} {'victim q/s':>11} {'victim s/10k':>13}"
+    )
     for attack in a.attacks.split(","):
         for spec in specs:
             try:
@@ -106,10 +117,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{attack:9} {spec.split(':', 1)[0]:9} failed: {e}", flush=True)
                 continue
             rows.append(r)
-            print(f"{attack:9} {r['backend']:9} {r['budget']:>7,} {r['batch']:>5} {r['attack_queries_per_s']:>11.1f} "
-                  f"{r['attack_s_per_10k']:>13.1f} {r['victim_queries_per_s']:>11.1f} {r['victim_s_per_10k']:>13.1f}", flush=True)
-    atomic_write_json(a.out, {"threads": a.threads, "student": a.student, "test_set": a.test_set, "rows": rows,
-                              "note": "attack = queries + the attacker's training; victim = time inside oracle.query only"})
+            print(
+                f"{attack:9} {r['backend']:9} {r['budget']:>7,} {r['batch']:>5} {r['attack_queries_per_s']:>11.1f} "
+                f"{r['attack_s_per_10k']:>13.1f} {r['victim_queries_per_s']:>11.1f} {r['victim_s_per_10k']:>13.1f}",
+                flush=True,
+            )
+    atomic_write_json(
+        a.out,
+        {
+            "threads": a.threads,
+            "student": a.student,
+            "test_set": a.test_set,
+            "rows": rows,
+            "note": "attack = queries + the attacker's training; victim = time inside oracle.query only",
+        },
+    )
     print(f"→ {a.out}")
     return 0
 

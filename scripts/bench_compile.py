@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         with torch.no_grad():
             for i in range(0, 256, 64):
-                model(xs[i:i + 64])
+                model(xs[i : i + 64])
         model.eval()
-        student = quantize_model(model, QuantConfig(method="ptq"), [xs[i:i + 64] for i in range(0, 512, 64)]).eval()
+        student = quantize_model(model, QuantConfig(method="ptq"), [xs[i : i + 64] for i in range(0, 512, 64)]).eval()
         onnx_path = export_onnx(student, out.parent / "resnet8.onnx", (3, 32, 32), meta={"arch": "resnet8"})
         progress.update(task, advance=1, description="compile (TVM → C)")
         from divqat_tvm.compiler.generate import compile_onnx
@@ -85,26 +85,40 @@ def main(argv: list[str] | None = None) -> int:
         sess = ort_reference.session(onnx_path)
         progress.update(task, advance=1, description="timing")
         host_ips = _rate(lambda: host.run(xq), args.n)
-        ort_ips = _rate(lambda: [sess.run(None, {"input": x[i:i + 1]}) for i in range(args.n)], args.n)
+        ort_ips = _rate(lambda: [sess.run(None, {"input": x[i : i + 1]}) for i in range(args.n)], args.n)
         ort_batch_ips = _rate(lambda: sess.run(None, {"input": x}), args.n)
         xt = torch.from_numpy(x)
         with torch.no_grad():
-            torch_ips = _rate(lambda: [student(xt[i:i + 1]) for i in range(args.n)], args.n)
+            torch_ips = _rate(lambda: [student(xt[i : i + 1]) for i in range(args.n)], args.n)
             torch_batch_ips = _rate(lambda: student(xt), args.n)
         progress.update(task, advance=1)
 
     result = {
-        "model": "resnet8", "input_shape": [3, 32, 32], "target": args.target, "core": resolve(args.target).core.name,
-        "requant": args.requant, "tvm_version": manifest["tvm_version"], "macs": manifest["macs"],
-        "compile_seconds_tvm_to_c": round(generate_s, 3), "compile_seconds_total_with_arm_build": round(total_s, 3),
-        "flash_bytes": fp.flash_bytes, "weight_bytes": fp.weight_bytes, "code_bytes": fp.code_bytes,
-        "arena_bytes": manifest["arena_bytes"], "ram_bytes": fp.ram_bytes, "stack_reserve_bytes": library.STACK_RESERVE,
+        "model": "resnet8",
+        "input_shape": [3, 32, 32],
+        "target": args.target,
+        "core": resolve(args.target).core.name,
+        "requant": args.requant,
+        "tvm_version": manifest["tvm_version"],
+        "macs": manifest["macs"],
+        "compile_seconds_tvm_to_c": round(generate_s, 3),
+        "compile_seconds_total_with_arm_build": round(total_s, 3),
+        "flash_bytes": fp.flash_bytes,
+        "weight_bytes": fp.weight_bytes,
+        "code_bytes": fp.code_bytes,
+        "arena_bytes": manifest["arena_bytes"],
+        "ram_bytes": fp.ram_bytes,
+        "stack_reserve_bytes": library.STACK_RESERVE,
         "inferences_per_second": {
-            "tvm_host_c_batch1": round(host_ips, 1), "onnxruntime_batch1": round(ort_ips, 1),
-            f"onnxruntime_batch{args.n}": round(ort_batch_ips, 1), "torch_fakequant_batch1": round(torch_ips, 1),
+            "tvm_host_c_batch1": round(host_ips, 1),
+            "onnxruntime_batch1": round(ort_ips, 1),
+            f"onnxruntime_batch{args.n}": round(ort_batch_ips, 1),
+            "torch_fakequant_batch1": round(torch_ips, 1),
             f"torch_fakequant_batch{args.n}": round(torch_batch_ips, 1),
         },
-        "threads": 1, "n_inferences": args.n, "onnxruntime_options": ort_reference.ORT_OPTIONS,
+        "threads": 1,
+        "n_inferences": args.n,
+        "onnxruntime_options": ort_reference.ORT_OPTIONS,
         "host_cflags": " ".join(__import__("divqat_tvm.compiler.host_model", fromlist=["HOST_CFLAGS"]).HOST_CFLAGS),
     }
     table = Table("figure", "value", title=f"ResNet-8 → {args.target} ({result['core']}), requant {args.requant}")

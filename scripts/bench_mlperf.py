@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from divqat_tvm.report.tflm_anchor import (
+from divqat_tvm.report.tflm_anchor import (  # noqa: E402  (after the sys.path line: runs from a clone)
     BOARD_CORE,
     AnchorError,
     fmt_ratio,
@@ -58,11 +58,18 @@ def summary_rows(results: dict[str, Any], ref: dict[str, Any] | None, macs: int 
         core = BOARDS.get(board, fp.get("core"))
         ours = fp["measured"]["model_per_inference"]["mean"]
         t = ((ref or {}).get("cores") or {}).get(core, {})
-        summary[board] = {"core": core, "instructions": ours, "per_mac": ours / macs if macs else None,
-                          "tflm_cmsis_nn": t.get("cmsis_nn"), "tflm_cmsis_nn_method": t.get("cmsis_nn_method"),
-                          "tflm_reference": t.get("reference"), "tflm_reference_method": t.get("reference_method"),
-                          "ratio_vs_cmsis_nn": ratio(ours, t.get("cmsis_nn")), "ratio_vs_reference": ratio(ours, t.get("reference")),
-                          "stack_peak_bytes": fp["measured"]["stack_peak_bytes"]}
+        summary[board] = {
+            "core": core,
+            "instructions": ours,
+            "per_mac": ours / macs if macs else None,
+            "tflm_cmsis_nn": t.get("cmsis_nn"),
+            "tflm_cmsis_nn_method": t.get("cmsis_nn_method"),
+            "tflm_reference": t.get("reference"),
+            "tflm_reference_method": t.get("reference_method"),
+            "ratio_vs_cmsis_nn": ratio(ours, t.get("cmsis_nn")),
+            "ratio_vs_reference": ratio(ours, t.get("reference")),
+            "stack_peak_bytes": fp["measured"]["stack_peak_bytes"],
+        }
     return summary
 
 
@@ -70,23 +77,44 @@ def _n(v: Any) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
-INSTRUCTION_COLUMNS = ("core (board)", "ours: instructions", "per MAC", "TFLM+CMSIS-NN", "ours / CMSIS-NN", "TFLM reference",
-                       "ours / reference")
+INSTRUCTION_COLUMNS = (
+    "core (board)",
+    "ours: instructions",
+    "per MAC",
+    "TFLM+CMSIS-NN",
+    "ours / CMSIS-NN",
+    "TFLM reference",
+    "ours / reference",
+)
 
 
 def instruction_rows(summary: dict[str, Any]) -> list[list[str]]:
     """The printed instructions table: "-" wherever the model has no reference figure (and so no ratio)."""
-    return [[f"{s['core']} ({board})", _n(s["instructions"]), f"{s['per_mac']:.2f}" if s["per_mac"] else "-",
-             _n(s["tflm_cmsis_nn"]), fmt_ratio(s["ratio_vs_cmsis_nn"]), _n(s["tflm_reference"]),
-             fmt_ratio(s["ratio_vs_reference"])] for board, s in summary.items()]
+    return [
+        [
+            f"{s['core']} ({board})",
+            _n(s["instructions"]),
+            f"{s['per_mac']:.2f}" if s["per_mac"] else "-",
+            _n(s["tflm_cmsis_nn"]),
+            fmt_ratio(s["ratio_vs_cmsis_nn"]),
+            _n(s["tflm_reference"]),
+            fmt_ratio(s["ratio_vs_reference"]),
+        ]
+        for board, s in summary.items()
+    ]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=SHARED / "mlperf-tiny-resnet8-int8.tflite")
     ap.add_argument("--readme", type=Path, default=SHARED / "README.md")
-    ap.add_argument("--tflm-json", type=Path, nargs="+", default=None,
-                    help="scripts/tflm_reference.py JSON(s) measured on this model (instead of the README)")
+    ap.add_argument(
+        "--tflm-json",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="scripts/tflm_reference.py JSON(s) measured on this model (instead of the README)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="default: build/mlperf-<model stem>")
     ap.add_argument("--json", type=Path, default=None, help="default: OUT/bench_mlperf.json")
     ap.add_argument("--inputs", type=int, default=3, help="random inputs measured per board")
@@ -107,9 +135,9 @@ def main() -> int:
     from tqdm import tqdm
 
     from divqat_tvm.compiler.tflite_import import compile_tflite
+    from divqat_tvm.device.footprint import measure_footprint
     from divqat_tvm.errors import CompileError
     from divqat_tvm.fileio import atomic_write_json
-    from divqat_tvm.device.footprint import measure_footprint
 
     con = Console(width=150)
     out_json = args.json or out_dir / "bench_mlperf.json"
@@ -124,8 +152,17 @@ def main() -> int:
             for core, c in ref["cores"].items():
                 t.add_row(core, _n(c.get("cmsis_nn")), _n(c.get("reference")))
             con.print(t)
-        atomic_write_json(out_json, {"model": str(args.model), "status": "compile_failed", "compile_error": str(e),
-                                     "summary": {}, "per_operator": {}, "tflm": ref})
+        atomic_write_json(
+            out_json,
+            {
+                "model": str(args.model),
+                "status": "compile_failed",
+                "compile_error": str(e),
+                "summary": {},
+                "per_operator": {},
+                "tflm": ref,
+            },
+        )
         con.print(f"wrote {out_json}")
         return 0
     compile_s = time.perf_counter() - t0
@@ -149,11 +186,26 @@ def main() -> int:
             continue
         rows = per_operator_table(ops, ref_ops)
         per_op[board] = rows
-        table = Table("TFLite op", "ours (ops)", "MACs", "ours", "TFLM+CMSIS-NN", "TFLM op", "ratio",
-                      title=f"{core} per operator (instructions), {args.model.name}")
+        table = Table(
+            "TFLite op",
+            "ours (ops)",
+            "MACs",
+            "ours",
+            "TFLM+CMSIS-NN",
+            "TFLM op",
+            "ratio",
+            title=f"{core} per operator (instructions), {args.model.name}",
+        )
         for r in rows:
-            table.add_row("-" if r["tflite_index"] is None else str(r["tflite_index"]), ", ".join(r["ours_ops"]) or "-",
-                          f"{r['macs']:,}", _n(r["ours"]), _n(r["tflm_cmsis_nn"]), r["tflm_label"] or "-", fmt_ratio(r["ratio"], 1))
+            table.add_row(
+                "-" if r["tflite_index"] is None else str(r["tflite_index"]),
+                ", ".join(r["ours_ops"]) or "-",
+                f"{r['macs']:,}",
+                _n(r["ours"]),
+                _n(r["tflm_cmsis_nn"]),
+                r["tflm_label"] or "-",
+                fmt_ratio(r["ratio"], 1),
+            )
         con.print(table)
 
     memory, goals = {}, {}
@@ -165,27 +217,62 @@ def main() -> int:
         mem = ((ref or {}).get("memory") or {}).get("Cortex-M7") or {}
         stack = fp["measured"]["stack_peak_bytes"]
         memory = {
-            "code_text_bytes": {"ours": text, "tflm": mem.get("code_bytes"), "ratio": ratio(text, mem.get("code_bytes"))},
+            "code_text_bytes": {
+                "ours": text,
+                "tflm": mem.get("code_bytes"),
+                "ratio": ratio(text, mem.get("code_bytes")),
+            },
             "model_code_bytes (kernels + call sequence)": {"ours": model_code, "tflm": None, "ratio": None},
-            "weight_bytes": {"ours": fp["weight_bytes"], "tflm": mem.get("model_bytes"), "ratio": ratio(fp["weight_bytes"], mem.get("model_bytes"))},
-            "arena_bytes": {"ours": fp["arena_bytes"], "tflm": mem.get("arena_bytes"), "ratio": ratio(fp["arena_bytes"], mem.get("arena_bytes"))},
-            "stack_peak_bytes": {"ours": stack, "tflm": mem.get("stack_peak_bytes"), "ratio": ratio(stack, mem.get("stack_peak_bytes"))},
+            "weight_bytes": {
+                "ours": fp["weight_bytes"],
+                "tflm": mem.get("model_bytes"),
+                "ratio": ratio(fp["weight_bytes"], mem.get("model_bytes")),
+            },
+            "arena_bytes": {
+                "ours": fp["arena_bytes"],
+                "tflm": mem.get("arena_bytes"),
+                "ratio": ratio(fp["arena_bytes"], mem.get("arena_bytes")),
+            },
+            "stack_peak_bytes": {
+                "ours": stack,
+                "tflm": mem.get("stack_peak_bytes"),
+                "ratio": ratio(stack, mem.get("stack_peak_bytes")),
+            },
         }
         mt = Table("item (Cortex-M7)", "ours", "TFLM+CMSIS-NN", "ratio", title="Memory (bytes)")
         for k, v in memory.items():
             mt.add_row(k, f"{v['ours']:,}", _n(v["tflm"]), fmt_ratio(v["ratio"]))
         con.print(mt)
-        con.print("TFLM 'model' is the whole .tflite flatbuffer (weights + graph); ours is weights, bias and requantization "
-                  "constants only. TFLM .text includes CMSIS-NN and the interpreter.")
+        con.print(
+            "TFLM 'model' is the whole .tflite flatbuffer (weights + graph); ours is weights, bias and requantization "
+            "constants only. TFLM .text includes CMSIS-NN and the interpreter."
+        )
         if ref and ref.get("model_key") == "resnet8":
-            goals = {"arena_bytes <= 54,996": fp["arena_bytes"] <= GOALS["arena_bytes"],
-                     "code (.text, excluding weights) <= 16 KB": text <= GOALS["code_bytes"]}
-            con.print("goals on Cortex-M7: " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items()))
+            goals = {
+                "arena_bytes <= 54,996": fp["arena_bytes"] <= GOALS["arena_bytes"],
+                "code (.text, excluding weights) <= 16 KB": text <= GOALS["code_bytes"],
+            }
+            con.print(
+                "goals on Cortex-M7: " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items())
+            )
 
-    atomic_write_json(out_json, {"model": str(args.model), "status": "ok", "macs": macs, "compile_seconds": compile_s,
-                                 "inputs_per_board": args.inputs, "summary": summary, "memory_m7": memory,
-                                 "goals_m7": goals, "per_operator": per_op, "per_operator_m7": per_op.get("mps2-an500", []),
-                                 "tflm": ref, "footprints": results})
+    atomic_write_json(
+        out_json,
+        {
+            "model": str(args.model),
+            "status": "ok",
+            "macs": macs,
+            "compile_seconds": compile_s,
+            "inputs_per_board": args.inputs,
+            "summary": summary,
+            "memory_m7": memory,
+            "goals_m7": goals,
+            "per_operator": per_op,
+            "per_operator_m7": per_op.get("mps2-an500", []),
+            "tflm": ref,
+            "footprints": results,
+        },
+    )
     con.print(f"wrote {out_json}")
     return 0
 

@@ -28,13 +28,16 @@ def bench(name: str, oracle, x: np.ndarray, batch: int, answers: list | None = N
     oracle.query(x[:batch])  # warm-up: boots emulators, loads libraries
     t = time.perf_counter()
     for i in range(0, len(x), batch):
-        p = oracle.query(x[i:i + batch])
+        p = oracle.query(x[i : i + batch])
         if answers is not None:
             answers.append(p)
     dt = time.perf_counter() - t
     oracle.close()
     row = {"backend": name, "queries": len(x), "seconds": dt, "queries_per_s": len(x) / dt, "batch": batch}
-    print(f"{name:28s} {row['queries_per_s']:10.1f} queries/s  ({len(x)} queries in {dt:.2f} s, batch {batch})", flush=True)
+    print(
+        f"{name:28s} {row['queries_per_s']:10.1f} queries/s  ({len(x)} queries in {dt:.2f} s, batch {batch})",
+        flush=True,
+    )
     return row
 
 
@@ -50,9 +53,16 @@ def bench_devices(a: argparse.Namespace, x: np.ndarray) -> list[dict]:
         blob = np.concatenate(answers).tobytes()
         if first is None:
             first = (row, blob)
-        row.update(devices=n, executor=a.executor, speedup=row["queries_per_s"] / first[0]["queries_per_s"],
-                   identical_to_first=blob == first[1])
-        print(f"{'':28s} speed-up x{row['speedup']:.2f} over --devices {first[0]['devices']}; answers identical: {row['identical_to_first']}", flush=True)
+        row.update(
+            devices=n,
+            executor=a.executor,
+            speedup=row["queries_per_s"] / first[0]["queries_per_s"],
+            identical_to_first=blob == first[1],
+        )
+        print(
+            f"{'':28s} speed-up x{row['speedup']:.2f} over --devices {first[0]['devices']}; answers identical: {row['identical_to_first']}",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -65,8 +75,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--board", default="mps2-an500")
     ap.add_argument("--instances", type=int, default=2)
-    ap.add_argument("--devices", type=lambda s: [int(v) for v in s.split(",")], default=None,
-                    help="comma-separated emulator counts, e.g. 1,2,4: measure only the device pool")
+    ap.add_argument(
+        "--devices",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=None,
+        help="comma-separated emulator counts, e.g. 1,2,4: measure only the device pool",
+    )
     ap.add_argument("--executor", choices=("local", "ray"), default="local", help="where --devices run")
     ap.add_argument("--out", type=Path, default=Path("bench_oracle.json"))
     a = ap.parse_args()
@@ -87,8 +101,16 @@ def main() -> None:
     load_before = os.getloadavg()
     if a.devices is not None:
         rows = bench_devices(a, x)
-        meta = {"build_dir": str(a.build_dir), "board": a.board, "input_shape": list(host.input_shape), "executor": a.executor,
-                "host": platform.node(), "cpus": os.cpu_count(), "load_average_before": load_before, "load_average": os.getloadavg()}
+        meta = {
+            "build_dir": str(a.build_dir),
+            "board": a.board,
+            "input_shape": list(host.input_shape),
+            "executor": a.executor,
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average": os.getloadavg(),
+        }
         atomic_write_json(a.out, {"meta": meta, "rows": rows})
         print(f"wrote {a.out} (load average before {load_before[0]:.2f}, after {meta['load_average'][0]:.2f})")
         return
@@ -103,13 +125,34 @@ def main() -> None:
     else:
         print("torch: skipped (no --checkpoint)")
     rows.append(bench("tvm-host", host, x, a.batch))
-    rows.append(bench(f"qemu {a.board} UART x1", QemuOracle(a.build_dir, a.board, transfer="uart", instances=1), x, a.batch))
-    rows.append(bench(f"qemu {a.board} shared RAM x1", QemuOracle(a.build_dir, a.board, transfer="shared", instances=1), x, a.batch))
+    rows.append(
+        bench(f"qemu {a.board} UART x1", QemuOracle(a.build_dir, a.board, transfer="uart", instances=1), x, a.batch)
+    )
+    rows.append(
+        bench(
+            f"qemu {a.board} shared RAM x1",
+            QemuOracle(a.build_dir, a.board, transfer="shared", instances=1),
+            x,
+            a.batch,
+        )
+    )
     if a.instances > 1:
-        rows.append(bench(f"qemu {a.board} shared RAM x{a.instances}",
-                          QemuOracle(a.build_dir, a.board, transfer="shared", instances=a.instances), x, a.batch))
-    meta = {"build_dir": str(a.build_dir), "board": a.board, "input_shape": list(host.input_shape),
-            "host": platform.node(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+        rows.append(
+            bench(
+                f"qemu {a.board} shared RAM x{a.instances}",
+                QemuOracle(a.build_dir, a.board, transfer="shared", instances=a.instances),
+                x,
+                a.batch,
+            )
+        )
+    meta = {
+        "build_dir": str(a.build_dir),
+        "board": a.board,
+        "input_shape": list(host.input_shape),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
     atomic_write_json(a.out, {"meta": meta, "rows": rows})
     print(f"wrote {a.out}")
 

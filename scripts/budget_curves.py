@@ -43,10 +43,22 @@ def plot(data: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for attack, pts in data["curves"].items():
         b = [p["budget"] for p in pts]
-        line = ax.errorbar(b, [100 * p["fidelity_mean"] for p in pts], yerr=[100 * p["fidelity_std"] for p in pts],
-                           marker="o", capsize=3, label=f"{ATTACK_NAMES.get(attack, attack)} fidelity")
-        ax.plot(b, [100 * p["stolen_accuracy_mean"] for p in pts], linestyle="--", color=line[0].get_color(), alpha=0.6,
-                label=f"{ATTACK_NAMES.get(attack, attack)} stolen acc.")
+        line = ax.errorbar(
+            b,
+            [100 * p["fidelity_mean"] for p in pts],
+            yerr=[100 * p["fidelity_std"] for p in pts],
+            marker="o",
+            capsize=3,
+            label=f"{ATTACK_NAMES.get(attack, attack)} fidelity",
+        )
+        ax.plot(
+            b,
+            [100 * p["stolen_accuracy_mean"] for p in pts],
+            linestyle="--",
+            color=line[0].get_color(),
+            alpha=0.6,
+            label=f"{ATTACK_NAMES.get(attack, attack)} stolen acc.",
+        )
     ax.axhline(100 * data["victim_accuracy"], color="k", linewidth=0.8, linestyle=":", label="victim accuracy")
     ax.set_xscale("log")
     ax.set(xlabel="queries", ylabel="%", title=f"{data['victim']}: mean ± std over {len(data['seeds'])} seeds")
@@ -60,7 +72,9 @@ def plot(data: dict, path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--victim", required=True, help="BACKEND:PATH, e.g. torch:runs/dev/qat.pt")
-    ap.add_argument("--profile", default="strong", help="profile whose attack settings are used (quick, strong, paper or a .toml)")
+    ap.add_argument(
+        "--profile", default="strong", help="profile whose attack settings are used (quick, strong, paper or a .toml)"
+    )
     ap.add_argument("--attacks", nargs="+", default=["knockoff", "dfme", "maze"], choices=sorted(ATTACK_NAMES))
     ap.add_argument("--budgets", type=int, nargs="+", default=[500, 1000, 2000, 5000, 10000, 20000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -86,10 +100,20 @@ def _run(args: argparse.Namespace) -> int:
     with open_oracle(args.victim) as ev:
         pred = torch.from_numpy(victim_top1(ev, x).astype("int64"))
     evaluator = Evaluator(x, y, pred, f"top-1 of {args.victim} on {len(x)} {args.test_set} test images")
-    surrogate = load_split(args.surrogate, "train", augment=True, normalization=norm) if "knockoff" in args.attacks else None
+    surrogate = (
+        load_split(args.surrogate, "train", augment=True, normalization=norm) if "knockoff" in args.attacks else None
+    )
     c, h, _ = info.input_shape
-    data = {"victim": args.victim, "profile": prof.name, "seeds": args.seeds, "budgets": args.budgets,
-            "surrogate": args.surrogate, "victim_accuracy": evaluator.victim_accuracy, "curves": {}, "runs": []}
+    data = {
+        "victim": args.victim,
+        "profile": prof.name,
+        "seeds": args.seeds,
+        "budgets": args.budgets,
+        "surrogate": args.surrogate,
+        "victim_accuracy": evaluator.victim_accuracy,
+        "curves": {},
+        "runs": [],
+    }
     jobs = [(a, b, s) for a in args.attacks for b in args.budgets for s in args.seeds]
     for attack, budget, seed in tqdm(jobs, desc="budget curves", unit="run", dynamic_ncols=True):
         params = {**prof.attacks[attack], "budget": budget}
@@ -104,10 +128,28 @@ def _run(args: argparse.Namespace) -> int:
             torch.manual_seed(seed)
             student = build_model(args.student, c, info.num_classes, h)
             with open_oracle(args.victim, budget=budget) as oracle:
-                res = run_attack(attack, oracle, student, folder, cfg, seed=seed, surrogate=surrogate, evaluator=evaluator,
-                                 log_inputs=False, describe={"victim": args.victim, "student_arch": args.student})
-        data["runs"].append({"attack": attack, "budget": budget, "seed": seed, "fidelity": res["fidelity"],
-                             "stolen_accuracy": res["stolen_accuracy"], "queries": res["queries_used"]})
+                res = run_attack(
+                    attack,
+                    oracle,
+                    student,
+                    folder,
+                    cfg,
+                    seed=seed,
+                    surrogate=surrogate,
+                    evaluator=evaluator,
+                    log_inputs=False,
+                    describe={"victim": args.victim, "student_arch": args.student},
+                )
+        data["runs"].append(
+            {
+                "attack": attack,
+                "budget": budget,
+                "seed": seed,
+                "fidelity": res["fidelity"],
+                "stolen_accuracy": res["stolen_accuracy"],
+                "queries": res["queries_used"],
+            }
+        )
     for attack in args.attacks:
         pts = []
         for b in args.budgets:
@@ -115,14 +157,27 @@ def _run(args: argparse.Namespace) -> int:
             f = torch.tensor([r["fidelity"] for r in rs], dtype=torch.float64)
             a = torch.tensor([r["stolen_accuracy"] for r in rs], dtype=torch.float64)
             sd = lambda t: float(t.std()) if len(t) > 1 else 0.0  # noqa: E731
-            pts.append({"budget": b, "fidelity_mean": float(f.mean()), "fidelity_std": sd(f),
-                        "stolen_accuracy_mean": float(a.mean()), "stolen_accuracy_std": sd(a), "n": len(rs)})
+            pts.append(
+                {
+                    "budget": b,
+                    "fidelity_mean": float(f.mean()),
+                    "fidelity_std": sd(f),
+                    "stolen_accuracy_mean": float(a.mean()),
+                    "stolen_accuracy_std": sd(a),
+                    "n": len(rs),
+                }
+            )
         data["curves"][attack] = pts
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "budget_curves.json", data)
     png = plot(data, args.out / "budget_curves.png")
     for attack, pts in data["curves"].items():
-        print(f"{ATTACK_NAMES[attack]}: " + ", ".join(f"{p['budget']:,} q {100 * p['fidelity_mean']:.1f} ± {100 * p['fidelity_std']:.1f} %" for p in pts))
+        print(
+            f"{ATTACK_NAMES[attack]}: "
+            + ", ".join(
+                f"{p['budget']:,} q {100 * p['fidelity_mean']:.1f} ± {100 * p['fidelity_std']:.1f} %" for p in pts
+            )
+        )
     print(f"→ {args.out / 'budget_curves.json'}, {png}")
     return 0
 

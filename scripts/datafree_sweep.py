@@ -42,10 +42,15 @@ def parse_options(text: str, cls) -> dict:
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key not in types:
-            raise DivqatError(f"Option {item!r} is not k=v with k a field of {cls.__name__}.", f"Use fields of {cls.__name__}: {', '.join(types)}.")
+            raise DivqatError(
+                f"Option {item!r} is not k=v with k a field of {cls.__name__}.",
+                f"Use fields of {cls.__name__}: {', '.join(types)}.",
+            )
         kind = types[key]
         if kind not in ("int", "float", "str"):
-            raise DivqatError(f"Option {key} ({kind}) cannot be set from the command line here.", "Leave it at its default.")
+            raise DivqatError(
+                f"Option {key} ({kind}) cannot be set from the command line here.", "Leave it at its default."
+            )
         out[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
     return out
 
@@ -56,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attack", choices=sorted(ATTACKS), required=True)
     ap.add_argument("--budget", type=int, required=True)
     ap.add_argument("--base", default="", help="options every set shares (k=v,...)")
-    ap.add_argument("--set", dest="sets", action="append", default=None, help="one setting to compare (k=v,...); repeatable")
+    ap.add_argument(
+        "--set", dest="sets", action="append", default=None, help="one setting to compare (k=v,...); repeatable"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--test-set", default="mnist5k")
     ap.add_argument("--student", default="tinycnn")
@@ -77,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 cfg = cls(budget=args.budget, **{**base, **opts})
             except ValueError as e:
-                raise DivqatError(f"Invalid {args.attack} options {opts or '(base)'}: {e}", "Fix the value named above.") from None
+                raise DivqatError(
+                    f"Invalid {args.attack} options {opts or '(base)'}: {e}", "Fix the value named above."
+                ) from None
             runs = []
             for seed in args.seeds:
                 torch.manual_seed(seed)
@@ -88,20 +97,42 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append({"seed": seed, **evaluator.score(student), "wall_s": round(time.perf_counter() - t0, 1)})
             acc = np.array([r["stolen_accuracy"] for r in runs])
             fid = np.array([r["fidelity"] for r in runs])
-            rows.append({"set": opts, "config": dataclasses.asdict(cfg), "runs": runs,
-                         "stolen_accuracy_mean": float(acc.mean()), "fidelity_mean": float(fid.mean())})
+            rows.append(
+                {
+                    "set": opts,
+                    "config": dataclasses.asdict(cfg),
+                    "runs": runs,
+                    "stolen_accuracy_mean": float(acc.mean()),
+                    "fidelity_mean": float(fid.mean()),
+                }
+            )
             per_seed = " ".join(f"{100 * a:.1f}" for a in acc)
-            print(f"{args.attack} {args.budget:,} q  {','.join(f'{k}={v}' for k, v in opts.items()) or '(base)':40} "
-                  f"stolen acc {100 * acc.mean():5.1f} ± {100 * acc.std(ddof=1) if len(acc) > 1 else 0:4.1f} % (seeds: {per_seed})  "
-                  f"fidelity {100 * fid.mean():5.1f} %", flush=True)
+            print(
+                f"{args.attack} {args.budget:,} q  {','.join(f'{k}={v}' for k, v in opts.items()) or '(base)':40} "
+                f"stolen acc {100 * acc.mean():5.1f} ± {100 * acc.std(ddof=1) if len(acc) > 1 else 0:4.1f} % (seeds: {per_seed})  "
+                f"fidelity {100 * fid.mean():5.1f} %",
+                flush=True,
+            )
     except DivqatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"victim {args.victim}: accuracy {100 * evaluator.victim_accuracy:.1f} % on {len(y)} {args.test_set} test images; "
-          f"base options: {args.base or '(none)'}; seeds {args.seeds}")
+    print(
+        f"victim {args.victim}: accuracy {100 * evaluator.victim_accuracy:.1f} % on {len(y)} {args.test_set} test images; "
+        f"base options: {args.base or '(none)'}; seeds {args.seeds}"
+    )
     if args.out:
-        atomic_write_json(args.out, {"victim": args.victim, "attack": args.attack, "budget": args.budget, "base": args.base,
-                                     "seeds": args.seeds, "victim_accuracy": evaluator.victim_accuracy, "rows": rows})
+        atomic_write_json(
+            args.out,
+            {
+                "victim": args.victim,
+                "attack": args.attack,
+                "budget": args.budget,
+                "base": args.base,
+                "seeds": args.seeds,
+                "victim_accuracy": evaluator.victim_accuracy,
+                "rows": rows,
+            },
+        )
         print(f"-> {args.out}")
     return 0
 

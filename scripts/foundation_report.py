@@ -35,7 +35,9 @@ from divqat_tvm.train.recipes import make_student, train_teacher
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="mnist5k", help="dataset (default: the embedded mnist5k)")
     p.add_argument("--arch", default="tinycnn", help="model architecture (default: tinycnn)")
     p.add_argument("--teacher-epochs", type=int, default=15, help="teacher training epochs")
@@ -63,7 +65,9 @@ def _cached(path: Path, settings: dict[str, Any]):
 
 def _base_meta(info, train) -> dict[str, Any]:
     return {
-        "dataset": info.name, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
+        "dataset": info.name,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
         "normalization": {"mean": list(train.mean), "std": list(train.std)},
     }
 
@@ -84,41 +88,83 @@ def run_seed(a: argparse.Namespace, seed: int, workdir: Path) -> list[dict[str, 
     if cached is None:
         torch.manual_seed(seed)
         teacher = build_model(a.arch, info.input_shape[0], info.num_classes, info.input_shape[1])
-        train_teacher(teacher, train, TrainConfig(epochs=a.teacher_epochs, lr=a.teacher_lr, seed=seed, progress=a.progress), resume_path=str(t_path) + ".resume")
+        train_teacher(
+            teacher,
+            train,
+            TrainConfig(epochs=a.teacher_epochs, lr=a.teacher_lr, seed=seed, progress=a.progress),
+            resume_path=str(t_path) + ".resume",
+        )
         save_checkpoint(t_path, teacher, {**base, "method": "float", "settings": t_settings})
     else:
         teacher = cached[0]
     t_secs = time.perf_counter() - t0
     lt = predict_logits(teacher, x)
-    rows.append({"seed": seed, "model": "teacher (float)", "method": "float", "alpha": None, "accuracy": accuracy(lt, y),
-                 "kl_teacher_student": 0.0, "agreement_with_teacher": 1.0, "ort_agreement": None, "seconds": t_secs})
+    rows.append(
+        {
+            "seed": seed,
+            "model": "teacher (float)",
+            "method": "float",
+            "alpha": None,
+            "accuracy": accuracy(lt, y),
+            "kl_teacher_student": 0.0,
+            "agreement_with_teacher": 1.0,
+            "ort_agreement": None,
+            "seconds": t_secs,
+        }
+    )
 
     variants: list[tuple[str, str, DivQATConfig | None]] = [("ptq", "PTQ", None), ("qat", "QAT", None)]
     cap = a.kl_cap or None
     cap_label = f"κ={a.kl_cap:g}" if cap else "no cap"
-    variants += [("divqat", f"DivQAT α={al:g} {cap_label}", DivQATConfig(alpha=al, kl_cap=cap, kl_direction=a.kl_direction)) for al in a.alphas]
+    variants += [
+        ("divqat", f"DivQAT α={al:g} {cap_label}", DivQATConfig(alpha=al, kl_cap=cap, kl_direction=a.kl_direction))
+        for al in a.alphas
+    ]
     for method, label, div in variants:
-        s_settings = {**t_settings, "method": method, "s_epochs": a.student_epochs, "s_lr": a.student_lr, "divqat": div.to_dict() if div else None}
+        s_settings = {
+            **t_settings,
+            "method": method,
+            "s_epochs": a.student_epochs,
+            "s_lr": a.student_lr,
+            "divqat": div.to_dict() if div else None,
+        }
         tag = method if div is None else f"divqat_a{div.alpha:g}_k{a.kl_cap:g}_{a.kl_direction}"
         s_path = workdir / f"seed{seed}" / f"{tag}.pt"
         cached = _cached(s_path, s_settings)
         t0 = time.perf_counter()
         if cached is None:
             cfg = TrainConfig(epochs=a.student_epochs, lr=a.student_lr, seed=seed, progress=a.progress)
-            student, _hist = make_student(teacher, train, QuantConfig(method=method), cfg, div, resume_path=str(s_path) + ".resume")
-            meta = {**base, "method": method, "alpha": div.alpha if div else None, "kl_cap": div.kl_cap if div else None,
-                    "kl_direction": div.kl_direction if div else None, "settings": s_settings}
+            student, _hist = make_student(
+                teacher, train, QuantConfig(method=method), cfg, div, resume_path=str(s_path) + ".resume"
+            )
+            meta = {
+                **base,
+                "method": method,
+                "alpha": div.alpha if div else None,
+                "kl_cap": div.kl_cap if div else None,
+                "kl_direction": div.kl_direction if div else None,
+                "settings": s_settings,
+            }
             save_checkpoint(s_path, student, meta)
         else:
             student = cached[0]
         secs = time.perf_counter() - t0
         ls = predict_logits(student, x)
         ort = compare_with_ort(student, to_onnx(student, tuple(info.input_shape)), x)
-        rows.append({
-            "seed": seed, "model": label, "method": method, "alpha": div.alpha if div else None,
-            "accuracy": accuracy(ls, y), "kl_teacher_student": mean_kl(lt, ls), "agreement_with_teacher": agreement(lt, ls),
-            "ort_agreement": ort["agreement"], "ort_max_abs_logit_diff": ort["max_abs_logit_diff"], "seconds": secs,
-        })
+        rows.append(
+            {
+                "seed": seed,
+                "model": label,
+                "method": method,
+                "alpha": div.alpha if div else None,
+                "accuracy": accuracy(ls, y),
+                "kl_teacher_student": mean_kl(lt, ls),
+                "agreement_with_teacher": agreement(lt, ls),
+                "ort_agreement": ort["agreement"],
+                "ort_max_abs_logit_diff": ort["max_abs_logit_diff"],
+                "seconds": secs,
+            }
+        )
     return rows
 
 
@@ -139,8 +185,20 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kl, kl_sd = _mean_sd(rs, "kl_teacher_student")
         agr, _ = _mean_sd(rs, "agreement_with_teacher")
         ort, _ = _mean_sd(rs, "ort_agreement")
-        out.append({"model": label, "seeds": len(rs), "accuracy": acc, "accuracy_std": acc_sd, "kl_teacher_student": kl,
-                    "kl_std": kl_sd, "agreement_with_teacher": agr, "ort_agreement_min": min((r["ort_agreement"] for r in rs if r["ort_agreement"] is not None), default=None)})
+        out.append(
+            {
+                "model": label,
+                "seeds": len(rs),
+                "accuracy": acc,
+                "accuracy_std": acc_sd,
+                "kl_teacher_student": kl,
+                "kl_std": kl_sd,
+                "agreement_with_teacher": agr,
+                "ort_agreement_min": min(
+                    (r["ort_agreement"] for r in rs if r["ort_agreement"] is not None), default=None
+                ),
+            }
+        )
     return out
 
 
@@ -157,12 +215,24 @@ def main(argv: list[str] | None = None) -> int:
     qat = next(s for s in summary if s["model"] == "QAT")
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
-        "rows": rows, "summary": summary, "seconds_total": time.perf_counter() - t0,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "rows": rows,
+        "summary": summary,
+        "seconds_total": time.perf_counter() - t0,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     atomic_write_json(a.out, report)
-    table = Table(title=f"{a.arch} on {a.dataset}: int8 students vs the float teacher ({len(a.seeds)} seed(s), test split)")
-    for col in ("model", "accuracy", "Δacc vs QAT", "mean KL(teacher‖student)", "agreement w/ teacher", "ORT agreement"):
+    table = Table(
+        title=f"{a.arch} on {a.dataset}: int8 students vs the float teacher ({len(a.seeds)} seed(s), test split)"
+    )
+    for col in (
+        "model",
+        "accuracy",
+        "Δacc vs QAT",
+        "mean KL(teacher‖student)",
+        "agreement w/ teacher",
+        "ORT agreement",
+    ):
         table.add_column(col, justify="left" if col == "model" else "right")
     sd = len(a.seeds) > 1
     for s in summary:
@@ -174,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     con = Console(soft_wrap=True, width=160)
     con.print(table)
     n_test = len(load_dataset(a.dataset, "test"))
-    con.print(f"KL in nats over {n_test} test images; ORT agreement = onnxruntime QDQ export vs torch fake-quant (worst seed). JSON: {a.out} ({report['seconds_total']:.0f} s)")
+    con.print(
+        f"KL in nats over {n_test} test images; ORT agreement = onnxruntime QDQ export vs torch fake-quant (worst seed). JSON: {a.out} ({report['seconds_total']:.0f} s)"
+    )
     return 0
 
 

@@ -40,9 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     procs = []
     for j in range(a.jobs):
-        procs.append((j, H.run_fuzzer, dict(exe=exe, work_corpus=a.out / "corpus", seed_corpora=[H.CORPUS_DIR],
-                                            runs=a.runs or -1, seed=a.seed + j, max_total_time=int(a.minutes * 60),
-                                            artifacts=a.out / "artifacts")))
+        procs.append(
+            (
+                j,
+                H.run_fuzzer,
+                dict(
+                    exe=exe,
+                    work_corpus=a.out / "corpus",
+                    seed_corpora=[H.CORPUS_DIR],
+                    runs=a.runs or -1,
+                    seed=a.seed + j,
+                    max_total_time=int(a.minutes * 60),
+                    artifacts=a.out / "artifacts",
+                ),
+            )
+        )
     if a.jobs == 1:
         results = [H.run_fuzzer(**procs[0][2])]
     else:
@@ -52,14 +64,23 @@ def main(argv: list[str] | None = None) -> int:
             results = list(pool.map(lambda p: p[1](**p[2]), procs))
     findings = sorted({f for r in results for f in r.findings})
     cov = H.line_coverage(a.out / "cov", [a.out / "corpus", H.CORPUS_DIR])
-    summary = {"inputs": sum(r.inputs for r in results), "jobs": a.jobs, "seconds": round(time.monotonic() - t0, 1),
-               "edges": max(r.coverage_edges for r in results), "features": max(r.features for r in results),
-               "corpus_units": len(list((a.out / "corpus").glob("*"))), "line_coverage_percent": cov,
-               "findings": findings, "sanitizers": H.SANITIZE}
+    summary = {
+        "inputs": sum(r.inputs for r in results),
+        "jobs": a.jobs,
+        "seconds": round(time.monotonic() - t0, 1),
+        "edges": max(r.coverage_edges for r in results),
+        "features": max(r.features for r in results),
+        "corpus_units": len(list((a.out / "corpus").glob("*"))),
+        "line_coverage_percent": cov,
+        "findings": findings,
+        "sanitizers": H.SANITIZE,
+    }
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     if a.merge:
-        subprocess.run([str(exe), "-merge=1", str(H.CORPUS_DIR), str(a.out / "corpus")], check=True, capture_output=True)
+        subprocess.run(
+            [str(exe), "-merge=1", str(H.CORPUS_DIR), str(a.out / "corpus")], check=True, capture_output=True
+        )
         print(f"merged into {H.CORPUS_DIR}: {len(list(H.CORPUS_DIR.glob('*')))} files")
     return 1 if findings else 0
 

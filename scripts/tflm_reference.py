@@ -55,7 +55,10 @@ PINS: dict[str, tuple[str, str]] = {
     "kissfft": ("mborgerding/kissfft", "v130"),
 }
 #: the commits of the tags above (a clone checked out at the tag reports the commit)
-TAG_COMMITS = {"v25.9.23": "187240970746d00bbd26b0f5873ed54d2477f9f3", "v130": "918336beac80868ad3011cb283063bb224e3e5da"}
+TAG_COMMITS = {
+    "v25.9.23": "187240970746d00bbd26b0f5873ed54d2477f9f3",
+    "v130": "918336beac80868ad3011cb283063bb224e3e5da",
+}
 PIN_FILE = ".divqat-pin"  # written by --from-mirror: the commit a tree was extracted at
 
 #: core -> QEMU board (targets/boards/<board>.json gives memory, UART and clock)
@@ -66,13 +69,27 @@ DEFAULT_SRC = Path(os.environ["DIVQAT_TFLM_SRC"]) if os.environ.get("DIVQAT_TFLM
 STACK_BYTES = 16 * 1024
 
 #: BUILTIN_OPERATOR name -> MicroMutableOpResolver method where the CamelCase rule does not give it
-RESOLVER_METHOD = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "AVERAGE_POOL_2D": "AddAveragePool2D",
-                   "MAX_POOL_2D": "AddMaxPool2D", "L2_POOL_2D": "AddL2Pool2D", "TRANSPOSE_CONV": "AddTransposeConv",
-                   "BATCH_MATMUL": "AddBatchMatMul", "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
-                   "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "RELU6": "AddRelu6", "PRELU": "AddPrelu",
-                   "SVDF": "AddSvdf", "ADD_N": "AddAddN", "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin",
-                   "SELECT_V2": "AddSelectV2", "PADV2": "AddPadV2", "REVERSE_V2": "AddReverseV2",
-                   "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM"}
+RESOLVER_METHOD = {
+    "CONV_2D": "AddConv2D",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "L2_POOL_2D": "AddL2Pool2D",
+    "TRANSPOSE_CONV": "AddTransposeConv",
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
+    "RELU6": "AddRelu6",
+    "PRELU": "AddPrelu",
+    "SVDF": "AddSvdf",
+    "ADD_N": "AddAddN",
+    "REDUCE_MAX": "AddReduceMax",
+    "REDUCE_MIN": "AddReduceMin",
+    "SELECT_V2": "AddSelectV2",
+    "PADV2": "AddPadV2",
+    "REVERSE_V2": "AddReverseV2",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+}
 
 
 class UsageError(Exception):
@@ -102,8 +119,15 @@ def instructions_per_tick(clock_hz: float) -> float:
 
 def parse_firmware_output(text: str) -> dict[str, Any]:
     """The harness's UART lines (ARENA, TOTAL, OUTPUT, OP, PROFILED_TOTAL, DONE, ERROR) as a dict."""
-    res: dict[str, Any] = {"totals": [], "ops": [], "output": None, "arena": None, "profiled_total": None,
-                           "done": False, "error": None}
+    res: dict[str, Any] = {
+        "totals": [],
+        "ops": [],
+        "output": None,
+        "arena": None,
+        "profiled_total": None,
+        "done": False,
+        "error": None,
+    }
     for line in text.splitlines():
         f = line.split()
         if not f:
@@ -157,9 +181,11 @@ def check_sources(src: Path) -> dict[str, dict[str, Any]]:
     """Each tree's pin and whether it matches; UsageError (one line, how to get them) when any is missing."""
     miss = missing_sources(src) if src.is_dir() else list(PINS)
     if miss:
-        raise UsageError(f"TFLM sources not found in {src} (missing: {', '.join(miss)}); check out the pinned trees "
-                         f"there (--print-pins lists repositories and commits) or extract them from local git clones "
-                         f"with --from-mirror ROOT")
+        raise UsageError(
+            f"TFLM sources not found in {src} (missing: {', '.join(miss)}); check out the pinned trees "
+            f"there (--print-pins lists repositories and commits) or extract them from local git clones "
+            f"with --from-mirror ROOT"
+        )
     out = {}
     for name, (repo, want) in PINS.items():
         have = pin_of(src / name)
@@ -169,8 +195,13 @@ def check_sources(src: Path) -> dict[str, dict[str, Any]]:
 
 def _git_dir(root: Path, repo: str) -> Path | None:
     owner, name = repo.split("/")
-    for cand in (root / f"{owner}+{name}" / "repo", root / f"{owner}+{name}", root / name / ".git", root / name,
-                 root / f"{name}.git"):
+    for cand in (
+        root / f"{owner}+{name}" / "repo",
+        root / f"{owner}+{name}",
+        root / name / ".git",
+        root / name,
+        root / f"{name}.git",
+    ):
         if cand.is_dir() and (cand / "objects").is_dir() and (cand / "HEAD").is_file():
             return cand
     return None
@@ -184,18 +215,28 @@ def extract_from_mirror(root: Path, src: Path) -> None:
             continue
         gd = _git_dir(root, repo)
         if gd is None:
-            raise UsageError(f"no git clone of {repo} under {root} (looked for {repo.replace('/', '+')}/repo, "
-                             f"{repo.split('/')[1]}, {repo.split('/')[1]}.git)")
-        r = subprocess.run(["git", "--git-dir", str(gd), "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
-                           capture_output=True, text=True, check=False)
+            raise UsageError(
+                f"no git clone of {repo} under {root} (looked for {repo.replace('/', '+')}/repo, "
+                f"{repo.split('/')[1]}, {repo.split('/')[1]}.git)"
+            )
+        r = subprocess.run(
+            ["git", "--git-dir", str(gd), "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if r.returncode != 0:
             raise UsageError(f"{gd} has no commit {ref} of {repo}: update that clone")
         commit = r.stdout.strip()
         tmp = src / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        arch = subprocess.Popen(["git", "--git-dir", str(gd), "archive", "--format=tar", commit], stdout=subprocess.PIPE)
-        tar = subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=arch.stdout, capture_output=True, text=True, check=False)
+        arch = subprocess.Popen(
+            ["git", "--git-dir", str(gd), "archive", "--format=tar", commit], stdout=subprocess.PIPE
+        )
+        tar = subprocess.run(
+            ["tar", "-x", "-C", str(tmp)], stdin=arch.stdout, capture_output=True, text=True, check=False
+        )
         arch.wait()
         if arch.returncode or tar.returncode:
             raise RunError(f"extracting {repo}@{commit[:12]} from {gd} failed: {tar.stderr.strip()[:200]}")
@@ -206,8 +247,13 @@ def extract_from_mirror(root: Path, src: Path) -> None:
 
 def _apply_patch(tree: Path, patch: Path, log: Path) -> None:
     with log.open("a") as lf:
-        r = subprocess.run(["git", "apply", "--ignore-space-change", "--ignore-whitespace", str(patch)], cwd=tree,
-                           stdout=lf, stderr=subprocess.STDOUT, check=False)
+        r = subprocess.run(
+            ["git", "apply", "--ignore-space-change", "--ignore-whitespace", str(patch)],
+            cwd=tree,
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     if r.returncode:
         raise RunError(f"applying {patch.name} to {tree} failed (log: {log})")
 
@@ -248,8 +294,13 @@ def prepare_workspace(src: Path, cache: Path) -> Path:
 
 def make_args(core: str, kernels: str, gcc_root: str, core_opt: str | None = None) -> list[str]:
     """TFLM Makefile variables; core_opt overrides TFLM's core optimisation level (-Os) in a gen tree of its own."""
-    a = ["TARGET=cortex_m_generic", f"TARGET_ARCH={core}", "BUILD_TYPE=release", "TOOLCHAIN=gcc",
-         f"TARGET_TOOLCHAIN_ROOT={gcc_root}"]
+    a = [
+        "TARGET=cortex_m_generic",
+        f"TARGET_ARCH={core}",
+        "BUILD_TYPE=release",
+        "TOOLCHAIN=gcc",
+        f"TARGET_TOOLCHAIN_ROOT={gcc_root}",
+    ]
     if kernels == "cmsis_nn":
         a.append("OPTIMIZED_KERNEL_DIR=cmsis_nn")
     if core_opt:
@@ -270,8 +321,14 @@ def make_env(cache: Path) -> dict[str, str]:
 
 
 def make_vars(tflm: Path, args: list[str], names: list[str], env: dict[str, str]) -> dict[str, str]:
-    r = subprocess.run(["make", "-s", "-f", "tensorflow/lite/micro/tools/make/Makefile", *args,
-                        *[f"print-{n}" for n in names]], cwd=tflm, capture_output=True, text=True, env=env, check=False)
+    r = subprocess.run(
+        ["make", "-s", "-f", "tensorflow/lite/micro/tools/make/Makefile", *args, *[f"print-{n}" for n in names]],
+        cwd=tflm,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if r.returncode:
         raise RunError(f"TFLM Makefile failed to parse: {(r.stderr.strip().splitlines() or ['?'])[-1][:300]}")
     out = {}
@@ -301,17 +358,38 @@ def needed_kernel_sources(tflm: Path, sources: list[str], ops: list[str]) -> lis
     return keep
 
 
-def build_library(tflm: Path, core: str, kernels: str, gcc_root: str, jobs: int, log: Path, env: dict[str, str],
-                  ops: list[str], full: bool, core_opt: str | None = None) -> dict[str, Any]:
+def build_library(
+    tflm: Path,
+    core: str,
+    kernels: str,
+    gcc_root: str,
+    jobs: int,
+    log: Path,
+    env: dict[str, str],
+    ops: list[str],
+    full: bool,
+    core_opt: str | None = None,
+) -> dict[str, Any]:
     """Compile TFLM with its own Makefile rules and flags (nice -n 10) into a static library for this model.
 
     full: TFLM's whole `microlite` library (315 objects, ~45 min at -j1 on a busy machine). Otherwise only the
     objects this model can use: TFLM's core, its kernel helpers, the files of the model's operators, and
     CMSIS-NN (each compiled by the same Makefile rule, so with the same flags), archived here."""
     args = make_args(core, kernels, gcc_root, core_opt)
-    names = ["MICROLITE_LIB_PATH", "CXXFLAGS", "CCFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL", "GENDIR",
-             "MICROLITE_LIB_OBJS", "MICROLITE_KERNEL_OBJS", "MICROLITE_THIRD_PARTY_KERNEL_OBJS",
-             "MICROLITE_THIRD_PARTY_OBJS", "KERNEL_OBJDIR", "MICROLITE_CC_KERNEL_SRCS"]
+    names = [
+        "MICROLITE_LIB_PATH",
+        "CXXFLAGS",
+        "CCFLAGS",
+        "INCLUDES",
+        "CORE_OPTIMIZATION_LEVEL",
+        "GENDIR",
+        "MICROLITE_LIB_OBJS",
+        "MICROLITE_KERNEL_OBJS",
+        "MICROLITE_THIRD_PARTY_KERNEL_OBJS",
+        "MICROLITE_THIRD_PARTY_OBJS",
+        "KERNEL_OBJDIR",
+        "MICROLITE_CC_KERNEL_SRCS",
+    ]
     v = make_vars(tflm, args, names, env)
     t0 = time.perf_counter()
     if full:
@@ -323,23 +401,54 @@ def build_library(tflm: Path, core: str, kernels: str, gcc_root: str, jobs: int,
         kdir = v["KERNEL_OBJDIR"]
         kobjs = v["MICROLITE_KERNEL_OBJS"].split()
         ksrc = {re.sub(r"\.(cc|c|S)$", ".o", s): s for s in v["MICROLITE_CC_KERNEL_SRCS"].split()}
-        keep_src = set(needed_kernel_sources(tflm, [ksrc.get(o[len(kdir):], o) for o in kobjs], ops))
-        kobjs = [o for o in kobjs if ksrc.get(o[len(kdir):], o) in keep_src]
-        objs = [*v["MICROLITE_LIB_OBJS"].split(), *kobjs, *v["MICROLITE_THIRD_PARTY_KERNEL_OBJS"].split(),
-                *v["MICROLITE_THIRD_PARTY_OBJS"].split()]
+        keep_src = set(needed_kernel_sources(tflm, [ksrc.get(o[len(kdir) :], o) for o in kobjs], ops))
+        kobjs = [o for o in kobjs if ksrc.get(o[len(kdir) :], o) in keep_src]
+        objs = [
+            *v["MICROLITE_LIB_OBJS"].split(),
+            *kobjs,
+            *v["MICROLITE_THIRD_PARTY_KERNEL_OBJS"].split(),
+            *v["MICROLITE_THIRD_PARTY_OBJS"].split(),
+        ]
         targets = objs
     with log.open("w") as lf:
-        r = subprocess.run(["nice", "-n", "10", "make", f"-j{jobs}", "-f", "tensorflow/lite/micro/tools/make/Makefile",
-                            *args, *targets], cwd=tflm, stdout=lf, stderr=subprocess.STDOUT, env=env, check=False)
+        r = subprocess.run(
+            [
+                "nice",
+                "-n",
+                "10",
+                "make",
+                f"-j{jobs}",
+                "-f",
+                "tensorflow/lite/micro/tools/make/Makefile",
+                *args,
+                *targets,
+            ],
+            cwd=tflm,
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+        )
         if r.returncode == 0 and not full:
             lib.parent.mkdir(parents=True, exist_ok=True)
             lib.unlink(missing_ok=True)
-            r = subprocess.run([gcc_root + "arm-none-eabi-ar", "rcs", str(lib), *objs], cwd=tflm, stdout=lf,
-                               stderr=subprocess.STDOUT, check=False)
+            r = subprocess.run(
+                [gcc_root + "arm-none-eabi-ar", "rcs", str(lib), *objs],
+                cwd=tflm,
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
     if r.returncode or not lib.is_file():
         raise RunError(f"building TFLM ({core}, {kernels}) failed: see {log}")
-    return {"lib": lib, "vars": {k: v[k] for k in ("CXXFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL")}, "make_args": args,
-            "seconds": time.perf_counter() - t0, "objects": len(objs) if objs else None, "full_library": full}
+    return {
+        "lib": lib,
+        "vars": {k: v[k] for k in ("CXXFLAGS", "INCLUDES", "CORE_OPTIMIZATION_LEVEL")},
+        "make_args": args,
+        "seconds": time.perf_counter() - t0,
+        "objects": len(objs) if objs else None,
+        "full_library": full,
+    }
 
 
 def model_ops(model_path: Path) -> list[dict[str, Any]]:
@@ -363,13 +472,19 @@ def write_model_header(path: Path, model: bytes, op_names: list[str]) -> None:
     bad = [o for o in uniq if o.startswith(("CUSTOM:", "BUILTIN_"))]
     if bad:
         raise UsageError(f"the model uses operators the harness cannot register: {', '.join(bad)}")
-    lines = ["/* generated by scripts/tflm_reference.py */", "#pragma once", "#include <stdint.h>",
-             f"#define TFLM_MODEL_LEN {len(model)}u", f"#define TFLM_NUM_OPS_RESOLVER {len(uniq)}",
-             "#define TFLM_REGISTER_OPS(r) do { " + " ".join(
-                 f"if ((r).{resolver_method(o)}() != kTfLiteOk) fail(\"register {o}\");" for o in uniq) + " } while (0)",
-             "alignas(16) static const uint8_t TFLM_MODEL_DATA[TFLM_MODEL_LEN] = {"]
+    lines = [
+        "/* generated by scripts/tflm_reference.py */",
+        "#pragma once",
+        "#include <stdint.h>",
+        f"#define TFLM_MODEL_LEN {len(model)}u",
+        f"#define TFLM_NUM_OPS_RESOLVER {len(uniq)}",
+        "#define TFLM_REGISTER_OPS(r) do { "
+        + " ".join(f'if ((r).{resolver_method(o)}() != kTfLiteOk) fail("register {o}");' for o in uniq)
+        + " } while (0)",
+        "alignas(16) static const uint8_t TFLM_MODEL_DATA[TFLM_MODEL_LEN] = {",
+    ]
     for i in range(0, len(model), 24):
-        lines.append(",".join(str(b) for b in model[i:i + 24]) + ",")
+        lines.append(",".join(str(b) for b in model[i : i + 24]) + ",")
     lines.append("};")
     path.write_text("\n".join(lines) + "\n")
 
@@ -382,16 +497,30 @@ def arch_flags(flags: list[str]) -> list[str]:
     return [f for f in flags if f.startswith(("-mcpu=", "-mfpu=", "-mfloat-abi=", "-mthumb", "-mlittle-endian"))]
 
 
-def build_firmware(tflm: Path, lib: dict[str, Any], model_path: Path, ops: list[dict[str, Any]], board: str,
-                   out: Path, runs: int, arena_bytes: int, gcc_root: str) -> Path:
+def build_firmware(
+    tflm: Path,
+    lib: dict[str, Any],
+    model_path: Path,
+    ops: list[dict[str, Any]],
+    board: str,
+    out: Path,
+    runs: int,
+    arena_bytes: int,
+    gcc_root: str,
+) -> Path:
     b = board_info(board)
     out.mkdir(parents=True, exist_ok=True)
     write_model_header(out / "tflm_model.h", model_path.read_bytes(), [o["op"] for o in ops])
     mem = b["memory"]
     ld = (HARNESS / "link.ld.in").read_text()
-    for k, val in {"FLASH_ORIGIN": mem["flash"]["origin"], "FLASH_LENGTH": mem["flash"]["length"],
-                   "RAM_ORIGIN": mem["ram"]["origin"], "RAM_LENGTH": mem["ram"]["length"], "STACK_BYTES": STACK_BYTES,
-                   "NAMES": "values"}.items():
+    for k, val in {
+        "FLASH_ORIGIN": mem["flash"]["origin"],
+        "FLASH_LENGTH": mem["flash"]["length"],
+        "RAM_ORIGIN": mem["ram"]["origin"],
+        "RAM_LENGTH": mem["ram"]["length"],
+        "STACK_BYTES": STACK_BYTES,
+        "NAMES": "values",
+    }.items():
         ld = ld.replace(f"@{k}@", str(val))
     (out / "link.ld").write_text(ld)
     v = lib["vars"]
@@ -401,12 +530,36 @@ def build_firmware(tflm: Path, lib: dict[str, Any], model_path: Path, ops: list[
     defs = [f"-DTFLM_UART_BASE={b['uart']['base']}u", f"-DTFLM_RUNS={runs}", f"-DTFLM_ARENA_BYTES={arena_bytes}"]
     log = out / "build.log"
     cmds = [
-        [cxx, *cxxflags, v["CORE_OPTIMIZATION_LEVEL"], *includes, f"-I{out}", *defs,
-         "-Wno-unused-function", "-c", str(HARNESS / "main.cc"), "-o", str(out / "main.o")],
+        [
+            cxx,
+            *cxxflags,
+            v["CORE_OPTIMIZATION_LEVEL"],
+            *includes,
+            f"-I{out}",
+            *defs,
+            "-Wno-unused-function",
+            "-c",
+            str(HARNESS / "main.cc"),
+            "-o",
+            str(out / "main.o"),
+        ],
         [cc, *arch, "-O2", "-ffunction-sections", "-c", str(HARNESS / "startup.c"), "-o", str(out / "startup.o")],
-        [cxx, *arch, "-nostartfiles", "--specs=nano.specs", "-T", str(out / "link.ld"), "-Wl,--gc-sections",
-         f"-Wl,-Map={out / 'firmware.map'}", str(out / "main.o"), str(out / "startup.o"), str(lib["lib"]), "-lm",
-         "-o", str(out / "firmware.elf")],
+        [
+            cxx,
+            *arch,
+            "-nostartfiles",
+            "--specs=nano.specs",
+            "-T",
+            str(out / "link.ld"),
+            "-Wl,--gc-sections",
+            f"-Wl,-Map={out / 'firmware.map'}",
+            str(out / "main.o"),
+            str(out / "startup.o"),
+            str(lib["lib"]),
+            "-lm",
+            "-o",
+            str(out / "firmware.elf"),
+        ],
     ]
     with log.open("w") as lf:
         for c in cmds:
@@ -430,8 +583,23 @@ def section_sizes(elf: Path, gcc_root: str) -> dict[str, int]:
 
 def run_qemu(elf: Path, board: str, timeout: float) -> tuple[int, str]:
     machine = board_info(board)["qemu"]["machine"]
-    cmd = ["qemu-system-arm", "-M", machine, "-kernel", str(elf), "-display", "none", "-monitor", "none",
-           "-serial", "stdio", "-icount", "shift=0,align=off,sleep=off", "-semihosting-config", "enable=on,target=native"]
+    cmd = [
+        "qemu-system-arm",
+        "-M",
+        machine,
+        "-kernel",
+        str(elf),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-icount",
+        "shift=0,align=off,sleep=off",
+        "-semihosting-config",
+        "enable=on,target=native",
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as e:
@@ -439,46 +607,92 @@ def run_qemu(elf: Path, board: str, timeout: float) -> tuple[int, str]:
     return r.returncode, r.stdout + r.stderr
 
 
-def measure(tflm: Path, lib: dict[str, Any], model_path: Path, ops: list[dict[str, Any]], core: str, kernels: str,
-            out: Path, runs: int, arena_bytes: int, gcc_root: str, timeout: float) -> dict[str, Any]:
+def measure(
+    tflm: Path,
+    lib: dict[str, Any],
+    model_path: Path,
+    ops: list[dict[str, Any]],
+    core: str,
+    kernels: str,
+    out: Path,
+    runs: int,
+    arena_bytes: int,
+    gcc_root: str,
+    timeout: float,
+) -> dict[str, Any]:
     board = CORE_BOARD[core]
     elf = build_firmware(tflm, lib, model_path, ops, board, out, runs, arena_bytes, gcc_root)
     rc, text = run_qemu(elf, board, timeout)
     (out / "qemu.log").write_text(text)
     res = parse_firmware_output(text)
     if rc != 0 or not res["done"]:
-        raise RunError(f"firmware on {board} failed (exit {rc}{', ' + res['error'] if res['error'] else ''}): see {out / 'qemu.log'}")
+        raise RunError(
+            f"firmware on {board} failed (exit {rc}{', ' + res['error'] if res['error'] else ''}): see {out / 'qemu.log'}"
+        )
     clock = float(board_info(board)["clock_hz"])
     k = instructions_per_tick(clock)
     per_op = []
     for i, tag, ticks in res["ops"]:
         meta = ops[i] if i < len(ops) else {}
-        per_op.append({"index": i, "op": tag, "output_shape": meta.get("output_shape"), "ticks": ticks,
-                       "instructions": round(ticks * k)})
+        per_op.append(
+            {
+                "index": i,
+                "op": tag,
+                "output_shape": meta.get("output_shape"),
+                "ticks": ticks,
+                "instructions": round(ticks * k),
+            }
+        )
     secs = section_sizes(elf, gcc_root)
     totals = res["totals"]
-    return {"core": core, "board": board, "kernels": kernels, "clock_hz": clock, "instructions_per_tick": k,
-            "ticks_per_run": totals, "instructions": round(totals[-1] * k),
-            "instructions_min": round(min(totals) * k), "instructions_max": round(max(totals) * k),
-            "profiled_total_instructions": round(res["profiled_total"] * k) if res["profiled_total"] else None,
-            "per_operator": per_op, "arena_used_bytes": res["arena"], "output": res["output"],
-            "sections_bytes": secs, "make_args": lib["make_args"], "library_objects": lib["objects"],
-            "full_library": lib["full_library"], "elf": str(elf)}
+    return {
+        "core": core,
+        "board": board,
+        "kernels": kernels,
+        "clock_hz": clock,
+        "instructions_per_tick": k,
+        "ticks_per_run": totals,
+        "instructions": round(totals[-1] * k),
+        "instructions_min": round(min(totals) * k),
+        "instructions_max": round(max(totals) * k),
+        "profiled_total_instructions": round(res["profiled_total"] * k) if res["profiled_total"] else None,
+        "per_operator": per_op,
+        "arena_used_bytes": res["arena"],
+        "output": res["output"],
+        "sections_bytes": secs,
+        "make_args": lib["make_args"],
+        "library_objects": lib["objects"],
+        "full_library": lib["full_library"],
+        "elf": str(elf),
+    }
 
 
 # --------------------------------------------------------------------------------------------------- CLI
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = _Parser(prog=PROG, description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(
+        prog=PROG,
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("model", type=Path, nargs="?", help="int8 .tflite model")
     ap.add_argument("--core", nargs="+", default=["cortex-m7"], help=f"one or more of {', '.join(CORE_BOARD)}")
     ap.add_argument("--kernels", choices=[*KERNELS, "both"], default="cmsis_nn")
     ap.add_argument("--reference-kernels", action="store_true", help="TFLM's reference kernels (= --kernels reference)")
-    ap.add_argument("--src", type=Path, default=DEFAULT_SRC,
-                    help=f"folder with the pinned source trees (default $DIVQAT_TFLM_SRC or {DEFAULT_SRC})")
-    ap.add_argument("--from-mirror", type=Path, metavar="ROOT", help="extract the pinned trees into --src from git clones under ROOT")
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=DEFAULT_SRC,
+        help=f"folder with the pinned source trees (default $DIVQAT_TFLM_SRC or {DEFAULT_SRC})",
+    )
+    ap.add_argument(
+        "--from-mirror",
+        type=Path,
+        metavar="ROOT",
+        help="extract the pinned trees into --src from git clones under ROOT",
+    )
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"build cache (default {DEFAULT_CACHE})")
     ap.add_argument("--out", type=Path, help="firmware folder (default CACHE/fw/<model>)")
     ap.add_argument("--json", type=Path, help="write the figures here (default: print them)")
@@ -486,11 +700,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--arena-kb", type=int, default=256)
     ap.add_argument("--jobs", type=int, default=1, help="make -j (the build runs under nice -n 10)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per QEMU run")
-    ap.add_argument("--full-library", action="store_true",
-                    help="build TFLM's whole microlite library, not only the objects this model can use (slow)")
-    ap.add_argument("--core-opt", choices=["-Os", "-O2", "-O3"], default=None,
-                    help="override TFLM's core (interpreter) optimisation level, e.g. --core-opt=-O2; default: the Makefile's -Os")
-    ap.add_argument("--print-pins", action="store_true", help="print the repositories and commits --src needs, and exit")
+    ap.add_argument(
+        "--full-library",
+        action="store_true",
+        help="build TFLM's whole microlite library, not only the objects this model can use (slow)",
+    )
+    ap.add_argument(
+        "--core-opt",
+        choices=["-Os", "-O2", "-O3"],
+        default=None,
+        help="override TFLM's core (interpreter) optimisation level, e.g. --core-opt=-O2; default: the Makefile's -Os",
+    )
+    ap.add_argument(
+        "--print-pins", action="store_true", help="print the repositories and commits --src needs, and exit"
+    )
     a = ap.parse_args(argv)
     if a.print_pins:
         return a
@@ -519,13 +742,20 @@ def tools() -> str:
     """The folder holding arm-none-eabi-gcc (with a trailing slash); UsageError when a tool is missing."""
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
-        raise UsageError("arm-none-eabi-gcc not found on PATH: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+        raise UsageError(
+            "arm-none-eabi-gcc not found on PATH: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+        )
     for t in ("make", "qemu-system-arm"):
         if shutil.which(t) is None:
             raise UsageError(f"{t} not found on PATH")
     root = str(Path(gcc).parent) + "/"
-    r = subprocess.run([root + "arm-none-eabi-g++", "-x", "c++", "-mthumb", "-mcpu=cortex-m4", "-fsyntax-only", "-"],
-                       input="#include <cstdarg>\n", capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [root + "arm-none-eabi-g++", "-x", "c++", "-mthumb", "-mcpu=cortex-m4", "-fsyntax-only", "-"],
+        input="#include <cstdarg>\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if r.returncode:
         raise UsageError("arm-none-eabi-g++ has no C++ headers: apt-get install libstdc++-arm-none-eabi-newlib")
     return root
@@ -547,11 +777,17 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     tflm = prepare_workspace(a.src, a.cache)
     env = make_env(a.cache)
     if subprocess.run([sys.executable, "-c", "import numpy, PIL"], capture_output=True, check=False).returncode:
-        raise UsageError(f"TFLM's Makefile runs python3 with numpy and Pillow while parsing: install them for {sys.executable}")
+        raise UsageError(
+            f"TFLM's Makefile runs python3 with numpy and Pillow while parsing: install them for {sys.executable}"
+        )
     ops = model_ops(a.model)
     kernels = list(KERNELS) if a.kernels == "both" else [a.kernels]
-    gcc_v = subprocess.run([gcc_root + "arm-none-eabi-gcc", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
-    qemu_v = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
+    gcc_v = subprocess.run(
+        [gcc_root + "arm-none-eabi-gcc", "--version"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[0]
+    qemu_v = subprocess.run(
+        ["qemu-system-arm", "--version"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[0]
     results = []
     out_root = a.out or a.cache / "fw" / (a.model.stem + (f"-core{a.core_opt.lstrip('-')}" if a.core_opt else ""))
     for core in a.core:
@@ -559,18 +795,49 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             print(f"{PROG}: building TFLM for {core} ({k}) ...", file=sys.stderr)
             logs = a.cache / "logs"
             logs.mkdir(exist_ok=True)
-            lib = build_library(tflm, core, k, gcc_root, a.jobs, logs / f"make-{core}-{k}.log", env,
-                                sorted({o["op"] for o in ops}), a.full_library, a.core_opt)
-            r = measure(tflm, lib, a.model, ops, core, k, out_root / f"{core}-{k}", a.runs, a.arena_kb * 1024,
-                        gcc_root, a.timeout)
-            print(f"{PROG}: {a.model.name} {core} ({r['board']}) {k}: {r['instructions']:,} instructions per inference",
-                  file=sys.stderr)
+            lib = build_library(
+                tflm,
+                core,
+                k,
+                gcc_root,
+                a.jobs,
+                logs / f"make-{core}-{k}.log",
+                env,
+                sorted({o["op"] for o in ops}),
+                a.full_library,
+                a.core_opt,
+            )
+            r = measure(
+                tflm,
+                lib,
+                a.model,
+                ops,
+                core,
+                k,
+                out_root / f"{core}-{k}",
+                a.runs,
+                a.arena_kb * 1024,
+                gcc_root,
+                a.timeout,
+            )
+            print(
+                f"{PROG}: {a.model.name} {core} ({r['board']}) {k}: {r['instructions']:,} instructions per inference",
+                file=sys.stderr,
+            )
             results.append(r)
-    return {"tool": "scripts/tflm_reference.py", "model": str(a.model), "model_name": a.model.name,
-            "model_sha256": hashlib.sha256(a.model.read_bytes()).hexdigest(), "operators": ops,
-            "input": "LCG x=12345, x=x*1664525+1013904223 mod 2^32, byte=(x>>24)-128, rewritten before each run",
-            "counting": "SysTick ticks under qemu -icount shift=0 x 1e9/clock_hz (instructions, emulated)",
-            "pins": pins, "toolchain": gcc_v, "qemu": qemu_v, "results": results}
+    return {
+        "tool": "scripts/tflm_reference.py",
+        "model": str(a.model),
+        "model_name": a.model.name,
+        "model_sha256": hashlib.sha256(a.model.read_bytes()).hexdigest(),
+        "operators": ops,
+        "input": "LCG x=12345, x=x*1664525+1013904223 mod 2^32, byte=(x>>24)-128, rewritten before each run",
+        "counting": "SysTick ticks under qemu -icount shift=0 x 1e9/clock_hz (instructions, emulated)",
+        "pins": pins,
+        "toolchain": gcc_v,
+        "qemu": qemu_v,
+        "results": results,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,9 +27,11 @@ def main() -> None:
     for b in a.boards:
         row = compare_counts(build_firmware(a.build_dir, b))
         rows.append(row)
-        print(f"{b:12s} clock {row['clock_hz'] / 1e6:g} MHz: exact {row['exact_instructions']} instructions, "
-              f"{row['ticks']} ticks x {row['instructions_per_tick']:g} = {row['estimated_instructions']:.0f} "
-              f"(difference {row['difference']:+.0f}; includes the timer reads)")
+        print(
+            f"{b:12s} clock {row['clock_hz'] / 1e6:g} MHz: exact {row['exact_instructions']} instructions, "
+            f"{row['ticks']} ticks x {row['instructions_per_tick']:g} = {row['estimated_instructions']:.0f} "
+            f"(difference {row['difference']:+.0f}; includes the timer reads)"
+        )
     atomic_write_json(a.out, {"rows": rows})
 
 

@@ -31,8 +31,10 @@ def probe(spec: str, eps_list: list[float], images: int, dirs: int, seed: int) -
     """One row per ε for the victim `spec` (see the module docstring)."""
     norm = victim_meta(spec).get("normalization")
     if not norm:
-        raise DivqatError(f"{spec} records no input normalisation, so its valid pixel range is unknown.",
-                          "Use a checkpoint or build made by divqat-tvm (their metadata carries it).")
+        raise DivqatError(
+            f"{spec} records no input normalisation, so its valid pixel range is unknown.",
+            "Use a checkpoint or build made by divqat-tvm (their metadata carries it).",
+        )
     bounds = pixel_range(norm)
     with open_oracle(spec) as oracle:
         shape = tuple(oracle.input_shape)
@@ -45,9 +47,15 @@ def probe(spec: str, eps_list: list[float], images: int, dirs: int, seed: int) -
         for eps in eps_list:
             moved = oracle.query(clip((x_pre[:, None] + eps * u).reshape(-1, *shape)).numpy()).reshape(images, dirs, -1)
             dlogp = np.abs(np.log(np.maximum(moved, np.exp(LOG_P_MIN))) - base[:, None]).sum(axis=2)
-            rows.append({"victim": spec, "eps": eps, "changed_fraction": float((dlogp > 0).mean()),
-                         "mean_abs_dlogp_per_eps": float(dlogp.mean() / eps),
-                         "pixel_move_in_input_levels": pixel_move_in_levels(eps, shape, norm["std"])})
+            rows.append(
+                {
+                    "victim": spec,
+                    "eps": eps,
+                    "changed_fraction": float((dlogp > 0).mean()),
+                    "mean_abs_dlogp_per_eps": float(dlogp.mean() / eps),
+                    "pixel_move_in_input_levels": pixel_move_in_levels(eps, shape, norm["std"]),
+                }
+            )
     return rows
 
 
@@ -69,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.images} images x {args.dirs} unit directions each")
     print(f"{'victim':40} {'eps':>8} {'answers changed':>16} {'mean |dlog p|/eps':>18} {'pixel move (levels)':>20}")
     for r in rows:
-        print(f"{r['victim']:40} {r['eps']:>8g} {100 * r['changed_fraction']:>15.1f}% {r['mean_abs_dlogp_per_eps']:>18.4g} "
-              f"{r['pixel_move_in_input_levels']:>20.3g}")
+        print(
+            f"{r['victim']:40} {r['eps']:>8g} {100 * r['changed_fraction']:>15.1f}% {r['mean_abs_dlogp_per_eps']:>18.4g} "
+            f"{r['pixel_move_in_input_levels']:>20.3g}"
+        )
     if args.out:
         atomic_write_json(args.out, {"images": args.images, "dirs": args.dirs, "seed": args.seed, "rows": rows})
         print(f"-> {args.out}")

@@ -36,8 +36,15 @@ def test_non_utf8_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "UTF-8" in _one_line_error(capsys, ["experiment", str(cfg), "--out", str(tmp_path / "run")])
 
 
-@pytest.mark.parametrize(("code", "fix"), [(errno.EACCES, "permissions"), (errno.EROFS, "read-only"),
-                                           (errno.ENOSPC, "disk is full"), (errno.ENOTDIR, "directory is expected")])
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.EACCES, "permissions"),
+        (errno.EROFS, "read-only"),
+        (errno.ENOSPC, "disk is full"),
+        (errno.ENOTDIR, "directory is expected"),
+    ],
+)
 def test_file_system_refusals_name_the_fix(code: int, fix: str) -> None:
     """Root (as CI runs) writes through permission bits, so each refusal is checked through its errno."""
     msg = _os_problem(OSError(code, os.strerror(code), "/runs/x"))

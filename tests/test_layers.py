@@ -90,7 +90,11 @@ def _layer(module: str) -> str:
 
 
 def test_every_subpackage_has_a_layer() -> None:
-    tops = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    tops = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if p.suffix == ".py" or (p / "__init__.py").exists()
+    }
     tops.discard("__init__")
     assert tops - set(RANK) == set(), "add the new sub-package to LAYERS here and to docs/architecture.md"
 
@@ -119,7 +123,7 @@ def test_no_import_circle() -> None:
         stack.append(m)
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d)
         stack.pop()

@@ -33,8 +33,13 @@ def _run(tmp_path: Path, opt_out: bool) -> str:
     env = {k: v for k, v in os.environ.items() if k != "DIVQAT_ALLOW_MISSING_TOOLS"}
     if opt_out:
         env["DIVQAT_ALLOW_MISSING_TOOLS"] = "1"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return proc.stdout
 
 

@@ -15,8 +15,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 KWS = ROOT.parent / "shared" / "models" / "kws_ref_model.tflite"
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulator,
-              pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm", needs_files=(KWS,))]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.emulator,
+    pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm", needs_files=(KWS,)),
+]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -29,22 +32,35 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIVQAT_")}
     env["COLUMNS"] = "200"
     wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
-         tmp_path, env)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        tmp_path,
+        env,
+    )
     (wheel,) = wheels.glob("divqat_tvm-*.whl")
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, env)
     py = venv / "bin" / "python"
-    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip())
+    site = Path(
+        _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip()
+    )
     # the dependencies (torch, TVM, ...) come from this environment's site-packages, appended after the venv's own
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)], tmp_path, env)
 
     work = tmp_path / "work"
     work.mkdir()
-    where = _run([str(py), "-c", "import divqat_tvm, divqat_tvm.resources as r; print(divqat_tvm.__file__); "
-                  "print(r.data_dir('firmware')); print(r.data_dir('targets'))"], work, env).split()
+    where = _run(
+        [
+            str(py),
+            "-c",
+            "import divqat_tvm, divqat_tvm.resources as r; print(divqat_tvm.__file__); "
+            "print(r.data_dir('firmware')); print(r.data_dir('targets'))",
+        ],
+        work,
+        env,
+    ).split()
     assert all(p.startswith(str(venv)) for p in where), where  # the wheel's package and data, not the repository's
 
     cli = str(venv / "bin" / "divqat-tvm")

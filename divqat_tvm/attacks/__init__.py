@@ -15,6 +15,14 @@ from divqat_tvm.attacks.runner import ATTACKS, replay_log, run_attack
 from divqat_tvm.attacks.training import FitConfig
 
 __all__ = [
-    "ATTACKS", "DFMEConfig", "Evaluator", "FitConfig", "KnockoffConfig", "MAZEConfig", "QueryLog",
-    "QueryLogError", "replay_log", "run_attack",
+    "ATTACKS",
+    "DFMEConfig",
+    "Evaluator",
+    "FitConfig",
+    "KnockoffConfig",
+    "MAZEConfig",
+    "QueryLog",
+    "QueryLogError",
+    "replay_log",
+    "run_attack",
 ]

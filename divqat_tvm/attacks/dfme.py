@@ -57,7 +57,11 @@ class DFMEConfig:
     pixel_high: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        check_config(self, ("batch_size", "epoch_itrs", "g_iter", "d_iter", "grad_m", "nz"), "batch_size·(g_iter·(grad_m+1)+d_iter)")
+        check_config(
+            self,
+            ("batch_size", "epoch_itrs", "g_iter", "d_iter", "grad_m", "nz"),
+            "batch_size·(g_iter·(grad_m+1)+d_iter)",
+        )
         if self.logit_correction not in ("mean", "min", "none"):
             raise ValueError(f"logit_correction must be mean, min or none, but it is {self.logit_correction!r}.")
 
@@ -80,7 +84,9 @@ def unit_directions(n: int, m: int, shape: tuple[int, ...], gen: torch.Generator
     return (u / u.norm(dim=2, keepdim=True)).view(n, m, *shape)
 
 
-def estimate_gradient(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: DFMEConfig, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+def estimate_gradient(
+    oracle, student: nn.Module, x_pre: torch.Tensor, cfg: DFMEConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, float]:
     """Forward-difference estimate of d(−L1)/d x_pre (the generator minimises −L1); one victim call of
     N·(m+1) images. Returns (gradient [N,C,H,W], generator loss at the unperturbed points)."""
     n, shape, m, eps = x_pre.shape[0], tuple(x_pre.shape[1:]), cfg.grad_m, cfg.grad_epsilon
@@ -89,7 +95,9 @@ def estimate_gradient(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: DFME
     student.eval()
     with torch.no_grad():
         u = torch.cat([unit_directions(n, m, shape, gen), torch.zeros(n, 1, *shape)], dim=1)
-        points = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)((x_pre.detach()[:, None] + eps * u).view(-1, *shape))
+        points = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)(
+            (x_pre.detach()[:, None] + eps * u).view(-1, *shape)
+        )
         t = approx_logits(torch.from_numpy(oracle.query(points.numpy())), cfg.logit_correction)
         values = -l1_logits(student(points), t, reduction="none").view(n, m + 1)
         diff = (values[:, :m] - values[:, m:]).view(n, m, *([1] * len(shape)))
@@ -98,7 +106,15 @@ def estimate_gradient(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: DFME
     return grad, float(values[:, m].mean())
 
 
-def run_dfme(oracle, student: nn.Module, cfg: DFMEConfig, seed: int = 0, evaluator=None, progress: Progress = no_progress, eval_every: int = 10) -> dict:
+def run_dfme(
+    oracle,
+    student: nn.Module,
+    cfg: DFMEConfig,
+    seed: int = 0,
+    evaluator=None,
+    progress: Progress = no_progress,
+    eval_every: int = 10,
+) -> dict:
     """Steal `oracle` into `student` (trained in place) with DFME. Uses only oracle.query/queries/
     input_shape/num_classes. Returns attack-specific facts (iterations, cost, last losses)."""
     torch.manual_seed(seed)

@@ -51,8 +51,10 @@ GENERATOR_OUTPUTS = ("tanh", "tanh-range", "clip")
 
 def pixel_range(norm: dict) -> dict:
     """pixel_low/pixel_high: pixel values 0 and 1 after the normalisation {"mean": [...], "std": [...]}."""
-    return {"pixel_low": tuple((0.0 - m) / s for m, s in zip(norm["mean"], norm["std"])),
-            "pixel_high": tuple((1.0 - m) / s for m, s in zip(norm["mean"], norm["std"]))}
+    return {
+        "pixel_low": tuple((0.0 - m) / s for m, s in zip(norm["mean"], norm["std"])),
+        "pixel_high": tuple((1.0 - m) / s for m, s in zip(norm["mean"], norm["std"])),
+    }
 
 
 def pixel_move_in_levels(eps: float, input_shape: tuple[int, ...], std) -> float:
@@ -66,7 +68,9 @@ def check_output(mode: str, low: tuple[float, ...], high: tuple[float, ...]) -> 
     if mode not in GENERATOR_OUTPUTS:
         raise ValueError(f"generator_output must be one of {', '.join(GENERATOR_OUTPUTS)}, but it is {mode!r}.")
     if len(low or ()) != len(high or ()):
-        raise ValueError(f"pixel bounds need one low and one high per channel, got {len(low or ())} and {len(high or ())}.")
+        raise ValueError(
+            f"pixel bounds need one low and one high per channel, got {len(low or ())} and {len(high or ())}."
+        )
 
 
 def check_config(cfg, positive: tuple[str, ...], cost_formula: str) -> None:
@@ -77,7 +81,9 @@ def check_config(cfg, positive: tuple[str, ...], cost_formula: str) -> None:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be at least 1, but it is {getattr(cfg, name)}.")
     if cfg.budget < cfg.cost_per_iteration:
-        raise ValueError(f"budget {cfg.budget} is below the cost of one iteration, {cost_formula} = {cfg.cost_per_iteration}.")
+        raise ValueError(
+            f"budget {cfg.budget} is below the cost of one iteration, {cost_formula} = {cfg.cost_per_iteration}."
+        )
 
 
 def output_map(mode: str, low: tuple[float, ...] = (), high: tuple[float, ...] = ()):

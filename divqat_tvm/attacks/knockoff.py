@@ -106,7 +106,9 @@ def collect_random(oracle, surrogate, cfg: KnockoffConfig, rng: np.random.Genera
     return batches
 
 
-def collect_adaptive(oracle, surrogate, student: nn.Module, cfg: KnockoffConfig, rng: np.random.Generator, progress: Progress):
+def collect_adaptive(
+    oracle, surrogate, student: nn.Module, cfg: KnockoffConfig, rng: np.random.Generator, progress: Progress
+):
     """Adaptive transfer set via the gradient bandit; returns (batches, final class preferences)."""
     labels = surrogate.labels.numpy()
     classes = np.unique(labels)
@@ -150,7 +152,16 @@ def collect_adaptive(oracle, surrogate, student: nn.Module, cfg: KnockoffConfig,
     return batches, h
 
 
-def run_knockoff(oracle, student: nn.Module, surrogate, cfg: KnockoffConfig, seed: int = 0, evaluator=None, progress: Progress = no_progress, eval_every: int = 5) -> dict:
+def run_knockoff(
+    oracle,
+    student: nn.Module,
+    surrogate,
+    cfg: KnockoffConfig,
+    seed: int = 0,
+    evaluator=None,
+    progress: Progress = no_progress,
+    eval_every: int = 5,
+) -> dict:
     """Steal `oracle` into `student` (trained in place). Uses only oracle.query/queries/num_classes.
 
     Returns:

@@ -61,7 +61,11 @@ class MAZEConfig:
             raise ValueError(f"iter_exp must be at least 0, but it is {self.iter_exp}.")
         if self.opt not in ("sgd", "adam"):
             raise ValueError(f"opt must be sgd or adam, but it is {self.opt!r}.")
-        check_config(self, ("batch_size", "latent_dim", "ndirs", "iter_gen", "iter_clone"), "batch_size·((iter_clone−1)+(1+ndirs)·iter_gen)")
+        check_config(
+            self,
+            ("batch_size", "latent_dim", "ndirs", "iter_gen", "iter_clone"),
+            "batch_size·((iter_clone−1)+(1+ndirs)·iter_gen)",
+        )
 
     @property
     def cost_per_iteration(self) -> int:
@@ -72,7 +76,9 @@ class MAZEConfig:
         return int(self.budget / self.cost_per_iteration)
 
 
-def zoge_backward(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: MAZEConfig, gen: torch.Generator) -> tuple[float, np.ndarray]:
+def zoge_backward(
+    oracle, student: nn.Module, x_pre: torch.Tensor, cfg: MAZEConfig, gen: torch.Generator
+) -> tuple[float, np.ndarray]:
     """Zeroth-order gradient of −KL w.r.t. x_pre, back-propagated into the generator; one victim call of
     (1 + ndirs)·N images. Returns (generator loss, the victim's answers at the unperturbed x)."""
     n, shape = x_pre.shape[0], tuple(x_pre.shape[1:])
@@ -91,7 +97,15 @@ def zoge_backward(oracle, student: nn.Module, x_pre: torch.Tensor, cfg: MAZEConf
     return float(losses[0].mean()), p[:n]
 
 
-def run_maze(oracle, student: nn.Module, cfg: MAZEConfig, seed: int = 0, evaluator=None, progress: Progress = no_progress, eval_every: int = 10) -> dict:
+def run_maze(
+    oracle,
+    student: nn.Module,
+    cfg: MAZEConfig,
+    seed: int = 0,
+    evaluator=None,
+    progress: Progress = no_progress,
+    eval_every: int = 10,
+) -> dict:
     """Steal `oracle` into `student` (trained in place) with MAZE. Uses only oracle.query/queries/
     input_shape. Returns attack-specific facts (iterations, cost, replay size, last losses)."""
     torch.manual_seed(seed)

@@ -7,7 +7,9 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    def __call__(self, queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None: ...
+    def __call__(
+        self, queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = ""
+    ) -> None: ...
 
 
 def no_progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:

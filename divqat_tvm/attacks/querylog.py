@@ -70,7 +70,10 @@ def _read_records(path: Path) -> tuple[list[bytes], int]:
     """All whole records and the byte offset where the valid part of the file ends."""
     data = path.read_bytes()
     if not data.startswith(MAGIC):
-        raise QueryLogError(f"{path} is not a divqat-tvm query log (bad magic).", "Point to a queries.qlog written by `divqat-tvm attack`.")
+        raise QueryLogError(
+            f"{path} is not a divqat-tvm query log (bad magic).",
+            "Point to a queries.qlog written by `divqat-tvm attack`.",
+        )
     records: list[bytes] = []
     pos = len(MAGIC)
     while pos + _FRAME.size <= len(data):
@@ -82,7 +85,10 @@ def _read_records(path: Path) -> tuple[list[bytes], int]:
         if zlib.crc32(payload) != crc:
             if end == len(data):
                 break  # torn tail whose length field survived
-            raise QueryLogError(f"{path}: record {len(records)} at byte {pos} fails its CRC check.", "The log is corrupt; start the attack in a new --out directory.")
+            raise QueryLogError(
+                f"{path}: record {len(records)} at byte {pos} fails its CRC check.",
+                "The log is corrupt; start the attack in a new --out directory.",
+            )
         records.append(payload)
         pos = end
     return records, pos
@@ -111,7 +117,9 @@ class QueryLog:
     with `"log_inputs": False` makes an answers-only log: `batches` then hold (fingerprint, p).
     """
 
-    def __init__(self, path: Path, header: dict[str, Any], batches: list[tuple[np.ndarray, np.ndarray]], writable: bool) -> None:
+    def __init__(
+        self, path: Path, header: dict[str, Any], batches: list[tuple[np.ndarray, np.ndarray]], writable: bool
+    ) -> None:
         self.path = path
         self.header = header
         self.batches = batches
@@ -189,10 +197,12 @@ class QueryLog:
             QueryLogError: the log is empty, or answers-only (no images to train on).
         """
         if not self.inputs:
-            raise QueryLogError(f"{self.path} keeps only the answers and a fingerprint of each query (written with the query "
-                                "images left out), so it can resume its attack but not train a student offline.",
-                                "Re-run the attack with the images logged: `divqat-tvm attack` without --no-log-inputs, "
-                                "or keep_query_logs = true in an experiment config.")
+            raise QueryLogError(
+                f"{self.path} keeps only the answers and a fingerprint of each query (written with the query "
+                "images left out), so it can resume its attack but not train a student offline.",
+                "Re-run the attack with the images logged: `divqat-tvm attack` without --no-log-inputs, "
+                "or keep_query_logs = true in an experiment config.",
+            )
         if not self.batches:
             raise QueryLogError(f"{self.path} holds no queries.", "Run the attack first.")
         return np.concatenate([b[0] for b in self.batches]), np.concatenate([b[1] for b in self.batches])
@@ -247,7 +257,10 @@ class LoggedOracle:
             self.replayed += len(x)
             return lp.copy()
         if self._oracle is None:
-            raise QueryLogError(f"The log {self._log.path} ran out after {self.queries} queries and no victim is connected.", "Pass --victim to continue the attack live.")
+            raise QueryLogError(
+                f"The log {self._log.path} ran out after {self.queries} queries and no victim is connected.",
+                "Pass --victim to continue the attack live.",
+            )
         p = self._oracle.query(x)
         self._log.append(x, p)
         self._cursor += 1

@@ -106,7 +106,9 @@ def run_attack(
     t0 = time.perf_counter()
     try:
         if attack == "knockoff":
-            facts = run_knockoff(oracle, student, surrogate, _config_of(attack, cfg, KnockoffConfig), seed, evaluator, progress)
+            facts = run_knockoff(
+                oracle, student, surrogate, _config_of(attack, cfg, KnockoffConfig), seed, evaluator, progress
+            )
         elif attack == "dfme":
             facts = run_dfme(oracle, student, _config_of(attack, cfg, DFMEConfig), seed, evaluator, progress)
         elif attack == "maze":

@@ -45,14 +45,28 @@ def _root(
 def _register() -> None:
     """Each stage adds its commands here, one line per stage (explicit, no folder scanning)."""
     # STAGES: (keep this list in pipeline order)
-    from divqat_tvm.cli.data import register as _data; _data(app)  # noqa: E702, I001
-    from divqat_tvm.cli.models import register as _models; _models(app)  # noqa: E702, I001
-    from divqat_tvm.cli.train import register as _train; _train(app)  # noqa: E702, I001
+    from divqat_tvm.cli.data import register as _data
+
+    _data(app)  # noqa: E702, I001
+    from divqat_tvm.cli.models import register as _models
+
+    _models(app)  # noqa: E702, I001
+    from divqat_tvm.cli.train import register as _train
+
+    _train(app)  # noqa: E702, I001
     app.command("targets")(targets_command)
-    from divqat_tvm.cli.compile import register as _compiler; _compiler(app)  # noqa: E702, I001
-    from divqat_tvm.cli.device import register as _device; _device(app)  # noqa: E702, I001
-    from divqat_tvm.cli.attack import register as _attacks; _attacks(app)  # noqa: E702, I001
-    from divqat_tvm.cli.experiment import register as _experiment; _experiment(app)  # noqa: E702, I001
+    from divqat_tvm.cli.compile import register as _compiler
+
+    _compiler(app)  # noqa: E702, I001
+    from divqat_tvm.cli.device import register as _device
+
+    _device(app)  # noqa: E702, I001
+    from divqat_tvm.cli.attack import register as _attacks
+
+    _attacks(app)  # noqa: E702, I001
+    from divqat_tvm.cli.experiment import register as _experiment
+
+    _experiment(app)  # noqa: E702, I001
 
 
 def targets_command() -> None:
@@ -68,7 +82,14 @@ def targets_command() -> None:
         table.add_row(n, "core", c.arch, "", "", f"default board: {c.default_board or '-'}")
     for n in board_names():
         b = load_board(n)
-        table.add_row(n, b.kind, b.core, f"{b.flash.length // 1024} KiB", f"{b.ram.length // 1024} KiB", f"{b.clock_hz / 1e6:g} MHz")
+        table.add_row(
+            n,
+            b.kind,
+            b.core,
+            f"{b.flash.length // 1024} KiB",
+            f"{b.ram.length // 1024} KiB",
+            f"{b.clock_hz / 1e6:g} MHz",
+        )
     Console().print(table)
 
 
@@ -89,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
     aborted = "aborted (the same command resumes where it stopped)"
     try:
-        rc = app(args=argv, prog_name="divqat-tvm", standalone_mode=False)  # usage errors come back to us instead of a boxed message
+        rc = app(
+            args=argv, prog_name="divqat-tvm", standalone_mode=False
+        )  # usage errors come back to us instead of a boxed message
         if rc == 130:  # typer turns Ctrl-C into Exit(130)
             print(aborted, file=sys.stderr)
     except (KeyboardInterrupt, typer.Abort):
@@ -122,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("DIVQAT_TRACEBACK") == "1":
             raise
-        print(f"error: internal error ({type(e).__name__}: {_one_line(str(e))[:300]}); the traceback is in "
-              f"{_save_traceback()}. Please report it with that file.", file=sys.stderr)
+        print(
+            f"error: internal error ({type(e).__name__}: {_one_line(str(e))[:300]}); the traceback is in "
+            f"{_save_traceback()}. Please report it with that file.",
+            file=sys.stderr,
+        )
         return 1
     return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
 
@@ -154,8 +180,10 @@ def _os_problem(e: OSError) -> str:
 
     where = f" {e.filename}" if e.filename else ""
     if e.errno in (errno.EEXIST, errno.ENOTDIR) and e.filename and _is_file(str(e.filename)):
-        return (f"{e.filename} is a file, but a directory is expected there. "
-                "Choose another output directory, or remove the file.")
+        return (
+            f"{e.filename} is a file, but a directory is expected there. "
+            "Choose another output directory, or remove the file."
+        )
     fix = {
         errno.EEXIST: "Remove it or choose another path.",
         errno.ENOTDIR: "A file stands where a directory is expected: choose another path.",

@@ -35,18 +35,50 @@ def build_config(attack: str, budget: int, o: dict):
         if attack == "knockoff":
             epochs = o["epochs"] if o["epochs"] is not None else FitConfig.epochs
             lr_step = o["lr_step"] if o["lr_step"] is not None else max(1, round(0.6 * epochs))  # official 60 of 100
-            fit = FitConfig(**pick(epochs=epochs, batch_size=o["fit_batch"], lr=o["lr"], momentum=o["momentum"], lr_step=lr_step))
-            return KnockoffConfig(**pick(budget=budget, policy=o["policy"], query_batch=o["batch_size"], reward=o["reward"], fit=fit))
+            fit = FitConfig(
+                **pick(epochs=epochs, batch_size=o["fit_batch"], lr=o["lr"], momentum=o["momentum"], lr_step=lr_step)
+            )
+            return KnockoffConfig(
+                **pick(budget=budget, policy=o["policy"], query_batch=o["batch_size"], reward=o["reward"], fit=fit)
+            )
         if attack == "dfme":
-            return DFMEConfig(**pick(budget=budget, batch_size=o["batch_size"], epoch_itrs=o["epoch_itrs"], g_iter=o["g_iter"],
-                                     d_iter=o["d_iter"], lr_S=o["lr"], lr_G=o["lr_gen"], nz=o["latent_dim"], ngf=o["ngf"], grad_m=o["ndirs"],
-                                     grad_epsilon=o["epsilon"], generator_output=o["generator_output"], pixel_low=o["pixel_low"],
-                                     pixel_high=o["pixel_high"]))
+            return DFMEConfig(
+                **pick(
+                    budget=budget,
+                    batch_size=o["batch_size"],
+                    epoch_itrs=o["epoch_itrs"],
+                    g_iter=o["g_iter"],
+                    d_iter=o["d_iter"],
+                    lr_S=o["lr"],
+                    lr_G=o["lr_gen"],
+                    nz=o["latent_dim"],
+                    ngf=o["ngf"],
+                    grad_m=o["ndirs"],
+                    grad_epsilon=o["epsilon"],
+                    generator_output=o["generator_output"],
+                    pixel_low=o["pixel_low"],
+                    pixel_high=o["pixel_high"],
+                )
+            )
         if attack == "maze":
-            return MAZEConfig(**pick(budget=budget, batch_size=o["batch_size"], latent_dim=o["latent_dim"], lr_clone=o["lr"],
-                                     lr_gen=o["lr_gen"], ngf=o["ngf"], ndirs=o["ndirs"], mu=o["epsilon"], iter_gen=o["g_iter"],
-                                     iter_clone=o["d_iter"], iter_exp=o["iter_exp"], generator_output=o["generator_output"],
-                                     pixel_low=o["pixel_low"], pixel_high=o["pixel_high"]))
+            return MAZEConfig(
+                **pick(
+                    budget=budget,
+                    batch_size=o["batch_size"],
+                    latent_dim=o["latent_dim"],
+                    lr_clone=o["lr"],
+                    lr_gen=o["lr_gen"],
+                    ngf=o["ngf"],
+                    ndirs=o["ndirs"],
+                    mu=o["epsilon"],
+                    iter_gen=o["g_iter"],
+                    iter_clone=o["d_iter"],
+                    iter_exp=o["iter_exp"],
+                    generator_output=o["generator_output"],
+                    pixel_low=o["pixel_low"],
+                    pixel_high=o["pixel_high"],
+                )
+            )
     except ValueError as e:
         raise DivqatError(f"Invalid {attack} options: {e}", "Fix the option named above.") from None
     raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
@@ -80,10 +112,12 @@ def epsilon_note(eps: float, int8_victim: bool, input_shape: tuple[int, ...], st
     if not int8_victim or pixel_move_in_levels(eps, input_shape, std) >= 1.0:
         return None
     root_d, level = math.sqrt(math.prod(input_shape)), 1.0 / (255.0 * max(std))
-    return (f"--epsilon {eps:g} moves each pixel by about {eps / root_d:.1e}, less than one 8-bit input level of this int8 victim "
-            f"({level:.4f} after its normalisation): its answers rarely change and the zeroth-order gradient is mostly noise. "
-            f"--epsilon {math.ceil(level * root_d * 10) / 10:g} or more moves pixels by a level (the quick profile uses 1; README, "
-            "\"Data-free attacks against an int8 victim\").")
+    return (
+        f"--epsilon {eps:g} moves each pixel by about {eps / root_d:.1e}, less than one 8-bit input level of this int8 victim "
+        f"({level:.4f} after its normalisation): its answers rarely change and the zeroth-order gradient is mostly noise. "
+        f"--epsilon {math.ceil(level * root_d * 10) / 10:g} or more moves pixels by a level (the quick profile uses 1; README, "
+        '"Data-free attacks against an int8 victim").'
+    )
 
 
 def input_normalization(victim: Optional[str], info) -> dict:
@@ -141,38 +175,87 @@ def _evaluator(victim: Optional[str], defense: Optional[str], test_set: str, dat
 
 def attack_command(
     attack: Optional[str] = typer.Option(None, "--attack", help="knockoff | dfme | maze"),
-    victim: Optional[str] = typer.Option(None, "--victim", help="BACKEND:PATH, e.g. torch:runs/v.pt, tvm-host:build/m, qemu:build/m@mps2-an386"),
-    budget: Optional[int] = typer.Option(None, "--budget", help="queried images (default: official — knockoff 50k, dfme 20M, maze 5M)"),
+    victim: Optional[str] = typer.Option(
+        None, "--victim", help="BACKEND:PATH, e.g. torch:runs/v.pt, tvm-host:build/m, qemu:build/m@mps2-an386"
+    ),
+    budget: Optional[int] = typer.Option(
+        None, "--budget", help="queried images (default: official — knockoff 50k, dfme 20M, maze 5M)"
+    ),
     student: str = typer.Option("tinycnn", "--student", help="attacker's model: any registry architecture (float)"),
-    surrogate: str = typer.Option("digits20", "--surrogate", help="KnockoffNets' natural surrogate dataset (digits20: sklearn digits framed like MNIST; mnist5k@attacker: in-distribution, the half of MNIST-5k's training split a mnist5k@victim victim never saw)"),
+    surrogate: str = typer.Option(
+        "digits20",
+        "--surrogate",
+        help="KnockoffNets' natural surrogate dataset (digits20: sklearn digits framed like MNIST; mnist5k@attacker: in-distribution, the half of MNIST-5k's training split a mnist5k@victim victim never saw)",
+    ),
     test_set: str = typer.Option("mnist5k", "--test-set", help="the victim's test set (stolen accuracy, fidelity)"),
     defense: Optional[str] = typer.Option(None, "--defense", help='e.g. "rs:beta=0.5,gamma=0.1" or "dcp:beta=0.5"'),
     seed: int = typer.Option(0, "--seed"),
-    out: Optional[Path] = typer.Option(None, "--out", help="run folder: queries.qlog, student.pt, result.json; resumes if a log exists"),
-    replay: Optional[Path] = typer.Option(None, "--replay", help="train a new student from this query log, without querying"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="run folder: queries.qlog, student.pt, result.json; resumes if a log exists"
+    ),
+    replay: Optional[Path] = typer.Option(
+        None, "--replay", help="train a new student from this query log, without querying"
+    ),
     policy: Optional[str] = typer.Option(None, "--policy", help="knockoff: random | adaptive (default random)"),
     reward: Optional[str] = typer.Option(None, "--reward", help="knockoff adaptive reward: cert | div | loss | all"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="images per victim call (official: knockoff 8, dfme 256, maze 128)"),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="images per victim call (official: knockoff 8, dfme 256, maze 128)"
+    ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="knockoff / replay: student epochs (official 100)"),
     fit_batch: Optional[int] = typer.Option(None, "--fit-batch", help="knockoff / replay: student batch (official 64)"),
-    lr_step: Optional[int] = typer.Option(None, "--lr-step", help="knockoff / replay: epoch of the ×0.1 lr step (default 60 % of epochs)"),
+    lr_step: Optional[int] = typer.Option(
+        None, "--lr-step", help="knockoff / replay: epoch of the ×0.1 lr step (default 60 % of epochs)"
+    ),
     lr: Optional[float] = typer.Option(None, "--lr", help="student lr (official: knockoff 0.01, dfme 0.1, maze 0.1)"),
     momentum: Optional[float] = typer.Option(None, "--momentum", help="knockoff student momentum (official 0.5)"),
     lr_gen: Optional[float] = typer.Option(None, "--lr-gen", help="generator lr (official: dfme 5e-4, maze 1e-4)"),
-    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="generator latent size (official: dfme 256, maze 100)"),
+    latent_dim: Optional[int] = typer.Option(
+        None, "--latent-dim", help="generator latent size (official: dfme 256, maze 100)"
+    ),
     ngf: Optional[int] = typer.Option(None, "--ngf", help="generator width (official 64)"),
     ndirs: Optional[int] = typer.Option(None, "--ndirs", help="zeroth-order directions (official: dfme m=1, maze 10)"),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="finite-difference step (official 1e-3; an int8 victim needs about 1: a warning says when it is too small)"),
+    epsilon: Optional[float] = typer.Option(
+        None,
+        "--epsilon",
+        help="finite-difference step (official 1e-3; an int8 victim needs about 1: a warning says when it is too small)",
+    ),
     g_iter: Optional[int] = typer.Option(None, "--g-iter", help="generator steps per iteration (official 1)"),
-    d_iter: Optional[int] = typer.Option(None, "--d-iter", help="student steps per iteration (official: dfme 5, maze iter_clone 5)"),
-    epoch_itrs: Optional[int] = typer.Option(None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"),
-    iter_exp: Optional[int] = typer.Option(None, "--iter-exp", help="maze experience-replay steps per iteration (official 10)"),
-    generator_range: str = typer.Option("clip", "--generator-range", help="dfme/maze query images: 'clip' clips the generator's BatchNorm output to the valid pixels [0, 1] after the victim's normalisation (data-like statistics); 'pixels' maps tanh onto them; 'tanh' feeds [-1, 1] as the official code"),
-    log_inputs: bool = typer.Option(True, "--log-inputs/--no-log-inputs", help="keep every query image in OUT/queries.qlog (needed for --replay); --no-log-inputs keeps only the answers and a fingerprint per query: enough to resume, ~30x smaller on MNIST"),
+    d_iter: Optional[int] = typer.Option(
+        None, "--d-iter", help="student steps per iteration (official: dfme 5, maze iter_clone 5)"
+    ),
+    epoch_itrs: Optional[int] = typer.Option(
+        None, "--epoch-itrs", help="dfme iterations per lr-schedule epoch (official 50)"
+    ),
+    iter_exp: Optional[int] = typer.Option(
+        None, "--iter-exp", help="maze experience-replay steps per iteration (official 10)"
+    ),
+    generator_range: str = typer.Option(
+        "clip",
+        "--generator-range",
+        help="dfme/maze query images: 'clip' clips the generator's BatchNorm output to the valid pixels [0, 1] after the victim's normalisation (data-like statistics); 'pixels' maps tanh onto them; 'tanh' feeds [-1, 1] as the official code",
+    ),
+    log_inputs: bool = typer.Option(
+        True,
+        "--log-inputs/--no-log-inputs",
+        help="keep every query image in OUT/queries.qlog (needed for --replay); --no-log-inputs keeps only the answers and a fingerprint per query: enough to resume, ~30x smaller on MNIST",
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="dataset root for CIFAR/SVHN"),
-    threads: int = typer.Option(1, "--threads", help="torch threads outside the attack's numerics (the attack and its student always run on 1 thread, so any count gives the same log and student)"),
-    devices: Optional[int] = typer.Option(None, "--devices", min=1, help="qemu victims: emulators answering each batch together, in order (default 2); the answers and the query log are those of one"),
-    executor: str = typer.Option("local", "--executor", help="where --devices run: local (child processes) or ray (Ray actors; $RAY_ADDRESS or a private cluster; needs the [cluster] extra)"),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        help="torch threads outside the attack's numerics (the attack and its student always run on 1 thread, so any count gives the same log and student)",
+    ),
+    devices: Optional[int] = typer.Option(
+        None,
+        "--devices",
+        min=1,
+        help="qemu victims: emulators answering each batch together, in order (default 2); the answers and the query log are those of one",
+    ),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="where --devices run: local (child processes) or ray (Ray actors; $RAY_ADDRESS or a private cluster; needs the [cluster] extra)",
+    ),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
 
@@ -200,8 +283,13 @@ def attack_command(
         QueryLog.read(replay)  # a missing or corrupt log is one line before any progress bar
         evaluator, _ = _evaluator(victim, defense, test_set, data_dir, norm)
         e = epochs if epochs is not None else FitConfig.epochs
-        given: dict[str, Any] = dict(epochs=e, batch_size=fit_batch, lr=lr, momentum=momentum,
-                                     lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e)))
+        given: dict[str, Any] = dict(
+            epochs=e,
+            batch_size=fit_batch,
+            lr=lr,
+            momentum=momentum,
+            lr_step=lr_step if lr_step is not None else max(1, round(0.6 * e)),
+        )
         fit = FitConfig(**{k: v for k, v in given.items() if v is not None})
         from tqdm import tqdm
 
@@ -209,7 +297,13 @@ def attack_command(
 
         def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
             bar.update(1)
-            bar.set_postfix({"queries": queries, "loss": f"{loss:.4f}", **({"stolen_acc": f"{100 * accuracy:.1f}%"} if accuracy is not None else {})})
+            bar.set_postfix(
+                {
+                    "queries": queries,
+                    "loss": f"{loss:.4f}",
+                    **({"stolen_acc": f"{100 * accuracy:.1f}%"} if accuracy is not None else {}),
+                }
+            )
 
         res = replay_log(replay, model, fit, seed=seed, evaluator=evaluator if victim else None, progress=progress)
         bar.close()
@@ -221,15 +315,38 @@ def attack_command(
         _print_summary(res, Path(dest) / "result.json")
         return
     if attack is None or victim is None or out is None:
-        raise DivqatError("An attack needs --attack, --victim and --out (or --replay LOG).", "Add the missing options; see divqat-tvm attack --help.")
+        raise DivqatError(
+            "An attack needs --attack, --victim and --out (or --replay LOG).",
+            "Add the missing options; see divqat-tvm attack --help.",
+        )
     _check_devices(victim, devices, executor)
     attack = attack.lower()
     if attack not in DEFAULT_BUDGETS:
         raise DivqatError(f"Unknown attack {attack!r}.", "Use --attack knockoff, dfme or maze.")
-    cfg = build_config(attack, budget if budget is not None else DEFAULT_BUDGETS[attack], dict(
-        policy=policy, reward=reward, batch_size=batch_size, epochs=epochs, fit_batch=fit_batch, lr_step=lr_step, lr=lr,
-        momentum=momentum, lr_gen=lr_gen, latent_dim=latent_dim, ngf=ngf, ndirs=ndirs, epsilon=epsilon, g_iter=g_iter, d_iter=d_iter,
-        epoch_itrs=epoch_itrs, iter_exp=iter_exp, **_pixel_bounds(generator_range, norm)))
+    cfg = build_config(
+        attack,
+        budget if budget is not None else DEFAULT_BUDGETS[attack],
+        dict(
+            policy=policy,
+            reward=reward,
+            batch_size=batch_size,
+            epochs=epochs,
+            fit_batch=fit_batch,
+            lr_step=lr_step,
+            lr=lr,
+            momentum=momentum,
+            lr_gen=lr_gen,
+            latent_dim=latent_dim,
+            ngf=ngf,
+            ndirs=ndirs,
+            epsilon=epsilon,
+            g_iter=g_iter,
+            d_iter=d_iter,
+            epoch_itrs=epoch_itrs,
+            iter_exp=iter_exp,
+            **_pixel_bounds(generator_range, norm),
+        ),
+    )
     if attack in ("dfme", "maze"):
         from divqat_tvm.oracle import victim_meta
         from divqat_tvm.oracle.factory import parse_backend_spec
@@ -244,13 +361,29 @@ def attack_command(
     sur = None
     if attack == "knockoff":
         sur = _load_split(surrogate, "train", data_dir, augment=True, normalization=norm)
-    describe = {"victim": victim, "defense": defense or "none", "student_arch": student, "test_set": test_set,
-                "surrogate": surrogate if attack == "knockoff" else None}
+    describe = {
+        "victim": victim,
+        "defense": defense or "none",
+        "student_arch": student,
+        "test_set": test_set,
+        "surrogate": surrogate if attack == "knockoff" else None,
+    }
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
     with open_oracle(victim, defense=defense, budget=cfg.budget, devices=devices, executor=executor) as oracle:
         try:
-            res = run_attack(attack, oracle, model, out, cfg, seed=seed, surrogate=sur, evaluator=evaluator, progress=progress,
-                             describe=describe, log_inputs=log_inputs)
+            res = run_attack(
+                attack,
+                oracle,
+                model,
+                out,
+                cfg,
+                seed=seed,
+                surrogate=sur,
+                evaluator=evaluator,
+                progress=progress,
+                describe=describe,
+                log_inputs=log_inputs,
+            )
         finally:
             bar.close()
     _print_summary(res, Path(out) / "result.json")
@@ -264,8 +397,10 @@ def _check_devices(victim: str, devices: int | None, executor: str) -> None:
         raise DivqatError(f"Unknown executor {executor!r}.", "Use --executor local or ray.")
     kind = parse_backend_spec(victim).kind
     if kind != "qemu" and ((devices or 1) > 1 or executor != "local"):
-        raise DivqatError(f"--devices and --executor ray spread queries over emulators; the {kind} victim has none.",
-                          "Use a qemu:BUILD_DIR victim, or drop those options.")
+        raise DivqatError(
+            f"--devices and --executor ray spread queries over emulators; the {kind} victim has none.",
+            "Use a qemu:BUILD_DIR victim, or drop those options.",
+        )
     if executor == "ray":
         from divqat_tvm.oracle.pool import import_ray
 

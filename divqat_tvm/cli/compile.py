@@ -12,7 +12,7 @@ _UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2
 
 
 def parse_size(text: str | None) -> int | None:
-    """"512K", "1M", "1.5MiB" or a plain byte count -> bytes (binary units, as datasheets give memory)."""
+    """ "512K", "1M", "1.5MiB" or a plain byte count -> bytes (binary units, as datasheets give memory)."""
     if text is None:
         return None
     import re
@@ -24,13 +24,23 @@ def parse_size(text: str | None) -> int | None:
 
 
 def compile_command(
-    model: Annotated[Path, typer.Argument(help="Quantized QDQ ONNX model (our export or onnxruntime quantize_static).")],
-    target: Annotated[str, typer.Option("--target", help="A core (cortex-m7) or a board (nucleo-h743zi2).")] = "cortex-m7",
+    model: Annotated[
+        Path, typer.Argument(help="Quantized QDQ ONNX model (our export or onnxruntime quantize_static).")
+    ],
+    target: Annotated[
+        str, typer.Option("--target", help="A core (cortex-m7) or a board (nucleo-h743zi2).")
+    ] = "cortex-m7",
     out: Annotated[Path, typer.Option("--out", help="Output folder, e.g. build/resnet8.")] = Path("build/model"),
-    requant: Annotated[str, typer.Option("--requant", help='"fixed" (TFLite/CMSIS-NN, integer only) or "float" (onnxruntime/MLAS).')] = "fixed",
+    requant: Annotated[
+        str, typer.Option("--requant", help='"fixed" (TFLite/CMSIS-NN, integer only) or "float" (onnxruntime/MLAS).')
+    ] = "fixed",
     prefix: Annotated[str, typer.Option("--prefix", help="C prefix of the run function and symbols.")] = "model",
-    flash: Annotated[Optional[str], typer.Option("--flash", help="Your part's flash (e.g. 512K): refuse if the model does not fit.")] = None,
-    ram: Annotated[Optional[str], typer.Option("--ram", help="Your part's RAM (e.g. 128K): refuse if the model does not fit.")] = None,
+    flash: Annotated[
+        Optional[str], typer.Option("--flash", help="Your part's flash (e.g. 512K): refuse if the model does not fit.")
+    ] = None,
+    ram: Annotated[
+        Optional[str], typer.Option("--ram", help="Your part's RAM (e.g. 128K): refuse if the model does not fit.")
+    ] = None,
 ) -> None:
     """Compile a quantized model (ONNX QDQ or int8 TFLite) to a standalone C library for a Cortex-M core.
 
@@ -46,14 +56,18 @@ def compile_command(
         typer.echo(f"note: {note}", err=True)
     manifest, fp = cm.manifest, cm.footprint
     assert fp is not None
-    table = Table("item", "bytes", title=f"{manifest['name']} for {manifest['target']} ({manifest['core']}, requant {requant})")
+    table = Table(
+        "item", "bytes", title=f"{manifest['name']} for {manifest['target']} ({manifest['core']}, requant {requant})"
+    )
     table.add_row("weights (flash)", f"{fp.weight_bytes:,}")
     table.add_row("code (flash)", f"{fp.code_bytes:,}")
     table.add_row("flash total", f"{fp.flash_bytes:,}")
     table.add_row("arena (RAM)", f"{manifest['arena_bytes']:,}")
     table.add_row("RAM total (data+bss)", f"{fp.ram_bytes:,}")
     Console().print(table)
-    Console().print(f"{len(manifest['ops'])} ops, {manifest['macs']:,} MACs; wrote {out}/model.h, model.c, kernels.c, manifest.json")
+    Console().print(
+        f"{len(manifest['ops'])} ops, {manifest['macs']:,} MACs; wrote {out}/model.h, model.c, kernels.c, manifest.json"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -63,7 +63,9 @@ def datasets_command(
     console.print(table)
     console.print('synthetic also takes a shape and class count, e.g. "synthetic:1x28x28:10".')
     for name, missing in absent.items():
-        console.print(f"{name}: missing {', '.join(missing)} under {root.resolve()} (from {_source(name)})", soft_wrap=True)
+        console.print(
+            f"{name}: missing {', '.join(missing)} under {root.resolve()} (from {_source(name)})", soft_wrap=True
+        )
 
 
 def register(app: typer.Typer) -> None:

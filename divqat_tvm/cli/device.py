@@ -17,13 +17,20 @@ from divqat_tvm.errors import DivqatError
 
 BuildDir = Annotated[Path, typer.Argument(help="A compiled model directory (divqat-tvm compile).")]
 BoardOpt = Annotated[str, typer.Option("--board", help="Board from targets/boards (divqat-tvm targets).")]
-DefenseOpt = Annotated[Optional[str], typer.Option("--defense", help="rs:beta=B,gamma=G or dcp:beta=B,gamma=G,nu=N, compiled into the firmware.")]
+DefenseOpt = Annotated[
+    Optional[str],
+    typer.Option("--defense", help="rs:beta=B,gamma=G or dcp:beta=B,gamma=G,nu=N, compiled into the firmware."),
+]
 
 
-def build_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense: DefenseOpt = None,
-                  profile: Annotated[bool, typer.Option("--profile", help="Record per-operator counts (STATS).")] = False,
-                  stack_bytes: Annotated[int, typer.Option("--stack-bytes", help="Size of the painted stack region.")] = 16 * 1024,
-                  force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False) -> None:
+def build_command(
+    build_dir: BuildDir,
+    board: BoardOpt = "mps2-an500",
+    defense: DefenseOpt = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Record per-operator counts (STATS).")] = False,
+    stack_bytes: Annotated[int, typer.Option("--stack-bytes", help="Size of the painted stack region.")] = 16 * 1024,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False,
+) -> None:
     """Build the firmware (ELF, BIN, HEX, map, footprint.json) for one board."""
     from rich.console import Console
 
@@ -34,8 +41,10 @@ def build_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense: 
     import json
 
     d = json.loads(fp.read_text())
-    Console().print(f"[bold]{fb.elf}[/bold]\n{fb.bin}\n{fb.hex}\nflash {d['flash_bytes']:,} bytes, "
-                    f"static RAM {d['ram_bytes']:,} bytes (stack region {stack_bytes:,}); footprint: {fp}")
+    Console().print(
+        f"[bold]{fb.elf}[/bold]\n{fb.bin}\n{fb.hex}\nflash {d['flash_bytes']:,} bytes, "
+        f"static RAM {d['ram_bytes']:,} bytes (stack region {stack_bytes:,}); footprint: {fp}"
+    )
     for w in fb.info.get("warnings", []):
         Console(stderr=True).print(f"[yellow]warning[/yellow] {w}")
 
@@ -52,7 +61,9 @@ def _load_inputs(path: Path | None, random_n: int | None, manifest: dict, seed: 
         try:
             x = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
-            raise DivqatError(f"{path} is not a readable .npy array ({e}).", "Save the inputs with numpy.save.") from None
+            raise DivqatError(
+                f"{path} is not a readable .npy array ({e}).", "Save the inputs with numpy.save."
+            ) from None
         if not isinstance(x, np.ndarray) or x.ndim < 1:
             raise DivqatError(f"{path} holds no array of inputs.", "Save an array [N, ...] with numpy.save.")
         if x.dtype == np.int8:
@@ -60,21 +71,27 @@ def _load_inputs(path: Path | None, random_n: int | None, manifest: dict, seed: 
         shape, _ = model_io(manifest)
         x = np.asarray(x, np.float32)
         if tuple(x.shape[1:]) != shape:
-            raise DivqatError(f"{path} holds {x.shape}, the model takes [N, {', '.join(map(str, shape))}].",
-                              "Save inputs of the model's input shape (or int8 rows).")
+            raise DivqatError(
+                f"{path} holds {x.shape}, the model takes [N, {', '.join(map(str, shape))}].",
+                "Save inputs of the model's input shape (or int8 rows).",
+            )
         return quantize_input(x, manifest)
     n = random_n or 10
     size = int(np.prod(manifest["input"]["shape"]))
     return np.random.default_rng(seed).integers(-128, 128, (n, size)).astype(np.int8)
 
 
-def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense: DefenseOpt = None,
-                    inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npy: float32 [N,C,H,W] or int8 rows.")] = None,
-                    random: Annotated[Optional[int], typer.Option("--random", help="N random int8 inputs (default 10).")] = None,
-                    profile: Annotated[bool, typer.Option("--profile", help="Also count each operator.")] = False,
-                    transfer: Annotated[str, typer.Option("--transfer", help="shared (QEMU shared RAM) or uart.")] = "shared",
-                    seed: Annotated[int, typer.Option("--seed")] = 0,
-                    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here (JSON).")] = None) -> None:
+def emulate_command(
+    build_dir: BuildDir,
+    board: BoardOpt = "mps2-an500",
+    defense: DefenseOpt = None,
+    inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npy: float32 [N,C,H,W] or int8 rows.")] = None,
+    random: Annotated[Optional[int], typer.Option("--random", help="N random int8 inputs (default 10).")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="Also count each operator.")] = False,
+    transfer: Annotated[str, typer.Option("--transfer", help="shared (QEMU shared RAM) or uart.")] = "shared",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures here (JSON).")] = None,
+) -> None:
     """Run inferences on the firmware under QEMU; print outputs and instructions per inference (and per operator)."""
     import numpy as np
     from rich.console import Console
@@ -94,8 +111,10 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
     results, stats = [], []
     with QemuRunner(fb, shared_ram=transfer == "shared") as r:
         link, info = r.connection()
-        con.print(f"{link.hello}  (cpuid {info.cpuid:#010x}, timer {info.timer}, input {info.input_size} int8, "
-                  f"transfer {'shared RAM' if r.shared else 'UART'})")
+        con.print(
+            f"{link.hello}  (cpuid {info.cpuid:#010x}, timer {info.timer}, input {info.input_size} int8, "
+            f"transfer {'shared RAM' if r.shared else 'UART'})"
+        )
         for x in tqdm(xs, desc="inferences", unit="inf"):
             results.append(r.infer(x))
             if profile:
@@ -106,16 +125,26 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
     post = np.array([res.post_ticks for res in results]) * k
     top1 = np.array([int(np.argmax(res.probs)) for res in results])
     con.print(f"{len(results)} inferences; top-1 histogram: {np.bincount(top1, minlength=info.output_size).tolist()}")
-    con.print(f"first output: int8 {results[0].logits.tolist()} -> probabilities {np.round(results[0].probs, 4).tolist()}")
-    con.print(f"model{' (profiling build: includes its hooks)' if profile else ''}: {model.mean():,.0f} {unit} per inference (min {model.min():,.0f}, max {model.max():,.0f}, "
-              f"resolution {k:g}); softmax + defence: {post.mean():,.0f}; peak stack "
-              f"{max(res.stack_peak for res in results):,} bytes")
+    con.print(
+        f"first output: int8 {results[0].logits.tolist()} -> probabilities {np.round(results[0].probs, 4).tolist()}"
+    )
+    con.print(
+        f"model{' (profiling build: includes its hooks)' if profile else ''}: {model.mean():,.0f} {unit} per inference (min {model.min():,.0f}, max {model.max():,.0f}, "
+        f"resolution {k:g}); softmax + defence: {post.mean():,.0f}; peak stack "
+        f"{max(res.stack_peak for res in results):,} bytes"
+    )
     macs = int(fb.manifest.get("macs", 0) or 0)
     if macs:
         con.print(f"{macs:,} MACs: {model.mean() / macs:.2f} {unit.split(' ')[0]} per MAC")
-    figures = {"board": board, "unit": unit, "inferences": len(results), "model_mean": float(model.mean()),
-               "postprocess_mean": float(post.mean()), "stack_peak_bytes": max(res.stack_peak for res in results),
-               "top1": top1.tolist()}
+    figures = {
+        "board": board,
+        "unit": unit,
+        "inferences": len(results),
+        "model_mean": float(model.mean()),
+        "postprocess_mean": float(post.mean()),
+        "stack_peak_bytes": max(res.stack_peak for res in results),
+        "top1": top1.tolist(),
+    }
     if profile:
         ops = fb.manifest.get("ops", [])
         per_op = np.mean([s.op_ticks for s in stats], axis=0) * k
@@ -123,8 +152,14 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
         for i, v in enumerate(per_op):
             op = ops[i] if i < len(ops) else {}
             m = int(op.get("macs", 0) or 0)
-            table.add_row(str(i), str(op.get("name", f"op{i}")), str(op.get("kind", "")), f"{m:,}", f"{v:,.0f}",
-                          f"{v / m:.2f}" if m else "")
+            table.add_row(
+                str(i),
+                str(op.get("name", f"op{i}")),
+                str(op.get("kind", "")),
+                f"{m:,}",
+                f"{v:,.0f}",
+                f"{v / m:.2f}" if m else "",
+            )
         con.print(table)
         con.print(f"sum of operators {per_op.sum():,.0f} vs total {model.mean():,.0f} {unit}")
         figures["per_operator"] = per_op.tolist()
@@ -132,18 +167,26 @@ def emulate_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense
         atomic_write_json(json_out, figures)
 
 
-def flash_command(build_dir: BuildDir, board: BoardOpt = "nucleo-h743zi2", defense: DefenseOpt = None,
-                  tool: Annotated[Optional[str], typer.Option("--tool", help="openocd or pyocd (default: what is installed).")] = None,
-                  dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command, do not run it.")] = False,
-                  protect: Annotated[bool, typer.Option("--protect", help="Also set read-out protection.")] = False) -> None:
+def flash_command(
+    build_dir: BuildDir,
+    board: BoardOpt = "nucleo-h743zi2",
+    defense: DefenseOpt = None,
+    tool: Annotated[
+        Optional[str], typer.Option("--tool", help="openocd or pyocd (default: what is installed).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command, do not run it.")] = False,
+    protect: Annotated[bool, typer.Option("--protect", help="Also set read-out protection.")] = False,
+) -> None:
     """Build the board's firmware if needed and flash it through OpenOCD or pyOCD."""
     from divqat_tvm.device.build import build_firmware
     from divqat_tvm.device.flash import flash_plan, run_flash
     from divqat_tvm.targets import load_board
 
     if load_board(board).is_qemu:
-        raise DivqatError(f"board '{board}' is a QEMU machine; there is nothing to flash.",
-                          f"Run it with `divqat-tvm emulate {build_dir} --board {board}`.")
+        raise DivqatError(
+            f"board '{board}' is a QEMU machine; there is nothing to flash.",
+            f"Run it with `divqat-tvm emulate {build_dir} --board {board}`.",
+        )
     fb = build_firmware(build_dir, board, defense)
     plan = flash_plan(fb, tool, protect, dry_run)
     typer.echo(plan.command_line)
@@ -153,10 +196,14 @@ def flash_command(build_dir: BuildDir, board: BoardOpt = "nucleo-h743zi2", defen
         typer.echo(run_flash(plan))
 
 
-def footprint_command(build_dir: BuildDir, board: BoardOpt = "mps2-an500", defense: DefenseOpt = None,
-                      inputs: Annotated[int, typer.Option("--inputs", help="Random inputs to measure on.")] = 3,
-                      port: Annotated[Optional[str], typer.Option("--port", help="A real board's serial port (cycles).")] = None,
-                      out: Annotated[Optional[Path], typer.Option("--out", help="Directory for footprint.json/.md/.png.")] = None) -> None:
+def footprint_command(
+    build_dir: BuildDir,
+    board: BoardOpt = "mps2-an500",
+    defense: DefenseOpt = None,
+    inputs: Annotated[int, typer.Option("--inputs", help="Random inputs to measure on.")] = 3,
+    port: Annotated[Optional[str], typer.Option("--port", help="A real board's serial port (cycles).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory for footprint.json/.md/.png.")] = None,
+) -> None:
     """Flash, RAM, stack, instructions (QEMU) or cycles (board) per inference and per operator: JSON, Markdown, PNG."""
     from divqat_tvm.device.build import build_firmware
     from divqat_tvm.device.footprint import measure_footprint

@@ -15,12 +15,20 @@ from divqat_tvm.errors import DivqatError
 
 def experiment_command(
     config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. configs/embedded.toml."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Budgets: quick, paper, or a profile .toml (default: the config's)."),
+    profile: Optional[str] = typer.Option(
+        None, "--profile", help="Budgets: quick, paper, or a profile .toml (default: the config's)."
+    ),
     out: Path = typer.Option(Path("runs/exp"), "--out", help="Run directory; re-running resumes it."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: the profile's)."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."),
-    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
+    cache: Optional[str] = typer.Option(
+        None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."
+    ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."
+    ),
 ) -> None:
     """Run a grid (dataset × victim × attack × seed) cell by cell, resumably, and write its report."""
     from divqat_tvm.experiment.config import load_experiment
@@ -28,11 +36,15 @@ def experiment_command(
 
     console = Console(stderr=True)
     exp = load_experiment(config, profile)
-    summary, paths = run_experiment(exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address)
+    summary, paths = run_experiment(
+        exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address
+    )
     _finish(console, summary, paths, out)
 
 
-def report_command(run_dir: Path = typer.Argument(..., help="A run directory (the --out of experiment or demo).")) -> None:
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run directory (the --out of experiment or demo)."),
+) -> None:
     """Re-render report.md, report.html and the plots from a run directory's JSON files."""
     from divqat_tvm.report.render import render_report
 
@@ -42,11 +54,19 @@ def report_command(run_dir: Path = typer.Argument(..., help="A run directory (th
 
 def demo_command(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory; re-running resumes it."),
-    backend: str = typer.Option("qemu", "--backend", help="How the quantized victims answer: qemu (firmware), tvm-host or torch."),
+    backend: str = typer.Option(
+        "qemu", "--backend", help="How the quantized victims answer: qemu (firmware), tvm-host or torch."
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default 2)."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."),
-    executor: str = typer.Option("local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
+    cache: Optional[str] = typer.Option(
+        None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."
+    ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."
+    ),
 ) -> None:
     """The main job: teacher, QAT and DivQAT students, compiled for Cortex-M7, run under QEMU, stolen with KnockoffNets, reported.
 
@@ -61,7 +81,9 @@ def demo_command(
         if backend not in ("qemu", "tvm-host", "torch"):
             raise DivqatError(f"Unknown backend {backend!r}.", "Use qemu, tvm-host or torch.")
         exp = dataclasses.replace(exp, backend=backend)
-    summary, paths = run_experiment(exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address)
+    summary, paths = run_experiment(
+        exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address
+    )
     _finish(console, summary, paths, out)
 
 
@@ -74,8 +96,14 @@ def _finish(console: Console, summary, paths: dict, out: Path) -> None:
     for line in headline(out):
         print(f"  {line}")
     reused = f" ({len(summary.from_cache)} from the cell cache)" if summary.from_cache else ""
-    console.print(f"{len(summary.ran)} task(s) ran, {len(summary.cached)} were already finished{reused}"
-                  + (f", {len(summary.failed)} failed, {len(summary.skipped)} skipped (re-run to retry)" if not summary.ok else ""))
+    console.print(
+        f"{len(summary.ran)} task(s) ran, {len(summary.cached)} were already finished{reused}"
+        + (
+            f", {len(summary.failed)} failed, {len(summary.skipped)} skipped (re-run to retry)"
+            if not summary.ok
+            else ""
+        )
+    )
     if not summary.ok:
         sys.exit(1)
 

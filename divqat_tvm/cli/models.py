@@ -10,7 +10,7 @@ from divqat_tvm.errors import DivqatError
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
-    """"3x32x32" → (3, 32, 32).
+    """ "3x32x32" → (3, 32, 32).
 
     Raises:
         DivqatError: not three positive integers joined by "x", or a non-square image.

@@ -9,13 +9,22 @@ import typer
 
 from divqat_tvm.errors import DivqatError
 
-_DATA_DIR = typer.Option("--data-dir", help="Folder holding downloaded datasets (CIFAR, SVHN); default $DIVQAT_DATA, else ./data.")
-_SEED = typer.Option("--seed", help="Seed of the global torch RNG and the data order (same seed, bit-identical weights on CPU, whatever --threads).")
+_DATA_DIR = typer.Option(
+    "--data-dir", help="Folder holding downloaded datasets (CIFAR, SVHN); default $DIVQAT_DATA, else ./data."
+)
+_SEED = typer.Option(
+    "--seed",
+    help="Seed of the global torch RNG and the data order (same seed, bit-identical weights on CPU, whatever --threads).",
+)
 _DEVICE = typer.Option("--device", help="'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'.")
 _BATCH = typer.Option("--batch-size", min=1, help="Images per optimisation step.")
 _OPT = typer.Option("--optimizer", help="'sgd' (with momentum 0.9) or 'adam'.")
 _PROGRESS = typer.Option("--progress/--no-progress", help="Show a progress bar with the running loss and accuracy.")
-_THREADS = typer.Option("--threads", min=0, help="CPU threads torch may use outside training (0: torch's default). Training and calibration always run on 1 thread, so the weights are bit-identical for any value.")
+_THREADS = typer.Option(
+    "--threads",
+    min=0,
+    help="CPU threads torch may use outside training (0: torch's default). Training and calibration always run on 1 thread, so the weights are bit-identical for any value.",
+)
 
 
 def _set_threads(n: int) -> None:
@@ -44,8 +53,20 @@ def _pct(v: float) -> str:
 
 
 def train_command(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the float teacher checkpoint (a .resume file beside it lets an interrupted run continue).")] = Path("runs/teacher.pt"),
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name: mnist5k (embedded default), digits, cifar10, cifar100, svhn, or synthetic:CxHxW:K; NAME@victim trains on the victim's half of the training split only (the other half, NAME@attacker, is the in-distribution attacker's pool).")] = "mnist5k",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Where to write the float teacher checkpoint (a .resume file beside it lets an interrupted run continue).",
+        ),
+    ] = Path("runs/teacher.pt"),
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="Dataset name: mnist5k (embedded default), digits, cifar10, cifar100, svhn, or synthetic:CxHxW:K; NAME@victim trains on the victim's half of the training split only (the other half, NAME@attacker, is the in-distribution attacker's pool).",
+        ),
+    ] = "mnist5k",
     arch: Annotated[str, typer.Option("--arch", help="Model: tinycnn, resnet8, vgg or dscnn.")] = "tinycnn",
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="Passes over the training split.")] = 15,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine schedule to 0).")] = 0.05,
@@ -69,7 +90,16 @@ def train_command(
     from divqat_tvm.train.splits import load_split as load_dataset
 
     _set_threads(threads)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed, device=device, progress=progress)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     train = load_dataset(dataset, "train", data_dir=data_dir, augment=True)
     test = load_dataset(dataset, "test", data_dir=data_dir)
     info = train.info
@@ -80,34 +110,88 @@ def train_command(
     acc = accuracy(predict_logits(model, x), y)
     macs, params = count_macs_params(model, info.input_shape)
     meta = {
-        "arch": arch, "dataset": dataset if "@" in dataset else info.name, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
-        "normalization": {"mean": list(train.mean), "std": list(train.std)}, "method": "float",
+        "arch": arch,
+        "dataset": dataset if "@" in dataset else info.name,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "normalization": {"mean": list(train.mean), "std": list(train.std)},
+        "method": "float",
         "metrics": {"test_acc": acc, "epochs": epochs, "macs": macs, "params": params, "history": history},
         "train_config": cfg.fingerprint(),
     }
     save_checkpoint(out, model.cpu(), meta)
     _write_timing(out, timing)
-    _console().print(f"teacher {arch} on {info.name}: test accuracy {_pct(acc)} ({len(y)} images), {params:,} params, {macs:,} MACs → {out}")
+    _console().print(
+        f"teacher {arch} on {info.name}: test accuracy {_pct(acc)} ({len(y)} images), {params:,} params, {macs:,} MACs → {out}"
+    )
 
 
 def quantize_command(
     teacher: Annotated[Path, typer.Argument(help="Float teacher checkpoint from `divqat-tvm train`.")],
-    method: Annotated[str, typer.Option("--method", help="ptq (calibrate only), qat (fine-tune with cross-entropy) or divqat (CE − α·KL against the frozen teacher).")] = "divqat",
-    alpha: Annotated[float, typer.Option("--alpha", min=0.0, help="DivQAT weight α of the −KL term; 0 is exactly QAT.")] = 1.0,
-    kl_direction: Annotated[str, typer.Option("--kl-direction", help="teacher_student: KL(p_teacher ‖ p_student) (default); student_teacher: the reverse.")] = "teacher_student",
-    kl_cap: Annotated[float, typer.Option("--kl-cap", min=0.0, help="Per-sample cap κ: the loss uses min(KL, κ), so it is bounded below by −α·κ. 0 disables the cap (runs away for α ≥ 1).")] = 0.3,
-    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature T of both models inside the KL.")] = 1.0,
-    objective: Annotated[str, typer.Option("--objective", help="DivQAT loss: paper (CE − α·capped KL) or nontop (the KL over the classes other than the teacher's top-1, plus a hinge keeping the teacher's top-1 ahead by --margin logits).")] = "paper",
-    margin: Annotated[float, typer.Option("--margin", min=0.0, help="nontop: logit margin the teacher's top-1 class must keep.")] = 1.0,
-    margin_weight: Annotated[float, typer.Option("--margin-weight", min=0.0, help="nontop: weight λ of the margin hinge.")] = 1.0,
-    epochs: Annotated[int, typer.Option("--epochs", min=0, help="Fine-tuning epochs for QAT/DivQAT (ignored by PTQ).")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="Peak fine-tuning learning rate (cosine to 0). BN is folded, so keep it small.")] = 0.003,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="ptq (calibrate only), qat (fine-tune with cross-entropy) or divqat (CE − α·KL against the frozen teacher).",
+        ),
+    ] = "divqat",
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0.0, help="DivQAT weight α of the −KL term; 0 is exactly QAT.")
+    ] = 1.0,
+    kl_direction: Annotated[
+        str,
+        typer.Option(
+            "--kl-direction", help="teacher_student: KL(p_teacher ‖ p_student) (default); student_teacher: the reverse."
+        ),
+    ] = "teacher_student",
+    kl_cap: Annotated[
+        float,
+        typer.Option(
+            "--kl-cap",
+            min=0.0,
+            help="Per-sample cap κ: the loss uses min(KL, κ), so it is bounded below by −α·κ. 0 disables the cap (runs away for α ≥ 1).",
+        ),
+    ] = 0.3,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Softmax temperature T of both models inside the KL.")
+    ] = 1.0,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="DivQAT loss: paper (CE − α·capped KL) or nontop (the KL over the classes other than the teacher's top-1, plus a hinge keeping the teacher's top-1 ahead by --margin logits).",
+        ),
+    ] = "paper",
+    margin: Annotated[
+        float, typer.Option("--margin", min=0.0, help="nontop: logit margin the teacher's top-1 class must keep.")
+    ] = 1.0,
+    margin_weight: Annotated[
+        float, typer.Option("--margin-weight", min=0.0, help="nontop: weight λ of the margin hinge.")
+    ] = 1.0,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=0, help="Fine-tuning epochs for QAT/DivQAT (ignored by PTQ).")
+    ] = 4,
+    lr: Annotated[
+        float,
+        typer.Option("--lr", help="Peak fine-tuning learning rate (cosine to 0). BN is folded, so keep it small."),
+    ] = 0.003,
     optimizer: Annotated[str, _OPT] = "sgd",
     batch_size: Annotated[int, _BATCH] = 64,
-    freeze_observers_after: Annotated[int, typer.Option("--freeze-observers-after", min=0, help="Epochs after which activation ranges stop moving.")] = 2,
-    calibration_batches: Annotated[int, typer.Option("--calibration-batches", min=1, help="Training batches used to calibrate activation ranges.")] = 16,
-    observer_momentum: Annotated[float, typer.Option("--observer-momentum", help="EMA weight of each batch's range during QAT.")] = 0.01,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Student checkpoint to write (default: beside the teacher, named after the method).")] = None,
+    freeze_observers_after: Annotated[
+        int, typer.Option("--freeze-observers-after", min=0, help="Epochs after which activation ranges stop moving.")
+    ] = 2,
+    calibration_batches: Annotated[
+        int, typer.Option("--calibration-batches", min=1, help="Training batches used to calibrate activation ranges.")
+    ] = 16,
+    observer_momentum: Annotated[
+        float, typer.Option("--observer-momentum", help="EMA weight of each batch's range during QAT.")
+    ] = 0.01,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="Student checkpoint to write (default: beside the teacher, named after the method)."
+        ),
+    ] = None,
     seed: Annotated[int, _SEED] = 0,
     device: Annotated[str, _DEVICE] = "auto",
     data_dir: Annotated[Optional[str], _DATA_DIR] = None,
@@ -123,11 +207,29 @@ def quantize_command(
     from divqat_tvm.train.recipes import make_student
     from divqat_tvm.train.splits import load_split as load_dataset
 
-    quant = QuantConfig(method=method, observer_momentum=observer_momentum, freeze_observers_after=freeze_observers_after, calibration_batches=calibration_batches)
-    div = DivQATConfig(alpha=alpha, kl_direction=kl_direction, kl_cap=kl_cap or None, temperature=temperature,
-                       objective=objective, margin=margin, margin_weight=margin_weight) if method == "divqat" else None
+    quant = QuantConfig(
+        method=method,
+        observer_momentum=observer_momentum,
+        freeze_observers_after=freeze_observers_after,
+        calibration_batches=calibration_batches,
+    )
+    div = (
+        DivQATConfig(
+            alpha=alpha,
+            kl_direction=kl_direction,
+            kl_cap=kl_cap or None,
+            temperature=temperature,
+            objective=objective,
+            margin=margin,
+            margin_weight=margin_weight,
+        )
+        if method == "divqat"
+        else None
+    )
     _set_threads(threads)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, device=device, progress=progress)
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, device=device, progress=progress
+    )
     model, meta = load_checkpoint(teacher, kind="float")
     train = load_dataset(meta["dataset"], "train", data_dir=data_dir, augment=True, normalization=meta["normalization"])
     test = load_dataset(meta["dataset"], "test", data_dir=data_dir, normalization=meta["normalization"])
@@ -137,15 +239,24 @@ def quantize_command(
     x, y = test.tensors()
     lt, ls = predict_logits(model, x), predict_logits(student, x)
     metrics: dict[str, Any] = {
-        "test_acc": accuracy(ls, y), "teacher_test_acc": accuracy(lt, y), "kl_teacher_student": mean_kl(lt, ls),
-        "agreement_with_teacher": agreement(lt, ls), "history": history,
+        "test_acc": accuracy(ls, y),
+        "teacher_test_acc": accuracy(lt, y),
+        "kl_teacher_student": mean_kl(lt, ls),
+        "agreement_with_teacher": agreement(lt, ls),
+        "history": history,
     }
     smeta = {
         **{k: meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
-        "method": method, "alpha": alpha if div else None, "kl_direction": kl_direction if div else None,
-        "kl_cap": div.kl_cap if div else None, "temperature": temperature if div else None,
-        "objective": div.objective if div else None, **({"margin": margin, "margin_weight": margin_weight} if div and div.objective == "nontop" else {}),
-        "teacher": str(teacher), "metrics": metrics, "train_config": cfg.fingerprint(),
+        "method": method,
+        "alpha": alpha if div else None,
+        "kl_direction": kl_direction if div else None,
+        "kl_cap": div.kl_cap if div else None,
+        "temperature": temperature if div else None,
+        "objective": div.objective if div else None,
+        **({"margin": margin, "margin_weight": margin_weight} if div and div.objective == "nontop" else {}),
+        "teacher": str(teacher),
+        "metrics": metrics,
+        "train_config": cfg.fingerprint(),
     }
     save_checkpoint(out, student.cpu(), smeta)
     _write_timing(out, timing)
@@ -157,9 +268,15 @@ def quantize_command(
 
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="int8 student checkpoint from `divqat-tvm quantize`.")],
-    out: Annotated[Path, typer.Option("--out", help="ONNX QDQ file to write (opset 13, format in docs/contracts.md).")] = Path("model.onnx"),
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare onnxruntime with the torch student on the test split.")] = True,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Verify on at most this many test images.")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="ONNX QDQ file to write (opset 13, format in docs/contracts.md).")
+    ] = Path("model.onnx"),
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Compare onnxruntime with the torch student on the test split.")
+    ] = True,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", min=1, help="Verify on at most this many test images.")
+    ] = None,
     data_dir: Annotated[Optional[str], _DATA_DIR] = None,
 ) -> None:
     """Export an int8 student to ONNX QDQ, check it with onnx.checker and (by default) onnxruntime."""
@@ -183,15 +300,24 @@ def export_command(
             f"max |logit difference| {r['max_abs_logit_diff']:.6g}"
         )
         if r["agreement"] < 0.995:
-            raise DivqatError(f"onnxruntime agrees with the torch student on only {_pct(r['agreement'])} of inputs (< 99.5 %).", "Report this as an export bug.")
+            raise DivqatError(
+                f"onnxruntime agrees with the torch student on only {_pct(r['agreement'])} of inputs (< 99.5 %).",
+                "Report this as an export bug.",
+            )
 
 
 def evaluate_command(
     a: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or ONNX file (.onnx).")],
-    b: Annotated[Optional[Path], typer.Argument(help="Optional second model: adds top-1 agreement and mean KL(A ‖ B).")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Test split to use (default: the dataset A was trained on).")] = None,
+    b: Annotated[
+        Optional[Path], typer.Argument(help="Optional second model: adds top-1 agreement and mean KL(A ‖ B).")
+    ] = None,
+    dataset: Annotated[
+        Optional[str], typer.Option("--dataset", help="Test split to use (default: the dataset A was trained on).")
+    ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use at most this many test images.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
     data_dir: Annotated[Optional[str], _DATA_DIR] = None,
 ) -> None:
     """Accuracy of a model on a test split; with two models, their top-1 agreement and mean KL(A ‖ B)."""

@@ -71,8 +71,17 @@ class CompiledModel:
     notes: tuple[str, ...] = ()
 
 
-def compile_model(model: str | Path, target: str, out: str | Path, *, prefix: str = "model", requant: str = "fixed",
-                  arm: bool = True, flash: int | None = None, ram: int | None = None) -> CompiledModel:
+def compile_model(
+    model: str | Path,
+    target: str,
+    out: str | Path,
+    *,
+    prefix: str = "model",
+    requant: str = "fixed",
+    arm: bool = True,
+    flash: int | None = None,
+    ram: int | None = None,
+) -> CompiledModel:
     """Compile a quantized model (ONNX QDQ or int8 TFLite) for a core or board.
 
     The fit is checked before any arm build (weights + arena against the target's flash and RAM) and again with
@@ -82,22 +91,28 @@ def compile_model(model: str | Path, target: str, out: str | Path, *, prefix: st
     """
     model, out = Path(model), Path(out)
     if not model.is_file():
-        raise CompileError(f"model file {model} does not exist or is not a file.", "Pass the path of a .onnx or .tflite model.")
+        raise CompileError(
+            f"model file {model} does not exist or is not a file.", "Pass the path of a .onnx or .tflite model."
+        )
     tgt = resolve(target)
     notes = []
     if requant == "float" and tgt.core.fpu is None:
         notes.append(f"{tgt.core.name} has no FPU; float requantization runs in software there.")
     imp = importer_for(model)
-    manifest = imp.compile(model, out, requant=requant, prefix=prefix, target=tgt.name, core=tgt.core.name,
-                           meta=imp.meta(model))
+    manifest = imp.compile(
+        model, out, requant=requant, prefix=prefix, target=tgt.name, core=tgt.core.name, meta=imp.meta(model)
+    )
     fit: dict[str, Any] = {"flash": flash, "ram": ram, "named_core": tgt.board is None or tgt.core.name == target}
     fit_notes = library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"], **fit)
     footprint = None
     if arm:
         footprint = library.build_library(out, tgt.core)
-        fit_notes = library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"], footprint.code_bytes,
-                                       **fit)
-        atomic_write_json(out / "footprint.json", {**footprint.as_dict(), "target": tgt.name,
-                                                  "board": tgt.board.name if tgt.board else None})
+        fit_notes = library.check_fits(
+            tgt, manifest["weight_bytes"], manifest["arena_bytes"], footprint.code_bytes, **fit
+        )
+        atomic_write_json(
+            out / "footprint.json",
+            {**footprint.as_dict(), "target": tgt.name, "board": tgt.board.name if tgt.board else None},
+        )
     notes += fit_notes
     return CompiledModel(out, manifest, footprint, tuple(notes))

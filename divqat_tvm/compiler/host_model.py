@@ -39,12 +39,20 @@ class HostModel:
         cc: the host C compiler.
     """
 
-    def __init__(self, build_dir: str | Path, extra_sources: tuple[str | Path, ...] = (),
-                 include_dirs: tuple[str | Path, ...] = (), cc: str = "gcc") -> None:
+    def __init__(
+        self,
+        build_dir: str | Path,
+        extra_sources: tuple[str | Path, ...] = (),
+        include_dirs: tuple[str | Path, ...] = (),
+        cc: str = "gcc",
+    ) -> None:
         self.build_dir = Path(build_dir)
         manifest_path = self.build_dir / "manifest.json"
         if not manifest_path.is_file():
-            raise CompileError(f"'{self.build_dir}' has no manifest.json.", "Compile the model first: divqat-tvm compile MODEL --out DIR.")
+            raise CompileError(
+                f"'{self.build_dir}' has no manifest.json.",
+                "Compile the model first: divqat-tvm compile MODEL --out DIR.",
+            )
         self.manifest = json.loads(manifest_path.read_text())
         self.prefix = self.manifest["prefix"]
         self.input_shape = tuple(self.manifest["input"]["shape"][1:])
@@ -61,8 +69,15 @@ class HostModel:
 
     def _build(self, sources: list[Path], includes: list[Path], cc: str) -> Path:
         headers = sorted(h for inc in includes for h in Path(inc).glob("*.h"))
-        return shared_library(sources, self.build_dir, [*HOST_CFLAGS, *(f"-I{i}" for i in includes)], headers=headers,
-                              stem="host", cc=cc, what=f"the host build of {self.build_dir}")
+        return shared_library(
+            sources,
+            self.build_dir,
+            [*HOST_CFLAGS, *(f"-I{i}" for i in includes)],
+            headers=headers,
+            stem="host",
+            cc=cc,
+            what=f"the host build of {self.build_dir}",
+        )
 
     @property
     def input_qparams(self) -> tuple[float, int]:
@@ -80,8 +95,10 @@ class HostModel:
         """int8 [N, *input_shape] → int8 [N, *output_shape]."""
         x = np.ascontiguousarray(x, dtype=np.int8)
         if x.shape[1:] != self.input_shape and x.reshape(len(x), -1).shape[1] != self.input_size:
-            raise CompileError(f"input of shape {x.shape} does not match the model's {self.input_shape}.",
-                               "Pass int8 [N, *input_shape].")
+            raise CompileError(
+                f"input of shape {x.shape} does not match the model's {self.input_shape}.",
+                "Pass int8 [N, *input_shape].",
+            )
         x = x.reshape(len(x), self.input_size)
         out = np.empty((len(x), self.output_size), dtype=np.int8)
         for i in range(len(x)):

@@ -52,6 +52,7 @@ def mbqm_tensor(shape, pre, m_of, shift_of, name: str):
     inside the consumer's loop nest, so each becomes a scalar temporary, not a tensor.
     `m_of(i)` / `shift_of(i)` give the multiplier and shift for output index i (PrimExpr or int).
     """
+
     def saturate32(v):  # CMSIS-NN saturates the left shift (quant.primitives does the same)
         return tirx.max(tirx.min(v, tirx.const(2**31 - 1, "int64")), tirx.const(-(2**31), "int64")).astype("int32")
 
@@ -64,16 +65,24 @@ def mbqm_tensor(shape, pre, m_of, shift_of, name: str):
     ab = te.compute(shape, lambda *i: left_shifted(i).astype("int64") * _i64(m_of(i)), name=f"{name}_ab")
     half = tirx.const(1 << 30, "int64")
     k31 = tirx.const(31, "int64")
-    hi = te.compute(shape, lambda *i: tirx.Select(
-        ab[i] >= 0, tirx.shift_right(ab[i] + half, k31), -tirx.shift_right(half - 1 - ab[i], k31)).astype("int32"),
-        name=f"{name}_hi")
+    hi = te.compute(
+        shape,
+        lambda *i: tirx.Select(
+            ab[i] >= 0, tirx.shift_right(ab[i] + half, k31), -tirx.shift_right(half - 1 - ab[i], k31)
+        ).astype("int32"),
+        name=f"{name}_hi",
+    )
 
     def rdbpot(*i):
         sh = shift_of(i)
         right = tirx.const(max(-sh, 0), "int32") if isinstance(sh, int) else tirx.max(-sh, 0)
         mask = tirx.shift_left(tirx.const(1, "int32"), right) - 1
-        thr = tirx.shift_right(mask, tirx.const(1, "int32")) + tirx.Select(hi[i] < 0, tirx.const(1, "int32"), tirx.const(0, "int32"))
-        return tirx.shift_right(hi[i], right) + tirx.Select(tirx.bitwise_and(hi[i], mask) > thr, tirx.const(1, "int32"), tirx.const(0, "int32"))
+        thr = tirx.shift_right(mask, tirx.const(1, "int32")) + tirx.Select(
+            hi[i] < 0, tirx.const(1, "int32"), tirx.const(0, "int32")
+        )
+        return tirx.shift_right(hi[i], right) + tirx.Select(
+            tirx.bitwise_and(hi[i], mask) > thr, tirx.const(1, "int32"), tirx.const(0, "int32")
+        )
 
     return te.compute(shape, rdbpot, name=f"{name}_q")
 
@@ -90,8 +99,11 @@ def requant_out(shape, pre, r: Requant, m_of=None, shift_of=None, scale_of=None)
     lo = tirx.const(float(r.lo - r.zero_point), "float32")
     hi = tirx.const(float(r.hi - r.zero_point), "float32")
     v = te.compute(shape, lambda *i: pre(*i).astype("float32") * scale_of(i), name="rq_scaled")
-    return te.compute(shape, lambda *i: _clamp_store(
-        tirx.nearbyint(tirx.max(tirx.min(v[i], hi), lo)).astype("int32") + r.zero_point, r), name="out")
+    return te.compute(
+        shape,
+        lambda *i: _clamp_store(tirx.nearbyint(tirx.max(tirx.min(v[i], hi), lo)).astype("int32") + r.zero_point, r),
+        name="out",
+    )
 
 
 def _index(layout: str, n, c, h, w):
@@ -118,7 +130,12 @@ class PoolWindow:
     def __init__(self, kernel, stride, padding, in_hw) -> None:
         self.ry = te.reduce_axis((0, kernel[0]), "ry")
         self.rx = te.reduce_axis((0, kernel[1]), "rx")
-        self.kernel, self.stride, self.pad, self.in_hw = tuple(kernel), tuple(stride), (padding[0], padding[1]), tuple(in_hw)
+        self.kernel, self.stride, self.pad, self.in_hw = (
+            tuple(kernel),
+            tuple(stride),
+            (padding[0], padding[1]),
+            tuple(in_hw),
+        )
 
     def reduce(self, reducer, yy, xx, value_at, outside):
         """`reducer` (te.sum, te.max) over the window at output (yy, xx) of `value_at(y, z)` for a tap inside the
@@ -150,8 +167,22 @@ def _taps(o, stride: int, dil: int, pad: int, k: int, n_in: int, name: str):
     return te.reduce_axis((lo, hi), name)
 
 
-def conv2d(x, w, bias, p0, *p1, layout: str, in_nchw: tuple[int, int, int, int], out_nchw: tuple[int, int, int, int],
-           stride, padding, dilation, groups: int, zp_in: int, r: Requant):
+def conv2d(
+    x,
+    w,
+    bias,
+    p0,
+    *p1,
+    layout: str,
+    in_nchw: tuple[int, int, int, int],
+    out_nchw: tuple[int, int, int, int],
+    stride,
+    padding,
+    dilation,
+    groups: int,
+    zp_in: int,
+    r: Requant,
+):
     """Grouped/depthwise int8 conv; weights in OHWI order [cout, kh, kw, cin/groups] so the innermost loop
     (input channels) reads both operands contiguously. (p0, p1) are the int32 (multiplier, shift) arrays for
     "fixed"; p0 is the float32 per-channel scale for "float" (no p1). `bias` is the model's own bias.
@@ -182,9 +213,17 @@ def conv2d(x, w, bias, p0, *p1, layout: str, in_nchw: tuple[int, int, int, int],
         rx0, rx1 = tirx.max(0, pl - xx * sw), tirx.min(kw, iw + pl - xx * sw)
         xs = x(b, yy * sh + ry * dh - pt, xx * sw + rx0 - pl, 0)
         ws = w(k, ry, rx0, 0)
-        return te.sum(tirx.call_extern("int32", DOT_S8, tirx.call_intrin("handle", "tirx.address_of", xs),
-                                       tirx.call_intrin("handle", "tirx.address_of", ws),
-                                       tirx.Cast("int32", (rx1 - rx0) * ig), zp_in), axis=[ry])
+        return te.sum(
+            tirx.call_extern(
+                "int32",
+                DOT_S8,
+                tirx.call_intrin("handle", "tirx.address_of", xs),
+                tirx.call_intrin("handle", "tirx.address_of", ws),
+                tirx.Cast("int32", (rx1 - rx0) * ig),
+                zp_in,
+            ),
+            axis=[ry],
+        )
 
     if layout == "NCHW":
         acc = te.compute((n, cout, oh, ow), acc_nchw, name="acc")
@@ -199,8 +238,9 @@ def conv2d(x, w, bias, p0, *p1, layout: str, in_nchw: tuple[int, int, int, int],
     def pre(*i):
         return acc[i] + bias[ch(i)]
 
-    return requant_out(shape, pre, r, m_of=lambda i: p0[ch(i)], shift_of=lambda i: p1[0][ch(i)], scale_of=lambda i: p0[ch(i)])
-
+    return requant_out(
+        shape, pre, r, m_of=lambda i: p0[ch(i)], shift_of=lambda i: p1[0][ch(i)], scale_of=lambda i: p0[ch(i)]
+    )
 
 
 def dense(x, w, bias, p0, *p1, r: Requant):
@@ -208,11 +248,18 @@ def dense(x, w, bias, p0, *p1, r: Requant):
     n, k_in = (int(d) for d in x.shape)
     k_out = int(w.shape[0])
     rk = te.reduce_axis((0, k_in), "rk")
-    acc = te.compute((n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc")
+    acc = te.compute(
+        (n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc"
+    )
 
-    return requant_out((n, k_out), lambda b, o: acc[b, o] + bias[o], r, m_of=lambda i: p0[i[1]],
-                       shift_of=lambda i: p1[0][i[1]], scale_of=lambda i: p0[i[1]])
-
+    return requant_out(
+        (n, k_out),
+        lambda b, o: acc[b, o] + bias[o],
+        r,
+        m_of=lambda i: p0[i[1]],
+        shift_of=lambda i: p1[0][i[1]],
+        scale_of=lambda i: p0[i[1]],
+    )
 
 
 def add_float_params(zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: float, zp_out: int) -> np.ndarray:
@@ -238,8 +285,12 @@ def add(a, b, *fparams, zp_a: int, zp_b: int, s_a: float, s_b: float, s_out: flo
         ma, sa = rq.quantize_multiplier(s_a / twice_max)
         mb, sb = rq.quantize_multiplier(s_b / twice_max)
         mo, so = rq.quantize_multiplier(twice_max / ((1 << rq.ADD_LEFT_SHIFT) * s_out))
-        va = mbqm_tensor(shape, lambda *i: (a[i].astype("int32") - zp_a) * (1 << rq.ADD_LEFT_SHIFT), lambda i: ma, lambda i: sa, "a")
-        vb = mbqm_tensor(shape, lambda *i: (b[i].astype("int32") - zp_b) * (1 << rq.ADD_LEFT_SHIFT), lambda i: mb, lambda i: sb, "b")
+        va = mbqm_tensor(
+            shape, lambda *i: (a[i].astype("int32") - zp_a) * (1 << rq.ADD_LEFT_SHIFT), lambda i: ma, lambda i: sa, "a"
+        )
+        vb = mbqm_tensor(
+            shape, lambda *i: (b[i].astype("int32") - zp_b) * (1 << rq.ADD_LEFT_SHIFT), lambda i: mb, lambda i: sb, "b"
+        )
         return requant_out(shape, lambda *i: va[i] + vb[i], r, m_of=lambda i: mo, shift_of=lambda i: so)
     (p,) = fparams
 
@@ -266,7 +317,20 @@ def max_pool(x, *, layout: str, in_nchw, out_nchw, kernel, stride, padding):
     return te.compute(_index(layout, n, c, oh, ow), f, name="out")
 
 
-def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, s_in: float, s_out: float, r: Requant):
+def avg_pool(
+    x,
+    *fparams,
+    layout: str,
+    in_nchw,
+    out_nchw,
+    kernel,
+    stride,
+    padding,
+    zp_in: int,
+    s_in: float,
+    s_out: float,
+    r: Requant,
+):
     """int8 average pool (window divisor, count_include_pad) or, with kernel = (H, W), global average pool:
     Σ(x − zp_in) then requantized by s_in / (s_out · count): fixed point, or for "float" the float32
     scale in `fparams[0]` (MLAS QLinearGlobalAveragePool: s_in / (s_out · float(count)))."""
@@ -274,8 +338,13 @@ def avg_pool(x, *fparams, layout: str, in_nchw, out_nchw, kernel, stride, paddin
     _, _, oh, ow = out_nchw
     count = kernel[0] * kernel[1]
     win = PoolWindow(kernel, stride, padding, (ih, iw))
-    acc = te.compute((n, c, oh, ow), lambda b, k, yy, xx: win.reduce(
-        te.sum, yy, xx, lambda y, z: x[_index(layout, b, k, y, z)].astype("int32"), tirx.const(zp_in, "int32")), name="acc")
+    acc = te.compute(
+        (n, c, oh, ow),
+        lambda b, k, yy, xx: win.reduce(
+            te.sum, yy, xx, lambda y, z: x[_index(layout, b, k, y, z)].astype("int32"), tirx.const(zp_in, "int32")
+        ),
+        name="acc",
+    )
 
     def pre(*i):
         return acc[_nchw(layout, i)] - zp_in * count
@@ -297,8 +366,13 @@ def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, 
     win = PoolWindow(kernel, stride, padding, (ih, iw))
 
     def acc_f(b, k, yy, xx):
-        return win.reduce(te.sum, yy, xx, lambda y, z: fparams[0] * (x[_index(layout, b, k, y, z)].astype("int32") - zp_in).astype("float32"),
-                          tirx.const(0.0, "float32"))
+        return win.reduce(
+            te.sum,
+            yy,
+            xx,
+            lambda y, z: fparams[0] * (x[_index(layout, b, k, y, z)].astype("int32") - zp_in).astype("float32"),
+            tirx.const(0.0, "float32"),
+        )
 
     acc = te.compute((n, c, oh, ow), acc_f, name="acc")
 
@@ -314,8 +388,8 @@ def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, 
 def reshape(x, *, shape: tuple[int, ...]):
     """Flatten/reshape as a copy in row-major order (same bytes, new shape)."""
     in_shape = [int(d) for d in x.shape]
-    strides = [int(np.prod(in_shape[i + 1:])) for i in range(len(in_shape))]
-    out_strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+    strides = [int(np.prod(in_shape[i + 1 :])) for i in range(len(in_shape))]
+    out_strides = [int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
 
     def f(*i):
         flat = sum(ix * s for ix, s in zip(i, out_strides))

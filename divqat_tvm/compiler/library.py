@@ -22,7 +22,6 @@ STACK_RESERVE = 4096  # bytes of RAM kept for the stack (and the firmware's own 
 HEAP_SYMBOLS = ("malloc", "_malloc_r", "_sbrk", "calloc", "realloc", "free")
 
 
-
 def entry_c(prefix: str, header: str = "model.h") -> str:
     """A tiny entry point that calls `<prefix>_run` once, so the link pulls in exactly what a firmware would."""
     up = prefix.upper()
@@ -55,12 +54,24 @@ class Footprint:
 def _need(weight_bytes: int, arena_bytes: int, code_bytes: int) -> tuple[int, int, str, str]:
     flash = weight_bytes + code_bytes
     ram = arena_bytes + STACK_RESERVE
-    return (flash, ram, f"weights {weight_bytes:,} + code {code_bytes:,}",
-            f"arena {arena_bytes:,} + stack reserve {STACK_RESERVE:,}")
+    return (
+        flash,
+        ram,
+        f"weights {weight_bytes:,} + code {code_bytes:,}",
+        f"arena {arena_bytes:,} + stack reserve {STACK_RESERVE:,}",
+    )
 
 
-def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: int = 0, *,
-               flash: int | None = None, ram: int | None = None, named_core: bool = False) -> list[str]:
+def check_fits(
+    target: Target,
+    weight_bytes: int,
+    arena_bytes: int,
+    code_bytes: int = 0,
+    *,
+    flash: int | None = None,
+    ram: int | None = None,
+    named_core: bool = False,
+) -> list[str]:
     """Refuse a model that cannot fit; warn where the limit is only typical. Returns the warnings.
 
     Limits, strongest first: the user's `flash`/`ram` (refuse), the board's memory (refuse), and, when the
@@ -82,8 +93,11 @@ def check_fits(target: Target, weight_bytes: int, arena_bytes: int, code_bytes: 
                 continue
             msg = f"the model needs {need:,} bytes of {kind} ({what}) but {where} has {cap:,}"
             if hard:
-                fix = ("Use a smaller model (fewer channels or a smaller input) or a part with more memory."
-                       if kind == "RAM" else "Use a smaller model or a part with more flash.")
+                fix = (
+                    "Use a smaller model (fewer channels or a smaller input) or a part with more memory."
+                    if kind == "RAM"
+                    else "Use a smaller model or a part with more flash."
+                )
                 raise CompileError(msg + ".", fix)
             warnings.append(msg + "; name your board with --target BOARD or give --flash/--ram to check exactly.")
     return warnings
@@ -104,8 +118,11 @@ def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = No
     for src in manifest.get("sources", ["model.c", "kernels.c"]):
         obj = work / (Path(src).stem + ".o")
         warnings: list[str] = []
-        run([cc, *flags, "-c", str(build_dir / src), "-o", str(obj)], what=f"{ARM_CC} ({core.name}) of {src}",
-            warnings=warnings)
+        run(
+            [cc, *flags, "-c", str(build_dir / src), "-o", str(obj)],
+            what=f"{ARM_CC} ({core.name}) of {src}",
+            warnings=warnings,
+        )
         if warnings:
             atomic_write_text(work / f"{Path(src).stem}.warnings.txt", "\n".join(warnings) + "\n")
         objs.append(obj)
@@ -113,11 +130,27 @@ def build_library(build_dir: str | Path, core: Core, out_subdir: str | None = No
     atomic_write_text(entry, entry_c(manifest["prefix"], manifest.get("header", "model.h")))
     elf = work / "check.elf"
     map_file = work / "check.map"
-    run([cc, *flags, "-nostartfiles", "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,-e,dq_check_entry",
-         str(entry), *map(str, objs), "-lm", "-o", str(elf)], what=f"link check ({core.name})")
+    run(
+        [
+            cc,
+            *flags,
+            "-nostartfiles",
+            "-Wl,--gc-sections",
+            f"-Wl,-Map={map_file}",
+            "-Wl,-e,dq_check_entry",
+            str(entry),
+            *map(str, objs),
+            "-lm",
+            "-o",
+            str(elf),
+        ],
+        what=f"link check ({core.name})",
+    )
     heap = heap_symbols(map_file.read_text())
     if heap:
-        raise CompileError(f"the {core.name} link pulls in heap functions {heap}.", "The generated C must not allocate; report this.")
+        raise CompileError(
+            f"the {core.name} link pulls in heap functions {heap}.", "The generated C must not allocate; report this."
+        )
     sections = section_sizes(run([size, "-A", str(elf)], what=ARM_SIZE))
     flash = sum(v for k, v in sections.items() if k in (".text", ".rodata", ".data", ".ARM.exidx", ".init", ".fini"))
     ram = sum(v for k, v in sections.items() if k in (".data", ".bss"))

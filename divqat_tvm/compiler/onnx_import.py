@@ -20,17 +20,51 @@ import numpy as np
 import onnx
 
 from divqat_tvm.compiler.graph import (
-    QMAX, QMIN, Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape,
+    QMAX,
+    QMIN,
+    Add,
+    AvgPool,
+    Conv2D,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    MaxPool,
+    Op,
+    QTensor,
+    Reshape,
 )
 from divqat_tvm.compiler.ops_extra import AvgPoolWindowed
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).
 SUPPORTED_ONNX_OPS = {
-    "QuantizeLinear", "DequantizeLinear", "Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "MaxPool",
-    "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Identity", "Constant",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "Constant",
 }
-_COMPUTE_ONNX_OPS = ("Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape")
+_COMPUTE_ONNX_OPS = (
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -57,11 +91,14 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and friends
-        raise CompileError(f"'{path}' is not a readable ONNX model; is it truncated? ({type(e).__name__})",
-                           "Copy or export the model again.") from e
+        raise CompileError(
+            f"'{path}' is not a readable ONNX model; is it truncated? ({type(e).__name__})",
+            "Copy or export the model again.",
+        ) from e
     if len(model.graph.node) == 0 or len(model.graph.output) == 0:
-        raise CompileError(f"'{path}' holds no ONNX graph (truncated, or not an ONNX file).",
-                           "Copy or export the model again.")
+        raise CompileError(
+            f"'{path}' holds no ONNX graph (truncated, or not an ONNX file).", "Copy or export the model again."
+        )
     return model
 
 
@@ -105,7 +142,11 @@ def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
             node.input[2] = name
         else:
             node.input[2] = shifted(node.input[2])
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits and inits[node.input[0]].data_type == onnx.TensorProto.UINT8:
+        if (
+            node.op_type == "DequantizeLinear"
+            and node.input[0] in inits
+            and inits[node.input[0]].data_type == onnx.TensorProto.UINT8
+        ):
             node.input[0] = shifted(node.input[0])
         if node.op_type == "QuantizeLinear":
             retyped.add(node.output[0])
@@ -128,14 +169,18 @@ def import_onnx(path: str | Path) -> Graph:
         )
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
-        raise CompileError(f"input '{inputs[0].name}' has shape {dims}, not [N, C, H, W].",
-                           "Export with a fixed C, H, W (N may be dynamic).")
+        raise CompileError(
+            f"input '{inputs[0].name}' has shape {dims}, not [N, C, H, W].",
+            "Export with a fixed C, H, W (N may be dynamic).",
+        )
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
         mod = from_onnx(model, shape_dict={inputs[0].name: [1, *dims[1:]]}, keep_params_in_input=False)
     except Exception as e:
-        raise CompileError(f"TVM's ONNX frontend could not import '{path}': {e}", "Check the model with onnx.checker.") from e
+        raise CompileError(
+            f"TVM's ONNX frontend could not import '{path}': {e}", "Check the model with onnx.checker."
+        ) from e
     names = [n.name or n.output[0] for n in model.graph.node if n.op_type in _COMPUTE_ONNX_OPS]
     graph = _RelaxToGraph(mod["main"]).build()
     _name_ops(graph, names)
@@ -199,20 +244,26 @@ class _RelaxToGraph:
     def _dq(self, e: Any) -> _Q:
         call = self._value(e)
         if self._op_name(call) != "relax.dequantize":
-            raise CompileError(f"expected a DequantizeLinear feeding a float op, found {self._op_name(call) or call}.",
-                               "Quantize the model in QDQ format (every float op between DQ and Q nodes).")
+            raise CompileError(
+                f"expected a DequantizeLinear feeding a float op, found {self._op_name(call) or call}.",
+                "Quantize the model in QDQ format (every float op between DQ and Q nodes).",
+            )
         x, s, z = call.args
         scale = self._const(s)
         zp = self._const(z)
         if scale is None or zp is None:
-            raise CompileError("a DequantizeLinear has non-constant scale or zero point.", "Fold the qparams into constants.")
+            raise CompileError(
+                "a DequantizeLinear has non-constant scale or zero point.", "Fold the qparams into constants."
+            )
         const = self._const(x)
         if const is not None:
             return _Q(None, const, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
         name = self.int8_name.get(x)
         if name is None:
-            raise CompileError(f"a DequantizeLinear reads {x}, which is not an int8 tensor of the graph.",
-                               "Only int8 activations and constants may be dequantized.")
+            raise CompileError(
+                f"a DequantizeLinear reads {x}, which is not an int8 tensor of the graph.",
+                "Only int8 activations and constants may be dequantized.",
+            )
         return _Q(name, None, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
 
     def _act(self, name: str) -> QTensor:
@@ -229,11 +280,15 @@ class _RelaxToGraph:
             src, s, z = v.args
             scale, zp = self._const(s), self._const(z)
             if scale is None or zp is None or scale.size != 1 or zp.size != 1:
-                raise CompileError(f"QuantizeLinear '{b.var.name}' has no constant per-tensor scale/zero point.",
-                                   "Quantize activations per tensor.")
+                raise CompileError(
+                    f"QuantizeLinear '{b.var.name}' has no constant per-tensor scale/zero point.",
+                    "Quantize activations per tensor.",
+                )
             if str(v.attrs.out_dtype) != "int8":
-                raise CompileError(f"QuantizeLinear '{b.var.name}' produces {v.attrs.out_dtype}, not int8.",
-                                   "Quantize activations to int8 (QuantType.QInt8).")
+                raise CompileError(
+                    f"QuantizeLinear '{b.var.name}' produces {v.attrs.out_dtype}, not int8.",
+                    "Quantize activations to int8 (QuantType.QInt8).",
+                )
             shape = self._shape(b.var)
             name = b.var.name
             layout = "NCHW" if len(shape) == 4 else "NC"
@@ -241,7 +296,9 @@ class _RelaxToGraph:
             src_val = src if src.same_as(param) else self._value(src)
             if src.same_as(param):
                 if graph_input is not None:
-                    raise CompileError("the model quantizes its input twice.", "Export one QuantizeLinear on the input.")
+                    raise CompileError(
+                        "the model quantizes its input twice.", "Export one QuantizeLinear on the input."
+                    )
                 graph_input = name
                 self.tensors[name] = t
                 self.int8_name[b.var] = name
@@ -253,8 +310,10 @@ class _RelaxToGraph:
             raise CompileError("the model's input is not quantized by a QuantizeLinear.", "Export in QDQ format.")
         out = self._value(self.main.body.body)
         if self._op_name(out) != "relax.dequantize" or out.args[0] not in self.int8_name:
-            raise CompileError("the model's output is not a DequantizeLinear of an int8 tensor.",
-                               "End the QDQ model with Q → DQ after the last Gemm.")
+            raise CompileError(
+                "the model's output is not a DequantizeLinear of an int8 tensor.",
+                "End the QDQ model with Q → DQ after the last Gemm.",
+            )
         return Graph(self.tensors, self.ops, graph_input, self.int8_name[out.args[0]])
 
     def _match(self, e: Any, out: QTensor) -> Op:
@@ -289,7 +348,9 @@ class _RelaxToGraph:
                 return self._linear(b, self._bias(a), out, lo, hi)
             qa, qb = self._dq(e.args[0]), self._dq(e.args[1])
             if qa.tensor is None or qb.tensor is None:
-                raise CompileError(f"an Add before {out.name} has a constant operand.", "Only activation + activation adds compile.")
+                raise CompileError(
+                    f"an Add before {out.name} has a constant operand.", "Only activation + activation adds compile."
+                )
             self._same_shape(qa.tensor, out)
             self._same_shape(qb.tensor, out)
             return Add(out.name, [qa.tensor, qb.tensor], out.name, act_min=lo, act_max=hi)
@@ -297,45 +358,76 @@ class _RelaxToGraph:
             return self._linear(e, None, out, lo, hi)
         q = self._dq(e.args[0]) if e.args else None
         if q is None or q.tensor is None:
-            raise CompileError(f"cannot compile the float op '{name}' before {out.name}.",
-                               "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.")
+            raise CompileError(
+                f"cannot compile the float op '{name}' before {out.name}.",
+                "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.",
+            )
         src = self._act(q.tensor)
         if name == "relax.nn.max_pool2d":
             self._same_qparams(src, out, "MaxPool")
             a = e.attrs
-            return MaxPool(out.name, [q.tensor], out.name, kernel=tuple(int(v) for v in a.pool_size),
-                           stride=tuple(int(v) for v in a.strides), padding=_pad4(a.padding))
+            return MaxPool(
+                out.name,
+                [q.tensor],
+                out.name,
+                kernel=tuple(int(v) for v in a.pool_size),
+                stride=tuple(int(v) for v in a.strides),
+                padding=_pad4(a.padding),
+            )
         if name == "relax.nn.avg_pool2d":
             a = e.attrs
             pad = _pad4(a.padding)
             kernel, stride = tuple(int(v) for v in a.pool_size), tuple(int(v) for v in a.strides)
             if any(int(v) != 1 for v in a.dilation):
-                raise CompileError(f"AveragePool before {out.name} has dilations {[int(v) for v in a.dilation]}.",
-                                   "Export AveragePool without dilation.")
-            windowed = AvgPoolWindowed(out.name, [q.tensor], out.name, kernel=kernel, stride=stride, padding=pad,
-                                       count_include_pad=bool(a.count_include_pad))
+                raise CompileError(
+                    f"AveragePool before {out.name} has dilations {[int(v) for v in a.dilation]}.",
+                    "Export AveragePool without dilation.",
+                )
+            windowed = AvgPoolWindowed(
+                out.name,
+                [q.tensor],
+                out.name,
+                kernel=kernel,
+                stride=stride,
+                padding=pad,
+                count_include_pad=bool(a.count_include_pad),
+            )
             try:
                 divisors = windowed.divisors(Graph(self.tensors, [], q.tensor, out.name))
             except ValueError:
-                raise CompileError(f"AveragePool before {out.name} has a window entirely in the padding.",
-                                   "Use less padding or ceil_mode=0.") from None
+                raise CompileError(
+                    f"AveragePool before {out.name} has a window entirely in the padding.",
+                    "Use less padding or ceil_mode=0.",
+                ) from None
             if np.any(divisors != kernel[0] * kernel[1]):  # partial windows (ceil_mode, or padding not counted)
                 return windowed
-            return AvgPool(out.name, [q.tensor], out.name, kernel=tuple(int(v) for v in a.pool_size),
-                           stride=tuple(int(v) for v in a.strides), padding=pad)
+            return AvgPool(
+                out.name,
+                [q.tensor],
+                out.name,
+                kernel=tuple(int(v) for v in a.pool_size),
+                stride=tuple(int(v) for v in a.strides),
+                padding=pad,
+            )
         if name == "relax.mean":
             axes = sorted(int(v) for v in e.attrs.axis)
             if axes != [2, 3]:
-                raise CompileError(f"a mean over axes {axes} before {out.name} is not a global average pool.",
-                                   "Only GlobalAveragePool (mean over H, W) compiles.")
+                raise CompileError(
+                    f"a mean over axes {axes} before {out.name} is not a global average pool.",
+                    "Only GlobalAveragePool (mean over H, W) compiles.",
+                )
             if len(out.shape) != 4:
-                self.tensors[out.name] = out = QTensor(out.name, out.shape + (1,) * (4 - len(out.shape)), out.scale, out.zero_point)
+                self.tensors[out.name] = out = QTensor(
+                    out.name, out.shape + (1,) * (4 - len(out.shape)), out.scale, out.zero_point
+                )
             return GlobalAvgPool(out.name, [q.tensor], out.name)
         if name == "relax.reshape":
             self._same_qparams(src, out, "Flatten/Reshape")
             return Reshape(out.name, [q.tensor], out.name)
-        raise CompileError(f"cannot compile the float op '{name}' before {out.name}.",
-                           "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.")
+        raise CompileError(
+            f"cannot compile the float op '{name}' before {out.name}.",
+            "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.",
+        )
 
     def _tir_callee(self, e: Any) -> str:
         """Name of the PrimFunc a `call_tir` calls ('' for anything else)."""
@@ -365,8 +457,10 @@ class _RelaxToGraph:
             e = self._value(e.args[0])
         q = self._dq(e)
         if q.const is None or q.const.dtype != np.int32 or np.any(q.zero_point != 0):
-            raise CompileError("a conv/gemm bias is not an int32 constant with zero point 0.",
-                               "Quantize biases to int32 (scale s_in·s_w).")
+            raise CompileError(
+                "a conv/gemm bias is not an int32 constant with zero point 0.",
+                "Quantize biases to int32 (scale s_in·s_w).",
+            )
         return q.const.reshape(-1).astype(np.int32)
 
     def _linear(self, e: Any, bias: np.ndarray | None, out: QTensor, lo: int, hi: int) -> Op:
@@ -375,41 +469,74 @@ class _RelaxToGraph:
         transposed = self._op_name(w_expr) == "relax.permute_dims"
         w = self._dq(w_expr.args[0] if transposed else w_expr)
         if x.tensor is None or w.const is None:
-            raise CompileError(f"the conv/gemm before {out.name} does not read an activation and a constant weight.",
-                               "Weights must be int8 initializers behind a DequantizeLinear.")
+            raise CompileError(
+                f"the conv/gemm before {out.name} does not read an activation and a constant weight.",
+                "Weights must be int8 initializers behind a DequantizeLinear.",
+            )
         if w.const.dtype != np.int8 or np.any(w.zero_point != 0):
-            raise CompileError(f"the weight before {out.name} is not symmetric int8.", "Quantize weights to int8 with zero point 0.")
+            raise CompileError(
+                f"the weight before {out.name} is not symmetric int8.", "Quantize weights to int8 with zero point 0."
+            )
         weight = w.const
         n_out = weight.shape[0] if (self._op_name(e) == "relax.nn.conv2d" or transposed) else weight.shape[1]
         if not transposed and self._op_name(e) == "relax.matmul":
             weight = weight.T  # MatMul weight [in, out] → [out, in]
         w_scale = np.broadcast_to(w.scale.reshape(-1), (n_out,)).astype(np.float32).copy()
         if w.scale.size not in (1, n_out):
-            raise CompileError(f"weight scale of the op before {out.name} has {w.scale.size} entries for {n_out} channels.",
-                               "Quantize weights per output channel (axis 0) or per tensor.")
+            raise CompileError(
+                f"weight scale of the op before {out.name} has {w.scale.size} entries for {n_out} channels.",
+                "Quantize weights per output channel (axis 0) or per tensor.",
+            )
         b = np.zeros(n_out, np.int32) if bias is None else bias
         src = self._act(x.tensor)
         if self._op_name(e) == "relax.nn.conv2d":
             a = e.attrs
             if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
-                raise CompileError(f"conv before {out.name} has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW.")
-            return Conv2D(out.name, [x.tensor], out.name, weight=np.ascontiguousarray(weight), weight_scale=w_scale, bias=b,
-                          stride=tuple(int(v) for v in a.strides), padding=_pad4(a.padding),
-                          dilation=tuple(int(v) for v in a.dilation), groups=int(a.groups), act_min=lo, act_max=hi)
+                raise CompileError(
+                    f"conv before {out.name} has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW."
+                )
+            return Conv2D(
+                out.name,
+                [x.tensor],
+                out.name,
+                weight=np.ascontiguousarray(weight),
+                weight_scale=w_scale,
+                bias=b,
+                stride=tuple(int(v) for v in a.strides),
+                padding=_pad4(a.padding),
+                dilation=tuple(int(v) for v in a.dilation),
+                groups=int(a.groups),
+                act_min=lo,
+                act_max=hi,
+            )
         if len(src.shape) != 2:
-            raise CompileError(f"the Gemm before {out.name} reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm.")
-        return Dense(out.name, [x.tensor], out.name, weight=np.ascontiguousarray(weight), weight_scale=w_scale, bias=b,
-                     act_min=lo, act_max=hi)
+            raise CompileError(
+                f"the Gemm before {out.name} reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm."
+            )
+        return Dense(
+            out.name,
+            [x.tensor],
+            out.name,
+            weight=np.ascontiguousarray(weight),
+            weight_scale=w_scale,
+            bias=b,
+            act_min=lo,
+            act_max=hi,
+        )
 
     def _same_qparams(self, a: QTensor, b: QTensor, what: str) -> None:
         if a.scale != b.scale or a.zero_point != b.zero_point:
-            raise CompileError(f"{what} into {b.name} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
-                               f"Quantize the {what} output with its input's qparams.")
+            raise CompileError(
+                f"{what} into {b.name} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
+                f"Quantize the {what} output with its input's qparams.",
+            )
 
     def _same_shape(self, name: str, out: QTensor) -> None:
         if self.tensors[name].shape != out.shape:
-            raise CompileError(f"Add into {out.name} broadcasts {self.tensors[name].shape} to {out.shape}.",
-                               "Only same-shape residual adds compile.")
+            raise CompileError(
+                f"Add into {out.name} broadcasts {self.tensors[name].shape} to {out.shape}.",
+                "Only same-shape residual adds compile.",
+            )
 
 
 def _scalar(e: Any) -> float:
@@ -422,7 +549,9 @@ def _scalar(e: Any) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise CompileError(f"cannot read the constant {e} of a Clip.", "Export Clip with constant min and max.") from None
+        raise CompileError(
+            f"cannot read the constant {e} of a Clip.", "Export Clip with constant min and max."
+        ) from None
 
 
 def _pad4(p: Any) -> tuple[int, int, int, int]:

@@ -19,8 +19,9 @@ loops / padding), the kernel as TE, so that a mistake in one does not hide in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tvm import te, tirx
@@ -41,8 +42,9 @@ def _from_nchw(t: QTensor, a: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- AveragePool with partial windows
-def pool_divisors(n_out: int, n_in: int, k: int, stride: int, pad_before: int, pad_after: int,
-                  count_include_pad: bool) -> np.ndarray:
+def pool_divisors(
+    n_out: int, n_in: int, k: int, stride: int, pad_before: int, pad_after: int, count_include_pad: bool
+) -> np.ndarray:
     """Divisor along one axis per output index: with count_include_pad, the window clipped to the padded input
     [−pad_before, n_in + pad_after) (ONNX spec, PyTorch); without, the taps inside [0, n_in)."""
     d = []
@@ -83,8 +85,16 @@ class AvgPoolWindowed(Op):
     def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
         ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
         d = self.divisors(graph).reshape(-1)
-        common: dict[str, Any] = dict(layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=self.kernel, stride=self.stride,
-                      padding=self.padding, zp_in=ti.zero_point, zp_out=to.zero_point)
+        common: dict[str, Any] = dict(
+            layout=ti.layout,
+            in_nchw=ti.nchw(),
+            out_nchw=to.nchw(),
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            zp_in=ti.zero_point,
+            zp_out=to.zero_point,
+        )
         if scheme == "fixed":
             m, s = rq.quantize_multipliers(np.float64(ti.scale) / (np.float64(to.scale) * d.astype(np.float64)))
             return avg_pool_windowed_fixed, [m.astype(np.int32), s.astype(np.int32)], common
@@ -103,9 +113,11 @@ class AvgPoolWindowed(Op):
         for oy in range(oh):
             for ox in range(ow):
                 y0, x0 = oy * self.stride[0] - pt, ox * self.stride[1] - pl
-                win = x[:, :, max(y0, 0):min(y0 + kh, ih), max(x0, 0):min(x0 + kw, iw)] - ti.zero_point
+                win = x[:, :, max(y0, 0) : min(y0 + kh, ih), max(x0, 0) : min(x0 + kw, iw)] - ti.zero_point
                 if scheme == "fixed":
-                    m, s = rq.quantize_multiplier(float(np.float64(ti.scale) / (np.float64(to.scale) * float(d[oy, ox]))))
+                    m, s = rq.quantize_multiplier(
+                        float(np.float64(ti.scale) / (np.float64(to.scale) * float(d[oy, ox])))
+                    )
                     v = rq.multiply_by_quantized_multiplier(win.sum(axis=(2, 3)), m, s) + to.zero_point
                 else:
                     acc = np.zeros((n, c), np.float32)
@@ -127,15 +139,29 @@ def _window_sum(x, layout, in_nchw, out_nchw, kernel, stride, padding, value, ze
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
     win = K.PoolWindow(kernel, stride, padding, (ih, iw))
-    return te.compute((n, c, oh, ow), lambda b, k, yy, xx: win.reduce(
-        te.sum, yy, xx, lambda y, z: value(x[K._index(layout, b, k, y, z)]), zero), name=name)
+    return te.compute(
+        (n, c, oh, ow),
+        lambda b, k, yy, xx: win.reduce(te.sum, yy, xx, lambda y, z: value(x[K._index(layout, b, k, y, z)]), zero),
+        name=name,
+    )
 
 
-def avg_pool_windowed_fixed(x, mult, shift, *, layout, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int):
+def avg_pool_windowed_fixed(
+    x, mult, shift, *, layout, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int
+):
     """TE: Σ(x − zp_in) over the in-bounds taps, × the fixed-point multiplier of its output position, + zp_out."""
     _, _, _, ow = out_nchw
-    acc = _window_sum(x, layout, in_nchw, out_nchw, kernel, stride, padding,
-                      lambda v: v.astype("int32") - zp_in, tirx.const(0, "int32"))
+    acc = _window_sum(
+        x,
+        layout,
+        in_nchw,
+        out_nchw,
+        kernel,
+        stride,
+        padding,
+        lambda v: v.astype("int32") - zp_in,
+        tirx.const(0, "int32"),
+    )
     shape = K._index(layout, *out_nchw)
     r = K.Requant("fixed", zp_out, QMIN, QMAX)
 
@@ -143,27 +169,42 @@ def avg_pool_windowed_fixed(x, mult, shift, *, layout, in_nchw, out_nchw, kernel
         _, _, yy, xx = K._nchw(layout, i)
         return yy * ow + xx
 
-    return K.requant_out(shape, lambda *i: acc[K._nchw(layout, i)], r, m_of=lambda i: mult[pos(i)],
-                         shift_of=lambda i: shift[pos(i)])
+    return K.requant_out(
+        shape, lambda *i: acc[K._nchw(layout, i)], r, m_of=lambda i: mult[pos(i)], shift_of=lambda i: shift[pos(i)]
+    )
 
 
-def avg_pool_windowed_float(x, fp, *, layout, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int,
-                            u8_domain: bool):
+def avg_pool_windowed_float(
+    x, fp, *, layout, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int, u8_domain: bool
+):
     """TE: float32 Σ s_in·(x − zp_in) row by row, / divisor[position], then rint(y / s_out) + zp_out (or, with
     `u8_domain`, rint(y / s_out + zp_out + 128) − 128), saturate. fp = float32 [s_in, s_out, divisors...]."""
     _, _, _, ow = out_nchw
-    acc = _window_sum(x, layout, in_nchw, out_nchw, kernel, stride, padding,
-                      lambda v: fp[0] * (v.astype("int32") - zp_in).astype("float32"), tirx.const(0.0, "float32"))
+    acc = _window_sum(
+        x,
+        layout,
+        in_nchw,
+        out_nchw,
+        kernel,
+        stride,
+        padding,
+        lambda v: fp[0] * (v.astype("int32") - zp_in).astype("float32"),
+        tirx.const(0.0, "float32"),
+    )
 
     def out_f(*i):
         b, k, yy, xx = K._nchw(layout, i)
         y = acc[b, k, yy, xx] / fp[2 + yy * ow + xx]
         if u8_domain:
             u = rq.ORT_U8_OFFSET
-            v = tirx.nearbyint(y / fp[1] + tirx.const(float(zp_out + u), "float32")) - tirx.const(float(zp_out + u), "float32")
+            v = tirx.nearbyint(y / fp[1] + tirx.const(float(zp_out + u), "float32")) - tirx.const(
+                float(zp_out + u), "float32"
+            )
         else:
             v = tirx.nearbyint(y / fp[1])
-        v = tirx.max(tirx.min(v, tirx.const(float(QMAX - zp_out), "float32")), tirx.const(float(QMIN - zp_out), "float32"))
+        v = tirx.max(
+            tirx.min(v, tirx.const(float(QMAX - zp_out), "float32")), tirx.const(float(QMIN - zp_out), "float32")
+        )
         return (v.astype("int32") + zp_out).astype("int8")
 
     return te.compute(K._index(layout, *out_nchw), out_f, name="out")

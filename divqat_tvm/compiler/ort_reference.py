@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-ORT_OPTIONS = "GraphOptimizationLevel.ORT_ENABLE_ALL, intra_op_num_threads=1, inter_op_num_threads=1, CPUExecutionProvider"
+ORT_OPTIONS = (
+    "GraphOptimizationLevel.ORT_ENABLE_ALL, intra_op_num_threads=1, inter_op_num_threads=1, CPUExecutionProvider"
+)
 
 
 def split_shared_dq(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -115,6 +117,6 @@ def int8_outputs(sess, x: np.ndarray, out_scale: float, out_zero_point: int, bat
     """Run float inputs and recover the int8 output codes from the dequantized logits (exact: they are
     (q − zp)·scale in float32)."""
     name = sess.get_inputs()[0].name
-    ys = [sess.run(None, {name: x[i:i + batch].astype(np.float32)})[0] for i in range(0, len(x), batch)]
+    ys = [sess.run(None, {name: x[i : i + batch].astype(np.float32)})[0] for i in range(0, len(x), batch)]
     y = np.concatenate(ys)
     return (np.rint(y / np.float32(out_scale)) + out_zero_point).astype(np.int64)

@@ -12,7 +12,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from divqat_tvm.compiler import requant as rq
 from divqat_tvm.compiler.graph import (
-    Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape,
+    Add,
+    AvgPool,
+    Conv2D,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    MaxPool,
+    Op,
+    QTensor,
+    Reshape,
 )
 from divqat_tvm.errors import CompileError
 
@@ -33,8 +42,9 @@ def _from_nchw(t: QTensor, a: np.ndarray) -> np.ndarray:
     return a.transpose(0, 2, 3, 1) if t.layout == "NHWC" else a
 
 
-def _requant(acc: np.ndarray, real: np.ndarray, f32_scale: np.ndarray, zp_out: int, lo: int, hi: int,
-             scheme: str) -> np.ndarray:
+def _requant(
+    acc: np.ndarray, real: np.ndarray, f32_scale: np.ndarray, zp_out: int, lo: int, hi: int, scheme: str
+) -> np.ndarray:
     """int32 accumulator → int8 with a per-channel (broadcast) multiplier."""
     if scheme == "fixed":
         m, s = rq.quantize_multipliers(real)
@@ -60,16 +70,17 @@ def _conv(graph: Graph, op: Conv2D, env: dict[str, np.ndarray], scheme: str) -> 
     og = o // op.groups
     outs = []
     for g in range(op.groups):
-        xg = win[:, g * ig:(g + 1) * ig]
-        wg = w[g * og:(g + 1) * og]
+        xg = win[:, g * ig : (g + 1) * ig]
+        wg = w[g * og : (g + 1) * og]
         # float64 products and sums of int8 values are exact far beyond any int32 accumulator (< 2^53),
         # and tensordot reaches BLAS: the same integers, much faster than an int64 einsum.
         acc_g = np.tensordot(xg.astype(np.float64), wg.astype(np.float64), axes=([1, 4, 5], [1, 2, 3]))
         outs.append(np.rint(acc_g).astype(np.int64).transpose(0, 3, 1, 2))
     acc = np.concatenate(outs, axis=1) + op.bias.astype(np.int64).reshape(1, -1, 1, 1)
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
-    y = _requant(acc, real, rq.conv_scale_f32(ti.scale, op.weight_scale, to.scale), to.zero_point,
-                 op.act_min, op.act_max, scheme)
+    y = _requant(
+        acc, real, rq.conv_scale_f32(ti.scale, op.weight_scale, to.scale), to.zero_point, op.act_min, op.act_max, scheme
+    )
     return _from_nchw(to, y)
 
 
@@ -78,8 +89,9 @@ def _dense(graph: Graph, op: Dense, env: dict[str, np.ndarray], scheme: str) -> 
     x = env[op.inputs[0]].reshape(env[op.inputs[0]].shape[0], -1).astype(np.int64) - ti.zero_point
     acc = x @ op.weight.astype(np.int64).T + op.bias.astype(np.int64)
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
-    return _requant(acc, real, rq.conv_scale_f32(ti.scale, op.weight_scale, to.scale), to.zero_point,
-                    op.act_min, op.act_max, scheme)
+    return _requant(
+        acc, real, rq.conv_scale_f32(ti.scale, op.weight_scale, to.scale), to.zero_point, op.act_min, op.act_max, scheme
+    )
 
 
 def _add(graph: Graph, op: Add, env: dict[str, np.ndarray], scheme: str) -> np.ndarray:
@@ -112,7 +124,7 @@ def _pool_windows(t: QTensor, a: np.ndarray, kernel, stride, padding, pad_value:
     x = _to_nchw(t, a).astype(np.int64)
     pt, pl, pb, pr = padding
     x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
-    return sliding_window_view(x, tuple(kernel), axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
+    return sliding_window_view(x, tuple(kernel), axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
 
 
 def _avg_requant(total: np.ndarray, count: int, ti: QTensor, to: QTensor, scheme: str) -> np.ndarray:
@@ -158,7 +170,9 @@ def _run_op(graph: Graph, op: Op, env: dict[str, np.ndarray], scheme: str) -> np
     if isinstance(op, MaxPool):
         return _from_nchw(to, _pool_windows(ti, x, op.kernel, op.stride, op.padding, -128).max(axis=(4, 5)))
     if isinstance(op, AvgPool) and scheme == "float":
-        return _from_nchw(to, _avg_pool_ort(_pool_windows(ti, x, op.kernel, op.stride, op.padding, ti.zero_point), ti, to))
+        return _from_nchw(
+            to, _avg_pool_ort(_pool_windows(ti, x, op.kernel, op.stride, op.padding, ti.zero_point), ti, to)
+        )
     if isinstance(op, AvgPool):
         win = _pool_windows(ti, x, op.kernel, op.stride, op.padding, ti.zero_point)
         total = (win - ti.zero_point).sum(axis=(4, 5))

@@ -27,8 +27,15 @@ from divqat_tvm.quant.primitives import (
 from divqat_tvm.quant.primitives import saturating_rounding_doubling_high_mul as srdhm
 
 __all__ = [  # the fixed-point names are quant.primitives' functions, re-exported for the compiler
-    "ADD_LEFT_SHIFT", "ORT_U8_OFFSET", "conv_scale_f32", "multiply_by_quantized_multiplier", "quantize_multiplier",
-    "quantize_multipliers", "round_half_even_f32", "rounding_divide_by_pot", "srdhm",
+    "ADD_LEFT_SHIFT",
+    "ORT_U8_OFFSET",
+    "conv_scale_f32",
+    "multiply_by_quantized_multiplier",
+    "quantize_multiplier",
+    "quantize_multipliers",
+    "round_half_even_f32",
+    "rounding_divide_by_pot",
+    "srdhm",
 ]
 
 # onnxruntime on x86 runs int8 QDQ activations as uint8: its QDQS8ToU8Transformer rewrites each int8

@@ -48,12 +48,15 @@ def softmax_params(beta: float, input_scale: float) -> SoftmaxParams:
     """PreprocessSoftmaxScaling + CalculateInputRadius (non-single-rounding build), in double like TFLite."""
     real = min(float(beta) * float(input_scale) * float(1 << (31 - SCALED_DIFF_INTEGER_BITS)), float(INT32_MAX))
     if not real > 1.0:
-        raise CompileError(f"softmax beta·input_scale = {float(beta) * float(input_scale):.3g} is too small for "
-                           "TFLite's fixed-point softmax (QuantizeMultiplierGreaterThanOne needs > 1).",
-                           "Re-quantize the model with a larger scale on the softmax input.")
+        raise CompileError(
+            f"softmax beta·input_scale = {float(beta) * float(input_scale):.3g} is too small for "
+            "TFLite's fixed-point softmax (QuantizeMultiplierGreaterThanOne needs > 1).",
+            "Re-quantize the model with a larger scale on the softmax input.",
+        )
     m, shift = rq.quantize_multiplier(real)
-    radius = math.floor(1.0 * ((1 << SCALED_DIFF_INTEGER_BITS) - 1) * (1 << (31 - SCALED_DIFF_INTEGER_BITS))
-                        / (1 << shift))
+    radius = math.floor(
+        1.0 * ((1 << SCALED_DIFF_INTEGER_BITS) - 1) * (1 << (31 - SCALED_DIFF_INTEGER_BITS)) / (1 << shift)
+    )
     return SoftmaxParams(int(m), int(shift), -int(radius))
 
 
@@ -148,7 +151,9 @@ def exp_table(p: SoftmaxParams) -> np.ndarray:
     """int32 [256]: entry d = exp_on_negative_values(rescaled(−d)) in Q0.31, or 0 where −d < diff_min."""
     diff = -np.arange(TABLE_SIZE, dtype=np.int64)
     keep = diff >= p.diff_min
-    shifted = _wrap32(np.where(keep, diff, 0) * (1 << p.input_left_shift))  # MultiplyByQuantizedMultiplierGreaterThanOne
+    shifted = _wrap32(
+        np.where(keep, diff, 0) * (1 << p.input_left_shift)
+    )  # MultiplyByQuantizedMultiplierGreaterThanOne
     scaled = _srdhm(shifted, p.input_multiplier)
     return np.where(keep, exp_on_negative_values(scaled), 0).astype(np.int32)
 
@@ -181,9 +186,14 @@ class _Body:
 
     def __init__(self, scratch: dict | None = None) -> None:
         self.stmts: list = []
-        self.scratch = scratch if scratch is not None else {
-            "int32": [tirx.decl_buffer((64,), "int32", name="s32", scope="global", elem_offset=0), 0],
-            "int64": [tirx.decl_buffer((32,), "int64", name="s64", scope="global", elem_offset=0), 0]}
+        self.scratch = (
+            scratch
+            if scratch is not None
+            else {
+                "int32": [tirx.decl_buffer((64,), "int32", name="s32", scope="global", elem_offset=0), 0],
+                "int64": [tirx.decl_buffer((32,), "int64", name="s64", scope="global", elem_offset=0), 0],
+            }
+        )
 
     def let(self, value, dtype: str, name: str = "t"):
         buf, used = self.scratch[dtype]
@@ -200,7 +210,9 @@ class _Body:
         var = tirx.Var(name, "int32")
         inner = _Body(self.scratch)
         fill(inner, var)
-        self.stmts.append(tirx.For(var, tirx.const(0, "int32"), tirx.const(extent, "int32"), tirx.ForKind.SERIAL, inner.seq()))
+        self.stmts.append(
+            tirx.For(var, tirx.const(0, "int32"), tirx.const(extent, "int32"), tirx.ForKind.SERIAL, inner.seq())
+        )
 
     def allocations(self) -> list:
         return [_stack_alloc(buf) for buf, _ in self.scratch.values()]
@@ -245,8 +257,15 @@ def _rdbp_expr(x, e):
 def _sat_shl_s(b: _Body, x, exponent: int):
     """SaturatingRoundingMultiplyByPOT<exponent > 0>."""
     threshold = (1 << (31 - exponent)) - 1
-    return b.let(tirx.Select(x > threshold, _i32(INT32_MAX),
-                             tirx.Select(x < -threshold, _i32(-(2**31)), tirx.shift_left(x, _i32(exponent)))), "int32", "sat")
+    return b.let(
+        tirx.Select(
+            x > threshold,
+            _i32(INT32_MAX),
+            tirx.Select(x < -threshold, _i32(-(2**31)), tirx.shift_left(x, _i32(exponent))),
+        ),
+        "int32",
+        "sat",
+    )
 
 
 def _reciprocal_s(b: _Body, total, clz):
@@ -265,7 +284,7 @@ def softmax(x, table):
     shape = tuple(int(d) for d in x.shape)
     depth = shape[-1]
     outer = int(np.prod(shape[:-1]))
-    strides = [int(np.prod(shape[i + 1:-1])) for i in range(len(shape) - 1)]
+    strides = [int(np.prod(shape[i + 1 : -1])) for i in range(len(shape) - 1)]
 
     def gen(ins, outs):
         xb, tb, ob = ins[0], ins[1], outs[0]
@@ -276,7 +295,9 @@ def softmax(x, table):
 
         def row_body(b: _Body, row) -> None:
             b.store(st, _i32(-128), [0])
-            b.loop(depth, lambda lb, k: lb.store(st, tirx.max(_ld(st, [0]), _ld(xb, index(row, k)).astype("int32")), [0]))
+            b.loop(
+                depth, lambda lb, k: lb.store(st, tirx.max(_ld(st, [0]), _ld(xb, index(row, k)).astype("int32")), [0])
+            )
             mx = b.let(_ld(st, [0]), "int32", "row_max")
             b.store(st, _i32(0), [1])
 
@@ -287,8 +308,18 @@ def softmax(x, table):
             b.loop(depth, add_exp)
             total = b.let(_ld(st, [1]), "int32", "sum_of_exps")
             b.store(st, _i32(0), [0])
-            b.loop(32, lambda lb, k: lb.store(st, _ld(st, [0]) + tirx.Select(total.astype("int64") < tirx.shift_left(_i64(1), k.astype("int64")),
-                                                                      _i32(1), _i32(0)), [0]), "bit")
+            b.loop(
+                32,
+                lambda lb, k: lb.store(
+                    st,
+                    _ld(st, [0])
+                    + tirx.Select(
+                        total.astype("int64") < tirx.shift_left(_i64(1), k.astype("int64")), _i32(1), _i32(0)
+                    ),
+                    [0],
+                ),
+                "bit",
+            )
             clz = b.let(_ld(st, [0]), "int32", "clz")  # = CountLeadingZeros(sum), sum > 0
             recip = _reciprocal_s(b, total, clz)
             exponent = b.let(_i32(ACCUM_INTEGER_BITS + 31 - 8) - clz, "int32", "exponent")
@@ -306,7 +337,9 @@ def softmax(x, table):
         body.stmts[:0] = [_stack_alloc(st), *body.allocations()]
         return body.seq()
 
-    bufs = [tirx.decl_buffer(t.shape, t.dtype, name, elem_offset=0)  # plain pointers, no offset variable
-            for t, name in ((x, "x"), (table, "exp_table"))]
+    bufs = [
+        tirx.decl_buffer(t.shape, t.dtype, name, elem_offset=0)  # plain pointers, no offset variable
+        for t, name in ((x, "x"), (table, "exp_table"))
+    ]
     out = tirx.decl_buffer(x.shape, "int8", "out", elem_offset=0)
     return te.extern([x.shape], [x, table], gen, name="softmax", dtype="int8", in_buffers=bufs, out_buffers=[out])

@@ -17,8 +17,9 @@ the kernel is one TE expression) so that a mistake in one does not hide in the o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tvm import te, tirx
@@ -56,7 +57,11 @@ class TfliteDense(Dense):
     def effective_scales(self, graph: Graph) -> np.ndarray:
         """double(input scale) · double(filter scale[c]) / double(output scale), per output channel."""
         s_in, s_out = graph.tensors[self.inputs[0]].scale, graph.tensors[self.output].scale
-        return np.float64(np.float32(s_in)) * self.weight_scale.astype(np.float32).astype(np.float64) / np.float64(np.float32(s_out))
+        return (
+            np.float64(np.float32(s_in))
+            * self.weight_scale.astype(np.float32).astype(np.float64)
+            / np.float64(np.float32(s_out))
+        )
 
     def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
         zp_in = graph.tensors[self.inputs[0]].zero_point
@@ -87,15 +92,23 @@ def dense_round_f64(x, w, bias, scale_bits, *, zp_out: int, lo: int, hi: int):
     n, k_in = (int(d) for d in x.shape)
     k_out = int(w.shape[0])
     rk = te.reduce_axis((0, k_in), "rk")
-    acc = te.compute((n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc")
+    acc = te.compute(
+        (n, k_out), lambda b, o: te.sum(x[b, rk].astype("int32") * w[o, rk].astype("int32"), axis=rk), name="acc"
+    )
 
     def out_f(b, o):
-        bits = tirx.bitwise_or(tirx.shift_left(scale_bits[2 * o + 1].astype("int64"), tirx.const(32, "int64")),
-                               tirx.bitwise_and(scale_bits[2 * o].astype("int64"), tirx.const(0xFFFFFFFF, "int64")))
+        bits = tirx.bitwise_or(
+            tirx.shift_left(scale_bits[2 * o + 1].astype("int64"), tirx.const(32, "int64")),
+            tirx.bitwise_and(scale_bits[2 * o].astype("int64"), tirx.const(0xFFFFFFFF, "int64")),
+        )
         v = (acc[b, o] + bias[o]).astype("float64") * tirx.reinterpret("float64", bits)
         t = tirx.trunc(v)
         frac = v - t
-        step = tirx.Select(frac >= 0.5, tirx.const(1.0, "float64"), tirx.Select(frac <= -0.5, tirx.const(-1.0, "float64"), tirx.const(0.0, "float64")))
+        step = tirx.Select(
+            frac >= 0.5,
+            tirx.const(1.0, "float64"),
+            tirx.Select(frac <= -0.5, tirx.const(-1.0, "float64"), tirx.const(0.0, "float64")),
+        )
         r = tirx.max(tirx.min(t + step + float(zp_out), float(hi)), float(lo))
         return r.astype("int32").astype("int8")
 
@@ -118,8 +131,18 @@ class TfliteAvgPool(Op):
 
     def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
         out = graph.tensors[self.output]
-        return avg_pool_nhwc, [], dict(out_shape=tuple(out.shape), kernel=self.kernel, stride=self.stride,
-                                       pad=(self.padding[0], self.padding[1]), lo=self.act_min, hi=self.act_max)
+        return (
+            avg_pool_nhwc,
+            [],
+            dict(
+                out_shape=tuple(out.shape),
+                kernel=self.kernel,
+                stride=self.stride,
+                pad=(self.padding[0], self.padding[1]),
+                lo=self.act_min,
+                hi=self.act_max,
+            ),
+        )
 
     def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
         x = np.asarray(inputs[0], dtype=np.int64)
@@ -129,7 +152,7 @@ class TfliteAvgPool(Op):
         for oy in range(oh):
             for ox in range(ow):
                 y0, x0 = oy * self.stride[0] - self.padding[0], ox * self.stride[1] - self.padding[1]
-                win = x[:, max(y0, 0):min(y0 + self.kernel[0], ih), max(x0, 0):min(x0 + self.kernel[1], iw), :]
+                win = x[:, max(y0, 0) : min(y0 + self.kernel[0], ih), max(x0, 0) : min(x0 + self.kernel[1], iw), :]
                 count = win.shape[1] * win.shape[2]
                 acc = win.sum(axis=(1, 2))
                 half = count // 2
@@ -141,8 +164,13 @@ def avg_pool_nhwc(x, *, out_shape, kernel, stride, pad, lo: int, hi: int):
     """TE: Σ in-bounds x / in-bounds count, rounded half away from zero (C truncating division), clamped."""
     _, ih, iw, _ = (int(d) for d in x.shape)
     win = PoolWindow(kernel, stride, pad, (ih, iw))
-    acc = te.compute(tuple(out_shape), lambda b, yy, xx, k: win.reduce(
-        te.sum, yy, xx, lambda y, z: x[b, y, z, k].astype("int32"), tirx.const(0, "int32")), name="acc")
+    acc = te.compute(
+        tuple(out_shape),
+        lambda b, yy, xx, k: win.reduce(
+            te.sum, yy, xx, lambda y, z: x[b, y, z, k].astype("int32"), tirx.const(0, "int32")
+        ),
+        name="acc",
+    )
 
     def out_f(b, yy, xx, k):
         count = win.count_inside(yy, xx)

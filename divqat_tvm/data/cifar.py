@@ -61,7 +61,9 @@ def _read_batch(path: Path, name: str, label_key: bytes, classes: int) -> tuple[
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise malformed_error(name, path, f"b'data' is {data.dtype} {data.shape}, expected uint8 [N, 3072]", CIFAR_SOURCE)
+        raise malformed_error(
+            name, path, f"b'data' is {data.dtype} {data.shape}, expected uint8 [N, 3072]", CIFAR_SOURCE
+        )
     if len(labels) != len(data):
         raise malformed_error(name, path, f"{len(data)} images but {len(labels)} labels", CIFAR_SOURCE)
     if len(labels) and (labels.min() < 0 or labels.max() >= classes):

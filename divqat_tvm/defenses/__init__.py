@@ -9,8 +9,9 @@ Public API: `ReverseSigmoid`, `DCP`, `Chain`, `parse_defense(spec)`, `Defense` (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
 
 from divqat_tvm.defenses.dcp import DCP
 from divqat_tvm.defenses.rs import ReverseSigmoid

@@ -23,8 +23,17 @@ import torch
 
 from divqat_tvm.defenses.spec import DEFAULT_GAMMA, EPS, P_MAX, P_MIN, validate
 
-__all__ = ["EPS", "P_MAX", "P_MIN", "ReverseSigmoid", "renormalize_np", "renormalize_torch", "rs_perturbation_np",
-           "rs_perturbation_torch", "validate_beta_gamma"]
+__all__ = [
+    "EPS",
+    "P_MAX",
+    "P_MIN",
+    "ReverseSigmoid",
+    "renormalize_np",
+    "renormalize_torch",
+    "rs_perturbation_np",
+    "rs_perturbation_torch",
+    "validate_beta_gamma",
+]
 
 
 def validate_beta_gamma(beta: float, gamma: float) -> None:

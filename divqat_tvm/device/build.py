@@ -14,19 +14,20 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from divqat_tvm.defenses.spec import HEADER_NAME as DEFENSE_HEADER
 from divqat_tvm.defenses.spec import DefenseSpec, from_postprocessor
 from divqat_tvm.device.image import static_footprint
-from divqat_tvm.resources import data_dir
-from divqat_tvm.toolchain import run, tool
 from divqat_tvm.errors import CompileError, TargetError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
+from divqat_tvm.resources import data_dir
 from divqat_tvm.targets import Board, Core, load_board, load_core
+from divqat_tvm.toolchain import run, tool
 
 FW_VERSION = "0.1.0"
 FIRMWARE_DIR = data_dir("firmware")
@@ -38,16 +39,34 @@ WARNING_CFLAGS = ["-Wall", "-Wextra", "-Werror"]
 MODEL_WARNING_CFLAGS = ["-Wall"]
 #: -fstack-usage writes a .su file per object next to it
 COMMON_CFLAGS = [
-    "-O2", "-g", "-std=gnu11", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", "-fno-fast-math",
+    "-O2",
+    "-g",
+    "-std=gnu11",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-ffp-contract=off",
+    "-fno-fast-math",
     "-fstack-usage",
 ]
 #: runtime sources by role (the footprint report groups flash by these)
-RUNTIME_SOURCES = ["startup.c", "faults.c", "timer.c", "stack.c", "semihost.c", "uart_common.c", "main.c",
-                   "postprocess.c"]
+RUNTIME_SOURCES = [
+    "startup.c",
+    "faults.c",
+    "timer.c",
+    "stack.c",
+    "semihost.c",
+    "uart_common.c",
+    "main.c",
+    "postprocess.c",
+]
 PROTOCOL_SOURCES = ["protocol.c"]
 #: UART kind -> driver; stm32-usart-v1 is the F1/F2/F4 register layout (SR/DR), stm32-usart / -lpuart the v2 one
-BOARD_SOURCES = {"cmsdk": "board_cmsdk.c", "stm32-usart": "board_stm32.c", "stm32-lpuart": "board_stm32.c",
-                 "stm32-usart-v1": "board_stm32.c"}
+BOARD_SOURCES = {
+    "cmsdk": "board_cmsdk.c",
+    "stm32-usart": "board_stm32.c",
+    "stm32-lpuart": "board_stm32.c",
+    "stm32-usart-v1": "board_stm32.c",
+}
 
 
 @dataclass(frozen=True)
@@ -87,8 +106,10 @@ def read_manifest(build_dir: Path) -> dict[str, Any]:
     build_dir = Path(build_dir)
     path = build_dir / "manifest.json"
     if not path.is_file():
-        raise CompileError(f"{build_dir} has no manifest.json, so it is not a compiled model.",
-                           "Run `divqat-tvm compile` first, or pass the directory it wrote.")
+        raise CompileError(
+            f"{build_dir} has no manifest.json, so it is not a compiled model.",
+            "Run `divqat-tvm compile` first, or pass the directory it wrote.",
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -102,8 +123,9 @@ def read_manifest(build_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def variant_name(board: str, defense: DefenseSpec, profile: bool, test_fault: bool = False,
-                 stack_bytes: int = DEFAULT_STACK_BYTES) -> str:
+def variant_name(
+    board: str, defense: DefenseSpec, profile: bool, test_fault: bool = False, stack_bytes: int = DEFAULT_STACK_BYTES
+) -> str:
     """fw-<board>[-<defence tag>][-prof][-faulttest][-stackN]: one directory per distinct image."""
     parts = [f"fw-{board}"]
     if defense.tag:
@@ -146,20 +168,25 @@ def check_limits(manifest: dict[str, Any], board: Board) -> None:
     classes = math.prod(int(d) for d in manifest["output"]["shape"])
     limit = protocol_constant("DQ_MAX_CLASSES")
     if classes > limit:
-        raise CompileError(f"the model has {classes} output values, more than the firmware's limit of {limit} "
-                           "classes (the INFER answer's class count is a u16).",
-                           "Build a model with fewer outputs.")
+        raise CompileError(
+            f"the model has {classes} output values, more than the firmware's limit of {limit} "
+            "classes (the INFER answer's class count is a u16).",
+            "Build a model with fewer outputs.",
+        )
     strings = info_strings(manifest, board)
     need = protocol_constant("DQ_INFO_FIXED_BYTES") + sum(len(t.encode()) + 1 for t in strings)
     cap = protocol_constant("DQ_INFO_MAX_BYTES")
     if need > cap:
-        raise CompileError(f"the INFO answer would need {need} bytes, more than the firmware's limit of {cap} "
-                           f"(DQ_INFO_MAX_BYTES); its strings are {[len(t.encode()) for t in strings]} bytes long.",
-                           "Give the model (manifest 'name') or the board a shorter name.")
+        raise CompileError(
+            f"the INFO answer would need {need} bytes, more than the firmware's limit of {cap} "
+            f"(DQ_INFO_MAX_BYTES); its strings are {[len(t.encode()) for t in strings]} bytes long.",
+            "Give the model (manifest 'name') or the board a shorter name.",
+        )
 
 
-def fw_config_header(manifest: dict[str, Any], board: Board, core: Core, defense: DefenseSpec, profile: bool,
-                     test_fault: bool) -> str:
+def fw_config_header(
+    manifest: dict[str, Any], board: Board, core: Core, defense: DefenseSpec, profile: bool, test_fault: bool
+) -> str:
     """fw_config.h: the board, the model's prefix mapped to fixed names, the defence, the build switches."""
     prefix = manifest["prefix"]
     up = prefix.upper()
@@ -172,7 +199,11 @@ def fw_config_header(manifest: dict[str, Any], board: Board, core: Core, defense
     uart = board.uart
     lines = [
         "/* Generated by divqat_tvm/device/build.py: do not edit. */",
-        "#ifndef FW_CONFIG_H", "#define FW_CONFIG_H", "", '#include "model.h"', "",
+        "#ifndef FW_CONFIG_H",
+        "#define FW_CONFIG_H",
+        "",
+        '#include "model.h"',
+        "",
         f'#define DQ_FW_VERSION "{FW_VERSION}"',
         f"#define DQ_FW_VERSION_MAJOR {FW_VERSION.split('.')[0]}",
         f"#define DQ_FW_VERSION_MINOR {FW_VERSION.split('.')[1]}",
@@ -192,8 +223,16 @@ def fw_config_header(manifest: dict[str, Any], board: Board, core: Core, defense
         f"#define DQ_INPUT_DIMS {{{', '.join(str(d) for d in dims)}}}",
         f"#define DQ_MODEL_RUN {prefix}_run",
     ]
-    for name in ("INPUT_SIZE", "OUTPUT_SIZE", "INPUT_SCALE", "INPUT_ZERO_POINT", "OUTPUT_SCALE",
-                 "OUTPUT_ZERO_POINT", "ARENA_BYTES", "NUM_OPS"):
+    for name in (
+        "INPUT_SIZE",
+        "OUTPUT_SIZE",
+        "INPUT_SCALE",
+        "INPUT_ZERO_POINT",
+        "OUTPUT_SCALE",
+        "OUTPUT_ZERO_POINT",
+        "ARENA_BYTES",
+        "NUM_OPS",
+    ):
         lines.append(f"#define DQ_{name} {up}_{name}")
     soc = board.raw.get("soc")
     if soc:
@@ -205,9 +244,12 @@ def fw_config_header(manifest: dict[str, Any], board: Board, core: Core, defense
 def linker_script(board: Board, stack_bytes: int) -> str:
     text = (FIRMWARE_DIR / "ld" / "cortex-m.ld.in").read_text()
     subs = {
-        "@BOARD@": board.name, "@FLASH_ORIGIN@": f"{board.flash.origin:#010x}",
-        "@FLASH_LENGTH@": str(board.flash.length), "@RAM_ORIGIN@": f"{board.ram.origin:#010x}",
-        "@RAM_LENGTH@": str(board.ram.length), "@STACK_BYTES@": str(stack_bytes),
+        "@BOARD@": board.name,
+        "@FLASH_ORIGIN@": f"{board.flash.origin:#010x}",
+        "@FLASH_LENGTH@": str(board.flash.length),
+        "@RAM_ORIGIN@": f"{board.ram.origin:#010x}",
+        "@RAM_LENGTH@": str(board.ram.length),
+        "@STACK_BYTES@": str(stack_bytes),
     }
     for k, v in subs.items():
         text = text.replace(k, v)
@@ -218,8 +260,10 @@ def sources(build_dir: Path, board: Board) -> dict[str, Path]:
     """Object name -> C source, for this board."""
     kind = board.uart.get("kind")
     if kind not in BOARD_SOURCES:
-        raise TargetError(f"board '{board.name}' has UART kind '{kind}', which the firmware has no driver for.",
-                          f"Use one of {', '.join(BOARD_SOURCES)}, or add a driver to firmware/src/.")
+        raise TargetError(
+            f"board '{board.name}' has UART kind '{kind}', which the firmware has no driver for.",
+            f"Use one of {', '.join(BOARD_SOURCES)}, or add a driver to firmware/src/.",
+        )
     src = FIRMWARE_DIR / "src"
     names = RUNTIME_SOURCES + PROTOCOL_SOURCES + [BOARD_SOURCES[kind], "profile.c"]
     out = {Path(n).stem: src / n for n in names}
@@ -240,9 +284,15 @@ def _stamp(parts: list[str], files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec | None = None,
-                   profile: bool = False, test_fault: bool = False, stack_bytes: int = DEFAULT_STACK_BYTES,
-                   force: bool = False) -> FirmwareBuild:
+def build_firmware(
+    build_dir: str | Path,
+    board: str,
+    defense: str | DefenseSpec | None = None,
+    profile: bool = False,
+    test_fault: bool = False,
+    stack_bytes: int = DEFAULT_STACK_BYTES,
+    force: bool = False,
+) -> FirmwareBuild:
     """Build (or reuse) build/<name>/fw-<board>[-variant]/firmware.{elf,bin,hex,map} and footprint.json.
 
     Args:
@@ -261,7 +311,9 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     spec = from_postprocessor(defense)
     check_limits(manifest, b)
     if stack_bytes < 256 or stack_bytes % 8:
-        raise CompileError(f"a stack region of {stack_bytes} bytes is not usable.", "Use a multiple of 8 bytes, at least 256.")
+        raise CompileError(
+            f"a stack region of {stack_bytes} bytes is not usable.", "Use a multiple of 8 bytes, at least 256."
+        )
     out = build_dir / variant_name(b.name, spec, profile, test_fault, stack_bytes)
     fb = FirmwareBuild(out, b, core, spec, profile, manifest)
     gcc = tool("arm-none-eabi-gcc")
@@ -270,19 +322,37 @@ def build_firmware(build_dir: str | Path, board: str, defense: str | DefenseSpec
     defense_h = spec.c_header()
     ld = linker_script(b, stack_bytes)
     srcs = sources(build_dir, b)
-    cflags = list(core.cflags) + COMMON_CFLAGS + [
-        f"-I{FIRMWARE_DIR / 'include'}", f"-I{out}", f"-I{build_dir}",
-        f"-DDQ_OUTPUT_PROBABILITIES={1 if manifest.get('output', {}).get('kind') == 'probabilities' else 0}",
-    ]
+    cflags = (
+        list(core.cflags)
+        + COMMON_CFLAGS
+        + [
+            f"-I{FIRMWARE_DIR / 'include'}",
+            f"-I{out}",
+            f"-I{build_dir}",
+            f"-DDQ_OUTPUT_PROBABILITIES={1 if manifest.get('output', {}).get('kind') == 'probabilities' else 0}",
+        ]
+    )
     deps = list(srcs.values()) + sorted((FIRMWARE_DIR / "include").glob("*.h")) + sorted(build_dir.glob("*.h"))
-    stamp = _stamp([config_h, defense_h, ld, " ".join(cflags), " ".join(WARNING_CFLAGS + MODEL_WARNING_CFLAGS),
-                    FW_VERSION], deps)
+    stamp = _stamp(
+        [config_h, defense_h, ld, " ".join(cflags), " ".join(WARNING_CFLAGS + MODEL_WARNING_CFLAGS), FW_VERSION], deps
+    )
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out / ".lock"):  # parallel workers building the same image wait for each other
         if not force and _up_to_date(fb, stamp):
             return fb
-        _compile_and_link(fb, gcc, cflags, srcs, {"fw_config.h": config_h, DEFENSE_HEADER: defense_h, "link.ld": ld},
-                          profile, stamp, test_fault, stack_bytes, spec, manifest)
+        _compile_and_link(
+            fb,
+            gcc,
+            cflags,
+            srcs,
+            {"fw_config.h": config_h, DEFENSE_HEADER: defense_h, "link.ld": ld},
+            profile,
+            stamp,
+            test_fault,
+            stack_bytes,
+            spec,
+            manifest,
+        )
     return fb
 
 
@@ -301,9 +371,19 @@ def _up_to_date(fb: FirmwareBuild, stamp: str) -> bool:
     return fb.elf.is_file() and info.is_file() and json.loads(info.read_text()).get("stamp") == stamp
 
 
-def _compile_and_link(fb: FirmwareBuild, gcc: str, cflags: list[str], srcs: dict[str, Path], generated: dict[str, str],
-                      profile: bool, stamp: str, test_fault: bool, stack_bytes: int, spec: DefenseSpec,
-                      manifest: dict[str, Any]) -> None:
+def _compile_and_link(
+    fb: FirmwareBuild,
+    gcc: str,
+    cflags: list[str],
+    srcs: dict[str, Path],
+    generated: dict[str, str],
+    profile: bool,
+    stamp: str,
+    test_fault: bool,
+    stack_bytes: int,
+    spec: DefenseSpec,
+    manifest: dict[str, Any],
+) -> None:
     """Generated files (fw_config.h, dq_defense_config.h, link.ld), objects (with their .su stack-usage files),
     ELF, BIN, HEX, footprint.json, then firmware.json (written last: it marks a complete build)."""
     out, b, core = fb.out_dir, fb.board, fb.core
@@ -315,13 +395,36 @@ def _compile_and_link(fb: FirmwareBuild, gcc: str, cflags: list[str], srcs: dict
         obj = out / f"{stem}.o"
         extra = ["-include", "dq_profile.h"] if (profile and stem.startswith("model")) else []
         warn = WARNING_CFLAGS if FIRMWARE_DIR in src.parents else MODEL_WARNING_CFLAGS
-        run([gcc, *cflags, *warn, *extra, "-c", str(src), "-o", str(obj)], cwd=out,
-            what=f"compiling {src.name} for {b.name}", warnings=warnings)
+        run(
+            [gcc, *cflags, *warn, *extra, "-c", str(src), "-o", str(obj)],
+            cwd=out,
+            what=f"compiling {src.name} for {b.name}",
+            warnings=warnings,
+        )
         objs.append(obj.name)
     elf_tmp = out / "firmware.elf.tmp"
-    run([gcc, *core.cflags, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-T", "link.ld",
-         "-Wl,--gc-sections", "-Wl,-Map=firmware.map", "-Wl,--no-warn-rwx-segments", "-Wl,--fatal-warnings", "-o", elf_tmp.name, *objs,
-         "-lm"], cwd=out, what=f"linking the firmware for {b.name}", warnings=warnings)
+    run(
+        [
+            gcc,
+            *core.cflags,
+            "-nostartfiles",
+            "--specs=nano.specs",
+            "--specs=nosys.specs",
+            "-T",
+            "link.ld",
+            "-Wl,--gc-sections",
+            "-Wl,-Map=firmware.map",
+            "-Wl,--no-warn-rwx-segments",
+            "-Wl,--fatal-warnings",
+            "-o",
+            elf_tmp.name,
+            *objs,
+            "-lm",
+        ],
+        cwd=out,
+        what=f"linking the firmware for {b.name}",
+        warnings=warnings,
+    )
     elf_tmp.replace(fb.elf)
     objcopy = tool("arm-none-eabi-objcopy")
     for fmt, path in (("binary", fb.bin), ("ihex", fb.hex)):
@@ -330,9 +433,21 @@ def _compile_and_link(fb: FirmwareBuild, gcc: str, cflags: list[str], srcs: dict
         tmp.replace(path)
 
     atomic_write_json(out / "footprint.json", static_footprint(fb))
-    atomic_write_json(out / "firmware.json", {
-        "stamp": stamp, "board": b.name, "core": core.name, "defense": spec.spec(), "profile": profile,
-        "test_fault": test_fault, "stack_bytes": stack_bytes, "warnings": warnings, "fw_version": FW_VERSION,
-        "cflags": cflags + WARNING_CFLAGS, "model_cflags": cflags + MODEL_WARNING_CFLAGS,
-        "model": manifest.get("name"), "model_sha256": (manifest.get("source_model") or {}).get("sha256"),
-    })
+    atomic_write_json(
+        out / "firmware.json",
+        {
+            "stamp": stamp,
+            "board": b.name,
+            "core": core.name,
+            "defense": spec.spec(),
+            "profile": profile,
+            "test_fault": test_fault,
+            "stack_bytes": stack_bytes,
+            "warnings": warnings,
+            "fw_version": FW_VERSION,
+            "cflags": cflags + WARNING_CFLAGS,
+            "model_cflags": cflags + MODEL_WARNING_CFLAGS,
+            "model": manifest.get("name"),
+            "model_sha256": (manifest.get("source_model") or {}).get("sha256"),
+        },
+    )

@@ -32,8 +32,14 @@ if TYPE_CHECKING:
     from divqat_tvm.device.serial_link import SerialTransport
 
 #: semihosting exit codes of firmware/include/dq_semihost.h
-EXIT_CODES = {0x43: "HardFault", 0x44: "MemManage fault", 0x45: "BusFault", 0x46: "UsageFault",
-              0x47: "unexpected exception", 134: "CPU lockup (fault without a handler)"}
+EXIT_CODES = {
+    0x43: "HardFault",
+    0x44: "MemManage fault",
+    0x45: "BusFault",
+    0x46: "UsageFault",
+    0x47: "unexpected exception",
+    134: "CPU lockup (fault without a handler)",
+}
 
 
 _LIVE: weakref.WeakSet[QemuRunner] = weakref.WeakSet()
@@ -51,11 +57,15 @@ def check_status(res: InferResult, info: DeviceInfo | None) -> None:
     """An INFER answer that is not OK becomes a DeviceError naming the cause and the fix."""
     if res.status == E_STACK:
         size = info.stack_bytes if info else "the"
-        raise DeviceError(f"the inference used all of the {size}-byte stack region (stack overflow).",
-                          "Rebuild the firmware with a larger --stack-bytes.")
+        raise DeviceError(
+            f"the inference used all of the {size}-byte stack region (stack overflow).",
+            "Rebuild the firmware with a larger --stack-bytes.",
+        )
     if res.status != 0:
-        raise DeviceError(f"the model returned {res.rc} on the device (status {STATUS.get(res.status, res.status)}).",
-                          "Rebuild the model and firmware.")
+        raise DeviceError(
+            f"the model returned {res.rc} on the device (status {STATUS.get(res.status, res.status)}).",
+            "Rebuild the model and firmware.",
+        )
 
 
 def ns_per_tick(clock_hz: int) -> float:
@@ -74,8 +84,10 @@ class SocketTransport:
         try:
             self.sock.sendall(data)
         except OSError as e:
-            raise DeviceError(f"writing to QEMU's serial port failed ({e}). {self.describe_failure()}".strip(),
-                              "The emulator stopped; see its exit status above.") from e
+            raise DeviceError(
+                f"writing to QEMU's serial port failed ({e}). {self.describe_failure()}".strip(),
+                "The emulator stopped; see its exit status above.",
+            ) from e
 
     def read(self, n: int, timeout: float) -> bytes:
         self.sock.settimeout(max(timeout, 1e-3))
@@ -87,8 +99,10 @@ class SocketTransport:
             data = b""
         if not data:  # EOF: QEMU went away
             self.runner.wait_exit(2.0)
-            raise DeviceError(f"QEMU closed the serial link. {self.describe_failure()}".strip(),
-                              "The firmware crashed or exited; see the exit status above.")
+            raise DeviceError(
+                f"QEMU closed the serial link. {self.describe_failure()}".strip(),
+                "The firmware crashed or exited; see the exit status above.",
+            )
         return data
 
     def close(self) -> None:
@@ -111,14 +125,25 @@ class QemuRunner:
         serial: "socket" (default) or "pty" (QEMU prints the pty; for testing the serial backend).
     """
 
-    def __init__(self, fw: FirmwareBuild, shared_ram: bool = True, timeout: float = 60.0,
-                 boot_timeout: float = 20.0, serial: str = "socket", extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        fw: FirmwareBuild,
+        shared_ram: bool = True,
+        timeout: float = 60.0,
+        boot_timeout: float = 20.0,
+        serial: str = "socket",
+        extra_args: list[str] | None = None,
+    ) -> None:
         if not fw.board.is_qemu:
-            raise DeviceError(f"board '{fw.board.name}' is a real board, not a QEMU machine.",
-                              "Use the serial backend (serial:PORT@BUILD_DIR) or flash it with `divqat-tvm flash`.")
+            raise DeviceError(
+                f"board '{fw.board.name}' is a real board, not a QEMU machine.",
+                "Use the serial backend (serial:PORT@BUILD_DIR) or flash it with `divqat-tvm flash`.",
+            )
         if fw.board.qemu is None:
-            raise TargetError(f"board file for '{fw.board.name}' says kind qemu but has no \"qemu\" section.",
-                              "See targets/README.md for the fields.")
+            raise TargetError(
+                f"board file for '{fw.board.name}' says kind qemu but has no \"qemu\" section.",
+                "See targets/README.md for the fields.",
+            )
         self.fw = fw
         self.qemu: dict[str, Any] = fw.board.qemu
         self.shm_window: dict[str, Any] | None = self.qemu.get("shared_ram") if shared_ram else None
@@ -140,12 +165,27 @@ class QemuRunner:
     def command(self, sock_path: str, shm_path: str | None) -> list[str]:
         qemu = shutil.which("qemu-system-arm")
         if qemu is None:
-            raise DeviceError("qemu-system-arm was not found on PATH.",
-                              "Install it: apt-get install --no-install-recommends -y qemu-system-arm (or run scripts/setup.sh).")
+            raise DeviceError(
+                "qemu-system-arm was not found on PATH.",
+                "Install it: apt-get install --no-install-recommends -y qemu-system-arm (or run scripts/setup.sh).",
+            )
         machine = self.qemu["machine"]
-        cmd = [qemu, "-machine", machine, "-display", "none", "-monitor", "none", "-nodefaults",
-               "-icount", "shift=0,align=off,sleep=off", "-semihosting-config", "enable=on,target=native",
-               "-kernel", str(self.fw.elf)]
+        cmd = [
+            qemu,
+            "-machine",
+            machine,
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-nodefaults",
+            "-icount",
+            "shift=0,align=off,sleep=off",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+            str(self.fw.elf),
+        ]
         # the machine's UARTs take -serial options in order: serial_index says which one the firmware uses
         cmd += ["-serial", "null"] * int(self.qemu.get("serial_index", 0))
         if self.serial == "pty":
@@ -154,8 +194,14 @@ class QemuRunner:
             cmd += ["-chardev", f"socket,id=s0,path={sock_path},server=on,wait=on", "-serial", "chardev:s0"]
         if shm_path is not None:
             m = self._window()["qemu_m"]
-            cmd += ["-m", m, "-object", f"memory-backend-file,id=shm,size={m},mem-path={shm_path},share=on",
-                    "-machine", "memory-backend=shm"]
+            cmd += [
+                "-m",
+                m,
+                "-object",
+                f"memory-backend-file,id=shm,size={m},mem-path={shm_path},share=on",
+                "-machine",
+                "memory-backend=shm",
+            ]
         return cmd + self.extra_args
 
     def start(self) -> DeviceInfo:
@@ -209,9 +255,13 @@ class QemuRunner:
         _LIVE.add(self)
         assert self._stderr_path is not None
         with open(self._stderr_path, "wb") as err:
-            self.proc = lifetime.spawn(cmd, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE if self.serial == "pty" else subprocess.DEVNULL,
-                                       stderr=err, start_new_session=True)
+            self.proc = lifetime.spawn(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if self.serial == "pty" else subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
         self._pidfile = lifetime.register(self.proc, self._tmp, str(self.fw.elf))
 
     def _read_pty(self) -> str:
@@ -223,7 +273,9 @@ class QemuRunner:
                 return line.split("redirected to", 1)[1].split()[0]
             if not line and self.proc.poll() is not None:
                 break
-        raise DeviceError(f"QEMU did not report its pty. {self.describe_failure()}".strip(), "Check the QEMU installation.")
+        raise DeviceError(
+            f"QEMU did not report its pty. {self.describe_failure()}".strip(), "Check the QEMU installation."
+        )
 
     def _connect(self, path: str) -> socket.socket:
         deadline = time.monotonic() + self.boot_timeout
@@ -238,8 +290,10 @@ class QemuRunner:
                 except OSError:
                     s.close()
             time.sleep(0.01)
-        raise DeviceError(f"could not connect to QEMU's serial socket. {self.describe_failure()}".strip(),
-                          "Check that qemu-system-arm supports the machine and the firmware image exists.")
+        raise DeviceError(
+            f"could not connect to QEMU's serial socket. {self.describe_failure()}".strip(),
+            "Check that qemu-system-arm supports the machine and the firmware image exists.",
+        )
 
     def _map_shared(self, path: str) -> None:
         window = int(self._window()["length"])
@@ -252,8 +306,10 @@ class QemuRunner:
     def _window(self) -> dict[str, Any]:
         """The board's shared-RAM window, for a runner that uses one."""
         if self.shm_window is None:
-            raise DeviceError(f"this emulator of '{self.fw.board.name}' uses no shared-RAM window.",
-                              "Start it with shared_ram=True on a board whose qemu section has a shared_ram window.")
+            raise DeviceError(
+                f"this emulator of '{self.fw.board.name}' uses no shared-RAM window.",
+                "Start it with shared_ram=True on a board whose qemu section has a shared_ram window.",
+            )
         return self.shm_window
 
     def connection(self) -> tuple[DeviceLink, DeviceInfo]:
@@ -278,14 +334,19 @@ class QemuRunner:
         assert self.link is not None and self.info is not None
         x = np.ascontiguousarray(x_int8, dtype=np.int8).reshape(-1)
         if x.size != self.info.input_size:
-            raise DeviceError(f"input has {x.size} int8 values, the firmware takes {self.info.input_size}.",
-                              "Quantize inputs of the model's input shape.")
+            raise DeviceError(
+                f"input has {x.size} int8 values, the firmware takes {self.info.input_size}.",
+                "Quantize inputs of the model's input shape.",
+            )
         use_shm = self.shared if via_shared is None else via_shared
         if use_shm:
             if not self.shared:
-                raise DeviceError("shared RAM is not mapped for this emulator.", "Start the runner with shared_ram=True on a board with a window.")
+                raise DeviceError(
+                    "shared RAM is not mapped for this emulator.",
+                    "Start the runner with shared_ram=True on a board with a window.",
+                )
             assert self._mm is not None
-            self._mm[0:x.size] = x.tobytes()
+            self._mm[0 : x.size] = x.tobytes()
             res = self.link.infer_shared(0)
         else:
             res = self.link.infer_inline(x)
@@ -313,8 +374,11 @@ class QemuRunner:
         self.exit_code = code
         err = ""
         if self._stderr_path and self._stderr_path.exists():
-            lines = [ln for ln in self._stderr_path.read_text(errors="replace").splitlines()
-                     if "waiting for connection" not in ln and "has no peer" not in ln]
+            lines = [
+                ln
+                for ln in self._stderr_path.read_text(errors="replace").splitlines()
+                if "waiting for connection" not in ln and "has no peer" not in ln
+            ]
             err = " | ".join(lines[-5:])
         cause = EXIT_CODES.get(code, "")
         return f"(QEMU exited with code {code}{': ' + cause if cause else ''}{'; stderr: ' + err if err else ''})"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------------------------------ measured part
 
+
 def unit_of(qemu: bool, timer: str) -> str:
     """The unit a device's counter measures: instructions under QEMU -icount, cycles on a board."""
     return "instructions (emulated)" if qemu else "cycles (board)"
@@ -44,12 +45,23 @@ def measure_link(link: Any, ops: list[dict], inputs: np.ndarray, profile_link: A
         post.append(r.post_ticks)
         peak = max(peak, r.stack_peak)
     out: dict[str, Any] = {
-        "unit": unit, "timer": info.timer, "ticks_to_unit": per_tick, "resolution": per_tick if info.qemu else 1.0,
-        "inputs": int(len(inputs)), "board": info.board, "cpuid": f"{info.cpuid:#010x}",
-        "model_per_inference": {"mean": float(np.mean(model)) * per_tick, "min": min(model) * per_tick,
-                                "max": max(model) * per_tick},
-        "postprocess_per_inference": {"mean": float(np.mean(post)) * per_tick, "min": min(post) * per_tick,
-                                      "max": max(post) * per_tick},
+        "unit": unit,
+        "timer": info.timer,
+        "ticks_to_unit": per_tick,
+        "resolution": per_tick if info.qemu else 1.0,
+        "inputs": int(len(inputs)),
+        "board": info.board,
+        "cpuid": f"{info.cpuid:#010x}",
+        "model_per_inference": {
+            "mean": float(np.mean(model)) * per_tick,
+            "min": min(model) * per_tick,
+            "max": max(model) * per_tick,
+        },
+        "postprocess_per_inference": {
+            "mean": float(np.mean(post)) * per_tick,
+            "min": min(post) * per_tick,
+            "max": max(post) * per_tick,
+        },
         "stack_peak_bytes": int(peak),
     }
     out["total_per_inference"] = out["model_per_inference"]["mean"] + out["postprocess_per_inference"]["mean"]
@@ -68,8 +80,16 @@ def measure_link(link: Any, ops: list[dict], inputs: np.ndarray, profile_link: A
         for i, v in enumerate(per_op):
             op: dict[str, Any] = ops[i] if i < len(ops) else {"name": f"op{i}", "kind": "?", "macs": 0}
             macs = int(op.get("macs", 0) or 0)
-            rows.append({"index": i, "name": op.get("name"), "kind": op.get("kind"), "macs": macs, "count": float(v),
-                         "per_mac": float(v) / macs if macs else None})
+            rows.append(
+                {
+                    "index": i,
+                    "name": op.get("name"),
+                    "kind": op.get("kind"),
+                    "macs": macs,
+                    "count": float(v),
+                    "per_mac": float(v) / macs if macs else None,
+                }
+            )
         prof_total = float(np.mean(totals)) * per_tick
         out["per_operator"] = rows
         out["profiled_total"] = prof_total
@@ -92,8 +112,9 @@ def measure_qemu(build_dir: Path, board: str, defense: Any = None, n: int = 3, s
         return measure_link(r.link, fb.manifest.get("ops", []), xs, rp.link)
 
 
-def measure_footprint(build_dir: str | Path, board: str, defense: Any = None, n: int = 3,
-                   port: str | None = None) -> dict[str, Any]:
+def measure_footprint(
+    build_dir: str | Path, board: str, defense: Any = None, n: int = 3, port: str | None = None
+) -> dict[str, Any]:
     """Static footprint plus measured counts: over `port` when given (a board running this firmware), else
     under QEMU for a QEMU board; a real board without a port gets the static figures only."""
     import numpy as np
@@ -120,12 +141,16 @@ def measure_footprint(build_dir: str | Path, board: str, defense: Any = None, n:
         m = None
     fp["measured"] = m
     if m is None:
-        fp["measured_note"] = (f"{board} is a real board and no --port was given: counts need the board "
-                               "(flash it, then pass --port).")
+        fp["measured_note"] = (
+            f"{board} is a real board and no --port was given: counts need the board (flash it, then pass --port)."
+        )
     else:
         macs = fp["macs"]
         fp["measured"]["per_mac"] = m["model_per_inference"]["mean"] / macs if macs else None
         ram = dict(fp["ram_by_part_bytes"])
-        fp["ram_used_bytes"] = {"arena": fp["arena_bytes"], "stack peak (measured)": m["stack_peak_bytes"],
-                                "other data/bss": sum(v for k, v in ram.items() if k not in ("arena", "stack region"))}
+        fp["ram_used_bytes"] = {
+            "arena": fp["arena_bytes"],
+            "stack peak (measured)": m["stack_peak_bytes"],
+            "other data/bss": sum(v for k, v in ram.items() if k not in ("arena", "stack region")),
+        }
     return fp

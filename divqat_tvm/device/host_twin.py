@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from divqat_tvm.device.build import FIRMWARE_DIR, WARNING_CFLAGS, read_manifest
 from divqat_tvm.defenses.spec import DefenseSpec, from_postprocessor
+from divqat_tvm.device.build import FIRMWARE_DIR, WARNING_CFLAGS, read_manifest
 from divqat_tvm.errors import DeviceError
 from divqat_tvm.fileio import atomic_write_text
 from divqat_tvm.toolchain import shared_library
@@ -37,18 +37,29 @@ class HostTwin:
     def _build(self) -> Path:
         prefix = self.manifest["prefix"]
         up = prefix.upper()
-        defines = [f"-DDQ_MODEL_RUN={prefix}_run"] + [
-            f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")
-        ] + [f"-DDQ_OUTPUT_PROBABILITIES={1 if self.manifest.get('output', {}).get('kind') == 'probabilities' else 0}"
-             ] + self.defense.c_defines()
+        defines = (
+            [f"-DDQ_MODEL_RUN={prefix}_run"]
+            + [f"-DDQ_{n}={up}_{n}" for n in ("INPUT_SIZE", "OUTPUT_SIZE", "OUTPUT_SCALE", "OUTPUT_ZERO_POINT")]
+            + [
+                f"-DDQ_OUTPUT_PROBABILITIES={1 if self.manifest.get('output', {}).get('kind') == 'probabilities' else 0}"
+            ]
+            + self.defense.c_defines()
+        )
         fw_srcs = [FIRMWARE_DIR / "src" / "postprocess.c", FIRMWARE_DIR / "host" / "host_glue.c"]
         srcs = sorted(self.build_dir.glob("*.c")) + fw_srcs
         flags = HOST_CFLAGS + defines + [f"-I{FIRMWARE_DIR / 'include'}", f"-I{self.build_dir}"]
         headers = sorted(self.build_dir.glob("*.h")) + sorted((FIRMWARE_DIR / "include").glob("*.h"))
         out = self.build_dir / f"host-{self.defense.tag or 'none'}"
         # the firmware's own C is held to -Werror (the generated model C to -Wall)
-        lib = shared_library(srcs, out, flags, headers=headers, stem="libdq_host", what="building the host twin library",
-                             strict=(fw_srcs, WARNING_CFLAGS))
+        lib = shared_library(
+            srcs,
+            out,
+            flags,
+            headers=headers,
+            stem="libdq_host",
+            what="building the host twin library",
+            strict=(fw_srcs, WARNING_CFLAGS),
+        )
         atomic_write_text(out / "host.json", json.dumps({"flags": flags, "lib": lib.name}, indent=2) + "\n")
         return lib
 
@@ -56,8 +67,10 @@ class HostTwin:
         """int8 inputs [N, ...] (INPUT_SIZE values each) -> (int8 logits [N, K], float32 probabilities [N, K])."""
         x = np.ascontiguousarray(x_int8, dtype=np.int8).reshape(len(x_int8), -1)
         if x.shape[1] != self.input_size:
-            raise DeviceError(f"input rows have {x.shape[1]} int8 values, the model takes {self.input_size}.",
-                              "Quantize inputs of the model's input shape.")
+            raise DeviceError(
+                f"input rows have {x.shape[1]} int8 values, the model takes {self.input_size}.",
+                "Quantize inputs of the model's input shape.",
+            )
         n = x.shape[0]
         logits = np.zeros((n, self.output_size), np.int8)
         probs = np.zeros((n, self.output_size), np.float32)

@@ -35,15 +35,19 @@ def fixture_model_dir() -> Path:
         d = base / "fixtures" / "tiny_dense"
         if (d / "model.c").is_file():
             return d
-    raise DeviceError("the fuzz build needs tests/fixtures/tiny_dense, which this installation lacks.",
-                      "Run from a source checkout of divqat-tvm.")
+    raise DeviceError(
+        "the fuzz build needs tests/fixtures/tiny_dense, which this installation lacks.",
+        "Run from a source checkout of divqat-tvm.",
+    )
 
 
 def clang() -> str:
     exe = shutil.which("clang")
     if exe is None:
-        raise DeviceError("clang was not found on PATH (the fuzz build needs libFuzzer).",
-                          "Install it: apt-get install -y clang libclang-rt-14-dev (or run scripts/setup.sh).")
+        raise DeviceError(
+            "clang was not found on PATH (the fuzz build needs libFuzzer).",
+            "Install it: apt-get install -y clang libclang-rt-14-dev (or run scripts/setup.sh).",
+        )
     return exe
 
 
@@ -55,9 +59,25 @@ def build_fuzzer(out_dir: str | Path, defense: str = DEFAULT_DEFENSE, coverage: 
     model = fixture_model_dir()
     spec = DefenseSpec.parse(defense)
     inst = ["-fprofile-instr-generate", "-fcoverage-mapping"] if coverage else []
-    san = [f"-fsanitize=fuzzer-no-link,{SANITIZE}", "-fno-sanitize-recover=all"] if not coverage else ["-fsanitize=fuzzer-no-link"]
-    base = ["-g", "-O1", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math", "-fno-omit-frame-pointer",
-            f"-I{FUZZ_DIR}", f"-I{FIRMWARE_DIR / 'include'}", f"-I{model}", *spec.c_defines(), *san, *inst]
+    san = (
+        [f"-fsanitize=fuzzer-no-link,{SANITIZE}", "-fno-sanitize-recover=all"]
+        if not coverage
+        else ["-fsanitize=fuzzer-no-link"]
+    )
+    base = [
+        "-g",
+        "-O1",
+        "-std=gnu11",
+        "-ffp-contract=off",
+        "-fno-fast-math",
+        "-fno-omit-frame-pointer",
+        f"-I{FUZZ_DIR}",
+        f"-I{FIRMWARE_DIR / 'include'}",
+        f"-I{model}",
+        *spec.c_defines(),
+        *san,
+        *inst,
+    ]
     fw = [FIRMWARE_DIR / "src" / n for n in FIRMWARE_SOURCES] + [FUZZ_DIR / "fuzz_device.c"]
     mod = [model / "model.c", model / "kernels.c"]
     h = hashlib.sha256(" ".join(base).encode())
@@ -102,21 +122,46 @@ class FuzzResult:
     log: str = ""
 
 
-def run_fuzzer(exe: Path, work_corpus: Path, seed_corpora: list[Path] | None = None, runs: int = 100_000,
-               seed: int = 1, max_len: int = 512, max_total_time: int = 0, artifacts: Path | None = None,
-               extra: list[str] | None = None) -> FuzzResult:
+def run_fuzzer(
+    exe: Path,
+    work_corpus: Path,
+    seed_corpora: list[Path] | None = None,
+    runs: int = 100_000,
+    seed: int = 1,
+    max_len: int = 512,
+    max_total_time: int = 0,
+    artifacts: Path | None = None,
+    extra: list[str] | None = None,
+) -> FuzzResult:
     """Run libFuzzer: new units go to `work_corpus` (never into the committed seed corpus)."""
     work_corpus.mkdir(parents=True, exist_ok=True)
     artifacts = artifacts or work_corpus.parent / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    cmd = [str(exe), f"-runs={runs}", f"-seed={seed}", f"-max_len={max_len}", "-print_final_stats=1",
-           "-timeout=10", "-rss_limit_mb=2048", f"-artifact_prefix={artifacts}/", *(extra or [])]
+    cmd = [
+        str(exe),
+        f"-runs={runs}",
+        f"-seed={seed}",
+        f"-max_len={max_len}",
+        "-print_final_stats=1",
+        "-timeout=10",
+        "-rss_limit_mb=2048",
+        f"-artifact_prefix={artifacts}/",
+        *(extra or []),
+    ]
     if max_total_time:
         cmd.append(f"-max_total_time={max_total_time}")
     cmd += [str(work_corpus)] + [str(d) for d in (seed_corpora or [])]
-    p = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                       env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-                            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1", "PATH": "/usr/bin:/bin"})
+    p = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     log = p.stderr
     r = FuzzResult(p.returncode, log=log)
     m = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
@@ -126,8 +171,9 @@ def run_fuzzer(exe: Path, work_corpus: Path, seed_corpora: list[Path] | None = N
         r.coverage_edges, r.features, r.corpus_units = (int(v) for v in covs[-1])
     m = re.search(r"Done (\d+) runs in (\d+) second", log)
     r.seconds = float(m.group(2)) if m else 0.0
-    r.findings = sorted(str(f) for f in artifacts.glob("*") if f.name.split("-")[0] in
-                        ("crash", "leak", "timeout", "oom", "slow"))
+    r.findings = sorted(
+        str(f) for f in artifacts.glob("*") if f.name.split("-")[0] in ("crash", "leak", "timeout", "oom", "slow")
+    )
     if p.returncode != 0 and not r.findings:
         r.findings.append(f"exit {p.returncode}")
     return r
@@ -136,9 +182,35 @@ def run_fuzzer(exe: Path, work_corpus: Path, seed_corpora: list[Path] | None = N
 def _seed_info():  # the fuzz build's device, as INFO would describe it (firmware/fuzz/fw_config.h)
     from divqat_tvm.device.protocol import DeviceInfo
 
-    return DeviceInfo(1, "0.1.0", "systick", 2, True, True, (1, 1, 4, 4), 16, 4, 0.0078125, 0, 0.0625, 3, 2, 8,
-                      1_000_000, 0x60000000, 4096, 16 + 4 + 64, 16384, 0, 0.5, 0.1, 1000.0, "fuzz", "host-fuzz",
-                      "tiny_dense")
+    return DeviceInfo(
+        1,
+        "0.1.0",
+        "systick",
+        2,
+        True,
+        True,
+        (1, 1, 4, 4),
+        16,
+        4,
+        0.0078125,
+        0,
+        0.0625,
+        3,
+        2,
+        8,
+        1_000_000,
+        0x60000000,
+        4096,
+        16 + 4 + 64,
+        16384,
+        0,
+        0.5,
+        0.1,
+        1000.0,
+        "fuzz",
+        "host-fuzz",
+        "tiny_dense",
+    )
 
 
 def seed_inputs(per_kind: int = 2, seed: int = 0) -> list[bytes]:
@@ -152,11 +224,16 @@ def seed_inputs(per_kind: int = 2, seed: int = 0) -> list[bytes]:
     info = _seed_info()
     rng = np.random.default_rng(seed)
     out = [b"\0" + c.data for c in M.generate(rng, info, per_kind * len(M.KINDS), truncated_every=len(M.KINDS))]
-    out += [b"\0" + M.frame(T_INFO, 1), b"\0" + M.frame(T_STATS, 0xFFFF), b"\0" + M.frame(T_SHUTDOWN, 3),
-            b"\0" + M.frame(T_INFER, 4, bytes(4) + rng.bytes(16)),
-            b"\0" + M.frame(T_INFER, 5, bytes([1, 0, 0, 0]) + (4096 - 16).to_bytes(4, "little")),
-            b"\0" + M.frame(T_INFO, 6) + M.frame(T_INFER, 7, bytes(4) + rng.bytes(16)) + M.frame(T_STATS, 8),
-            b"\0" + M.frame(T_INFO, 9)[:6], b"\0" + M.frame(T_INFER, 10, bytes(20))[:15]]  # stalls in the header, the payload
+    out += [
+        b"\0" + M.frame(T_INFO, 1),
+        b"\0" + M.frame(T_STATS, 0xFFFF),
+        b"\0" + M.frame(T_SHUTDOWN, 3),
+        b"\0" + M.frame(T_INFER, 4, bytes(4) + rng.bytes(16)),
+        b"\0" + M.frame(T_INFER, 5, bytes([1, 0, 0, 0]) + (4096 - 16).to_bytes(4, "little")),
+        b"\0" + M.frame(T_INFO, 6) + M.frame(T_INFER, 7, bytes(4) + rng.bytes(16)) + M.frame(T_STATS, 8),
+        b"\0" + M.frame(T_INFO, 9)[:6],
+        b"\0" + M.frame(T_INFER, 10, bytes(20))[:15],
+    ]  # stalls in the header, the payload
     out += [b"\1" + rng.bytes(int(rng.integers(8, 120))) for _ in range(8)]
     out += [b"\2" + rng.bytes(int(rng.integers(4, 64))) for _ in range(4)]
     return out
@@ -173,7 +250,9 @@ def write_seed_corpus(dest: Path = CORPUS_DIR, per_kind: int = 2) -> int:
     return len(set(seeds))
 
 
-def line_coverage(out_dir: Path, corpora: list[Path], files: tuple[str, ...] = ("protocol.c", "main.c", "postprocess.c")) -> dict[str, float]:
+def line_coverage(
+    out_dir: Path, corpora: list[Path], files: tuple[str, ...] = ("protocol.c", "main.c", "postprocess.c")
+) -> dict[str, float]:
     """Line coverage (%) of firmware sources when the corpora are replayed through a source-coverage build
     (llvm-profdata / llvm-cov), per file."""
     exe = build_fuzzer(out_dir, coverage=True)
@@ -183,8 +262,12 @@ def line_coverage(out_dir: Path, corpora: list[Path], files: tuple[str, ...] = (
     profiles = []
     for i in range(0, len(inputs), 500):
         prof = out_dir / f"cov-{i}.profraw"
-        subprocess.run([str(exe), "-runs=0", *inputs[i:i + 500]], capture_output=True, check=False,
-                       env={"LLVM_PROFILE_FILE": str(prof), "PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            [str(exe), "-runs=0", *inputs[i : i + 500]],
+            capture_output=True,
+            check=False,
+            env={"LLVM_PROFILE_FILE": str(prof), "PATH": "/usr/bin:/bin"},
+        )
         if prof.exists():
             profiles.append(str(prof))
     merged = out_dir / "cov.profdata"
@@ -193,8 +276,9 @@ def line_coverage(out_dir: Path, corpora: list[Path], files: tuple[str, ...] = (
         return {}
     subprocess.run([prof_tool, "merge", "-sparse", *profiles, "-o", str(merged)], check=True, capture_output=True)
     raw.unlink(missing_ok=True)
-    rep = subprocess.run([cov_tool, "report", str(exe), f"-instr-profile={merged}"], capture_output=True, text=True,
-                         check=True).stdout
+    rep = subprocess.run(
+        [cov_tool, "report", str(exe), f"-instr-profile={merged}"], capture_output=True, text=True, check=True
+    ).stdout
     cov = {}
     for line in rep.splitlines():
         parts = line.split()

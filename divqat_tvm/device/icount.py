@@ -48,9 +48,16 @@ def compare_counts(fb: FirmwareBuild, x_int8: np.ndarray | None = None) -> dict:
         i0 = pcs.index(start)
         i1 = pcs.index(end, i0)
     except ValueError as e:
-        raise DeviceError("the execution log does not show the inference.", "Check the QEMU version (7.2 log format).") from e
+        raise DeviceError(
+            "the execution log does not show the inference.", "Check the QEMU version (7.2 log format)."
+        ) from e
     per_tick = ns_per_tick(fb.board.clock_hz)
-    return {"board": fb.board.name, "clock_hz": fb.board.clock_hz, "exact_instructions": i1 - i0,
-            "ticks": res.model_ticks, "instructions_per_tick": per_tick,
-            "estimated_instructions": res.model_ticks * per_tick,
-            "difference": res.model_ticks * per_tick - (i1 - i0)}
+    return {
+        "board": fb.board.name,
+        "clock_hz": fb.board.clock_hz,
+        "exact_instructions": i1 - i0,
+        "ticks": res.model_ticks,
+        "instructions_per_tick": per_tick,
+        "estimated_instructions": res.model_ticks * per_tick,
+        "difference": res.model_ticks * per_tick - (i1 - i0),
+    }

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 #: object file stem -> part of the image
 PARTS = {
-    "model": "model (weights + call sequence)", "kernels": "kernels", "protocol": "protocol",
+    "model": "model (weights + call sequence)",
+    "kernels": "kernels",
+    "protocol": "protocol",
 }
 FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
 RAM_SECTIONS = (".data", ".bss", ".stack")
@@ -25,7 +27,9 @@ RAM_SECTIONS = (".data", ".bss", ".stack")
 
 def section_sizes(elf: Path) -> dict[str, int]:
     """`arm-none-eabi-size -A`: bytes per output section (plain `size` folds .stack into bss)."""
-    out = subprocess.run([tool("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [tool("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=True
+    ).stdout
     sizes = {}
     for line in out.splitlines():
         m = re.match(r"^(\.\S+)\s+(\d+)\s+(\d+)", line)

@@ -47,7 +47,7 @@ def start_time(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19]) if fields[0] not in ("Z", "X") else None
 
 
@@ -107,8 +107,14 @@ def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
 def register(proc: subprocess.Popen[bytes], scratch: str | None, what: str) -> Path | None:
     """Record a running emulator; returns its pid file (None if the registry cannot be written)."""
     d = registry_dir()
-    entry = {"pid": proc.pid, "start": start_time(proc.pid), "owner": os.getpid(), "owner_start": start_time(os.getpid()),
-             "scratch": scratch, "what": what}
+    entry = {
+        "pid": proc.pid,
+        "start": start_time(proc.pid),
+        "owner": os.getpid(),
+        "owner_start": start_time(os.getpid()),
+        "scratch": scratch,
+        "what": what,
+    }
     try:
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{proc.pid}.json"
@@ -146,8 +152,11 @@ def entries() -> list[dict[str, Any]]:
 
 def running(owner: int | None = None) -> list[int]:
     """Pids of registered emulators that are still running (of one owner, or all)."""
-    return [int(e["pid"]) for e in entries()
-            if _alive(int(e["pid"]), e.get("start")) and (owner is None or int(e["owner"]) == owner)]
+    return [
+        int(e["pid"])
+        for e in entries()
+        if _alive(int(e["pid"]), e.get("start")) and (owner is None or int(e["owner"]) == owner)
+    ]
 
 
 def reap_stale() -> list[int]:

@@ -61,8 +61,9 @@ class Case:
     pause: bool = False  # a truncated frame: the device answers only after its frame time-out
 
 
-def frame(ftype: int, seq: int, payload: bytes = b"", version: int = VERSION, length: int | None = None,
-          crc_xor: int = 0) -> bytes:
+def frame(
+    ftype: int, seq: int, payload: bytes = b"", version: int = VERSION, length: int | None = None, crc_xor: int = 0
+) -> bytes:
     head = HEADER.pack(MAGIC, version & 0xFF, ftype & 0xFF, seq & 0xFFFF, len(payload) if length is None else length)
     return head + payload + struct.pack("<I", (zlib.crc32(head + payload) ^ crc_xor) & 0xFFFFFFFF)
 
@@ -131,9 +132,9 @@ def expected_answers(data: bytes, info: DeviceInfo) -> list[Answer]:
         if n - pos < length + 4:
             out.append(Answer(E_TIMEOUT, seq, ftype, length))
             return out
-        payload = data[pos:pos + length]
+        payload = data[pos : pos + length]
         (crc,) = struct.unpack_from("<I", data, pos + length)
-        want = zlib.crc32(data[pos - HEADER.size:pos + length]) & 0xFFFFFFFF
+        want = zlib.crc32(data[pos - HEADER.size : pos + length]) & 0xFFFFFFFF
         pos += length + 4
         if crc != want:
             out.append(Answer(E_CRC, seq, ftype, want))
@@ -151,9 +152,28 @@ def _garbage(rng: np.random.Generator, k: int) -> bytes:
     return b.tobytes()
 
 
-KINDS = ("bad_crc", "version", "too_long", "huge_length", "unknown_type", "response_type", "fault_test",
-         "infer_short", "infer_wrong_size", "infer_mode", "shm_outside", "shm_wrong_size", "payload_on_info",
-         "payload_on_stats", "payload_on_shutdown", "stats_unsupported", "garbage", "garbage_then_valid", "seq_wrap_info", "truncated")
+KINDS = (
+    "bad_crc",
+    "version",
+    "too_long",
+    "huge_length",
+    "unknown_type",
+    "response_type",
+    "fault_test",
+    "infer_short",
+    "infer_wrong_size",
+    "infer_mode",
+    "shm_outside",
+    "shm_wrong_size",
+    "payload_on_info",
+    "payload_on_stats",
+    "payload_on_shutdown",
+    "stats_unsupported",
+    "garbage",
+    "garbage_then_valid",
+    "seq_wrap_info",
+    "truncated",
+)
 
 
 def generate(rng: np.random.Generator, info: DeviceInfo, count: int, truncated_every: int = 100) -> Iterator[Case]:
@@ -172,9 +192,13 @@ def generate(rng: np.random.Generator, info: DeviceInfo, count: int, truncated_e
         elif kind == "version":
             data = frame(T_INFO, seq, version=int(rng.choice([0, 2, 0x7F, 0xFF])))
         elif kind == "too_long":
-            data = HEADER.pack(MAGIC, VERSION, T_INFER, seq, cap + 1 + int(rng.integers(0, 4))) + rng.bytes(int(rng.integers(0, 32)))
+            data = HEADER.pack(MAGIC, VERSION, T_INFER, seq, cap + 1 + int(rng.integers(0, 4))) + rng.bytes(
+                int(rng.integers(0, 32))
+            )
         elif kind == "huge_length":
-            data = HEADER.pack(MAGIC, VERSION, int(rng.integers(0, 256)), seq, int(rng.choice([0xFFFFFFFF, 1 << 31, 1 << 24])))
+            data = HEADER.pack(
+                MAGIC, VERSION, int(rng.integers(0, 256)), seq, int(rng.choice([0xFFFFFFFF, 1 << 31, 1 << 24]))
+            )
         elif kind == "unknown_type":
             t = int(rng.integers(5, 0x7E))
             data = frame(t, seq, rng.bytes(int(rng.integers(0, 16))))
@@ -185,12 +209,24 @@ def generate(rng: np.random.Generator, info: DeviceInfo, count: int, truncated_e
         elif kind == "infer_short":
             data = frame(T_INFER, seq, bytes(int(rng.integers(0, INFER_HEADER))))
         elif kind == "infer_wrong_size":
-            k = int(rng.choice([INFER_HEADER, INFER_HEADER + size - 1, INFER_HEADER + size + 1, min(cap, INFER_HEADER + size + 60)]))
+            k = int(
+                rng.choice(
+                    [INFER_HEADER, INFER_HEADER + size - 1, INFER_HEADER + size + 1, min(cap, INFER_HEADER + size + 60)]
+                )
+            )
             data = frame(T_INFER, seq, bytes([INFER_INLINE, 0, 0, 0]) + rng.bytes(k - INFER_HEADER))
         elif kind == "infer_mode":
             data = frame(T_INFER, seq, bytes([int(rng.integers(2, 256)), 0, 0, 0]) + rng.bytes(size))
         elif kind == "shm_outside":
-            offs = [shm - size + 1, shm, shm + 1, 0xFFFFFFFF, 0x80000000, 0xFFFFFFFF - size + 1, int(rng.integers(max(shm, 1), 1 << 32))]
+            offs = [
+                shm - size + 1,
+                shm,
+                shm + 1,
+                0xFFFFFFFF,
+                0x80000000,
+                0xFFFFFFFF - size + 1,
+                int(rng.integers(max(shm, 1), 1 << 32)),
+            ]
             off = int(rng.choice(offs)) & 0xFFFFFFFF
             data = frame(T_INFER, seq, bytes([INFER_SHARED, 0, 0, 0]) + struct.pack("<I", off))
         elif kind == "shm_wrong_size":
@@ -208,6 +244,6 @@ def generate(rng: np.random.Generator, info: DeviceInfo, count: int, truncated_e
             data = frame(T_INFO, int(rng.choice([0xFFFE, 0xFFFF, 0x0000, 0x0001])))
         else:  # truncated: header and part of the payload, then silence
             full = frame(T_INFER, seq, bytes([INFER_INLINE, 0, 0, 0]) + rng.bytes(size))
-            data = full[:int(rng.integers(3, len(full) - 1))]
+            data = full[: int(rng.integers(3, len(full) - 1))]
             pause = True
         yield Case(kind, data, tuple(expected_answers(data, info)), pause)

@@ -48,13 +48,13 @@ def load_segments(elf: Path) -> list[tuple[int, bytes]]:
     data = elf.read_bytes()
     if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
         raise DeviceError(f"{elf} is not a 32-bit little-endian ELF.", "Build the firmware with `divqat-tvm build`.")
-    phoff, = struct.unpack_from("<I", data, 28)
+    (phoff,) = struct.unpack_from("<I", data, 28)
     phentsize, phnum = struct.unpack_from("<HH", data, 42)
     segs = []
     for i in range(phnum):
         ptype, off, _vaddr, paddr, filesz, _memsz = struct.unpack_from("<6I", data, phoff + i * phentsize)
         if ptype == 1 and filesz:
-            segs.append((paddr, data[off:off + filesz]))
+            segs.append((paddr, data[off : off + filesz]))
     return segs
 
 
@@ -140,19 +140,27 @@ class UnicornBoard:
             import unicorn as U
             from unicorn import arm_const as A
         except ImportError as e:
-            raise DeviceError("the unicorn engine is not installed.", "pip install 'divqat-tvm[harness]' (unicorn==2.1.4), "
-                              "or run scripts/setup.sh.") from e
+            raise DeviceError(
+                "the unicorn engine is not installed.",
+                "pip install 'divqat-tvm[harness]' (unicorn==2.1.4), or run scripts/setup.sh.",
+            ) from e
         kind = fw.board.uart.get("kind", "")
         if not kind.startswith("stm32"):
-            raise DeviceError(f"board '{fw.board.name}' has UART kind '{kind}'; the harness models STM32 USARTs only.",
-                              "Run QEMU boards with QemuRunner.")
+            raise DeviceError(
+                f"board '{fw.board.name}' has UART kind '{kind}'; the harness models STM32 USARTs only.",
+                "Run QEMU boards with QemuRunner.",
+            )
         self.U, self.A = U, A
         self.fw = fw
         self.chunk = chunk
         self.uart = UartModel("v1" if kind == "stm32-usart-v1" else "v2")
         self.scs = SystemControl(CPUIDS.get(fw.core.name, 0x410FC241))
-        cpu = {"cortex-m4": A.UC_CPU_ARM_CORTEX_M4, "cortex-m7": A.UC_CPU_ARM_CORTEX_M7,
-               "cortex-m3": A.UC_CPU_ARM_CORTEX_M3, "cortex-m33": A.UC_CPU_ARM_CORTEX_M33}[fw.core.name]
+        cpu = {
+            "cortex-m4": A.UC_CPU_ARM_CORTEX_M4,
+            "cortex-m7": A.UC_CPU_ARM_CORTEX_M7,
+            "cortex-m3": A.UC_CPU_ARM_CORTEX_M3,
+            "cortex-m33": A.UC_CPU_ARM_CORTEX_M33,
+        }[fw.core.name]
         uc = U.Uc(U.UC_ARCH_ARM, U.UC_MODE_THUMB | U.UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(cpu)
         b = fw.board
@@ -186,8 +194,10 @@ class UnicornBoard:
             self.uc.emu_start(self.pc, 0xFFFFFFFF, count=instructions)
         except self.U.UcError as e:
             pc = self.uc.reg_read(self.A.UC_ARM_REG_PC)
-            raise DeviceError(f"the firmware stopped in the harness at pc {pc:#010x}: {e}.",
-                              "arm-none-eabi-addr2line -e firmware.elf PC names the code.") from e
+            raise DeviceError(
+                f"the firmware stopped in the harness at pc {pc:#010x}: {e}.",
+                "arm-none-eabi-addr2line -e firmware.elf PC names the code.",
+            ) from e
         self.pc = self.uc.reg_read(self.A.UC_ARM_REG_PC) | 1
         self.instructions += instructions
 

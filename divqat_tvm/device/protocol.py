@@ -27,12 +27,22 @@ T_HELLO, T_FAULT, T_ERROR, T_RESPONSE = 0xF0, 0xFE, 0xFF, 0x80
 
 #: status codes: the dq_status_t enum of firmware/include/dq_protocol.h (wire format; change both together)
 STATUS = {
-    0: "ok", 1: "bad CRC", 2: "bad length", 3: "unknown command", 4: "time-out inside a frame",
-    5: "wrong protocol version", 6: "model error", 7: "unsupported", 8: "bad payload", 9: "garbage",
-    10: "stack overflow", 11: "answer too large for the device's buffer",
+    0: "ok",
+    1: "bad CRC",
+    2: "bad length",
+    3: "unknown command",
+    4: "time-out inside a frame",
+    5: "wrong protocol version",
+    6: "model error",
+    7: "unsupported",
+    8: "bad payload",
+    9: "garbage",
+    10: "stack overflow",
+    11: "answer too large for the device's buffer",
 }
-(E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE, E_STACK,
- E_OVERFLOW) = range(1, 12)
+(E_CRC, E_LENGTH, E_TYPE, E_TIMEOUT, E_VERSION, E_MODEL, E_UNSUPPORTED, E_PAYLOAD, E_GARBAGE, E_STACK, E_OVERFLOW) = (
+    range(1, 12)
+)
 
 #: ERROR statuses that mean the link damaged a frame (not that the request was wrong): the request is resent
 LINK_DAMAGE = frozenset({1, 4, 9})  # E_CRC, E_TIMEOUT, E_GARBAGE
@@ -97,7 +107,7 @@ class FrameDecoder:
                 del self.buf[:1]
                 continue
             del self.buf[:end]
-            return Frame(ftype, seq, body[HEADER.size:])
+            return Frame(ftype, seq, body[HEADER.size :])
 
 
 class Transport(Protocol):
@@ -154,19 +164,68 @@ _INFO_HEAD = struct.Struct("<8B4H2IfifiIIIIIIII3f")
 
 def parse_info(payload: bytes) -> DeviceInfo:
     v = _INFO_HEAD.unpack_from(payload)
-    strings = payload[_INFO_HEAD.size:].split(b"\0")
+    strings = payload[_INFO_HEAD.size :].split(b"\0")
     if len(strings) < 4:
         raise DeviceError("the device's INFO answer is truncated.", "Rebuild and reflash the firmware.")
-    (proto, major, minor, timer, defense, profile, qemu, ndim, d0, d1, d2, d3, insz, outsz, isc, izp, osc, ozp,
-     nops, arena, clock, shmb, shms, maxp, stack, cpuid, beta, gamma, nu) = v
+    (
+        proto,
+        major,
+        minor,
+        timer,
+        defense,
+        profile,
+        qemu,
+        ndim,
+        d0,
+        d1,
+        d2,
+        d3,
+        insz,
+        outsz,
+        isc,
+        izp,
+        osc,
+        ozp,
+        nops,
+        arena,
+        clock,
+        shmb,
+        shms,
+        maxp,
+        stack,
+        cpuid,
+        beta,
+        gamma,
+        nu,
+    ) = v
     return DeviceInfo(
-        proto_version=proto, fw_version=strings[3].decode(errors="replace") or f"{major}.{minor}",
-        timer=TIMER_UNITS.get(timer, str(timer)), defense=defense, profile=bool(profile), qemu=bool(qemu),
-        input_shape=tuple((d0, d1, d2, d3)[:ndim]), input_size=insz, output_size=outsz, input_scale=isc,
-        input_zero_point=izp, output_scale=osc, output_zero_point=ozp, num_ops=nops, arena_bytes=arena,
-        clock_hz=clock, shm_base=shmb, shm_size=shms, max_payload=maxp, stack_bytes=stack, cpuid=cpuid,
-        beta=beta, gamma=gamma, nu=nu, model_sha256=strings[0].decode(errors="replace"),
-        board=strings[1].decode(errors="replace"), model=strings[2].decode(errors="replace"),
+        proto_version=proto,
+        fw_version=strings[3].decode(errors="replace") or f"{major}.{minor}",
+        timer=TIMER_UNITS.get(timer, str(timer)),
+        defense=defense,
+        profile=bool(profile),
+        qemu=bool(qemu),
+        input_shape=tuple((d0, d1, d2, d3)[:ndim]),
+        input_size=insz,
+        output_size=outsz,
+        input_scale=isc,
+        input_zero_point=izp,
+        output_scale=osc,
+        output_zero_point=ozp,
+        num_ops=nops,
+        arena_bytes=arena,
+        clock_hz=clock,
+        shm_base=shmb,
+        shm_size=shms,
+        max_payload=maxp,
+        stack_bytes=stack,
+        cpuid=cpuid,
+        beta=beta,
+        gamma=gamma,
+        nu=nu,
+        model_sha256=strings[0].decode(errors="replace"),
+        board=strings[1].decode(errors="replace"),
+        model=strings[2].decode(errors="replace"),
     )
 
 
@@ -253,8 +312,11 @@ class DeviceLink:
                     self.hello = fr.payload.decode(errors="replace")
                 if fr.type == T_FAULT:
                     text = fr.payload.decode(errors="replace")
-                    fix = ("Rebuild the firmware with a larger --stack-bytes." if "stack overflow" in text else
-                           "The pc above names the faulting code (arm-none-eabi-addr2line -e firmware.elf PC).")
+                    fix = (
+                        "Rebuild the firmware with a larger --stack-bytes."
+                        if "stack overflow" in text
+                        else "The pc above names the faulting code (arm-none-eabi-addr2line -e firmware.elf PC)."
+                    )
                     raise DeviceError(f"the firmware faulted: {text}. {self.t.describe_failure()}".strip(), fix)
                 return fr
             left = deadline - time.monotonic()
@@ -270,8 +332,10 @@ class DeviceLink:
         while self.hello is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DeviceError(f"no boot banner within {timeout:g} s. {self.t.describe_failure()}".strip(),
-                                  "Check that the firmware was built for this board.")
+                raise DeviceError(
+                    f"no boot banner within {timeout:g} s. {self.t.describe_failure()}".strip(),
+                    "Check that the firmware was built for this board.",
+                )
             self.read_frame(left)
         return self.hello
 
@@ -306,8 +370,12 @@ class DeviceLink:
             if fr.type == T_ERROR:
                 err = parse_error(fr)
                 ours = fr.seq in frame_seqs
-                if err.status in LINK_DAMAGE and (ours or fr.seq == NO_SEQ) and tries < LINK_RETRIES \
-                        and ftype != T_SHUTDOWN:
+                if (
+                    err.status in LINK_DAMAGE
+                    and (ours or fr.seq == NO_SEQ)
+                    and tries < LINK_RETRIES
+                    and ftype != T_SHUTDOWN
+                ):
                     tries += 1
                     self.retransmits += 1
                     frame_seqs.add(self._next_seq())

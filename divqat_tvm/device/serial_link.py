@@ -20,9 +20,11 @@ class SerialTransport:
         try:
             self.port = serial.Serial(port, baudrate=baud, timeout=0.1, write_timeout=10)
         except (serial.SerialException, OSError) as e:
-            raise DeviceError(f"cannot open the serial port {port} ({e}).",
-                              "Check that the board is plugged in, the port name (ls /dev/ttyACM* /dev/ttyUSB*) "
-                              "and that you may open it (group dialout).") from e
+            raise DeviceError(
+                f"cannot open the serial port {port} ({e}).",
+                "Check that the board is plugged in, the port name (ls /dev/ttyACM* /dev/ttyUSB*) "
+                "and that you may open it (group dialout).",
+            ) from e
         try:
             import termios
             import tty
@@ -41,8 +43,10 @@ class SerialTransport:
             self.port.write(data)
             self.port.flush()
         except (serial.SerialException, OSError) as e:
-            raise DeviceError(f"writing to {self.port.port} failed ({e}). {self.describe_failure()}".strip(),
-                              "The board was unplugged or reset; reconnect it.") from e
+            raise DeviceError(
+                f"writing to {self.port.port} failed ({e}). {self.describe_failure()}".strip(),
+                "The board was unplugged or reset; reconnect it.",
+            ) from e
 
     def read(self, n: int, timeout: float) -> bytes:
         import serial
@@ -55,8 +59,10 @@ class SerialTransport:
             waiting = self.port.in_waiting
             return first + (self.port.read(min(waiting, n - 1)) if waiting else b"")
         except (serial.SerialException, OSError) as e:
-            raise DeviceError(f"reading from {self.port.port} failed ({e}). {self.describe_failure()}".strip(),
-                              "The board was unplugged or reset; reconnect it.") from e
+            raise DeviceError(
+                f"reading from {self.port.port} failed ({e}). {self.describe_failure()}".strip(),
+                "The board was unplugged or reset; reconnect it.",
+            ) from e
 
     def close(self) -> None:
         try:

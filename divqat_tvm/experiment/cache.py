@@ -48,8 +48,13 @@ def artefact_dir(cache: str | os.PathLike[str], kind: str, name: str, params: di
     return Path(cache) / kind / f"{safe}-{digest(params)}"
 
 
-def ensure(cache: str | os.PathLike[str], kind: str, name: str, params: dict[str, Any],
-           build: Callable[[Path], dict[str, Any] | None]) -> tuple[Path, dict[str, Any]]:
+def ensure(
+    cache: str | os.PathLike[str],
+    kind: str,
+    name: str,
+    params: dict[str, Any],
+    build: Callable[[Path], dict[str, Any] | None],
+) -> tuple[Path, dict[str, Any]]:
     """Return the artefact's directory and info, building it with `build(tmp_dir)` only if absent.
 
     Args:
@@ -103,12 +108,16 @@ def filesystem(url: str) -> tuple[Any, str]:
     try:
         import fsspec
     except ImportError:
-        raise DivqatError(f"The cache {url} is a URL, which needs fsspec.",
-                          "pip install 'divqat-tvm[cluster]' (or scripts/setup.sh --cluster).") from None
+        raise DivqatError(
+            f"The cache {url} is a URL, which needs fsspec.",
+            "pip install 'divqat-tvm[cluster]' (or scripts/setup.sh --cluster).",
+        ) from None
     try:
         return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:
-        raise DivqatError(f"Cannot open the cache URL {url}: {e}", "Install the fsspec driver for that protocol (e.g. s3fs).") from None
+        raise DivqatError(
+            f"Cannot open the cache URL {url}: {e}", "Install the fsspec driver for that protocol (e.g. s3fs)."
+        ) from None
 
 
 def local_root(url: str) -> Path:
@@ -142,7 +151,7 @@ def _download(url: str, rel: str, dest: Path) -> bool:
     shutil.rmtree(tmp, ignore_errors=True)
     files = [f for f in fs.find(src) if not f.endswith("/artefact.json")] + [f"{src}/artefact.json"]
     for f in files:
-        target = tmp / f[len(src) + 1:]
+        target = tmp / f[len(src) + 1 :]
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(f, str(target))
     tmp.rename(dest)
@@ -174,7 +183,7 @@ def fetch_referenced(obj: Any, cache: str | os.PathLike[str]) -> None:
     for s in _strings(obj):
         if not s.startswith(prefix):
             continue
-        parts = Path(s[len(prefix):]).parts
+        parts = Path(s[len(prefix) :]).parts
         if len(parts) < 2:
             continue
         final = root / parts[0] / parts[1]

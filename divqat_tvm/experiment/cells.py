@@ -27,8 +27,16 @@ from divqat_tvm.fileio import atomic_write_bytes, atomic_write_json
 OUT = "@@DIVQAT_OUT@@"
 
 #: sources that orchestrate or render but never change a result (left out of the code version)
-_NOT_RESULTS = ("report/", "cli/", "experiment/scheduler.py", "experiment/ray_executor.py", "experiment/run.py",
-                "experiment/cells.py", "experiment/cache.py", "__main__.py")
+_NOT_RESULTS = (
+    "report/",
+    "cli/",
+    "experiment/scheduler.py",
+    "experiment/ray_executor.py",
+    "experiment/run.py",
+    "experiment/cells.py",
+    "experiment/cache.py",
+    "__main__.py",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +65,9 @@ def cell_keys(tasks: list[Task], fn_spec: str) -> dict[str, str]:
     code = code_version()
     for t in tasks:
         deps = [keys.get(f"{s}/{i}", f"{s}/{i}") for s, i in t.deps]
-        keys[t.key] = digest({"stage": t.stage, "id": t.id, "params": t.params, "deps": deps, "fn": fn_spec, "code": code})
+        keys[t.key] = digest(
+            {"stage": t.stage, "id": t.id, "params": t.params, "deps": deps, "fn": fn_spec, "code": code}
+        )
     return keys
 
 
@@ -107,8 +117,12 @@ def collect_files(out: Path, task: Task, result: Any) -> dict[str, bytes]:
 def payload_from_run(out: Path, task: Task) -> dict[str, Any]:
     """The relocatable payload of a task finished in run directory `out`."""
     record = json.loads(result_path(out, task.stage, task.id).read_text())
-    return {"status": "ok", "key": task.key, "record": relocate(record, str(out), OUT),
-            "files": collect_files(out, task, record.get("result"))}
+    return {
+        "status": "ok",
+        "key": task.key,
+        "record": relocate(record, str(out), OUT),
+        "files": collect_files(out, task, record.get("result")),
+    }
 
 
 def write_payload(out: Path, task: Task, payload: dict[str, Any]) -> None:

@@ -56,8 +56,13 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "description": self.description, "workers": self.workers,
-            "defaults": self.defaults, "teacher": self.teacher, "quantize": self.quantize, "attacks": self.attacks,
+            "name": self.name,
+            "description": self.description,
+            "workers": self.workers,
+            "defaults": self.defaults,
+            "teacher": self.teacher,
+            "quantize": self.quantize,
+            "attacks": self.attacks,
         }
 
 
@@ -127,8 +132,16 @@ class VictimSpec:
         return spec + (f",nu={_num(self.nu)}" if self.defense == "dcp" else "")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"method": self.method, "alpha": self.alpha, "defense": self.defense, "beta": self.beta,
-             "gamma": self.gamma, "nu": self.nu, "key": self.key, "label": self.label}
+        d = {
+            "method": self.method,
+            "alpha": self.alpha,
+            "defense": self.defense,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "nu": self.nu,
+            "key": self.key,
+            "label": self.label,
+        }
         if self.objective not in (None, "paper"):  # absent = the paper's (older run directories stay resumable)
             d["objective"] = self.objective
         return d
@@ -177,10 +190,19 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "source": self.source, "profile": self.profile.to_dict(),
-            "datasets": [vars(d) for d in self.datasets], "victims": [v.to_dict() for v in self.victims],
-            "attacks": list(self.attacks), "seeds": list(self.seeds), "victim_seeds": list(self.victim_seeds), "backend": self.backend,
-            "core": self.core, "board": self.board, "footprint": self.footprint, "data_dir": self.data_dir,
+            "name": self.name,
+            "source": self.source,
+            "profile": self.profile.to_dict(),
+            "datasets": [vars(d) for d in self.datasets],
+            "victims": [v.to_dict() for v in self.victims],
+            "attacks": list(self.attacks),
+            "seeds": list(self.seeds),
+            "victim_seeds": list(self.victim_seeds),
+            "backend": self.backend,
+            "core": self.core,
+            "board": self.board,
+            "footprint": self.footprint,
+            "data_dir": self.data_dir,
             "keep_query_logs": self.keep_query_logs,
         }
 
@@ -197,14 +219,20 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"The {what} file {path} does not exist.", "Check the path, or see configs/ for examples.") from None
+        raise ConfigError(
+            f"The {what} file {path} does not exist.", "Check the path, or see configs/ for examples."
+        ) from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"The {what} file {path} is not valid TOML: {e}.", "Fix the syntax at the line named.") from None
+        raise ConfigError(
+            f"The {what} file {path} is not valid TOML: {e}.", "Fix the syntax at the line named."
+        ) from None
 
 
 def profile_names() -> list[str]:
     """The built-in profiles (files in divqat_tvm/experiment/profiles/)."""
-    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("profiles").iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name[:-5] for p in resources.files(__package__).joinpath("profiles").iterdir() if p.name.endswith(".toml")
+    )
 
 
 def builtin_config(name: str) -> Path:
@@ -224,7 +252,9 @@ def load_profile(name_or_path: str | os.PathLike[str], overrides: dict[str, Any]
     elif s.endswith(".toml"):
         path = Path(s)
     else:
-        raise ConfigError(f"Unknown profile {s!r}.", f"Use one of {', '.join(profile_names())} or a path to a .toml profile.")
+        raise ConfigError(
+            f"Unknown profile {s!r}.", f"Use one of {', '.join(profile_names())} or a path to a .toml profile."
+        )
     data = _read_toml(path, "profile")
     if overrides:
         data = deep_merge(data, overrides)
@@ -243,27 +273,42 @@ def validate_profile(data: dict[str, Any], where: str) -> Profile:
     """Check a parsed profile and freeze it; `where` names the source in errors."""
     missing = [s for s in PROFILE_SECTIONS if not isinstance(data.get(s), dict)]
     if missing:
-        raise ConfigError(f"The profile {where} lacks the table(s) {', '.join(f'[{m}]' for m in missing)}.",
-                          "Copy divqat_tvm/experiment/profiles/quick.toml and edit its values.")
+        raise ConfigError(
+            f"The profile {where} lacks the table(s) {', '.join(f'[{m}]' for m in missing)}.",
+            "Copy divqat_tvm/experiment/profiles/quick.toml and edit its values.",
+        )
     workers = data.get("workers", 1)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"The profile {where} has workers = {workers!r}.", "Set workers to a positive integer (2 on a 2-core machine).")
+        raise ConfigError(
+            f"The profile {where} has workers = {workers!r}.",
+            "Set workers to a positive integer (2 on a 2-core machine).",
+        )
     attacks = data["attacks"]
     for name, params in attacks.items():
         if name not in ATTACKS:
-            raise ConfigError(f"The profile {where} has an unknown attack [attacks.{name}].", f"Use {', '.join(ATTACKS)}.")
+            raise ConfigError(
+                f"The profile {where} has an unknown attack [attacks.{name}].", f"Use {', '.join(ATTACKS)}."
+            )
         b = params.get("budget") if isinstance(params, dict) else None
         if not isinstance(b, int) or isinstance(b, bool) or b <= 0:
-            raise ConfigError(f"The profile {where} has [attacks.{name}] budget = {b!r}.",
-                              "Set budget to a positive number of queried images.")
+            raise ConfigError(
+                f"The profile {where} has [attacks.{name}] budget = {b!r}.",
+                "Set budget to a positive number of queried images.",
+            )
     for sec in ("teacher", "quantize"):
         for key in ("epochs", "batch_size"):
             v = data[sec].get(key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                raise ConfigError(f"The profile {where} has [{sec}] {key} = {v!r}.", f"Set {key} to a non-negative integer.")
+                raise ConfigError(
+                    f"The profile {where} has [{sec}] {key} = {v!r}.", f"Set {key} to a non-negative integer."
+                )
     return Profile(
-        name=str(data.get("name", Path(where).stem)), description=str(data.get("description", "")), workers=workers,
-        defaults=dict(data["defaults"]), teacher=dict(data["teacher"]), quantize=dict(data["quantize"]),
+        name=str(data.get("name", Path(where).stem)),
+        description=str(data.get("description", "")),
+        workers=workers,
+        defaults=dict(data["defaults"]),
+        teacher=dict(data["teacher"]),
+        quantize=dict(data["quantize"]),
         attacks={k: dict(v) for k, v in attacks.items()},
     )
 
@@ -274,7 +319,9 @@ def _as_list(v: Any) -> list[Any]:
 
 def _number(v: Any, what: str, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ConfigError(f"The config {where} has {what} = {v!r}.", f"Set {what} to a non-negative number or a list of them.")
+        raise ConfigError(
+            f"The config {where} has {what} = {v!r}.", f"Set {what} to a non-negative number or a list of them."
+        )
     return float(v)
 
 
@@ -283,30 +330,58 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
     out: list[VictimSpec] = []
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
-            raise ConfigError(f"The config {where} has victims[{i}] = {e!r}, not a table.", "Write each victim as a [[victims]] table.")
+            raise ConfigError(
+                f"The config {where} has victims[{i}] = {e!r}, not a table.",
+                "Write each victim as a [[victims]] table.",
+            )
         unknown = set(e) - {"method", "alpha", "defense", "beta", "gamma", "nu", "objective"}
         if unknown:
-            raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)} in victims[{i}].",
-                              "Use method, alpha, objective, defense, beta, gamma, nu.")
+            raise ConfigError(
+                f"The config {where} has unknown key(s) {sorted(unknown)} in victims[{i}].",
+                "Use method, alpha, objective, defense, beta, gamma, nu.",
+            )
         method = e.get("method")
         if method not in METHODS:
-            raise ConfigError(f"The config {where} has victims[{i}].method = {method!r}.", f"Use one of {', '.join(METHODS)}.")
+            raise ConfigError(
+                f"The config {where} has victims[{i}].method = {method!r}.", f"Use one of {', '.join(METHODS)}."
+            )
         if method == "divqat" and "alpha" not in e:
-            raise ConfigError(f"The config {where} has a divqat victim (victims[{i}]) without alpha.", "Add alpha = 1.0 or a list such as [0.5, 1, 2].")
+            raise ConfigError(
+                f"The config {where} has a divqat victim (victims[{i}]) without alpha.",
+                "Add alpha = 1.0 or a list such as [0.5, 1, 2].",
+            )
         if method != "divqat" and "alpha" in e:
-            raise ConfigError(f"The config {where} gives alpha to a {method} victim (victims[{i}]).", "Only divqat victims take alpha; remove it.")
+            raise ConfigError(
+                f"The config {where} gives alpha to a {method} victim (victims[{i}]).",
+                "Only divqat victims take alpha; remove it.",
+            )
         objective = e.get("objective", "paper" if method == "divqat" else None)
         if method != "divqat" and objective is not None:
-            raise ConfigError(f"The config {where} gives objective to a {method} victim (victims[{i}]).", "Only divqat victims take objective; remove it.")
+            raise ConfigError(
+                f"The config {where} gives objective to a {method} victim (victims[{i}]).",
+                "Only divqat victims take objective; remove it.",
+            )
         if method == "divqat" and objective not in OBJECTIVES:
-            raise ConfigError(f"The config {where} has victims[{i}].objective = {objective!r}.", f"Use one of {', '.join(OBJECTIVES)}.")
+            raise ConfigError(
+                f"The config {where} has victims[{i}].objective = {objective!r}.",
+                f"Use one of {', '.join(OBJECTIVES)}.",
+            )
         defense = e.get("defense")
         if defense is not None and defense not in DEFENSES:
-            raise ConfigError(f"The config {where} has victims[{i}].defense = {defense!r}.", f"Use one of {', '.join(DEFENSES)} or leave it out.")
+            raise ConfigError(
+                f"The config {where} has victims[{i}].defense = {defense!r}.",
+                f"Use one of {', '.join(DEFENSES)} or leave it out.",
+            )
         if defense is not None and "beta" not in e:
-            raise ConfigError(f"The config {where} has a {defense} defence (victims[{i}]) without beta.", "Add beta = 0.5 or a list of values.")
+            raise ConfigError(
+                f"The config {where} has a {defense} defence (victims[{i}]) without beta.",
+                "Add beta = 0.5 or a list of values.",
+            )
         if defense is None and "beta" in e:
-            raise ConfigError(f"The config {where} gives beta to victims[{i}] without a defense.", 'Add defense = "rs" or "dcp", or remove beta.')
+            raise ConfigError(
+                f"The config {where} gives beta to victims[{i}] without a defense.",
+                'Add defense = "rs" or "dcp", or remove beta.',
+            )
         alphas = [_number(a, "alpha", where) for a in _as_list(e["alpha"])] if "alpha" in e else [None]
         betas = [_number(b, "beta", where) for b in _as_list(e["beta"])] if "beta" in e else [None]
         gamma = _number(e.get("gamma", DEFAULT_GAMMA), "gamma", where)
@@ -319,7 +394,9 @@ def expand_victims(entries: list[dict[str, Any]], where: str) -> tuple[VictimSpe
     if dup:
         raise ConfigError(f"The config {where} lists the victim(s) {dup} more than once.", "Remove the duplicates.")
     if not out:
-        raise ConfigError(f"The config {where} has no [[victims]].", 'Add at least one, e.g. [[victims]] method = "qat".')
+        raise ConfigError(
+            f"The config {where} has no [[victims]].", 'Add at least one, e.g. [[victims]] method = "qat".'
+        )
     return tuple(out)
 
 
@@ -337,13 +414,17 @@ def check_disjoint(d: DatasetSpec, where: str, i: int) -> None:
     except DivqatError as e:
         raise ConfigError(f"The config {where} has datasets[{i}]: {e.problem}", e.fix) from None
     if vp == "attacker" or sp == "victim":
-        raise ConfigError(f"The config {where} has datasets[{i}] victim = {d.victim!r}, surrogate = {d.surrogate!r}: the "
-                          "victim trains on @victim and the attacker draws from @attacker.",
-                          f'Write victim = "{vb}@victim", surrogate = "{sb}@attacker".')
+        raise ConfigError(
+            f"The config {where} has datasets[{i}] victim = {d.victim!r}, surrogate = {d.surrogate!r}: the "
+            "victim trains on @victim and the attacker draws from @attacker.",
+            f'Write victim = "{vb}@victim", surrogate = "{sb}@attacker".',
+        )
     if vb == sb and not (vp == "victim" and sp == "attacker"):
-        raise ConfigError(f"The config {where} has datasets[{i}] victim = {d.victim!r}, surrogate = {d.surrogate!r}: the "
-                          "attacker's pool would overlap the victim's training data.",
-                          f'Use the disjoint halves: victim = "{vb}@victim", surrogate = "{vb}@attacker".')
+        raise ConfigError(
+            f"The config {where} has datasets[{i}] victim = {d.victim!r}, surrogate = {d.surrogate!r}: the "
+            "attacker's pool would overlap the victim's training data.",
+            f'Use the disjoint halves: victim = "{vb}@victim", surrogate = "{vb}@attacker".',
+        )
 
 
 def load_experiment(path: str | os.PathLike[str], profile: str | None = None) -> Experiment:
@@ -359,11 +440,26 @@ def load_experiment(path: str | os.PathLike[str], profile: str | None = None) ->
 
 def validate_experiment(data: dict[str, Any], where: str, profile: str | None = None) -> Experiment:
     """Check a parsed config, resolve its profile and freeze it; `where` names the source in errors."""
-    known = {"name", "profile", "arch", "seeds", "victim_seeds", "attacks", "datasets", "victims", "oracle", "footprint",
-             "overrides", "data_dir", "keep_query_logs"}
+    known = {
+        "name",
+        "profile",
+        "arch",
+        "seeds",
+        "victim_seeds",
+        "attacks",
+        "datasets",
+        "victims",
+        "oracle",
+        "footprint",
+        "overrides",
+        "data_dir",
+        "keep_query_logs",
+    }
     unknown = set(data) - known
     if unknown:
-        raise ConfigError(f"The config {where} has unknown key(s) {sorted(unknown)}.", f"Use only {', '.join(sorted(known))}.")
+        raise ConfigError(
+            f"The config {where} has unknown key(s) {sorted(unknown)}.", f"Use only {', '.join(sorted(known))}."
+        )
     prof = load_profile(profile or data.get("profile", "quick"), data.get("overrides"))
     attacks = tuple(_as_list(data.get("attacks", list(ATTACKS))))
     bad = [a for a in attacks if a not in ATTACKS]
@@ -371,21 +467,40 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
         raise ConfigError(f"The config {where} has attacks = {list(attacks)!r}.", f"Choose from {', '.join(ATTACKS)}.")
     no_budget = [a for a in attacks if a not in prof.attacks]
     if no_budget:
-        raise ConfigError(f"The profile {prof.name} has no budget for the attack(s) {no_budget} the config {where} runs.",
-                          "Add [attacks.NAME] budget = ... to the profile or to the config's [overrides].")
+        raise ConfigError(
+            f"The profile {prof.name} has no budget for the attack(s) {no_budget} the config {where} runs.",
+            "Add [attacks.NAME] budget = ... to the profile or to the config's [overrides].",
+        )
     seeds = data.get("seeds", prof.defaults.get("seeds", [0]))
-    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"The config {where} has seeds = {seeds!r}.", "Give a list of distinct integers, e.g. seeds = [0, 1, 2].")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(
+            f"The config {where} has seeds = {seeds!r}.", "Give a list of distinct integers, e.g. seeds = [0, 1, 2]."
+        )
     vseeds = data.get("victim_seeds", [prof.defaults.get("victim_seed", 0)])
-    if not isinstance(vseeds, list) or not vseeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in vseeds) or len(set(vseeds)) != len(vseeds):
-        raise ConfigError(f"The config {where} has victim_seeds = {vseeds!r}.", "Give a list of distinct non-negative integers, e.g. victim_seeds = [0, 1, 2].")
+    if (
+        not isinstance(vseeds, list)
+        or not vseeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in vseeds)
+        or len(set(vseeds)) != len(vseeds)
+    ):
+        raise ConfigError(
+            f"The config {where} has victim_seeds = {vseeds!r}.",
+            "Give a list of distinct non-negative integers, e.g. victim_seeds = [0, 1, 2].",
+        )
     arch = data.get("arch", prof.defaults.get("arch", "tinycnn"))
     ds_entries = data.get("datasets", [{"victim": "mnist5k", "surrogate": "digits20"}])
     datasets = []
     for i, d in enumerate(_as_list(ds_entries)):
         if not isinstance(d, dict) or "victim" not in d:
-            raise ConfigError(f"The config {where} has datasets[{i}] = {d!r}.",
-                              'Write [[datasets]] victim = "mnist5k" surrogate = "digits20" (surrogate: the attacker\'s data).')
+            raise ConfigError(
+                f"The config {where} has datasets[{i}] = {d!r}.",
+                'Write [[datasets]] victim = "mnist5k" surrogate = "digits20" (surrogate: the attacker\'s data).',
+            )
         victim = str(d["victim"])
         default_sur = victim.replace("@victim", "@attacker") if victim.endswith("@victim") else victim
         spec = DatasetSpec(victim, str(d.get("surrogate", default_sur)), str(d.get("arch", arch)))
@@ -401,9 +516,19 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
         raise ConfigError(f"The config {where} has oracle.backend = {backend!r}.", f"Use one of {', '.join(BACKENDS)}.")
     fp = data.get("footprint", {})
     return Experiment(
-        name=str(data.get("name", Path(where).stem)), source=where, profile=prof, datasets=tuple(datasets),
-        victims=victims, attacks=attacks, seeds=tuple(seeds), victim_seeds=tuple(vseeds), backend=backend,
-        core=str(oracle.get("core", "cortex-m7")), board=str(oracle.get("board", "mps2-an500")),
+        name=str(data.get("name", Path(where).stem)),
+        source=where,
+        profile=prof,
+        datasets=tuple(datasets),
+        victims=victims,
+        attacks=attacks,
+        seeds=tuple(seeds),
+        victim_seeds=tuple(vseeds),
+        backend=backend,
+        core=str(oracle.get("core", "cortex-m7")),
+        board=str(oracle.get("board", "mps2-an500")),
         footprint=bool(fp.get("enabled", False)) if isinstance(fp, dict) else bool(fp),
-        data_dir=data.get("data_dir"), keep_query_logs=bool(data.get("keep_query_logs", False)), raw=data,
+        data_dir=data.get("data_dir"),
+        keep_query_logs=bool(data.get("keep_query_logs", False)),
+        raw=data,
     )

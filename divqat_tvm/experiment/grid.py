@@ -90,16 +90,33 @@ def expand(exp: Experiment) -> list[Task]:
     for d in exp.datasets:
         for vs in exp.victim_seeds:
             tid = teacher_id(d, vs)
-            add(Task("teacher", tid, {"dataset": d.victim, "arch": d.arch, "seed": vs,
-                                      "train": prof.teacher, "data_dir": exp.data_dir}))
+            add(
+                Task(
+                    "teacher",
+                    tid,
+                    {"dataset": d.victim, "arch": d.arch, "seed": vs, "train": prof.teacher, "data_dir": exp.data_dir},
+                )
+            )
             for v in exp.victims:
                 device = _device(exp, v)
                 mid = model_id(d, v, vs)
-                add(Task("model", mid, {
-                    "dataset": d.victim, "arch": d.arch, "method": v.method, "alpha": v.alpha, "seed": vs,
-                    "quantize": prof.quantize, "data_dir": exp.data_dir,
-                    **({"objective": v.objective} if v.objective not in (None, "paper") else {}),
-                }, (("teacher", tid),)))
+                add(
+                    Task(
+                        "model",
+                        mid,
+                        {
+                            "dataset": d.victim,
+                            "arch": d.arch,
+                            "method": v.method,
+                            "alpha": v.alpha,
+                            "seed": vs,
+                            "quantize": prof.quantize,
+                            "data_dir": exp.data_dir,
+                            **({"objective": v.objective} if v.objective not in (None, "paper") else {}),
+                        },
+                        (("teacher", tid),),
+                    )
+                )
                 measure = exp.footprint and v.method != "float" and vs == exp.victim_seeds[0]  # same network per seed
                 needs_build = device or measure
                 if needs_build:
@@ -113,18 +130,53 @@ def expand(exp: Experiment) -> list[Task]:
                     qmid = model_id(d, qat, vs)
                     refs["qat_model"] = qmid
                     deps += (("model", qmid),) + ((("build", qmid),) if _device(exp, qat) else ())
-                add(Task("victim", vid, {"dataset": d.victim, "victim": v.to_dict(), "backend": backend,
-                                         "board": exp.board, "data_dir": exp.data_dir, "refs": refs, **vs_param(vs)},
-                         tuple(dict.fromkeys(deps))))
+                add(
+                    Task(
+                        "victim",
+                        vid,
+                        {
+                            "dataset": d.victim,
+                            "victim": v.to_dict(),
+                            "backend": backend,
+                            "board": exp.board,
+                            "data_dir": exp.data_dir,
+                            "refs": refs,
+                            **vs_param(vs),
+                        },
+                        tuple(dict.fromkeys(deps)),
+                    )
+                )
                 if measure:
-                    add(Task("footprint", vid, {"victim": v.to_dict(), "board": exp.board, "core": exp.core},
-                             (("build", mid),)))
+                    add(
+                        Task(
+                            "footprint",
+                            vid,
+                            {"victim": v.to_dict(), "board": exp.board, "core": exp.core},
+                            (("build", mid),),
+                        )
+                    )
                 for a in exp.attacks:
                     for s in exp.seeds:
-                        add(Task("attack", cell_id(d, v, a, s, vs), {
-                            "dataset": d.victim, "surrogate": d.surrogate, "arch": d.arch, "victim": v.to_dict(),
-                            "attack": a, "seed": s, "params": prof.attacks[a], "backend": backend, "board": exp.board,
-                            "data_dir": exp.data_dir, "keep_query_log": exp.keep_query_logs, **vs_param(vs),
-                        }, (("victim", vid),)))
+                        add(
+                            Task(
+                                "attack",
+                                cell_id(d, v, a, s, vs),
+                                {
+                                    "dataset": d.victim,
+                                    "surrogate": d.surrogate,
+                                    "arch": d.arch,
+                                    "victim": v.to_dict(),
+                                    "attack": a,
+                                    "seed": s,
+                                    "params": prof.attacks[a],
+                                    "backend": backend,
+                                    "board": exp.board,
+                                    "data_dir": exp.data_dir,
+                                    "keep_query_log": exp.keep_query_logs,
+                                    **vs_param(vs),
+                                },
+                                (("victim", vid),),
+                            )
+                        )
     order = {s: i for i, s in enumerate(STAGES)}
     return sorted(tasks.values(), key=lambda t: order[t.stage])  # stable: keeps config order within a stage

@@ -99,8 +99,16 @@ def scratch_dir(run_tag: str, t: Task) -> Path:
     return Path(tempfile.gettempdir()) / f"divqat-ray-{getpass.getuser()}" / run_tag / t.stage / t.id
 
 
-def run_on_worker(task: Task, fn_spec: str, cache: str, threads: int, code: str, run_tag: str, sys_path: list[str],
-                  *deps: dict[str, Any]) -> dict[str, Any]:
+def run_on_worker(
+    task: Task,
+    fn_spec: str,
+    cache: str,
+    threads: int,
+    code: str,
+    run_tag: str,
+    sys_path: list[str],
+    *deps: dict[str, Any],
+) -> dict[str, Any]:
     """Run one task on a Ray worker; returns its payload (status "ok", "error" or "skipped"), never raises
     for the task's own failure. `sys_path`: the driver's import path (entries that exist here are added,
     so a task function importable by the driver is importable on a worker of the same machine)."""
@@ -110,8 +118,12 @@ def run_on_worker(task: Task, fn_spec: str, cache: str, threads: int, code: str,
     base = {"key": task.key, "node": socket.gethostname(), "pid": os.getpid()}
     mine = code_version()
     if mine != code:
-        return {**base, "status": "error", "error": f"the worker on {base['node']} runs other divqat-tvm sources ({mine}) than the driver ({code})",
-                "traceback": "Install the same divqat-tvm revision on every node of the cluster."}
+        return {
+            **base,
+            "status": "error",
+            "error": f"the worker on {base['node']} runs other divqat-tvm sources ({mine}) than the driver ({code})",
+            "traceback": "Install the same divqat-tvm revision on every node of the cluster.",
+        }
     bad = [d["key"] for d in deps if d.get("status") != "ok"]
     if bad:
         return {**base, "status": "skipped", "error": f"dependency {bad[0]} did not finish"}
@@ -136,11 +148,21 @@ def run_on_worker(task: Task, fn_spec: str, cache: str, threads: int, code: str,
         result = resolve(fn_spec)(task, ctx)
     except Exception as e:  # recorded by the driver; the scratch directory stays for the next attempt
         return {**base, "status": "error", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-    record = {"format_version": FORMAT_VERSION, "task": {"stage": task.stage, "id": task.id, "params": task.params,
-              "deps": [list(d) for d in task.deps]}, "result": result, "started_utc": started,
-              "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"), "wall_s": round(time.perf_counter() - t0, 3),
-              "executor": {"kind": "ray", "node": base["node"]}}
-    payload = {**base, "status": "ok", "record": relocate(record, str(out), OUT), "files": collect_files(out, task, result)}
+    record = {
+        "format_version": FORMAT_VERSION,
+        "task": {"stage": task.stage, "id": task.id, "params": task.params, "deps": [list(d) for d in task.deps]},
+        "result": result,
+        "started_utc": started,
+        "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "executor": {"kind": "ray", "node": base["node"]},
+    }
+    payload = {
+        **base,
+        "status": "ok",
+        "record": relocate(record, str(out), OUT),
+        "files": collect_files(out, task, result),
+    }
     shutil.rmtree(scratch, ignore_errors=True)
     return payload
 
@@ -203,8 +225,10 @@ def run_tasks_ray(
     code, run_tag = code_version(), digest({"out": str(out)})
     with ray_session(address, workers, workers) as ray:
         if any(needs_emulator(t) for t in todo) and ray.cluster_resources().get("emulator", 0) < 1:
-            raise DivqatError(f"The grid has QEMU cells, but no node of the Ray cluster{' at ' + address if address else ''} offers an 'emulator' resource.",
-                              "Start the nodes with: ray start ... --resources='{\"emulator\": 2}' (docs/cluster.md).")
+            raise DivqatError(
+                f"The grid has QEMU cells, but no node of the Ray cluster{' at ' + address if address else ''} offers an 'emulator' resource.",
+                "Start the nodes with: ray start ... --resources='{\"emulator\": 2}' (docs/cluster.md).",
+            )
         remote = ray.remote(run_on_worker)
         refs: dict[str, Any] = {}
         sys_path = [os.path.abspath(p) for p in sys.path if p]
@@ -217,14 +241,29 @@ def run_tasks_ray(
         waiting: dict[Any, Task] = {}
         for t in todo:
             refs[t.key] = remote.options(**task_options(t, threads, max_retries)).remote(
-                t, fn_spec, cache_root, threads, code, run_tag, sys_path, *[ref_of(f"{s}/{i}") for s, i in t.deps])
+                t, fn_spec, cache_root, threads, code, run_tag, sys_path, *[ref_of(f"{s}/{i}") for s, i in t.deps]
+            )
             waiting[refs[t.key]] = t
         gone: set[str] = set()  # failed or skipped: their dependents are skipped
-        stages = [s for s in STAGES if any(t.stage == s for t in tasks)] + sorted({t.stage for t in tasks} - set(STAGES))
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
-            bars = {s: progress.add_task(f"{s:<9}", total=sum(t.stage == s for t in tasks),
-                                         completed=sum(t.stage == s and t not in todo for t in tasks)) for s in stages}
+        stages = [s for s in STAGES if any(t.stage == s for t in tasks)] + sorted(
+            {t.stage for t in tasks} - set(STAGES)
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            bars = {
+                s: progress.add_task(
+                    f"{s:<9}",
+                    total=sum(t.stage == s for t in tasks),
+                    completed=sum(t.stage == s and t not in todo for t in tasks),
+                )
+                for s in stages
+            }
             try:
                 while waiting:
                     ready, _ = ray.wait(list(waiting), num_returns=1, timeout=0.5)
@@ -239,8 +278,17 @@ def run_tasks_ray(
     return summary
 
 
-def _land(ray: Any, ref: Any, t: Task, out: Path, store: CellStore, keys: dict[str, str], summary: RunSummary,
-          gone: set[str], console: Console) -> None:
+def _land(
+    ray: Any,
+    ref: Any,
+    t: Task,
+    out: Path,
+    store: CellStore,
+    keys: dict[str, str],
+    summary: RunSummary,
+    gone: set[str],
+    console: Console,
+) -> None:
     """Record one finished Ray task in the run directory and the summary."""
     try:
         payload = ray.get(ref)
@@ -249,8 +297,11 @@ def _land(ray: Any, ref: Any, t: Task, out: Path, store: CellStore, keys: dict[s
             payload = {"status": "skipped"}
         else:
             first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-            payload = {"status": "error", "error": f"the Ray task failed ({type(e).__name__}): {first[:200]}; re-run to retry",
-                       "traceback": str(e)}
+            payload = {
+                "status": "error",
+                "error": f"the Ray task failed ({type(e).__name__}): {first[:200]}; re-run to retry",
+                "traceback": str(e),
+            }
     status = payload["status"]
     if status == "ok":
         write_payload(out, t, payload)
@@ -261,8 +312,15 @@ def _land(ray: Any, ref: Any, t: Task, out: Path, store: CellStore, keys: dict[s
     if status == "skipped":
         summary.skipped.append(t.key)
         return
-    atomic_write_json(error_path(out, t.stage, t.id), {"task": {"stage": t.stage, "id": t.id, "params": t.params},
-                      "error": payload["error"], "traceback": payload.get("traceback", ""), "node": payload.get("node"),
-                      "finished_utc": datetime.now(UTC).isoformat(timespec="seconds")})
+    atomic_write_json(
+        error_path(out, t.stage, t.id),
+        {
+            "task": {"stage": t.stage, "id": t.id, "params": t.params},
+            "error": payload["error"],
+            "traceback": payload.get("traceback", ""),
+            "node": payload.get("node"),
+            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
     summary.failed[t.key] = payload["error"]
     console.print(f"[red]failed[/red] {t.key}: {payload['error']}")

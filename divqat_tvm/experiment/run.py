@@ -47,10 +47,16 @@ def check_resumable(out: Path, exp: dict[str, Any]) -> None:
 EXECUTORS = ("local", "ray")
 
 
-def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: int | None = None,
-                   cache_dir: str | os.PathLike[str] | None = None, fn_spec: str = PIPELINE,
-                   console: Console | None = None, executor: str = "local",
-                   address: str | None = None) -> tuple[RunSummary, dict[str, Path]]:
+def run_experiment(
+    exp: Experiment,
+    out_dir: str | os.PathLike[str],
+    workers: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    fn_spec: str = PIPELINE,
+    console: Console | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> tuple[RunSummary, dict[str, Path]]:
     """Run every unfinished task of `exp` into `out_dir`, then render the report from what finished.
 
     Args:
@@ -75,7 +81,9 @@ def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: in
     if executor not in EXECUTORS:
         raise DivqatError(f"Unknown executor {executor!r}.", f"Use --executor {' or '.join(EXECUTORS)}.")
     if address is not None and executor != "ray":
-        raise DivqatError("--address names a Ray cluster, which only --executor ray uses.", "Add --executor ray, or drop --address.")
+        raise DivqatError(
+            "--address names a Ray cluster, which only --executor ray uses.", "Add --executor ray, or drop --address."
+        )
     if executor == "ray":
         from divqat_tvm.experiment.ray_executor import import_ray
 
@@ -87,15 +95,26 @@ def run_experiment(exp: Experiment, out_dir: str | os.PathLike[str], workers: in
     console = console or Console(stderr=True)
     tasks = expand(exp)
     n_cells = sum(t.stage == "attack" for t in tasks)
-    console.print(f"[bold]{exp.name}[/bold]: {len(exp.datasets)} dataset(s) × {len(exp.victims)} victim(s) × "
-                  f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s) = {n_cells} cells; profile "
-                  f"{exp.profile.name}; backend {exp.backend}; results in {out}")
+    console.print(
+        f"[bold]{exp.name}[/bold]: {len(exp.datasets)} dataset(s) × {len(exp.victims)} victim(s) × "
+        f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s) = {n_cells} cells; profile "
+        f"{exp.profile.name}; backend {exp.backend}; results in {out}"
+    )
     if executor == "ray":
         from divqat_tvm.experiment.ray_executor import run_tasks_ray
 
-        summary = run_tasks_ray(tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir,
-                                console=console, address=address)
+        summary = run_tasks_ray(
+            tasks,
+            out,
+            fn_spec,
+            workers=workers or exp.profile.workers,
+            cache_dir=cache_dir,
+            console=console,
+            address=address,
+        )
     else:
-        summary = run_tasks(tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir, console=console)
+        summary = run_tasks(
+            tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir, console=console
+        )
     paths = render_report(out)
     return summary, paths

@@ -70,8 +70,10 @@ class TaskContext:
         try:
             result = json.loads(path.read_text())["result"]
         except FileNotFoundError:
-            raise DivqatError(f"The result {path} this task depends on does not exist.",
-                              "Re-run the experiment: the runner finishes dependencies first.") from None
+            raise DivqatError(
+                f"The result {path} this task depends on does not exist.",
+                "Re-run the experiment: the runner finishes dependencies first.",
+            ) from None
         fetch_referenced(result, self.cache_dir)  # artefacts of a URL cache another node built
         return result
 
@@ -123,7 +125,10 @@ def resolve(spec: str) -> Callable[[Task, TaskContext], dict[str, Any]]:
     """Import "package.module:function" (a string, so worker processes can import it too)."""
     mod, _, attr = spec.partition(":")
     if not attr:
-        raise DivqatError(f"The task function {spec!r} is not of the form module:function.", "Write e.g. divqat_tvm.experiment.tasks:run_task.")
+        raise DivqatError(
+            f"The task function {spec!r} is not of the form module:function.",
+            "Write e.g. divqat_tvm.experiment.tasks:run_task.",
+        )
     return getattr(importlib.import_module(mod), attr)
 
 
@@ -169,11 +174,19 @@ def execute(task: Task, fn_spec: str, out_dir: str, cache_dir: str, threads: int
     except Exception as e:  # a task's failure is recorded, not fatal to the run
         tb = traceback.format_exc()
         msg = f"{type(e).__name__}: {e}"
-        atomic_write_json(error_path(out, task.stage, task.id),
-                          {"task": _task_dict(task), "error": msg, "traceback": tb, "finished_utc": _utc()})
+        atomic_write_json(
+            error_path(out, task.stage, task.id),
+            {"task": _task_dict(task), "error": msg, "traceback": tb, "finished_utc": _utc()},
+        )
         return task.key, msg
-    record = {"format_version": FORMAT_VERSION, "task": _task_dict(task), "result": result,
-              "started_utc": started, "finished_utc": _utc(), "wall_s": round(time.perf_counter() - t0, 3)}
+    record = {
+        "format_version": FORMAT_VERSION,
+        "task": _task_dict(task),
+        "result": result,
+        "started_utc": started,
+        "finished_utc": _utc(),
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
     atomic_write_json(result_path(out, task.stage, task.id), record)
     error_path(out, task.stage, task.id).unlink(missing_ok=True)
     return task.key, None
@@ -220,8 +233,14 @@ def run_tasks(
     console = console or Console(stderr=True)
     bad: set[str] = set()
     stages = [s for s in STAGES if any(t.stage == s for t in tasks)] + sorted({t.stage for t in tasks} - set(STAGES))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         for stage in stages:
             todo = [t for t in tasks if t.stage == stage]
             done = [t for t in todo if is_done(out, t)]
@@ -264,7 +283,9 @@ def reuse_cell(store: CellStore, keys: dict[str, str], out: Path, t: Task) -> bo
     return True
 
 
-def keep_cell(store: CellStore, keys: dict[str, str], out: Path, t: Task, payload: dict[str, Any] | None = None) -> None:
+def keep_cell(
+    store: CellStore, keys: dict[str, str], out: Path, t: Task, payload: dict[str, Any] | None = None
+) -> None:
     """Store a cell finished in `out` by its content key, for other runs and nodes (best effort)."""
     try:
         p = payload or payload_from_run(out, t)
@@ -273,8 +294,9 @@ def keep_cell(store: CellStore, keys: dict[str, str], out: Path, t: Task, payloa
         Console(stderr=True).print(f"[yellow]warning:[/yellow] could not store {t.key} in the cell cache: {e}")
 
 
-def _run_stage(pending: list[Task], fn_spec: str, out: Path, cache: Path, workers: int, threads: int,
-               progress: Progress, bar: Any) -> dict[str, str]:
+def _run_stage(
+    pending: list[Task], fn_spec: str, out: Path, cache: Path, workers: int, threads: int, progress: Progress, bar: Any
+) -> dict[str, str]:
     """Run one stage's pending tasks; returns {task key: error} for those that failed."""
     rows: dict[str, Any] = {}
     finished: set[str] = set()
@@ -284,8 +306,9 @@ def _run_stage(pending: list[Task], fn_spec: str, out: Path, cache: Path, worker
             return
         if key not in rows:
             rows[key] = progress.add_task(f"  {key}", total=1.0)
-        progress.update(rows[key], completed=fraction if fraction is not None else 0.0,
-                        description=f"  {key} {message}"[:110])
+        progress.update(
+            rows[key], completed=fraction if fraction is not None else 0.0, description=f"  {key} {message}"[:110]
+        )
 
     def finish(key: str, err: str | None) -> None:
         finished.add(key)
@@ -309,9 +332,12 @@ def _run_stage(pending: list[Task], fn_spec: str, out: Path, cache: Path, worker
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx,
-                             initializer=_worker_init, initargs=(q, threads)) as pool:
-        futures: dict[Future, Task] = {pool.submit(execute, t, fn_spec, str(out), str(cache), threads): t for t in pending}
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(pending)), mp_context=ctx, initializer=_worker_init, initargs=(q, threads)
+    ) as pool:
+        futures: dict[Future, Task] = {
+            pool.submit(execute, t, fn_spec, str(out), str(cache), threads): t for t in pending
+        }
         try:
             while futures:
                 ready, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)

@@ -44,10 +44,18 @@ def run_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     # worker: training tasks from their victim seed, attack cells from their attack seed (shared by the victims
     # they compare, so a seed draws the same queries against each), the rest from their key
     seed_everything(int(task.params["seed"]) if "seed" in task.params else derive_seed(task.key))
-    fn = {"teacher": teacher_task, "model": model_task, "build": build_task, "victim": victim_task,
-          "footprint": footprint_task, "attack": attack_task}.get(task.stage)
+    fn = {
+        "teacher": teacher_task,
+        "model": model_task,
+        "build": build_task,
+        "victim": victim_task,
+        "footprint": footprint_task,
+        "attack": attack_task,
+    }.get(task.stage)
     if fn is None:
-        raise DivqatError(f"No pipeline step for the stage {task.stage!r}.", "Use the stages of divqat_tvm.experiment.grid.")
+        raise DivqatError(
+            f"No pipeline step for the stage {task.stage!r}.", "Use the stages of divqat_tvm.experiment.grid."
+        )
     return fn(task, ctx)
 
 
@@ -80,8 +88,13 @@ def _test_tensors(name: str, data_dir: str | None):
 
 
 def _meta(info: Any, arch: str, ds: Any) -> dict[str, Any]:
-    return {"arch": arch, "dataset": info.name, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
-            "normalization": {"mean": list(ds.mean), "std": list(ds.std)}}
+    return {
+        "arch": arch,
+        "dataset": info.name,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "normalization": {"mean": list(ds.mean), "std": list(ds.std)},
+    }
 
 
 def _train_config(params: dict[str, Any], seed: int):
@@ -105,8 +118,13 @@ def teacher_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     p = task.params
     info = dataset_info(p["dataset"])
-    key = {"v": ARTEFACT_VERSION, "dataset": p["dataset"] if "@" in p["dataset"] else info.name, "arch": p["arch"],
-           "seed": p["seed"], "train": p["train"]}
+    key = {
+        "v": ARTEFACT_VERSION,
+        "dataset": p["dataset"] if "@" in p["dataset"] else info.name,
+        "arch": p["arch"],
+        "seed": p["seed"],
+        "train": p["train"],
+    }
 
     def build(d: Path) -> dict[str, Any]:
         ctx.report(0.0, f"training the {p['arch']} teacher on {info.name}")
@@ -114,11 +132,21 @@ def teacher_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         torch.manual_seed(p["seed"])
         c, h, _ = info.input_shape
         model = build_model(p["arch"], c, info.num_classes, h)
-        history = train_teacher(model, train, _train_config(p["train"], p["seed"]), resume_path=ctx.work_dir / "teacher.resume")
+        history = train_teacher(
+            model, train, _train_config(p["train"], p["seed"]), resume_path=ctx.work_dir / "teacher.resume"
+        )
         x, y = _test_tensors(info.name, p["data_dir"])
         acc = accuracy(predict_logits(model, x), y)
-        save_checkpoint(d / "teacher.pt", model, {**_meta(info, p["arch"], train), "dataset": p["dataset"], "method": "float",
-                                                  "metrics": {"test_accuracy": acc}})
+        save_checkpoint(
+            d / "teacher.pt",
+            model,
+            {
+                **_meta(info, p["arch"], train),
+                "dataset": p["dataset"],
+                "method": "float",
+                "metrics": {"test_accuracy": acc},
+            },
+        )
         return {"accuracy": acc, "history": history}
 
     d, art = ensure(ctx.cache_dir, "teacher", task.id, key, build)
@@ -131,8 +159,15 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     teacher = ctx.dep(*task.deps[0])
     if p["method"] == "float":
         return {"checkpoint": teacher["checkpoint"], "accuracy": teacher["accuracy"], "onnx": None, "build": None}
-    key = {"v": ARTEFACT_VERSION, "teacher": teacher["hash"], "method": p["method"], "alpha": p["alpha"],
-           "seed": p["seed"], "quantize": p["quantize"], **({"objective": p["objective"]} if "objective" in p else {})}
+    key = {
+        "v": ARTEFACT_VERSION,
+        "teacher": teacher["hash"],
+        "method": p["method"],
+        "alpha": p["alpha"],
+        "seed": p["seed"],
+        "quantize": p["quantize"],
+        **({"objective": p["objective"]} if "objective" in p else {}),
+    }
 
     def build(d: Path) -> dict[str, Any]:
         import torch
@@ -149,27 +184,40 @@ def model_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         train = _split(p["dataset"], "train", p["data_dir"], augment=True)
         q = p["quantize"]
         quant = QuantConfig(**{**_fields(QuantConfig, q), "method": p["method"]})
-        div = (DivQATConfig(**{**_fields(DivQATConfig, q), "alpha": p["alpha"], "objective": p.get("objective", "paper")})
-               if p["method"] == "divqat" else None)
+        div = (
+            DivQATConfig(**{**_fields(DivQATConfig, q), "alpha": p["alpha"], "objective": p.get("objective", "paper")})
+            if p["method"] == "divqat"
+            else None
+        )
         torch.manual_seed(p["seed"])
-        student, history = make_student(t_model, train, quant, _train_config(q, p["seed"]), div,
-                                        resume_path=ctx.work_dir / "student.resume")
+        student, history = make_student(
+            t_model, train, quant, _train_config(q, p["seed"]), div, resume_path=ctx.work_dir / "student.resume"
+        )
         student.eval()
         x, y = _test_tensors(info.name, p["data_dir"])
         acc = accuracy(predict_logits(student, x), y)
-        meta = {**{k: t_meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
-                "method": p["method"], "alpha": p["alpha"],
-                "kl_direction": div.kl_direction if div else None, "kl_cap": div.kl_cap if div else None,
-                "objective": div.objective if div else None,
-                "metrics": {"test_accuracy": acc, "teacher_test_accuracy": teacher["accuracy"]}}
+        meta = {
+            **{k: t_meta[k] for k in ("arch", "dataset", "input_shape", "num_classes", "normalization")},
+            "method": p["method"],
+            "alpha": p["alpha"],
+            "kl_direction": div.kl_direction if div else None,
+            "kl_cap": div.kl_cap if div else None,
+            "objective": div.objective if div else None,
+            "metrics": {"test_accuracy": acc, "teacher_test_accuracy": teacher["accuracy"]},
+        }
         save_checkpoint(d / "model.pt", student, meta)
         c, h, w = info.input_shape
         export_onnx(student, d / "model.onnx", (c, h, w), meta)
         return {"accuracy": acc, "history": history}
 
     d, art = ensure(ctx.cache_dir, "model", task.id, key, build)
-    return {"checkpoint": str(d / "model.pt"), "onnx": str(d / "model.onnx"), "accuracy": art["accuracy"],
-            "artefact": str(d), "hash": d.name}
+    return {
+        "checkpoint": str(d / "model.pt"),
+        "onnx": str(d / "model.onnx"),
+        "accuracy": art["accuracy"],
+        "artefact": str(d),
+        "hash": d.name,
+    }
 
 
 def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
@@ -182,15 +230,22 @@ def build_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
     model = ctx.dep(*task.deps[0])
     spec = task.params
-    key = {"v": ARTEFACT_VERSION, "model": model["hash"], "target": spec["board"], "core": spec["core"],
-           "compiler": source_digest("divqat_tvm.compiler")}
+    key = {
+        "v": ARTEFACT_VERSION,
+        "model": model["hash"],
+        "target": spec["board"],
+        "core": spec["core"],
+        "compiler": source_digest("divqat_tvm.compiler"),
+    }
 
     def build(d: Path) -> dict[str, Any]:
         ctx.report(0.3, f"compiling with TVM for {spec['board']}")
         manifest = compile_model(Path(model["onnx"]), spec["board"], d / "build").manifest
         if manifest.get("core") != spec["core"]:
-            raise DivqatError(f"The board {spec['board']} has the core {manifest.get('core')}, not {spec['core']}.",
-                              "Make [oracle] core and board agree (see `divqat-tvm targets`).")
+            raise DivqatError(
+                f"The board {spec['board']} has the core {manifest.get('core')}, not {spec['core']}.",
+                "Make [oracle] core and board agree (see `divqat-tvm targets`).",
+            )
         return {k: manifest.get(k) for k in ("target", "core", "macs", "arena_bytes", "weight_bytes", "tvm_version")}
 
     d, info = ensure(ctx.cache_dir, "build", task.id, key, build)
@@ -204,8 +259,10 @@ def source_digest(package: str) -> str:
 
     init = importlib.import_module(package).__file__
     if init is None:
-        raise DivqatError(f"the package {package} has no source files to hash (a namespace package?).",
-                          "Reinstall divqat-tvm (pip install -e . in a clone).")
+        raise DivqatError(
+            f"the package {package} has no source files to hash (a namespace package?).",
+            "Reinstall divqat-tvm (pip install -e . in a clone).",
+        )
     root = Path(init).parent
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
@@ -217,8 +274,10 @@ def _oracle_spec(backend: str, model: dict[str, Any], build: dict[str, Any] | No
     if backend == "torch":
         return f"torch:{model['checkpoint']}"
     if build is None:
-        raise DivqatError(f"The {backend} backend needs a compiled build, but the victim has none.",
-                          "Re-run the experiment: device backends compile every quantized victim first.")
+        raise DivqatError(
+            f"The {backend} backend needs a compiled build, but the victim has none.",
+            "Re-run the experiment: device backends compile every quantized victim first.",
+        )
     return f"qemu:{build['build']}@{board}" if backend == "qemu" else f"{backend}:{build['build']}"
 
 
@@ -279,20 +338,31 @@ def victim_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
     if "qat_model" in refs:
         qm = ctx.dep("model", refs["qat_model"])
         qb = _dep_of(task, "build", refs["qat_model"])
-        q, _ = with_device_retries(lambda: answers(_oracle_spec(p["backend"], qm, ctx.dep(*qb) if qb else None, p["board"]), None), ctx)
+        q, _ = with_device_retries(
+            lambda: answers(_oracle_spec(p["backend"], qm, ctx.dep(*qb) if qb else None, p["board"]), None), ctx
+        )
         extra["l1_vs_qat"] = l1(prob, q)
         extra["agreement_with_qat"] = float((top1 == q.argmax(1)).mean())
-    return {"accuracy": acc, "model_accuracy_torch": model["accuracy"], "backend": p["backend"], "oracle": spec,
-            "defense": _defense(v), "test_images": int(len(x)), "top1": str(path),
-            "mean_top_probability": float(prob.max(1).mean()), **extra}
+    return {
+        "accuracy": acc,
+        "model_accuracy_torch": model["accuracy"],
+        "backend": p["backend"],
+        "oracle": spec,
+        "defense": _defense(v),
+        "test_images": int(len(x)),
+        "top1": str(path),
+        "mean_top_probability": float(prob.max(1).mean()),
+        **extra,
+    }
 
 
 def _defense(v: dict[str, Any]) -> str | None:
     """The contract's defence spec string of a victim dict (see `VictimSpec.defense_spec`)."""
     from divqat_tvm.experiment.config import VictimSpec
 
-    return VictimSpec(v["method"], v["alpha"], v["defense"], v["beta"], v.get("gamma", DEFAULT_GAMMA),
-                      v.get("nu", DEFAULT_NU)).defense_spec
+    return VictimSpec(
+        v["method"], v["alpha"], v["defense"], v["beta"], v.get("gamma", DEFAULT_GAMMA), v.get("nu", DEFAULT_NU)
+    ).defense_spec
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -321,10 +391,19 @@ def footprint_figures(f: dict[str, Any]) -> dict[str, Any]:
     """
     m = f.get("measured") or {}
     mean = lambda k: (m.get(k) or {}).get("mean")  # noqa: E731
-    return {"instructions_per_inference": m.get("total_per_inference"), "model_per_inference": mean("model_per_inference"),
-            "postprocess_per_inference": mean("postprocess_per_inference"), "unit": m.get("unit"),
-            "flash_bytes": f.get("flash_bytes"), "ram_bytes": f.get("ram_bytes"), "stack_bytes": m.get("stack_peak_bytes"),
-            "board": f.get("board"), "core": f.get("core"), "defense": f.get("defense"), "raw": f}
+    return {
+        "instructions_per_inference": m.get("total_per_inference"),
+        "model_per_inference": mean("model_per_inference"),
+        "postprocess_per_inference": mean("postprocess_per_inference"),
+        "unit": m.get("unit"),
+        "flash_bytes": f.get("flash_bytes"),
+        "ram_bytes": f.get("ram_bytes"),
+        "stack_bytes": m.get("stack_peak_bytes"),
+        "board": f.get("board"),
+        "core": f.get("core"),
+        "defense": f.get("defense"),
+        "raw": f,
+    }
 
 
 #: how often a task retries after a device error (a frame time-out under host load, an emulator crash)
@@ -362,21 +441,28 @@ def attack_config(attack: str, params: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(kw) - names)
     if unknown:
-        raise DivqatError(f"The profile's [attacks.{attack}] has option(s) {unknown} that {cls.__name__} does not have.",
-                          f"Use only {', '.join(sorted(names))}.")
+        raise DivqatError(
+            f"The profile's [attacks.{attack}] has option(s) {unknown} that {cls.__name__} does not have.",
+            f"Use only {', '.join(sorted(names))}.",
+        )
     if "fit" in kw:
         fit = kw["fit"]
         bad = sorted(set(fit) - {f.name for f in dataclasses.fields(FitConfig)})
         if bad:
-            raise DivqatError(f"The profile's [attacks.{attack}.fit] has option(s) {bad} that FitConfig does not have.",
-                              f"Use only {', '.join(f.name for f in dataclasses.fields(FitConfig))}.")
+            raise DivqatError(
+                f"The profile's [attacks.{attack}.fit] has option(s) {bad} that FitConfig does not have.",
+                f"Use only {', '.join(f.name for f in dataclasses.fields(FitConfig))}.",
+            )
         kw["fit"] = FitConfig(**fit)
     if "steps" in kw:
         kw["steps"] = tuple(kw["steps"])
     try:
         return cls(**kw)
     except ValueError as e:
-        raise DivqatError(f"The profile's [attacks.{attack}] is invalid: {e}", "Fix that value in the profile or the config's [overrides].") from None
+        raise DivqatError(
+            f"The profile's [attacks.{attack}] is invalid: {e}",
+            "Fix that value in the profile or the config's [overrides].",
+        ) from None
 
 
 def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
@@ -397,11 +483,21 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         cfg = dataclasses.replace(cfg, **pixel_range({"mean": list(info.mean), "std": list(info.std)}))
     x, y = _test_tensors(info.name, p["data_dir"])
     victim_pred = torch.from_numpy(np.load(victim["top1"]).astype(np.int64))
-    evaluator = Evaluator(x, y, victim_pred, reference=f"victim task: {victim['oracle']} with defence {victim['defense']}, {len(x)} test images")
+    evaluator = Evaluator(
+        x,
+        y,
+        victim_pred,
+        reference=f"victim task: {victim['oracle']} with defence {victim['defense']}, {len(x)} test images",
+    )
     surrogate = None
     if p["attack"] == "knockoff":
-        surrogate = _split(p["surrogate"], "train", p["data_dir"], augment=True,
-                           normalization={"mean": list(info.mean), "std": list(info.std)})
+        surrogate = _split(
+            p["surrogate"],
+            "train",
+            p["data_dir"],
+            augment=True,
+            normalization={"mean": list(info.mean), "std": list(info.std)},
+        )
     c, h, _ = info.input_shape
     budget = cfg.budget
 
@@ -413,14 +509,32 @@ def attack_task(task: Task, ctx: TaskContext) -> dict[str, Any]:
         torch.manual_seed(p["seed"])  # the same student init on every attempt: the log replays exactly
         student = build_model(p["arch"], c, info.num_classes, h)
         with open_oracle(victim["oracle"], defense=victim["defense"], budget=budget) as oracle:
-            return run_attack(p["attack"], oracle, student, ctx.work_dir, cfg, seed=p["seed"], surrogate=surrogate,
-                              evaluator=evaluator, progress=progress, log_inputs=p.get("keep_query_log", True),
-                              describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]})
+            return run_attack(
+                p["attack"],
+                oracle,
+                student,
+                ctx.work_dir,
+                cfg,
+                seed=p["seed"],
+                surrogate=surrogate,
+                evaluator=evaluator,
+                progress=progress,
+                log_inputs=p.get("keep_query_log", True),
+                describe={"victim": victim["oracle"], "defense": victim["defense"], "student_arch": p["arch"]},
+            )
 
     res, retries = with_device_retries(attempt, ctx)
     if not p.get("keep_query_log", True):  # the result is final: the log only served to resume
         Path(res["log"]).unlink(missing_ok=True)
         res["log"] = "deleted when the cell finished (set keep_query_logs = true in the config to keep it)"
-    return {"device_retries": retries, "stolen_accuracy": res["stolen_accuracy"], "fidelity": res["fidelity"], "queries": res["queries_used"],
-            "budget": res["budget"], "wall_s": res["wall_time_s"], "victim_accuracy": res["victim_accuracy"],
-            "queries_replayed_from_log": res["queries_replayed_from_log"], "attack_result": json.loads(json.dumps(res, default=str))}
+    return {
+        "device_retries": retries,
+        "stolen_accuracy": res["stolen_accuracy"],
+        "fidelity": res["fidelity"],
+        "queries": res["queries_used"],
+        "budget": res["budget"],
+        "wall_s": res["wall_time_s"],
+        "victim_accuracy": res["victim_accuracy"],
+        "queries_replayed_from_log": res["queries_replayed_from_log"],
+        "attack_result": json.loads(json.dumps(res, default=str)),
+    }

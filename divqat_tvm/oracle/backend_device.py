@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from divqat_tvm.device.build import FirmwareBuild, build_firmware, read_manifest
 from divqat_tvm.defenses.spec import from_postprocessor
+from divqat_tvm.device.build import FirmwareBuild, build_firmware, read_manifest
 from divqat_tvm.device.emulator import QemuRunner, check_status
 from divqat_tvm.device.protocol import DeviceLink, DeviceProtocolError, InferResult
 from divqat_tvm.errors import DeviceError, DivqatError, TargetError
@@ -45,8 +45,10 @@ def check_firmware(info_sha: str, manifest: dict, where: str) -> None:
     """The firmware must run the model of this build directory (same source-model hash)."""
     want = (manifest.get("source_model") or {}).get("sha256") or "unknown"
     if info_sha != want:
-        raise DeviceError(f"the firmware on {where} runs model {info_sha[:12]}, but the build directory holds {want[:12]}.",
-                          "Flash the firmware built from this directory (divqat-tvm flash), or point at the right build.")
+        raise DeviceError(
+            f"the firmware on {where} runs model {info_sha[:12]}, but the build directory holds {want[:12]}.",
+            "Flash the firmware built from this directory (divqat-tvm flash), or point at the right build.",
+        )
 
 
 class QemuOracle(Oracle):
@@ -65,9 +67,19 @@ class QemuOracle(Oracle):
 
     kind = "qemu"
 
-    def __init__(self, build_dir: str | Path, board: str | None = None, defense: object = None,
-                 budget: int | None = None, transfer: str = "shared", instances: int = 2, profile: bool = False,
-                 timeout: float = 60.0, firmware: FirmwareBuild | None = None, executor: str = "local") -> None:
+    def __init__(
+        self,
+        build_dir: str | Path,
+        board: str | None = None,
+        defense: object = None,
+        budget: int | None = None,
+        transfer: str = "shared",
+        instances: int = 2,
+        profile: bool = False,
+        timeout: float = 60.0,
+        firmware: FirmwareBuild | None = None,
+        executor: str = "local",
+    ) -> None:
         self.manifest = read_manifest(Path(build_dir))
         shape, k = model_io(self.manifest)
         super().__init__(shape, k, budget)
@@ -164,8 +176,15 @@ class SerialOracle(Oracle):
 
     kind = "serial"
 
-    def __init__(self, port: str, build_dir: str | Path, budget: int | None = None, baud: int = 115200,
-                 timeout: float = 60.0, defense: object = None) -> None:
+    def __init__(
+        self,
+        port: str,
+        build_dir: str | Path,
+        budget: int | None = None,
+        baud: int = 115200,
+        timeout: float = 60.0,
+        defense: object = None,
+    ) -> None:
         from divqat_tvm.device.serial_link import SerialTransport
 
         self.manifest = read_manifest(Path(build_dir))
@@ -177,8 +196,11 @@ class SerialOracle(Oracle):
         self.info = self.link.info()
         check_firmware(self.info.model_sha256, self.manifest, port)
         if self.info.defense != spec.code:
-            raise DeviceError(f"the firmware on {port} was built with defence code {self.info.defense}, "
-                              f"but {spec.spec()} was asked for.", "Flash the firmware built with that --defense.")
+            raise DeviceError(
+                f"the firmware on {port} was built with defence code {self.info.defense}, "
+                f"but {spec.spec()} was asked for.",
+                "Flash the firmware built with that --defense.",
+            )
         self.last_results: list[InferResult] = []
 
     def _query(self, x: np.ndarray) -> np.ndarray:
@@ -194,8 +216,14 @@ class SerialOracle(Oracle):
 
 def open_qemu(spec: BackendSpec, defense: object, budget: int | None) -> Oracle:
     """Opener for the factory: "qemu:BUILD_DIR[@board]" (`spec.devices` emulators, default 2)."""
-    return QemuOracle(spec.path, board=spec.board, defense=defense, budget=budget,
-                      instances=spec.devices if spec.devices is not None else 2, executor=spec.executor)
+    return QemuOracle(
+        spec.path,
+        board=spec.board,
+        defense=defense,
+        budget=budget,
+        instances=spec.devices if spec.devices is not None else 2,
+        executor=spec.executor,
+    )
 
 
 def open_serial(spec: BackendSpec, defense: object, budget: int | None) -> Oracle:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from divqat_tvm.device.build import read_manifest
 from divqat_tvm.defenses.spec import from_postprocessor
+from divqat_tvm.device.build import read_manifest
 from divqat_tvm.device.host_twin import HostTwin
 from divqat_tvm.oracle.base import Oracle
 from divqat_tvm.quant.primitives import quantize_np

@@ -72,18 +72,24 @@ def parse_backend_spec(spec: str) -> BackendSpec:
     if kind == "qemu" and "@" in rest:
         path, _, board = rest.rpartition("@")
         if not board:
-            raise DivqatError(f"Victim spec {spec!r} ends with '@' but names no board.", "Write qemu:BUILD_DIR@BOARD or drop the '@'.")
+            raise DivqatError(
+                f"Victim spec {spec!r} ends with '@' but names no board.", "Write qemu:BUILD_DIR@BOARD or drop the '@'."
+            )
     elif kind == "serial":
         port, at, path = rest.partition("@")
         if not at or not port:
-            raise DivqatError(f"Victim spec {spec!r} does not name both a port and a build directory.", "Write serial:PORT@BUILD_DIR, e.g. serial:/dev/ttyACM0@build/tinycnn.")
+            raise DivqatError(
+                f"Victim spec {spec!r} does not name both a port and a build directory.",
+                "Write serial:PORT@BUILD_DIR, e.g. serial:/dev/ttyACM0@build/tinycnn.",
+            )
     if not path:
         raise DivqatError(f"Victim spec {spec!r} names no path.", f"Write it as {_FORMS}.")
     return BackendSpec(kind, path, board, port)
 
 
-def open_oracle(spec: str, defense=None, budget: int | None = None, devices: int | None = None,
-                executor: str = "local") -> Oracle:
+def open_oracle(
+    spec: str, defense=None, budget: int | None = None, devices: int | None = None, executor: str = "local"
+) -> Oracle:
     """Open the victim named by `spec`, answering through `defense` (a spec string or post-processor).
 
     `devices` emulators (qemu only) answer each batch together, in order, as one would; `executor` "ray"
@@ -105,8 +111,10 @@ def open_oracle(spec: str, defense=None, budget: int | None = None, devices: int
     if executor not in ("local", "ray"):
         raise DivqatError(f"Unknown executor {executor!r}.", "Use --executor local or ray.")
     if parsed.kind != "qemu" and ((devices or 1) > 1 or executor != "local"):
-        raise DivqatError(f"--devices and --executor ray spread queries over emulators; the {parsed.kind} backend has none.",
-                          "Use a qemu:BUILD_DIR victim, or drop those options.")
+        raise DivqatError(
+            f"--devices and --executor ray spread queries over emulators; the {parsed.kind} backend has none.",
+            "Use a qemu:BUILD_DIR victim, or drop those options.",
+        )
     parsed = dataclasses.replace(parsed, devices=devices, executor=executor)
     return _BACKENDS[parsed.kind](parsed, defense, budget)
 
@@ -130,8 +138,10 @@ def victim_meta(spec: str) -> dict:
         return dict(read_checkpoint(parsed.path)["meta"])
     manifest = Path(parsed.path) / "manifest.json"
     if not manifest.is_file():
-        raise DivqatError(f"{manifest} does not exist: {parsed.path} is not a compiled build.",
-                          "Compile the model first (divqat-tvm compile MODEL --out DIR).")
+        raise DivqatError(
+            f"{manifest} does not exist: {parsed.path} is not a compiled build.",
+            "Compile the model first (divqat-tvm compile MODEL --out DIR).",
+        )
     return dict(json.loads(manifest.read_text()).get("meta") or {})
 
 

@@ -93,7 +93,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, emulato
         fix = "Start it with `ray start --head` (docs/cluster.md), or drop --address to run a local one."
         if "Authentication" in cause or "auth" in cause.lower():
             fix = "The cluster uses token authentication: run the driver with RAY_AUTH_MODE=token and the cluster's token (docs/cluster.md)."
-        raise DivqatError(f"Cannot connect to {where} ({(str(e).splitlines() or [type(e).__name__])[0]}).", fix) from None
+        raise DivqatError(
+            f"Cannot connect to {where} ({(str(e).splitlines() or [type(e).__name__])[0]}).", fix
+        ) from None
     try:
         yield ray
     finally:
@@ -154,8 +156,10 @@ class RayDevices:
         self.ray = self._stack.enter_context(ray_session(num_cpus=n, emulators=n))
         if self.ray.cluster_resources().get("emulator", 0) < 1:
             self._stack.close()
-            raise DivqatError("No node of the Ray cluster offers an 'emulator' resource for the device actors.",
-                              "Start the nodes with: ray start ... --resources='{\"emulator\": 2}' (docs/cluster.md).")
+            raise DivqatError(
+                "No node of the Ray cluster offers an 'emulator' resource for the device actors.",
+                "Start the nodes with: ray start ... --resources='{\"emulator\": 2}' (docs/cluster.md).",
+            )
         actor = self.ray.remote(num_cpus=0, resources={"emulator": 1}, max_restarts=1)(DeviceActor)
         elf = fw.elf.read_bytes()
         self.actors = [actor.remote(fw, elf, shared_ram, timeout) for _ in range(n)]

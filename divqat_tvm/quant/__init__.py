@@ -9,6 +9,12 @@ from divqat_tvm.quant.export import compare_with_ort, export_onnx, to_onnx
 from divqat_tvm.quant.prepare import QuantizedModel, quantize_model, quantized_ops
 
 __all__ = [
-    "DivQATConfig", "QuantConfig", "QuantizedModel", "compare_with_ort", "export_onnx", "quantize_model",
-    "quantized_ops", "to_onnx",
+    "DivQATConfig",
+    "QuantConfig",
+    "QuantizedModel",
+    "compare_with_ort",
+    "export_onnx",
+    "quantize_model",
+    "quantized_ops",
+    "to_onnx",
 ]

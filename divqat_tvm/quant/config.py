@@ -92,19 +92,24 @@ class DivQATConfig:
 
     def __post_init__(self) -> None:
         if self.alpha < 0:
-            raise DivqatError(f"alpha must be >= 0, got {self.alpha}.", "Pass --alpha 0 (plain QAT) or a positive weight.")
-        if self.kl_direction not in KL_DIRECTIONS:
             raise DivqatError(
-                f"unknown KL direction {self.kl_direction!r}.", f"Use one of {', '.join(KL_DIRECTIONS)}."
+                f"alpha must be >= 0, got {self.alpha}.", "Pass --alpha 0 (plain QAT) or a positive weight."
             )
+        if self.kl_direction not in KL_DIRECTIONS:
+            raise DivqatError(f"unknown KL direction {self.kl_direction!r}.", f"Use one of {', '.join(KL_DIRECTIONS)}.")
         if self.kl_cap is not None and self.kl_cap <= 0:
             raise DivqatError(f"kl_cap must be positive, got {self.kl_cap}.", "Pass e.g. 0.3, or no cap.")
         if self.temperature <= 0:
             raise DivqatError(f"temperature must be positive, got {self.temperature}.", "Pass e.g. 1.0.")
         if self.objective not in OBJECTIVES:
-            raise DivqatError(f"unknown DivQAT objective {self.objective!r}.", f"Use --objective {' or '.join(OBJECTIVES)}.")
+            raise DivqatError(
+                f"unknown DivQAT objective {self.objective!r}.", f"Use --objective {' or '.join(OBJECTIVES)}."
+            )
         if self.margin < 0 or self.margin_weight < 0:
-            raise DivqatError(f"margin and margin weight must be >= 0, got {self.margin}, {self.margin_weight}.", "Pass e.g. --margin 1.")
+            raise DivqatError(
+                f"margin and margin weight must be >= 0, got {self.margin}, {self.margin_weight}.",
+                "Pass e.g. --margin 1.",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

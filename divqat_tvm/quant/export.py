@@ -65,7 +65,9 @@ class _Builder:
             s_w = P.weight_scales(w, axis=0)
             w_q = P.quantize(w, s_w, torch.zeros_like(s_w, dtype=torch.int32), P.WEIGHT_QMIN, P.WEIGHT_QMAX, axis=0)
             b_s = in_fq.scale.detach().cpu().float() * s_w
-            b_q = P.quantize(mod.bias.detach().cpu().float(), b_s, torch.zeros_like(b_s, dtype=torch.int32), P.INT32_MIN, P.INT32_MAX)
+            b_q = P.quantize(
+                mod.bias.detach().cpu().float(), b_s, torch.zeros_like(b_s, dtype=torch.int32), P.INT32_MIN, P.INT32_MAX
+            )
         c = w.shape[0]
         wq = self.init(f"{prefix}_weight_quantized", w_q.numpy().astype(np.int8))
         ws = self.init(f"{prefix}_weight_scale", s_w.numpy().astype(np.float32))
@@ -82,7 +84,9 @@ def _pair(v: int | Sequence[int]) -> list[int]:
     return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
 
 
-def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: dict[str, Any] | None = None) -> onnx.ModelProto:
+def to_onnx(
+    student: QuantizedModel, input_shape: tuple[int, int, int], meta: dict[str, Any] | None = None
+) -> onnx.ModelProto:
     """Build the QDQ ONNX model of `student` for inputs [N, *input_shape] (N dynamic).
 
     Raises:
@@ -91,7 +95,9 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
     b = _Builder()
     ops = list(quantized_ops(student))
     if any(not bool(o.out_fq.initialized) for o in ops):
-        raise DivqatError("the student has uncalibrated activation ranges.", "Calibrate (PTQ) or train (QAT) it before exporting.")
+        raise DivqatError(
+            "the student has uncalibrated activation ranges.", "Calibrate (PTQ) or train (QAT) it before exporting."
+        )
     out: dict[str, str] = {}
     last = ops[-1].name
     for op in ops:  # each op.kind names its op.module's type (see quantized_ops), hence the casts below
@@ -106,8 +112,14 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
             wd, bd = b.weight_bias(n, m, op.in_fq[0])
             ph, pw = _pair(m.padding)
             y = b.node(
-                "Conv", [xs[0], wd, bd], f"{n}_conv", kernel_shape=list(m.weight.shape[2:]), strides=_pair(m.stride),
-                pads=[ph, pw, ph, pw], dilations=_pair(m.dilation), group=m.groups,
+                "Conv",
+                [xs[0], wd, bd],
+                f"{n}_conv",
+                kernel_shape=list(m.weight.shape[2:]),
+                strides=_pair(m.stride),
+                pads=[ph, pw, ph, pw],
+                dilations=_pair(m.dilation),
+                group=m.groups,
             )
             if m.relu:
                 y = b.node("Relu", [y], f"{n}_relu")
@@ -123,8 +135,13 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
             k = _pair(p.kernel_size)
             ph, pw = _pair(p.padding)
             y = b.node(
-                "MaxPool", xs, f"{n}_maxpool", kernel_shape=k, strides=_pair(p.stride if p.stride is not None else k),
-                pads=[ph, pw, ph, pw], dilations=_pair(p.dilation),
+                "MaxPool",
+                xs,
+                f"{n}_maxpool",
+                kernel_shape=k,
+                strides=_pair(p.stride if p.stride is not None else k),
+                pads=[ph, pw, ph, pw],
+                dilations=_pair(p.dilation),
             )
         elif op.kind == "avgpool":
             pool = cast(QAvgPool, op.module).pool
@@ -134,8 +151,13 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
                 k = _pair(pool.kernel_size)
                 ph, pw = _pair(pool.padding)
                 y = b.node(
-                    "AveragePool", xs, f"{n}_avgpool", kernel_shape=k, strides=_pair(pool.stride if pool.stride else k),
-                    pads=[ph, pw, ph, pw], count_include_pad=int(pool.count_include_pad),
+                    "AveragePool",
+                    xs,
+                    f"{n}_avgpool",
+                    kernel_shape=k,
+                    strides=_pair(pool.stride if pool.stride else k),
+                    pads=[ph, pw, ph, pw],
+                    count_include_pad=int(pool.count_include_pad),
                 )
         elif op.kind == "flatten":
             y = b.node("Flatten", xs, f"{n}_flatten", axis=1)
@@ -149,7 +171,8 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
         num_classes = int(student(torch.zeros(1, *input_shape, device=next(student.parameters()).device)).shape[1])
         student.train(was)
     graph = helper.make_graph(
-        b.nodes, "divqat_int8",
+        b.nodes,
+        "divqat_int8",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *map(int, input_shape)])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes])],
         initializer=b.inits,
@@ -166,7 +189,10 @@ def to_onnx(student: QuantizedModel, input_shape: tuple[int, int, int], meta: di
 
 
 def export_onnx(
-    student: QuantizedModel, path: str | os.PathLike[str], input_shape: tuple[int, int, int], meta: dict[str, Any] | None = None
+    student: QuantizedModel,
+    path: str | os.PathLike[str],
+    input_shape: tuple[int, int, int],
+    meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write the QDQ ONNX model of `student` to `path` atomically."""
     return atomic_write_bytes(path, to_onnx(student, input_shape, meta).SerializeToString())
@@ -186,12 +212,17 @@ def ort_session(path_or_model: str | os.PathLike[str] | onnx.ModelProto):
 
 def ort_logits(session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Run the session over `x` in batches; float32 logits [N, K]."""
-    outs = [session.run(["logits"], {"input": np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)})[0] for i in range(0, len(x), batch_size)]
+    outs = [
+        session.run(["logits"], {"input": np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)})[0]
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(outs, axis=0)
 
 
 @torch.no_grad()
-def compare_with_ort(student: QuantizedModel, path_or_model: str | os.PathLike[str] | onnx.ModelProto, x: torch.Tensor) -> dict[str, float]:
+def compare_with_ort(
+    student: QuantizedModel, path_or_model: str | os.PathLike[str] | onnx.ModelProto, x: torch.Tensor
+) -> dict[str, float]:
     """Top-1 agreement and max |logit difference| between the torch fake-quant student and onnxruntime.
 
     Returns:

@@ -97,7 +97,7 @@ class ActFakeQuant(nn.Module):
         self.register_buffer("ema", torch.tensor(False))
 
     def set_mode(self, mode: str) -> None:
-        """"minmax" (running min/max, calibration) or "ema" (moving average, QAT)."""
+        """ "minmax" (running min/max, calibration) or "ema" (moving average, QAT)."""
         if mode not in ("minmax", "ema"):
             raise ValueError(f"observer mode must be 'minmax' or 'ema', got {mode!r}")
         self.ema.fill_(mode == "ema")

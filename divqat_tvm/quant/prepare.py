@@ -79,7 +79,7 @@ class QuantizedModel(nn.Module):
         return [m for m in self.modules() if isinstance(m, ActFakeQuant)]
 
     def set_observer_mode(self, mode: str) -> None:
-        """"minmax" for calibration / PTQ, "ema" for QAT."""
+        """ "minmax" for calibration / PTQ, "ema" for QAT."""
         for o in self.observers():
             o.set_mode(mode)
 
@@ -149,7 +149,10 @@ def quantize_model(
     try:
         traced = _BlockTracer().trace(src)
     except Exception as e:  # fx raises many types on untraceable control flow
-        raise DivqatError(f"torch.fx could not trace the model ({type(e).__name__}: {e}).", "Use the registry models or blocks without data-dependent control flow.") from e
+        raise DivqatError(
+            f"torch.fx could not trace the model ({type(e).__name__}: {e}).",
+            "Use the registry models or blocks without data-dependent control flow.",
+        ) from e
     modules = dict(src.named_modules())
     root = nn.Module()
     graph = fx.Graph()

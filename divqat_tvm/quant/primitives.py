@@ -44,9 +44,7 @@ def weight_scales(w: torch.Tensor, axis: int = 0, qmax: int = WEIGHT_QMAX) -> to
     return torch.clamp(amax / qmax, min=MIN_SCALE).to(torch.float32)
 
 
-def activation_qparams_np(
-    lo: float, hi: float, qmin: int = INT8_MIN, qmax: int = INT8_MAX
-) -> tuple[np.float32, int]:
+def activation_qparams_np(lo: float, hi: float, qmin: int = INT8_MIN, qmax: int = INT8_MAX) -> tuple[np.float32, int]:
     """Per-tensor asymmetric (scale, zero_point) for the range [lo, hi], widened to contain 0.
 
     The zero point is rounded and clamped into [qmin, qmax], so 0.0 maps exactly onto an integer. A range
@@ -74,8 +72,13 @@ def activation_qparams(
 
 
 def quantize_np(
-    x: np.ndarray, scale: np.ndarray | np.floating[Any] | float, zero_point: np.ndarray | int, qmin: int, qmax: int,
-    axis: int | None = None, dtype: type = np.int8,
+    x: np.ndarray,
+    scale: np.ndarray | np.floating[Any] | float,
+    zero_point: np.ndarray | int,
+    qmin: int,
+    qmax: int,
+    axis: int | None = None,
+    dtype: type = np.int8,
 ) -> np.ndarray:
     """clamp(round_half_even(x / scale) + zp, qmin, qmax); per-channel along `axis` when given."""
     x = np.asarray(x, dtype=np.float32)
@@ -223,8 +226,13 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray, shif
 
 
 def requantize_np(
-    acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, out_zero_point: int,
-    act_min: int = INT8_MIN, act_max: int = INT8_MAX, axis: int | None = None,
+    acc: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    out_zero_point: int,
+    act_min: int = INT8_MIN,
+    act_max: int = INT8_MAX,
+    axis: int | None = None,
 ) -> np.ndarray:
     """int32 accumulator → int8 output: fixed-point rescale, add the output zero point, clamp.
 

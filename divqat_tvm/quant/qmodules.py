@@ -19,13 +19,25 @@ class QConv2d(nn.Module):
     """Conv2d with folded BN, per-channel int8 weights, int32 bias, optional fused ReLU, int8 output."""
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...],
-        dilation: tuple[int, ...], groups: int, relu: bool, momentum: float,
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        dilation: tuple[int, ...],
+        groups: int,
+        relu: bool,
+        momentum: float,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone())
         self.bias = nn.Parameter(bias.detach().clone())
-        self.stride, self.padding, self.dilation, self.groups = tuple(stride), tuple(padding), tuple(dilation), int(groups)
+        self.stride, self.padding, self.dilation, self.groups = (
+            tuple(stride),
+            tuple(padding),
+            tuple(dilation),
+            int(groups),
+        )
         self.relu = bool(relu)
         self.out_fq = ActFakeQuant(momentum)
 

@@ -11,10 +11,17 @@ from typing import Any
 
 def render_markdown(fp: dict[str, Any]) -> str:
     """A Markdown page from footprint JSON; every figure with its unit."""
-    lines = [f"# Footprint: {fp['model']} on {fp['board']} ({fp['core']})", "",
-             f"Defence: {fp['defense']}. Flash {fp['flash_bytes']:,} of {fp['flash_capacity_bytes']:,} bytes; "
-             f"RAM (static) {fp['ram_bytes']:,} of {fp['ram_capacity_bytes']:,} bytes.", "",
-             "## Sections (arm-none-eabi-size -A, bytes)", "", "| section | memory | bytes |", "| --- | --- | ---: |"]
+    lines = [
+        f"# Footprint: {fp['model']} on {fp['board']} ({fp['core']})",
+        "",
+        f"Defence: {fp['defense']}. Flash {fp['flash_bytes']:,} of {fp['flash_capacity_bytes']:,} bytes; "
+        f"RAM (static) {fp['ram_bytes']:,} of {fp['ram_capacity_bytes']:,} bytes.",
+        "",
+        "## Sections (arm-none-eabi-size -A, bytes)",
+        "",
+        "| section | memory | bytes |",
+        "| --- | --- | ---: |",
+    ]
     where = {".data": "flash + RAM", ".bss": "RAM", ".stack": "RAM (painted stack region)"}
     lines += [f"| {k} | {where.get(k, 'flash')} | {v:,} |" for k, v in sorted(fp["sections_bytes"].items())]
     lines += ["", "## Flash by part (bytes)", "", "| part | bytes |", "| --- | ---: |"]
@@ -25,23 +32,38 @@ def render_markdown(fp: dict[str, Any]) -> str:
     m = fp.get("measured")
     if m:
         u = m["unit"]
-        lines += ["", f"## Per inference ({u})", "",
-                  f"Measured on {m['inputs']} inputs, resolution {m['resolution']:g} {u.split(' ')[0]}.", "",
-                  f"| stage | {u} |", "| --- | ---: |",
-                  f"| model | {m['model_per_inference']['mean']:,.0f} |",
-                  f"| softmax + defence | {m['postprocess_per_inference']['mean']:,.0f} |",
-                  f"| total | {m['total_per_inference']:,.0f} |", "",
-                  f"MACs: {fp['macs']:,}; {u.split(' ')[0]} per MAC: "
-                  + (f"{m['per_mac']:.2f}" if m.get("per_mac") else "n/a") + ".",
-                  f"Peak stack (measured): {m['stack_peak_bytes']:,} bytes."]
+        lines += [
+            "",
+            f"## Per inference ({u})",
+            "",
+            f"Measured on {m['inputs']} inputs, resolution {m['resolution']:g} {u.split(' ')[0]}.",
+            "",
+            f"| stage | {u} |",
+            "| --- | ---: |",
+            f"| model | {m['model_per_inference']['mean']:,.0f} |",
+            f"| softmax + defence | {m['postprocess_per_inference']['mean']:,.0f} |",
+            f"| total | {m['total_per_inference']:,.0f} |",
+            "",
+            f"MACs: {fp['macs']:,}; {u.split(' ')[0]} per MAC: "
+            + (f"{m['per_mac']:.2f}" if m.get("per_mac") else "n/a")
+            + ".",
+            f"Peak stack (measured): {m['stack_peak_bytes']:,} bytes.",
+        ]
         if m.get("per_operator"):
-            lines += ["", f"## Per operator ({u}, profiling build)", "",
-                      f"| # | operator | kind | MACs | {u} | per MAC |", "| ---: | --- | --- | ---: | ---: | ---: |"]
+            lines += [
+                "",
+                f"## Per operator ({u}, profiling build)",
+                "",
+                f"| # | operator | kind | MACs | {u} | per MAC |",
+                "| ---: | --- | --- | ---: | ---: | ---: |",
+            ]
             for r in m["per_operator"]:
                 pm = f"{r['per_mac']:.2f}" if r["per_mac"] else ""
                 lines.append(f"| {r['index']} | {r['name']} | {r['kind']} | {r['macs']:,} | {r['count']:,.0f} | {pm} |")
-            lines.append(f"\nSum of operators vs profiled total: {sum(r['count'] for r in m['per_operator']):,.0f} vs "
-                         f"{m['profiled_total']:,.0f} (hooks and call sequence: {m['profiling_overhead']:,.0f}).")
+            lines.append(
+                f"\nSum of operators vs profiled total: {sum(r['count'] for r in m['per_operator']):,.0f} vs "
+                f"{m['profiled_total']:,.0f} (hooks and call sequence: {m['profiling_overhead']:,.0f})."
+            )
     else:
         lines += ["", fp.get("measured_note", "Not measured.")]
     return "\n".join(lines) + "\n"

@@ -54,7 +54,9 @@ def fidelity_png(ds: dict[str, Any], attacks: list[str], path: Path) -> Path | N
         xs = [j + (i - (len(attacks) - 1) / 2) * width for j in range(len(rows))]
         m = [100 * r["attacks"][a]["fidelity"]["mean"] for r in rows]
         s = [100 * r["attacks"][a]["fidelity"]["std"] for r in rows]
-        ax.bar(xs, m, width, yerr=s, capsize=3, label=f"{ATTACK_NAMES.get(a, a)} ({rows[0]['attacks'][a]['budget']:,} q)")
+        ax.bar(
+            xs, m, width, yerr=s, capsize=3, label=f"{ATTACK_NAMES.get(a, a)} ({rows[0]['attacks'][a]['budget']:,} q)"
+        )
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([r["label"] for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="stolen fidelity (%)", title=f"{ds['dataset']}: agreement of the stolen model with the victim")
@@ -64,9 +66,15 @@ def fidelity_png(ds: dict[str, Any], attacks: list[str], path: Path) -> Path | N
 
 
 #: marker per trade-off series (QAT is every sweep's common zero point)
-_SERIES_STYLE = {"QAT": ("k", "*"), "DivQAT (α sweep)": ("tab:blue", "o"), "DivQAT-nontop (α sweep)": ("tab:cyan", "D"),
-                 "QAT + RS (β sweep)": ("tab:orange", "s"), "QAT + DCP (β sweep)": ("tab:green", "^"),
-                 "DivQAT + DCP": ("tab:red", "v"), "DivQAT-nontop + DCP": ("tab:pink", "P")}
+_SERIES_STYLE = {
+    "QAT": ("k", "*"),
+    "DivQAT (α sweep)": ("tab:blue", "o"),
+    "DivQAT-nontop (α sweep)": ("tab:cyan", "D"),
+    "QAT + RS (β sweep)": ("tab:orange", "s"),
+    "QAT + DCP (β sweep)": ("tab:green", "^"),
+    "DivQAT + DCP": ("tab:red", "v"),
+    "DivQAT-nontop + DCP": ("tab:pink", "P"),
+}
 
 
 def tradeoff_png(ds: dict[str, Any], attack: str, path: Path) -> Path | None:
@@ -84,17 +92,32 @@ def tradeoff_png(ds: dict[str, Any], attack: str, path: Path) -> Path | None:
         color, marker = _SERIES_STYLE.get(name, (None, "o"))
         for ax, xkey, scale in ((axes[0], "accuracy", 100.0), (axes[1], "l1_vs_qat", 1.0)):
             xs = [p[xkey] * scale if p[xkey] is not None else float("nan") for p in ps]
-            ax.errorbar(xs, [100 * p["fidelity"] for p in ps], yerr=[100 * p["fidelity_std"] for p in ps], color=color,
-                        marker=marker, capsize=2, linestyle="-" if len(ps) > 1 else "none", label=name)
+            ax.errorbar(
+                xs,
+                [100 * p["fidelity"] for p in ps],
+                yerr=[100 * p["fidelity_std"] for p in ps],
+                color=color,
+                marker=marker,
+                capsize=2,
+                linestyle="-" if len(ps) > 1 else "none",
+                label=name,
+            )
             for x, p in zip(xs, ps):
                 par = p["alpha"] if p["alpha"] is not None else p["beta"]
                 if par is not None:
-                    ax.annotate(f"{par:g}", (x, 100 * p["fidelity"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                    ax.annotate(
+                        f"{par:g}", (x, 100 * p["fidelity"]), fontsize=6, xytext=(3, 3), textcoords="offset points"
+                    )
     budget = next((r["attacks"][attack]["budget"] for r in ds["rows"] if attack in r["attacks"]), None)
     name = ATTACK_NAMES.get(attack, attack)
-    axes[0].set(xlabel="victim accuracy (%)", ylabel="stolen fidelity (%)", title=f"{name} @ {budget:,} queries: utility")
-    axes[1].set(xlabel="mean L1 distance of the answers from QAT's", ylabel="stolen fidelity (%)",
-                title="perturbation of the returned probabilities")
+    axes[0].set(
+        xlabel="victim accuracy (%)", ylabel="stolen fidelity (%)", title=f"{name} @ {budget:,} queries: utility"
+    )
+    axes[1].set(
+        xlabel="mean L1 distance of the answers from QAT's",
+        ylabel="stolen fidelity (%)",
+        title="perturbation of the returned probabilities",
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7)

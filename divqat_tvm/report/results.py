@@ -26,7 +26,10 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise DivqatError(f"The result file {path} is not valid JSON ({e}).", "Delete it and re-run the experiment to recompute that task.") from None
+        raise DivqatError(
+            f"The result file {path} is not valid JSON ({e}).",
+            "Delete it and re-run the experiment to recompute that task.",
+        ) from None
 
 
 def load_records(run_dir: Path, stage: str) -> list[dict[str, Any]]:
@@ -44,8 +47,10 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
     run = Path(run_dir)
     exp_path = run / "experiment.json"
     if not exp_path.exists():
-        raise DivqatError(f"{run} holds no experiment.json, so it is not an experiment run directory.",
-                          "Pass the --out directory of `divqat-tvm experiment` or `divqat-tvm demo`.")
+        raise DivqatError(
+            f"{run} holds no experiment.json, so it is not an experiment run directory.",
+            "Pass the --out directory of `divqat-tvm experiment` or `divqat-tvm demo`.",
+        )
     exp = _read(exp_path)
     victims: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for r in load_records(run, "victim"):
@@ -55,13 +60,20 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
     cells: dict[tuple[str, str, str], dict[tuple[int, int], dict[str, Any]]] = {}
     for r in load_records(run, "attack"):
         p = r["task"]["params"]
-        cells.setdefault((p["dataset"], p["victim"]["key"], p["attack"]), {})[(int(p.get("victim_seed", 0)), int(p["seed"]))] = r["result"]
+        cells.setdefault((p["dataset"], p["victim"]["key"], p["attack"]), {})[
+            (int(p.get("victim_seed", 0)), int(p["seed"]))
+        ] = r["result"]
     errors = sorted(p.name[: -len(".error.json")] for p in run.glob("*/*.error.json"))
     vseeds = exp.get("victim_seeds", [0])
     expected = len(exp["datasets"]) * len(exp["victims"]) * len(exp["attacks"]) * len(exp["seeds"]) * len(vseeds)
-    out: dict[str, Any] = {"experiment": exp, "confidence": confidence, "datasets": [],
-                           "cells_expected": expected, "cells_finished": sum(len(v) for v in cells.values()),
-                           "failed_tasks": errors}
+    out: dict[str, Any] = {
+        "experiment": exp,
+        "confidence": confidence,
+        "datasets": [],
+        "cells_expected": expected,
+        "cells_finished": sum(len(v) for v in cells.values()),
+        "failed_tasks": errors,
+    }
     for d in exp["datasets"]:
         out["datasets"].append(_dataset_summary(exp, d, victims, cells, feet, confidence))
     return out
@@ -103,44 +115,75 @@ def _mean_of(results: dict[int, dict[str, Any]], key: str) -> dict[str, Any] | N
     return summarize(vals).to_dict() if vals else None
 
 
-def _dataset_summary(exp: dict[str, Any], d: dict[str, Any], victims: dict, cells: dict, feet: dict, confidence: float) -> dict[str, Any]:
+def _dataset_summary(
+    exp: dict[str, Any], d: dict[str, Any], victims: dict, cells: dict, feet: dict, confidence: float
+) -> dict[str, Any]:
     ds = d["victim"]
     n_cells = len(exp["seeds"]) * len(exp.get("victim_seeds", [0]))
     rows = []
     for v in exp["victims"]:
         vr = victims.get((ds, v["key"]), {})
         acc = _mean_of(vr, "accuracy")
-        row: dict[str, Any] = {"victim": v["key"], "label": v["label"], "method": v["method"], "alpha": v["alpha"],
-                               "objective": v.get("objective", "paper" if v["method"] == "divqat" else None),
-                               "defense": v["defense"], "beta": v["beta"],
-                               "accuracy": None if acc is None else acc["mean"], "accuracy_seeds": acc,
-                               "victim_seeds": sorted(vr),
-                               **{k: _mean_of(vr, k) for k in ("l1_vs_qat", "l1_vs_undefended", "l1_vs_teacher",
-                                                               "agreement_with_teacher", "agreement_with_qat")},
-                               "attacks": {}}
+        row: dict[str, Any] = {
+            "victim": v["key"],
+            "label": v["label"],
+            "method": v["method"],
+            "alpha": v["alpha"],
+            "objective": v.get("objective", "paper" if v["method"] == "divqat" else None),
+            "defense": v["defense"],
+            "beta": v["beta"],
+            "accuracy": None if acc is None else acc["mean"],
+            "accuracy_seeds": acc,
+            "victim_seeds": sorted(vr),
+            **{
+                k: _mean_of(vr, k)
+                for k in (
+                    "l1_vs_qat",
+                    "l1_vs_undefended",
+                    "l1_vs_teacher",
+                    "agreement_with_teacher",
+                    "agreement_with_qat",
+                )
+            },
+            "attacks": {},
+        }
         for a in exp["attacks"]:
             res = cells.get((ds, v["key"], a), {})
             keys = sorted(res)
             row["attacks"][a] = {
-                "budget": _budget(exp, a, res), "seeds": [f"v{k[0]}/s{k[1]}" for k in keys], "n_expected": n_cells,
+                "budget": _budget(exp, a, res),
+                "seeds": [f"v{k[0]}/s{k[1]}" for k in keys],
+                "n_expected": n_cells,
                 **{m: summarize([res[k][m] for k in keys]).to_dict() for m in METRICS},
                 "queries": [int(res[k].get("queries", 0)) for k in keys],
             }
         rows.append(row)
-    return {"dataset": ds, "surrogate": d["surrogate"], "arch": d["arch"], "rows": rows,
-            "comparisons": _comparisons(exp, ds, rows, cells, confidence),
-            "alpha_sweep": _alpha_sweep(exp, rows), "tradeoff": _tradeoff(exp, rows),
-            "footprint": _footprint(exp, ds, rows, feet)}
+    return {
+        "dataset": ds,
+        "surrogate": d["surrogate"],
+        "arch": d["arch"],
+        "rows": rows,
+        "comparisons": _comparisons(exp, ds, rows, cells, confidence),
+        "alpha_sweep": _alpha_sweep(exp, rows),
+        "tradeoff": _tradeoff(exp, rows),
+        "footprint": _footprint(exp, ds, rows, feet),
+    }
 
 
 def _pairs(exp: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(treatment, control) pairs: every DivQAT variant against the QAT victim with the same defence (the
     question asked), then every defended QAT victim against plain QAT (the baselines' effect, for scale)."""
     qat = {(v["defense"], v["beta"]): v for v in exp["victims"] if v["method"] == "qat"}
-    div = [(v, qat[(v["defense"], v["beta"])]) for v in exp["victims"]
-           if v["method"] == "divqat" and (v["defense"], v["beta"]) in qat]
-    base = [(v, qat[(None, None)]) for v in exp["victims"]
-            if v["method"] == "qat" and v["defense"] is not None and (None, None) in qat]
+    div = [
+        (v, qat[(v["defense"], v["beta"])])
+        for v in exp["victims"]
+        if v["method"] == "divqat" and (v["defense"], v["beta"]) in qat
+    ]
+    base = [
+        (v, qat[(None, None)])
+        for v in exp["victims"]
+        if v["method"] == "qat" and v["defense"] is not None and (None, None) in qat
+    ]
     return div + base
 
 
@@ -157,7 +200,9 @@ def _num_classes(ds: str) -> int | None:
         return None
 
 
-def _comparisons(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells: dict, confidence: float) -> list[dict[str, Any]]:
+def _comparisons(
+    exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells: dict, confidence: float
+) -> list[dict[str, Any]]:
     """Every (treatment, control) pair under every attack; intervals Holm-corrected over this list, per metric."""
     acc = {r["victim"]: r["accuracy"] for r in rows}
     k = _num_classes(ds)
@@ -167,11 +212,19 @@ def _comparisons(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], cells
         for a in exp["attacks"]:
             t = cells.get((ds, treat["key"], a), {})
             c = cells.get((ds, ctrl["key"], a), {})
-            comp = {"attack": a, "treatment": treat["key"], "treatment_label": treat["label"],
-                    "control": ctrl["key"], "control_label": ctrl["label"], "budget": _budget(exp, a, t or c),
-                    "treatment_accuracy": acc.get(treat["key"]), "control_accuracy": acc.get(ctrl["key"]),
-                    "accuracy_cost": None if acc.get(treat["key"]) is None or acc.get(ctrl["key"]) is None
-                    else acc[ctrl["key"]] - acc[treat["key"]]}
+            comp = {
+                "attack": a,
+                "treatment": treat["key"],
+                "treatment_label": treat["label"],
+                "control": ctrl["key"],
+                "control_label": ctrl["label"],
+                "budget": _budget(exp, a, t or c),
+                "treatment_accuracy": acc.get(treat["key"]),
+                "control_accuracy": acc.get(ctrl["key"]),
+                "accuracy_cost": None
+                if acc.get(treat["key"]) is None or acc.get(ctrl["key"]) is None
+                else acc[ctrl["key"]] - acc[treat["key"]],
+            }
             for m in METRICS:
                 raw[m].append(compare({key: r[m] for key, r in t.items()}, {key: r[m] for key, r in c.items()}))
             stolen = [r["stolen_accuracy"] for r in (*t.values(), *c.values())]
@@ -190,9 +243,15 @@ def _alpha_sweep(exp: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[s
     for r in rows:
         if r["defense"] is None and (r["method"] == "qat" or (r["method"] == "divqat" and r["objective"] == "paper")):
             alpha = 0.0 if r["method"] == "qat" else float(r["alpha"])
-            pts.append({"alpha": alpha, "victim": r["victim"], "accuracy": r["accuracy"],
-                        "fidelity": {a: r["attacks"][a]["fidelity"] for a in exp["attacks"]},
-                        "stolen_accuracy": {a: r["attacks"][a]["stolen_accuracy"] for a in exp["attacks"]}})
+            pts.append(
+                {
+                    "alpha": alpha,
+                    "victim": r["victim"],
+                    "accuracy": r["accuracy"],
+                    "fidelity": {a: r["attacks"][a]["fidelity"] for a in exp["attacks"]},
+                    "stolen_accuracy": {a: r["attacks"][a]["stolen_accuracy"] for a in exp["attacks"]},
+                }
+            )
     if not any(p["alpha"] > 0 for p in pts):
         return []
     return sorted(pts, key=lambda p: (p["alpha"], p["victim"] != "qat"))
@@ -221,9 +280,19 @@ def _tradeoff(exp: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, list
             s = _series(r)
             if s is None or r["accuracy"] is None or not r["attacks"][a]["fidelity"]["n"]:
                 continue
-            pts.append({"series": s, "victim": r["victim"], "label": r["label"], "alpha": r["alpha"], "beta": r["beta"],
-                        "accuracy": r["accuracy"], "l1_vs_qat": (r["l1_vs_qat"] or {}).get("mean"),
-                        "fidelity": r["attacks"][a]["fidelity"]["mean"], "fidelity_std": r["attacks"][a]["fidelity"]["std"]})
+            pts.append(
+                {
+                    "series": s,
+                    "victim": r["victim"],
+                    "label": r["label"],
+                    "alpha": r["alpha"],
+                    "beta": r["beta"],
+                    "accuracy": r["accuracy"],
+                    "l1_vs_qat": (r["l1_vs_qat"] or {}).get("mean"),
+                    "fidelity": r["attacks"][a]["fidelity"]["mean"],
+                    "fidelity_std": r["attacks"][a]["fidelity"]["std"],
+                }
+            )
         if pts:
             out[a] = pts
     return out
@@ -237,7 +306,24 @@ def _footprint(exp: dict[str, Any], ds: str, rows: list[dict[str, Any]], feet: d
         base = f"{ds}__{r['victim']}"  # measured for the first victim seed only (the same network for every seed)
         f = next((feet[k] for k in sorted(feet) if re.fullmatch(re.escape(base) + r"(__v\d+)?", k)), None)
         if f is not None:
-            out.append({"victim": r["victim"], "label": r["label"], **{k: f.get(k) for k in
-                        ("instructions_per_inference", "model_per_inference", "postprocess_per_inference", "unit",
-                         "flash_bytes", "ram_bytes", "stack_bytes", "board", "core")}})
+            out.append(
+                {
+                    "victim": r["victim"],
+                    "label": r["label"],
+                    **{
+                        k: f.get(k)
+                        for k in (
+                            "instructions_per_inference",
+                            "model_per_inference",
+                            "postprocess_per_inference",
+                            "unit",
+                            "flash_bytes",
+                            "ram_bytes",
+                            "stack_bytes",
+                            "board",
+                            "core",
+                        )
+                    },
+                }
+            )
     return out

@@ -66,7 +66,7 @@ class PairedDiff:
 
     @property
     def verdict(self) -> str:
-        """"lowered", "raised", "within noise" or "one seed" (no interval with a single pair)."""
+        """ "lowered", "raised", "within noise" or "one seed" (no interval with a single pair)."""
         if self.n < 2:
             return "one seed"
         if self.high < 0:
@@ -168,8 +168,18 @@ def compare(treatment: dict[tuple[int, int], float], control: dict[tuple[int, in
         p = 1.0 if s.mean == 0 else 0.0
     else:
         p = float(2 * sps.t.sf(abs(s.mean / se), df))
-    return Comparison(s.mean if units else math.nan, se, df, p, unit, n, len(victims), len({k[1] for k in keys}), sd,
-                      {f"v{k[0]}/s{k[1]}": d for k, d in diffs.items()})
+    return Comparison(
+        s.mean if units else math.nan,
+        se,
+        df,
+        p,
+        unit,
+        n,
+        len(victims),
+        len({k[1] for k in keys}),
+        sd,
+        {f"v{k[0]}/s{k[1]}": d for k, d in diffs.items()},
+    )
 
 
 def holm_levels(p_values: list[float], alpha: float = 0.05) -> tuple[list[float], list[float], list[bool]]:
@@ -225,9 +235,30 @@ def corrected(comps: list[Comparison], confidence: float = 0.95) -> list[dict[st
             verdict = "within noise"
         d = c.mean / c.sd if c.sd and not math.isnan(c.sd) else math.nan
         dl, dh = (low / c.sd, high / c.sd) if c.sd and not math.isnan(c.sd) else (math.nan, math.nan)
-        out.append({"mean": c.mean, "low": low, "high": high, "level": lv, "raw_low": raw_low, "raw_high": raw_high,
-                    "p_value": c.p_value, "p_holm": pa, "verdict": verdict, "n": c.n, "n_victims": c.n_victims,
-                    "n_seeds": c.n_seeds, "unit": c.unit, "df": c.df, "se": c.se, "sd": c.sd,
-                    "effect_size": d, "effect_low": dl, "effect_high": dh, "confidence": confidence,
-                    "family_size": sum(1 for x in comps if not math.isnan(x.p_value)), "diffs": c.diffs})
+        out.append(
+            {
+                "mean": c.mean,
+                "low": low,
+                "high": high,
+                "level": lv,
+                "raw_low": raw_low,
+                "raw_high": raw_high,
+                "p_value": c.p_value,
+                "p_holm": pa,
+                "verdict": verdict,
+                "n": c.n,
+                "n_victims": c.n_victims,
+                "n_seeds": c.n_seeds,
+                "unit": c.unit,
+                "df": c.df,
+                "se": c.se,
+                "sd": c.sd,
+                "effect_size": d,
+                "effect_low": dl,
+                "effect_high": dh,
+                "confidence": confidence,
+                "family_size": sum(1 for x in comps if not math.isnan(x.p_value)),
+                "diffs": c.diffs,
+            }
+        )
     return out

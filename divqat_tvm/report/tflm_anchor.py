@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 #: model file -> short key; the README's per-model table names rows by their first word ("ResNet-8", "KWS", ...)
-MODEL_KEYS = {"mlperf-tiny-resnet8-int8.tflite": "resnet8", "kws_ref_model.tflite": "kws", "vww_96_int8.tflite": "vww",
-              "ad01_int8.tflite": "ad01"}
+MODEL_KEYS = {
+    "mlperf-tiny-resnet8-int8.tflite": "resnet8",
+    "kws_ref_model.tflite": "kws",
+    "vww_96_int8.tflite": "vww",
+    "ad01_int8.tflite": "ad01",
+}
 ROW_KEYS = {"resnet8": "resnet8", "kws": "kws", "vww": "vww", "ad01": "ad01"}
 #: README column / JSON core name -> board
 CORE_BOARD = {"Cortex-M7": "mps2-an500", "Cortex-M4": "mps2-an386", "Cortex-M55": "mps3-an547"}
@@ -110,10 +114,17 @@ def parse_models_readme(text: str) -> dict[str, dict[str, Any]]:
             hit = re.search(pattern, body)
             return _int(hit.group(1)) if hit else None
 
-        e["memory"] = {k: v for k, v in {
-            "code_bytes": mem(r"code \(\.text\) ([\d,]+) B"), "model_bytes": mem(r"model ([\d,]+) B"),
-            "arena_bytes": mem(r"arena used ([\d,]+) B"), "stack_peak_bytes": mem(r"stack peak ([\d,]+) B"),
-            "other_rodata_bytes": mem(r"other read-only data ([\d,]+) B")}.items() if v is not None}
+        e["memory"] = {
+            k: v
+            for k, v in {
+                "code_bytes": mem(r"code \(\.text\) ([\d,]+) B"),
+                "model_bytes": mem(r"model ([\d,]+) B"),
+                "arena_bytes": mem(r"arena used ([\d,]+) B"),
+                "stack_peak_bytes": mem(r"stack peak ([\d,]+) B"),
+                "other_rodata_bytes": mem(r"other read-only data ([\d,]+) B"),
+            }.items()
+            if v is not None
+        }
 
     for tab in _tables(text):
         head = tab[0]
@@ -138,7 +149,10 @@ def parse_models_readme(text: str) -> dict[str, dict[str, Any]]:
                     core = _core_of_header(h)
                     num = re.fullmatch(r"([\d,]+)", row[i].strip())
                     if core and num:
-                        e["instructions"].setdefault(core, {})["cmsis_nn"] = {"value": _int(num.group(1)), "method": "systick"}
+                        e["instructions"].setdefault(core, {})["cmsis_nn"] = {
+                            "value": _int(num.group(1)),
+                            "method": "systick",
+                        }
                     elif low[i] == "macs" and num:
                         e.setdefault("macs", _int(num.group(1)))
                     elif low[i].startswith("arena") and num:
@@ -179,15 +193,23 @@ def readme_reference(readme: Path, model: Path) -> dict[str, Any] | None:
         if "reference_plugin" in kinds:
             c["reference"] = kinds["reference_plugin"]["value"]
             c["reference_method"] = "plugin"
-    per_op = {core: [{"index": i, "label": label, "instructions": v} for i, (label, v) in enumerate(ops)]
-              for core, ops in e["per_operator"].items()}
+    per_op = {
+        core: [{"index": i, "label": label, "instructions": v} for i, (label, v) in enumerate(ops)]
+        for core, ops in e["per_operator"].items()
+    }
     memory = dict(e.get("memory") or {})
     if "arena_bytes" not in memory and e.get("arena_bytes"):
         memory["arena_bytes"] = e["arena_bytes"]
     if not cores:
         return None
-    return {"source": f"{readme} ({key})", "model_key": key, "macs": e.get("macs"), "cores": cores,
-            "per_operator": per_op, "memory": {"Cortex-M7": memory} if memory else {}}
+    return {
+        "source": f"{readme} ({key})",
+        "model_key": key,
+        "macs": e.get("macs"),
+        "cores": cores,
+        "per_operator": per_op,
+        "memory": {"Cortex-M7": memory} if memory else {},
+    }
 
 
 class AnchorError(ValueError):
@@ -204,8 +226,10 @@ def reference_from_json(path: Path, model: Path) -> dict[str, Any]:
         raise AnchorError(f"{path} is not a tflm_reference JSON (no 'results')")
     digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
     if doc.get("model_sha256") != digest:
-        raise AnchorError(f"{path} was measured on {doc.get('model_name', '?')} (sha256 {str(doc.get('model_sha256'))[:16]}), "
-                          f"not on {Path(model).name} (sha256 {digest[:16]})")
+        raise AnchorError(
+            f"{path} was measured on {doc.get('model_name', '?')} (sha256 {str(doc.get('model_sha256'))[:16]}), "
+            f"not on {Path(model).name} (sha256 {digest[:16]})"
+        )
     cores: dict[str, dict[str, Any]] = {}
     per_op: dict[str, list[dict[str, Any]]] = {}
     memory: dict[str, dict[str, Any]] = {}
@@ -224,10 +248,18 @@ def reference_from_json(path: Path, model: Path) -> dict[str, Any]:
                 shape = "x".join(str(d) for d in (op.get("output_shape") or meta.get("output_shape") or [])[1:])
                 rows.append({"index": i, "label": f"{op['op']} {shape}".strip(), "instructions": op["instructions"]})
             per_op[core] = rows
-            memory[core] = {"arena_bytes": r.get("arena_used_bytes"),
-                            "code_bytes": (r.get("sections_bytes") or {}).get(".text")}
-    return {"source": str(path), "model_key": MODEL_KEYS.get(Path(model).name), "macs": None, "cores": cores,
-            "per_operator": per_op, "memory": memory}
+            memory[core] = {
+                "arena_bytes": r.get("arena_used_bytes"),
+                "code_bytes": (r.get("sections_bytes") or {}).get(".text"),
+            }
+    return {
+        "source": str(path),
+        "model_key": MODEL_KEYS.get(Path(model).name),
+        "macs": None,
+        "cores": cores,
+        "per_operator": per_op,
+        "memory": memory,
+    }
 
 
 def merge_references(refs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -235,8 +267,14 @@ def merge_references(refs: list[dict[str, Any]]) -> dict[str, Any] | None:
     refs = [r for r in refs if r]
     if not refs:
         return None
-    out = {"source": ", ".join(r["source"] for r in refs), "model_key": refs[0]["model_key"], "macs": refs[0]["macs"],
-           "cores": {}, "per_operator": {}, "memory": {}}
+    out = {
+        "source": ", ".join(r["source"] for r in refs),
+        "model_key": refs[0]["model_key"],
+        "macs": refs[0]["macs"],
+        "cores": {},
+        "per_operator": {},
+        "memory": {},
+    }
     for r in refs:
         for core, c in r["cores"].items():
             out["cores"].setdefault(core, {}).update(c)
@@ -290,6 +328,12 @@ def per_operator_table(ours: list[dict[str, Any]], ref: list[dict[str, Any]] | N
     for key in sorted(order, key=lambda k: (k if isinstance(k, int) else 10**9, str(k))):
         g = groups[key]
         r = refs.get(g["tflite_index"]) if g["tflite_index"] is not None else None
-        rows.append({**g, "tflm_label": r["label"] if r else None, "tflm_cmsis_nn": r["instructions"] if r else None,
-                     "ratio": ratio(g["ours"], r["instructions"] if r else None)})
+        rows.append(
+            {
+                **g,
+                "tflm_label": r["label"] if r else None,
+                "tflm_cmsis_nn": r["instructions"] if r else None,
+                "ratio": ratio(g["ours"], r["instructions"] if r else None),
+            }
+        )
     return rows

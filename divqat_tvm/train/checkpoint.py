@@ -35,7 +35,13 @@ def git_rev() -> str | None:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -65,9 +71,13 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[s
     """
     from divqat_tvm.quant.prepare import QuantizedModel
 
-    missing = [k for k in REQUIRED_META if k not in meta and not (k == "method" and not isinstance(model, QuantizedModel))]
+    missing = [
+        k for k in REQUIRED_META if k not in meta and not (k == "method" and not isinstance(model, QuantizedModel))
+    ]
     if missing:
-        raise DivqatError(f"checkpoint metadata lacks {', '.join(missing)}.", "Pass them in meta (see docs/contracts.md).")
+        raise DivqatError(
+            f"checkpoint metadata lacks {', '.join(missing)}.", "Pass them in meta (see docs/contracts.md)."
+        )
     m = dict(meta)
     quantized = isinstance(model, QuantizedModel)
     m["kind"] = "quantized" if quantized else "float"
@@ -117,7 +127,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     missing = [k for k in (*REQUIRED_META, "kind") if k not in meta]
     if missing or meta["kind"] not in KINDS:
-        raise CheckpointError(f"{p} has incomplete metadata (missing {', '.join(missing) or 'a valid kind'}).", _MAKE_FIX)
+        raise CheckpointError(
+            f"{p} has incomplete metadata (missing {', '.join(missing) or 'a valid kind'}).", _MAKE_FIX
+        )
     return payload
 
 
@@ -151,8 +163,12 @@ def load_checkpoint(
     payload = read_checkpoint(p)
     meta = payload["meta"]
     if kind is not None and meta["kind"] != kind:
-        want, cmd = ("a float teacher", "divqat-tvm train") if kind == "float" else ("an int8 student", "divqat-tvm quantize")
-        raise CheckpointError(f"{p} holds a {meta['kind']} model, but this step needs {want}.", f"Pass a checkpoint written by `{cmd}`.")
+        want, cmd = (
+            ("a float teacher", "divqat-tvm train") if kind == "float" else ("an int8 student", "divqat-tvm quantize")
+        )
+        raise CheckpointError(
+            f"{p} holds a {meta['kind']} model, but this step needs {want}.", f"Pass a checkpoint written by `{cmd}`."
+        )
     try:
         model = build_from_meta(meta)
         model.load_state_dict(payload["state_dict"], strict=True)

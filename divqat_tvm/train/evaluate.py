@@ -24,7 +24,9 @@ def onnx_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as e:
-        raise CheckpointError(f"{path} is not a readable ONNX file ({type(e).__name__}).", "Export it again with `divqat-tvm export`.") from None
+        raise CheckpointError(
+            f"{path} is not a readable ONNX file ({type(e).__name__}).", "Export it again with `divqat-tvm export`."
+        ) from None
     props = {p.key: p.value for p in model.metadata_props}
     return json.loads(props["divqat_meta"]) if "divqat_meta" in props else {}
 
@@ -34,7 +36,9 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         if not p.is_file():
-            raise CheckpointError(f"ONNX file {p} does not exist.", "Check the path, or create it with `divqat-tvm export`.")
+            raise CheckpointError(
+                f"ONNX file {p} does not exist.", "Check the path, or create it with `divqat-tvm export`."
+            )
         from divqat_tvm.quant.export import ort_logits, ort_session
 
         meta = onnx_meta(p)
@@ -46,7 +50,9 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
     return (lambda x: predict_logits(model, torch.as_tensor(x)).numpy()), meta
 
 
-def load_test_split(meta: dict[str, Any], dataset: str | None, data_dir: str | None, limit: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+def load_test_split(
+    meta: dict[str, Any], dataset: str | None, data_dir: str | None, limit: int | None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(x, y, name) of a dataset's test split, normalised as the model expects (its checkpoint's normalisation)."""
     from divqat_tvm.train.splits import load_split as load_dataset
 
@@ -61,8 +67,11 @@ def load_test_split(meta: dict[str, Any], dataset: str | None, data_dir: str | N
 
 
 def evaluate_files(
-    a: str | os.PathLike[str], b: str | os.PathLike[str] | None = None, dataset: str | None = None,
-    data_dir: str | None = None, limit: int | None = None,
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str] | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Accuracy of `a` (and `b`) on the test split; with `b`, top-1 agreement and mean KL(a ‖ b)."""
     fa, ma = load_predictor(a)
@@ -72,10 +81,14 @@ def evaluate_files(
     if b is not None:
         fb, mb = load_predictor(b)
         if ma.get("normalization") and mb.get("normalization") and ma["normalization"] != mb["normalization"]:
-            raise DivqatError(f"{a} and {b} expect different input normalisations.", "Compare models trained on the same data.")
+            raise DivqatError(
+                f"{a} and {b} expect different input normalisations.", "Compare models trained on the same data."
+            )
         lb = fb(x)
         if lb.shape != la.shape:
-            raise DivqatError(f"{a} gives {la.shape[1]} classes but {b} gives {lb.shape[1]}.", "Compare models of the same task.")
+            raise DivqatError(
+                f"{a} gives {la.shape[1]} classes but {b} gives {lb.shape[1]}.", "Compare models of the same task."
+            )
         out["b"] = {"path": os.fspath(b), "accuracy": accuracy(lb, y)}
         out["agreement"] = agreement(la, lb)
         out["mean_kl_a_b"] = mean_kl(la, lb)

@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from divqat_tvm.errors import CheckpointError, DivqatError
-from divqat_tvm.train.determinism import numeric
 from divqat_tvm.fileio import atomic_write_bytes
+from divqat_tvm.train.determinism import numeric
 
 RESUME_FORMAT = "divqat-tvm-resume"
 #: per-epoch stats that measure the machine, not the model: kept out of checkpoints (see `split_timing`)
@@ -60,7 +60,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1:
-            raise DivqatError(f"epochs must be >= 0 and batch size >= 1 (got {self.epochs}, {self.batch_size}).", "Fix --epochs / --batch-size.")
+            raise DivqatError(
+                f"epochs must be >= 0 and batch size >= 1 (got {self.epochs}, {self.batch_size}).",
+                "Fix --epochs / --batch-size.",
+            )
         if self.optimizer not in OPTIMIZERS:
             raise DivqatError(f"unknown optimizer {self.optimizer!r}.", f"Use one of {', '.join(OPTIMIZERS)}.")
         if self.lr <= 0:
@@ -128,7 +131,9 @@ def _load_resume(path: Path, fingerprint: dict) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"resume file {path} is unreadable ({type(e).__name__}).", f"Delete {path} to start the run afresh.") from e
+        raise CheckpointError(
+            f"resume file {path} is unreadable ({type(e).__name__}).", f"Delete {path} to start the run afresh."
+        ) from e
     if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not a divqat-tvm resume file.", "Delete it or choose another --out.")
     if state["fingerprint"] != fingerprint:
@@ -210,7 +215,13 @@ def fit(
         t0, c0 = time.perf_counter(), time.process_time()
         tot = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
         correct = n = 0
-        bar = tqdm(epoch_loader(train_set, config, epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            epoch_loader(train_set, config, epoch),
+            desc=f"{desc} {epoch + 1}/{config.epochs}",
+            disable=not config.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
@@ -239,8 +250,14 @@ def fit(
         bar.close()
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         stats = {
-            "epoch": epoch + 1, "loss": tot["loss"] / max(n, 1), "ce": tot["ce"] / max(n, 1), "kl": tot["kl"] / max(n, 1),
-            "train_acc": correct / max(n, 1), "lr": float(opt.param_groups[0]["lr"]), "seconds": secs, "cpu_seconds": cpu,
+            "epoch": epoch + 1,
+            "loss": tot["loss"] / max(n, 1),
+            "ce": tot["ce"] / max(n, 1),
+            "kl": tot["kl"] / max(n, 1),
+            "train_acc": correct / max(n, 1),
+            "lr": float(opt.param_groups[0]["lr"]),
+            "seconds": secs,
+            "cpu_seconds": cpu,
             "images_per_s": n / max(secs, 1e-9),
         }
         history.append(stats)

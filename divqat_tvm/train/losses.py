@@ -81,7 +81,9 @@ class DivQATLoss:
 _MASK = 1e9
 
 
-def nontop_kl_per_sample(p_logits: torch.Tensor, q_logits: torch.Tensor, top: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def nontop_kl_per_sample(
+    p_logits: torch.Tensor, q_logits: torch.Tensor, top: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """KL between the two softmaxes restricted (and renormalised) to the classes other than `top` per row."""
     mask = F.one_hot(top, p_logits.shape[1]).to(p_logits.dtype) * _MASK
     lp = F.log_softmax(p_logits / temperature - mask, dim=1)

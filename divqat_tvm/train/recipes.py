@@ -27,7 +27,15 @@ def train_teacher(
     model: nn.Module, train_set: Dataset, config: TrainConfig, resume_path: str | os.PathLike[str] | None = None
 ) -> list[dict[str, float]]:
     """Train a float model in place with cross-entropy."""
-    return fit(model, train_set, config, CrossEntropy(), resume_path=resume_path, fingerprint={"method": "float"}, desc="teacher")
+    return fit(
+        model,
+        train_set,
+        config,
+        CrossEntropy(),
+        resume_path=resume_path,
+        fingerprint={"method": "float"},
+        desc="teacher",
+    )
 
 
 @numeric
@@ -72,7 +80,14 @@ def make_student(
             student.freeze_observers()
 
     history = fit(
-        student, train_set, config, objective, teacher=frozen_teacher, resume_path=resume_path,
-        fingerprint=fp, on_epoch_start=freeze, desc=quant.method,
+        student,
+        train_set,
+        config,
+        objective,
+        teacher=frozen_teacher,
+        resume_path=resume_path,
+        fingerprint=fp,
+        on_epoch_start=freeze,
+        desc=quant.method,
     )
     return student, history

@@ -37,8 +37,10 @@ def split_name(name: str) -> tuple[str, str | None]:
     if not sep:
         return name, None
     if part not in PARTS:
-        raise DataError(f"Unknown partition {part!r} in the dataset name {name!r}.",
-                        f"Use {base}@victim (the victim's half of the training split) or {base}@attacker (the attacker's half).")
+        raise DataError(
+            f"Unknown partition {part!r} in the dataset name {name!r}.",
+            f"Use {base}@victim (the victim's half of the training split) or {base}@attacker (the attacker's half).",
+        )
     return base, part
 
 
@@ -55,8 +57,9 @@ def partition_indices(base: str, n_train: int, labels_bytes: bytes) -> tuple[np.
     return victim, attacker
 
 
-def load_split(name: str, split: str, data_dir: str | os.PathLike[str] | None = None, augment: bool = False,
-               normalization=None) -> ImageDataset:
+def load_split(
+    name: str, split: str, data_dir: str | os.PathLike[str] | None = None, augment: bool = False, normalization=None
+) -> ImageDataset:
     """Like `load_dataset`, also for `NAME@victim` / `NAME@attacker` (their train split is that half; their test
     split is NAME's)."""
     base, part = split_name(name)

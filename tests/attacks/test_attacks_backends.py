@@ -61,8 +61,11 @@ def test_data_free_attacks_qemu_equal_tvm_host(tmp_path, attack):
     torch.set_num_threads(1)
     build = tmp_path / "tiny_dense"
     shutil.copytree(FIXTURE, build)
-    cfg = DFMEConfig(budget=8 * 7 * 2, batch_size=8, ngf=4, nz=8, grad_epsilon=1.0) if attack == "dfme" else \
-        MAZEConfig(budget=8 * 15 * 2, batch_size=8, ngf=4, latent_dim=8, mu=1.0)
+    cfg = (
+        DFMEConfig(budget=8 * 7 * 2, batch_size=8, ngf=4, nz=8, grad_epsilon=1.0)
+        if attack == "dfme"
+        else MAZEConfig(budget=8 * 15 * 2, batch_size=8, ngf=4, latent_dim=8, mu=1.0)
+    )
     answers, students = {}, {}
     for kind in ("tvm-host", "qemu"):
         torch.manual_seed(0)

@@ -23,7 +23,9 @@ from divqat_tvm.attacks.querylog import FINGERPRINT, LoggedOracle
 from divqat_tvm.oracle.backend_torch import TorchOracle
 
 CONFIGS = {
-    "knockoff": KnockoffConfig(budget=200, policy="adaptive", query_batch=8, fit=FitConfig(epochs=3, lr=0.1, momentum=0.9)),
+    "knockoff": KnockoffConfig(
+        budget=200, policy="adaptive", query_batch=8, fit=FitConfig(epochs=3, lr=0.1, momentum=0.9)
+    ),
     "dfme": DFMEConfig(budget=1_200, batch_size=16, epoch_itrs=3, ngf=8, nz=16),
     "maze": MAZEConfig(budget=1_200, batch_size=16, ngf=8, latent_dim=16, ndirs=3),
 }
@@ -125,17 +127,47 @@ def test_kill_and_resume_sends_no_query_twice(tmp_path, evaluator, attack, log_i
     sur = SurrogateSet() if attack == "knockoff" else None
     # Reference: one uninterrupted run.
     ref_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
-    ref = run_attack(attack, ref_v, make_student(), tmp_path / "ref", cfg, seed=3, surrogate=sur, evaluator=evaluator, log_inputs=log_inputs)
+    ref = run_attack(
+        attack,
+        ref_v,
+        make_student(),
+        tmp_path / "ref",
+        cfg,
+        seed=3,
+        surrogate=sur,
+        evaluator=evaluator,
+        log_inputs=log_inputs,
+    )
     # Crash after ~half the budget: the oracle raises as a dying process would stop answering.
     crash_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K), fail_after=cfg.budget // 2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_attack(attack, crash_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator, log_inputs=log_inputs)
+        run_attack(
+            attack,
+            crash_v,
+            make_student(),
+            tmp_path / "run",
+            cfg,
+            seed=3,
+            surrogate=sur,
+            evaluator=evaluator,
+            log_inputs=log_inputs,
+        )
     assert not (tmp_path / "run" / "result.json").exists()
     logged = QueryLog.read(tmp_path / "run" / "queries.qlog").num_queries
     assert logged == crash_v.queries > 0
     # Resume in the same folder with a fresh victim: only the rest is asked.
     resume_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K))
-    res = run_attack(attack, resume_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator, log_inputs=log_inputs)
+    res = run_attack(
+        attack,
+        resume_v,
+        make_student(),
+        tmp_path / "run",
+        cfg,
+        seed=3,
+        surrogate=sur,
+        evaluator=evaluator,
+        log_inputs=log_inputs,
+    )
     assert crash_v.queries + resume_v.queries == ref_v.queries == res["queries_used"]
     assert res["queries_replayed_from_log"] == crash_v.queries
     assert res["queries_sent_this_run"] == resume_v.queries
@@ -166,7 +198,15 @@ def test_a_log_begun_with_images_resumes_with_images(tmp_path, evaluator):
 
 def test_replay_trains_a_student_without_any_victim(tmp_path, evaluator):
     cfg = KnockoffConfig(budget=400, fit=FitConfig(epochs=2))
-    run_attack("knockoff", TorchOracle(make_victim(), SHAPE, K), make_student(), tmp_path, cfg, surrogate=SurrogateSet(), evaluator=evaluator)
+    run_attack(
+        "knockoff",
+        TorchOracle(make_victim(), SHAPE, K),
+        make_student(),
+        tmp_path,
+        cfg,
+        surrogate=SurrogateSet(),
+        evaluator=evaluator,
+    )
     fresh = make_student(seed=99)
     before = evaluator.accuracy(fresh)
     r = replay_log(tmp_path / "queries.qlog", fresh, FitConfig(epochs=30, lr=0.1, momentum=0.9), evaluator=evaluator)

@@ -27,15 +27,29 @@ def victim(tmp_path):
 
     torch.manual_seed(0)
     path = tmp_path / "victim.pt"
-    save_checkpoint(path, build_model("tinycnn", 1, 10, 8).eval(), {
-        "arch": "tinycnn", "dataset": SYN, "input_shape": [1, 8, 8], "num_classes": 10,
-        "normalization": {"mean": [0.5], "std": [0.25]}, "method": "float"})
+    save_checkpoint(
+        path,
+        build_model("tinycnn", 1, 10, 8).eval(),
+        {
+            "arch": "tinycnn",
+            "dataset": SYN,
+            "input_shape": [1, 8, 8],
+            "num_classes": 10,
+            "normalization": {"mean": [0.5], "std": [0.25]},
+            "method": "float",
+        },
+    )
     return f"torch:{path}"
 
 
 def test_zo_step_probe_sees_a_float_victim_move_at_every_step(tmp_path, victim, capsys):
     out = tmp_path / "probe.json"
-    assert _script("zo_step_probe").main(["--victim", victim, "--eps", "1e-3", "1", "--images", "4", "--dirs", "5", "--out", str(out)]) == 0
+    assert (
+        _script("zo_step_probe").main(
+            ["--victim", victim, "--eps", "1e-3", "1", "--images", "4", "--dirs", "5", "--out", str(out)]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [r["eps"] for r in rows] == [1e-3, 1.0]
     assert all(r["changed_fraction"] > 0.9 and r["mean_abs_dlogp_per_eps"] > 0 for r in rows)
@@ -49,8 +63,27 @@ def test_zo_step_probe_sees_a_float_victim_move_at_every_step(tmp_path, victim, 
 def test_datafree_sweep_runs_each_set_with_each_seed(tmp_path, victim, capsys):
     out = tmp_path / "sweep.json"
     sweep = _script("datafree_sweep")
-    args = ["--victim", victim, "--attack", "maze", "--budget", "320", "--base", "batch_size=8,ngf=4,latent_dim=8,ndirs=3",
-            "--set", "mu=0.001", "--set", "mu=1,lr_gen=0.001", "--seeds", "0", "1", "--test-set", SYN, "--out", str(out)]
+    args = [
+        "--victim",
+        victim,
+        "--attack",
+        "maze",
+        "--budget",
+        "320",
+        "--base",
+        "batch_size=8,ngf=4,latent_dim=8,ndirs=3",
+        "--set",
+        "mu=0.001",
+        "--set",
+        "mu=1,lr_gen=0.001",
+        "--seeds",
+        "0",
+        "1",
+        "--test-set",
+        SYN,
+        "--out",
+        str(out),
+    ]
     assert sweep.main(args) == 0
     res = json.loads(out.read_text())
     assert [r["set"] for r in res["rows"]] == [{"mu": 0.001}, {"mu": 1.0, "lr_gen": 0.001}]
@@ -65,8 +98,25 @@ def test_datafree_sweep_runs_each_set_with_each_seed(tmp_path, victim, capsys):
 
 def test_budget_curves_write_json_and_png_and_resume(tmp_path, victim, capsys):
     out = tmp_path / "budget"
-    args = ["--victim", victim, "--profile", "quick", "--attacks", "dfme", "maze", "--budgets", "300", "600", "--seeds", "0", "1",
-            "--test-set", SYN, "--out", str(out)]
+    args = [
+        "--victim",
+        victim,
+        "--profile",
+        "quick",
+        "--attacks",
+        "dfme",
+        "maze",
+        "--budgets",
+        "300",
+        "600",
+        "--seeds",
+        "0",
+        "1",
+        "--test-set",
+        SYN,
+        "--out",
+        str(out),
+    ]
     mod = _script("budget_curves")
     assert mod.main(args) == 0
     data = json.loads((out / "budget_curves.json").read_text())

@@ -27,7 +27,15 @@ def victim():
 @pytest.mark.parametrize("policy", ["random", "adaptive"])
 def test_knockoff_steals(tmp_path, evaluator, policy):
     v = victim()
-    r = run_attack("knockoff", v, make_student(), tmp_path, KnockoffConfig(budget=400, policy=policy, fit=FIT), surrogate=SurrogateSet(), evaluator=evaluator)
+    r = run_attack(
+        "knockoff",
+        v,
+        make_student(),
+        tmp_path,
+        KnockoffConfig(budget=400, policy=policy, fit=FIT),
+        surrogate=SurrogateSet(),
+        evaluator=evaluator,
+    )
     assert r["stolen_accuracy"] > 0.6 and r["fidelity"] == r["stolen_accuracy"]
     assert v.queries == r["queries_used"] == 400
 
@@ -100,8 +108,11 @@ def test_bandit_update_matches_the_textbook_rule():
 def test_generator_output_keeps_queries_in_the_victims_pixel_range(tmp_path, attack, mode):
     v = victim()
     bounds = dict(generator_output=mode, pixel_low=(-0.4,), pixel_high=(2.8,))
-    cfg = DFMEConfig(budget=7 * 16 * 2, batch_size=16, ngf=4, nz=8, **bounds) if attack == "dfme" else \
-        MAZEConfig(budget=15 * 16 * 2, batch_size=16, ngf=4, latent_dim=8, **bounds)
+    cfg = (
+        DFMEConfig(budget=7 * 16 * 2, batch_size=16, ngf=4, nz=8, **bounds)
+        if attack == "dfme"
+        else MAZEConfig(budget=15 * 16 * 2, batch_size=16, ngf=4, latent_dim=8, **bounds)
+    )
     run_attack(attack, v, make_student(), tmp_path, cfg)
     x = np.concatenate(v.seen)
     assert x.min() >= -0.4 - 1e-6 and x.max() <= 2.8 + 1e-6
@@ -162,7 +173,9 @@ class ZeroStudent(torch.nn.Module):
 def _victim_term_gradient(attack: str, eps: float, x_pre: torch.Tensor) -> torch.Tensor:
     oracle, gen = TorchOracle(Int8Victim(), SHAPE, K), torch.Generator().manual_seed(3)
     if attack == "dfme":
-        est, _ = estimate_gradient(oracle, ZeroStudent(), x_pre, DFMEConfig(budget=10**6, grad_m=200, grad_epsilon=eps), gen)
+        est, _ = estimate_gradient(
+            oracle, ZeroStudent(), x_pre, DFMEConfig(budget=10**6, grad_m=200, grad_epsilon=eps), gen
+        )
         return est
     xp = x_pre.clone().requires_grad_(True)
     zoge_backward(oracle, ZeroStudent(), xp, MAZEConfig(budget=10**6, ndirs=200, mu=eps), gen)
@@ -192,11 +205,16 @@ def test_official_step_is_blind_to_an_int8_victim_and_a_pixel_sized_step_is_not(
     assert _changed_fraction(1e-3, x_pre) < 0.5 and _changed_fraction(1.0, x_pre) > 0.9
     xp = x_pre.clone().requires_grad_(True)
     logp = torch.log_softmax(make_victim()(torch.tanh(xp)), 1)
-    target = -(logp - logp.mean(1, keepdim=True)).abs().sum() if attack == "dfme" else \
-        -torch.nn.functional.kl_div(torch.full((4, K), -np.log(K)), logp.exp(), reduction="sum")
+    target = (
+        -(logp - logp.mean(1, keepdim=True)).abs().sum()
+        if attack == "dfme"
+        else -torch.nn.functional.kl_div(torch.full((4, K), -np.log(K)), logp.exp(), reduction="sum")
+    )
     target.backward()
 
     def cos(eps: float) -> torch.Tensor:
-        return torch.nn.functional.cosine_similarity(_victim_term_gradient(attack, eps, x_pre).flatten(1), xp.grad.flatten(1), dim=1)
+        return torch.nn.functional.cosine_similarity(
+            _victim_term_gradient(attack, eps, x_pre).flatten(1), xp.grad.flatten(1), dim=1
+        )
 
     assert (cos(1.0) > 0.5).all() and (cos(1e-3).abs() < 0.3).all()

@@ -22,8 +22,14 @@ def victim_ckpt(tmp_path):
     from divqat_tvm.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    meta = {"arch": "tinycnn", "dataset": SYN, "input_shape": [1, 8, 8], "num_classes": 10,
-            "normalization": {"mean": [0.0], "std": [1 / 255]}, "method": "float"}
+    meta = {
+        "arch": "tinycnn",
+        "dataset": SYN,
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+        "normalization": {"mean": [0.0], "std": [1 / 255]},
+        "method": "float",
+    }
     path = tmp_path / "victim.pt"
     save_checkpoint(path, build_model("tinycnn", 1, 10, 8).eval(), meta)
     return path
@@ -36,7 +42,11 @@ def test_torch_victim_normalisation_reaches_the_test_images(victim_ckpt):
     ev, x = _evaluator(f"torch:{victim_ckpt}", None, SYN, None, norm)
     raw, _ = load_dataset(SYN, "test", normalization=((0.0,), (1.0,))).tensors()
     assert torch.allclose(x, raw * 255, atol=1e-4)  # pixel values 0..255, as the victim expects
-    assert _pixel_bounds("pixels", norm) == {"generator_output": "tanh-range", "pixel_low": (0.0,), "pixel_high": (255.0,)}
+    assert _pixel_bounds("pixels", norm) == {
+        "generator_output": "tanh-range",
+        "pixel_low": (0.0,),
+        "pixel_high": (255.0,),
+    }
     assert _pixel_bounds("clip", norm) == {"generator_output": "clip", "pixel_low": (0.0,), "pixel_high": (255.0,)}
     assert _pixel_bounds("tanh", norm)["generator_output"] == "tanh"
 

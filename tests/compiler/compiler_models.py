@@ -40,16 +40,25 @@ class TinyNet(nn.Module):
         return self.fc(y)
 
 
-def quantize_static_model(path: Path, input_shape: tuple[int, int, int] = (3, 16, 16), avg_pool: bool = True,
-                          seed: int = 0, wide: int = 8) -> Path:
+def quantize_static_model(
+    path: Path, input_shape: tuple[int, int, int] = (3, 16, 16), avg_pool: bool = True, seed: int = 0, wide: int = 8
+) -> Path:
     """Float TinyNet → ONNX → onnxruntime quantize_static (QDQ, per-channel, QInt8/QInt8)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     torch.manual_seed(seed)
     model = TinyNet(avg_pool, wide).eval()
     float_path = path.with_suffix(".float.onnx")
-    torch.onnx.export(model, torch.randn(1, *input_shape), str(float_path), input_names=["input"],
-                      output_names=["logits"], opset_version=13, dynamo=False, dynamic_axes={"input": {0: "N"}})
+    torch.onnx.export(
+        model,
+        torch.randn(1, *input_shape),
+        str(float_path),
+        input_names=["input"],
+        output_names=["logits"],
+        opset_version=13,
+        dynamo=False,
+        dynamic_axes={"input": {0: "N"}},
+    )
     rng = np.random.default_rng(seed)
     batches = [{"input": rng.standard_normal((8, *input_shape)).astype(np.float32)} for _ in range(4)]
 
@@ -60,8 +69,15 @@ def quantize_static_model(path: Path, input_shape: tuple[int, int, int] = (3, 16
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(float_path),
+        str(path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
     return path
 
 
@@ -79,8 +95,8 @@ def registry_export(path: Path, arch: str, input_shape: tuple[int, int, int] = (
     model.train()
     with torch.no_grad():
         for i in range(0, 256, 64):
-            model(xs[i:i + 64])
+            model(xs[i : i + 64])
     model.eval()
-    student = quantize_model(model, QuantConfig(method="ptq"), [xs[i:i + 64] for i in range(0, 256, 64)]).eval()
+    student = quantize_model(model, QuantConfig(method="ptq"), [xs[i : i + 64] for i in range(0, 256, 64)]).eval()
     export_onnx(student, path, input_shape, meta={"arch": arch})
     return path, student

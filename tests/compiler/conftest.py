@@ -88,7 +88,9 @@ class _Outputs:
 
         def run():
             h = HostModel(self.models[name].builds[scheme])
-            return run_reference(import_onnx(self.models[name].onnx_path), h.quantize_input(self.x), scheme).astype(np.int64)
+            return run_reference(import_onnx(self.models[name].onnx_path), h.quantize_input(self.x), scheme).astype(
+                np.int64
+            )
 
         return self._get(("ref", name, scheme), run)
 
@@ -100,7 +102,9 @@ class _Outputs:
         def run():
             m = self.models[name]
             out = json.loads((m.builds["float"] / "manifest.json").read_text())["output"]
-            return ort_reference.int8_outputs(ort_reference.session(m.onnx_path), self.x, out["scale"], out["zero_point"])
+            return ort_reference.int8_outputs(
+                ort_reference.session(m.onnx_path), self.x, out["scale"], out["zero_point"]
+            )
 
         return self._get(("ort", name), run)
 

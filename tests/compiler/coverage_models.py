@@ -55,7 +55,7 @@ class QDQBuilder:
     def conv(self, act, cout: int, k: int, scale: float, zp: int, rng, pad: int = 0, relu: bool = False, name=None):
         cin = int(self.shape_hint_c)
         w = rng.integers(-127, 128, (cout, cin, k, k)).astype(np.int8)
-        ws = (rng.random(cout).astype(np.float32) * 0.01 + 0.002)
+        ws = rng.random(cout).astype(np.float32) * 0.01 + 0.002
         wq = (self.const(w, "w"), self.const(ws, "ws"), self.const(np.zeros(cout, np.int8), "wz"))
         wdq = self._name("wdq")
         self.nodes.append(helper.make_node("DequantizeLinear", list(wq), [wdq], name=self._name("DQ"), axis=0))
@@ -70,8 +70,12 @@ class QDQBuilder:
     def save(self, path: Path, out: tuple, out_shape=None, float_output: bool = True) -> Path:
         y = self.dq(out) if float_output else out[0]
         graph = helper.make_graph(
-            self.nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(self.input_shape))],
-            [helper.make_tensor_value_info(y, TensorProto.FLOAT, out_shape)], self.inits)
+            self.nodes,
+            "g",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(self.input_shape))],
+            [helper.make_tensor_value_info(y, TensorProto.FLOAT, out_shape)],
+            self.inits,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         onnx.save(model, str(path))
@@ -82,8 +86,9 @@ def ort_session(path: Path, optimized: bool):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -91,7 +96,7 @@ def ort_session(path: Path, optimized: bool):
 
 def run_float(sess, x: np.ndarray) -> np.ndarray:
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    return np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
 
 
 def to_codes(y: np.ndarray, scale: float, zp: int) -> np.ndarray:
@@ -110,4 +115,4 @@ def onnx_reference_run(path: Path, x: np.ndarray) -> np.ndarray:
     m.ir_version = max(m.ir_version, 9)
     r = ReferenceEvaluator(m)
     name = m.graph.input[0].name
-    return np.concatenate([r.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    return np.concatenate([r.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])

@@ -10,8 +10,7 @@ import pytest
 from divqat_tvm.compiler import library
 from divqat_tvm.targets import core_names, load_core
 
-pytestmark = [pytest.mark.emulator,
-              pytest.mark.needs_tools("arm-none-eabi-gcc")]
+pytestmark = [pytest.mark.emulator, pytest.mark.needs_tools("arm-none-eabi-gcc")]
 
 
 @pytest.mark.parametrize("core", core_names())
@@ -32,10 +31,24 @@ def test_library_builds_and_links_for_every_core(compiler_models, core, scheme) 
 def test_heap_use_is_detected_in_the_map(tmp_path) -> None:
     """The no-heap check is not vacuous: a library that calls malloc is caught."""
     src = tmp_path / "m.c"
-    src.write_text("#include <stdlib.h>\nvoid e(void) { volatile char *p = malloc(8); p[0] = 1; free((void *)p); for (;;) { } }\n"
-                   "void *_sbrk(int n) { (void)n; return 0; }\n")
+    src.write_text(
+        "#include <stdlib.h>\nvoid e(void) { volatile char *p = malloc(8); p[0] = 1; free((void *)p); for (;;) { } }\n"
+        "void *_sbrk(int n) { (void)n; return 0; }\n"
+    )
     map_file = tmp_path / "m.map"
-    subprocess.run(["arm-none-eabi-gcc", *load_core("cortex-m4").cflags, "-nostartfiles", "-Wl,--gc-sections",
-                    f"-Wl,-Map={map_file}", "-Wl,-e,e", str(src), "-o", str(tmp_path / "m.elf")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            "arm-none-eabi-gcc",
+            *load_core("cortex-m4").cflags,
+            "-nostartfiles",
+            "-Wl,--gc-sections",
+            f"-Wl,-Map={map_file}",
+            "-Wl,-e,e",
+            str(src),
+            "-o",
+            str(tmp_path / "m.elf"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert "malloc" in library.heap_symbols(map_file.read_text())

@@ -40,15 +40,41 @@ def test_arena_equals_independent_liveness_bound(compiler_models, name) -> None:
 def test_model_h_and_manifest_contract(compiler_models) -> None:
     build = compiler_models["qs"].builds["fixed"]
     h = (build / "model.h").read_text()
-    for macro in ("INPUT_SIZE", "OUTPUT_SIZE", "INPUT_SCALE", "INPUT_ZERO_POINT", "OUTPUT_SCALE",
-                  "OUTPUT_ZERO_POINT", "OUTPUT_IS_PROBABILITIES", "ARENA_BYTES", "NUM_OPS"):
+    for macro in (
+        "INPUT_SIZE",
+        "OUTPUT_SIZE",
+        "INPUT_SCALE",
+        "INPUT_ZERO_POINT",
+        "OUTPUT_SCALE",
+        "OUTPUT_ZERO_POINT",
+        "OUTPUT_IS_PROBABILITIES",
+        "ARENA_BYTES",
+        "NUM_OPS",
+    ):
         assert re.search(rf"^#define MODEL_{macro} ", h, re.M), macro
-    assert "#define MODEL_OUTPUT_IS_PROBABILITIES 0\n" in h  # logits (softmax models: tests/compiler/test_tflite_host.py)
+    assert (
+        "#define MODEL_OUTPUT_IS_PROBABILITIES 0\n" in h
+    )  # logits (softmax models: tests/compiler/test_tflite_host.py)
     assert "int model_run(const int8_t *in, int8_t *out);" in h
     assert "extern const char *const model_op_names[];" in h
     m = json.loads((build / "manifest.json").read_text())
-    for key in ("format_version", "name", "prefix", "target", "core", "requant", "input", "output", "ops", "macs",
-                "arena_bytes", "weight_bytes", "tvm_version", "source_model", "meta"):
+    for key in (
+        "format_version",
+        "name",
+        "prefix",
+        "target",
+        "core",
+        "requant",
+        "input",
+        "output",
+        "ops",
+        "macs",
+        "arena_bytes",
+        "weight_bytes",
+        "tvm_version",
+        "source_model",
+        "meta",
+    ):
         assert key in m, key
     assert m["requant"] == "fixed" and m["input"]["layout"] == "NCHW" and m["input"]["shape"] == [1, 3, 16, 16]
     assert m["output"]["kind"] == "logits"
@@ -69,8 +95,23 @@ def test_kernels_are_plain_c_with_pointer_arguments(compiler_models, tmp_path) -
         assert banned not in k, banned
     assert re.search(r"^TVM_DLL void model_k0_conv2d\(int8_t\* \w+, int8_t\* \w+, int32_t\* \w+", k, re.M)
     for src in ("model.c", "kernels.c"):
-        proc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", str(build / src), "-I", str(build),
-                               "-o", str(tmp_path / (src + ".o"))], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                "gcc",
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-c",
+                str(build / src),
+                "-I",
+                str(build),
+                "-o",
+                str(tmp_path / (src + ".o")),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -83,7 +124,8 @@ def test_profiling_hooks_are_called_once_per_op(compiler_models, tmp_path) -> No
     hooks.write_text(
         "#include <stdint.h>\nint trace[64]; int n_trace;\n"
         "#define DIVQAT_OP_BEGIN(i) (trace[n_trace++] = (i))\n#define DIVQAT_OP_END(i) (trace[n_trace++] = -1 - (i))\n"
-        f'#include "{build / "model.c"}"\n')
+        f'#include "{build / "model.c"}"\n'
+    )
     import shutil
 
     lib_dir = tmp_path / "b"

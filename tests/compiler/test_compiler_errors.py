@@ -25,8 +25,13 @@ def _qdq_model_with(op_type: str, path: Path) -> Path:
         helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q1"], name="out_q"),
         helper.make_node("DequantizeLinear", ["q1", "s", "z"], ["logits"], name="out_dq"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 4, 4])], [s, z])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [s, z],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
 
@@ -95,17 +100,21 @@ def test_unknown_target_lists_known_names(compiler_models, tmp_path, capsys) -> 
 def test_clip_becomes_the_quantized_activation_range(tmp_path) -> None:
     """Conv → Clip(0, 0.5) → Q(scale 0.01, zp −128): the clamp is [−128, −128 + 50] (TFLite's
     quantized activation range), in the importer and in the compiled C."""
-    from divqat_tvm.compiler.host_model import HostModel
     from divqat_tvm.compiler.generate import compile_onnx
+    from divqat_tvm.compiler.host_model import HostModel
     from divqat_tvm.compiler.reference import run_reference
 
     rng = np.random.default_rng(0)
     inits = [
-        numpy_helper.from_array(np.array(0.05, np.float32), "s_in"), numpy_helper.from_array(np.array(0, np.int8), "z_in"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "s_in"),
+        numpy_helper.from_array(np.array(0, np.int8), "z_in"),
         numpy_helper.from_array(rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8), "w_q"),
-        numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_s"), numpy_helper.from_array(np.zeros(4, np.int8), "w_z"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "lo"), numpy_helper.from_array(np.array(0.5, np.float32), "hi"),
-        numpy_helper.from_array(np.array(0.01, np.float32), "s_out"), numpy_helper.from_array(np.array(-128, np.int8), "z_out"),
+        numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_s"),
+        numpy_helper.from_array(np.zeros(4, np.int8), "w_z"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "hi"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "s_out"),
+        numpy_helper.from_array(np.array(-128, np.int8), "z_out"),
     ]
     nodes = [
         helper.make_node("QuantizeLinear", ["input", "s_in", "z_in"], ["q0"], name="in_q"),
@@ -116,8 +125,13 @@ def test_clip_becomes_the_quantized_activation_range(tmp_path) -> None:
         helper.make_node("QuantizeLinear", ["r", "s_out", "z_out"], ["q1"], name="out_q"),
         helper.make_node("DequantizeLinear", ["q1", "s_out", "z_out"], ["logits"], name="out_dq"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 6, 6])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 6, 6])],
+        inits,
+    )
     path = tmp_path / "clip.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     g = import_onnx(path)

@@ -44,8 +44,10 @@ def test_named_board_refuses() -> None:
         check_fits(t, t.board.flash.length + 1, 10)
 
 
-@pytest.mark.parametrize(("text", "value"), [("65536", 65536), ("512K", 524288), ("1M", 1048576), ("1.5MiB", 1572864),
-                                             ("128 kb", 131072), (None, None)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("65536", 65536), ("512K", 524288), ("1M", 1048576), ("1.5MiB", 1572864), ("128 kb", 131072), (None, None)],
+)
 def test_parse_size(text: str | None, value: int | None) -> None:
     assert parse_size(text) == value
 

@@ -28,8 +28,9 @@ def test_quantize_multipliers_flattens_per_channel() -> None:
 
 
 def test_round_half_even_f32() -> None:
-    np.testing.assert_array_equal(rq.round_half_even_f32(np.array([0.5, 1.5, -0.5, -1.5, 2.4999], np.float32)),
-                                  [0, 2, 0, -2, 2])
+    np.testing.assert_array_equal(
+        rq.round_half_even_f32(np.array([0.5, 1.5, -0.5, -1.5, 2.4999], np.float32)), [0, 2, 0, -2, 2]
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -41,14 +41,21 @@ def ort_add_model(sa, za, sb, zb, sc, zc):
         return n
 
     for nm, s, z in (("a", sa, za), ("b", sb, zb)):
-        nodes.append(helper.make_node("QuantizeLinear", [nm, c(s, nm + "s", np.float32), c(z, nm + "z", np.int8)], [nm + "q"]))
+        nodes.append(
+            helper.make_node("QuantizeLinear", [nm, c(s, nm + "s", np.float32), c(z, nm + "z", np.int8)], [nm + "q"])
+        )
         nodes.append(helper.make_node("DequantizeLinear", [nm + "q", nm + "s", nm + "z"], [nm + "d"]))
     nodes.append(helper.make_node("Add", ["ad", "bd"], ["y"]))
     nodes.append(helper.make_node("QuantizeLinear", ["y", c(sc, "cs", np.float32), c(zc, "cz", np.int8)], ["yq"]))
     nodes.append(helper.make_node("DequantizeLinear", ["yq", "cs", "cz"], ["out"]))
     shape = [1, 65536]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in "ab"],
-                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)], inits)
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in "ab"],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     return m

@@ -65,7 +65,9 @@ def test_cmake_lists_builds_the_library(tmp_path):
     assert "add_library(ad01 STATIC model.c kernels.c)" in text
     assert "target_include_directories(ad01 PUBLIC" in text
     build = tmp_path / "build"
-    subprocess.run(["cmake", "-S", str(out), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
+    subprocess.run(
+        ["cmake", "-S", str(out), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True
+    )
     subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
     assert (build / "libad01.a").is_file()
     assert shutil.which("cmake")

@@ -27,8 +27,18 @@ N = 1000
 
 def _pool_model(tmp_path: Path, h: int, ceil: int, include: int) -> Path:
     b = QDQBuilder((1, 3, h, h), 0.05, 3)
-    y = b.qop("AveragePool", [b.x], S_OUT, ZP_OUT, name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
-              ceil_mode=ceil, count_include_pad=include)
+    y = b.qop(
+        "AveragePool",
+        [b.x],
+        S_OUT,
+        ZP_OUT,
+        name="pool",
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+        ceil_mode=ceil,
+        count_include_pad=include,
+    )
     return b.save(tmp_path / f"pool_{h}_{ceil}_{include}.onnx", y)
 
 

@@ -107,7 +107,9 @@ def test_mlperf_meta_maps_unit_images_to_raw_pixels(mlperf_build):
     assert np.array_equal(q[:, 0].astype(np.int64), np.arange(256) - 128)
     oracle = TvmHostOracle(mlperf_build)
     probs = oracle.query(x[:8])
-    ref = litert_run(litert(MLPERF), (np.arange(8)[:, None, None, None] - 128 + np.zeros((8, 32, 32, 3))).astype(np.int8)[:, None])[:, 0]
+    ref = litert_run(
+        litert(MLPERF), (np.arange(8)[:, None, None, None] - 128 + np.zeros((8, 32, 32, 3))).astype(np.int8)[:, None]
+    )[:, 0]
     np.testing.assert_array_equal(oracle.last_logits, ref)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
 
@@ -125,5 +127,7 @@ def test_compile_command_accepts_tflite(tmp_path, capsys):
     m = json.loads((out / "manifest.json").read_text())
     assert m["output"]["kind"] == "probabilities" and m["input"]["layout"] == "NHWC" and m["core"] == "cortex-m7"
     assert (out / "footprint.json").is_file()
-    assert main(["compile", str(p), "--target", "cortex-m7", "--out", str(tmp_path / "f"), "--requant", "float"]) not in (0, None)
+    assert main(
+        ["compile", str(p), "--target", "cortex-m7", "--out", str(tmp_path / "f"), "--requant", "float"]
+    ) not in (0, None)
     assert "--requant fixed" in capsys.readouterr().err

@@ -73,6 +73,7 @@ def test_mlperf_graph_structure():
     assert (g.output_tensor.scale, g.output_tensor.zero_point) == (1.0 / 256, -128)
     assert output_kind(g) == "probabilities"
     from divqat_tvm.compiler.graph import macs
+
     assert sum(macs(g, op) for op in g.ops) == 12_501_632  # README: 12,501,632 MACs
 
 
@@ -91,8 +92,17 @@ def test_zoo_reference_matches_litert(tmp_path, seed):
     """Depthwise ×2 SAME s2 RELU6, SAME conv, 1×1 conv, ADD, max pool SAME, padded avg pool, per-channel FC, softmax β."""
     p = write(tmp_path, f"zoo{seed}", tm.zoo_model(seed))
     g = import_tflite(p)
-    assert [op.kind for op in g.ops] == ["conv2d", "conv2d", "conv2d", "add", "maxpool", "avgpool_tflite", "reshape",
-                                         "dense", "softmax"]
+    assert [op.kind for op in g.ops] == [
+        "conv2d",
+        "conv2d",
+        "conv2d",
+        "add",
+        "maxpool",
+        "avgpool_tflite",
+        "reshape",
+        "dense",
+        "softmax",
+    ]
     assert g.ops[0].groups == 3 and g.ops[0].padding == (1, 1, 1, 1) and g.ops[0].act_max < 127  # RELU6 clamps
     xs = np.random.default_rng(seed).integers(-128, 128, (150, 1, 9, 9, 3)).astype(np.int8)
     ref = np.stack([run_reference(g, x) for x in xs])

@@ -13,8 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_tflite_import import LCG_EXPECTED, MLPERF, ZERO_EXPECTED, lcg_image, litert, litert_run  # noqa: E402
 
 needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
-pytestmark = [pytest.mark.emulator, needs_emulator,
-              pytest.mark.needs_tools(needs_files=(MLPERF,))]
+pytestmark = [pytest.mark.emulator, needs_emulator, pytest.mark.needs_tools(needs_files=(MLPERF,))]
 
 BOARDS = {"mps2-an500": "cortex-m7", "mps2-an386": "cortex-m4", "mps3-an547": "cortex-m55"}
 
@@ -34,8 +33,9 @@ def test_mlperf_firmware_bit_exact_with_litert(mlperf_fw_build, board):
 
     rng = np.random.default_rng(sum(map(ord, board)))
     n = 100 if board == "mps2-an500" else 40
-    xs = np.concatenate([lcg_image(), np.full((1, 32, 32, 3), -128, np.int8),
-                         rng.integers(-128, 128, (n, 32, 32, 3)).astype(np.int8)])
+    xs = np.concatenate(
+        [lcg_image(), np.full((1, 32, 32, 3), -128, np.int8), rng.integers(-128, 128, (n, 32, 32, 3)).astype(np.int8)]
+    )
     with QemuOracle(mlperf_fw_build, board=board, transfer="shared", instances=2) as dev:
         res = dev.run_int8(xs.reshape(len(xs), -1))
     out = np.stack([r.logits for r in res])

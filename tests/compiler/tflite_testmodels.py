@@ -31,7 +31,7 @@ class T:
 
 
 @dataclass
-class O:
+class O:  # noqa: E742  (a one-letter name keeps the model tables readable)
     """An operator: builtin code, tensor indices, builtin options (type, option-builder callback)."""
 
     code: int
@@ -152,6 +152,7 @@ def conv_opts(padding: int, stride: int, act: int, dilation: int = 1):
         tflite.Conv2DOptionsAddDilationWFactor(b, dilation)
         tflite.Conv2DOptionsAddFusedActivationFunction(b, act)
         return tflite.Conv2DOptionsEnd(b)
+
     return BO.Conv2DOptions, f
 
 
@@ -166,6 +167,7 @@ def dw_opts(padding: int, stride: int, mult: int, act: int):
         tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, 1)
         tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, act)
         return tflite.DepthwiseConv2DOptionsEnd(b)
+
     return BO.DepthwiseConv2DOptions, f
 
 
@@ -179,6 +181,7 @@ def pool_opts(padding: int, stride: int, k: int, act: int = Act.NONE):
         tflite.Pool2DOptionsAddFilterWidth(b, k)
         tflite.Pool2DOptionsAddFusedActivationFunction(b, act)
         return tflite.Pool2DOptionsEnd(b)
+
     return BO.Pool2DOptions, f
 
 
@@ -187,6 +190,7 @@ def add_opts(act: int):
         tflite.AddOptionsStart(b)
         tflite.AddOptionsAddFusedActivationFunction(b, act)
         return tflite.AddOptionsEnd(b)
+
     return BO.AddOptions, f
 
 
@@ -195,6 +199,7 @@ def fc_opts(act: int):
         tflite.FullyConnectedOptionsStart(b)
         tflite.FullyConnectedOptionsAddFusedActivationFunction(b, act)
         return tflite.FullyConnectedOptionsEnd(b)
+
     return BO.FullyConnectedOptions, f
 
 
@@ -203,6 +208,7 @@ def softmax_opts(beta: float):
         tflite.SoftmaxOptionsStart(b)
         tflite.SoftmaxOptionsAddBeta(b, beta)
         return tflite.SoftmaxOptionsEnd(b)
+
     return BO.SoftmaxOptions, f
 
 

@@ -156,13 +156,19 @@ def test_svhn_mat_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "split", "expected"),
     [
-        ("cifar10", "train", ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/data_batch_5", "cs.toronto.edu"]),
+        (
+            "cifar10",
+            "train",
+            ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/data_batch_5", "cs.toronto.edu"],
+        ),
         ("cifar10", "test", ["cifar-10-batches-py/test_batch", "cs.toronto.edu"]),
         ("cifar100", "train", ["cifar-100-python/train", "cs.toronto.edu"]),
         ("svhn", "test", ["test_32x32.mat", "ufldl.stanford.edu/housenumbers"]),
     ],
 )
-def test_missing_files_name_files_directory_and_source(tmp_path: Path, name: str, split: str, expected: list[str]) -> None:
+def test_missing_files_name_files_directory_and_source(
+    tmp_path: Path, name: str, split: str, expected: list[str]
+) -> None:
     with pytest.raises(DataError) as e:
         load_dataset(name, split, data_dir=tmp_path / "empty")
     msg = str(e.value)

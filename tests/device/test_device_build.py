@@ -6,10 +6,10 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import QEMU_BOARDS, REAL_BOARDS, needs_emulator
-from divqat_tvm.device.build import build_firmware, fw_config_header, variant_name
+
 from divqat_tvm.defenses.spec import parse_defense_spec as parse_defense
+from divqat_tvm.device.build import build_firmware, fw_config_header, variant_name
 from divqat_tvm.errors import CompileError, TargetError
 from divqat_tvm.targets import load_board, load_core
 

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import needs_emulator
+
 from divqat_tvm.cli import main
 
 pytestmark = [pytest.mark.emulator, needs_emulator]
@@ -20,7 +20,10 @@ def test_flash_dry_run_prints_the_openocd_and_pyocd_commands(tiny_build, capsys)
     hexfile = tiny_build / "fw-nucleo-h743zi2" / "firmware.hex"
     assert f"openocd -f board/st_nucleo_h743zi.cfg -c 'program {hexfile} verify reset exit'" in out
     assert hexfile.is_file()
-    assert main(["flash", str(tiny_build), "--board", "stm32f746g-disco", "--tool", "openocd", "--dry-run", "--protect"]) == 0
+    assert (
+        main(["flash", str(tiny_build), "--board", "stm32f746g-disco", "--tool", "openocd", "--dry-run", "--protect"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "-c 'stm32f2x lock 0'" in out and "power cycle" in out
     assert main(["flash", str(tiny_build), "--board", "nucleo-l4r5zi", "--tool", "pyocd", "--dry-run"]) == 0
@@ -37,7 +40,9 @@ def test_flash_without_tool_or_board_is_a_clear_error(tiny_build, capsys, monkey
         assert "neither openocd nor pyocd is installed" in capsys.readouterr().err
     assert main(["flash", str(tiny_build), "--board", "mps2-an500", "--dry-run"]) == 2
     assert "QEMU machine" in capsys.readouterr().err
-    assert main(["flash", str(tiny_build), "--board", "nucleo-h743zi2", "--tool", "pyocd", "--protect", "--dry-run"]) == 2
+    assert (
+        main(["flash", str(tiny_build), "--board", "nucleo-h743zi2", "--tool", "pyocd", "--protect", "--dry-run"]) == 2
+    )
     assert "--tool openocd --protect" in capsys.readouterr().err
 
 
@@ -47,8 +52,22 @@ def test_build_and_emulate_commands(tiny_build, tmp_path, capsys):
     x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 4, 4)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "emu.json"
-    assert main(["emulate", str(tiny_build), "--board", "mps2-an500", "--inputs", str(tmp_path / "x.npy"),
-                 "--profile", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "emulate",
+                str(tiny_build),
+                "--board",
+                "mps2-an500",
+                "--inputs",
+                str(tmp_path / "x.npy"),
+                "--profile",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = " ".join(capsys.readouterr().out.split())  # rich wraps lines
     assert "instructions (emulated) per inference" in text and "dense_relu_0" in text
     d = json.loads(out.read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_reference
+
 from divqat_tvm.defenses import DCP, ReverseSigmoid
 from divqat_tvm.defenses.spec import DefenseSpec, from_postprocessor
 from divqat_tvm.defenses.spec import parse_defense_spec as parse_defense
@@ -37,12 +37,20 @@ def test_softmax_matches_float64_reference(tiny_build):
         assert abs(float(p.sum(dtype=np.float64)) - 1.0) < 1e-5
 
 
-@pytest.mark.parametrize("spec", ["rs:beta=0.5,gamma=0.1", "rs:beta=1.28,gamma=0.1", "dcp:beta=0.5,gamma=0.1,nu=1000",
-                                  "dcp:beta=0.9,gamma=0.1,nu=1000"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "rs:beta=0.5,gamma=0.1",
+        "rs:beta=1.28,gamma=0.1",
+        "dcp:beta=0.5,gamma=0.1,nu=1000",
+        "dcp:beta=0.9,gamma=0.1,nu=1000",
+    ],
+)
 def test_c_defences_match_python_twins(tiny_build, spec):
     twin, plain = HostTwin(tiny_build, spec), HostTwin(tiny_build)
-    py = {"rs": ReverseSigmoid, "dcp": DCP}[spec.split(":")[0]](**{
-        k: float(v) for k, v in (kv.split("=") for kv in spec.split(":")[1].split(","))})
+    py = {"rs": ReverseSigmoid, "dcp": DCP}[spec.split(":")[0]](
+        **{k: float(v) for k, v in (kv.split("=") for kv in spec.split(":")[1].split(","))}
+    )
     rng = np.random.default_rng(2)
     changed = 0
     for _ in range(200):

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import needs_emulator
-from divqat_tvm.compiler.host_model import HostModel
+
 from divqat_tvm.compiler.generate import compile_onnx
+from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.device.build import build_firmware
 from divqat_tvm.models import build_model, model_names
 from divqat_tvm.oracle.backend_device import QemuOracle
@@ -65,7 +65,9 @@ def test_registry_model_on_m7_bit_exact_and_agrees_with_torch(registry_builds, n
         logits = np.stack([r.logits for r in dev.last_results])
     np.testing.assert_array_equal(_bits(p_dev), _bits(host.query(x)))
     # the compiler's own host build (HostModel) gives the same int8 outputs
-    np.testing.assert_array_equal(logits, HostModel(build_dir).run(quantize_input(x, host.manifest)).reshape(logits.shape))
+    np.testing.assert_array_equal(
+        logits, HostModel(build_dir).run(quantize_input(x, host.manifest)).reshape(logits.shape)
+    )
     with torch.no_grad():
         ref = student(torch.from_numpy(x)).argmax(1).numpy()
     agree = float(np.mean(ref == p_dev.argmax(1)))
@@ -97,8 +99,13 @@ def test_divqat_student_costs_what_a_qat_student_costs(tmp_path):
     cfg = TrainConfig(epochs=1, batch_size=32, lr=0.01, device="cpu", progress=False)
     builds = {}
     for method in ("qat", "divqat"):
-        student, _ = make_student(teacher, data, QuantConfig(method=method, calibration_batches=2), cfg,
-                                  DivQATConfig(alpha=1.0) if method == "divqat" else None)
+        student, _ = make_student(
+            teacher,
+            data,
+            QuantConfig(method=method, calibration_batches=2),
+            cfg,
+            DivQATConfig(alpha=1.0) if method == "divqat" else None,
+        )
         builds[method] = _compile(student.eval(), tmp_path / method)
     x = _inputs(10, seed=3)
     counts = {}
@@ -106,13 +113,17 @@ def test_divqat_student_costs_what_a_qat_student_costs(tmp_path):
         with QemuOracle(d, board="mps2-an500", instances=1) as dev:
             dev.query(x)
             counts[method] = np.array([r.model_ticks for r in dev.last_results], dtype=np.float64) * 40
-    size = {m: json.loads((build_firmware(d, "mps2-an500").out_dir / "footprint.json").read_text())
-            for m, d in builds.items()}
+    size = {
+        m: json.loads((build_firmware(d, "mps2-an500").out_dir / "footprint.json").read_text())
+        for m, d in builds.items()
+    }
     assert size["qat"]["flash_by_part_bytes"]["weights"] == size["divqat"]["flash_by_part_bytes"]["weights"]
     assert size["qat"]["arena_bytes"] == size["divqat"]["arena_bytes"]
     rel = abs(counts["divqat"].mean() - counts["qat"].mean()) / counts["qat"].mean()
-    print(f"instructions per inference: QAT {counts['qat'].mean():,.0f}, DivQAT {counts['divqat'].mean():,.0f} "
-          f"(relative difference {rel:.2e}); flash {size['qat']['flash_bytes']:,} vs {size['divqat']['flash_bytes']:,} bytes")
+    print(
+        f"instructions per inference: QAT {counts['qat'].mean():,.0f}, DivQAT {counts['divqat'].mean():,.0f} "
+        f"(relative difference {rel:.2e}); flash {size['qat']['flash_bytes']:,} vs {size['divqat']['flash_bytes']:,} bytes"
+    )
     assert rel < 2e-3
     assert abs(size["qat"]["flash_bytes"] - size["divqat"]["flash_bytes"]) <= 64
 

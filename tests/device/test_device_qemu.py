@@ -9,14 +9,14 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import QEMU_BOARDS, needs_emulator
-from divqat_tvm.device.build import build_firmware
-from divqat_tvm.errors import DeviceError
+
 from divqat_tvm.device import protocol as P
+from divqat_tvm.device.build import build_firmware
+from divqat_tvm.device.emulator import QemuRunner
+from divqat_tvm.errors import DeviceError
 from divqat_tvm.oracle.backend_device import QemuOracle, SerialOracle
 from divqat_tvm.oracle.backend_tvm_host import TvmHostOracle
-from divqat_tvm.device.emulator import QemuRunner
 
 pytestmark = [pytest.mark.emulator, needs_emulator]
 
@@ -44,7 +44,10 @@ def test_firmware_bit_exact_with_host(tiny_build, board, n):
 
 def test_uart_transfer_equals_shared_ram(tiny_build):
     x = _inputs(24, seed=5)
-    with QemuOracle(tiny_build, transfer="uart", instances=1) as a, QemuOracle(tiny_build, transfer="shared", instances=1) as b:
+    with (
+        QemuOracle(tiny_build, transfer="uart", instances=1) as a,
+        QemuOracle(tiny_build, transfer="shared", instances=1) as b,
+    ):
         np.testing.assert_array_equal(_bits(a.query(x)), _bits(b.query(x)))
 
 
@@ -131,7 +134,9 @@ def test_protocol_robustness_errors_then_correct_answers(tiny_build):
         assert _statuses(_raw(r, head + bytes(200))) == [P.E_LENGTH]  # longer than the device takes
         still_correct()
         assert _statuses(_raw(r, P.encode_frame(P.T_INFER, 6, bytes(4) + bytes(10)))) == [P.E_PAYLOAD]  # wrong size
-        assert _statuses(_raw(r, P.encode_frame(P.T_INFER, 6, bytes([1, 0, 0, 0]) + struct.pack("<I", 1 << 30)))) == [P.E_PAYLOAD]
+        assert _statuses(_raw(r, P.encode_frame(P.T_INFER, 6, bytes([1, 0, 0, 0]) + struct.pack("<I", 1 << 30)))) == [
+            P.E_PAYLOAD
+        ]
         assert _statuses(_raw(r, P.encode_frame(P.T_INFER, 6, bytes([9, 0, 0, 0])))) == [P.E_PAYLOAD]  # bad mode
         assert _statuses(_raw(r, P.encode_frame(0x55, 8, b"abc"))) == [P.E_TYPE]
         assert _statuses(_raw(r, P.encode_frame(P.T_FAULT_TEST, 8, b"\0"))) == [P.E_TYPE]  # not a test build

@@ -59,8 +59,12 @@ class Tx(ctypes.Structure):
 
 
 class Frame(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_uint8), ("seq", ctypes.c_uint16), ("length", ctypes.c_uint32),
-                ("payload", ctypes.c_void_p)]
+    _fields_ = [
+        ("type", ctypes.c_uint8),
+        ("seq", ctypes.c_uint16),
+        ("length", ctypes.c_uint32),
+        ("payload", ctypes.c_void_p),
+    ]
 
 
 pytestmark = pytest.mark.needs_tools("gcc")
@@ -72,9 +76,24 @@ def proto(tmp_path_factory):
     (d / "fw_config.h").write_text("#define DQ_QEMU 1\n#define DQ_CLOCK_HZ 25000000u\n")
     (d / "stub.c").write_text(STUB)
     so = d / "libproto.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-std=gnu11", *B.WARNING_CFLAGS, f"-I{INCLUDE}", f"-I{d}",
-                    str(ROOT / "firmware" / "src" / "protocol.c"), str(d / "stub.c"), "-o", str(so)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-std=gnu11",
+            *B.WARNING_CFLAGS,
+            f"-I{INCLUDE}",
+            f"-I{d}",
+            str(ROOT / "firmware" / "src" / "protocol.c"),
+            str(d / "stub.c"),
+            "-o",
+            str(so),
+        ],
+        check=True,
+        capture_output=True,
+    )
     lib = ctypes.CDLL(str(so))
     lib.dq_recv.restype = ctypes.c_int
     return lib
@@ -188,7 +207,11 @@ def test_info_with_the_longest_strings_is_exactly_at_the_limit(tmp_path):
         assert r.info.model == name and r.info.board == board and r.info.fw_version == B.FW_VERSION
         # the defence constants the device reports are the spec's float32 values
         assert (r.info.defense, r.info.beta, r.info.gamma, r.info.nu) == (
-            2, float(np.float32(0.25)), float(np.float32(0.3)), float(np.float32(500)))
+            2,
+            float(np.float32(0.25)),
+            float(np.float32(0.3)),
+            float(np.float32(500)),
+        )
         assert r.infer(np.zeros(16, np.int8)).status == 0
     with pytest.raises(CompileError, match="limit of 384"):
         B.build_firmware(_fixture_named(tmp_path / "plus1", name + "n"), board)
@@ -216,10 +239,10 @@ def test_info_that_does_not_fit_is_a_typed_error_and_the_device_goes_on(tmp_path
         r.start()
         err = seen["error"]
         need = B.protocol_constant("DQ_INFO_FIXED_BYTES") + sum(
-            len(s) + 1 for s in B.info_strings(json.loads((fb.out_dir.parent / "manifest.json").read_text()), fb.board))
+            len(s) + 1 for s in B.info_strings(json.loads((fb.out_dir.parent / "manifest.json").read_text()), fb.board)
+        )
         assert (err.status, err.req_type, err.detail) == (P.E_OVERFLOW, P.T_INFO, need)
         assert seen["infer"].status == 0 and len(seen["infer"].probs) == 4
         assert r.proc.poll() is None  # still running: no fault
     finally:
         r.kill()
-

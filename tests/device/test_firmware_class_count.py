@@ -27,9 +27,23 @@ I8P = ctypes.POINTER(ctypes.c_int8)
 
 def _postprocess_lib(tmp: Path, spec: DefenseSpec) -> ctypes.CDLL:
     so = tmp / f"libpp-{spec.tag or 'none'}.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-ffp-contract=off", *WARNING_CFLAGS, *spec.c_defines(),
-                    f"-I{ROOT / 'firmware' / 'include'}", str(ROOT / "firmware" / "src" / "postprocess.c"), "-o",
-                    str(so)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-ffp-contract=off",
+            *WARNING_CFLAGS,
+            *spec.c_defines(),
+            f"-I{ROOT / 'firmware' / 'include'}",
+            str(ROOT / "firmware" / "src" / "postprocess.c"),
+            "-o",
+            str(so),
+        ],
+        check=True,
+        capture_output=True,
+    )
     lib = ctypes.CDLL(str(so))
     lib.dq_postprocess.argtypes = [I8P, ctypes.c_uint32, ctypes.c_float, ctypes.c_int32, F32P]
     return lib
@@ -86,7 +100,9 @@ int model_run(const int8_t *in, int8_t *out) {
     return 0;
 }
 """)
-    (d / "kernels.c").write_text("/* no kernels: model.c computes its outputs itself */\ntypedef int wide_no_kernels;\n")
+    (d / "kernels.c").write_text(
+        "/* no kernels: model.c computes its outputs itself */\ntypedef int wide_no_kernels;\n"
+    )
     m = json.loads((FIXTURE / "manifest.json").read_text())
     m.update(name=f"wide{classes}", arena_bytes=0, ops=[{"kind": "test", "macs": 0, "name": "wide"}])
     m["output"] = {"layout": "NC", "scale": 0.125, "shape": [1, classes], "zero_point": -5}
@@ -118,6 +134,8 @@ def test_more_classes_than_the_wire_holds_is_refused_by_the_build(tmp_path):
     m = json.loads((build / "manifest.json").read_text())
     m["output"]["shape"] = [1, limit + 1]
     (build / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(CompileError, match=r"65536 output values, more than the firmware's limit of 65535 classes") as e:
+    with pytest.raises(
+        CompileError, match=r"65536 output values, more than the firmware's limit of 65535 classes"
+    ) as e:
         build_firmware(build, "mps2-an385")
     assert "\n" not in e.value.problem

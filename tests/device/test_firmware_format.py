@@ -21,6 +21,9 @@ def test_firmware_is_clang_formatted():
     assert (ROOT / ".clang-format").is_file()
     files = sorted(p for p in (ROOT / "firmware").rglob("*") if p.suffix in (".c", ".h"))
     assert len(files) >= 20
-    proc = subprocess.run([exe, "--dry-run", "-Werror", *map(str, files)], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, ("firmware/ is not clang-formatted; run `clang-format -i firmware/*/*.[ch]`:\n"
-                                  + proc.stderr[-3000:])
+    proc = subprocess.run(
+        [exe, "--dry-run", "-Werror", *map(str, files)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, (
+        "firmware/ is not clang-formatted; run `clang-format -i firmware/*/*.[ch]`:\n" + proc.stderr[-3000:]
+    )

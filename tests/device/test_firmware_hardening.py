@@ -21,8 +21,17 @@ pytestmark = [pytest.mark.emulator, needs_emulator]
 
 FLAGS = ("-Wall", "-Wextra", "-Werror", "-fstack-usage")
 #: public names the hardware, debuggers or newlib fix (documented in firmware/include/dq_vectors.h)
-NOT_DQ = {"Reset_Handler", "Default_Handler", "HardFault_Handler", "MemManage_Handler", "BusFault_Handler",
-          "UsageFault_Handler", "SysTick_Handler", "end", "_end"}
+NOT_DQ = {
+    "Reset_Handler",
+    "Default_Handler",
+    "HardFault_Handler",
+    "MemManage_Handler",
+    "BusFault_Handler",
+    "UsageFault_Handler",
+    "SysTick_Handler",
+    "end",
+    "_end",
+}
 
 
 def _check_build(fb, spec: DefenseSpec) -> None:
@@ -93,11 +102,16 @@ def test_a_warning_in_firmware_c_fails_the_build_and_one_in_model_c_is_reported(
 
 def test_public_symbols_are_dq_prefixed(tiny_build):
     fb = build_firmware(tiny_build, "mps2-an505", "rs:beta=0.5", profile=True, test_fault=True)
-    firmware_objs = [fb.out_dir / f"{stem}.o" for stem, src in sources(tiny_build, fb.board).items()
-                     if FIRMWARE_DIR in src.parents]
+    firmware_objs = [
+        fb.out_dir / f"{stem}.o" for stem, src in sources(tiny_build, fb.board).items() if FIRMWARE_DIR in src.parents
+    ]
     assert len(firmware_objs) >= 10
-    out = subprocess.run(["arm-none-eabi-nm", "-g", "--defined-only", *map(str, firmware_objs)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["arm-none-eabi-nm", "-g", "--defined-only", *map(str, firmware_objs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     names = {p[2] for p in (line.split() for line in out.splitlines()) if len(p) == 3}
     assert "dq_main" in names and "dq_vectors" in names
     assert sorted(n for n in names if not n.startswith("dq_") and n not in NOT_DQ) == []

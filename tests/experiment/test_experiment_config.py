@@ -17,23 +17,48 @@ from divqat_tvm.experiment.config import (
 from divqat_tvm.experiment.grid import expand
 
 GRID = {
-    "name": "g", "seeds": [0, 1, 2], "attacks": ["knockoff", "dfme", "maze"],
-    "victims": [{"method": "float"}, {"method": "ptq"}, {"method": "qat"}, {"method": "divqat", "alpha": [0.5, 1, 2]},
-                {"method": "qat", "defense": "rs", "beta": 0.5}, {"method": "qat", "defense": "dcp", "beta": [0.5, 1.0]},
-                {"method": "divqat", "alpha": 1, "defense": "dcp", "beta": 0.5}],
+    "name": "g",
+    "seeds": [0, 1, 2],
+    "attacks": ["knockoff", "dfme", "maze"],
+    "victims": [
+        {"method": "float"},
+        {"method": "ptq"},
+        {"method": "qat"},
+        {"method": "divqat", "alpha": [0.5, 1, 2]},
+        {"method": "qat", "defense": "rs", "beta": 0.5},
+        {"method": "qat", "defense": "dcp", "beta": [0.5, 1.0]},
+        {"method": "divqat", "alpha": 1, "defense": "dcp", "beta": 0.5},
+    ],
 }
 
 
 def test_grid_expands_every_dataset_victim_attack_seed() -> None:
     exp = validate_experiment(GRID, "g.toml")
     keys = [v.key for v in exp.victims]
-    assert keys == ["float", "ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2", "qat+rs-b0.5", "qat+dcp-b0.5",
-                    "qat+dcp-b1", "divqat-a1+dcp-b0.5"]
+    assert keys == [
+        "float",
+        "ptq",
+        "qat",
+        "divqat-a0.5",
+        "divqat-a1",
+        "divqat-a2",
+        "qat+rs-b0.5",
+        "qat+dcp-b0.5",
+        "qat+dcp-b1",
+        "divqat-a1+dcp-b0.5",
+    ]
     tasks = expand(exp)
     by = {s: [t for t in tasks if t.stage == s] for s in ("teacher", "model", "build", "victim", "footprint", "attack")}
     assert len(by["teacher"]) == 1
     # defended victims deploy their base model: float, ptq, qat, 3 divqat α
-    assert [t.id.split("__")[-1] for t in by["model"]] == ["float", "ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2"]
+    assert [t.id.split("__")[-1] for t in by["model"]] == [
+        "float",
+        "ptq",
+        "qat",
+        "divqat-a0.5",
+        "divqat-a1",
+        "divqat-a2",
+    ]
     assert len(by["victim"]) == 10 and not by["footprint"] and not by["build"]
     assert len(by["attack"]) == 10 * 3 * 3
     assert len({t.id for t in by["attack"]}) == 90
@@ -44,7 +69,11 @@ def test_grid_expands_every_dataset_victim_attack_seed() -> None:
     # its model, then the references of its perturbation / agreement figures: the teacher and the undefended QAT model
     assert dcp.deps == (("model", "mnist5k__tinycnn__qat"), ("teacher", "mnist5k__tinycnn"))
     div = next(t for t in by["victim"] if t.id == "mnist5k__divqat-a1")
-    assert div.deps == (("model", "mnist5k__tinycnn__divqat-a1"), ("teacher", "mnist5k__tinycnn"), ("model", "mnist5k__tinycnn__qat"))
+    assert div.deps == (
+        ("model", "mnist5k__tinycnn__divqat-a1"),
+        ("teacher", "mnist5k__tinycnn"),
+        ("model", "mnist5k__tinycnn__qat"),
+    )
     assert div.params["refs"] == {"teacher": "mnist5k__tinycnn", "qat_model": "mnist5k__tinycnn__qat"}
     # stages come in pipeline order
     order = [t.stage for t in tasks]
@@ -63,7 +92,9 @@ def test_device_backend_compiles_quantized_victims_and_footprints_them() -> None
     exp = validate_experiment({**GRID, "oracle": {"backend": "qemu"}, "footprint": {"enabled": True}}, "g.toml")
     tasks = expand(exp)
     builds = {t.id.split("__")[-1]: t for t in tasks if t.stage == "build"}
-    assert sorted(builds) == sorted(["ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2"])  # no int8 build of a float model
+    assert sorted(builds) == sorted(
+        ["ptq", "qat", "divqat-a0.5", "divqat-a1", "divqat-a2"]
+    )  # no int8 build of a float model
     assert builds["qat"].params["core"] == "cortex-m7" and builds["qat"].deps == (("model", "mnist5k__tinycnn__qat"),)
     victims = {t.id.split("__")[-1]: t for t in tasks if t.stage == "victim"}
     assert victims["float"].params["backend"] == "torch" and victims["qat+rs-b0.5"].params["backend"] == "qemu"
@@ -94,26 +125,29 @@ def test_shipped_configs_validate() -> None:
         assert expand(exp), p
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"attacks": ["knockof"]}, "attacks"),
-    ({"seeds": [0, 0]}, "seeds"),
-    ({"seeds": []}, "seeds"),
-    ({"victims": [{"method": "divqat"}]}, "without alpha"),
-    ({"victims": [{"method": "qat", "alpha": 1}]}, "Only divqat"),
-    ({"victims": [{"method": "qat", "defense": "dcp"}]}, "without beta"),
-    ({"victims": [{"method": "qat", "defense": "xx", "beta": 1}]}, "defense"),
-    ({"victims": [{"method": "qat", "beta": 1}]}, "without a defense"),
-    ({"victims": [{"method": "divqat", "alpha": -1}]}, "alpha"),
-    ({"victims": [{"method": "qat"}, {"method": "qat"}]}, "more than once"),
-    ({"victims": []}, "no \\[\\[victims\\]\\]"),
-    ({"victims": [{"method": "fp8"}]}, "method"),
-    ({"oracle": {"backend": "gpu"}}, "backend"),
-    ({"profile": "huge"}, "Unknown profile"),
-    ({"colour": "red"}, "unknown key"),
-    ({"overrides": {"attacks": {"dfme": {"budget": 0}}}}, "budget"),
-    ({"overrides": {"workers": 0}}, "workers"),
-    ({"overrides": {"attacks": {"bim": {"budget": 5}}}}, "unknown attack"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"attacks": ["knockof"]}, "attacks"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"seeds": []}, "seeds"),
+        ({"victims": [{"method": "divqat"}]}, "without alpha"),
+        ({"victims": [{"method": "qat", "alpha": 1}]}, "Only divqat"),
+        ({"victims": [{"method": "qat", "defense": "dcp"}]}, "without beta"),
+        ({"victims": [{"method": "qat", "defense": "xx", "beta": 1}]}, "defense"),
+        ({"victims": [{"method": "qat", "beta": 1}]}, "without a defense"),
+        ({"victims": [{"method": "divqat", "alpha": -1}]}, "alpha"),
+        ({"victims": [{"method": "qat"}, {"method": "qat"}]}, "more than once"),
+        ({"victims": []}, "no \\[\\[victims\\]\\]"),
+        ({"victims": [{"method": "fp8"}]}, "method"),
+        ({"oracle": {"backend": "gpu"}}, "backend"),
+        ({"profile": "huge"}, "Unknown profile"),
+        ({"colour": "red"}, "unknown key"),
+        ({"overrides": {"attacks": {"dfme": {"budget": 0}}}}, "budget"),
+        ({"overrides": {"workers": 0}}, "workers"),
+        ({"overrides": {"attacks": {"bim": {"budget": 5}}}}, "unknown attack"),
+    ],
+)
 def test_bad_configs_name_the_key_and_the_fix(change: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as e:
         validate_experiment({**GRID, **change}, "bad.toml")
@@ -140,13 +174,17 @@ def test_victim_seeds_multiply_training_and_cells_but_not_footprints() -> None:
     assert len(by["model"]) == 6 * 3 and len(by["attack"]) == 10 * 3 * 3 * 3
     assert len(by["footprint"]) == 9  # the same network whatever its seed: measured once
     cell = next(t for t in by["attack"] if t.id == "mnist5k__qat__knockoff__s1__v2")
-    assert cell.params["victim_seed"] == 2 and cell.params["seed"] == 1 and cell.deps == (("victim", "mnist5k__qat__v2"),)
+    assert (
+        cell.params["victim_seed"] == 2 and cell.params["seed"] == 1 and cell.deps == (("victim", "mnist5k__qat__v2"),)
+    )
     # seed 0 keeps the ids and parameters of a single-seed run (old run directories stay resumable)
     assert "victim_seed" not in next(t for t in by["attack"] if t.id == "mnist5k__qat__knockoff__s1").params
 
 
 def test_objective_is_a_divqat_victim_option() -> None:
-    exp = validate_experiment({**GRID, "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1, "objective": "nontop"}]}, "g.toml")
+    exp = validate_experiment(
+        {**GRID, "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1, "objective": "nontop"}]}, "g.toml"
+    )
     v = exp.victims[1]
     assert (v.key, v.label, v.objective) == ("divqat-nontop-a1", "DivQAT-nontop (α=1)", "nontop")
     model = next(t for t in expand(exp) if t.stage == "model" and t.id.endswith("divqat-nontop-a1"))
@@ -157,11 +195,18 @@ def test_objective_is_a_divqat_victim_option() -> None:
         validate_experiment({**GRID, "victims": [{"method": "qat", "objective": "nontop"}]}, "g.toml")
 
 
-@pytest.mark.parametrize("victim,surrogate,ok", [
-    ("mnist5k@victim", "mnist5k@attacker", True), ("mnist5k", "digits20", True),
-    ("mnist5k", "mnist5k", False), ("mnist5k", "mnist5k@attacker", False), ("mnist5k@victim", "mnist5k", False),
-    ("mnist5k@victim", "mnist5k@victim", False), ("mnist5k@attacker", "mnist5k@victim", False),
-])
+@pytest.mark.parametrize(
+    "victim,surrogate,ok",
+    [
+        ("mnist5k@victim", "mnist5k@attacker", True),
+        ("mnist5k", "digits20", True),
+        ("mnist5k", "mnist5k", False),
+        ("mnist5k", "mnist5k@attacker", False),
+        ("mnist5k@victim", "mnist5k", False),
+        ("mnist5k@victim", "mnist5k@victim", False),
+        ("mnist5k@attacker", "mnist5k@victim", False),
+    ],
+)
 def test_an_in_distribution_attacker_never_overlaps_the_victims_data(victim, surrogate, ok) -> None:
     cfg = {**GRID, "datasets": [{"victim": victim, "surrogate": surrogate}]}
     if ok:

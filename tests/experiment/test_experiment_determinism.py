@@ -15,12 +15,19 @@ from divqat_tvm.experiment.run import run_experiment
 from divqat_tvm.report.results import load_records
 
 TINY = {
-    "name": "tiny-indist", "seeds": [0, 1], "victim_seeds": [0, 1], "attacks": ["knockoff"],
+    "name": "tiny-indist",
+    "seeds": [0, 1],
+    "victim_seeds": [0, 1],
+    "attacks": ["knockoff"],
     "datasets": [{"victim": "mnist5k@victim", "surrogate": "mnist5k@attacker"}],
-    "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1.0, "objective": "nontop"},
-                {"method": "qat", "defense": "rs", "beta": 1.0}],
+    "victims": [
+        {"method": "qat"},
+        {"method": "divqat", "alpha": 1.0, "objective": "nontop"},
+        {"method": "qat", "defense": "rs", "beta": 1.0},
+    ],
     "overrides": {
-        "teacher": {"epochs": 1}, "quantize": {"epochs": 1, "calibration_batches": 4},
+        "teacher": {"epochs": 1},
+        "quantize": {"epochs": 1, "calibration_batches": 4},
         "attacks": {"knockoff": {"budget": 200, "query_batch": 50, "fit": {"epochs": 2}}},
     },
 }
@@ -40,7 +47,10 @@ def test_report_json_is_byte_identical_for_1_and_2_workers(tmp_path: Path) -> No
     rep = json.loads(reports[0])
     assert rep["cells_finished"] == 3 * 2 * 2 and "timing" not in rep
     victims = {r["task"]["id"]: r["result"] for r in load_records(tmp_path / "w1", "victim")}
-    assert victims["mnist5k@victim__qat"]["l1_vs_qat"] == 0.0 and victims["mnist5k@victim__qat"]["agreement_with_qat"] == 1.0
+    assert (
+        victims["mnist5k@victim__qat"]["l1_vs_qat"] == 0.0
+        and victims["mnist5k@victim__qat"]["agreement_with_qat"] == 1.0
+    )
     assert victims["mnist5k@victim__qat+rs-b1__v1"]["l1_vs_undefended"] > 0.05  # RS at β = 1 moves the answers
     assert 0.0 < victims["mnist5k@victim__divqat-nontop-a1"]["agreement_with_teacher"] <= 1.0
     # the same student weights in both runs (cache directories are separate)

@@ -14,12 +14,21 @@ from divqat_tvm.experiment.run import run_experiment
 from divqat_tvm.report.results import load_records
 
 TINY = {
-    "name": "tiny", "seeds": [0, 1], "attacks": ["knockoff", "dfme"],
-    "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1.0}, {"method": "qat", "defense": "dcp", "beta": 1.0}],
+    "name": "tiny",
+    "seeds": [0, 1],
+    "attacks": ["knockoff", "dfme"],
+    "victims": [
+        {"method": "qat"},
+        {"method": "divqat", "alpha": 1.0},
+        {"method": "qat", "defense": "dcp", "beta": 1.0},
+    ],
     "overrides": {
-        "teacher": {"epochs": 1}, "quantize": {"epochs": 1, "calibration_batches": 4},
-        "attacks": {"knockoff": {"budget": 200, "query_batch": 50, "fit": {"epochs": 2}},
-                    "dfme": {"budget": 500, "batch_size": 8, "nz": 16, "ngf": 8}},
+        "teacher": {"epochs": 1},
+        "quantize": {"epochs": 1, "calibration_batches": 4},
+        "attacks": {
+            "knockoff": {"budget": 200, "query_batch": 50, "fit": {"epochs": 2}},
+            "dfme": {"budget": 500, "batch_size": 8, "nz": 16, "ngf": 8},
+        },
     },
 }
 

@@ -14,12 +14,17 @@ from divqat_tvm.experiment.run import run_experiment
 from divqat_tvm.report.results import load_records
 
 TINY_DEVICE = {
-    "name": "tiny-device", "seeds": [0], "attacks": ["knockoff"],
+    "name": "tiny-device",
+    "seeds": [0],
+    "attacks": ["knockoff"],
     "victims": [{"method": "qat", "defense": "dcp", "beta": 1.0}],
     "oracle": {"backend": "qemu", "core": "cortex-m7", "board": "mps2-an500"},
     "footprint": {"enabled": True},
-    "overrides": {"teacher": {"epochs": 1}, "quantize": {"epochs": 1, "calibration_batches": 4},
-                  "attacks": {"knockoff": {"budget": 100, "query_batch": 50, "fit": {"epochs": 1}}}},
+    "overrides": {
+        "teacher": {"epochs": 1},
+        "quantize": {"epochs": 1, "calibration_batches": 4},
+        "attacks": {"knockoff": {"budget": 100, "query_batch": 50, "fit": {"epochs": 1}}},
+    },
 }
 
 needs_tools = pytest.mark.needs_tools("qemu-system-arm", "arm-none-eabi-gcc")

@@ -39,14 +39,32 @@ def test_oracle_specs_follow_the_contract() -> None:
 
 
 def test_footprint_figures_from_the_firmware_json() -> None:
-    fp = {"board": "mps2-an500", "core": "cortex-m7", "defense": "dcp:beta=1,gamma=0.1,nu=1000", "flash_bytes": 51_000,
-          "ram_bytes": 30_000, "measured": {"unit": "instructions (emulated)", "total_per_inference": 1_234_567.0,
-                                            "model_per_inference": {"mean": 1_230_000.0, "min": 1, "max": 2},
-                                            "postprocess_per_inference": {"mean": 4_567.0, "min": 1, "max": 2},
-                                            "stack_peak_bytes": 900}}
+    fp = {
+        "board": "mps2-an500",
+        "core": "cortex-m7",
+        "defense": "dcp:beta=1,gamma=0.1,nu=1000",
+        "flash_bytes": 51_000,
+        "ram_bytes": 30_000,
+        "measured": {
+            "unit": "instructions (emulated)",
+            "total_per_inference": 1_234_567.0,
+            "model_per_inference": {"mean": 1_230_000.0, "min": 1, "max": 2},
+            "postprocess_per_inference": {"mean": 4_567.0, "min": 1, "max": 2},
+            "stack_peak_bytes": 900,
+        },
+    }
     f = footprint_figures(fp)
-    assert (f["instructions_per_inference"], f["model_per_inference"], f["postprocess_per_inference"]) == (1_234_567.0, 1_230_000.0, 4_567.0)
-    assert (f["flash_bytes"], f["ram_bytes"], f["stack_bytes"], f["unit"]) == (51_000, 30_000, 900, "instructions (emulated)")
+    assert (f["instructions_per_inference"], f["model_per_inference"], f["postprocess_per_inference"]) == (
+        1_234_567.0,
+        1_230_000.0,
+        4_567.0,
+    )
+    assert (f["flash_bytes"], f["ram_bytes"], f["stack_bytes"], f["unit"]) == (
+        51_000,
+        30_000,
+        900,
+        "instructions (emulated)",
+    )
     assert f["raw"] is fp
     static_only = footprint_figures({"flash_bytes": 1, "ram_bytes": 2, "measured": None})
     assert static_only["instructions_per_inference"] is None and static_only["flash_bytes"] == 1

@@ -18,12 +18,16 @@ from divqat_tvm.experiment.config import validate_experiment
 from divqat_tvm.experiment.grid import expand
 from divqat_tvm.experiment.scheduler import result_path, run_tasks
 
-CONFIG = {"name": "t", "seeds": [0, 1, 2], "attacks": ["knockoff", "dfme"],
-          "victims": [{"method": "qat"}, {"method": "divqat", "alpha": [1, 2]}]}
+CONFIG = {
+    "name": "t",
+    "seeds": [0, 1, 2],
+    "attacks": ["knockoff", "dfme"],
+    "victims": [{"method": "qat"}, {"method": "divqat", "alpha": [1, 2]}],
+}
 
 # A cheap task function: logs each call, sleeps in attack cells (so a run can be killed mid-grid), reads
 # its dependency's result like the real pipeline does, and fails on demand.
-FAKE = textwrap.dedent('''
+FAKE = textwrap.dedent("""
     import os, time
     from pathlib import Path
 
@@ -38,9 +42,9 @@ FAKE = textwrap.dedent('''
             ctx.report(0.5, "half way")
             time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
         return {"stage": task.stage, "id": task.id, "pid": os.getpid()}
-''')
+""")
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
     from divqat_tvm.experiment.config import validate_experiment
@@ -50,7 +54,7 @@ DRIVER = textwrap.dedent('''
     exp = validate_experiment(json.loads(sys.argv[3]), "t.toml")
     s = run_tasks(expand(exp), sys.argv[2], "fake_tasks:run", workers=int(sys.argv[4]))
     sys.exit(0 if s.ok else 1)
-''')
+""")
 
 
 @pytest.fixture()
@@ -70,8 +74,13 @@ def _calls(log: Path) -> list[str]:
 
 def _run(fake: Path, out: Path, log: Path, workers: int, sleep: float = 0.0) -> subprocess.Popen:
     env = {**os.environ, "FAKE_LOG": str(log), "FAKE_SLEEP": str(sleep)}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(fake), str(out), json.dumps(CONFIG), str(workers)],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(fake), str(out), json.dumps(CONFIG), str(workers)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -85,7 +94,11 @@ def test_killed_experiment_resumes_without_recomputing_finished_cells(fake: Path
         time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    finished = {t.key: result_path(out, t.stage, t.id).stat().st_mtime_ns for t in tasks if result_path(out, t.stage, t.id).exists()}
+    finished = {
+        t.key: result_path(out, t.stage, t.id).stat().st_mtime_ns
+        for t in tasks
+        if result_path(out, t.stage, t.id).exists()
+    }
     done_cells = [c for c in cells if c.key in finished]
     assert 4 <= len(done_cells) < len(cells), "the kill should land mid-grid"
 
@@ -102,7 +115,9 @@ def test_killed_experiment_resumes_without_recomputing_finished_cells(fake: Path
     assert p3.wait(timeout=60) == 0 and _calls(tmp_path / "log3") == []  # a complete run does nothing
 
 
-def test_failed_task_is_recorded_dependents_skipped_and_retried(fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_task_is_recorded_dependents_skipped_and_retried(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     tasks = expand(validate_experiment(CONFIG, "t.toml"))
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "log"))
@@ -141,7 +156,9 @@ def test_artefacts_are_built_once_and_a_half_built_one_is_redone(tmp_path: Path)
     assert d3 == half and not (half / "junk").exists() and len(calls) == 2
 
 
-def test_results_of_other_parameters_are_refused_not_reused(fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_of_other_parameters_are_refused_not_reused(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from divqat_tvm.errors import DivqatError
 
     out = tmp_path / "run"
@@ -152,4 +169,6 @@ def test_results_of_other_parameters_are_refused_not_reused(fake: Path, tmp_path
         run_tasks(expand(validate_experiment(other, "t.toml")), out, "fake_tasks:run")
     more_seeds = {**CONFIG, "seeds": [0, 1, 2, 3]}  # growing the grid is a resume, not a conflict
     s = run_tasks(expand(validate_experiment(more_seeds, "t.toml")), out, "fake_tasks:run")
-    assert s.ok and sorted(s.ran) == sorted(f"attack/mnist5k__{v}__{a}__s3" for v in ("qat", "divqat-a1", "divqat-a2") for a in ("knockoff", "dfme"))
+    assert s.ok and sorted(s.ran) == sorted(
+        f"attack/mnist5k__{v}__{a}__s3" for v in ("qat", "divqat-a1", "divqat-a2") for a in ("knockoff", "dfme")
+    )

@@ -16,9 +16,14 @@ from divqat_tvm.experiment.config import validate_experiment
 from divqat_tvm.experiment.grid import expand
 from divqat_tvm.experiment.scheduler import result_path, run_tasks
 
-CONFIG = {"name": "t", "seeds": [0, 1], "attacks": ["knockoff"], "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1}]}
+CONFIG = {
+    "name": "t",
+    "seeds": [0, 1],
+    "attacks": ["knockoff"],
+    "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1}],
+}
 
-FAKE = textwrap.dedent('''
+FAKE = textwrap.dedent("""
     import os
 
     def run(task, ctx):
@@ -34,7 +39,7 @@ FAKE = textwrap.dedent('''
             (ctx.work_dir / "student.pt").write_bytes(b"student " + task.id.encode())
             return {"victim_top1": open(deps[0]["top1"], "rb").read().decode()}
         return {"id": task.id}
-''')
+""")
 
 
 @pytest.fixture()
@@ -47,12 +52,19 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     sys.modules.pop("fake_cells", None)
 
 
-def test_executor_ray_without_ray_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_executor_ray_without_ray_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     cfg = Path(__file__).resolve().parents[2] / "configs" / "embedded.toml"
     assert main(["experiment", str(cfg), "--executor", "ray", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs Ray" in err[0] and "pip install 'divqat-tvm[cluster]'" in err[0] and "scripts/setup.sh" in err[0]
+    assert (
+        len(err) == 1
+        and "needs Ray" in err[0]
+        and "pip install 'divqat-tvm[cluster]'" in err[0]
+        and "scripts/setup.sh" in err[0]
+    )
     assert not (tmp_path / "run").exists()  # refused before anything was written
     assert main(["experiment", str(cfg), "--address", "127.0.0.1:6379", "--out", str(tmp_path / "run")]) == 2
     assert "--address" in capsys.readouterr().err
@@ -60,8 +72,9 @@ def test_executor_ray_without_ray_is_a_one_line_error(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.parametrize("url", [False, True])
-def test_finished_cells_are_reused_by_content_key_from_a_shared_cache(fake: Path, tmp_path: Path, url: bool,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finished_cells_are_reused_by_content_key_from_a_shared_cache(
+    fake: Path, tmp_path: Path, url: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_LOG", str(fake))
     monkeypatch.setenv("DIVQAT_CACHE_MIRROR", str(tmp_path / "mirror"))
     cache = f"file://{tmp_path / 'shared'}" if url else str(tmp_path / "shared")
@@ -74,14 +87,18 @@ def test_finished_cells_are_reused_by_content_key_from_a_shared_cache(fake: Path
     rec = json.loads(result_path(tmp_path / "run2", "victim", "mnist5k__qat").read_text())
     assert rec["result"]["top1"] == str(tmp_path / "run2" / "victim" / "mnist5k__qat.top1.npy")  # relocated
     assert Path(rec["result"]["top1"]).read_bytes() == b"mnist5k__qat"
-    assert (tmp_path / "run2" / "work" / "attack" / "mnist5k__qat__knockoff__s1" / "student.pt").read_bytes() == b"student mnist5k__qat__knockoff__s1"
+    assert (
+        tmp_path / "run2" / "work" / "attack" / "mnist5k__qat__knockoff__s1" / "student.pt"
+    ).read_bytes() == b"student mnist5k__qat__knockoff__s1"
     # another parameter is another key: that cell (and only it) runs
     more = {**CONFIG, "overrides": {"attacks": {"knockoff": {"budget": 123}}}}
     third = run_tasks(expand(validate_experiment(more, "t.toml")), tmp_path / "run3", "fake_cells:run", cache_dir=cache)
     assert sorted(third.ran) == sorted(t.key for t in tasks if t.stage == "attack")
 
 
-def test_artefacts_of_a_url_cache_are_built_once_for_every_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_artefacts_of_a_url_cache_are_built_once_for_every_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from divqat_tvm.experiment.cache import ensure, fetch_referenced, task_cache_dir
 
     url, calls = f"file://{tmp_path / 'bucket'}", []

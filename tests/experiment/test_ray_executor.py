@@ -31,15 +31,21 @@ from divqat_tvm.experiment.scheduler import result_path
 ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
-    "name": "tiny-ray", "seeds": [0, 1], "attacks": ["knockoff"], "victims": [{"method": "qat"}],
-    "overrides": {"teacher": {"epochs": 1}, "quantize": {"epochs": 1, "calibration_batches": 4},
-                  "attacks": {"knockoff": {"budget": 200, "query_batch": 50, "fit": {"epochs": 2}}}},
+    "name": "tiny-ray",
+    "seeds": [0, 1],
+    "attacks": ["knockoff"],
+    "victims": [{"method": "qat"}],
+    "overrides": {
+        "teacher": {"epochs": 1},
+        "quantize": {"epochs": 1, "calibration_batches": 4},
+        "attacks": {"knockoff": {"budget": 200, "query_batch": 50, "fit": {"epochs": 2}}},
+    },
 }
 
 # Task functions for the cluster's workers (the cluster's PYTHONPATH holds their folder).
 MODULES = {
     # the real pipeline; the first attempt of cell s0 writes its pid and waits to be killed
-    "ray_kill_tasks.py": '''
+    "ray_kill_tasks.py": """
         import os, time
         from pathlib import Path
         from divqat_tvm.experiment.tasks import run_task
@@ -53,9 +59,9 @@ MODULES = {
                     flag.write_text(str(os.getpid()))
                     time.sleep(120)  # killed here by the test
             return run_task(task, ctx)
-    ''',
+    """,
     # cheap: logs each call to the log the test names in RAY_TEST_DIR/current, sleeps in attack cells
-    "ray_fake_tasks.py": '''
+    "ray_fake_tasks.py": """
         import os, time
         from pathlib import Path
 
@@ -74,10 +80,10 @@ MODULES = {
                 assert Path(ctx.dep(*task.deps[0])["top1"]).read_bytes() == task.deps[0][1].encode()
                 time.sleep(1.0)
             return {"stage": task.stage, "id": task.id}
-    ''',
+    """,
 }
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, sys
     from rich.console import Console
     from divqat_tvm.experiment.config import validate_experiment
@@ -93,7 +99,7 @@ DRIVER = textwrap.dedent('''
         s = run_tasks_ray(expand(exp), out, fn, address=address, console=quiet)
     print(json.dumps({"ran": s.ran, "cached": s.cached, "failed": s.failed}))
     sys.exit(0 if s.ok else 1)
-''')
+""")
 
 
 def _free_port() -> int:
@@ -111,14 +117,34 @@ def cluster() -> Iterator[dict]:
     for name, src in MODULES.items():
         (mods / name).write_text(textwrap.dedent(src))
     (tmp / "kill").mkdir()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TEST_DIR": str(tmp),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(mods)]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_TEST_DIR": str(tmp),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(mods)]),
+        "OMP_NUM_THREADS": "1",
+    }
     port = _free_port()
     log = open(tmp / "ray-start.log", "wb")
-    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
-                             "--num-cpus=2", '--resources={"emulator": 2}', "--include-dashboard=false",
-                             f"--temp-dir={tmp / 'ray'}", "--disable-usage-stats"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            '--resources={"emulator": 2}',
+            "--include-dashboard=false",
+            f"--temp-dir={tmp / 'ray'}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 90
         while b"Ray runtime started" not in (tmp / "ray-start.log").read_bytes():
@@ -136,8 +162,14 @@ def cluster() -> Iterator[dict]:
 
 
 def _drive(cluster: dict, cfg: dict, out: Path, fn: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(cfg), str(out), fn, cluster["address"]],
-                            env=cluster["env"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(cfg), str(out), fn, cluster["address"]],
+        env=cluster["env"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def _cells(out: Path) -> dict[str, dict]:
@@ -178,7 +210,11 @@ def _report(out: Path) -> dict:
 
     def strip(o):
         if isinstance(o, dict):
-            return {k: strip(v) for k, v in o.items() if not any(w in k for w in ("wall", "time", "utc", "run_dir", "generated", "span"))}
+            return {
+                k: strip(v)
+                for k, v in o.items()
+                if not any(w in k for w in ("wall", "time", "utc", "run_dir", "generated", "span"))
+            }
         if isinstance(o, list):
             return [strip(v) for v in o]
         return o
@@ -196,7 +232,9 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("local") / "run"
-    s, _ = run_experiment(validate_experiment(TINY, "t.toml"), out, workers=1, console=Console(file=open("/dev/null", "w")))
+    s, _ = run_experiment(
+        validate_experiment(TINY, "t.toml"), out, workers=1, console=Console(file=open("/dev/null", "w"))
+    )
     assert s.ok, s.failed
     return out
 
@@ -223,7 +261,9 @@ def test_ray_executor_gives_the_local_executors_attack_results(cluster: dict, lo
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_worker_killed_mid_cell_is_retried_and_the_report_is_unchanged(cluster: dict, local_run: Path, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_cell_is_retried_and_the_report_is_unchanged(
+    cluster: dict, local_run: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     p = _drive(cluster, TINY, out, "ray_kill_tasks:run")
     pid_file = cluster["dir"] / "kill" / "mnist5k__qat__knockoff__s0.pid"
@@ -244,7 +284,12 @@ def test_a_worker_killed_mid_cell_is_retried_and_the_report_is_unchanged(cluster
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_driver_resumes_without_recomputing_finished_cells(cluster: dict, tmp_path: Path) -> None:
-    cfg = {"name": "t", "seeds": [0, 1, 2], "attacks": ["knockoff", "dfme"], "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1}]}
+    cfg = {
+        "name": "t",
+        "seeds": [0, 1, 2],
+        "attacks": ["knockoff", "dfme"],
+        "victims": [{"method": "qat"}, {"method": "divqat", "alpha": 1}],
+    }
     tasks = expand(validate_experiment(cfg, "t.toml"))
     logs = cluster["dir"]
     out = tmp_path / "run"
@@ -256,7 +301,11 @@ def test_a_killed_driver_resumes_without_recomputing_finished_cells(cluster: dic
         time.sleep(0.05)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    finished = {t.key: result_path(out, t.stage, t.id).stat().st_mtime_ns for t in tasks if result_path(out, t.stage, t.id).exists()}
+    finished = {
+        t.key: result_path(out, t.stage, t.id).stat().st_mtime_ns
+        for t in tasks
+        if result_path(out, t.stage, t.id).exists()
+    }
     assert 3 <= sum(k.startswith("attack/") for k in finished) < 12, "the kill should land mid-grid"
     time.sleep(3)  # Ray stops the dead driver's tasks
 
@@ -274,8 +323,12 @@ def test_a_killed_driver_resumes_without_recomputing_finished_cells(cluster: dic
         assert result_path(out, stage, tid).stat().st_mtime_ns == mtime  # finished files untouched
     assert all(result_path(out, t.stage, t.id).exists() for t in tasks)
     rec = json.loads(result_path(out, "victim", "mnist5k__qat").read_text())
-    assert rec["result"]["top1"] == str(out.resolve() / "victim" / "mnist5k__qat.top1.npy")  # written by the driver, relocated
+    assert rec["result"]["top1"] == str(
+        out.resolve() / "victim" / "mnist5k__qat.top1.npy"
+    )  # written by the driver, relocated
 
     (logs / "current").write_text("drv3.log")
     p3 = _drive(cluster, cfg, out, "ray_fake_tasks:run")
-    assert p3.wait(timeout=120) == 0 and not (logs / "drv3.log").exists()  # a complete run does nothing, not even start Ray
+    assert (
+        p3.wait(timeout=120) == 0 and not (logs / "drv3.log").exists()
+    )  # a complete run does nothing, not even start Ray

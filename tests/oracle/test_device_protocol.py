@@ -27,7 +27,7 @@ def test_decoder_skips_garbage_bad_crc_and_split_input():
     d = P.FrameDecoder()
     got = []
     for i in range(0, len(stream), 3):  # arrives in pieces
-        d.feed(stream[i:i + 3])
+        d.feed(stream[i : i + 3])
         while (fr := d.next()) is not None:
             got.append(fr)
     assert [(f.type, f.seq, f.payload) for f in got] == [(0x81, i, bytes([i]) * i) for i in range(1, 6)]
@@ -83,6 +83,8 @@ def test_link_matches_sequence_numbers_and_times_out():
     link = P.DeviceLink(_Loopback(lambda t, s: b""), timeout=0.2)
     with pytest.raises(DeviceError, match="no answer"):
         link.request(P.T_INFO)
-    link = P.DeviceLink(_Loopback(lambda t, s: P.encode_frame(P.T_FAULT, 0xFFFF, b"UsageFault pc=0x00000100")), timeout=1)
+    link = P.DeviceLink(
+        _Loopback(lambda t, s: P.encode_frame(P.T_FAULT, 0xFFFF, b"UsageFault pc=0x00000100")), timeout=1
+    )
     with pytest.raises(DeviceError, match="UsageFault"):
         link.request(P.T_INFO)

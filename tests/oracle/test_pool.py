@@ -53,7 +53,9 @@ def test_devices_answer_byte_identically_and_log_the_same_file(tiny_build: Path,
 @pytest.mark.emulator
 @needs_emulator
 @pytest.mark.timeout(300)
-def test_ray_actor_devices_answer_like_one_local_device(tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_actor_devices_answer_like_one_local_device(
+    tiny_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ray  # installed by the dev extra; a missing Ray fails the test
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a private cluster on 127.0.0.1, shut down on close

@@ -63,9 +63,19 @@ def test_from_checkpoint_uses_the_checkpoint_contract(tmp_path):
 
     model = build_model("tinycnn", 1, 10, 28).eval()
     meta = {
-        "kind": "float", "arch": "tinycnn", "dataset": "mnist5k", "input_shape": [1, 28, 28], "num_classes": 10,
-        "normalization": {"mean": [0.1307], "std": [0.3077]}, "method": "float", "alpha": 0.0,
-        "kl_direction": None, "kl_cap": None, "metrics": {}, "git_rev": "test", "format_version": 1,
+        "kind": "float",
+        "arch": "tinycnn",
+        "dataset": "mnist5k",
+        "input_shape": [1, 28, 28],
+        "num_classes": 10,
+        "normalization": {"mean": [0.1307], "std": [0.3077]},
+        "method": "float",
+        "alpha": 0.0,
+        "kl_direction": None,
+        "kl_cap": None,
+        "metrics": {},
+        "git_rev": "test",
+        "format_version": 1,
     }
     path = tmp_path / "v.pt"
     checkpoint.save_checkpoint(path, model, meta)

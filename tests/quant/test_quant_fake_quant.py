@@ -47,7 +47,9 @@ def test_weight_fake_quant_values_and_ste_gradient() -> None:
     torch.manual_seed(0)
     w = torch.randn(6, 3, 3, 3, requires_grad=True)
     wq, s = fake_quantize_weight(w)
-    expected = P.dequantize(P.quantize(w.detach(), s, torch.zeros(6, dtype=torch.int32), -127, 127, axis=0), s, torch.zeros(6), axis=0)
+    expected = P.dequantize(
+        P.quantize(w.detach(), s, torch.zeros(6, dtype=torch.int32), -127, 127, axis=0), s, torch.zeros(6), axis=0
+    )
     torch.testing.assert_close(wq, expected, atol=0, rtol=0)
     assert (wq.detach() - w.detach()).abs().max() <= s.max() / 2 + 1e-7
     (wq * torch.arange(wq.numel()).reshape(wq.shape)).sum().backward()
@@ -109,7 +111,19 @@ def test_student_is_a_deep_copy_with_folded_ops() -> None:
     x = torch.randn(16, 3, 12, 12)
     student = quantize_model(teacher, QuantConfig(method="ptq"), [x])
     kinds = [op.kind for op in quantized_ops(student)]
-    assert kinds == ["input", "conv", "conv", "conv", "add", "maxpool", "conv", "avgpool", "avgpool", "flatten", "linear"]
+    assert kinds == [
+        "input",
+        "conv",
+        "conv",
+        "conv",
+        "add",
+        "maxpool",
+        "conv",
+        "avgpool",
+        "avgpool",
+        "flatten",
+        "linear",
+    ]
     assert student.observers_frozen
     t_ptrs = {p.data_ptr() for p in teacher.parameters()} | {b.data_ptr() for b in teacher.buffers()}
     assert not t_ptrs & {p.data_ptr() for p in student.parameters()}
@@ -138,7 +152,12 @@ def test_conv_bias_is_int32_at_input_scale_times_weight_scale() -> None:
     # integer reference: accumulate int products exactly in float64, then the float requantization
     x_int = torch.round(xin / op.in_fq[0].scale) + op.in_fq[0].zero_point
     acc = F.conv2d((x_int - op.in_fq[0].zero_point).double(), w_int.double(), b_int.double(), padding=1)
-    y_ref = torch.clamp(torch.round(torch.relu(acc * bscale.double().view(1, -1, 1, 1)) / m.out_fq.scale.double()) + m.out_fq.zero_point, -128, 127)
+    y_ref = torch.clamp(
+        torch.round(torch.relu(acc * bscale.double().view(1, -1, 1, 1)) / m.out_fq.scale.double())
+        + m.out_fq.zero_point,
+        -128,
+        127,
+    )
     y = torch.round(m(xin, op.in_fq[0].scale) / m.out_fq.scale) + m.out_fq.zero_point
     assert (y.double() - y_ref).abs().max() <= 1  # float32 conv vs exact integer: at most one rounding flip
     assert (y.double() == y_ref).float().mean() > 0.99

@@ -116,7 +116,9 @@ def test_torch_and_numpy_agree() -> None:
     qn = P.quantize_np(x, s, 0, -127, 127, axis=1)
     qt = P.quantize(torch.from_numpy(x), st, torch.zeros(3, dtype=torch.int32), -127, 127, axis=1)
     np.testing.assert_array_equal(qn, qt.numpy())
-    np.testing.assert_array_equal(P.dequantize_np(qn, s, 0, axis=1), P.dequantize(qt, st, torch.zeros(3), axis=1).numpy())
+    np.testing.assert_array_equal(
+        P.dequantize_np(qn, s, 0, axis=1), P.dequantize(qt, st, torch.zeros(3), axis=1).numpy()
+    )
     sa, za = P.activation_qparams_np(float(x.min()), float(x.max()))
     sb, zb = P.activation_qparams(torch.tensor(x.min()), torch.tensor(x.max()))
     assert sa == float(sb) and za == int(zb)
@@ -175,13 +177,21 @@ def _int32_cases(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_quantize_multiplier_against_exact_arithmetic() -> None:
     rng = np.random.default_rng(0)
     ties = [(2**31 + 2 * j + 1) / 2**32 * 2.0**k for j in (0, 1, 12345, 2**30 - 1) for k in (-20, 0, 5)]  # M·2 odd
-    reals = np.concatenate([10.0 ** rng.uniform(-12, 3, 3000), rng.uniform(0, 1, 1000), ties,
-                            [0.0, 0.5, 1.0, 0.25, 2.0**-31, 2.0**-32, 2.0**-33, 1 - 2**-40, 1 - 2**-33, 2.0**29]])
+    reals = np.concatenate(
+        [
+            10.0 ** rng.uniform(-12, 3, 3000),
+            rng.uniform(0, 1, 1000),
+            ties,
+            [0.0, 0.5, 1.0, 0.25, 2.0**-31, 2.0**-32, 2.0**-33, 1 - 2**-40, 1 - 2**-33, 2.0**29],
+        ]
+    )
     for r in reals:
         assert P.quantize_multiplier(float(r)) == _ref_quantize_multiplier(float(r)), r
     m, s = P.quantize_multiplier_np(reals.reshape(-1, 2))
     assert m.shape == s.shape == (len(reals) // 2, 2) and m.dtype == s.dtype == np.int32
-    assert [(int(a), int(b)) for a, b in zip(m.ravel(), s.ravel())] == [_ref_quantize_multiplier(float(r)) for r in reals]
+    assert [(int(a), int(b)) for a, b in zip(m.ravel(), s.ravel())] == [
+        _ref_quantize_multiplier(float(r)) for r in reals
+    ]
     for bad in (-0.5, float("inf"), float("nan"), 2.0**31):
         with pytest.raises(ValueError):
             P.quantize_multiplier(bad)

@@ -43,9 +43,17 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (t / name / "manifest.json").write_bytes(b"\xff\xfe{}")
         else:
             (t / name / "manifest.json").write_text(text)
-    save_checkpoint(t / "float.pt", build_model("tinycnn", 1, 10, 28),
-                    {"arch": "tinycnn", "dataset": "mnist5k", "input_shape": [1, 28, 28], "num_classes": 10,
-                     "normalization": {"mean": [0.1307], "std": [0.3081]}})
+    save_checkpoint(
+        t / "float.pt",
+        build_model("tinycnn", 1, 10, 28),
+        {
+            "arch": "tinycnn",
+            "dataset": "mnist5k",
+            "input_shape": [1, 28, 28],
+            "num_classes": 10,
+            "normalization": {"mean": [0.1307], "std": [0.3081]},
+        },
+    )
     return t
 
 
@@ -58,7 +66,12 @@ TABLE = [
     ("model-missing", ["compile", "{T}/missing.onnx", "--out", "{T}/o3"], "missing.onnx does not exist", 2),
     ("model-garbage", ["compile", "{T}/garbage.onnx", "--out", "{T}/o4"], "is not a readable ONNX model", 2),
     ("model-is-checkpoint", ["compile", "{T}/float.pt", "--out", "{T}/o4"], "is not a readable ONNX model", 2),
-    ("unknown-target", ["compile", "{T}/garbage.onnx", "--target", "nope", "--out", "{T}/o5"], "unknown target 'nope'", 2),
+    (
+        "unknown-target",
+        ["compile", "{T}/garbage.onnx", "--target", "nope", "--out", "{T}/o5"],
+        "unknown target 'nope'",
+        2,
+    ),
     ("bad-size-option", ["compile", "{T}/garbage.onnx", "--flash", "12Q", "--out", "{T}/o6"], "'12Q' is not a size", 2),
     ("unknown-command", ["nosuchcmd"], "No such command 'nosuchcmd'", 2),
     ("unknown-option", ["build", "{T}/b", "--nope"], "No such option: --nope", 2),
@@ -79,41 +92,116 @@ TABLE = [
     ("inputs-wrong-shape", ["emulate", "{T}/b", "--inputs", "{T}/shape.npy"], "the model takes [N, 1, 4, 4]", 2),
     ("emulate-real-board", ["emulate", "{T}/b", "--board", "nucleo-h743zi2"], "is a real board, not a QEMU machine", 2),
     ("unknown-transfer", ["emulate", "{T}/b", "--transfer", "bogus"], "unknown --transfer 'bogus'", 2),
-    ("json-under-a-file", ["emulate", "{T}/b", "--json", "{T}/file/x.json", "--random", "1"],
-     "{T}/file is a file, but a directory is expected", 2),
-    ("flash-qemu-board", ["flash", "{T}/b", "--board", "mps2-an500"], "is a QEMU machine; there is nothing to flash", 2),
-    ("serial-port-missing", ["footprint", "{T}/b", "--port", "/dev/does-not-exist", "--board", "nucleo-h743zi2"],
-     "cannot open the serial port /dev/does-not-exist", 2),
-    ("victim-serial-missing", ["attack", "--attack", "dfme", "--victim", "serial:/dev/does-not-exist@{T}/b",
-                               "--out", "{T}/a1", *SYN], "cannot open the serial port /dev/does-not-exist", 2),
-    ("victim-unknown-backend", ["attack", "--attack", "dfme", "--victim", "bogus:x", "--out", "{T}/a2"],
-     "Unknown victim backend 'bogus'", 2),
-    ("victim-build-missing", ["attack", "--attack", "dfme", "--victim", "qemu:{T}/missing", "--out", "{T}/a3", *SYN],
-     "{T}/missing is not a compiled build", 2),
-    ("victim-real-board-as-qemu", ["attack", "--attack", "dfme", "--victim", "qemu:{T}/b@nucleo-h743zi2", "--out",
-                                   "{T}/a3", *SYN], "'nucleo-h743zi2' is not a QEMU machine", 2),
-    ("victim-checkpoint-dev-null", ["attack", "--attack", "dfme", "--victim", "torch:/dev/null", "--out", "{T}/a4"],
-     "checkpoint /dev/null", 2),
-    ("victim-checkpoint-directory", ["attack", "--attack", "dfme", "--victim", "torch:{T}/empty", "--out", "{T}/a5"],
-     "checkpoint {T}/empty", 2),
-    ("unknown-attack", ["attack", "--attack", "nonsense", "--victim", "tvm-host:{T}/b", "--out", "{T}/a6", *SYN],
-     "Unknown attack 'nonsense'", 2),
-    ("budget-below-one-iteration", ["attack", "--attack", "dfme", "--victim", "tvm-host:{T}/b", "--out", "{T}/a7",
-                                    "--test-set", "synthetic:1x4x4:4", "--budget", "10"], "budget 10 is below the cost", 2),
-    ("attack-out-is-a-file", ["attack", "--attack", "dfme", "--victim", "tvm-host:{T}/b", "--out", "{T}/file", *SYN],
-     "{T}/file is a file, but a directory is expected", 2),
+    (
+        "json-under-a-file",
+        ["emulate", "{T}/b", "--json", "{T}/file/x.json", "--random", "1"],
+        "{T}/file is a file, but a directory is expected",
+        2,
+    ),
+    (
+        "flash-qemu-board",
+        ["flash", "{T}/b", "--board", "mps2-an500"],
+        "is a QEMU machine; there is nothing to flash",
+        2,
+    ),
+    (
+        "serial-port-missing",
+        ["footprint", "{T}/b", "--port", "/dev/does-not-exist", "--board", "nucleo-h743zi2"],
+        "cannot open the serial port /dev/does-not-exist",
+        2,
+    ),
+    (
+        "victim-serial-missing",
+        ["attack", "--attack", "dfme", "--victim", "serial:/dev/does-not-exist@{T}/b", "--out", "{T}/a1", *SYN],
+        "cannot open the serial port /dev/does-not-exist",
+        2,
+    ),
+    (
+        "victim-unknown-backend",
+        ["attack", "--attack", "dfme", "--victim", "bogus:x", "--out", "{T}/a2"],
+        "Unknown victim backend 'bogus'",
+        2,
+    ),
+    (
+        "victim-build-missing",
+        ["attack", "--attack", "dfme", "--victim", "qemu:{T}/missing", "--out", "{T}/a3", *SYN],
+        "{T}/missing is not a compiled build",
+        2,
+    ),
+    (
+        "victim-real-board-as-qemu",
+        ["attack", "--attack", "dfme", "--victim", "qemu:{T}/b@nucleo-h743zi2", "--out", "{T}/a3", *SYN],
+        "'nucleo-h743zi2' is not a QEMU machine",
+        2,
+    ),
+    (
+        "victim-checkpoint-dev-null",
+        ["attack", "--attack", "dfme", "--victim", "torch:/dev/null", "--out", "{T}/a4"],
+        "checkpoint /dev/null",
+        2,
+    ),
+    (
+        "victim-checkpoint-directory",
+        ["attack", "--attack", "dfme", "--victim", "torch:{T}/empty", "--out", "{T}/a5"],
+        "checkpoint {T}/empty",
+        2,
+    ),
+    (
+        "unknown-attack",
+        ["attack", "--attack", "nonsense", "--victim", "tvm-host:{T}/b", "--out", "{T}/a6", *SYN],
+        "Unknown attack 'nonsense'",
+        2,
+    ),
+    (
+        "budget-below-one-iteration",
+        [
+            "attack",
+            "--attack",
+            "dfme",
+            "--victim",
+            "tvm-host:{T}/b",
+            "--out",
+            "{T}/a7",
+            "--test-set",
+            "synthetic:1x4x4:4",
+            "--budget",
+            "10",
+        ],
+        "budget 10 is below the cost",
+        2,
+    ),
+    (
+        "attack-out-is-a-file",
+        ["attack", "--attack", "dfme", "--victim", "tvm-host:{T}/b", "--out", "{T}/file", *SYN],
+        "{T}/file is a file, but a directory is expected",
+        2,
+    ),
     ("replay-missing", ["attack", "--replay", "{T}/missing.qlog"], "No query log at {T}/missing.qlog", 2),
     ("replay-garbage", ["attack", "--replay", "{T}/garbage.qlog"], "is not a divqat-tvm query log", 2),
     ("toml-malformed", ["experiment", "{T}/bad.toml", "--out", "{T}/e1"], "is not valid TOML", 2),
     ("toml-not-utf8", ["experiment", "{T}/nonutf8.toml", "--out", "{T}/e2"], "not UTF-8", 2),
     ("config-missing", ["experiment", "{T}/missing.toml", "--out", "{T}/e3"], "missing.toml does not exist", 2),
-    ("config-is-directory", ["experiment", "{T}/empty", "--out", "{T}/e4"], "A directory stands where a file is expected", 2),
-    ("experiment-out-is-a-file", ["experiment", str(ROOT / "configs" / "embedded.toml"), "--out", "{T}/file"],
-     "{T}/file is a file, but a directory is expected", 2),
+    (
+        "config-is-directory",
+        ["experiment", "{T}/empty", "--out", "{T}/e4"],
+        "A directory stands where a file is expected",
+        2,
+    ),
+    (
+        "experiment-out-is-a-file",
+        ["experiment", str(ROOT / "configs" / "embedded.toml"), "--out", "{T}/file"],
+        "{T}/file is a file, but a directory is expected",
+        2,
+    ),
     ("report-not-a-run", ["report", "{T}/empty"], "holds no experiment.json", 2),
     ("report-dev-null", ["report", "/dev/null"], "/dev/null holds no experiment.json", 2),
     ("teacher-dev-null", ["quantize", "/dev/null", "--out", "{T}/q1"], "checkpoint /dev/null", 2),
-    ("checkpoint-wrong-kind", ["export", "{T}/float.pt", "--out", "{T}/x.onnx"], "holds a float model, but this step needs an int8 student", 2),
+    (
+        "checkpoint-wrong-kind",
+        ["export", "{T}/float.pt", "--out", "{T}/x.onnx"],
+        "holds a float model, but this step needs an int8 student",
+        2,
+    ),
     ("checkpoint-not-torch", ["evaluate", "{T}/json.pt"], "is not a readable divqat-tvm checkpoint", 2),
     ("unknown-dataset", ["train", "--dataset", "nope", "--out", "{T}/t1.pt"], "Unknown dataset 'nope'", 2),
     ("data-dir-is-a-file", ["datasets", "--data-dir", "/dev/null"], "--data-dir /dev/null is not a directory", 2),
@@ -142,8 +230,9 @@ def test_bad_input_is_one_line(ws, capsys, argv, says, code):
     assert len(line) > len(says) + 20  # the fix follows the problem
 
 
-@pytest.mark.parametrize(("err", "says"), [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"),
-                                           (errno.EACCES, "permissions")])
+@pytest.mark.parametrize(
+    ("err", "says"), [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"), (errno.EACCES, "permissions")]
+)
 def test_output_directory_refusals(ws, tmp_path, capsys, monkeypatch, err, says):
     """Read-only, full or forbidden output (root, as CI runs, writes through permission bits: so the file system's
     refusal is injected where the build writes)."""

@@ -40,7 +40,11 @@ def test_the_harness_finds_a_planted_bug(tmp_path):
     fw = tmp_path / "firmware"
     shutil.copytree(B.FIRMWARE_DIR, fw)
     src = fw / "src" / "protocol.c"
-    src.write_text(src.read_text().replace("uint8_t p[8] = {status, req_type, 0, 0};", "uint8_t p[8] = {(uint8_t)(status + 200u), req_type, 0, 0};"))
+    src.write_text(
+        src.read_text().replace(
+            "uint8_t p[8] = {status, req_type, 0, 0};", "uint8_t p[8] = {(uint8_t)(status + 200u), req_type, 0, 0};"
+        )
+    )
     orig = (H.FIRMWARE_DIR, H.FUZZ_DIR)
     H.FIRMWARE_DIR, H.FUZZ_DIR = fw, fw / "fuzz"
     try:

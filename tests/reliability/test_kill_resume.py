@@ -31,10 +31,32 @@ VOLATILE = {"wall_time_s", "queries_sent_this_run", "queries_replayed_from_log",
 
 
 def _command(build: Path, out: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; from divqat_tvm.cli import main; sys.exit(main(sys.argv[1:]))",
-            "attack", "--attack", "dfme", "--victim", f"qemu:{build}", "--budget", str(112 * 36), "--batch-size", "16",
-            "--student", "tinycnn", "--test-set", "synthetic:1x4x4:4", "--ngf", "4", "--latent-dim", "8",
-            "--epsilon", "1", "--out", str(out)]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from divqat_tvm.cli import main; sys.exit(main(sys.argv[1:]))",
+        "attack",
+        "--attack",
+        "dfme",
+        "--victim",
+        f"qemu:{build}",
+        "--budget",
+        str(112 * 36),
+        "--batch-size",
+        "16",
+        "--student",
+        "tinycnn",
+        "--test-set",
+        "synthetic:1x4x4:4",
+        "--ngf",
+        "4",
+        "--latent-dim",
+        "8",
+        "--epsilon",
+        "1",
+        "--out",
+        str(out),
+    ]
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -71,8 +93,9 @@ def _size(p: Path) -> int:
 def test_qemu_and_process_kills_resume_to_identical_results(tmp_path):
     build = tmp_path / "tiny_dense"
     shutil.copytree(FIXTURE, build)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DIVQAT_EMULATOR_REGISTRY=str(tmp_path / "registry"),
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT), DIVQAT_EMULATOR_REGISTRY=str(tmp_path / "registry"), OMP_NUM_THREADS="1"
+    )
     os.environ[lifetime.REGISTRY_ENV] = env["DIVQAT_EMULATOR_REGISTRY"]
     log = tmp_path / "runs.log"
     try:
@@ -88,7 +111,9 @@ def test_qemu_and_process_kills_resume_to_identical_results(tmp_path):
         for ev in plan:
             mark = _size(qlog)
             # the attack is under way: new answers have reached the log since the last kill
-            _wait(lambda m=mark, pr=proc: _size(qlog) > m + 2048 and pr.poll() is None, 240, f"progress before kill {ev}")
+            _wait(
+                lambda m=mark, pr=proc: _size(qlog) > m + 2048 and pr.poll() is None, 240, f"progress before kill {ev}"
+            )
             if ev == "q":
                 _wait(lambda pr=proc: lifetime.running(owner=pr.pid), 60, "a running emulator")
                 pid = lifetime.running(owner=proc.pid)[0]

@@ -22,8 +22,12 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny_dense"
 pytestmark = pytest.mark.needs_tools("arm-none-eabi-gcc")
 
 #: board -> (UART layout, expected BRR: the reset clock over 115200 baud; LPUART: 256x)
-BOARDS = {"nucleo-h743zi2": ("v2", 556, 0x0C), "stm32f746g-disco": ("v2", 139, 0x0C),
-          "nucleo-l4r5zi": ("v2", 8889, 0x0C), "nucleo-f446re": ("v1", 139, 0x08)}
+BOARDS = {
+    "nucleo-h743zi2": ("v2", 556, 0x0C),
+    "stm32f746g-disco": ("v2", 139, 0x0C),
+    "nucleo-l4r5zi": ("v2", 8889, 0x0C),
+    "nucleo-f446re": ("v1", 139, 0x08),
+}
 
 
 @pytest.fixture(scope="module")

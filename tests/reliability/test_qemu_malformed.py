@@ -62,7 +62,7 @@ def _hammer(build: Path, board: str, n_malformed: int, valid_every: int, seed: i
                 want_logits, want_probs = twin.infer(x)
                 if r.shared and valid % 2:
                     off = int(rng.integers(0, info.shm_size - info.input_size + 1))
-                    r._mm[off:off + info.input_size] = x.tobytes()
+                    r._mm[off : off + info.input_size] = x.tobytes()
                     res = link.infer_shared(off)
                 else:
                     res = link.infer_inline(x[0])
@@ -79,8 +79,35 @@ def _hammer(build: Path, board: str, n_malformed: int, valid_every: int, seed: i
 
 def test_protocol_model_matches_the_documented_errors():
     """The model itself, on hand-made cases (the firmware tests below hold the firmware to it)."""
-    info = P.DeviceInfo(1, "0.1.0", "systick", 0, False, True, (1, 1, 4, 4), 16, 4, 1.0, 0, 1.0, 0, 2, 8, 25_000_000,
-                        0x60000000, 4096, 84, 16384, 0, 0.0, 0.0, 0.0, "x", "b", "m")
+    info = P.DeviceInfo(
+        1,
+        "0.1.0",
+        "systick",
+        0,
+        False,
+        True,
+        (1, 1, 4, 4),
+        16,
+        4,
+        1.0,
+        0,
+        1.0,
+        0,
+        2,
+        8,
+        25_000_000,
+        0x60000000,
+        4096,
+        84,
+        16384,
+        0,
+        0.0,
+        0.0,
+        0.0,
+        "x",
+        "b",
+        "m",
+    )
     ok = frame(P.T_INFO, 5)
     assert expected_answers(ok, info) == [Answer(0, 5, P.T_INFO)]
     assert expected_answers(b"\0\1\2" + ok, info) == [Answer(0, 5, P.T_INFO)]  # garbage before a frame: dropped
@@ -88,10 +115,12 @@ def test_protocol_model_matches_the_documented_errors():
     assert expected_answers(ok[:6], info) == [Answer(P.E_TIMEOUT, P.NO_SEQ, 0, 0)]
     assert expected_answers(frame(P.T_INFO, 5, b"x"), info) == [Answer(P.E_PAYLOAD, 5, P.T_INFO, 1)]
     off = 4096 - 15
-    assert expected_answers(frame(P.T_INFER, 7, bytes([1, 0, 0, 0]) + off.to_bytes(4, "little")), info) == \
-        [Answer(P.E_PAYLOAD, 7, P.T_INFER, off)]
-    assert expected_answers(frame(P.T_INFER, 7, bytes([1, 0, 0, 0]) + (off - 1).to_bytes(4, "little")), info) == \
-        [Answer(0, 7, P.T_INFER)]
+    assert expected_answers(frame(P.T_INFER, 7, bytes([1, 0, 0, 0]) + off.to_bytes(4, "little")), info) == [
+        Answer(P.E_PAYLOAD, 7, P.T_INFER, off)
+    ]
+    assert expected_answers(frame(P.T_INFER, 7, bytes([1, 0, 0, 0]) + (off - 1).to_bytes(4, "little")), info) == [
+        Answer(0, 7, P.T_INFER)
+    ]
     assert expected_answers(frame(P.T_INFO, 9, version=2) + ok, info) == [Answer(P.E_VERSION, 9, P.T_INFO, 2)]
     cases = list(generate(np.random.default_rng(0), info, 400))
     assert {c.kind for c in cases} == set(KINDS) and all(c.answers for c in cases)

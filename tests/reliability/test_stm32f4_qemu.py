@@ -44,16 +44,19 @@ def test_f4_firmware_builds_with_werror_and_usart_v1(build, board):
     cfg = (fb.out_dir / "fw_config.h").read_text()
     assert "#define DQ_SOC_STM32F4 1" in cfg and "#define DQ_UART_BASE 0x40004400u" in cfg
     # the v1 layout: the driver touches SR/DR (base + 0, + 4), never the v2 ISR at + 0x1C
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(fb.out_dir / "board_stm32.o")], capture_output=True,
-                         text=True, check=True).stdout
+    dis = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", str(fb.out_dir / "board_stm32.o")], capture_output=True, text=True, check=True
+    ).stdout
     assert "dq_uart_getc_nb" in dis and "#28]" not in dis
 
 
 @pytest.mark.parametrize("defense", [None, "dcp:beta=0.6,gamma=0.1,nu=1000"])
 def test_netduinoplus2_answers_bit_exact_with_the_host_build(build, defense):
     x = np.random.default_rng(3).uniform(-1.2, 1.2, (40, 1, 4, 4)).astype(np.float32)
-    with open_oracle(f"qemu:{build}@netduinoplus2", defense=defense) as dev, \
-            open_oracle(f"tvm-host:{build}", defense=defense) as host:
+    with (
+        open_oracle(f"qemu:{build}@netduinoplus2", defense=defense) as dev,
+        open_oracle(f"tvm-host:{build}", defense=defense) as host,
+    ):
         p_dev, p_host = dev.query(x), host.query(x)
         assert dev.fw.board.name == "netduinoplus2"
         np.testing.assert_array_equal(np.stack([r.logits for r in dev.last_results]), host.last_logits)

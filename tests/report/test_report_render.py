@@ -17,7 +17,14 @@ from divqat_tvm.report.results import summarize_run
 from divqat_tvm.report.stats import paired_difference, summarize
 
 SEEDS = [0, 1, 2, 3]
-ACC = {"float": 0.97, "qat": 0.95, "divqat-a1": 0.94, "divqat-a2": 0.92, "qat+dcp-b0.5": 0.95, "divqat-a1+dcp-b0.5": 0.94}
+ACC = {
+    "float": 0.97,
+    "qat": 0.95,
+    "divqat-a1": 0.94,
+    "divqat-a2": 0.92,
+    "qat+dcp-b0.5": 0.95,
+    "divqat-a1+dcp-b0.5": 0.94,
+}
 # per victim, per attack: fidelity per seed (distinct enough to check means, std and paired differences)
 FID = {
     "float": {"knockoff": [0.90, 0.88, 0.91, 0.89], "dfme": [0.50, 0.55, 0.52, 0.51]},
@@ -28,18 +35,37 @@ FID = {
     "divqat-a1+dcp-b0.5": {"knockoff": [0.84, 0.79, 0.86, 0.80], "dfme": [0.41, 0.40, 0.43, 0.42]},
 }
 CONFIG = {
-    "name": "fixture", "profile": "quick", "seeds": SEEDS, "attacks": ["knockoff", "dfme"],
-    "victims": [{"method": "float"}, {"method": "qat"}, {"method": "divqat", "alpha": [1, 2]},
-                {"method": "qat", "defense": "dcp", "beta": 0.5},
-                {"method": "divqat", "alpha": 1, "defense": "dcp", "beta": 0.5}],
+    "name": "fixture",
+    "profile": "quick",
+    "seeds": SEEDS,
+    "attacks": ["knockoff", "dfme"],
+    "victims": [
+        {"method": "float"},
+        {"method": "qat"},
+        {"method": "divqat", "alpha": [1, 2]},
+        {"method": "qat", "defense": "dcp", "beta": 0.5},
+        {"method": "divqat", "alpha": 1, "defense": "dcp", "beta": 0.5},
+    ],
     "footprint": {"enabled": True},
 }
-INSTR = {"qat": 812_000, "divqat-a1": 812_000, "divqat-a2": 812_000, "qat+dcp-b0.5": 815_500, "divqat-a1+dcp-b0.5": 815_500}
+INSTR = {
+    "qat": 812_000,
+    "divqat-a1": 812_000,
+    "divqat-a2": 812_000,
+    "qat+dcp-b0.5": 815_500,
+    "divqat-a1+dcp-b0.5": 815_500,
+}
 
 
 def _record(stage: str, tid: str, params: dict, result: dict) -> dict:
-    return {"format_version": 1, "task": {"stage": stage, "id": tid, "params": params, "deps": []}, "result": result,
-            "wall_s": 2.0, "started_utc": "2026-01-01T00:00:00+00:00", "finished_utc": "2026-01-01T00:10:00+00:00"}
+    return {
+        "format_version": 1,
+        "task": {"stage": stage, "id": tid, "params": params, "deps": []},
+        "result": result,
+        "wall_s": 2.0,
+        "started_utc": "2026-01-01T00:00:00+00:00",
+        "finished_utc": "2026-01-01T00:10:00+00:00",
+    }
 
 
 def make_run(root: Path, drop: tuple[str, ...] = ()) -> Path:
@@ -51,11 +77,20 @@ def make_run(root: Path, drop: tuple[str, ...] = ()) -> Path:
     (root / "experiment.json").write_text(json.dumps(exp.to_dict()))
     for v in exp.victims:
         vid = f"mnist5k__{v.key}"
-        (root / "victim" / f"{vid}.json").write_text(json.dumps(_record("victim", vid, {"dataset": "mnist5k", "victim": v.to_dict()}, {"accuracy": ACC[v.key]})))
+        (root / "victim" / f"{vid}.json").write_text(
+            json.dumps(_record("victim", vid, {"dataset": "mnist5k", "victim": v.to_dict()}, {"accuracy": ACC[v.key]}))
+        )
         if v.key in INSTR:
-            fp = {"instructions_per_inference": INSTR[v.key], "model_per_inference": 800_000,
-                  "postprocess_per_inference": INSTR[v.key] - 800_000, "unit": "instructions (emulated)",
-                  "flash_bytes": 40960, "ram_bytes": 20480, "stack_bytes": 1024, "board": "mps2-an500"}
+            fp = {
+                "instructions_per_inference": INSTR[v.key],
+                "model_per_inference": 800_000,
+                "postprocess_per_inference": INSTR[v.key] - 800_000,
+                "unit": "instructions (emulated)",
+                "flash_bytes": 40960,
+                "ram_bytes": 20480,
+                "stack_bytes": 1024,
+                "board": "mps2-an500",
+            }
             (root / "footprint" / f"{vid}.json").write_text(json.dumps(_record("footprint", vid, {}, fp)))
         for a in exp.attacks:
             for s in SEEDS:
@@ -63,7 +98,12 @@ def make_run(root: Path, drop: tuple[str, ...] = ()) -> Path:
                 if cid in drop:
                     continue
                 f = FID[v.key][a][s]
-                res = {"fidelity": f, "stolen_accuracy": f - 0.05, "queries": 2000, "budget": 2000 if a == "knockoff" else 20000}
+                res = {
+                    "fidelity": f,
+                    "stolen_accuracy": f - 0.05,
+                    "queries": 2000,
+                    "budget": 2000 if a == "knockoff" else 20000,
+                }
                 p = {"dataset": "mnist5k", "victim": v.to_dict(), "attack": a, "seed": s}
                 (root / "attack" / f"{cid}.json").write_text(json.dumps(_record("attack", cid, p, res)))
     return root
@@ -104,7 +144,9 @@ def test_verdicts_in_sentences_follow_the_intervals(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     s = json.loads((tmp_path / "report.json").read_text())
     comps = {(c["treatment"], c["attack"]): c for c in s["datasets"][0]["comparisons"]}
-    assert set(comps) == {(t, a) for t in ("divqat-a1", "divqat-a2", "divqat-a1+dcp-b0.5", "qat+dcp-b0.5") for a in ("knockoff", "dfme")}
+    assert set(comps) == {
+        (t, a) for t in ("divqat-a1", "divqat-a2", "divqat-a1+dcp-b0.5", "qat+dcp-b0.5") for a in ("knockoff", "dfme")
+    }
     assert comps[("qat+dcp-b0.5", "dfme")]["control"] == "qat"  # the baseline defence against plain QAT, for scale
     assert comps[("divqat-a1", "knockoff")]["control"] == "qat"
     assert comps[("divqat-a1+dcp-b0.5", "knockoff")]["control"] == "qat+dcp-b0.5"
@@ -119,7 +161,10 @@ def test_verdicts_in_sentences_follow_the_intervals(tmp_path: Path) -> None:
     assert "KnockoffNets @ 2,000 queries" in md and "DFME @ 20,000 queries" in md
     # wall times go to timing.json, never into report.json / report.md (which depend on the results only)
     timing = json.loads((tmp_path / "timing.json").read_text())
-    assert timing["stages"]["attack"] == {"tasks": 48, "wall_s_total": 96.0, "wall_s_max": 2.0} and timing["span_s"] == 600.0
+    assert (
+        timing["stages"]["attack"] == {"tasks": 48, "wall_s_total": 96.0, "wall_s_max": 2.0}
+        and timing["span_s"] == 600.0
+    )
     assert "wall_s" not in (tmp_path / "report.json").read_text() and "2026-01-01" not in md
     assert "| QAT + DCP (β=0.5) | 800,000 | 15,500 | 815,500 | +0.43% | 40.0 | 20.0 | 1.0 |" in md  # DCP's cost
 
@@ -157,6 +202,9 @@ def test_an_attack_at_chance_is_called_uninformative_not_noise(tmp_path: Path) -
         p.write_text(json.dumps(rec))
     render_report(run)
     md = (run / "report.md").read_text()
-    assert "Under DFME (20,000 queries, 4 seed(s)): the attack stayed near chance (10%) against both DivQAT (α=2) and QAT" in md
+    assert (
+        "Under DFME (20,000 queries, 4 seed(s)): the attack stayed near chance (10%) against both DivQAT (α=2) and QAT"
+        in md
+    )
     assert "lowered (attack at chance)" in md  # the interval is still reported, with the caveat
     assert "Under KnockoffNets (2,000 queries, 4 seed(s)): DivQAT (α=2) lowered stolen fidelity" in md

@@ -95,14 +95,30 @@ def test_effect_size_is_the_standardised_mean_difference() -> None:
 
 # ---------------------------------------------------------------- a run with victim seeds
 
-CONFIG = {"name": "vs", "profile": "quick", "seeds": [0, 1, 2, 3], "victim_seeds": [0, 1, 2], "attacks": ["knockoff"],
-          "victims": [{"method": "qat"}, {"method": "divqat", "alpha": [1, 2]}, {"method": "divqat", "alpha": 1, "objective": "nontop"},
-                      {"method": "qat", "defense": "rs", "beta": 1.0}]}
+CONFIG = {
+    "name": "vs",
+    "profile": "quick",
+    "seeds": [0, 1, 2, 3],
+    "victim_seeds": [0, 1, 2],
+    "attacks": ["knockoff"],
+    "victims": [
+        {"method": "qat"},
+        {"method": "divqat", "alpha": [1, 2]},
+        {"method": "divqat", "alpha": 1, "objective": "nontop"},
+        {"method": "qat", "defense": "rs", "beta": 1.0},
+    ],
+}
 
 
 def _record(stage, tid, params, result, wall=2.0, day="01"):
-    return {"format_version": 1, "task": {"stage": stage, "id": tid, "params": params, "deps": []}, "result": result,
-            "wall_s": wall, "started_utc": f"2026-01-{day}T00:00:00+00:00", "finished_utc": f"2026-01-{day}T00:10:00+00:00"}
+    return {
+        "format_version": 1,
+        "task": {"stage": stage, "id": tid, "params": params, "deps": []},
+        "result": result,
+        "wall_s": wall,
+        "started_utc": f"2026-01-{day}T00:00:00+00:00",
+        "finished_utc": f"2026-01-{day}T00:10:00+00:00",
+    }
 
 
 def make_run(root: Path, wall: float = 2.0, day: str = "01") -> Path:
@@ -115,12 +131,35 @@ def make_run(root: Path, wall: float = 2.0, day: str = "01") -> Path:
         for v in exp.victims:
             vid = f"mnist5k__{v.key}" + ("" if vs == 0 else f"__v{vs}")
             res = {"accuracy": 0.95 - 0.001 * vs, "l1_vs_qat": abs(shift[v.key]), "agreement_with_teacher": 0.99}
-            (root / "victim" / f"{vid}.json").write_text(json.dumps(_record("victim", vid, {"dataset": "mnist5k", "victim": v.to_dict(), **({"victim_seed": vs} if vs else {})}, res, wall, day)))
+            (root / "victim" / f"{vid}.json").write_text(
+                json.dumps(
+                    _record(
+                        "victim",
+                        vid,
+                        {"dataset": "mnist5k", "victim": v.to_dict(), **({"victim_seed": vs} if vs else {})},
+                        res,
+                        wall,
+                        day,
+                    )
+                )
+            )
             for s in exp.seeds:
                 cid = f"mnist5k__{v.key}__knockoff__s{s}" + ("" if vs == 0 else f"__v{vs}")
                 f = 0.9 + shift[v.key] + 0.01 * ((s * 7 + vs * 3) % 5) / 5
-                p = {"dataset": "mnist5k", "victim": v.to_dict(), "attack": "knockoff", "seed": s, **({"victim_seed": vs} if vs else {})}
-                (root / "attack" / f"{cid}.json").write_text(json.dumps(_record("attack", cid, p, {"fidelity": f, "stolen_accuracy": f - 0.05, "budget": 2000}, wall, day)))
+                p = {
+                    "dataset": "mnist5k",
+                    "victim": v.to_dict(),
+                    "attack": "knockoff",
+                    "seed": s,
+                    **({"victim_seed": vs} if vs else {}),
+                }
+                (root / "attack" / f"{cid}.json").write_text(
+                    json.dumps(
+                        _record(
+                            "attack", cid, p, {"fidelity": f, "stolen_accuracy": f - 0.05, "budget": 2000}, wall, day
+                        )
+                    )
+                )
     return root
 
 
@@ -136,7 +175,9 @@ def test_report_with_victim_seeds_objective_and_tradeoff(tmp_path: Path) -> None
     assert a2["verdict"] == "lowered" and a2["mean"] == pytest.approx(-0.30)
     assert comps["divqat-nontop-a1"]["fidelity"]["verdict"] == "within noise"
     rows = {r["victim"]: r for r in ds["rows"]}
-    assert rows["divqat-nontop-a1"]["label"] == "DivQAT-nontop (α=1)" and rows["divqat-nontop-a1"]["objective"] == "nontop"
+    assert (
+        rows["divqat-nontop-a1"]["label"] == "DivQAT-nontop (α=1)" and rows["divqat-nontop-a1"]["objective"] == "nontop"
+    )
     assert rows["qat"]["accuracy_seeds"]["n"] == 3
     series = {p["series"] for p in ds["tradeoff"]["knockoff"]}
     assert series == {"QAT", "DivQAT (α sweep)", "DivQAT-nontop (α sweep)", "QAT + RS (β sweep)"}

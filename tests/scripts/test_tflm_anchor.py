@@ -111,8 +111,13 @@ def test_readme_reference_is_per_model_and_kws_is_never_divided_by_resnet8(readm
     assert "reference" not in ref["cores"]["Cortex-M7"]
     assert ref["per_operator"] == {}
     r8 = readme_reference(readme, tmp_path / "mlperf-tiny-resnet8-int8.tflite")
-    assert r8["cores"]["Cortex-M7"] == {"cmsis_nn": 29_961_200, "cmsis_nn_method": "systick",
-                                        "cmsis_nn_plugin": 30_026_609, "reference": 109_380_281, "reference_method": "plugin"}
+    assert r8["cores"]["Cortex-M7"] == {
+        "cmsis_nn": 29_961_200,
+        "cmsis_nn_method": "systick",
+        "cmsis_nn_plugin": 30_026_609,
+        "reference": 109_380_281,
+        "reference_method": "plugin",
+    }
 
 
 def test_a_renamed_copy_is_recognised_by_its_sha256(readme, tmp_path):
@@ -155,13 +160,27 @@ def test_a_model_with_a_reference_gets_its_own_ratio(readme, tmp_path):
 
 
 def _tflm_json(tmp_path, model: Path, core="cortex-m7", sha=None) -> Path:
-    doc = {"model_name": model.name, "model_sha256": sha or hashlib.sha256(model.read_bytes()).hexdigest(),
-           "operators": [{"index": 0, "op": "CONV_2D", "output_shape": [1, 25, 5, 64]},
-                         {"index": 1, "op": "SOFTMAX", "output_shape": [1, 12]}],
-           "results": [{"core": core, "kernels": "cmsis_nn", "instructions": 7_600_000, "arena_used_bytes": 22_820,
-                        "sections_bytes": {".text": 60_000},
-                        "per_operator": [{"index": 0, "op": "CONV_2D", "output_shape": [1, 25, 5, 64], "instructions": 7_000_000},
-                                         {"index": 1, "op": "SOFTMAX", "output_shape": [1, 12], "instructions": 4_000}]}]}
+    doc = {
+        "model_name": model.name,
+        "model_sha256": sha or hashlib.sha256(model.read_bytes()).hexdigest(),
+        "operators": [
+            {"index": 0, "op": "CONV_2D", "output_shape": [1, 25, 5, 64]},
+            {"index": 1, "op": "SOFTMAX", "output_shape": [1, 12]},
+        ],
+        "results": [
+            {
+                "core": core,
+                "kernels": "cmsis_nn",
+                "instructions": 7_600_000,
+                "arena_used_bytes": 22_820,
+                "sections_bytes": {".text": 60_000},
+                "per_operator": [
+                    {"index": 0, "op": "CONV_2D", "output_shape": [1, 25, 5, 64], "instructions": 7_000_000},
+                    {"index": 1, "op": "SOFTMAX", "output_shape": [1, 12], "instructions": 4_000},
+                ],
+            }
+        ],
+    }
     p = tmp_path / f"tflm-{core}.json"
     p.write_text(json.dumps(doc))
     return p
@@ -182,11 +201,22 @@ def test_tflm_json_reference_is_checked_against_the_model(tmp_path):
 
 def test_per_operator_rows_follow_the_tflite_operator_index():
     assert tflite_index("conv_2d_3") == 3 and tflite_index("reshape_14_in") == 14 and tflite_index("softmax") is None
-    ours = [{"name": "conv_2d_0", "macs": 10, "count": 700.0}, {"name": "reshape_1_in", "macs": 0, "count": 5.0},
-            {"name": "fully_connected_1", "macs": 4, "count": 95.0}, {"name": "extra", "macs": 0, "count": 1.0}]
-    ref = [{"index": 0, "label": "CONV_2D", "instructions": 350}, {"index": 1, "label": "FULLY_CONNECTED", "instructions": 50},
-           {"index": 2, "label": "SOFTMAX", "instructions": 9}]
+    ours = [
+        {"name": "conv_2d_0", "macs": 10, "count": 700.0},
+        {"name": "reshape_1_in", "macs": 0, "count": 5.0},
+        {"name": "fully_connected_1", "macs": 4, "count": 95.0},
+        {"name": "extra", "macs": 0, "count": 1.0},
+    ]
+    ref = [
+        {"index": 0, "label": "CONV_2D", "instructions": 350},
+        {"index": 1, "label": "FULLY_CONNECTED", "instructions": 50},
+        {"index": 2, "label": "SOFTMAX", "instructions": 9},
+    ]
     rows = per_operator_table(ours, ref)
     assert [(r["tflite_index"], r["ours"], r["tflm_cmsis_nn"], r["ratio"]) for r in rows] == [
-        (0, 700.0, 350, 2.0), (1, 100.0, 50, 2.0), (2, None, 9, None), (None, 1.0, None, None)]
+        (0, 700.0, 350, 2.0),
+        (1, 100.0, 50, 2.0),
+        (2, None, 9, None),
+        (None, 1.0, None, None),
+    ]
     assert rows[1]["ours_ops"] == ["reshape_1_in", "fully_connected_1"]

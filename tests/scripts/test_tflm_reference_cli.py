@@ -28,17 +28,20 @@ def model(tmp_path):
     return p
 
 
-@pytest.mark.parametrize("argv", [
-    [],
-    ["--bogus"],
-    ["{missing}"],
-    ["{notflite}"],
-    ["{model}", "--core", "cortex-m3"],
-    ["{model}", "--runs", "0"],
-    ["{model}", "--kernels", "tvm"],
-    ["{model}", "--src", "{empty}"],
-    ["{model}", "--from-mirror", "{missing}"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--bogus"],
+        ["{missing}"],
+        ["{notflite}"],
+        ["{model}", "--core", "cortex-m3"],
+        ["{model}", "--runs", "0"],
+        ["{model}", "--kernels", "tvm"],
+        ["{model}", "--src", "{empty}"],
+        ["{model}", "--from-mirror", "{missing}"],
+    ],
+)
 def test_argument_errors_are_one_line_with_exit_code_2(argv, model, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -60,7 +63,9 @@ def test_missing_sources_say_how_to_get_them(model, tmp_path, capsys):
 
 
 def test_as_a_process_an_error_is_one_line_and_no_traceback(tmp_path):
-    r = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.tflite")], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "nope.tflite")], capture_output=True, text=True, check=False
+    )
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
 
@@ -80,8 +85,10 @@ def test_pure_pieces():
     assert m.resolver_method("FULLY_CONNECTED") == "AddFullyConnected"
     assert m.resolver_method("SOFTMAX") == "AddSoftmax" and m.resolver_method("ADD") == "AddAdd"
     assert m.instructions_per_tick(25e6) == 40.0 and m.instructions_per_tick(32e6) == 31.25
-    res = m.parse_firmware_output("TFLM-REF 1\nARENA 22820\nTOTAL 0 189949\nTOTAL 1 189948\nOUTPUT -128 127\n"
-                                  "OP 0 CONV_2D 1000\nOP 1 SOFTMAX 90\nPROFILED_TOTAL 1200\nDONE\n")
+    res = m.parse_firmware_output(
+        "TFLM-REF 1\nARENA 22820\nTOTAL 0 189949\nTOTAL 1 189948\nOUTPUT -128 127\n"
+        "OP 0 CONV_2D 1000\nOP 1 SOFTMAX 90\nPROFILED_TOTAL 1200\nDONE\n"
+    )
     assert res["arena"] == 22820 and res["totals"] == [189949, 189948] and res["output"] == [-128, 127]
     assert res["ops"] == [(0, "CONV_2D", 1000), (1, "SOFTMAX", 90)] and res["done"] and res["error"] is None
     assert m.parse_firmware_output("ERROR Invoke\n")["error"] == "ERROR Invoke"
@@ -89,10 +96,13 @@ def test_pure_pieces():
 
 def test_only_the_models_operator_files_are_compiled(tmp_path):
     m = _mod()
-    files = {"k/conv.cc": "TFLMRegistration Register_CONV_2D() {\n}\nTFLMRegistration Register_CONV_2D_INT8() {}",
-             "k/pooling.cc": "TFLMRegistration Register_AVERAGE_POOL_2D() {}\nTFLMRegistration Register_MAX_POOL_2D() {}",
-             "k/mul.cc": "TFLMRegistration Register_MUL() {}", "k/kernel_util.cc": "int helper() { return 0; }",
-             "k/conv_common.cc": "TfLiteStatus CalculateOpDataConv() {}"}
+    files = {
+        "k/conv.cc": "TFLMRegistration Register_CONV_2D() {\n}\nTFLMRegistration Register_CONV_2D_INT8() {}",
+        "k/pooling.cc": "TFLMRegistration Register_AVERAGE_POOL_2D() {}\nTFLMRegistration Register_MAX_POOL_2D() {}",
+        "k/mul.cc": "TFLMRegistration Register_MUL() {}",
+        "k/kernel_util.cc": "int helper() { return 0; }",
+        "k/conv_common.cc": "TfLiteStatus CalculateOpDataConv() {}",
+    }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)

@@ -19,8 +19,12 @@ DATA = "synthetic:3x16x16:5"
 def _meta(arch: str) -> dict:
     info = load_dataset(DATA, "test").info
     return {
-        "arch": arch, "dataset": DATA, "input_shape": list(info.input_shape), "num_classes": info.num_classes,
-        "normalization": {"mean": list(info.mean), "std": list(info.std)}, "metrics": {"test_acc": 0.5},
+        "arch": arch,
+        "dataset": DATA,
+        "input_shape": list(info.input_shape),
+        "num_classes": info.num_classes,
+        "normalization": {"mean": list(info.mean), "std": list(info.std)},
+        "metrics": {"test_acc": 0.5},
     }
 
 
@@ -42,7 +46,11 @@ def test_round_trip_float_and_quantized(arch: str, tmp_path) -> None:
 
     student = quantize_model(model, QuantConfig(method="qat", observer_momentum=0.05), [x[:64], x[64:]])
     student.freeze_observers()
-    ps = save_checkpoint(tmp_path / "s.pt", student, {**_meta(arch), "method": "divqat", "alpha": 1.0, "kl_cap": 0.3, "kl_direction": "teacher_student"})
+    ps = save_checkpoint(
+        tmp_path / "s.pt",
+        student,
+        {**_meta(arch), "method": "divqat", "alpha": 1.0, "kl_cap": 0.3, "kl_direction": "teacher_student"},
+    )
     ls, ms = load_checkpoint(ps, kind="quantized")
     assert isinstance(ls, QuantizedModel) and ms["kind"] == "quantized" and ms["alpha"] == 1.0
     assert ls.config == student.config and ls.observers_frozen

@@ -23,12 +23,32 @@ def test_cli_train_quantize_export_evaluate(tmp_path, capsys) -> None:
 
     assert main(["quantize", str(t), "--method", "ptq", "--out", str(tmp_path / "ptq.pt"), *common]) == 0
     s = tmp_path / "div.pt"
-    args = ["quantize", str(t), "--method", "divqat", "--alpha", "0.5", "--kl-cap", "0.2", "--kl-direction", "student_teacher", "--epochs", "1", "--out", str(s)]
+    args = [
+        "quantize",
+        str(t),
+        "--method",
+        "divqat",
+        "--alpha",
+        "0.5",
+        "--kl-cap",
+        "0.2",
+        "--kl-direction",
+        "student_teacher",
+        "--epochs",
+        "1",
+        "--out",
+        str(s),
+    ]
     assert main([*args, *common]) == 0
     out = capsys.readouterr().out
     assert "divqat student" in out and "KL(teacher ‖ student)" in out
     student, smeta = load_checkpoint(s, kind="quantized")
-    assert (smeta["method"], smeta["alpha"], smeta["kl_cap"], smeta["kl_direction"]) == ("divqat", 0.5, 0.2, "student_teacher")
+    assert (smeta["method"], smeta["alpha"], smeta["kl_cap"], smeta["kl_direction"]) == (
+        "divqat",
+        0.5,
+        0.2,
+        "student_teacher",
+    )
     assert smeta["metrics"]["kl_teacher_student"] >= 0
 
     o = tmp_path / "div.onnx"

@@ -37,7 +37,9 @@ def _train_and_quantize(d, threads: int) -> tuple:
     t, s = d / "teacher.pt", d / "divqat.pt"
     common = ["--no-progress", "--threads", str(threads), "--seed", "3"]
     assert main(["train", "--dataset", DATA, "--epochs", "1", "--out", str(t), *common]) == 0
-    assert main(["quantize", str(t), "--method", "divqat", "--alpha", "1", "--epochs", "1", "--out", str(s), *common]) == 0
+    assert (
+        main(["quantize", str(t), "--method", "divqat", "--alpha", "1", "--epochs", "1", "--out", str(s), *common]) == 0
+    )
     return t, s
 
 
@@ -68,7 +70,10 @@ def test_control_without_pinning_threads_change_the_weights(tmp_path, monkeypatc
         d = tmp_path / f"n{n}"
         d.mkdir()
         t = d / "teacher.pt"
-        assert main(["train", "--dataset", DATA, "--epochs", "1", "--out", str(t), "--no-progress", "--threads", str(n)]) == 0
+        assert (
+            main(["train", "--dataset", DATA, "--epochs", "1", "--out", str(t), "--no-progress", "--threads", str(n)])
+            == 0
+        )
         hashes.append(_weights_sha(t))
     torch.set_num_threads(before)
     assert hashes[0] != hashes[1]

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from divqat_tvm.data import load_dataset
 from divqat_tvm.errors import DataError, DivqatError
 from divqat_tvm.quant.config import DivQATConfig
-from divqat_tvm.train.losses import DivQATLoss, NonTopDivQATLoss, divqat_objective, kl_per_sample, nontop_kl_per_sample, top1_margin
+from divqat_tvm.train.losses import (
+    DivQATLoss,
+    NonTopDivQATLoss,
+    divqat_objective,
+    kl_per_sample,
+    nontop_kl_per_sample,
+    top1_margin,
+)
 from divqat_tvm.train.splits import load_split, split_name
 
 
@@ -76,6 +83,8 @@ def test_margin_hinge_and_reduction_to_cross_entropy() -> None:
 def test_cli_unknown_objective_is_one_line_exit_2(tmp_path, capsys) -> None:
     from divqat_tvm.cli import main
 
-    assert main(["quantize", str(tmp_path / "t.pt"), "--method", "divqat", "--objective", "bogus", "--no-progress"]) == 2
+    assert (
+        main(["quantize", str(tmp_path / "t.pt"), "--method", "divqat", "--objective", "bogus", "--no-progress"]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "objective" in err and len(err.splitlines()) == 1
