@@ -137,8 +137,10 @@ def model_c(plan: Plan, layout: Layout, prefix: str, kernel_protos: list[str]) -
     return "\n".join(out)
 
 
-def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, prefix: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write the four files; returns the manifest written."""
+def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, prefix: str, manifest: dict[str, Any],
+                   op_kernels: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the four files; returns the manifest written. `op_kernels[i]` is op i's `kernel` entry (which
+    kernel runs it: a hand-written one and its variant, or TVM's)."""
     import re
 
     layout = arena_layout(plan)
@@ -156,6 +158,8 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
     ops = []
     for i, (c, op) in enumerate(zip(plan.calls, graph.ops)):
         ops.append({"index": i, "name": op.name, "function": c.func, "kind": op.kind, "macs": macs(graph, op)})
+        if op_kernels is not None:
+            ops[-1]["kernel"] = op_kernels[i]
     ti, to = graph.input_tensor, graph.output_tensor
     manifest = {
         **manifest,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.compiler import lower
+from divqat_tvm.compiler import lower, native
 from divqat_tvm.compiler.emit import write_artifact
 from divqat_tvm.compiler.graph import Graph
 from divqat_tvm.compiler.onnx_import import file_sha256, import_onnx
@@ -17,28 +17,34 @@ _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-             manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir."""
+             manifest: dict[str, Any] | None = None, kernels: str = "native") -> dict[str, Any]:
+    """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir.
+
+    `kernels`: "native" (default) runs the layers the hand-written C kernels handle with them (native.py);
+    "te" keeps every op on TVM-scheduled TE kernels. The choice per op is in the manifest (`ops[].kernel`)."""
     if not _C_IDENT.match(prefix):
         raise CompileError(f"prefix '{prefix}' is not a C identifier.", "Use letters, digits and underscores.")
     tvm_version = lower.check_tvm_version()
     t0 = time.perf_counter()
-    mod = lower.plan(lower.build_relax(graph, requant, prefix))
+    chosen: dict[int, Any] = {}
+    mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen))
     plan = lower.read_plan(mod)
     kernels_c = lower.build_c(plan.prim_funcs)
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
     info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
-    out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info)
+    op_kernels = [native.manifest_entry(chosen.get(i), info.get("core")) for i in range(len(graph.ops))]
+    out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info, op_kernels)
     out["compile_seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
 
 def compile_onnx(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-                 target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                 target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None,
+                 kernels: str = "native") -> dict[str, Any]:
     """Import a QDQ ONNX model and generate its C library (the manifest names target and core)."""
     model = Path(model)
     graph = import_onnx(model)
     name = Path(out_dir).name
     info = {"name": name, "target": target, "core": core,
             "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {}}
-    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info)
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)
