@@ -220,13 +220,26 @@ DIVQAT_INLINE void divqat_gemm1_mve(const int8_t *col, const int8_t *w, const in
     const int32_t c1 = c + 1 < cout ? c + 1 : c, c2 = c + 2 < cout ? c + 2 : c, c3 = c + 3 < cout ? c + 3 : c;
     const int8_t *w0 = w + c * kp, *w1 = w + c1 * kp, *w2 = w + c2 * kp, *w3 = w + c3 * kp;
     int32_t a0 = qp[c * DQ_QP_WORDS], a1 = qp[c1 * DQ_QP_WORDS], a2 = qp[c2 * DQ_QP_WORDS], a3 = qp[c3 * DQ_QP_WORDS];
-    for (int32_t k = 0; k < kp; k += 16) {
-      const mve_pred16_t p = vctp8q((uint32_t)(kp - k));
-      const int8x16_t xv = vldrbq_z_s8(col + k, p);
-      a0 = vmladavaq_s8(a0, xv, vldrbq_z_s8(w0 + k, p));
-      a1 = vmladavaq_s8(a1, xv, vldrbq_z_s8(w1 + k, p));
-      a2 = vmladavaq_s8(a2, xv, vldrbq_z_s8(w2 + k, p));
-      a3 = vmladavaq_s8(a3, xv, vldrbq_z_s8(w3 + k, p));
+    const int8_t *xp = col;
+    for (int32_t n = kp >> 4; n > 0; --n) { /* whole vectors unpredicated, the 8-value tail (KP % 16) below */
+      const int8x16_t xv = vld1q_s8(xp);
+      xp += 16;
+      a0 = vmladavaq_s8(a0, xv, vld1q_s8(w0));
+      w0 += 16;
+      a1 = vmladavaq_s8(a1, xv, vld1q_s8(w1));
+      w1 += 16;
+      a2 = vmladavaq_s8(a2, xv, vld1q_s8(w2));
+      w2 += 16;
+      a3 = vmladavaq_s8(a3, xv, vld1q_s8(w3));
+      w3 += 16;
+    }
+    if (kp & 8) {
+      const mve_pred16_t p = vctp8q(8);
+      const int8x16_t xv = vldrbq_z_s8(xp, p);
+      a0 = vmladavaq_s8(a0, xv, vldrbq_z_s8(w0, p));
+      a1 = vmladavaq_s8(a1, xv, vldrbq_z_s8(w1, p));
+      a2 = vmladavaq_s8(a2, xv, vldrbq_z_s8(w2, p));
+      a3 = vmladavaq_s8(a3, xv, vldrbq_z_s8(w3, p));
     }
     if (fast) { /* qp is padded offline to a multiple of 4 channels */
       const int32x4x4_t q = vld4q_s32(qp + c * DQ_QP_WORDS);

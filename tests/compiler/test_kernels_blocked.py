@@ -1,0 +1,180 @@
+"""The hand-written C kernels (divqat_tvm/compiler/csrc, chosen by native.py) against the numpy reference
+(reference.run_reference: zero points subtracted inside the sums, padding as a real zero), bit for bit.
+
+Shapes are picked to reach every tail: output channel counts that are odd or not a multiple of 4 (the DSP
+block is 1 channel x 4 pixels, the MVE one 4 channels x 1 pixel, both finish by duplication), pixel counts
+not a multiple of 4, K not a multiple of 4, 8 or 16 (zero-padded weight rows, the MVE predicated tail),
+inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read in place (DQ_DIRECT),
+stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
+shift 0, a clamp narrower than int8). The host build runs the plain C path; the emulated Cortex-M7 and M4
+(DSP), M55 (MVE) and M3 (plain C on a core) run the others.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from divqat_tvm.compiler.graph import Conv2D, Dense, Graph, QTensor
+from divqat_tvm.compiler.host import HostModel
+from divqat_tvm.compiler.pipeline import generate
+from divqat_tvm.compiler.reference import run_reference
+
+# name: (H, W, cin, cout, kernel, stride, padding t/l/b/r, dilation, requant kind)
+#   requant kind: "fast" (shifts 1..22, full clamp), "relu6" (narrow clamp), "shift0" (real multiplier in
+#   [0.5, 1): no right shift), "left" (real multiplier > 1: a saturating left shift)
+CONV_CASES = {
+    "3x3_pad1_cin3_cout5": (7, 9, 3, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_same_cin16_cout7": (9, 8, 16, 7, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_cin16_cout16_relu6": (6, 7, 16, 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "relu6"),
+    "5x3_asym_dil21_cin8_cout3": (9, 7, 8, 3, (5, 3), (2, 1), (3, 0, 1, 2), (2, 1), "fast"),
+    "1x1_direct_cin8_cout9": (5, 5, 8, 9, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "1x1_s2_direct_cin12_cout1": (7, 6, 12, 1, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
+    "1x1_cin6_bytes_cout4": (4, 5, 6, 4, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "1x1_cin20_k_tail16_cout6": (3, 5, 20, 6, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_cin4_shift0": (5, 6, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
+    "2x2_cin1_left_shift": (6, 6, 1, 2, (2, 2), (1, 1), (0, 0, 1, 1), (1, 1), "left"),
+    "3x3_valid_cin32_cout12": (6, 6, 32, 12, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+}
+
+QEMU_CASES = ["3x3_pad1_cin3_cout5", "3x3_s2_same_cin16_cout7", "1x1_direct_cin8_cout9", "1x1_cin20_k_tail16_cout6",
+              "3x3_cin4_shift0", "2x2_cin1_left_shift", "3x3_cin16_cout16_relu6"]
+BOARDS = [("mps2-an500", "cortex-m7", "dsp"), ("mps2-an386", "cortex-m4", "dsp"), ("mps3-an547", "cortex-m55", "mve"),
+          ("mps2-an385", "cortex-m3", "c")]
+needs_emulator = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+
+
+def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
+    kh, kw = kernel
+    return ((h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
+            (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tuple[np.ndarray, float, int, int, int]:
+    """(weight scales, output scale, output zero point, act_min, act_max) giving the requested epilogue."""
+    s_w = rng.uniform(0.002, 0.02, cout).astype(np.float32)
+    s_out, zp_out, lo, hi = 0.11, -3, -128, 127
+    if kind == "relu6":
+        zp_out, lo, hi = -100, -100, 90
+    elif kind == "shift0":  # real = s_in·s_w/s_out in [0.5, 1)
+        s_w = rng.uniform(0.5, 0.95, cout).astype(np.float32)
+        s_out = s_in
+    elif kind == "left":  # real in (1, 4)
+        s_w = rng.uniform(1.2, 3.5, cout).astype(np.float32)
+        s_out = s_in * 0.9
+    return s_w, s_out, zp_out, lo, hi
+
+
+def conv_graph(case: str, rng: np.random.Generator) -> Graph:
+    h, w, cin, cout, kernel, stride, pad, dil, kind = CONV_CASES[case]
+    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    s_in = 0.05
+    s_w, s_out, zp_out, lo, hi = _qparams(kind, cout, s_in, rng)
+    x = QTensor("x", (1, h, w, cin), s_in, 7, layout="NHWC")
+    y = QTensor("y", (1, oh, ow, cout), s_out, zp_out, layout="NHWC")
+    wt = rng.integers(-127, 128, (cout, cin, *kernel)).astype(np.int8)
+    bias = rng.integers(-3000, 3000, cout).astype(np.int32)
+    if kind == "left":  # small accumulators, so a left shift does not saturate everything
+        wt = rng.integers(-3, 4, (cout, cin, *kernel)).astype(np.int8)
+        bias = rng.integers(-20, 20, cout).astype(np.int32)
+    op = Conv2D("conv", ["x"], "y", weight=wt, weight_scale=s_w, bias=bias, stride=stride, padding=pad, dilation=dil,
+                groups=1, act_min=lo, act_max=hi)
+    return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+
+
+def dense_graph(k: int, n_out: int, rng: np.random.Generator) -> Graph:
+    x = QTensor("x", (1, k), 0.04, 5, layout="NC")
+    y = QTensor("y", (1, n_out), 0.2, -7, layout="NC")
+    op = Dense("fc", ["x"], "y", weight=rng.integers(-127, 128, (n_out, k)).astype(np.int8),
+               weight_scale=rng.uniform(0.002, 0.02, n_out).astype(np.float32),
+               bias=rng.integers(-3000, 3000, n_out).astype(np.int32))
+    return Graph({"x": x, "y": y}, [op], "x", "y", layout="NCHW")
+
+
+def _inputs(shape: tuple[int, ...], n: int, rng: np.random.Generator) -> np.ndarray:
+    x = rng.integers(-128, 128, (n, *shape)).astype(np.int8)
+    x[0] = 127  # extremes: the largest accumulators
+    x[1] = -128
+    return x
+
+
+def _expected_epilogue(kind: str) -> str:
+    return "fast" if kind == "fast" else "exact"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_native_conv_host_bit_exact(tmp_path, case: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = conv_graph(case, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
+    kern = manifest["ops"][0]["kernel"]
+    assert kern["name"] == "divqat_conv_s8" and kern["variant"]["path"] == "dsp"
+    assert kern["variant"]["epilogue"] == _expected_epilogue(CONV_CASES[case][-1])
+    assert manifest["conv_dot"] is None  # no TE conv left
+    x = _inputs(graph.input_tensor.shape[1:], 40, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    want = run_reference(graph, x, "fixed")
+    assert got.shape == want.shape and int((got != want).sum()) == 0
+    assert len(np.unique(want)) > 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k,n_out", [(64, 10), (27, 3), (16, 1)])
+def test_native_dense_host_bit_exact(tmp_path, k: int, n_out: int) -> None:
+    rng = np.random.default_rng(k * 100 + n_out)
+    graph = dense_graph(k, n_out, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed")
+    assert manifest["ops"][0]["kernel"]["name"] == "divqat_conv_s8"
+    x = _inputs((k,), 200, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    assert int((got != run_reference(graph, x, "fixed")).sum()) == 0
+
+
+def test_native_kernels_are_not_used_where_they_do_not_apply(tmp_path) -> None:
+    """NCHW, "float" requantization and kernels="te" keep the TE kernels (recorded as such)."""
+    rng = np.random.default_rng(3)
+    graph = conv_graph("3x3_pad1_cin3_cout5", rng)
+    m = generate(graph, tmp_path / "float", requant="float")
+    assert m["ops"][0]["kernel"]["name"] == "tvm"
+    m = generate(graph, tmp_path / "te", requant="fixed", kernels="te")
+    assert m["ops"][0]["kernel"]["name"] == "tvm" and m["conv_dot"]["function"] == "divqat_dot_s8"
+    src = (tmp_path / "te" / "kernels.c").read_text()
+    assert "divqat_conv_s8" not in src
+
+
+def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
+    """kernels.c with the pasted kernels compiles alone with -Wall -Wextra -Werror (host gcc)."""
+    import subprocess
+
+    rng = np.random.default_rng(4)
+    generate(conv_graph("3x3_s2_same_cin16_cout7", rng), tmp_path / "m", requant="fixed")
+    src = (tmp_path / "m" / "kernels.c").read_text()
+    assert '#include "' not in src.split("divqat-tvm hand-written kernels")[1].split("end of hand-written")[0]
+    proc = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-c",
+                           str(tmp_path / "m" / "kernels.c"), "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@needs_emulator
+@pytest.mark.parametrize("board,core,path", BOARDS)
+def test_native_conv_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
+    """Each path of the C kernels on its emulated core (one firmware per case)."""
+    from divqat_tvm.oracle.device_backend import QemuOracle
+
+    for case in QEMU_CASES:
+        rng = np.random.default_rng(sum(map(ord, case + board)))
+        graph = conv_graph(case, rng)
+        out = tmp_path / case
+        manifest = generate(graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}})
+        assert manifest["ops"][0]["kernel"]["variant"]["path"] == path
+        x = _inputs(graph.input_tensor.shape[1:], 6, rng)
+        with QemuOracle(out, board=board, transfer="shared", instances=1) as dev:
+            got = np.stack([r.logits for r in dev.run_int8(x.reshape(len(x), -1))])
+        want = run_reference(graph, x, "fixed").reshape(len(x), -1)
+        assert got.shape == want.shape and int((got != want).sum()) == 0, case
