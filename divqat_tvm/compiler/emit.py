@@ -16,7 +16,7 @@ from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 
 FORMAT_VERSION = 1
-_CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "int64": "int64_t", "uint8": "uint8_t"}
+_CTYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float", "int64": "int64_t", "uint8": "uint8_t"}
 
 
 @dataclass

@@ -16,7 +16,8 @@ shape is ever sent to a kernel that does not handle it. The choice is recorded p
 Arithmetic (csrc/divqat_nn.h): the input zero point is folded into the bias offline (bias' = bias − zp_in·Σw;
 padding reads as zp_in, so it contributes zp_in·w and the fold stays exact), and the epilogue is TFLite's
 MultiplyByQuantizedMultiplier bit for bit. A layer gets the fast epilogue (DQ_FAST) only when it is exact
-for it: every right shift in [1, 22], no left shift, |accumulator| < 2^30 for every input, clamp [−128, 127].
+for it: every right shift in [1, 22], no left shift, every multiplier above 2^30, |accumulator| < 2^30 for
+every input, clamp [−128, 127].
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _requant_words(real: np.ndarray, bias_folded: np.ndarray, zp_out: int, lo: i
     """Per-channel [bias', M, a, b] (int32, DQ_QP_WORDS each) and whether the fast epilogue is exact here."""
     m, shift = rq.quantize_multipliers(real)
     a = -shift.astype(np.int64)
-    fast = bool(np.all(a >= 1) and np.all(a <= FAST_MAX_SHIFT) and lo == -128 and hi == 127
+    fast = bool(np.all(a >= 1) and np.all(a <= FAST_MAX_SHIFT) and np.all(m > (1 << 30)) and lo == -128 and hi == 127
                 and np.all(acc_bound < ACC_LIMIT))
     if fast:
         b = (np.int64(1) << (a - 1)) + (np.int64(zp_out) << a)
@@ -131,7 +132,37 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
         direct = kh == 1 and kw == 1 and not any(op.padding)
         return _gemm_call(op.name, w2d, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
                           tuple(to.shape), direct)
+    if op.groups == cin == cout and cin % 4 == 0:
+        return _dw_call(op, real, geom, ti.zero_point, to.zero_point, tuple(to.shape))
     return None
+
+
+DW_MAX_KH, DW_MAX_ROWS = 8, 16  # csrc/dwconv_s8.c: DIVQAT_DW_MAX_KH, DIVQAT_DW_MAX_ROWS
+
+
+def _dw_call(op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int,
+             out_shape: tuple[int, ...]) -> NativeCall | None:
+    """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1 and C % 4 == 0."""
+    c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
+    nrows = (kh - 1) * geom["dh"] + 1
+    if kh > DW_MAX_KH or nrows > DW_MAX_ROWS:
+        return None
+    w = op.weight.reshape(c, kh * kw).astype(np.int64)  # [C, 1, KH, KW] -> [C, taps]
+    bias = op.bias.astype(np.int64)  # the kernel subtracts zp_in while widening: no fold
+    span = max(127 - zp_in, zp_in + 128)
+    bound = np.abs(bias) + np.abs(w).sum(axis=1) * span
+    qp, fast = _requant_words(real, bias, zp_out, op.act_min, op.act_max, bound)
+    scale = 2 if fast else 1  # the fast epilogue takes the doubled accumulator
+    qp[:, 0] *= scale
+    # per 4-channel group, per tap: int16 (c0, c2, c1, c3), the order SXTAB16 leaves the input in
+    wt = (w * scale).reshape(c // 4, 4, kh * kw)[:, [0, 2, 1, 3], :].transpose(0, 2, 1).astype(np.int16)  # [G, taps, 4]
+    need = (geom["ow"] - 1) * geom["sw"] + (kw - 1) * geom["dw"] + 1
+    wc = max(need, geom["pl"] + geom["iw"])
+    scratch = (nrows + 1) * wc * c * 2
+    desc = _desc(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0,
+                 flags=FLAG_FAST if fast else 0)
+    return NativeCall("divqat_dwconv_s8", [wt.reshape(-1), qp.reshape(-1), desc], scratch, out_shape,
+                      {"epilogue": "fast" if fast else "exact", "ring_rows": nrows})
 
 
 def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
@@ -179,8 +210,9 @@ def kernel_path(core: str | None) -> str:
 
 _BLOCKS = {"divqat_conv_s8": {"dsp": "1 channel x 4 pixels (SMLAD, int16 columns)", "mve": "4 channels x 1 pixel (VMLADAVA)",
                               "c": "1 channel x 1 pixel (C)"},
-           "divqat_dwconv_s8": {"dsp": "4 channels x 1 pixel (SMLABB/SMLATT)", "mve": "4 channels x 1 pixel (VMLA)",
-                                "c": "1 channel x 1 pixel (C)"}}
+           "divqat_dwconv_s8": {"dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
+                                "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
+                                "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)"}}
 
 
 def manifest_entry(call: NativeCall | None, core: str | None) -> dict[str, Any]:

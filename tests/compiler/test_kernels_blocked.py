@@ -13,6 +13,8 @@ shift 0, a clamp narrower than int8). The host build runs the plain C path; the 
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from divqat_tvm.compiler.graph import Conv2D, Dense, Graph, QTensor
 from divqat_tvm.compiler.host import HostModel
 from divqat_tvm.compiler.pipeline import generate
 from divqat_tvm.compiler.reference import run_reference
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 # name: (H, W, cin, cout, kernel, stride, padding t/l/b/r, dilation, requant kind)
 #   requant kind: "fast" (shifts 1..22, full clamp), "relu6" (narrow clamp), "shift0" (real multiplier in
@@ -37,6 +41,20 @@ CONV_CASES = {
     "3x3_cin4_shift0": (5, 6, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
     "2x2_cin1_left_shift": (6, 6, 1, 2, (2, 2), (1, 1), (0, 0, 1, 1), (1, 1), "left"),
     "3x3_valid_cin32_cout12": (6, 6, 32, 12, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+}
+
+# name: (H, W, C, kernel, stride, padding t/l/b/r, dilation, requant kind): depthwise, depth multiplier 1
+DW_CASES = {
+    "3x3_s1_same_c4_w5": (5, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_same_c8_w7": (7, 7, 8, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_same_c12_w8": (8, 8, 12, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_valid_c16_w6": (6, 6, 16, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_s1_c8_relu6": (6, 7, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "relu6"),
+    "3x3_s1_c4_shift0": (4, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
+    "5x5_s1_c8": (7, 6, 8, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), "fast"),
+    "3x1_s1_c4_tall": (9, 4, 4, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1), "fast"),
+    "3x3_dil2_c8": (8, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), "fast"),
+    "3x3_s1_w1_c4": (5, 1, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
 }
 
 QEMU_CASES = ["3x3_pad1_cin3_cout5", "3x3_s2_same_cin16_cout7", "1x1_direct_cin8_cout9", "1x1_cin20_k_tail16_cout6",
@@ -85,6 +103,19 @@ def conv_graph(case: str, rng: np.random.Generator) -> Graph:
     return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
 
 
+def dw_graph(case: str, rng: np.random.Generator) -> Graph:
+    h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
+    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    s_in = 0.05
+    s_w, s_out, zp_out, lo, hi = _qparams(kind, c, s_in, rng)
+    x = QTensor("x", (1, h, w, c), s_in, -9, layout="NHWC")
+    y = QTensor("y", (1, oh, ow, c), s_out, zp_out, layout="NHWC")
+    op = Conv2D("dw", ["x"], "y", weight=rng.integers(-127, 128, (c, 1, *kernel)).astype(np.int8), weight_scale=s_w,
+                bias=rng.integers(-3000, 3000, c).astype(np.int32), stride=stride, padding=pad, dilation=dil,
+                groups=c, act_min=lo, act_max=hi)
+    return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+
+
 def dense_graph(k: int, n_out: int, rng: np.random.Generator) -> Graph:
     x = QTensor("x", (1, k), 0.04, 5, layout="NC")
     y = QTensor("y", (1, n_out), 0.2, -7, layout="NC")
@@ -120,6 +151,37 @@ def test_native_conv_host_bit_exact(tmp_path, case: str) -> None:
     want = run_reference(graph, x, "fixed")
     assert got.shape == want.shape and int((got != want).sum()) == 0
     assert len(np.unique(want)) > 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(DW_CASES))
+def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = dw_graph(case, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m4"})
+    kern = manifest["ops"][0]["kernel"]
+    assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
+    x = _inputs(graph.input_tensor.shape[1:], 40, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    want = run_reference(graph, x, "fixed")
+    assert got.shape == want.shape and int((got != want).sum()) == 0
+    assert len(np.unique(want)) > 3
+
+
+def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
+    """Depth multiplier 2 and C % 4 != 0 are not the kernel's: TE kernels, still exact."""
+    rng = np.random.default_rng(7)
+    for c, mult in ((6, 1), (4, 2)):
+        x = QTensor("x", (1, 5, 5, c), 0.05, 3, layout="NHWC")
+        y = QTensor("y", (1, 5, 5, c * mult), 0.1, -2, layout="NHWC")
+        op = Conv2D("dw", ["x"], "y", weight=rng.integers(-127, 128, (c * mult, 1, 3, 3)).astype(np.int8),
+                    weight_scale=rng.uniform(0.002, 0.02, c * mult).astype(np.float32),
+                    bias=rng.integers(-3000, 3000, c * mult).astype(np.int32), padding=(1, 1, 1, 1), groups=c)
+        graph = Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+        m = generate(graph, tmp_path / f"c{c}m{mult}", requant="fixed")
+        assert m["ops"][0]["kernel"]["name"] == "tvm"
+        xs = _inputs((5, 5, c), 10, rng)
+        assert int((HostModel(tmp_path / f"c{c}m{mult}").run(xs) != run_reference(graph, xs, "fixed")).sum()) == 0
 
 
 @pytest.mark.slow
@@ -163,13 +225,14 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
 @pytest.mark.emulator
 @needs_emulator
 @pytest.mark.parametrize("board,core,path", BOARDS)
-def test_native_conv_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
-    """Each path of the C kernels on its emulated core (one firmware per case)."""
+def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
+    """Each path of the C kernels on its emulated core (one firmware per case): conv and depthwise."""
     from divqat_tvm.oracle.device_backend import QemuOracle
 
-    for case in QEMU_CASES:
+    cases = [(c, conv_graph) for c in QEMU_CASES] + [(c, dw_graph) for c in DW_CASES]
+    for case, make in cases:
         rng = np.random.default_rng(sum(map(ord, case + board)))
-        graph = conv_graph(case, rng)
+        graph = make(case, rng)
         out = tmp_path / case
         manifest = generate(graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}})
         assert manifest["ops"][0]["kernel"]["variant"]["path"] == path
@@ -178,3 +241,36 @@ def test_native_conv_paths_bit_exact_under_qemu(tmp_path, board: str, core: str,
             got = np.stack([r.logits for r in dev.run_int8(x.reshape(len(x), -1))])
         want = run_reference(graph, x, "fixed").reshape(len(x), -1)
         assert got.shape == want.shape and int((got != want).sum()) == 0, case
+
+
+MODELS = {"kws": "kws_ref_model.tflite", "vww": "vww_96_int8.tflite"}
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@needs_emulator
+@pytest.mark.parametrize("model", list(MODELS))
+def test_mlperf_kws_vww_bit_exact_host_and_qemu(tmp_path, model: str) -> None:
+    """KWS (DS-CNN) and VWW (MobileNetV1) compiled with the native kernels: host build and firmware on the
+    Cortex-M7, M4 and M55 equal LiteRT's BUILTIN_REF on random inputs."""
+    from test_tflite_import import MLPERF, litert, litert_run
+
+    from divqat_tvm.compiler.tflite_import import compile_tflite
+    from divqat_tvm.oracle.device_backend import QemuOracle
+
+    path = MLPERF.parent / MODELS[model]
+    if not path.is_file():
+        pytest.skip(f"{path} is not on this machine")
+    out = tmp_path / model
+    manifest = compile_tflite(path, out, target="mps2-an500", core="cortex-m7")
+    kinds = {o["kernel"]["name"] for o in manifest["ops"]}
+    assert {"divqat_conv_s8", "divqat_dwconv_s8"} <= kinds
+    shape = tuple(manifest["input"]["shape"][1:])
+    rng = np.random.default_rng(len(model))
+    xs = rng.integers(-128, 128, (60, *shape)).astype(np.int8)
+    ref = litert_run(litert(path), xs[:, None])[:, 0]
+    assert int((HostModel(out).run(xs) != ref).sum()) == 0
+    for board, n in (("mps2-an500", 20), ("mps2-an386", 10), ("mps3-an547", 10)):
+        with QemuOracle(out, board=board, transfer="shared", instances=2) as dev:
+            got = np.stack([r.logits for r in dev.run_int8(xs[:n].reshape(n, -1))])
+        assert int((got != ref[:n]).sum()) == 0, board

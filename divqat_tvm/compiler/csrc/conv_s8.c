@@ -174,8 +174,8 @@ DIVQAT_INLINE void divqat_gemm4_dsp(const uint32_t *cols, const int8_t *w, const
                      : "r4", "r5", "r8", "r9", "r10", "r11", "cc", "memory");
     if (fast) {
       const int32_t m = qp[1], a = qp[2], b = qp[3];
-      const int32_t v0 = divqat_ssat8(divqat_rq_fast_v(a0, m, a, b)), v1 = divqat_ssat8(divqat_rq_fast_v(a1, m, a, b));
-      const int32_t v2 = divqat_ssat8(divqat_rq_fast_v(a2, m, a, b)), v3 = divqat_ssat8(divqat_rq_fast_v(a3, m, a, b));
+      const int32_t v0 = divqat_ssat8(divqat_rq_fast_v(a0 * 2, m, a, b)), v1 = divqat_ssat8(divqat_rq_fast_v(a1 * 2, m, a, b));
+      const int32_t v2 = divqat_ssat8(divqat_rq_fast_v(a2 * 2, m, a, b)), v3 = divqat_ssat8(divqat_rq_fast_v(a3 * 2, m, a, b));
       y0[c] = (int8_t)v0;
       y1[c] = (int8_t)v1;
       y2[c] = (int8_t)v2;

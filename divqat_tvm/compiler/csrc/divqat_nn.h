@@ -39,7 +39,7 @@ enum {
   DQ_ZPIN, DQ_ZPOUT, DQ_LO, DQ_HI, DQ_K, DQ_KP, DQ_FLAGS, DQ_NWORDS
 };
 /* DQ_FLAGS bits */
-#define DQ_FAST 1   /* every channel: 1 <= a <= 22, |acc| < 2^30, and the clamp is [-128, 127]: fast epilogue */
+#define DQ_FAST 1   /* every channel: 1 <= a <= 22, M > 2^30, |acc| < 2^30, clamp [-128, 127]: fast epilogue */
 #define DQ_DIRECT 2 /* 1x1 kernel, no padding, cin % 4 == 0: the K vector is the input pixel itself */
 #define DQ_QP_WORDS 4
 
@@ -51,14 +51,14 @@ DIVQAT_INLINE uint32_t divqat_ld32(const void *p) {
 
 DIVQAT_INLINE void divqat_st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 
-/* (a * b + 2^31) >> 32: SMMULR on DSP cores. */
-DIVQAT_INLINE int32_t divqat_smmulr(int32_t a, int32_t b) {
-#if defined(DIVQAT_DSP)
+/* (a * b + (c << 32) + 2^31) >> 32: SMMLAR on DSP cores. */
+DIVQAT_INLINE int32_t divqat_smmlar(int32_t a, int32_t b, int32_t c) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
   int32_t r;
-  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
   return r;
 #else
-  return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+  return (int32_t)(((int64_t)a * b + (int64_t)((uint64_t)(uint32_t)c << 32) + 0x80000000LL) >> 32);
 #endif
 }
 
@@ -76,16 +76,16 @@ DIVQAT_INLINE int32_t divqat_mbqm(int32_t acc, int32_t m, int32_t a) {
   return (hi >> a) + (int32_t)(((uint32_t)hi & mask) > thr);
 }
 
-/* The fast epilogue (DQ_FAST): valid when a in [1, 22], no left shift and |acc| < 2^30, so 2*acc fits and
- * (2*acc*M + 2^31) >> 32 is SaturatingRoundingDoublingHighMul; the half-away-from-zero rounding of the right
- * shift is (hi - (hi < 0) + 2^(a-1)) >> a, and zp_out << a rides along in b. Returns the unclamped output. */
-DIVQAT_INLINE int32_t divqat_rq_fast_v(int32_t acc, int32_t m, int32_t a, int32_t b) {
-  int32_t hi = divqat_smmulr(acc * 2, m);
-  hi += hi >> 31;
-  return (hi + b) >> a;
+/* The fast epilogue (DQ_FAST), from acc2 = 2 * acc: valid when every a is in [1, 22], M > 2^30, the clamp is
+ * [-128, 127] and |acc| < 2^30 (so 2 * acc fits). Then (2*acc*M + 2^31) >> 32 is
+ * SaturatingRoundingDoublingHighMul, SMMLAR adds b = 2^(a-1) + (zp_out << a) on the way, the sign of that
+ * product is the sign of acc (M > 2^30), so RoundingDivideByPOT's half-away-from-zero rounding is one more
+ * add of (acc < 0 ? -1 : 0), and the shift gives the output with zp_out added. Unclamped. */
+DIVQAT_INLINE int32_t divqat_rq_fast_v(int32_t acc2, int32_t m, int32_t a, int32_t b) {
+  return (divqat_smmlar(acc2, m, b) + (acc2 >> 31)) >> a;
 }
 
-DIVQAT_INLINE int32_t divqat_rq_fast(int32_t acc, const int32_t *q) { return divqat_rq_fast_v(acc, q[1], q[2], q[3]); }
+DIVQAT_INLINE int32_t divqat_rq_fast(int32_t acc, const int32_t *q) { return divqat_rq_fast_v(acc * 2, q[1], q[2], q[3]); }
 
 DIVQAT_INLINE int32_t divqat_rq_exact(int32_t acc, const int32_t *q, int32_t zp) {
   return divqat_mbqm(acc, q[1], q[2]) + zp;
