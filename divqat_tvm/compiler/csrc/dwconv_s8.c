@@ -86,95 +86,85 @@ static void divqat_dw_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, in
   "smlabb  %[b1], r10, r9, %[b1]\n\t"                \
   "smlatt  %[b3], r10, r9, %[b3]\n\t"
 
-#define DIVQAT_DW_ROW3(SW)                                                                                        \
+/* The whole 3x3 window: row 0 from xr, rows 1 and 2 from the stack ("m" operands), 119 instructions for 72 MACs. */
+#define DIVQAT_DW_WIN33(SW)                                                                                       \
   __asm__ volatile(DIVQAT_DW_TAP("0", "4", "p0", "p0h") DIVQAT_DW_TAP("8", "12", "p1", "p1h")                    \
                    DIVQAT_DW_TAP("16", "20", "p2", "p2h")                                                        \
+                   "ldr     %[xr], %[x1]\n\t"                                                                   \
+                   DIVQAT_DW_TAP("0", "4", "p0", "p0h") DIVQAT_DW_TAP("8", "12", "p1", "p1h")                    \
+                   DIVQAT_DW_TAP("16", "20", "p2", "p2h")                                                        \
+                   "ldr     %[xr], %[x2]\n\t"                                                                   \
+                   DIVQAT_DW_TAP("0", "4", "p0", "p0h") DIVQAT_DW_TAP("8", "12", "p1", "p1h")                    \
+                   DIVQAT_DW_TAP("16", "20", "p2", "p2h")                                                        \
                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1),   \
-                     [b2] "+r"(b2), [b3] "+r"(b3), [wt] "+r"(wt_r)                                             \
-                   : [xr] "r"(xr), [p0] "i"(8 * (SW)), [p0h] "i"(8 * (SW) + 4), [p1] "i"(8 + 8 * (SW)),            \
-                     [p1h] "i"(12 + 8 * (SW)), [p2] "i"(16 + 8 * (SW)), [p2h] "i"(20 + 8 * (SW))                 \
+                     [b2] "+r"(b2), [b3] "+r"(b3), [wt] "+r"(wt_r), [xr] "+r"(xr)                              \
+                   : [x1] "m"(x1), [x2] "m"(x2), [p0] "i"(8 * (SW)), [p0h] "i"(8 * (SW) + 4),                    \
+                     [p1] "i"(8 + 8 * (SW)), [p1h] "i"(12 + 8 * (SW)), [p2] "i"(16 + 8 * (SW)),                  \
+                     [p2h] "i"(20 + 8 * (SW))                                                                    \
                    : "r8", "r9", "r10", "memory")
 
-/* One 4-channel group of a pixel pair over the kh kernel rows (kw == 3, dw == 1, the B offset `sw` a
- * compile-time 0, 1 or 2), requantized and stored. Out of line: the asm row needs 13 registers, which the
- * compiler finds only where little else is live. */
-DIVQAT_INLINE void divqat_dw_pair3(const uint32_t *const *rowp, int32_t xo, const int16_t *wt, const int32_t *q,
-                                   const int32_t *d, int8_t *ya, int8_t *yb, const int fast, const int sw) {
-  /* Every asm operand pinned to a register (none is r7, the Thumb frame pointer), so allocation cannot fail
-   * at any optimisation level; the compiler moves whatever else is live out of the way. */
-  register int32_t a0 __asm__("r0") = q[0];
-  register int32_t a1 __asm__("r1") = q[DQ_QP_WORDS];
-  register int32_t a2 __asm__("r2") = q[2 * DQ_QP_WORDS];
-  register int32_t a3 __asm__("r3") = q[3 * DQ_QP_WORDS];
-  register int32_t b0 __asm__("r4") = a0;
-  register int32_t b1 __asm__("r5") = a1;
-  register int32_t b2 __asm__("r6") = a2;
-  register int32_t b3 __asm__("r12") = a3;
-  register const int16_t *wt_r __asm__("lr") = wt;
-  const uint32_t *const *const rend = rowp + d[DQ_KH];
-  do {
-    register const uint32_t *xr __asm__("r11") = *rowp++ + xo;
+/* All channel groups of one pixel pair (A at word offset xo of the ring rows, B `sw` columns on; sw 0: B = A)
+ * of a 3x3 kernel with dilation 1, fast epilogue. Out of line: the asm needs 13 registers, pinned (none is r7,
+ * the Thumb frame pointer) so allocation cannot fail at any optimisation level. */
+DIVQAT_INLINE void divqat_dw_pair33(const uint32_t *const *rowp, int32_t xo, const int16_t *wt, const int32_t *q,
+                                    int32_t c, int32_t gstride, int8_t *ya, int8_t *yb, const int sw) {
+  const uint32_t *x0 = rowp[0] + xo, *x1 = rowp[1] + xo, *x2 = rowp[2] + xo;
+  for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS, x0 += gstride, x1 += gstride, x2 += gstride) {
+    register int32_t a0 __asm__("r0") = q[0];
+    register int32_t a1 __asm__("r1") = q[DQ_QP_WORDS];
+    register int32_t a2 __asm__("r2") = q[2 * DQ_QP_WORDS];
+    register int32_t a3 __asm__("r3") = q[3 * DQ_QP_WORDS];
+    register int32_t b0 __asm__("r4") = a0;
+    register int32_t b1 __asm__("r5") = a1;
+    register int32_t b2 __asm__("r6") = a2;
+    register int32_t b3 __asm__("r12") = a3;
+    register const int16_t *wt_r __asm__("lr") = wt;
+    register const uint32_t *xr __asm__("r11") = x0;
     if (sw == 0) {
-      DIVQAT_DW_ROW3(0);
+      DIVQAT_DW_WIN33(0);
     } else if (sw == 1) {
-      DIVQAT_DW_ROW3(1);
+      DIVQAT_DW_WIN33(1);
     } else {
-      DIVQAT_DW_ROW3(2);
+      DIVQAT_DW_WIN33(2);
     }
-  } while (rowp != rend);
-  if (fast) {
+    wt = wt_r;
     int32_t m = q[1], a = q[2], b = q[3];
-    ya[0] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, m, a, b));
-    yb[0] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b0, m, a, b));
+    ya[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, m, a, b));
+    yb[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b0, m, a, b));
     m = q[DQ_QP_WORDS + 1], a = q[DQ_QP_WORDS + 2], b = q[DQ_QP_WORDS + 3];
-    ya[1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, m, a, b));
-    yb[1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b1, m, a, b));
+    ya[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, m, a, b));
+    yb[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b1, m, a, b));
     m = q[2 * DQ_QP_WORDS + 1], a = q[2 * DQ_QP_WORDS + 2], b = q[2 * DQ_QP_WORDS + 3];
-    ya[2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a2, m, a, b));
-    yb[2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b2, m, a, b));
+    ya[g + 2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a2, m, a, b));
+    yb[g + 2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b2, m, a, b));
     m = q[3 * DQ_QP_WORDS + 1], a = q[3 * DQ_QP_WORDS + 2], b = q[3 * DQ_QP_WORDS + 3];
-    ya[3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a3, m, a, b));
-    yb[3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b3, m, a, b));
-  } else {
-    ya[0] = (int8_t)divqat_requant_exact(a0, q, d);
-    ya[1] = (int8_t)divqat_requant_exact(a1, q + DQ_QP_WORDS, d);
-    ya[2] = (int8_t)divqat_requant_exact(a2, q + 2 * DQ_QP_WORDS, d);
-    ya[3] = (int8_t)divqat_requant_exact(a3, q + 3 * DQ_QP_WORDS, d);
-    yb[0] = (int8_t)divqat_requant_exact(b0, q, d);
-    yb[1] = (int8_t)divqat_requant_exact(b1, q + DQ_QP_WORDS, d);
-    yb[2] = (int8_t)divqat_requant_exact(b2, q + 2 * DQ_QP_WORDS, d);
-    yb[3] = (int8_t)divqat_requant_exact(b3, q + 3 * DQ_QP_WORDS, d);
+    ya[g + 3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a3, m, a, b));
+    yb[g + 3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b3, m, a, b));
   }
 }
 
-#define DIVQAT_DW_PAIR3(NAME, FAST, SW)                                                                           \
+#define DIVQAT_DW_PAIR33(NAME, SW)                                                                                \
   static DIVQAT_NOINLINE void NAME(const uint32_t *const *rowp, int32_t xo, const int16_t *wt, const int32_t *q,    \
-                                   const int32_t *d, int8_t *ya, int8_t *yb) {                                    \
-    divqat_dw_pair3(rowp, xo, wt, q, d, ya, yb, FAST, SW);                                                        \
+                                   int32_t c, int32_t gstride, int8_t *ya, int8_t *yb) {                          \
+    divqat_dw_pair33(rowp, xo, wt, q, c, gstride, ya, yb, SW);                                                    \
   }
-DIVQAT_DW_PAIR3(divqat_dw_pair3_f0, 1, 0)
-DIVQAT_DW_PAIR3(divqat_dw_pair3_f1, 1, 1)
-DIVQAT_DW_PAIR3(divqat_dw_pair3_f2, 1, 2)
+DIVQAT_DW_PAIR33(divqat_dw_pair33_s0, 0)
+DIVQAT_DW_PAIR33(divqat_dw_pair33_s1, 1)
+DIVQAT_DW_PAIR33(divqat_dw_pair33_s2, 2)
 
-/* Pixel pairs of one output row, kw == 3, dw == 1, stride 1 or 2, fast epilogue. An odd last pixel is computed as a pair
- * with itself (B offset 0) and stored twice to the same place. */
-DIVQAT_INLINE void divqat_dw_row3(const uint32_t *const *rowp, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                  int8_t *yr, int32_t gstride) {
-  typedef void (*pair_fn)(const uint32_t *const *, int32_t, const int16_t *, const int32_t *, const int32_t *, int8_t *,
-                          int8_t *);
-  const int32_t c = d[DQ_CIN], ow = d[DQ_OW], sw = d[DQ_SW], wstep = 4 * 3 * d[DQ_KH];
-  const pair_fn pair = sw == 1 ? divqat_dw_pair3_f1 : divqat_dw_pair3_f2;
-  const pair_fn single = divqat_dw_pair3_f0;
-  for (int32_t ox = 0; ox < ow; ox += 2) {
-    const pair_fn f = ox + 1 < ow ? pair : single;
-    int8_t *ya = yr + ox * c, *yb = ox + 1 < ow ? ya + c : ya;
-    const int32_t *q = qp;
-    const int16_t *wg = w;
-    int32_t xo = 2 * ox * sw;
-    for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS, wg += wstep, xo += gstride) f(rowp, xo, wg, q, d, ya + g, yb + g);
-  }
+/* Pixel pairs of one output row, 3x3, dilation 1, stride 1 or 2, fast epilogue. An odd last pixel is computed
+ * as a pair with itself (B offset 0) and stored twice to the same place. */
+DIVQAT_INLINE void divqat_dw_row33(const uint32_t *const *rowp, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                   int8_t *yr, int32_t gstride) {
+  const int32_t c = d[DQ_CIN], ow = d[DQ_OW], sw = d[DQ_SW];
+  int32_t ox = 0;
+  if (sw == 1)
+    for (; ox + 1 < ow; ox += 2) divqat_dw_pair33_s1(rowp, 2 * ox, w, qp, c, gstride, yr + ox * c, yr + (ox + 1) * c);
+  else
+    for (; ox + 1 < ow; ox += 2) divqat_dw_pair33_s2(rowp, 4 * ox, w, qp, c, gstride, yr + ox * c, yr + (ox + 1) * c);
+  if (ox < ow) divqat_dw_pair33_s0(rowp, 2 * ox * sw, w, qp, c, gstride, yr + ox * c, yr + ox * c);
 }
-#define DIVQAT_DW_HAVE_ROW3 1
+#define DIVQAT_DW_HAVE_ROW33 1
 #endif
 
 /* Any kernel width, dilation and stride: one pixel, 4 channels, a tap at a time. */
@@ -224,7 +214,7 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
   const int32_t rw = gstride * (c / 4);                /* words per ring row */
   const int32_t nrows = (kh - 1) * dh + 1;
   uint32_t *const ring = (uint32_t *)(void *)scratch;
-  const uint32_t *const zero_row = ring + nrows * rw;
+  uint32_t *const zero_row = ring + nrows * rw;
   const uint32_t off = ((uint32_t)(-d[DQ_ZPIN]) & 0xFFFFu) * 0x10001u;
   int32_t held[DIVQAT_DW_MAX_ROWS];
   const uint32_t *rowp[DIVQAT_DW_MAX_KH];
@@ -247,9 +237,9 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
       rowp[ky] = row;
     }
     int8_t *yr = y + oy * ow * c;
-#if defined(DIVQAT_DW_HAVE_ROW3)
-    if (fast && kw == 3 && dw == 1 && (sw == 1 || sw == 2)) { /* the exact epilogue takes the general path */
-      divqat_dw_row3(rowp, w, qp, d, yr, gstride);
+#if defined(DIVQAT_DW_HAVE_ROW33)
+    if (fast && kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2)) { /* exact epilogue: general path */
+      divqat_dw_row33(rowp, w, qp, d, yr, gstride);
       continue;
     }
 #endif
