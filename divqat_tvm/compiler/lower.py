@@ -100,15 +100,18 @@ def build_relax(graph: Graph, scheme: str, prefix: str, kernels: str = "native",
 
 
 def _emit_native(bb: Any, graph: Graph, op: Op, env: dict[str, Any], call: "native.NativeCall", name: str) -> Any:
-    """call_tir of the PrimFunc wrapping a hand-written kernel; its outputs are (y, scratch): y is returned."""
+    """call_tir of the PrimFunc wrapping a hand-written kernel; with a scratch its outputs are (y, scratch) and
+    y is returned."""
     from tvm import relax
 
-    x = env[op.inputs[0]]
-    func = native.prim_func(call, graph.tensors[op.inputs[0]].shape, name)
+    inputs = [op.inputs[i] for i in call.inputs]
+    func = native.prim_func(call, [graph.tensors[n].shape for n in inputs], name)
     gv = bb.add_func(func, name)
-    out_ty = [relax.TensorType(call.out_shape, "int8"), relax.TensorType((max(call.scratch_bytes, 4),), "int8")]
-    res = bb.emit(relax.call_tir(gv, relax.Tuple([x, *(relax.const(c) for c in call.consts)]), out_ty))
-    return relax.TupleGetItem(res, 0)
+    out_ty = [relax.TensorType(sh, dt) for sh, dt in native.out_types(call)]
+    args = relax.Tuple([*(env[n] for n in inputs), *(relax.const(c) for c in call.consts)])
+    if len(out_ty) == 1:
+        return relax.call_tir(gv, args, out_ty[0])
+    return relax.TupleGetItem(bb.emit(relax.call_tir(gv, args, out_ty)), 0)
 
 
 def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, name: str) -> Any:

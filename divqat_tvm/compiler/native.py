@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler import requant as rq
-from divqat_tvm.compiler.graph import Conv2D, Dense, Graph, Op
+from divqat_tvm.compiler.graph import Add, Conv2D, Dense, Graph, Op
 from divqat_tvm.errors import CompileError
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 HEADER = "divqat_nn.h"
 #: C function -> source file in csrc/
-SOURCES = {"divqat_conv_s8": "conv_s8.c", "divqat_dwconv_s8": "dwconv_s8.c"}
+SOURCES = {"divqat_conv_s8": "conv_s8.c", "divqat_dwconv_s8": "dwconv_s8.c", "divqat_add_s8": "add_s8.c"}
 
 # Descriptor words (csrc/divqat_nn.h, enum DQ_*)
 DESC_FIELDS = ("ih", "iw", "cin", "oh", "ow", "cout", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
@@ -56,6 +56,7 @@ class NativeCall:
     scratch_bytes: int
     out_shape: tuple[int, ...]
     variant: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[int, ...] = (0,)  # which of the op's inputs (activations) are passed, in order, before the constants
 
 
 def _round_up(n: int, m: int) -> int:
@@ -177,25 +178,65 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
                       tuple(to.shape), True)
 
 
+def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:
+    """TFLite's int8 ADD (the "fixed" scheme's add, kernels.add) as divqat_add_s8, elementwise over any layout.
+    The input with the larger scale goes first (its stage is an exact shift, see csrc/add_s8.c)."""
+    ta, tb, to = (graph.tensors[n] for n in (*op.inputs[:2], op.output))
+    if scheme != "fixed" or ta.shape != to.shape or tb.shape != to.shape:
+        return None
+    order = (0, 1) if ta.scale >= tb.scale else (1, 0)
+    if order == (1, 0):
+        ta, tb = tb, ta
+    twice_max = 2.0 * max(ta.scale, tb.scale)
+    ma, sa = rq.quantize_multiplier(ta.scale / twice_max)
+    mb, sb = rq.quantize_multiplier(tb.scale / twice_max)
+    mo, so = rq.quantize_multiplier(twice_max / ((1 << rq.ADD_LEFT_SHIFT) * to.scale))
+    b_half = (mb, sb) == (1 << 30, 0)
+    if (ma, sa) != (1 << 30, 0) or not (b_half or (sb < 0 and mb >= (1 << 30))):
+        return None  # not the arithmetic the kernel assumes: the TE kernel handles it
+    rb = -sb
+    ao = -so
+    fast = mo > (1 << 30) and 1 <= ao <= FAST_MAX_SHIFT
+    full = (op.act_min, op.act_max) == (-128, 127)
+    bo = ((1 << (ao - 1)) + (to.zero_point << ao)) if fast else 0
+    flags = (1 if fast else 0) | (2 if b_half else 0) | (4 if full else 0)
+    desc = np.array([to.nbytes, ta.zero_point, tb.zero_point, to.zero_point, op.act_min, op.act_max, mb, rb,
+                     (1 << (rb - 1)) if rb else 0, mo, ao, bo, flags], dtype=np.int32)
+    return NativeCall("divqat_add_s8", [desc], 0, tuple(to.shape), {"epilogue": "fast" if fast else "exact"},
+                      inputs=order)
+
+
 def select(graph: Graph, op: Op, scheme: str) -> NativeCall | None:
     """The native kernel call for `op`, or None (the op keeps its TE kernel)."""
     if isinstance(op, Conv2D):
         return conv_call(graph, op, scheme)
     if isinstance(op, Dense):
         return dense_call(graph, op, scheme)
+    if isinstance(op, Add) and not hasattr(op, "te_kernel"):
+        return add_call(graph, op, scheme)
     return None
 
 
-def prim_func(call: NativeCall, in_shape: tuple[int, ...], name: str) -> Any:
-    """The PrimFunc wrapping the call: (x, consts..., out, scratch) → call_extern(function, same order)."""
+def out_types(call: NativeCall) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, dtype) of the call's outputs: y, then the scratch if it has one."""
+    outs = [(tuple(call.out_shape), "int8")]
+    if call.scratch_bytes:
+        outs.append(((call.scratch_bytes,), "int8"))
+    return outs
+
+
+def prim_func(call: NativeCall, in_shapes: list[tuple[int, ...]], name: str) -> Any:
+    """The PrimFunc wrapping the call: (inputs..., consts..., y[, scratch]) → call_extern(function, same order)."""
     from tvm import te, tirx
 
-    ins = [te.placeholder(tuple(in_shape), "int8", name="x")]
+    ins = [te.placeholder(tuple(sh), "int8", name=f"x{i}") for i, sh in enumerate(in_shapes)]
     ins += [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(call.consts)]
-    outs = te.extern([call.out_shape, (max(call.scratch_bytes, 4),)], ins,
-                     lambda i, o: tirx.call_extern("int32", call.function, *[b.data for b in i], *[b.data for b in o]),
-                     dtype=["int8", "int8"], name="y")
-    return te.create_prim_func([*ins, *outs]).with_attr("divqat_native", name)
+    outs = out_types(call)
+    res = te.extern([o[0] for o in outs], ins,
+                    lambda i, o: tirx.call_extern("int32", call.function, *[b.data for b in i], *[b.data for b in o]),
+                    dtype=[o[1] for o in outs], name="y")
+    res = res if isinstance(res, list) else [res]
+    return te.create_prim_func([*ins, *res]).with_attr("divqat_native", name)
 
 
 def kernel_path(core: str | None) -> str:
@@ -210,6 +251,7 @@ def kernel_path(core: str | None) -> str:
 
 _BLOCKS = {"divqat_conv_s8": {"dsp": "1 channel x 4 pixels (SMLAD, int16 columns)", "mve": "4 channels x 1 pixel (VMLADAVA)",
                               "c": "1 channel x 1 pixel (C)"},
+           "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
            "divqat_dwconv_s8": {"dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
                                 "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
                                 "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)"}}

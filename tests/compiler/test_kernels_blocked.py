@@ -57,6 +57,15 @@ DW_CASES = {
     "3x3_s1_w1_c4": (5, 1, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
 }
 
+# name: (shape, s_a, s_b, s_out, zp_a, zp_b, zp_out, act_min, act_max)
+ADD_CASES = {
+    "a_larger_full": ((1, 5, 7, 8), 0.08, 0.05, 0.1, -3, 11, -128, -128, 127),
+    "b_larger_relu": ((1, 4, 4, 12), 0.02, 0.07, 0.06, 20, -128, -20, -20, 127),
+    "equal_scales": ((1, 3, 5, 4), 0.05, 0.05, 0.09, 0, -5, 3, -128, 127),
+    "out_shift23_exact": ((1, 7), 0.5, 0.4, 9.0, 1, 2, 0, -128, 127),
+    "odd_count_narrow": ((1, 3, 3, 3), 0.03, 0.011, 0.02, -128, 7, -9, -60, 90),
+}
+
 QEMU_CASES = ["3x3_pad1_cin3_cout5", "3x3_s2_same_cin16_cout7", "1x1_direct_cin8_cout9", "1x1_cin20_k_tail16_cout6",
               "3x3_cin4_shift0", "2x2_cin1_left_shift", "3x3_cin16_cout16_relu6"]
 BOARDS = [("mps2-an500", "cortex-m7", "dsp"), ("mps2-an386", "cortex-m4", "dsp"), ("mps3-an547", "cortex-m55", "mve"),
@@ -114,6 +123,41 @@ def dw_graph(case: str, rng: np.random.Generator) -> Graph:
                 bias=rng.integers(-3000, 3000, c).astype(np.int32), stride=stride, padding=pad, dilation=dil,
                 groups=c, act_min=lo, act_max=hi)
     return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+
+
+def add_graph(case: str, rng: np.random.Generator) -> Graph:
+    """x (scale s_a) and a 1x1 conv (or FC) of x (scale s_b) added: two differently quantized inputs."""
+    from divqat_tvm.compiler.graph import Add
+
+    shape, sa, sb, so, za, zb, zo, lo, hi = ADD_CASES[case]
+    layout = "NHWC" if len(shape) == 4 else "NC"
+    c = shape[-1]
+    t = {"a": QTensor("a", shape, sa, za, layout=layout), "b": QTensor("b", shape, sb, zb, layout=layout),
+         "y": QTensor("y", shape, so, zo, layout=layout)}
+    w = rng.integers(-127, 128, (c, c)).astype(np.int8)
+    ws = np.full(c, sb * 40.0 / (sa * 127 * c), np.float32)  # b spans a good part of its int8 range
+    bias = rng.integers(-300, 300, c).astype(np.int32)
+    if layout == "NHWC":
+        mk = Conv2D("mk", ["a"], "b", weight=w.reshape(c, c, 1, 1), weight_scale=ws, bias=bias)
+    else:
+        mk = Dense("mk", ["a"], "b", weight=w, weight_scale=ws, bias=bias)
+    return Graph(t, [mk, Add("add", ["a", "b"], "y", act_min=lo, act_max=hi)], "a", "y", layout=layout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(ADD_CASES))
+def test_native_add_host_bit_exact(tmp_path, case: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = add_graph(case, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
+    kern = manifest["ops"][1]["kernel"]
+    assert kern["name"] == "divqat_add_s8"
+    assert kern["variant"]["epilogue"] == ("exact" if case == "out_shift23_exact" else "fast")
+    x = _inputs(graph.input_tensor.shape[1:], 60, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    want = run_reference(graph, x, "fixed")
+    assert got.shape == want.shape and int((got != want).sum()) == 0
+    assert len(np.unique(want)) > 3
 
 
 def dense_graph(k: int, n_out: int, rng: np.random.Generator) -> Graph:
@@ -226,16 +270,18 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
 @needs_emulator
 @pytest.mark.parametrize("board,core,path", BOARDS)
 def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
-    """Each path of the C kernels on its emulated core (one firmware per case): conv and depthwise."""
+    """Each path of the C kernels on its emulated core (one firmware per case): conv, depthwise, add (image
+    inputs only: the firmware's oracle takes [N, C, H, W])."""
     from divqat_tvm.oracle.device_backend import QemuOracle
 
-    cases = [(c, conv_graph) for c in QEMU_CASES] + [(c, dw_graph) for c in DW_CASES]
+    cases = [(c, conv_graph) for c in QEMU_CASES] + [(c, dw_graph) for c in DW_CASES] + [(c, add_graph) for c in ADD_CASES
+                                                                                         if len(ADD_CASES[c][0]) == 4]
     for case, make in cases:
         rng = np.random.default_rng(sum(map(ord, case + board)))
         graph = make(case, rng)
         out = tmp_path / case
         manifest = generate(graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}})
-        assert manifest["ops"][0]["kernel"]["variant"]["path"] == path
+        assert manifest["ops"][-1]["kernel"]["variant"]["path"] == path
         x = _inputs(graph.input_tensor.shape[1:], 6, rng)
         with QemuOracle(out, board=board, transfer="shared", instances=1) as dev:
             got = np.stack([r.logits for r in dev.run_int8(x.reshape(len(x), -1))])
