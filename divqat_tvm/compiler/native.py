@@ -97,13 +97,26 @@ def _folded_bias(bias: np.ndarray, w2d: np.ndarray, zp_in: int, name: str) -> np
     return b
 
 
+def chunk_rows(rows: np.ndarray) -> np.ndarray:
+    """[C4, KP] weight rows (C4 a multiple of 4) in csrc/conv_s8.c's order: zero-padded to a multiple of 16
+    values, each group of 4 rows interleaved in 16-byte chunks ([c0 k0..15][c1 k0..15][c2 ..][c3 ..][c0
+    k16..31]...). Flat int8."""
+    c4, kp = rows.shape
+    k16 = _round_up(kp, 16)
+    padded = np.zeros((c4, k16), np.int8)
+    padded[:, :kp] = rows
+    g = padded.reshape(c4 // 4, 4, k16 // 16, 16).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(g.reshape(-1))
+
+
 def _gemm_call(name: str, w2d: np.ndarray, bias: np.ndarray, real: np.ndarray, geom: dict[str, int], zp_in: int,
                zp_out: int, lo: int, hi: int, out_shape: tuple[int, ...], direct_ok: bool) -> NativeCall:
     """divqat_conv_s8 for a [cout, K] weight matrix (OHWI rows) over K vectors described by `geom`."""
     cout, k = w2d.shape
     kp = _round_up(k, 8)
-    rows = np.zeros((cout, kp), np.int8)
-    rows[:, :k] = w2d
+    rows = np.zeros((_round_up(cout, 4), kp), np.int8)  # zero rows up to a multiple of 4 (MVE reads 4 at a time)
+    rows[:cout, :k] = w2d
+    rows = chunk_rows(rows)
     b = _folded_bias(bias, w2d, zp_in, name)
     bound = np.abs(b) + np.abs(w2d.astype(np.int64)).sum(axis=1) * 128
     qp, fast = _requant_words(real, b, zp_out, lo, hi, bound)
@@ -113,7 +126,7 @@ def _gemm_call(name: str, w2d: np.ndarray, bias: np.ndarray, real: np.ndarray, g
     # DSP: a staged int8 K vector (KP) then the int16 column block of 4 pixels (8*KP); MVE and C: KP at most
     scratch = 9 * kp
     columns = "direct" if direct else ("im2col" if geom["cin"] % 4 == 0 else "im2col-bytes")
-    return NativeCall("divqat_conv_s8", [rows.reshape(-1), _pad_channels(qp).reshape(-1), desc], scratch, out_shape,
+    return NativeCall("divqat_conv_s8", [rows, _pad_channels(qp).reshape(-1), desc], scratch, out_shape,
                       {"epilogue": "fast" if fast else "exact", "columns": columns, "k": k, "kp": kp})
 
 

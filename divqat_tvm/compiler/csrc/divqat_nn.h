@@ -21,13 +21,16 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#endif
+/* The SIMD paths use inline asm with many registers; unoptimised builds (-O0, where r7 is the frame pointer
+ * and nothing is kept in registers) take the plain C path. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__OPTIMIZE__)
 #define DIVQAT_MVE 1
-#include <arm_acle.h>
 #include <arm_mve.h>
-#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
+#elif defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32) && defined(__OPTIMIZE__)
 #define DIVQAT_DSP 1
-#include <arm_acle.h>
 #endif
 
 #define DIVQAT_NOINLINE __attribute__((noinline))
