@@ -159,7 +159,9 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
     for i, (c, op) in enumerate(zip(plan.calls, graph.ops)):
         ops.append({"index": i, "name": op.name, "function": c.func, "kind": op.kind, "macs": macs(graph, op)})
         if op_kernels is not None:
-            ops[-1]["kernel"] = op_kernels[i]
+            kern = dict(op_kernels[i])
+            ops[-1]["scratch_bytes"] = int(kern.pop("scratch_bytes", 0))  # arena bytes the kernel uses during its call
+            ops[-1]["kernel"] = kern
     ti, to = graph.input_tensor, graph.output_tensor
     manifest = {
         **manifest,

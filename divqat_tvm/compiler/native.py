@@ -276,7 +276,8 @@ def manifest_entry(call: NativeCall | None, core: str | None) -> dict[str, Any]:
         return {"name": "tvm", "variant": {"source": "TE kernel scheduled by TVM (kernels.py)"}}
     path = kernel_path(core)
     block = _BLOCKS[call.function].get(path, "chosen when compiled")
-    return {"name": call.function, "variant": {"path": path, "block": block, **call.variant}}
+    return {"name": call.function, "variant": {"path": path, "block": block, **call.variant},
+            "scratch_bytes": call.scratch_bytes}
 
 
 _INCLUDE = re.compile(r'^#include "divqat_nn\.h"\n', re.M)

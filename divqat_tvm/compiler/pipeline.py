@@ -10,6 +10,7 @@ from typing import Any
 from divqat_tvm.compiler import lower, native
 from divqat_tvm.compiler.emit import write_artifact
 from divqat_tvm.compiler.graph import Graph
+from divqat_tvm.compiler.layout import to_nhwc
 from divqat_tvm.compiler.onnx_import import file_sha256, import_onnx
 from divqat_tvm.errors import CompileError
 
@@ -40,11 +41,19 @@ def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefi
 
 def compile_onnx(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
                  target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None,
-                 kernels: str = "native") -> dict[str, Any]:
-    """Import a QDQ ONNX model and generate its C library (the manifest names target and core)."""
+                 kernels: str = "native", compute_layout: str = "NHWC") -> dict[str, Any]:
+    """Import a QDQ ONNX model and generate its C library (the manifest names target and core).
+
+    `compute_layout` "NHWC" (default) converts the NCHW graph to NHWC activations inside (layout.to_nhwc; the
+    input stays NCHW), so its convolutions can run on the NHWC kernels; "NCHW" keeps the graph as imported."""
+    if compute_layout not in ("NHWC", "NCHW"):
+        raise CompileError(f"unknown compute layout '{compute_layout}'.", "Use NHWC or NCHW.")
     model = Path(model)
     graph = import_onnx(model)
+    if compute_layout == "NHWC":
+        graph = to_nhwc(graph)
     name = Path(out_dir).name
     info = {"name": name, "target": target, "core": core,
-            "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {}}
+            "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {},
+            "compute_layout": "NHWC" if any(t.layout == "NHWC" for t in graph.tensors.values()) else "NCHW"}
     return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)

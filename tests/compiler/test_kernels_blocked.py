@@ -320,3 +320,33 @@ def test_mlperf_kws_vww_bit_exact_host_and_qemu(tmp_path, model: str) -> None:
         with QemuOracle(out, board=board, transfer="shared", instances=2) as dev:
             got = np.stack([r.logits for r in dev.run_int8(xs[:n].reshape(n, -1))])
         assert int((got != ref[:n]).sum()) == 0, board
+
+
+def test_nchw_graph_converted_to_nhwc_bit_exact(tmp_path) -> None:
+    """layout.to_nhwc: an NCHW graph (conv → flatten of a 3x4 map → FC → logits) runs on the NHWC kernels with
+    its NCHW interface kept: the flatten becomes a gather in NCHW order; both schemes equal the NCHW reference."""
+    from divqat_tvm.compiler.layout import FlattenNchwOrder, NchwToNhwc, to_nhwc
+
+    rng = np.random.default_rng(11)
+    t = {"x": QTensor("x", (1, 4, 5, 6), 0.05, 3, layout="NCHW"), "c": QTensor("c", (1, 8, 3, 4), 0.08, -128, layout="NCHW"),
+         "f": QTensor("f", (1, 96), 0.08, -128, layout="NC"), "y": QTensor("y", (1, 5), 0.2, 2, layout="NC")}
+    from divqat_tvm.compiler.graph import Reshape
+
+    ops = [Conv2D("conv", ["x"], "c", weight=rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8),
+                  weight_scale=rng.uniform(0.002, 0.02, 8).astype(np.float32), bias=rng.integers(-2000, 2000, 8).astype(np.int32),
+                  act_min=-128, act_max=127),
+           Reshape("flat", ["c"], "f"),
+           Dense("fc", ["f"], "y", weight=rng.integers(-127, 128, (5, 96)).astype(np.int8),
+                 weight_scale=rng.uniform(0.002, 0.02, 5).astype(np.float32), bias=rng.integers(-2000, 2000, 5).astype(np.int32))]
+    graph = Graph(t, ops, "x", "y", layout="NCHW")
+    nhwc = to_nhwc(graph)
+    assert [type(o) for o in nhwc.ops][:1] == [NchwToNhwc] and any(isinstance(o, FlattenNchwOrder) for o in nhwc.ops)
+    assert nhwc.tensors["c"].layout == "NHWC" and nhwc.input_tensor.layout == "NCHW"
+    x = _inputs((4, 5, 6), 50, rng)
+    for scheme in ("fixed", "float"):
+        want = run_reference(graph, x, scheme)
+        assert int((run_reference(nhwc, x, scheme) != want).sum()) == 0
+        m = generate(nhwc, tmp_path / scheme, requant=scheme)
+        assert int((HostModel(tmp_path / scheme).run(x) != want).sum()) == 0
+        if scheme == "fixed":
+            assert {o["kernel"]["name"] for o in m["ops"]} >= {"divqat_conv_s8"}
