@@ -68,6 +68,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="default: OUT/bench_mlperf.json")
     ap.add_argument("--inputs", type=int, default=3, help="random inputs measured per board")
     ap.add_argument("--boards", nargs="*", default=list(BOARDS))
+    ap.add_argument("--kernels", choices=("native", "te"), default="native",
+                    help="native: hand-written C kernels where they apply (default); te: TVM-scheduled TE kernels only")
     args = ap.parse_args()
 
     from rich.console import Console
@@ -81,7 +83,7 @@ def main() -> int:
     con = Console(width=150)
     tflm = tflm_figures(args.readme)
     t0 = time.perf_counter()
-    manifest = compile_tflite(args.model, args.out, target="mps2-an500", core="cortex-m7")
+    manifest = compile_tflite(args.model, args.out, target="mps2-an500", core="cortex-m7", kernels=args.kernels)
     compile_s = time.perf_counter() - t0
     results: dict[str, Any] = {}
     for board in tqdm(args.boards, desc="boards", unit="board"):
