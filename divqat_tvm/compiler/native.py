@@ -41,7 +41,7 @@ SOURCES = {"divqat_conv_s8": "conv_s8.c", "divqat_dwconv_s8": "dwconv_s8.c", "di
 # Descriptor words (csrc/divqat_nn.h, enum DQ_*)
 DESC_FIELDS = ("ih", "iw", "cin", "oh", "ow", "cout", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
                "zp_in", "zp_out", "lo", "hi", "k", "kp", "flags")
-FLAG_FAST, FLAG_DIRECT = 1, 2
+FLAG_FAST, FLAG_DIRECT, FLAG_F64 = 1, 2, 4
 QP_WORDS = 4
 FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
 ACC_LIMIT = 1 << 30  # the fast epilogue doubles the accumulator before SMMULR
@@ -180,15 +180,30 @@ def _dw_call(op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_
 
 
 def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
-    """A fully connected layer with the fixed-point epilogue as the GEMM kernel over one 1x1 'pixel'."""
+    """A fully connected layer as the GEMM kernel over one 1x1 'pixel': the fixed-point epilogue, or for TFLite's
+    FULLY_CONNECTED (`effective_scales`) LiteRT's reference double rounding (DQ_F64)."""
     ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
-    if scheme != "fixed" or len(ti.shape) != 2 or ti.shape[0] != 1 or hasattr(op, "te_kernel"):
+    if scheme != "fixed" or len(ti.shape) != 2 or ti.shape[0] != 1:
+        return None
+    f64 = hasattr(op, "effective_scales")
+    if hasattr(op, "te_kernel") and not f64:
         return None
     cout, k = op.weight.shape
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
     geom = dict(ih=1, iw=1, cin=k, oh=1, ow=1, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0)
-    return _gemm_call(op.name, op.weight, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
+    call = _gemm_call(op.name, op.weight, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
                       tuple(to.shape), True)
+    if f64:  # [bias', float64 scale as (low, high) words, 0]; the exact epilogue path with DQ_F64
+        qp = call.consts[1].reshape(-1, QP_WORDS).copy()
+        bits = np.asarray(op.effective_scales(graph), "<f8").view("<i4").reshape(-1, 2)
+        qp[:cout, 1:3] = bits
+        qp[cout:, 1:3] = bits[-1]
+        qp[:, 3] = 0
+        desc = call.consts[2].copy()
+        desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | FLAG_F64
+        call = NativeCall(call.function, [call.consts[0], qp.reshape(-1), desc], call.scratch_bytes, call.out_shape,
+                          {**call.variant, "epilogue": "float64 rounding (LiteRT reference FULLY_CONNECTED)"})
+    return call
 
 
 def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:

@@ -18,6 +18,7 @@
  */
 #ifndef DIVQAT_NN_H_
 #define DIVQAT_NN_H_
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -44,6 +45,8 @@ enum {
 /* DQ_FLAGS bits */
 #define DQ_FAST 1   /* every channel: 1 <= a <= 22, M > 2^30, |acc| < 2^30, clamp [-128, 127]: fast epilogue */
 #define DQ_DIRECT 2 /* 1x1 kernel, no padding, cin % 4 == 0: the K vector is the input pixel itself */
+#define DQ_F64 4    /* TFLite FULLY_CONNECTED's reference rounding: round(double(acc) * scale) half away from zero;
+                       the words after bias' hold the float64 scale (low word first) */
 #define DQ_QP_WORDS 4
 
 DIVQAT_INLINE uint32_t divqat_ld32(const void *p) {
@@ -107,8 +110,15 @@ DIVQAT_INLINE int32_t divqat_ssat8(int32_t v) {
 #endif
 }
 
-/* The exact epilogue, any shift and clamp: the slow path (out of line, it is large). */
+/* The exact epilogue, any shift and clamp (or DQ_F64's double rounding): the slow path (out of line). */
 static DIVQAT_NOINLINE __attribute__((unused)) int32_t divqat_requant_exact(int32_t acc, const int32_t *q, const int32_t *d) {
+  if (d[DQ_FLAGS] & DQ_F64) { /* the same double operations as LiteRT's reference FULLY_CONNECTED */
+    double s;
+    memcpy(&s, q + 1, sizeof s);
+    const double v = (double)acc * s, t = trunc(v), f = v - t;
+    const double r = t + (f >= 0.5 ? 1.0 : (f <= -0.5 ? -1.0 : 0.0)) + (double)d[DQ_ZPOUT];
+    return (int32_t)(r < (double)d[DQ_LO] ? (double)d[DQ_LO] : (r > (double)d[DQ_HI] ? (double)d[DQ_HI] : r));
+  }
   return divqat_clamp(divqat_rq_exact(acc, q, d[DQ_ZPOUT]), d[DQ_LO], d[DQ_HI]);
 }
 
