@@ -19,8 +19,9 @@ from pathlib import Path
 ALIGN = 16
 
 
-def ir_peak_bytes(graph) -> tuple[int, int]:
-    """(peak live bytes, index of the op where it occurs) over graph.ops."""
+def ir_peak_bytes(graph, scratch: list[int] | None = None) -> tuple[int, int]:
+    """(peak live bytes, index of the op where it occurs) over graph.ops. `scratch[i]`: bytes op i's kernel
+    needs for itself during its call (the hand-written kernels' scratch, in the arena too)."""
     produced: dict[str, int] = {}
     last_use: dict[str, int] = {}
     for i, op in enumerate(graph.ops):
@@ -31,12 +32,21 @@ def ir_peak_bytes(graph) -> tuple[int, int]:
     live_tensors = [n for n in produced if n not in (graph.input, graph.output)]
     best, where = 0, -1
     for i in range(len(graph.ops)):
-        total = sum(
-            -(-graph.tensors[n].nbytes // ALIGN) * ALIGN for n in live_tensors if produced[n] <= i <= last_use[n]
-        )
+        total = sum(-(-graph.tensors[n].nbytes // ALIGN) * ALIGN for n in live_tensors if produced[n] <= i <= last_use[n])
+        if scratch:
+            total += -(-scratch[i] // ALIGN) * ALIGN
         if total > best:
             best, where = total, i
     return best, where
+
+
+def compiled_graph(graph, manifest: dict):
+    """The graph as the compiler lowered it (NHWC inside when the manifest says so) and each op's scratch bytes."""
+    if manifest.get("compute_layout") == "NHWC":
+        from divqat_tvm.compiler.layout import to_nhwc
+
+        graph = to_nhwc(graph)
+    return graph, [int(op.get("scratch_bytes", 0)) for op in manifest["ops"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     from divqat_tvm.fileio import atomic_write_json
 
     graph = import_onnx(args.model)
-    bound, at = ir_peak_bytes(graph)
     if args.build and (args.build / "manifest.json").is_file():
         manifest = json.loads((args.build / "manifest.json").read_text())
     else:
@@ -59,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from divqat_tvm.compiler.generate import compile_onnx
 
-        manifest = compile_onnx(
-            args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant
-        )
+        manifest = compile_onnx(args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant)
+    graph, scratch = compiled_graph(graph, manifest)
+    bound, at = ir_peak_bytes(graph, scratch)
     result = {
         "model": str(args.model),
         "liveness_bound_bytes": bound,

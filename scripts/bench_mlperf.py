@@ -119,6 +119,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="default: OUT/bench_mlperf.json")
     ap.add_argument("--inputs", type=int, default=3, help="random inputs measured per board")
     ap.add_argument("--boards", nargs="*", default=list(BOARDS))
+    ap.add_argument("--kernels", choices=("native", "te"), default="native",
+                    help="native: hand-written C kernels where they apply (default); te: TVM-scheduled TE kernels only")
     args = ap.parse_args()
     if not args.model.is_file():
         print(f"bench_mlperf: error: model {args.model} does not exist", file=sys.stderr)
@@ -144,7 +146,7 @@ def main() -> int:
     con.print(f"model {args.model.name}; TFLM reference: {ref['source'] if ref else 'none for this model (no ratios)'}")
     t0 = time.perf_counter()
     try:
-        manifest = compile_tflite(args.model, out_dir, target="mps2-an500", core="cortex-m7")
+        manifest = compile_tflite(args.model, out_dir, target="mps2-an500", core="cortex-m7", kernels=args.kernels)
     except CompileError as e:
         con.print(f"ours: {args.model.name} does not compile with our compiler: {e}")
         if ref:

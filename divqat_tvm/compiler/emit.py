@@ -16,7 +16,7 @@ from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 
 FORMAT_VERSION = 1
-_CTYPES = {"int8": "int8_t", "int32": "int32_t", "float32": "float", "int64": "int64_t", "uint8": "uint8_t"}
+_CTYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float", "int64": "int64_t", "uint8": "uint8_t"}
 
 
 @dataclass
@@ -137,8 +137,10 @@ def model_c(plan: Plan, layout: Layout, prefix: str, kernel_protos: list[str]) -
     return "\n".join(out)
 
 
-def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, prefix: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write the four files; returns the manifest written."""
+def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, prefix: str, manifest: dict[str, Any],
+                   op_kernels: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the four files; returns the manifest written. `op_kernels[i]` is op i's `kernel` entry (which
+    kernel runs it: a hand-written one and its variant, or TVM's)."""
     import re
 
     layout = arena_layout(plan)
@@ -156,6 +158,10 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
     ops = []
     for i, (c, op) in enumerate(zip(plan.calls, graph.ops)):
         ops.append({"index": i, "name": op.name, "function": c.func, "kind": op.kind, "macs": macs(graph, op)})
+        if op_kernels is not None:
+            kern = dict(op_kernels[i])
+            ops[-1]["scratch_bytes"] = int(kern.pop("scratch_bytes", 0))  # arena bytes the kernel uses during its call
+            ops[-1]["kernel"] = kern
     ti, to = graph.input_tensor, graph.output_tensor
     manifest = {
         **manifest,

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.compiler import lower
+from divqat_tvm.compiler import lower, native
 from divqat_tvm.compiler.emit import write_artifact, write_cmake_lists
 from divqat_tvm.compiler.graph import Graph
+from divqat_tvm.compiler.layout import to_nhwc
 from divqat_tvm.compiler.onnx_import import file_sha256, import_onnx
 from divqat_tvm.errors import CompileError
 
@@ -17,29 +18,43 @@ _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-             manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir."""
+             manifest: dict[str, Any] | None = None, kernels: str = "native") -> dict[str, Any]:
+    """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir.
+
+    `kernels`: "native" (default) runs the layers the hand-written C kernels handle with them (native.py);
+    "te" keeps every op on TVM-scheduled TE kernels. The choice per op is in the manifest (`ops[].kernel`)."""
     if not _C_IDENT.match(prefix):
         raise CompileError(f"prefix '{prefix}' is not a C identifier.", "Use letters, digits and underscores.")
     tvm_version = lower.check_tvm_version()
     t0 = time.perf_counter()
-    mod = lower.plan(lower.build_relax(graph, requant, prefix))
+    chosen: dict[int, Any] = {}
+    mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen))
     plan = lower.read_plan(mod)
     kernels_c = lower.build_c(plan.prim_funcs)
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
     info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
-    out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info)
+    op_kernels = [native.manifest_entry(chosen.get(i), info.get("core")) for i in range(len(graph.ops))]
+    out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info, op_kernels)
     write_cmake_lists(Path(out_dir), prefix, out.get("sources"))
     out["compile_seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
 
 def compile_onnx(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-                 target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Import a QDQ ONNX model and generate its C library (the manifest names target and core)."""
+                 target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None,
+                 kernels: str = "native", compute_layout: str = "NHWC") -> dict[str, Any]:
+    """Import a QDQ ONNX model and generate its C library (the manifest names target and core).
+
+    `compute_layout` "NHWC" (default) converts the NCHW graph to NHWC activations inside (layout.to_nhwc; the
+    input stays NCHW), so its convolutions can run on the NHWC kernels; "NCHW" keeps the graph as imported."""
+    if compute_layout not in ("NHWC", "NCHW"):
+        raise CompileError(f"unknown compute layout '{compute_layout}'.", "Use NHWC or NCHW.")
     model = Path(model)
     graph = import_onnx(model)
+    if compute_layout == "NHWC":
+        graph = to_nhwc(graph)
     name = Path(out_dir).name
     info = {"name": name, "target": target, "core": core,
-            "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {}}
-    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info)
+            "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {},
+            "compute_layout": "NHWC" if any(t.layout == "NHWC" for t in graph.tensors.values()) else "NCHW"}
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)

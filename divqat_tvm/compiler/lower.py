@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from divqat_tvm.compiler import kernels as K
+from divqat_tvm.compiler import native
 from divqat_tvm.compiler import requant as rq
 from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, Reshape
 from divqat_tvm.errors import CompileError
@@ -60,12 +61,24 @@ def _requant_arrays(op: Conv2D | Dense, s_in: float, s_out: float, scheme: str) 
     return [rq.conv_scale_f32(s_in, op.weight_scale, s_out).astype(np.float32)]
 
 
-def build_relax(graph: Graph, scheme: str, prefix: str) -> Any:
-    """The int8 Relax module: one `emit_te` per graph op, constants inline."""
+KERNEL_CHOICES = ("native", "te")
+
+
+def build_relax(graph: Graph, scheme: str, prefix: str, kernels: str = "native",
+                chosen: dict[int, Any] | None = None) -> Any:
+    """The int8 Relax module: one call per graph op, constants inline.
+
+    Args:
+        kernels: "native" runs the layers the hand-written C kernels handle with them (native.py), "te"
+            keeps every op on its TE kernel (kernels.py).
+        chosen: if given, filled with {op index: NativeCall or None (TE kernel)}.
+    """
     from tvm import relax
 
     if scheme not in K.SCHEMES:
         raise CompileError(f"unknown requantization scheme '{scheme}'.", f"Use one of {', '.join(K.SCHEMES)}.")
+    if kernels not in KERNEL_CHOICES:
+        raise CompileError(f"unknown kernel choice '{kernels}'.", f"Use one of {', '.join(KERNEL_CHOICES)}.")
     bb = relax.BlockBuilder()
     t_in = graph.input_tensor
     x = relax.Var("input", relax.TensorType(t_in.shape, "int8"))
@@ -73,10 +86,32 @@ def build_relax(graph: Graph, scheme: str, prefix: str) -> Any:
     with bb.function("main", [x]):
         with bb.dataflow():
             for i, op in enumerate(graph.ops):
-                env[op.output] = bb.emit(_emit_op(bb, graph, op, env, scheme, kernel_name(prefix, i, op)))
+                name = kernel_name(prefix, i, op)
+                call = native.select(graph, op, scheme) if kernels == "native" else None
+                if chosen is not None:
+                    chosen[i] = call
+                if call is not None:
+                    env[op.output] = bb.emit(_emit_native(bb, graph, op, env, call, name))
+                else:
+                    env[op.output] = bb.emit(_emit_op(bb, graph, op, env, scheme, name))
             out = bb.emit_output(env[graph.output])
         bb.emit_func_output(out)
     return bb.get()
+
+
+def _emit_native(bb: Any, graph: Graph, op: Op, env: dict[str, Any], call: "native.NativeCall", name: str) -> Any:
+    """call_tir of the PrimFunc wrapping a hand-written kernel; with a scratch its outputs are (y, scratch) and
+    y is returned."""
+    from tvm import relax
+
+    inputs = [op.inputs[i] for i in call.inputs]
+    func = native.prim_func(call, [graph.tensors[n].shape for n in inputs], name)
+    gv = bb.add_func(func, name)
+    out_ty = [relax.TensorType(sh, dt) for sh, dt in native.out_types(call)]
+    args = relax.Tuple([*(env[n] for n in inputs), *(relax.const(c) for c in call.consts)])
+    if len(out_ty) == 1:
+        return relax.call_tir(gv, args, out_ty[0])
+    return relax.TupleGetItem(bb.emit(relax.call_tir(gv, args, out_ty)), 0)
 
 
 def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, name: str) -> Any:
@@ -372,6 +407,11 @@ def portable_c(src: str) -> str:
     if f"{K.DOT_S8}(" in src:  # TVM declares it per call site (a constant length may print as int64_t): ours only
         src = re.sub(rf"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL int32_t {K.DOT_S8}\([^)]*\);\n", "", src)
         head += DOT_S8_C
+    used = native.used_functions(src)
+    if used:  # hand-written kernels (csrc/): pasted once, before the TVM wrappers that call them
+        src = native.strip_tvm_declarations(src)
+        head += "\n/* ---- divqat-tvm hand-written kernels (divqat_tvm/compiler/csrc) ---- */\n" + native.library_source(used)
+        head += "/* ---- end of hand-written kernels ---- */\n\n"
     return head + src
 
 
@@ -436,6 +476,7 @@ def read_plan(mod: Any) -> Plan:
         raise CompileError(f"unexpected argument {a} in the planned main.", "This is a compiler bug; report it.")
 
     body = main.body
+    tuples: dict[str, list[str]] = {}
     for block in body.blocks:
         for b in block.bindings:
             v = b.value
@@ -443,6 +484,10 @@ def read_plan(mod: Any) -> Plan:
             op = getattr(getattr(v, "op", None), "name", None)
             if isinstance(v, relax.Var):
                 alias[name] = alias.get(v.name, v.name)
+            elif isinstance(v, relax.Tuple):  # a multi-output call's results (a native kernel's y, scratch)
+                tuples[name] = [arg_name(f) for f in v.fields]
+            elif isinstance(v, relax.TupleGetItem) and isinstance(v.tuple_value, relax.Var) and v.tuple_value.name in tuples:
+                alias[name] = tuples[v.tuple_value.name][int(v.index)]
             elif op == "relax.memory.alloc_storage":
                 storages[name] = int(v.args[0].values[0])
             elif op == "relax.memory.alloc_tensor":

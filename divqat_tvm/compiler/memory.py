@@ -42,11 +42,30 @@ def lifetimes(calls: list[tuple[str, list[str]]], arena_names: set[str]) -> list
     return [Interval(n, 0, first[n], last[n]) for n in first]
 
 
+#: orders in which `pack` places the tensors (it keeps the smallest arena): largest first (TFLite Micro's
+#: greedy planner), then by first use, then longest-lived first
+_ORDERS = (
+    lambda t: (-t.nbytes, t.first, t.name),
+    lambda t: (t.first, -t.nbytes, t.name),
+    lambda t: (-(t.last - t.first), -t.nbytes, t.name),
+    lambda t: (-t.nbytes * (t.last - t.first + 1), t.first, t.name),
+)
+
+
 def pack(intervals: list[Interval]) -> tuple[dict[str, int], int]:
-    """Greedy offsets (aligned) for intervals; returns (offsets, arena bytes)."""
+    """Greedy offsets (aligned) for intervals, the best of a few placement orders; returns (offsets, arena bytes)."""
+    best: tuple[dict[str, int], int] | None = None
+    for key in _ORDERS:
+        offsets, size = _pack_in_order(sorted(intervals, key=key))
+        if best is None or size < best[1]:
+            best = (offsets, size)
+    return best if best is not None else ({}, 0)
+
+
+def _pack_in_order(intervals: list[Interval]) -> tuple[dict[str, int], int]:
     placed: list[tuple[Interval, int]] = []
     offsets: dict[str, int] = {}
-    for iv in sorted(intervals, key=lambda t: (-t.nbytes, t.first, t.name)):
+    for iv in intervals:
         busy = sorted((off, off + align_up(p.nbytes)) for p, off in placed if p.overlaps(iv))
         offset = 0
         for lo, hi in busy:

@@ -401,7 +401,8 @@ def input_space_meta(graph: Graph) -> dict[str, Any]:
 
 
 def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-                   target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                   target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None,
+                   kernels: str = "native") -> dict[str, Any]:
     """Import an int8 .tflite model and generate its C library (like pipeline.compile_onnx).
 
     TFLite's semantics are fixed-point (and LiteRT's double-rounded FC), so only requant "fixed" exists here.
@@ -417,4 +418,4 @@ def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fi
     info = {"name": Path(out_dir).name, "target": target, "core": core,
             "source_model": {"path": str(model), "sha256": file_sha256(model), "format": "tflite"},
             "meta": {**input_space_meta(graph), **(meta or {})}}
-    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info)
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)

@@ -1,7 +1,8 @@
 """NHWC int8 convs whose kernel window runs over the in-bounds taps only (kernels._taps) and, for groups 1
 without horizontal dilation, one contiguous dot product per kernel row (divqat_dot_s8): bit-exact on the
 host with the numpy reference for stride, asymmetric padding, dilation, groups and channel counts that
-hit every length path of the dot helper (8-wide, 4-wide, scalar tail). Its SMLAD and MVE paths are checked on
+hit every length path of the dot helper (8-wide, 4-wide, scalar tail). These are the TE kernels (kernels="te"):
+the fallback of every conv the hand-written kernels do not take (test_kernels_blocked.py tests those). Its SMLAD and MVE paths are checked on
 the emulated cores by test_tflite_qemu.py (MLPerf ResNet-8 on M7, M4, M55 against LiteRT)."""
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def test_nhwc_conv_window_bit_exact(tmp_path, case: str, scheme: str) -> None:
     rng = np.random.default_rng(sum(map(ord, case)))
     cin, cout, kernel, stride, pad, dil, groups = CASES[case]
     graph = _graph(cin, cout, kernel, stride, pad, dil, groups, rng)
-    manifest = generate(graph, tmp_path / "m", requant=scheme, manifest={"core": "cortex-m7"})
+    manifest = generate(graph, tmp_path / "m", requant=scheme, manifest={"core": "cortex-m7"}, kernels="te")
     row_dot = groups == 1 and dil[1] == 1
     assert manifest["conv_dot"] == ({"function": "divqat_dot_s8", "kind": "smlad"} if row_dot else None)
     if row_dot:
@@ -77,7 +78,8 @@ def test_row_dot_paths_bit_exact_under_qemu(tmp_path, case: str, board: str, cor
 
     rng = np.random.default_rng(sum(map(ord, case + board)))
     graph = _graph(*CASES[case], rng)
-    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": core, "target": board, "name": "m", "meta": {}})
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": core, "target": board, "name": "m", "meta": {}},
+                        kernels="te")
     assert manifest["conv_dot"]["kind"] == kind
     x = rng.integers(-128, 128, (5, H, W, CASES[case][0])).astype(np.int8)
     x[0] = 127

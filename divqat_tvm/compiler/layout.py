@@ -1,0 +1,127 @@
+"""NCHW → NHWC conversion of an imported int8 graph (ONNX exports are NCHW), so the NHWC hand-written kernels
+(native.py) serve ONNX models too.
+
+The compiled model keeps the source model's interface: the input stays NCHW (a first op, `NchwToNhwc`,
+transposes it into the arena), and a 4-D output is transposed back (`NhwcToNchw`). Every 4-D activation
+inside becomes NHWC; convolution weights are already laid out by the kernels from OIHW, and every 4-D op
+(conv, pools, add) takes its layout from its tensors. A flatten of an NCHW tensor orders its values
+(c, h, w): on NHWC data it becomes `FlattenNchwOrder` (a gather in that order) unless H = W = 1 (then the
+orders agree and it stays a plain reshape). Each new op carries its TE kernel and its numpy reference
+(see tflite_ops.py), so the rest of the compiler and the reference need no change. A graph with anything
+else (a 4-D → 4-D reshape) is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from divqat_tvm.compiler.graph import Graph, Op, QTensor, Reshape
+
+
+def _transpose_te(perm: tuple[int, ...]):
+    def kernel(x):
+        from tvm import te
+
+        in_shape = [int(d) for d in x.shape]
+        out_shape = tuple(in_shape[p] for p in perm)
+        inv = [perm.index(i) for i in range(len(perm))]
+        return te.compute(out_shape, lambda *i: x[tuple(i[inv[k]] for k in range(len(inv)))], name="out")
+    return kernel
+
+
+@dataclass
+class NchwToNhwc(Op):
+    """[N, C, H, W] → [N, H, W, C], same bytes per element and quantization."""
+
+    @property
+    def kind(self) -> str:
+        return "nchw_to_nhwc"
+
+    def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
+        return _transpose_te((0, 2, 3, 1)), [], {}
+
+    def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(0, 2, 3, 1))
+
+
+@dataclass
+class NhwcToNchw(Op):
+    """[N, H, W, C] → [N, C, H, W]."""
+
+    @property
+    def kind(self) -> str:
+        return "nhwc_to_nchw"
+
+    def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
+        return _transpose_te((0, 3, 1, 2)), [], {}
+
+    def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(0, 3, 1, 2))
+
+
+@dataclass
+class FlattenNchwOrder(Op):
+    """NHWC [N, H, W, C] → [N, C·H·W] in NCHW order (what the source model's flatten produced)."""
+
+    @property
+    def kind(self) -> str:
+        return "flatten_nchw_order"
+
+    def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
+        def kernel(x):
+            from tvm import te
+
+            n, h, w, c = (int(d) for d in x.shape)
+            return te.compute((n, c * h * w), lambda b, i: x[b, (i // w) % h, i % w, i // (h * w)], name="out")
+        return kernel, [], {}
+
+    def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
+        x = np.asarray(inputs[0])
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), -1)
+
+
+def to_nhwc(graph: Graph) -> Graph:
+    """The same computation with NHWC activations inside (interface unchanged); `graph` itself if it has no NCHW
+    activations or holds something the conversion does not handle."""
+    t = graph.tensors
+    if not any(q.layout == "NCHW" for q in t.values()):
+        return graph
+    tensors: dict[str, QTensor] = {}
+    for name, q in t.items():
+        if q.layout == "NCHW" and name not in (graph.input, graph.output):
+            n, c, h, w = q.shape
+            q = dataclasses.replace(q, shape=(n, h, w, c), layout="NHWC")
+        tensors[name] = q
+    rename: dict[str, str] = {}
+    ops: list[Op] = []
+    src = t[graph.input]
+    if src.layout == "NCHW":
+        n, c, h, w = src.shape
+        inner = f"{graph.input}_nhwc"
+        tensors[inner] = dataclasses.replace(src, name=inner, shape=(n, h, w, c), layout="NHWC")
+        ops.append(NchwToNhwc(f"{graph.input}_to_nhwc", [graph.input], inner))
+        rename[graph.input] = inner
+    out_src = t[graph.output]
+    out_inner = graph.output
+    if out_src.layout == "NCHW":
+        n, c, h, w = out_src.shape
+        out_inner = f"{graph.output}_nhwc"
+        tensors[out_inner] = dataclasses.replace(out_src, name=out_inner, shape=(n, h, w, c), layout="NHWC")
+    for op in graph.ops:
+        inputs = [rename.get(i, i) for i in op.inputs]
+        output = out_inner if op.output == graph.output else op.output
+        if isinstance(op, Reshape) and not hasattr(op, "te_kernel"):
+            ti, to = t[op.inputs[0]], t[op.output]
+            if ti.layout == "NCHW" and len(to.shape) == 4:
+                return graph  # a 4-D reshape of NCHW data: not converted
+            if ti.layout == "NCHW" and ti.shape[2] * ti.shape[3] != 1:
+                ops.append(FlattenNchwOrder(op.name, inputs, output))
+                continue
+        ops.append(dataclasses.replace(op, inputs=inputs, output=output))
+    if out_inner != graph.output:
+        ops.append(NhwcToNchw(f"{graph.output}_to_nchw", [out_inner], graph.output))
+    return Graph(tensors, ops, graph.input, graph.output, layout=graph.layout, source=graph.source)

@@ -1,0 +1,320 @@
+"""Hand-written C kernels (csrc/) for the layers where one whole-op function beats a TVM-scheduled loop nest.
+
+TVM still builds the graph, plans the arena and emits the call sequence: each such layer becomes a PrimFunc
+whose body is one `call_extern` of the C kernel with the layer's tensors, its constants (weights re-laid out
+offline in the order the kernel reads them, per-channel bias and requantization words, a descriptor of the
+shapes) and a scratch tensor that TVM allocates in the arena beside the output (live for that call only).
+The C sources are pasted into the emitted kernels.c (see `library_source`), so the library stays standalone.
+
+Which layers: NHWC convolutions with groups 1 (the GEMM kernel, `divqat_conv_s8`), NHWC depthwise
+convolutions with depth multiplier 1 (`divqat_dwconv_s8`), and fully connected layers with the fixed-point
+epilogue (the GEMM kernel as a 1x1 convolution), all with requant "fixed". Anything else (NCHW, grouped,
+"float" requantization, TFLite's double-rounded FULLY_CONNECTED) keeps the TE kernels of kernels.py: no
+shape is ever sent to a kernel that does not handle it. The choice is recorded per op in the manifest
+(`ops[].kernel`: name and variant).
+
+Arithmetic (csrc/divqat_nn.h): the input zero point is folded into the bias offline (bias' = bias − zp_in·Σw;
+padding reads as zp_in, so it contributes zp_in·w and the fold stays exact), and the epilogue is TFLite's
+MultiplyByQuantizedMultiplier bit for bit. A layer gets the fast epilogue (DQ_FAST) only when it is exact
+for it: every right shift in [1, 22], no left shift, every multiplier above 2^30, |accumulator| < 2^30 for
+every input, clamp [−128, 127].
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from divqat_tvm.compiler import requant as rq
+from divqat_tvm.compiler.graph import Add, Conv2D, Dense, Graph, Op
+from divqat_tvm.errors import CompileError
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+HEADER = "divqat_nn.h"
+#: C function -> source file in csrc/
+SOURCES = {"divqat_conv_s8": "conv_s8.c", "divqat_dwconv_s8": "dwconv_s8.c", "divqat_add_s8": "add_s8.c"}
+
+# Descriptor words (csrc/divqat_nn.h, enum DQ_*)
+DESC_FIELDS = ("ih", "iw", "cin", "oh", "ow", "cout", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
+               "zp_in", "zp_out", "lo", "hi", "k", "kp", "flags")
+FLAG_FAST, FLAG_DIRECT, FLAG_F64 = 1, 2, 4
+QP_WORDS = 4
+FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
+ACC_LIMIT = 1 << 30  # the fast epilogue doubles the accumulator before SMMULR
+
+
+@dataclass
+class NativeCall:
+    """One layer run by a hand-written C kernel: what the extern call passes and what the manifest records."""
+
+    function: str
+    consts: list[np.ndarray]
+    scratch_bytes: int
+    out_shape: tuple[int, ...]
+    variant: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[int, ...] = (0,)  # which of the op's inputs (activations) are passed, in order, before the constants
+
+
+def _round_up(n: int, m: int) -> int:
+    return (n + m - 1) // m * m
+
+
+def _requant_words(real: np.ndarray, bias_folded: np.ndarray, zp_out: int, lo: int, hi: int,
+                   acc_bound: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Per-channel [bias', M, a, b] (int32, DQ_QP_WORDS each) and whether the fast epilogue is exact here."""
+    m, shift = rq.quantize_multipliers(real)
+    a = -shift.astype(np.int64)
+    fast = bool(np.all(a >= 1) and np.all(a <= FAST_MAX_SHIFT) and np.all(m > (1 << 30)) and lo == -128 and hi == 127
+                and np.all(acc_bound < ACC_LIMIT))
+    if fast:
+        b = (np.int64(1) << (a - 1)) + (np.int64(zp_out) << a)
+    else:
+        b = np.zeros_like(a)
+    qp = np.stack([bias_folded.astype(np.int64), m.astype(np.int64), a, b], axis=1)
+    if np.any(qp > np.iinfo(np.int32).max) or np.any(qp < np.iinfo(np.int32).min):
+        raise CompileError("a requantization constant overflows int32.", "This is a compiler bug; report it.")
+    return qp.astype(np.int32), fast
+
+
+def _pad_channels(qp: np.ndarray, multiple: int = 4) -> np.ndarray:
+    """Repeat the last channel's words up to a multiple of `multiple` channels (the MVE epilogue loads 4)."""
+    extra = _round_up(len(qp), multiple) - len(qp)
+    return np.concatenate([qp, np.repeat(qp[-1:], extra, axis=0)]) if extra else qp
+
+
+def _desc(**kw: int) -> np.ndarray:
+    return np.array([int(kw[f]) for f in DESC_FIELDS], dtype=np.int32)
+
+
+def _folded_bias(bias: np.ndarray, w2d: np.ndarray, zp_in: int, name: str) -> np.ndarray:
+    b = bias.astype(np.int64) - zp_in * w2d.astype(np.int64).sum(axis=1)
+    if np.any(np.abs(b) >= 2**31):
+        raise CompileError(f"the bias of '{name}' overflows int32 after folding the zero point.", "Re-quantize the model.")
+    return b
+
+
+def chunk_rows(rows: np.ndarray) -> np.ndarray:
+    """[C4, KP] weight rows (C4 a multiple of 4) in csrc/conv_s8.c's order: zero-padded to a multiple of 16
+    values, each group of 4 rows interleaved in 16-byte chunks ([c0 k0..15][c1 k0..15][c2 ..][c3 ..][c0
+    k16..31]...). Flat int8."""
+    c4, kp = rows.shape
+    k16 = _round_up(kp, 16)
+    padded = np.zeros((c4, k16), np.int8)
+    padded[:, :kp] = rows
+    g = padded.reshape(c4 // 4, 4, k16 // 16, 16).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(g.reshape(-1))
+
+
+def _gemm_call(name: str, w2d: np.ndarray, bias: np.ndarray, real: np.ndarray, geom: dict[str, int], zp_in: int,
+               zp_out: int, lo: int, hi: int, out_shape: tuple[int, ...], direct_ok: bool) -> NativeCall:
+    """divqat_conv_s8 for a [cout, K] weight matrix (OHWI rows) over K vectors described by `geom`."""
+    cout, k = w2d.shape
+    kp = _round_up(k, 8)
+    rows = np.zeros((_round_up(cout, 4), kp), np.int8)  # zero rows up to a multiple of 4 (MVE reads 4 at a time)
+    rows[:cout, :k] = w2d
+    rows = chunk_rows(rows)
+    b = _folded_bias(bias, w2d, zp_in, name)
+    bound = np.abs(b) + np.abs(w2d.astype(np.int64)).sum(axis=1) * 128
+    qp, fast = _requant_words(real, b, zp_out, lo, hi, bound)
+    direct = direct_ok and geom["cin"] % 4 == 0
+    flags = (FLAG_FAST if fast else 0) | (FLAG_DIRECT if direct else 0)
+    desc = _desc(**geom, cout=cout, zp_in=zp_in, zp_out=zp_out, lo=lo, hi=hi, k=k, kp=kp, flags=flags)
+    # DSP: a staged int8 K vector (KP) then the int16 column block of 4 pixels (8*KP); MVE and C: KP at most
+    scratch = 9 * kp
+    columns = "direct" if direct else ("im2col" if geom["cin"] % 4 == 0 else "im2col-bytes")
+    return NativeCall("divqat_conv_s8", [rows, _pad_channels(qp).reshape(-1), desc], scratch, out_shape,
+                      {"epilogue": "fast" if fast else "exact", "columns": columns, "k": k, "kp": kp})
+
+
+def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
+    """The native kernel for a conv, or None when it must stay on the TE path."""
+    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    if scheme != "fixed" or ti.layout != "NHWC" or to.layout != "NHWC" or ti.shape[0] != 1:
+        return None
+    _, cin, ih, iw = ti.nchw()
+    _, cout, oh, ow = to.nchw()
+    kh, kw = int(op.weight.shape[2]), int(op.weight.shape[3])
+    real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
+    geom = dict(ih=ih, iw=iw, cin=cin, oh=oh, ow=ow, kh=kh, kw=kw, sh=op.stride[0], sw=op.stride[1],
+                dh=op.dilation[0], dw=op.dilation[1], pt=op.padding[0], pl=op.padding[1])
+    if op.groups == 1:
+        w2d = np.ascontiguousarray(op.weight.transpose(0, 2, 3, 1)).reshape(cout, -1)  # OIHW -> OHWI rows
+        direct = kh == 1 and kw == 1 and not any(op.padding)
+        return _gemm_call(op.name, w2d, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
+                          tuple(to.shape), direct)
+    if op.groups == cin == cout and cin % 4 == 0:
+        return _dw_call(op, real, geom, ti.zero_point, to.zero_point, tuple(to.shape))
+    return None
+
+
+DW_MAX_KH, DW_MAX_ROWS = 8, 16  # csrc/dwconv_s8.c: DIVQAT_DW_MAX_KH, DIVQAT_DW_MAX_ROWS
+
+
+def _dw_call(op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int,
+             out_shape: tuple[int, ...]) -> NativeCall | None:
+    """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1 and C % 4 == 0."""
+    c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
+    nrows = (kh - 1) * geom["dh"] + 1
+    if kh > DW_MAX_KH or nrows > DW_MAX_ROWS:
+        return None
+    w = op.weight.reshape(c, kh * kw).astype(np.int64)  # [C, 1, KH, KW] -> [C, taps]
+    bias = op.bias.astype(np.int64)  # the kernel subtracts zp_in while widening: no fold
+    span = max(127 - zp_in, zp_in + 128)
+    bound = np.abs(bias) + np.abs(w).sum(axis=1) * span
+    qp, fast = _requant_words(real, bias, zp_out, op.act_min, op.act_max, bound)
+    scale = 2 if fast else 1  # the fast epilogue takes the doubled accumulator
+    qp[:, 0] *= scale
+    # per 4-channel group, per tap: int16 (c0, c2, c1, c3), the order SXTAB16 leaves the input in
+    wt = (w * scale).reshape(c // 4, 4, kh * kw)[:, [0, 2, 1, 3], :].transpose(0, 2, 1).astype(np.int16)  # [G, taps, 4]
+    need = (geom["ow"] - 1) * geom["sw"] + (kw - 1) * geom["dw"] + 1
+    wc = max(need, geom["pl"] + geom["iw"])
+    scratch = (nrows + 1) * wc * c * 2
+    desc = _desc(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0,
+                 flags=FLAG_FAST if fast else 0)
+    return NativeCall("divqat_dwconv_s8", [wt.reshape(-1), qp.reshape(-1), desc], scratch, out_shape,
+                      {"epilogue": "fast" if fast else "exact", "ring_rows": nrows})
+
+
+def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
+    """A fully connected layer as the GEMM kernel over one 1x1 'pixel': the fixed-point epilogue, or for TFLite's
+    FULLY_CONNECTED (`effective_scales`) LiteRT's reference double rounding (DQ_F64)."""
+    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    if scheme != "fixed" or len(ti.shape) != 2 or ti.shape[0] != 1:
+        return None
+    f64 = hasattr(op, "effective_scales")
+    if hasattr(op, "te_kernel") and not f64:
+        return None
+    cout, k = op.weight.shape
+    real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
+    geom = dict(ih=1, iw=1, cin=k, oh=1, ow=1, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0)
+    call = _gemm_call(op.name, op.weight, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
+                      tuple(to.shape), True)
+    if f64:  # [bias', float64 scale as (low, high) words, 0]; the exact epilogue path with DQ_F64
+        qp = call.consts[1].reshape(-1, QP_WORDS).copy()
+        bits = np.asarray(op.effective_scales(graph), "<f8").view("<i4").reshape(-1, 2)
+        qp[:cout, 1:3] = bits
+        qp[cout:, 1:3] = bits[-1]
+        qp[:, 3] = 0
+        desc = call.consts[2].copy()
+        desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | FLAG_F64
+        call = NativeCall(call.function, [call.consts[0], qp.reshape(-1), desc], call.scratch_bytes, call.out_shape,
+                          {**call.variant, "epilogue": "float64 rounding (LiteRT reference FULLY_CONNECTED)"})
+    return call
+
+
+def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:
+    """TFLite's int8 ADD (the "fixed" scheme's add, kernels.add) as divqat_add_s8, elementwise over any layout.
+    The input with the larger scale goes first (its stage is an exact shift, see csrc/add_s8.c)."""
+    ta, tb, to = (graph.tensors[n] for n in (*op.inputs[:2], op.output))
+    if scheme != "fixed" or ta.shape != to.shape or tb.shape != to.shape:
+        return None
+    order = (0, 1) if ta.scale >= tb.scale else (1, 0)
+    if order == (1, 0):
+        ta, tb = tb, ta
+    twice_max = 2.0 * max(ta.scale, tb.scale)
+    ma, sa = rq.quantize_multiplier(ta.scale / twice_max)
+    mb, sb = rq.quantize_multiplier(tb.scale / twice_max)
+    mo, so = rq.quantize_multiplier(twice_max / ((1 << rq.ADD_LEFT_SHIFT) * to.scale))
+    b_half = (mb, sb) == (1 << 30, 0)
+    if (ma, sa) != (1 << 30, 0) or not (b_half or (sb < 0 and mb >= (1 << 30))):
+        return None  # not the arithmetic the kernel assumes: the TE kernel handles it
+    rb = -sb
+    ao = -so
+    fast = mo > (1 << 30) and 1 <= ao <= FAST_MAX_SHIFT
+    full = (op.act_min, op.act_max) == (-128, 127)
+    bo = ((1 << (ao - 1)) + (to.zero_point << ao)) if fast else 0
+    flags = (1 if fast else 0) | (2 if b_half else 0) | (4 if full else 0)
+    desc = np.array([to.nbytes, ta.zero_point, tb.zero_point, to.zero_point, op.act_min, op.act_max, mb, rb,
+                     (1 << (rb - 1)) if rb else 0, mo, ao, bo, flags], dtype=np.int32)
+    return NativeCall("divqat_add_s8", [desc], 0, tuple(to.shape), {"epilogue": "fast" if fast else "exact"},
+                      inputs=order)
+
+
+def select(graph: Graph, op: Op, scheme: str) -> NativeCall | None:
+    """The native kernel call for `op`, or None (the op keeps its TE kernel)."""
+    if isinstance(op, Conv2D):
+        return conv_call(graph, op, scheme)
+    if isinstance(op, Dense):
+        return dense_call(graph, op, scheme)
+    if isinstance(op, Add) and not hasattr(op, "te_kernel"):
+        return add_call(graph, op, scheme)
+    return None
+
+
+def out_types(call: NativeCall) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, dtype) of the call's outputs: y, then the scratch if it has one."""
+    outs = [(tuple(call.out_shape), "int8")]
+    if call.scratch_bytes:
+        outs.append(((call.scratch_bytes,), "int8"))
+    return outs
+
+
+def prim_func(call: NativeCall, in_shapes: list[tuple[int, ...]], name: str) -> Any:
+    """The PrimFunc wrapping the call: (inputs..., consts..., y[, scratch]) → call_extern(function, same order)."""
+    from tvm import te, tirx
+
+    ins = [te.placeholder(tuple(sh), "int8", name=f"x{i}") for i, sh in enumerate(in_shapes)]
+    ins += [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(call.consts)]
+    outs = out_types(call)
+    res = te.extern([o[0] for o in outs], ins,
+                    lambda i, o: tirx.call_extern("int32", call.function, *[b.data for b in i], *[b.data for b in o]),
+                    dtype=[o[1] for o in outs], name="y")
+    res = res if isinstance(res, list) else [res]
+    return te.create_prim_func([*ins, *res]).with_attr("divqat_native", name)
+
+
+def kernel_path(core: str | None) -> str:
+    """Which path of the C kernels the named core compiles: "mve", "dsp", "c", or "by-compiler" (no core)."""
+    if core is None:
+        return "by-compiler"
+    from divqat_tvm.targets import load_core
+
+    c = load_core(core)
+    return "mve" if c.mve else "dsp" if c.dsp else "c"
+
+
+_BLOCKS = {"divqat_conv_s8": {"dsp": "1 channel x 4 pixels (SMLAD, int16 columns)", "mve": "4 channels x 1 pixel (VMLADAVA)",
+                              "c": "1 channel x 1 pixel (C)"},
+           "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
+           "divqat_dwconv_s8": {"dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
+                                "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
+                                "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)"}}
+
+
+def manifest_entry(call: NativeCall | None, core: str | None) -> dict[str, Any]:
+    """The manifest's `ops[].kernel` for a native call, or for a TVM-generated kernel (None)."""
+    if call is None:
+        return {"name": "tvm", "variant": {"source": "TE kernel scheduled by TVM (kernels.py)"}}
+    path = kernel_path(core)
+    block = _BLOCKS[call.function].get(path, "chosen when compiled")
+    return {"name": call.function, "variant": {"path": path, "block": block, **call.variant},
+            "scratch_bytes": call.scratch_bytes}
+
+
+_INCLUDE = re.compile(r'^#include "divqat_nn\.h"\n', re.M)
+
+
+def used_functions(c_src: str) -> list[str]:
+    return [f for f in SOURCES if re.search(rf"\b{f}\(", c_src)]
+
+
+def library_source(functions: list[str]) -> str:
+    """The header and the sources of `functions`, ready to paste into kernels.c (no local includes)."""
+    if not functions:
+        return ""
+    parts = [(CSRC / HEADER).read_text()]
+    for f in functions:
+        parts.append(_INCLUDE.sub("", (CSRC / SOURCES[f]).read_text()))
+    return "\n".join(parts)
+
+
+def strip_tvm_declarations(src: str) -> str:
+    """TVM declares every call_extern target (`TVM_DLL int32_t f(int8_t*, ...);`): ours are defined (static) in
+    the pasted library instead."""
+    for f in SOURCES:
+        src = re.sub(rf"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL int32_t {f}\([^)]*\);\n", "", src)
+    return src

@@ -1,0 +1,352 @@
+"""The hand-written C kernels (divqat_tvm/compiler/csrc, chosen by native.py) against the numpy reference
+(reference.run_reference: zero points subtracted inside the sums, padding as a real zero), bit for bit.
+
+Shapes are picked to reach every tail: output channel counts that are odd or not a multiple of 4 (the DSP
+block is 1 channel x 4 pixels, the MVE one 4 channels x 1 pixel, both finish by duplication), pixel counts
+not a multiple of 4, K not a multiple of 4, 8 or 16 (zero-padded weight rows, the MVE predicated tail),
+inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read in place (DQ_DIRECT),
+stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
+shift 0, a clamp narrower than int8). The host build runs the plain C path; the emulated Cortex-M7 and M4
+(DSP), M55 (MVE) and M3 (plain C on a core) run the others.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from divqat_tvm.compiler.graph import Conv2D, Dense, Graph, QTensor
+from divqat_tvm.compiler.host import HostModel
+from divqat_tvm.compiler.pipeline import generate
+from divqat_tvm.compiler.reference import run_reference
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# name: (H, W, cin, cout, kernel, stride, padding t/l/b/r, dilation, requant kind)
+#   requant kind: "fast" (shifts 1..22, full clamp), "relu6" (narrow clamp), "shift0" (real multiplier in
+#   [0.5, 1): no right shift), "left" (real multiplier > 1: a saturating left shift)
+CONV_CASES = {
+    "3x3_pad1_cin3_cout5": (7, 9, 3, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_same_cin16_cout7": (9, 8, 16, 7, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_cin16_cout16_relu6": (6, 7, 16, 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "relu6"),
+    "5x3_asym_dil21_cin8_cout3": (9, 7, 8, 3, (5, 3), (2, 1), (3, 0, 1, 2), (2, 1), "fast"),
+    "1x1_direct_cin8_cout9": (5, 5, 8, 9, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "1x1_s2_direct_cin12_cout1": (7, 6, 12, 1, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
+    "1x1_cin6_bytes_cout4": (4, 5, 6, 4, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "1x1_cin20_k_tail16_cout6": (3, 5, 20, 6, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_cin4_shift0": (5, 6, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
+    "2x2_cin1_left_shift": (6, 6, 1, 2, (2, 2), (1, 1), (0, 0, 1, 1), (1, 1), "left"),
+    "3x3_valid_cin32_cout12": (6, 6, 32, 12, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+}
+
+# name: (H, W, C, kernel, stride, padding t/l/b/r, dilation, requant kind): depthwise, depth multiplier 1
+DW_CASES = {
+    "3x3_s1_same_c4_w5": (5, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_same_c8_w7": (7, 7, 8, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_same_c12_w8": (8, 8, 12, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_valid_c16_w6": (6, 6, 16, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_s1_c8_relu6": (6, 7, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "relu6"),
+    "3x3_s1_c4_shift0": (4, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
+    "5x5_s1_c8": (7, 6, 8, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), "fast"),
+    "3x1_s1_c4_tall": (9, 4, 4, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1), "fast"),
+    "3x3_dil2_c8": (8, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), "fast"),
+    "3x3_s1_w1_c4": (5, 1, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+}
+
+# name: (shape, s_a, s_b, s_out, zp_a, zp_b, zp_out, act_min, act_max)
+ADD_CASES = {
+    "a_larger_full": ((1, 5, 7, 8), 0.08, 0.05, 0.1, -3, 11, -128, -128, 127),
+    "b_larger_relu": ((1, 4, 4, 12), 0.02, 0.07, 0.06, 20, -128, -20, -20, 127),
+    "equal_scales": ((1, 3, 5, 4), 0.05, 0.05, 0.09, 0, -5, 3, -128, 127),
+    "out_shift23_exact": ((1, 7), 0.5, 0.4, 9.0, 1, 2, 0, -128, 127),
+    "odd_count_narrow": ((1, 3, 3, 3), 0.03, 0.011, 0.02, -128, 7, -9, -60, 90),
+}
+
+QEMU_CASES = ["3x3_pad1_cin3_cout5", "3x3_s2_same_cin16_cout7", "1x1_direct_cin8_cout9", "1x1_cin20_k_tail16_cout6",
+              "3x3_cin4_shift0", "2x2_cin1_left_shift", "3x3_cin16_cout16_relu6"]
+BOARDS = [("mps2-an500", "cortex-m7", "dsp"), ("mps2-an386", "cortex-m4", "dsp"), ("mps3-an547", "cortex-m55", "mve"),
+          ("mps2-an385", "cortex-m3", "c")]
+needs_emulator = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+
+
+def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
+    kh, kw = kernel
+    return ((h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
+            (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tuple[np.ndarray, float, int, int, int]:
+    """(weight scales, output scale, output zero point, act_min, act_max) giving the requested epilogue."""
+    s_w = rng.uniform(0.002, 0.02, cout).astype(np.float32)
+    s_out, zp_out, lo, hi = 0.11, -3, -128, 127
+    if kind == "relu6":
+        zp_out, lo, hi = -100, -100, 90
+    elif kind == "shift0":  # real = s_in·s_w/s_out in [0.5, 1)
+        s_w = rng.uniform(0.5, 0.95, cout).astype(np.float32)
+        s_out = s_in
+    elif kind == "left":  # real in (1, 4)
+        s_w = rng.uniform(1.2, 3.5, cout).astype(np.float32)
+        s_out = s_in * 0.9
+    return s_w, s_out, zp_out, lo, hi
+
+
+def conv_graph(case: str, rng: np.random.Generator) -> Graph:
+    h, w, cin, cout, kernel, stride, pad, dil, kind = CONV_CASES[case]
+    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    s_in = 0.05
+    s_w, s_out, zp_out, lo, hi = _qparams(kind, cout, s_in, rng)
+    x = QTensor("x", (1, h, w, cin), s_in, 7, layout="NHWC")
+    y = QTensor("y", (1, oh, ow, cout), s_out, zp_out, layout="NHWC")
+    wt = rng.integers(-127, 128, (cout, cin, *kernel)).astype(np.int8)
+    bias = rng.integers(-3000, 3000, cout).astype(np.int32)
+    if kind == "left":  # small accumulators, so a left shift does not saturate everything
+        wt = rng.integers(-3, 4, (cout, cin, *kernel)).astype(np.int8)
+        bias = rng.integers(-20, 20, cout).astype(np.int32)
+    op = Conv2D("conv", ["x"], "y", weight=wt, weight_scale=s_w, bias=bias, stride=stride, padding=pad, dilation=dil,
+                groups=1, act_min=lo, act_max=hi)
+    return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+
+
+def dw_graph(case: str, rng: np.random.Generator) -> Graph:
+    h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
+    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    s_in = 0.05
+    s_w, s_out, zp_out, lo, hi = _qparams(kind, c, s_in, rng)
+    x = QTensor("x", (1, h, w, c), s_in, -9, layout="NHWC")
+    y = QTensor("y", (1, oh, ow, c), s_out, zp_out, layout="NHWC")
+    op = Conv2D("dw", ["x"], "y", weight=rng.integers(-127, 128, (c, 1, *kernel)).astype(np.int8), weight_scale=s_w,
+                bias=rng.integers(-3000, 3000, c).astype(np.int32), stride=stride, padding=pad, dilation=dil,
+                groups=c, act_min=lo, act_max=hi)
+    return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+
+
+def add_graph(case: str, rng: np.random.Generator) -> Graph:
+    """x (scale s_a) and a 1x1 conv (or FC) of x (scale s_b) added: two differently quantized inputs."""
+    from divqat_tvm.compiler.graph import Add
+
+    shape, sa, sb, so, za, zb, zo, lo, hi = ADD_CASES[case]
+    layout = "NHWC" if len(shape) == 4 else "NC"
+    c = shape[-1]
+    t = {"a": QTensor("a", shape, sa, za, layout=layout), "b": QTensor("b", shape, sb, zb, layout=layout),
+         "y": QTensor("y", shape, so, zo, layout=layout)}
+    w = rng.integers(-127, 128, (c, c)).astype(np.int8)
+    ws = np.full(c, sb * 40.0 / (sa * 127 * c), np.float32)  # b spans a good part of its int8 range
+    bias = rng.integers(-300, 300, c).astype(np.int32)
+    if layout == "NHWC":
+        mk = Conv2D("mk", ["a"], "b", weight=w.reshape(c, c, 1, 1), weight_scale=ws, bias=bias)
+    else:
+        mk = Dense("mk", ["a"], "b", weight=w, weight_scale=ws, bias=bias)
+    return Graph(t, [mk, Add("add", ["a", "b"], "y", act_min=lo, act_max=hi)], "a", "y", layout=layout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(ADD_CASES))
+def test_native_add_host_bit_exact(tmp_path, case: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = add_graph(case, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
+    kern = manifest["ops"][1]["kernel"]
+    assert kern["name"] == "divqat_add_s8"
+    assert kern["variant"]["epilogue"] == ("exact" if case == "out_shift23_exact" else "fast")
+    x = _inputs(graph.input_tensor.shape[1:], 60, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    want = run_reference(graph, x, "fixed")
+    assert got.shape == want.shape and int((got != want).sum()) == 0
+    assert len(np.unique(want)) > 3
+
+
+def dense_graph(k: int, n_out: int, rng: np.random.Generator) -> Graph:
+    x = QTensor("x", (1, k), 0.04, 5, layout="NC")
+    y = QTensor("y", (1, n_out), 0.2, -7, layout="NC")
+    op = Dense("fc", ["x"], "y", weight=rng.integers(-127, 128, (n_out, k)).astype(np.int8),
+               weight_scale=rng.uniform(0.002, 0.02, n_out).astype(np.float32),
+               bias=rng.integers(-3000, 3000, n_out).astype(np.int32))
+    return Graph({"x": x, "y": y}, [op], "x", "y", layout="NCHW")
+
+
+def _inputs(shape: tuple[int, ...], n: int, rng: np.random.Generator) -> np.ndarray:
+    x = rng.integers(-128, 128, (n, *shape)).astype(np.int8)
+    x[0] = 127  # extremes: the largest accumulators
+    x[1] = -128
+    return x
+
+
+def _expected_epilogue(kind: str) -> str:
+    return "fast" if kind == "fast" else "exact"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_native_conv_host_bit_exact(tmp_path, case: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = conv_graph(case, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
+    kern = manifest["ops"][0]["kernel"]
+    assert kern["name"] == "divqat_conv_s8" and kern["variant"]["path"] == "dsp"
+    assert kern["variant"]["epilogue"] == _expected_epilogue(CONV_CASES[case][-1])
+    assert manifest["conv_dot"] is None  # no TE conv left
+    x = _inputs(graph.input_tensor.shape[1:], 40, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    want = run_reference(graph, x, "fixed")
+    assert got.shape == want.shape and int((got != want).sum()) == 0
+    assert len(np.unique(want)) > 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(DW_CASES))
+def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = dw_graph(case, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m4"})
+    kern = manifest["ops"][0]["kernel"]
+    assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
+    x = _inputs(graph.input_tensor.shape[1:], 40, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    want = run_reference(graph, x, "fixed")
+    assert got.shape == want.shape and int((got != want).sum()) == 0
+    assert len(np.unique(want)) > 3
+
+
+def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
+    """Depth multiplier 2 and C % 4 != 0 are not the kernel's: TE kernels, still exact."""
+    rng = np.random.default_rng(7)
+    for c, mult in ((6, 1), (4, 2)):
+        x = QTensor("x", (1, 5, 5, c), 0.05, 3, layout="NHWC")
+        y = QTensor("y", (1, 5, 5, c * mult), 0.1, -2, layout="NHWC")
+        op = Conv2D("dw", ["x"], "y", weight=rng.integers(-127, 128, (c * mult, 1, 3, 3)).astype(np.int8),
+                    weight_scale=rng.uniform(0.002, 0.02, c * mult).astype(np.float32),
+                    bias=rng.integers(-3000, 3000, c * mult).astype(np.int32), padding=(1, 1, 1, 1), groups=c)
+        graph = Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
+        m = generate(graph, tmp_path / f"c{c}m{mult}", requant="fixed")
+        assert m["ops"][0]["kernel"]["name"] == "tvm"
+        xs = _inputs((5, 5, c), 10, rng)
+        assert int((HostModel(tmp_path / f"c{c}m{mult}").run(xs) != run_reference(graph, xs, "fixed")).sum()) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k,n_out", [(64, 10), (27, 3), (16, 1)])
+def test_native_dense_host_bit_exact(tmp_path, k: int, n_out: int) -> None:
+    rng = np.random.default_rng(k * 100 + n_out)
+    graph = dense_graph(k, n_out, rng)
+    manifest = generate(graph, tmp_path / "m", requant="fixed")
+    assert manifest["ops"][0]["kernel"]["name"] == "divqat_conv_s8"
+    x = _inputs((k,), 200, rng)
+    got = HostModel(tmp_path / "m").run(x)
+    assert int((got != run_reference(graph, x, "fixed")).sum()) == 0
+
+
+def test_native_kernels_are_not_used_where_they_do_not_apply(tmp_path) -> None:
+    """NCHW, "float" requantization and kernels="te" keep the TE kernels (recorded as such)."""
+    rng = np.random.default_rng(3)
+    graph = conv_graph("3x3_pad1_cin3_cout5", rng)
+    m = generate(graph, tmp_path / "float", requant="float")
+    assert m["ops"][0]["kernel"]["name"] == "tvm"
+    m = generate(graph, tmp_path / "te", requant="fixed", kernels="te")
+    assert m["ops"][0]["kernel"]["name"] == "tvm" and m["conv_dot"]["function"] == "divqat_dot_s8"
+    src = (tmp_path / "te" / "kernels.c").read_text()
+    assert "divqat_conv_s8" not in src
+
+
+def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
+    """kernels.c with the pasted kernels compiles alone with -Wall -Wextra -Werror (host gcc)."""
+    import subprocess
+
+    rng = np.random.default_rng(4)
+    generate(conv_graph("3x3_s2_same_cin16_cout7", rng), tmp_path / "m", requant="fixed")
+    src = (tmp_path / "m" / "kernels.c").read_text()
+    assert '#include "' not in src.split("divqat-tvm hand-written kernels")[1].split("end of hand-written")[0]
+    proc = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-c",
+                           str(tmp_path / "m" / "kernels.c"), "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@needs_emulator
+@pytest.mark.parametrize("board,core,path", BOARDS)
+def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
+    """Each path of the C kernels on its emulated core (one firmware per case): conv, depthwise, add (image
+    inputs only: the firmware's oracle takes [N, C, H, W])."""
+    from divqat_tvm.oracle.device_backend import QemuOracle
+
+    cases = [(c, conv_graph) for c in QEMU_CASES] + [(c, dw_graph) for c in DW_CASES] + [(c, add_graph) for c in ADD_CASES
+                                                                                         if len(ADD_CASES[c][0]) == 4]
+    for case, make in cases:
+        rng = np.random.default_rng(sum(map(ord, case + board)))
+        graph = make(case, rng)
+        out = tmp_path / case
+        manifest = generate(graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}})
+        assert manifest["ops"][-1]["kernel"]["variant"]["path"] == path
+        x = _inputs(graph.input_tensor.shape[1:], 6, rng)
+        with QemuOracle(out, board=board, transfer="shared", instances=1) as dev:
+            got = np.stack([r.logits for r in dev.run_int8(x.reshape(len(x), -1))])
+        want = run_reference(graph, x, "fixed").reshape(len(x), -1)
+        assert got.shape == want.shape and int((got != want).sum()) == 0, case
+
+
+MODELS = {"kws": "kws_ref_model.tflite", "vww": "vww_96_int8.tflite"}
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@needs_emulator
+@pytest.mark.parametrize("model", list(MODELS))
+def test_mlperf_kws_vww_bit_exact_host_and_qemu(tmp_path, model: str) -> None:
+    """KWS (DS-CNN) and VWW (MobileNetV1) compiled with the native kernels: host build and firmware on the
+    Cortex-M7, M4 and M55 equal LiteRT's BUILTIN_REF on random inputs."""
+    from test_tflite_import import MLPERF, litert, litert_run
+
+    from divqat_tvm.compiler.tflite_import import compile_tflite
+    from divqat_tvm.oracle.device_backend import QemuOracle
+
+    path = MLPERF.parent / MODELS[model]
+    if not path.is_file():
+        pytest.skip(f"{path} is not on this machine")
+    out = tmp_path / model
+    manifest = compile_tflite(path, out, target="mps2-an500", core="cortex-m7")
+    kinds = {o["kernel"]["name"] for o in manifest["ops"]}
+    assert {"divqat_conv_s8", "divqat_dwconv_s8"} <= kinds
+    shape = tuple(manifest["input"]["shape"][1:])
+    rng = np.random.default_rng(len(model))
+    xs = rng.integers(-128, 128, (60, *shape)).astype(np.int8)
+    ref = litert_run(litert(path), xs[:, None])[:, 0]
+    assert int((HostModel(out).run(xs) != ref).sum()) == 0
+    for board, n in (("mps2-an500", 20), ("mps2-an386", 10), ("mps3-an547", 10)):
+        with QemuOracle(out, board=board, transfer="shared", instances=2) as dev:
+            got = np.stack([r.logits for r in dev.run_int8(xs[:n].reshape(n, -1))])
+        assert int((got != ref[:n]).sum()) == 0, board
+
+
+def test_nchw_graph_converted_to_nhwc_bit_exact(tmp_path) -> None:
+    """layout.to_nhwc: an NCHW graph (conv → flatten of a 3x4 map → FC → logits) runs on the NHWC kernels with
+    its NCHW interface kept: the flatten becomes a gather in NCHW order; both schemes equal the NCHW reference."""
+    from divqat_tvm.compiler.layout import FlattenNchwOrder, NchwToNhwc, to_nhwc
+
+    rng = np.random.default_rng(11)
+    t = {"x": QTensor("x", (1, 4, 5, 6), 0.05, 3, layout="NCHW"), "c": QTensor("c", (1, 8, 3, 4), 0.08, -128, layout="NCHW"),
+         "f": QTensor("f", (1, 96), 0.08, -128, layout="NC"), "y": QTensor("y", (1, 5), 0.2, 2, layout="NC")}
+    from divqat_tvm.compiler.graph import Reshape
+
+    ops = [Conv2D("conv", ["x"], "c", weight=rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8),
+                  weight_scale=rng.uniform(0.002, 0.02, 8).astype(np.float32), bias=rng.integers(-2000, 2000, 8).astype(np.int32),
+                  act_min=-128, act_max=127),
+           Reshape("flat", ["c"], "f"),
+           Dense("fc", ["f"], "y", weight=rng.integers(-127, 128, (5, 96)).astype(np.int8),
+                 weight_scale=rng.uniform(0.002, 0.02, 5).astype(np.float32), bias=rng.integers(-2000, 2000, 5).astype(np.int32))]
+    graph = Graph(t, ops, "x", "y", layout="NCHW")
+    nhwc = to_nhwc(graph)
+    assert [type(o) for o in nhwc.ops][:1] == [NchwToNhwc] and any(isinstance(o, FlattenNchwOrder) for o in nhwc.ops)
+    assert nhwc.tensors["c"].layout == "NHWC" and nhwc.input_tensor.layout == "NCHW"
+    x = _inputs((4, 5, 6), 50, rng)
+    for scheme in ("fixed", "float"):
+        want = run_reference(graph, x, scheme)
+        assert int((run_reference(nhwc, x, scheme) != want).sum()) == 0
+        m = generate(nhwc, tmp_path / scheme, requant=scheme)
+        assert int((HostModel(tmp_path / scheme).run(x) != want).sum()) == 0
+        if scheme == "fixed":
+            assert {o["kernel"]["name"] for o in m["ops"]} >= {"divqat_conv_s8"}
