@@ -12,7 +12,6 @@ shift 0, a clamp narrower than int8). The host build runs the plain C path; the 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import numpy as np
 import pytest
 
 from divqat_tvm.compiler.graph import Conv2D, Dense, Graph, QTensor
-from divqat_tvm.compiler.host import HostModel
-from divqat_tvm.compiler.pipeline import generate
+from divqat_tvm.compiler.host_model import HostModel
+from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -70,8 +69,7 @@ QEMU_CASES = ["3x3_pad1_cin3_cout5", "3x3_s2_same_cin16_cout7", "1x1_direct_cin8
               "3x3_cin4_shift0", "2x2_cin1_left_shift", "3x3_cin16_cout16_relu6"]
 BOARDS = [("mps2-an500", "cortex-m7", "dsp"), ("mps2-an386", "cortex-m4", "dsp"), ("mps3-an547", "cortex-m55", "mve"),
           ("mps2-an385", "cortex-m3", "c")]
-needs_emulator = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-                                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
 
 def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
@@ -272,7 +270,7 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
 def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
     """Each path of the C kernels on its emulated core (one firmware per case): conv, depthwise, add (image
     inputs only: the firmware's oracle takes [N, C, H, W])."""
-    from divqat_tvm.oracle.device_backend import QemuOracle
+    from divqat_tvm.oracle.backend_device import QemuOracle
 
     cases = [(c, conv_graph) for c in QEMU_CASES] + [(c, dw_graph) for c in DW_CASES] + [(c, add_graph) for c in ADD_CASES
                                                                                          if len(ADD_CASES[c][0]) == 4]
@@ -302,11 +300,10 @@ def test_mlperf_kws_vww_bit_exact_host_and_qemu(tmp_path, model: str) -> None:
     from test_tflite_import import MLPERF, litert, litert_run
 
     from divqat_tvm.compiler.tflite_import import compile_tflite
-    from divqat_tvm.oracle.device_backend import QemuOracle
+    from divqat_tvm.oracle.backend_device import QemuOracle
 
     path = MLPERF.parent / MODELS[model]
-    if not path.is_file():
-        pytest.skip(f"{path} is not on this machine")
+    assert path.is_file(), f"the MLPerf Tiny model is not at {path} (shared/models/ beside the repo)"
     out = tmp_path / model
     manifest = compile_tflite(path, out, target="mps2-an500", core="cortex-m7")
     kinds = {o["kernel"]["name"] for o in manifest["ops"]}
