@@ -32,7 +32,9 @@ def ir_peak_bytes(graph, scratch: list[int] | None = None) -> tuple[int, int]:
     live_tensors = [n for n in produced if n not in (graph.input, graph.output)]
     best, where = 0, -1
     for i in range(len(graph.ops)):
-        total = sum(-(-graph.tensors[n].nbytes // ALIGN) * ALIGN for n in live_tensors if produced[n] <= i <= last_use[n])
+        total = sum(
+            -(-graph.tensors[n].nbytes // ALIGN) * ALIGN for n in live_tensors if produced[n] <= i <= last_use[n]
+        )
         if scratch:
             total += -(-scratch[i] // ALIGN) * ALIGN
         if total > best:
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from divqat_tvm.compiler.generate import compile_onnx
 
-        manifest = compile_onnx(args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant)
+        manifest = compile_onnx(
+            args.model, Path(tempfile.mkdtemp(prefix="arena_bound_")) / "model", requant=args.requant
+        )
     graph, scratch = compiled_graph(graph, manifest)
     bound, at = ir_peak_bytes(graph, scratch)
     result = {

@@ -119,8 +119,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="default: OUT/bench_mlperf.json")
     ap.add_argument("--inputs", type=int, default=3, help="random inputs measured per board")
     ap.add_argument("--boards", nargs="*", default=list(BOARDS))
-    ap.add_argument("--kernels", choices=("native", "te"), default="native",
-                    help="native: hand-written C kernels where they apply (default); te: TVM-scheduled TE kernels only")
+    ap.add_argument(
+        "--kernels",
+        choices=("native", "te"),
+        default="native",
+        help="native: hand-written C kernels where they apply (default); te: TVM-scheduled TE kernels only",
+    )
     args = ap.parse_args()
     if not args.model.is_file():
         print(f"bench_mlperf: error: model {args.model} does not exist", file=sys.stderr)

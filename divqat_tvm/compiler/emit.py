@@ -16,7 +16,14 @@ from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json, atomic_write_text
 
 FORMAT_VERSION = 1
-_CTYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float", "int64": "int64_t", "uint8": "uint8_t"}
+_CTYPES = {
+    "int8": "int8_t",
+    "int16": "int16_t",
+    "int32": "int32_t",
+    "float32": "float",
+    "int64": "int64_t",
+    "uint8": "uint8_t",
+}
 
 
 @dataclass
@@ -30,8 +37,10 @@ class Layout:
 
 def arena_layout(plan: Plan) -> Layout:
     arena = {n for n, t in plan.tensors.items() if t.kind == "arena"}
-    ivs = [memory.Interval(i.name, plan.tensors[i.name].nbytes, i.first, i.last)
-           for i in memory.lifetimes([(c.func, c.args) for c in plan.calls], arena)]
+    ivs = [
+        memory.Interval(i.name, plan.tensors[i.name].nbytes, i.first, i.last)
+        for i in memory.lifetimes([(c.func, c.args) for c in plan.calls], arena)
+    ]
     offsets, size = memory.pack(ivs)
     tvm_bytes = sum(memory.align_up(s) for s in plan.storages.values())
     return Layout(offsets, size, tvm_bytes)
@@ -44,13 +53,13 @@ def _c_array(name: str, arr: np.ndarray) -> str:
         vals = [np.format_float_scientific(v, unique=True, trim="k") + "f" if np.isfinite(v) else "0.0f" for v in flat]
     else:
         vals = [str(int(v)) for v in flat]
-    lines = [", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)]
+    lines = [", ".join(vals[i : i + 16]) for i in range(0, len(vals), 16)]
     body = ",\n  ".join(lines)
     return f"static const {ctype} {name}[{flat.size}] __attribute__((aligned(16))) = {{\n  {body}\n}};\n"
 
 
 def output_kind(graph: Graph) -> str:
-    """"probabilities" when the graph's output is a softmax's, else "logits" (manifest output.kind)."""
+    """ "probabilities" when the graph's output is a softmax's, else "logits" (manifest output.kind)."""
     return "probabilities" if any(o.output == graph.output and o.kind == "softmax" for o in graph.ops) else "logits"
 
 
@@ -137,8 +146,15 @@ def model_c(plan: Plan, layout: Layout, prefix: str, kernel_protos: list[str]) -
     return "\n".join(out)
 
 
-def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, prefix: str, manifest: dict[str, Any],
-                   op_kernels: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def write_artifact(
+    out_dir: Path,
+    graph: Graph,
+    plan: Plan,
+    kernels_c: str,
+    prefix: str,
+    manifest: dict[str, Any],
+    op_kernels: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Write the four files; returns the manifest written. `op_kernels[i]` is op i's `kernel` entry (which
     kernel runs it: a hand-written one and its variant, or TVM's)."""
     import re
@@ -153,8 +169,10 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
     atomic_write_text(out_dir / "kernels.c", kernels_c)
     const_bytes = sum(t.nbytes for t in plan.tensors.values() if t.kind == "const")
     if len(plan.calls) != len(graph.ops):
-        raise CompileError(f"the planned main calls {len(plan.calls)} kernels for {len(graph.ops)} graph ops.",
-                           "This is a compiler bug; report it.")
+        raise CompileError(
+            f"the planned main calls {len(plan.calls)} kernels for {len(graph.ops)} graph ops.",
+            "This is a compiler bug; report it.",
+        )
     ops = []
     for i, (c, op) in enumerate(zip(plan.calls, graph.ops)):
         ops.append({"index": i, "name": op.name, "function": c.func, "kind": op.kind, "macs": macs(graph, op)})
@@ -167,9 +185,19 @@ def write_artifact(out_dir: Path, graph: Graph, plan: Plan, kernels_c: str, pref
         **manifest,
         "format_version": FORMAT_VERSION,
         "prefix": prefix,
-        "input": {"shape": list(ti.shape), "layout": ti.layout, "scale": float(np.float32(ti.scale)), "zero_point": ti.zero_point},
-        "output": {"shape": list(to.shape), "layout": to.layout, "scale": float(np.float32(to.scale)), "zero_point": to.zero_point,
-                   "kind": output_kind(graph)},
+        "input": {
+            "shape": list(ti.shape),
+            "layout": ti.layout,
+            "scale": float(np.float32(ti.scale)),
+            "zero_point": ti.zero_point,
+        },
+        "output": {
+            "shape": list(to.shape),
+            "layout": to.layout,
+            "scale": float(np.float32(to.scale)),
+            "zero_point": to.zero_point,
+            "kind": output_kind(graph),
+        },
         "ops": ops,
         "macs": sum(o["macs"] for o in ops),
         "arena_bytes": layout.arena_bytes,

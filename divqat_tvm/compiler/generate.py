@@ -17,8 +17,15 @@ from divqat_tvm.errors import CompileError
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-             manifest: dict[str, Any] | None = None, kernels: str = "native") -> dict[str, Any]:
+def generate(
+    graph: Graph,
+    out_dir: str | Path,
+    *,
+    requant: str = "fixed",
+    prefix: str = "model",
+    manifest: dict[str, Any] | None = None,
+    kernels: str = "native",
+) -> dict[str, Any]:
     """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir.
 
     `kernels`: "native" (default) runs the layers the hand-written C kernels handle with them (native.py);
@@ -40,9 +47,18 @@ def generate(graph: Graph, out_dir: str | Path, *, requant: str = "fixed", prefi
     return out
 
 
-def compile_onnx(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-                 target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None,
-                 kernels: str = "native", compute_layout: str = "NHWC") -> dict[str, Any]:
+def compile_onnx(
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    requant: str = "fixed",
+    prefix: str = "model",
+    target: str | None = None,
+    core: str | None = None,
+    meta: dict[str, Any] | None = None,
+    kernels: str = "native",
+    compute_layout: str = "NHWC",
+) -> dict[str, Any]:
     """Import a QDQ ONNX model and generate its C library (the manifest names target and core).
 
     `compute_layout` "NHWC" (default) converts the NCHW graph to NHWC activations inside (layout.to_nhwc; the
@@ -54,7 +70,12 @@ def compile_onnx(model: str | Path, out_dir: str | Path, *, requant: str = "fixe
     if compute_layout == "NHWC":
         graph = to_nhwc(graph)
     name = Path(out_dir).name
-    info = {"name": name, "target": target, "core": core,
-            "source_model": {"path": str(model), "sha256": file_sha256(model)}, "meta": meta or {},
-            "compute_layout": "NHWC" if any(t.layout == "NHWC" for t in graph.tensors.values()) else "NCHW"}
+    info = {
+        "name": name,
+        "target": target,
+        "core": core,
+        "source_model": {"path": str(model), "sha256": file_sha256(model)},
+        "meta": meta or {},
+        "compute_layout": "NHWC" if any(t.layout == "NHWC" for t in graph.tensors.values()) else "NCHW",
+    }
     return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)

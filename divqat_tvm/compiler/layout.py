@@ -14,8 +14,9 @@ else (a 4-D → 4-D reshape) is returned unchanged.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ def _transpose_te(perm: tuple[int, ...]):
         out_shape = tuple(in_shape[p] for p in perm)
         inv = [perm.index(i) for i in range(len(perm))]
         return te.compute(out_shape, lambda *i: x[tuple(i[inv[k]] for k in range(len(inv)))], name="out")
+
     return kernel
 
 
@@ -77,6 +79,7 @@ class FlattenNchwOrder(Op):
 
             n, h, w, c = (int(d) for d in x.shape)
             return te.compute((n, c * h * w), lambda b, i: x[b, (i // w) % h, i % w, i // (h * w)], name="out")
+
         return kernel, [], {}
 
     def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:

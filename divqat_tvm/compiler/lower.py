@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,10 @@ def check_tvm_version() -> str:
     import tvm
 
     if not tvm.__version__.startswith(PINNED_TVM):
-        raise CompileError(f"TVM {tvm.__version__} is installed; the compiler is written against {PINNED_TVM}.",
-                           "pip install apache-tvm==0.27.0.post1 (see pyproject.toml).")
+        raise CompileError(
+            f"TVM {tvm.__version__} is installed; the compiler is written against {PINNED_TVM}.",
+            "pip install apache-tvm==0.27.0.post1 (see pyproject.toml).",
+        )
     return tvm.__version__
 
 
@@ -49,7 +52,9 @@ def _folded_bias(op: Conv2D | Dense, zp_in: int) -> np.ndarray:
     w = op.weight.reshape(op.weight.shape[0], -1).astype(np.int64)
     b = op.bias.astype(np.int64) - zp_in * w.sum(axis=1)
     if np.any(np.abs(b) >= 2**31):
-        raise CompileError(f"the bias of '{op.name}' overflows int32 after folding the zero point.", "Re-quantize the model.")
+        raise CompileError(
+            f"the bias of '{op.name}' overflows int32 after folding the zero point.", "Re-quantize the model."
+        )
     return b.astype(np.int32)
 
 
@@ -64,8 +69,9 @@ def _requant_arrays(op: Conv2D | Dense, s_in: float, s_out: float, scheme: str) 
 KERNEL_CHOICES = ("native", "te")
 
 
-def build_relax(graph: Graph, scheme: str, prefix: str, kernels: str = "native",
-                chosen: dict[int, Any] | None = None) -> Any:
+def build_relax(
+    graph: Graph, scheme: str, prefix: str, kernels: str = "native", chosen: dict[int, Any] | None = None
+) -> Any:
     """The int8 Relax module: one call per graph op, constants inline.
 
     Args:
@@ -99,7 +105,7 @@ def build_relax(graph: Graph, scheme: str, prefix: str, kernels: str = "native",
     return bb.get()
 
 
-def _emit_native(bb: Any, graph: Graph, op: Op, env: dict[str, Any], call: "native.NativeCall", name: str) -> Any:
+def _emit_native(bb: Any, graph: Graph, op: Op, env: dict[str, Any], call: native.NativeCall, name: str) -> Any:
     """call_tir of the PrimFunc wrapping a hand-written kernel; with a scratch its outputs are (y, scratch) and
     y is returned."""
     from tvm import relax
@@ -139,30 +145,102 @@ def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, na
             return call(K.dense, x, *consts, r=r)
         # conv: OHWI weights (the inner loop runs over input channels) and the model's own bias (the kernel
         # subtracts the input zero point per product; see K.conv2d)
-        consts = [relax.const(np.ascontiguousarray(op.weight.astype(np.int8).transpose(0, 2, 3, 1))),
-                  relax.const(op.bias.astype(np.int32)), *rq_consts]
-        return call(K.conv2d, x, *consts, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(),
-                          stride=op.stride, padding=op.padding, dilation=op.dilation, groups=op.groups,
-                          zp_in=ti.zero_point, r=r)
+        consts = [
+            relax.const(np.ascontiguousarray(op.weight.astype(np.int8).transpose(0, 2, 3, 1))),
+            relax.const(op.bias.astype(np.int32)),
+            *rq_consts,
+        ]
+        return call(
+            K.conv2d,
+            x,
+            *consts,
+            layout=ti.layout,
+            in_nchw=ti.nchw(),
+            out_nchw=to.nchw(),
+            stride=op.stride,
+            padding=op.padding,
+            dilation=op.dilation,
+            groups=op.groups,
+            zp_in=ti.zero_point,
+            r=r,
+        )
     if isinstance(op, Add):
         tb = graph.tensors[op.inputs[1]]
-        fp = [] if scheme == "fixed" else [relax.const(K.add_float_params(ti.zero_point, tb.zero_point, ti.scale, tb.scale, to.scale, to.zero_point))]
-        return call(K.add, x, env[op.inputs[1]], *fp, zp_a=ti.zero_point, zp_b=tb.zero_point, s_a=ti.scale,
-                          s_b=tb.scale, s_out=to.scale, r=r)
+        fp = (
+            []
+            if scheme == "fixed"
+            else [
+                relax.const(
+                    K.add_float_params(ti.zero_point, tb.zero_point, ti.scale, tb.scale, to.scale, to.zero_point)
+                )
+            ]
+        )
+        return call(
+            K.add,
+            x,
+            env[op.inputs[1]],
+            *fp,
+            zp_a=ti.zero_point,
+            zp_b=tb.zero_point,
+            s_a=ti.scale,
+            s_b=tb.scale,
+            s_out=to.scale,
+            r=r,
+        )
     if isinstance(op, MaxPool):
-        return call(K.max_pool, x, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=op.kernel,
-                          stride=op.stride, padding=op.padding)
+        return call(
+            K.max_pool,
+            x,
+            layout=ti.layout,
+            in_nchw=ti.nchw(),
+            out_nchw=to.nchw(),
+            kernel=op.kernel,
+            stride=op.stride,
+            padding=op.padding,
+        )
     if isinstance(op, AvgPool) and scheme == "float":
         fp = relax.const(np.array([ti.scale, to.scale, op.kernel[0] * op.kernel[1]], np.float32))
-        return call(K.avg_pool_ort, x, fp, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=op.kernel,
-                    stride=op.stride, padding=op.padding, zp_in=ti.zero_point, zp_out=to.zero_point)
+        return call(
+            K.avg_pool_ort,
+            x,
+            fp,
+            layout=ti.layout,
+            in_nchw=ti.nchw(),
+            out_nchw=to.nchw(),
+            kernel=op.kernel,
+            stride=op.stride,
+            padding=op.padding,
+            zp_in=ti.zero_point,
+            zp_out=to.zero_point,
+        )
     if isinstance(op, (AvgPool, GlobalAvgPool)):
         _, _, h, w = ti.nchw()
-        kernel, stride, pad = ((h, w), (1, 1), (0, 0, 0, 0)) if isinstance(op, GlobalAvgPool) else (op.kernel, op.stride, op.padding)
+        kernel, stride, pad = (
+            ((h, w), (1, 1), (0, 0, 0, 0)) if isinstance(op, GlobalAvgPool) else (op.kernel, op.stride, op.padding)
+        )
         count = kernel[0] * kernel[1]
-        fp = [] if scheme == "fixed" else [relax.const(np.array([np.float32(ti.scale) / (np.float32(to.scale) * np.float32(count))], np.float32))]
-        return call(K.avg_pool, x, *fp, layout=ti.layout, in_nchw=ti.nchw(), out_nchw=to.nchw(), kernel=kernel, stride=stride,
-                          padding=pad, zp_in=ti.zero_point, s_in=ti.scale, s_out=to.scale, r=r)
+        fp = (
+            []
+            if scheme == "fixed"
+            else [
+                relax.const(np.array([np.float32(ti.scale) / (np.float32(to.scale) * np.float32(count))], np.float32))
+            ]
+        )
+        return call(
+            K.avg_pool,
+            x,
+            *fp,
+            layout=ti.layout,
+            in_nchw=ti.nchw(),
+            out_nchw=to.nchw(),
+            kernel=kernel,
+            stride=stride,
+            padding=pad,
+            zp_in=ti.zero_point,
+            s_in=ti.scale,
+            s_out=to.scale,
+            r=r,
+        )
     if isinstance(op, Reshape):
         return call(K.reshape, x, shape=to.shape)
     raise CompileError(f"no kernel for '{op.kind}' (node '{op.name}').", "Use a supported operator.")
@@ -174,16 +252,18 @@ def plan(mod: Any) -> Any:
     import tvm
     from tvm import relax
 
-    seq = tvm.transform.Sequential([
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.DeadCodeElimination(),
-        relax.transform.ToNonDataflow(),
-        relax.transform.RemovePurityChecking(),
-        relax.transform.CallTIRRewrite(),
-        relax.transform.StaticPlanBlockMemory(),
-    ])
+    seq = tvm.transform.Sequential(
+        [
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.DeadCodeElimination(),
+            relax.transform.ToNonDataflow(),
+            relax.transform.RemovePurityChecking(),
+            relax.transform.CallTIRRewrite(),
+            relax.transform.StaticPlanBlockMemory(),
+        ]
+    )
     with tvm.target.Target({"kind": "c"}):
         return seq(mod)
 
@@ -221,7 +301,7 @@ def _schedule_chain(sch: Any) -> None:
         red = blocks[first]
         n_spatial = sum(1 for iv in sch.get(red).iter_vars if int(iv.iter_type) == 0)
         loop = sch.get_loops(red)[n_spatial - 1]
-        for b in blocks[first + 1:]:
+        for b in blocks[first + 1 :]:
             sch.reverse_compute_at(b, loop)
         if n_spatial < len(sch.get_loops(red)):  # initialise the accumulator once, before its reduction loops,
             sch.decompose_reduction(red, sch.get_loops(red)[n_spatial])  # not with a test in every iteration
@@ -312,7 +392,9 @@ def build_c(funcs: dict[str, Any]) -> str:
     src = lib.inspect_source()
     if "TVMBackendAllocWorkspace" in src:
         bad = [n for n in funcs if re.search(rf"{n}\([^)]*\)\s*{{(?:(?!\n}}).)*TVMBackendAllocWorkspace", src, re.S)]
-        raise CompileError(f"kernels {bad or '?'} still need a TVM workspace after scheduling.", "This is a compiler bug; report it.")
+        raise CompileError(
+            f"kernels {bad or '?'} still need a TVM workspace after scheduling.", "This is a compiler bug; report it."
+        )
     return portable_c(src)
 
 
@@ -401,8 +483,10 @@ def portable_c(src: str) -> str:
     src = _TVM_INCLUDE.sub("", src)
     src = src.replace("void* __tvm_ffi__library_ctx = NULL;\n", "")
     src = re.sub(r"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL \w+ __tvm_ffi_main.*?\n}\n", "", src, flags=re.S)
-    head = ("/* Generated by divqat-tvm with Apache TVM (c target). Plain C99: no TVM runtime needed. */\n"
-            "#include <stdint.h>\n#include <math.h>\n#include <stdbool.h>\n#ifndef TVM_DLL\n#define TVM_DLL\n#endif\n")
+    head = (
+        "/* Generated by divqat-tvm with Apache TVM (c target). Plain C99: no TVM runtime needed. */\n"
+        "#include <stdint.h>\n#include <math.h>\n#include <stdbool.h>\n#ifndef TVM_DLL\n#define TVM_DLL\n#endif\n"
+    )
     src = src.replace("#include <math.h>\n", "").replace("#include <stdbool.h>\n", "")
     if f"{K.DOT_S8}(" in src:  # TVM declares it per call site (a constant length may print as int64_t): ours only
         src = re.sub(rf"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL int32_t {K.DOT_S8}\([^)]*\);\n", "", src)
@@ -410,7 +494,10 @@ def portable_c(src: str) -> str:
     used = native.used_functions(src)
     if used:  # hand-written kernels (csrc/): pasted once, before the TVM wrappers that call them
         src = native.strip_tvm_declarations(src)
-        head += "\n/* ---- divqat-tvm hand-written kernels (divqat_tvm/compiler/csrc) ---- */\n" + native.library_source(used)
+        head += (
+            "\n/* ---- divqat-tvm hand-written kernels (divqat_tvm/compiler/csrc) ---- */\n"
+            + native.library_source(used)
+        )
         head += "/* ---- end of hand-written kernels ---- */\n\n"
     return head + src
 
@@ -486,27 +573,43 @@ def read_plan(mod: Any) -> Plan:
                 alias[name] = alias.get(v.name, v.name)
             elif isinstance(v, relax.Tuple):  # a multi-output call's results (a native kernel's y, scratch)
                 tuples[name] = [arg_name(f) for f in v.fields]
-            elif isinstance(v, relax.TupleGetItem) and isinstance(v.tuple_value, relax.Var) and v.tuple_value.name in tuples:
+            elif (
+                isinstance(v, relax.TupleGetItem)
+                and isinstance(v.tuple_value, relax.Var)
+                and v.tuple_value.name in tuples
+            ):
                 alias[name] = tuples[v.tuple_value.name][int(v.index)]
             elif op == "relax.memory.alloc_storage":
                 storages[name] = int(v.args[0].values[0])
             elif op == "relax.memory.alloc_tensor":
                 shape = tuple(int(s) for s in v.args[2].values)
-                tensors[name] = Tensor(name, shape, str(v.args[3].value), "arena", storage=v.args[0].name,
-                                       storage_offset=int(v.args[1].value))
+                tensors[name] = Tensor(
+                    name,
+                    shape,
+                    str(v.args[3].value),
+                    "arena",
+                    storage=v.args[0].name,
+                    storage_offset=int(v.args[1].value),
+                )
             elif op == "relax.builtin.alloc_tensor":
                 shape = tuple(int(s) for s in v.args[0].values)
                 tensors[name] = Tensor(name, shape, str(v.args[1].value), "output")
             elif type(getattr(v, "op", None)).__name__ == "GlobalVar":  # a call of one of our PrimFuncs
                 calls.append(Call(v.op.name_hint, [arg_name(a) for a in v.args]))
             else:
-                raise CompileError(f"unexpected binding '{name} = {op or v}' in the planned main.",
-                                   "This is a compiler bug; report it.")
+                raise CompileError(
+                    f"unexpected binding '{name} = {op or v}' in the planned main.",
+                    "This is a compiler bug; report it.",
+                )
     ret = alias.get(body.body.name, body.body.name)
     if tensors.get(ret) is None or tensors[ret].kind != "output":
-        raise CompileError("the planned main does not return its own output buffer.", "This is a compiler bug; report it.")
+        raise CompileError(
+            "the planned main does not return its own output buffer.", "This is a compiler bug; report it."
+        )
     outputs = [t for t in tensors.values() if t.kind == "output"]
     if len(outputs) != 1:
-        raise CompileError(f"the planned main allocates {len(outputs)} unplanned tensors.", "This is a compiler bug; report it.")
+        raise CompileError(
+            f"the planned main allocates {len(outputs)} unplanned tensors.", "This is a compiler bug; report it."
+        )
     prims = {gv.name_hint: f for gv, f in mod.functions.items() if type(f).__name__ == "PrimFunc"}
     return Plan(tensors, calls, storages, prims)

@@ -39,8 +39,29 @@ HEADER = "divqat_nn.h"
 SOURCES = {"divqat_conv_s8": "conv_s8.c", "divqat_dwconv_s8": "dwconv_s8.c", "divqat_add_s8": "add_s8.c"}
 
 # Descriptor words (csrc/divqat_nn.h, enum DQ_*)
-DESC_FIELDS = ("ih", "iw", "cin", "oh", "ow", "cout", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
-               "zp_in", "zp_out", "lo", "hi", "k", "kp", "flags")
+DESC_FIELDS = (
+    "ih",
+    "iw",
+    "cin",
+    "oh",
+    "ow",
+    "cout",
+    "kh",
+    "kw",
+    "sh",
+    "sw",
+    "dh",
+    "dw",
+    "pt",
+    "pl",
+    "zp_in",
+    "zp_out",
+    "lo",
+    "hi",
+    "k",
+    "kp",
+    "flags",
+)
 FLAG_FAST, FLAG_DIRECT, FLAG_F64 = 1, 2, 4
 QP_WORDS = 4
 FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
@@ -63,13 +84,20 @@ def _round_up(n: int, m: int) -> int:
     return (n + m - 1) // m * m
 
 
-def _requant_words(real: np.ndarray, bias_folded: np.ndarray, zp_out: int, lo: int, hi: int,
-                   acc_bound: np.ndarray) -> tuple[np.ndarray, bool]:
+def _requant_words(
+    real: np.ndarray, bias_folded: np.ndarray, zp_out: int, lo: int, hi: int, acc_bound: np.ndarray
+) -> tuple[np.ndarray, bool]:
     """Per-channel [bias', M, a, b] (int32, DQ_QP_WORDS each) and whether the fast epilogue is exact here."""
     m, shift = rq.quantize_multipliers(real)
     a = -shift.astype(np.int64)
-    fast = bool(np.all(a >= 1) and np.all(a <= FAST_MAX_SHIFT) and np.all(m > (1 << 30)) and lo == -128 and hi == 127
-                and np.all(acc_bound < ACC_LIMIT))
+    fast = bool(
+        np.all(a >= 1)
+        and np.all(a <= FAST_MAX_SHIFT)
+        and np.all(m > (1 << 30))
+        and lo == -128
+        and hi == 127
+        and np.all(acc_bound < ACC_LIMIT)
+    )
     if fast:
         b = (np.int64(1) << (a - 1)) + (np.int64(zp_out) << a)
     else:
@@ -93,7 +121,9 @@ def _desc(**kw: int) -> np.ndarray:
 def _folded_bias(bias: np.ndarray, w2d: np.ndarray, zp_in: int, name: str) -> np.ndarray:
     b = bias.astype(np.int64) - zp_in * w2d.astype(np.int64).sum(axis=1)
     if np.any(np.abs(b) >= 2**31):
-        raise CompileError(f"the bias of '{name}' overflows int32 after folding the zero point.", "Re-quantize the model.")
+        raise CompileError(
+            f"the bias of '{name}' overflows int32 after folding the zero point.", "Re-quantize the model."
+        )
     return b
 
 
@@ -109,8 +139,19 @@ def chunk_rows(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(g.reshape(-1))
 
 
-def _gemm_call(name: str, w2d: np.ndarray, bias: np.ndarray, real: np.ndarray, geom: dict[str, int], zp_in: int,
-               zp_out: int, lo: int, hi: int, out_shape: tuple[int, ...], direct_ok: bool) -> NativeCall:
+def _gemm_call(
+    name: str,
+    w2d: np.ndarray,
+    bias: np.ndarray,
+    real: np.ndarray,
+    geom: dict[str, int],
+    zp_in: int,
+    zp_out: int,
+    lo: int,
+    hi: int,
+    out_shape: tuple[int, ...],
+    direct_ok: bool,
+) -> NativeCall:
     """divqat_conv_s8 for a [cout, K] weight matrix (OHWI rows) over K vectors described by `geom`."""
     cout, k = w2d.shape
     kp = _round_up(k, 8)
@@ -126,8 +167,13 @@ def _gemm_call(name: str, w2d: np.ndarray, bias: np.ndarray, real: np.ndarray, g
     # DSP: a staged int8 K vector (KP) then the int16 column block of 4 pixels (8*KP); MVE and C: KP at most
     scratch = 9 * kp
     columns = "direct" if direct else ("im2col" if geom["cin"] % 4 == 0 else "im2col-bytes")
-    return NativeCall("divqat_conv_s8", [rows, _pad_channels(qp).reshape(-1), desc], scratch, out_shape,
-                      {"epilogue": "fast" if fast else "exact", "columns": columns, "k": k, "kp": kp})
+    return NativeCall(
+        "divqat_conv_s8",
+        [rows, _pad_channels(qp).reshape(-1), desc],
+        scratch,
+        out_shape,
+        {"epilogue": "fast" if fast else "exact", "columns": columns, "k": k, "kp": kp},
+    )
 
 
 def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
@@ -139,13 +185,37 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
     _, cout, oh, ow = to.nchw()
     kh, kw = int(op.weight.shape[2]), int(op.weight.shape[3])
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
-    geom = dict(ih=ih, iw=iw, cin=cin, oh=oh, ow=ow, kh=kh, kw=kw, sh=op.stride[0], sw=op.stride[1],
-                dh=op.dilation[0], dw=op.dilation[1], pt=op.padding[0], pl=op.padding[1])
+    geom = dict(
+        ih=ih,
+        iw=iw,
+        cin=cin,
+        oh=oh,
+        ow=ow,
+        kh=kh,
+        kw=kw,
+        sh=op.stride[0],
+        sw=op.stride[1],
+        dh=op.dilation[0],
+        dw=op.dilation[1],
+        pt=op.padding[0],
+        pl=op.padding[1],
+    )
     if op.groups == 1:
         w2d = np.ascontiguousarray(op.weight.transpose(0, 2, 3, 1)).reshape(cout, -1)  # OIHW -> OHWI rows
         direct = kh == 1 and kw == 1 and not any(op.padding)
-        return _gemm_call(op.name, w2d, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
-                          tuple(to.shape), direct)
+        return _gemm_call(
+            op.name,
+            w2d,
+            op.bias,
+            real,
+            geom,
+            ti.zero_point,
+            to.zero_point,
+            op.act_min,
+            op.act_max,
+            tuple(to.shape),
+            direct,
+        )
     if op.groups == cin == cout and cin % 4 == 0:
         return _dw_call(op, real, geom, ti.zero_point, to.zero_point, tuple(to.shape))
     return None
@@ -154,8 +224,9 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
 DW_MAX_KH, DW_MAX_ROWS = 8, 16  # csrc/dwconv_s8.c: DIVQAT_DW_MAX_KH, DIVQAT_DW_MAX_ROWS
 
 
-def _dw_call(op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int,
-             out_shape: tuple[int, ...]) -> NativeCall | None:
+def _dw_call(
+    op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int, out_shape: tuple[int, ...]
+) -> NativeCall | None:
     """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1 and C % 4 == 0."""
     c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
     nrows = (kh - 1) * geom["dh"] + 1
@@ -173,10 +244,24 @@ def _dw_call(op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_
     need = (geom["ow"] - 1) * geom["sw"] + (kw - 1) * geom["dw"] + 1
     wc = max(need, geom["pl"] + geom["iw"])
     scratch = (nrows + 1) * wc * c * 2
-    desc = _desc(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0,
-                 flags=FLAG_FAST if fast else 0)
-    return NativeCall("divqat_dwconv_s8", [wt.reshape(-1), qp.reshape(-1), desc], scratch, out_shape,
-                      {"epilogue": "fast" if fast else "exact", "ring_rows": nrows})
+    desc = _desc(
+        **geom,
+        cout=c,
+        zp_in=zp_in,
+        zp_out=zp_out,
+        lo=op.act_min,
+        hi=op.act_max,
+        k=kh * kw,
+        kp=0,
+        flags=FLAG_FAST if fast else 0,
+    )
+    return NativeCall(
+        "divqat_dwconv_s8",
+        [wt.reshape(-1), qp.reshape(-1), desc],
+        scratch,
+        out_shape,
+        {"epilogue": "fast" if fast else "exact", "ring_rows": nrows},
+    )
 
 
 def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
@@ -191,8 +276,19 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
     cout, k = op.weight.shape
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
     geom = dict(ih=1, iw=1, cin=k, oh=1, ow=1, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0)
-    call = _gemm_call(op.name, op.weight, op.bias, real, geom, ti.zero_point, to.zero_point, op.act_min, op.act_max,
-                      tuple(to.shape), True)
+    call = _gemm_call(
+        op.name,
+        op.weight,
+        op.bias,
+        real,
+        geom,
+        ti.zero_point,
+        to.zero_point,
+        op.act_min,
+        op.act_max,
+        tuple(to.shape),
+        True,
+    )
     if f64:  # [bias', float64 scale as (low, high) words, 0]; the exact epilogue path with DQ_F64
         qp = call.consts[1].reshape(-1, QP_WORDS).copy()
         bits = np.asarray(op.effective_scales(graph), "<f8").view("<i4").reshape(-1, 2)
@@ -201,8 +297,13 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
         qp[:, 3] = 0
         desc = call.consts[2].copy()
         desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | FLAG_F64
-        call = NativeCall(call.function, [call.consts[0], qp.reshape(-1), desc], call.scratch_bytes, call.out_shape,
-                          {**call.variant, "epilogue": "float64 rounding (LiteRT reference FULLY_CONNECTED)"})
+        call = NativeCall(
+            call.function,
+            [call.consts[0], qp.reshape(-1), desc],
+            call.scratch_bytes,
+            call.out_shape,
+            {**call.variant, "epilogue": "float64 rounding (LiteRT reference FULLY_CONNECTED)"},
+        )
     return call
 
 
@@ -228,10 +329,27 @@ def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:
     full = (op.act_min, op.act_max) == (-128, 127)
     bo = ((1 << (ao - 1)) + (to.zero_point << ao)) if fast else 0
     flags = (1 if fast else 0) | (2 if b_half else 0) | (4 if full else 0)
-    desc = np.array([to.nbytes, ta.zero_point, tb.zero_point, to.zero_point, op.act_min, op.act_max, mb, rb,
-                     (1 << (rb - 1)) if rb else 0, mo, ao, bo, flags], dtype=np.int32)
-    return NativeCall("divqat_add_s8", [desc], 0, tuple(to.shape), {"epilogue": "fast" if fast else "exact"},
-                      inputs=order)
+    desc = np.array(
+        [
+            to.nbytes,
+            ta.zero_point,
+            tb.zero_point,
+            to.zero_point,
+            op.act_min,
+            op.act_max,
+            mb,
+            rb,
+            (1 << (rb - 1)) if rb else 0,
+            mo,
+            ao,
+            bo,
+            flags,
+        ],
+        dtype=np.int32,
+    )
+    return NativeCall(
+        "divqat_add_s8", [desc], 0, tuple(to.shape), {"epilogue": "fast" if fast else "exact"}, inputs=order
+    )
 
 
 def select(graph: Graph, op: Op, scheme: str) -> NativeCall | None:
@@ -260,9 +378,13 @@ def prim_func(call: NativeCall, in_shapes: list[tuple[int, ...]], name: str) -> 
     ins = [te.placeholder(tuple(sh), "int8", name=f"x{i}") for i, sh in enumerate(in_shapes)]
     ins += [te.placeholder(c.shape, str(c.dtype), name=f"c{i}") for i, c in enumerate(call.consts)]
     outs = out_types(call)
-    res = te.extern([o[0] for o in outs], ins,
-                    lambda i, o: tirx.call_extern("int32", call.function, *[b.data for b in i], *[b.data for b in o]),
-                    dtype=[o[1] for o in outs], name="y")
+    res = te.extern(
+        [o[0] for o in outs],
+        ins,
+        lambda i, o: tirx.call_extern("int32", call.function, *[b.data for b in i], *[b.data for b in o]),
+        dtype=[o[1] for o in outs],
+        name="y",
+    )
     res = res if isinstance(res, list) else [res]
     return te.create_prim_func([*ins, *res]).with_attr("divqat_native", name)
 
@@ -277,12 +399,19 @@ def kernel_path(core: str | None) -> str:
     return "mve" if c.mve else "dsp" if c.dsp else "c"
 
 
-_BLOCKS = {"divqat_conv_s8": {"dsp": "1 channel x 4 pixels (SMLAD, int16 columns)", "mve": "4 channels x 1 pixel (VMLADAVA)",
-                              "c": "1 channel x 1 pixel (C)"},
-           "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
-           "divqat_dwconv_s8": {"dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
-                                "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
-                                "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)"}}
+_BLOCKS = {
+    "divqat_conv_s8": {
+        "dsp": "1 channel x 4 pixels (SMLAD, int16 columns)",
+        "mve": "4 channels x 1 pixel (VMLADAVA)",
+        "c": "1 channel x 1 pixel (C)",
+    },
+    "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
+    "divqat_dwconv_s8": {
+        "dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
+        "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
+        "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)",
+    },
+}
 
 
 def manifest_entry(call: NativeCall | None, core: str | None) -> dict[str, Any]:
@@ -291,8 +420,11 @@ def manifest_entry(call: NativeCall | None, core: str | None) -> dict[str, Any]:
         return {"name": "tvm", "variant": {"source": "TE kernel scheduled by TVM (kernels.py)"}}
     path = kernel_path(core)
     block = _BLOCKS[call.function].get(path, "chosen when compiled")
-    return {"name": call.function, "variant": {"path": path, "block": block, **call.variant},
-            "scratch_bytes": call.scratch_bytes}
+    return {
+        "name": call.function,
+        "variant": {"path": path, "block": block, **call.variant},
+        "scratch_bytes": call.scratch_bytes,
+    }
 
 
 _INCLUDE = re.compile(r'^#include "divqat_nn\.h"\n', re.M)

@@ -15,20 +15,29 @@ per-channel CONV_2D / DEPTHWISE_CONV_2D with TFLite's SAME/VALID padding arithme
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.compiler.graph import QMAX, QMIN, Add, Conv2D, Graph, MaxPool, Op, QTensor, Reshape
 from divqat_tvm.compiler.tflite_ops import Softmax, TfliteAvgPool, TfliteDense
-from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.errors import CompileError
 
 TFLITE_MAGIC = b"TFL3"
-SUPPORTED_TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-                        "RESHAPE", "SOFTMAX")
+SUPPORTED_TFLITE_OPS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "RESHAPE",
+    "SOFTMAX",
+)
 _INT8, _INT32 = 9, 2  # tflite.TensorType values
 
 
@@ -115,12 +124,16 @@ def _activation(ctx: _Ctx, idx: int, where: str) -> QTensor:
         return ctx.tensors[name]
     t = ctx.tensor(idx)
     if t.Type() != _INT8:
-        raise CompileError(f"{where}: tensor '{t.Name().decode(errors='replace')}' is not int8 (TFLite type {t.Type()}).",
-                           "Convert the model with full-integer int8 quantization (int8 input and output).")
+        raise CompileError(
+            f"{where}: tensor '{t.Name().decode(errors='replace')}' is not int8 (TFLite type {t.Type()}).",
+            "Convert the model with full-integer int8 quantization (int8 input and output).",
+        )
     scale, zp, _ = _quant(t)
     if scale.size != 1:
-        raise CompileError(f"{where}: activation '{t.Name().decode(errors='replace')}' is not per-tensor quantized.",
-                           "Convert the model with full-integer int8 quantization.")
+        raise CompileError(
+            f"{where}: activation '{t.Name().decode(errors='replace')}' is not per-tensor quantized.",
+            "Convert the model with full-integer int8 quantization.",
+        )
     shape = tuple(int(d) for d in t.ShapeAsNumpy())
     layout = {4: "NHWC", 3: "NTC"}.get(len(shape), "NC")
     qt = QTensor(name, shape, float(scale[0]), int(zp[0]), layout)
@@ -160,15 +173,18 @@ def out_size(padding: str, in_size: int, filt: int, stride: int, dilation: int) 
     return (in_size + stride - 1) // stride if padding == "SAME" else (in_size + stride - eff) // stride
 
 
-def _padding(kind: int, ih: int, iw: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
-             out: QTensor, where: str) -> tuple[int, int, int, int]:
+def _padding(
+    kind: int, ih: int, iw: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, out: QTensor, where: str
+) -> tuple[int, int, int, int]:
     from tflite.Padding import Padding
 
     mode = "SAME" if kind == Padding.SAME else "VALID"
     oh, ow = out_size(mode, ih, kh, sh, dh), out_size(mode, iw, kw, sw, dw)
     if (oh, ow) != tuple(out.shape[1:3]):
-        raise CompileError(f"{where}: output is {out.shape[1:3]} but {mode} padding gives {(oh, ow)}.",
-                           "The model file is inconsistent; convert it again.")
+        raise CompileError(
+            f"{where}: output is {out.shape[1:3]} but {mode} padding gives {(oh, ow)}.",
+            "The model file is inconsistent; convert it again.",
+        )
     if mode == "VALID":
         return 0, 0, 0, 0
     pt, pb = same_padding(ih, kh, sh, dh, oh)
@@ -190,16 +206,22 @@ def _weights(ctx: _Ctx, idx: int, axis: int, channels: int, where: str) -> tuple
     w = ctx.const(idx)
     t = ctx.tensor(idx)
     if w is None or t.Type() != _INT8:
-        raise CompileError(f"{where}: the weights are not a constant int8 tensor.",
-                           "Convert the model with full-integer int8 quantization (constant weights).")
+        raise CompileError(
+            f"{where}: the weights are not a constant int8 tensor.",
+            "Convert the model with full-integer int8 quantization (constant weights).",
+        )
     scale, zp, qdim = _quant(t)
     if np.any(zp != 0):
-        raise CompileError(f"{where}: the weights have a non-zero zero point.", "TFLite int8 weights are symmetric; convert again.")
+        raise CompileError(
+            f"{where}: the weights have a non-zero zero point.", "TFLite int8 weights are symmetric; convert again."
+        )
     if scale.size == 1:
         scale = np.full(channels, scale[0], np.float32)
     elif scale.size != channels or qdim != axis:
-        raise CompileError(f"{where}: weight scales ({scale.size} along axis {qdim}) do not match {channels} output channels.",
-                           "Convert the model again.")
+        raise CompileError(
+            f"{where}: weight scales ({scale.size} along axis {qdim}) do not match {channels} output channels.",
+            "Convert the model again.",
+        )
     return w, scale.astype(np.float32)
 
 
@@ -209,7 +231,9 @@ def _bias(ctx: _Ctx, op: Any, channels: int, where: str) -> np.ndarray:
         return np.zeros(channels, np.int32)
     b = ctx.const(ins[2])
     if b is None or ctx.tensor(ins[2]).Type() != _INT32:
-        raise CompileError(f"{where}: the bias is not a constant int32 tensor.", "Convert with int8 weights and int32 bias.")
+        raise CompileError(
+            f"{where}: the bias is not a constant int32 tensor.", "Convert with int8 weights and int32 bias."
+        )
     return b.reshape(-1).astype(np.int32)
 
 
@@ -228,22 +252,39 @@ def _conv(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
         weight = np.ascontiguousarray(w.transpose(3, 0, 1, 2))  # → [Cout, 1, KH, KW]
         groups = cin
         if cout % cin:
-            raise CompileError(f"{where}: {cout} output channels is not a multiple of {cin} input channels.",
-                               "Convert the model again.")
+            raise CompileError(
+                f"{where}: {cout} output channels is not a multiple of {cin} input channels.",
+                "Convert the model again.",
+            )
     else:
         w, ws = _weights(ctx, ins[1], 0, cout, where)  # [Cout, KH, KW, Cin]
         weight = np.ascontiguousarray(w.transpose(0, 3, 1, 2))  # → OIHW
         groups = 1
         if w.shape[3] != cin:
-            raise CompileError(f"{where}: grouped CONV_2D ({cin} inputs, filter depth {w.shape[3]}) is not supported.",
-                               "Use DEPTHWISE_CONV_2D or an ungrouped convolution.")
+            raise CompileError(
+                f"{where}: grouped CONV_2D ({cin} inputs, filter depth {w.shape[3]}) is not supported.",
+                "Use DEPTHWISE_CONV_2D or an ungrouped convolution.",
+            )
     kh, kw = weight.shape[2], weight.shape[3]
     sh, sw, dh, dw = o.StrideH(), o.StrideW(), o.DilationHFactor() or 1, o.DilationWFactor() or 1
     pad = _padding(o.Padding(), ih, iw, kh, kw, sh, sw, dh, dw, y, where)
     lo, hi = activation_range(o.FusedActivationFunction(), y, where)
-    ctx.ops.append(Conv2D(f"{name.lower()}_{i}", [x.name], y.name, weight=weight, weight_scale=ws,
-                          bias=_bias(ctx, op, cout, where), stride=(sh, sw), padding=pad, dilation=(dh, dw),
-                          groups=groups, act_min=lo, act_max=hi))
+    ctx.ops.append(
+        Conv2D(
+            f"{name.lower()}_{i}",
+            [x.name],
+            y.name,
+            weight=weight,
+            weight_scale=ws,
+            bias=_bias(ctx, op, cout, where),
+            stride=(sh, sw),
+            padding=pad,
+            dilation=(dh, dw),
+            groups=groups,
+            act_min=lo,
+            act_max=hi,
+        )
+    )
 
 
 def _fully_connected(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
@@ -252,12 +293,16 @@ def _fully_connected(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
     ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
     o = _options(op, FullyConnectedOptions)
     if o is not None and o.WeightsFormat() != 0:
-        raise CompileError(f"{where}: shuffled FULLY_CONNECTED weights are not supported.", "Convert with the default weights format.")
+        raise CompileError(
+            f"{where}: shuffled FULLY_CONNECTED weights are not supported.", "Convert with the default weights format."
+        )
     x, y = _activation(ctx, ins[0], where), _activation(ctx, outs[0], where)
     w, ws = _weights(ctx, ins[1], 0, int(ctx.tensor(ins[1]).ShapeAsNumpy()[0]), where)
     if len(y.shape) != 2 or x.nbytes != y.shape[0] * w.shape[1]:
-        raise CompileError(f"{where}: FULLY_CONNECTED from {x.shape} to {y.shape} with weights {w.shape} is not supported.",
-                           "Use a 2-D [batch, features] output (keep_num_dims false).")
+        raise CompileError(
+            f"{where}: FULLY_CONNECTED from {x.shape} to {y.shape} with weights {w.shape} is not supported.",
+            "Use a 2-D [batch, features] output (keep_num_dims false).",
+        )
     src = x.name
     if x.shape != (y.shape[0], w.shape[1]):  # TFLite flattens the input implicitly; make it explicit
         flat = QTensor(f"{x.name}_flat", (y.shape[0], w.shape[1]), x.scale, x.zero_point, "NC")
@@ -265,8 +310,18 @@ def _fully_connected(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
         ctx.ops.append(Reshape(f"reshape_{i}_in", [x.name], flat.name))
         src = flat.name
     lo, hi = activation_range(o.FusedActivationFunction() if o is not None else 0, y, where)
-    ctx.ops.append(TfliteDense(f"fully_connected_{i}", [src], y.name, weight=np.ascontiguousarray(w), weight_scale=ws,
-                               bias=_bias(ctx, op, w.shape[0], where), act_min=lo, act_max=hi))
+    ctx.ops.append(
+        TfliteDense(
+            f"fully_connected_{i}",
+            [src],
+            y.name,
+            weight=np.ascontiguousarray(w),
+            weight_scale=ws,
+            bias=_bias(ctx, op, w.shape[0], where),
+            act_min=lo,
+            act_max=hi,
+        )
+    )
 
 
 def _add(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
@@ -275,8 +330,10 @@ def _add(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
     ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
     a, b, y = (_activation(ctx, t, where) for t in (ins[0], ins[1], outs[0]))
     if a.shape != b.shape or a.shape != y.shape:
-        raise CompileError(f"{where}: ADD of shapes {a.shape} and {b.shape} needs broadcasting, which is not supported.",
-                           "Use an elementwise ADD of equal shapes.")
+        raise CompileError(
+            f"{where}: ADD of shapes {a.shape} and {b.shape} needs broadcasting, which is not supported.",
+            "Use an elementwise ADD of equal shapes.",
+        )
     o = _options(op, AddOptions)
     lo, hi = activation_range(o.FusedActivationFunction() if o is not None else 0, y, where)
     ctx.ops.append(Add(f"add_{i}", [a.name, b.name], y.name, act_min=lo, act_max=hi))
@@ -292,14 +349,26 @@ def _pool(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
     pad = _padding(o.Padding(), x.shape[1], x.shape[2], kh, kw, sh, sw, 1, 1, y, where)
     lo, hi = activation_range(o.FusedActivationFunction(), y, where)
     if name == "AVERAGE_POOL_2D":
-        ctx.ops.append(TfliteAvgPool(f"average_pool_2d_{i}", [x.name], y.name, kernel=(kh, kw), stride=(sh, sw),
-                                     padding=pad, act_min=lo, act_max=hi))
+        ctx.ops.append(
+            TfliteAvgPool(
+                f"average_pool_2d_{i}",
+                [x.name],
+                y.name,
+                kernel=(kh, kw),
+                stride=(sh, sw),
+                padding=pad,
+                act_min=lo,
+                act_max=hi,
+            )
+        )
         return
     if (x.scale, x.zero_point) != (y.scale, y.zero_point):
         raise CompileError(f"{where}: MAX_POOL_2D changes the quantization.", "Convert the model again.")
     if (lo, hi) != (QMIN, QMAX):
-        raise CompileError(f"{where}: MAX_POOL_2D with a fused activation that clamps is not supported.",
-                           "Convert without the fused activation on the pooling.")
+        raise CompileError(
+            f"{where}: MAX_POOL_2D with a fused activation that clamps is not supported.",
+            "Convert without the fused activation on the pooling.",
+        )
     ctx.ops.append(MaxPool(f"max_pool_2d_{i}", [x.name], y.name, kernel=(kh, kw), stride=(sh, sw), padding=pad))
 
 
@@ -307,8 +376,10 @@ def _reshape(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
     ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
     x, y = _activation(ctx, ins[0], where), _activation(ctx, outs[0], where)
     if x.nbytes != y.nbytes or (x.scale, x.zero_point) != (y.scale, y.zero_point):
-        raise CompileError(f"{where}: RESHAPE from {x.shape} to {y.shape} changes the size or the quantization.",
-                           "Convert the model again.")
+        raise CompileError(
+            f"{where}: RESHAPE from {x.shape} to {y.shape} changes the size or the quantization.",
+            "Convert the model again.",
+        )
     ctx.ops.append(Reshape(f"reshape_{i}", [x.name], y.name))
 
 
@@ -318,8 +389,10 @@ def _softmax(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
     ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
     x, y = _activation(ctx, ins[0], where), _activation(ctx, outs[0], where)
     if y.zero_point != sm.OUTPUT_ZERO_POINT or np.float32(y.scale) != np.float32(sm.OUTPUT_SCALE):
-        raise CompileError(f"{where}: int8 SOFTMAX output has scale {y.scale} and zero point {y.zero_point}.",
-                           "TFLite requires scale 1/256 and zero point -128; convert the model again.")
+        raise CompileError(
+            f"{where}: int8 SOFTMAX output has scale {y.scale} and zero point {y.zero_point}.",
+            "TFLite requires scale 1/256 and zero point -128; convert the model again.",
+        )
     o = _options(op, SoftmaxOptions)
     beta = float(o.Beta()) if o is not None else 1.0
     sm.softmax_params(beta, x.scale)  # raises a CompileError for a scale TFLite itself rejects
@@ -327,8 +400,14 @@ def _softmax(ctx: _Ctx, op: Any, i: int, name: str, where: str) -> None:
 
 
 _READERS: dict[str, Callable[[_Ctx, Any, int, str, str], None]] = {
-    "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fully_connected, "ADD": _add,
-    "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "RESHAPE": _reshape, "SOFTMAX": _softmax,
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _conv,
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _add,
+    "AVERAGE_POOL_2D": _pool,
+    "MAX_POOL_2D": _pool,
+    "RESHAPE": _reshape,
+    "SOFTMAX": _softmax,
 }
 
 
@@ -338,8 +417,10 @@ def check_supported(model: Any) -> None:
     for i in range(sg.OperatorsLength()):
         name = builtin_name(model, sg.Operators(i))
         if name not in _READERS:
-            raise CompileError(f"unsupported TFLite operator {name} (operator index {i}).",
-                               f"The compiler handles {', '.join(SUPPORTED_TFLITE_OPS)} on int8 tensors.")
+            raise CompileError(
+                f"unsupported TFLite operator {name} (operator index {i}).",
+                f"The compiler handles {', '.join(SUPPORTED_TFLITE_OPS)} on int8 tensors.",
+            )
 
 
 def import_tflite(path: str | Path) -> Graph:
@@ -349,8 +430,10 @@ def import_tflite(path: str | Path) -> Graph:
     except CompileError:
         raise
     except Exception as e:  # the flatbuffer reader fails on offsets past the end of a truncated file
-        raise CompileError(f"'{path}' is not a readable TFLite model; is it truncated? ({type(e).__name__})",
-                           "Copy or convert the model again.") from e
+        raise CompileError(
+            f"'{path}' is not a readable TFLite model; is it truncated? ({type(e).__name__})",
+            "Copy or convert the model again.",
+        ) from e
 
 
 def _import_tflite(path: str | Path) -> Graph:
@@ -359,14 +442,18 @@ def _import_tflite(path: str | Path) -> Graph:
         raise CompileError(f"'{path}' has {model.SubgraphsLength()} subgraphs.", "Compile a model with one subgraph.")
     sg = model.Subgraphs(0)
     if sg.InputsLength() != 1 or sg.OutputsLength() != 1:
-        raise CompileError(f"'{path}' has {sg.InputsLength()} inputs and {sg.OutputsLength()} outputs.",
-                           "Compile a model with one image input and one output.")
+        raise CompileError(
+            f"'{path}' has {sg.InputsLength()} inputs and {sg.OutputsLength()} outputs.",
+            "Compile a model with one image input and one output.",
+        )
     check_supported(model)
     ctx = _Ctx(model, sg, {}, [])
     x = _activation(ctx, sg.Inputs(0), "the model input")
     if len(x.shape) not in (2, 3, 4) or x.shape[0] != 1 or any(d <= 0 for d in x.shape):
-        raise CompileError(f"the model input has shape {x.shape}, not [1, N], [1, T, C] or [1, H, W, C].",
-                           "Convert with a batch-1 input of fixed size ([1, features], [1, steps, channels] or NHWC).")
+        raise CompileError(
+            f"the model input has shape {x.shape}, not [1, N], [1, T, C] or [1, H, W, C].",
+            "Convert with a batch-1 input of fixed size ([1, features], [1, steps, channels] or NHWC).",
+        )
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
         name = builtin_name(model, op)
@@ -378,7 +465,7 @@ def _import_tflite(path: str | Path) -> Graph:
 
 
 def output_kind(graph: Graph) -> str:
-    """"probabilities" when the graph ends in a softmax (its int8 output already sums to ~1), else "logits"."""
+    """ "probabilities" when the graph ends in a softmax (its int8 output already sums to ~1), else "logits"."""
     last = next(op for op in reversed(graph.ops) if op.output == graph.output)
     return "probabilities" if isinstance(last, Softmax) else "logits"
 
@@ -389,33 +476,55 @@ def input_space_meta(graph: Graph) -> dict[str, Any]:
     [0, 1] images into that space (mean 0, std 1/255), so the oracle's float input is the pixel value."""
     t = graph.input_tensor
     if len(t.shape) != 4:  # [1, N] (fully connected) or [1, T, C]: the input as it is
-        return {"source": "tflite", "input_shape": list(t.shape[1:]), "num_classes": int(graph.output_tensor.shape[-1]),
-                "output_kind": output_kind(graph)}
+        return {
+            "source": "tflite",
+            "input_shape": list(t.shape[1:]),
+            "num_classes": int(graph.output_tensor.shape[-1]),
+            "output_kind": output_kind(graph),
+        }
     _, h, w, c = t.shape
-    meta: dict[str, Any] = {"source": "tflite", "input_shape": [c, h, w], "num_classes": int(graph.output_tensor.shape[-1]),
-                            "output_kind": output_kind(graph)}
+    meta: dict[str, Any] = {
+        "source": "tflite",
+        "input_shape": [c, h, w],
+        "num_classes": int(graph.output_tensor.shape[-1]),
+        "output_kind": output_kind(graph),
+    }
     if t.scale == 1.0 and t.zero_point == -128:
         meta["input_space"] = "pixels 0..255 (int8 = pixel - 128)"
         meta["normalization"] = {"mean": [0.0] * c, "std": [1.0 / 255.0] * c}
     return meta
 
 
-def compile_tflite(model: str | Path, out_dir: str | Path, *, requant: str = "fixed", prefix: str = "model",
-                   target: str | None = None, core: str | None = None, meta: dict[str, Any] | None = None,
-                   kernels: str = "native") -> dict[str, Any]:
+def compile_tflite(
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    requant: str = "fixed",
+    prefix: str = "model",
+    target: str | None = None,
+    core: str | None = None,
+    meta: dict[str, Any] | None = None,
+    kernels: str = "native",
+) -> dict[str, Any]:
     """Import an int8 .tflite model and generate its C library (like pipeline.compile_onnx).
 
     TFLite's semantics are fixed-point (and LiteRT's double-rounded FC), so only requant "fixed" exists here.
     """
-    from divqat_tvm.compiler.onnx_import import file_sha256
     from divqat_tvm.compiler.generate import generate
+    from divqat_tvm.compiler.onnx_import import file_sha256
 
     if requant != "fixed":
-        raise CompileError(f"requantization '{requant}' does not apply to a TFLite model.",
-                           "Compile .tflite models with --requant fixed (TFLite's own integer arithmetic).")
+        raise CompileError(
+            f"requantization '{requant}' does not apply to a TFLite model.",
+            "Compile .tflite models with --requant fixed (TFLite's own integer arithmetic).",
+        )
     model = Path(model)
     graph = import_tflite(model)
-    info = {"name": Path(out_dir).name, "target": target, "core": core,
-            "source_model": {"path": str(model), "sha256": file_sha256(model), "format": "tflite"},
-            "meta": {**input_space_meta(graph), **(meta or {})}}
+    info = {
+        "name": Path(out_dir).name,
+        "target": target,
+        "core": core,
+        "source_model": {"path": str(model), "sha256": file_sha256(model), "format": "tflite"},
+        "meta": {**input_space_meta(graph), **(meta or {})},
+    }
     return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)

@@ -7,14 +7,13 @@ the emulated cores by test_tflite_qemu.py (MLPerf ResNet-8 on M7, M4, M55 agains
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from divqat_tvm.compiler import lower
+from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.graph import Conv2D, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
-from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.reference import run_reference
 
 # (cin, cout, kernel, stride, padding top/left/bottom/right, dilation, groups)
@@ -35,10 +34,18 @@ def _graph(cin: int, cout: int, kernel, stride, pad, dil, groups: int, rng: np.r
     ow = (W + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1
     x = QTensor("x", (1, H, W, cin), 0.05, 7, layout="NHWC")
     y = QTensor("y", (1, oh, ow, cout), 0.11, -3, layout="NHWC")
-    op = Conv2D("conv", ["x"], "y", weight=rng.integers(-127, 128, (cout, cin // groups, kh, kw)).astype(np.int8),
-                weight_scale=rng.uniform(0.002, 0.02, cout).astype(np.float32),
-                bias=rng.integers(-3000, 3000, cout).astype(np.int32), stride=stride, padding=pad, dilation=dil,
-                groups=groups)
+    op = Conv2D(
+        "conv",
+        ["x"],
+        "y",
+        weight=rng.integers(-127, 128, (cout, cin // groups, kh, kw)).astype(np.int8),
+        weight_scale=rng.uniform(0.002, 0.02, cout).astype(np.float32),
+        bias=rng.integers(-3000, 3000, cout).astype(np.int32),
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+        groups=groups,
+    )
     return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
 
 
@@ -69,8 +76,10 @@ def test_nhwc_conv_window_bit_exact(tmp_path, case: str, scheme: str) -> None:
 @pytest.mark.emulator
 @pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 @pytest.mark.parametrize("case", ["3x3_pad1_cin3", "5x3_asym_s21_dil21_cin16"])
-@pytest.mark.parametrize("board,core,kind", [("mps2-an500", "cortex-m7", "smlad"), ("mps3-an547", "cortex-m55", "mve"),
-                                             ("mps2-an385", "cortex-m3", "c")])
+@pytest.mark.parametrize(
+    "board,core,kind",
+    [("mps2-an500", "cortex-m7", "smlad"), ("mps3-an547", "cortex-m55", "mve"), ("mps2-an385", "cortex-m3", "c")],
+)
 def test_row_dot_paths_bit_exact_under_qemu(tmp_path, case: str, board: str, core: str, kind: str) -> None:
     """The SMLAD (M7), MVE (M55, tail-predicated) and plain (M3) inner products on the emulated core: row
     lengths 9 and 6 (cin 3) reach the 8-wide, 4-wide and scalar tails; cin 16 the full-width steps."""
@@ -78,8 +87,13 @@ def test_row_dot_paths_bit_exact_under_qemu(tmp_path, case: str, board: str, cor
 
     rng = np.random.default_rng(sum(map(ord, case + board)))
     graph = _graph(*CASES[case], rng)
-    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": core, "target": board, "name": "m", "meta": {}},
-                        kernels="te")
+    manifest = generate(
+        graph,
+        tmp_path / "m",
+        requant="fixed",
+        manifest={"core": core, "target": board, "name": "m", "meta": {}},
+        kernels="te",
+    )
     assert manifest["conv_dot"]["kind"] == kind
     x = rng.integers(-128, 128, (5, H, W, CASES[case][0])).astype(np.int8)
     x[0] = 127

@@ -42,6 +42,8 @@ def test_resnet8_32x32_bit_exact_and_footprint(tmp_path, scheme: str = "fixed") 
     spec = importlib.util.spec_from_file_location("arena_bound", REPO / "scripts" / "arena_bound.py")
     ab = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ab)
-    assert manifest["arena_bytes"] == ab.ir_peak_bytes(*ab.compiled_graph(graph, manifest))[0]  # NHWC inside, kernel scratch
+    assert (
+        manifest["arena_bytes"] == ab.ir_peak_bytes(*ab.compiled_graph(graph, manifest))[0]
+    )  # NHWC inside, kernel scratch
     assert fp.weight_bytes == manifest["weight_bytes"] and fp.code_bytes > 0
     assert json.loads((out / "footprint.json").read_text())["core"] == "cortex-m7"

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.graph import Conv2D, Dense, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
-from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,17 +65,30 @@ ADD_CASES = {
     "odd_count_narrow": ((1, 3, 3, 3), 0.03, 0.011, 0.02, -128, 7, -9, -60, 90),
 }
 
-QEMU_CASES = ["3x3_pad1_cin3_cout5", "3x3_s2_same_cin16_cout7", "1x1_direct_cin8_cout9", "1x1_cin20_k_tail16_cout6",
-              "3x3_cin4_shift0", "2x2_cin1_left_shift", "3x3_cin16_cout16_relu6"]
-BOARDS = [("mps2-an500", "cortex-m7", "dsp"), ("mps2-an386", "cortex-m4", "dsp"), ("mps3-an547", "cortex-m55", "mve"),
-          ("mps2-an385", "cortex-m3", "c")]
+QEMU_CASES = [
+    "3x3_pad1_cin3_cout5",
+    "3x3_s2_same_cin16_cout7",
+    "1x1_direct_cin8_cout9",
+    "1x1_cin20_k_tail16_cout6",
+    "3x3_cin4_shift0",
+    "2x2_cin1_left_shift",
+    "3x3_cin16_cout16_relu6",
+]
+BOARDS = [
+    ("mps2-an500", "cortex-m7", "dsp"),
+    ("mps2-an386", "cortex-m4", "dsp"),
+    ("mps3-an547", "cortex-m55", "mve"),
+    ("mps2-an385", "cortex-m3", "c"),
+]
 needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
 
 def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
     kh, kw = kernel
-    return ((h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
-            (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1)
+    return (
+        (h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
+        (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1,
+    )
 
 
 def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tuple[np.ndarray, float, int, int, int]:
@@ -105,8 +118,20 @@ def conv_graph(case: str, rng: np.random.Generator) -> Graph:
     if kind == "left":  # small accumulators, so a left shift does not saturate everything
         wt = rng.integers(-3, 4, (cout, cin, *kernel)).astype(np.int8)
         bias = rng.integers(-20, 20, cout).astype(np.int32)
-    op = Conv2D("conv", ["x"], "y", weight=wt, weight_scale=s_w, bias=bias, stride=stride, padding=pad, dilation=dil,
-                groups=1, act_min=lo, act_max=hi)
+    op = Conv2D(
+        "conv",
+        ["x"],
+        "y",
+        weight=wt,
+        weight_scale=s_w,
+        bias=bias,
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+        groups=1,
+        act_min=lo,
+        act_max=hi,
+    )
     return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
 
 
@@ -117,9 +142,20 @@ def dw_graph(case: str, rng: np.random.Generator) -> Graph:
     s_w, s_out, zp_out, lo, hi = _qparams(kind, c, s_in, rng)
     x = QTensor("x", (1, h, w, c), s_in, -9, layout="NHWC")
     y = QTensor("y", (1, oh, ow, c), s_out, zp_out, layout="NHWC")
-    op = Conv2D("dw", ["x"], "y", weight=rng.integers(-127, 128, (c, 1, *kernel)).astype(np.int8), weight_scale=s_w,
-                bias=rng.integers(-3000, 3000, c).astype(np.int32), stride=stride, padding=pad, dilation=dil,
-                groups=c, act_min=lo, act_max=hi)
+    op = Conv2D(
+        "dw",
+        ["x"],
+        "y",
+        weight=rng.integers(-127, 128, (c, 1, *kernel)).astype(np.int8),
+        weight_scale=s_w,
+        bias=rng.integers(-3000, 3000, c).astype(np.int32),
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+        groups=c,
+        act_min=lo,
+        act_max=hi,
+    )
     return Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
 
 
@@ -130,8 +166,11 @@ def add_graph(case: str, rng: np.random.Generator) -> Graph:
     shape, sa, sb, so, za, zb, zo, lo, hi = ADD_CASES[case]
     layout = "NHWC" if len(shape) == 4 else "NC"
     c = shape[-1]
-    t = {"a": QTensor("a", shape, sa, za, layout=layout), "b": QTensor("b", shape, sb, zb, layout=layout),
-         "y": QTensor("y", shape, so, zo, layout=layout)}
+    t = {
+        "a": QTensor("a", shape, sa, za, layout=layout),
+        "b": QTensor("b", shape, sb, zb, layout=layout),
+        "y": QTensor("y", shape, so, zo, layout=layout),
+    }
     w = rng.integers(-127, 128, (c, c)).astype(np.int8)
     ws = np.full(c, sb * 40.0 / (sa * 127 * c), np.float32)  # b spans a good part of its int8 range
     bias = rng.integers(-300, 300, c).astype(np.int32)
@@ -161,9 +200,14 @@ def test_native_add_host_bit_exact(tmp_path, case: str) -> None:
 def dense_graph(k: int, n_out: int, rng: np.random.Generator) -> Graph:
     x = QTensor("x", (1, k), 0.04, 5, layout="NC")
     y = QTensor("y", (1, n_out), 0.2, -7, layout="NC")
-    op = Dense("fc", ["x"], "y", weight=rng.integers(-127, 128, (n_out, k)).astype(np.int8),
-               weight_scale=rng.uniform(0.002, 0.02, n_out).astype(np.float32),
-               bias=rng.integers(-3000, 3000, n_out).astype(np.int32))
+    op = Dense(
+        "fc",
+        ["x"],
+        "y",
+        weight=rng.integers(-127, 128, (n_out, k)).astype(np.int8),
+        weight_scale=rng.uniform(0.002, 0.02, n_out).astype(np.float32),
+        bias=rng.integers(-3000, 3000, n_out).astype(np.int32),
+    )
     return Graph({"x": x, "y": y}, [op], "x", "y", layout="NCHW")
 
 
@@ -216,9 +260,16 @@ def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
     for c, mult in ((6, 1), (4, 2)):
         x = QTensor("x", (1, 5, 5, c), 0.05, 3, layout="NHWC")
         y = QTensor("y", (1, 5, 5, c * mult), 0.1, -2, layout="NHWC")
-        op = Conv2D("dw", ["x"], "y", weight=rng.integers(-127, 128, (c * mult, 1, 3, 3)).astype(np.int8),
-                    weight_scale=rng.uniform(0.002, 0.02, c * mult).astype(np.float32),
-                    bias=rng.integers(-3000, 3000, c * mult).astype(np.int32), padding=(1, 1, 1, 1), groups=c)
+        op = Conv2D(
+            "dw",
+            ["x"],
+            "y",
+            weight=rng.integers(-127, 128, (c * mult, 1, 3, 3)).astype(np.int8),
+            weight_scale=rng.uniform(0.002, 0.02, c * mult).astype(np.float32),
+            bias=rng.integers(-3000, 3000, c * mult).astype(np.int32),
+            padding=(1, 1, 1, 1),
+            groups=c,
+        )
         graph = Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
         m = generate(graph, tmp_path / f"c{c}m{mult}", requant="fixed")
         assert m["ops"][0]["kernel"]["name"] == "tvm"
@@ -258,8 +309,23 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
     generate(conv_graph("3x3_s2_same_cin16_cout7", rng), tmp_path / "m", requant="fixed")
     src = (tmp_path / "m" / "kernels.c").read_text()
     assert '#include "' not in src.split("divqat-tvm hand-written kernels")[1].split("end of hand-written")[0]
-    proc = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-c",
-                           str(tmp_path / "m" / "kernels.c"), "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            "-c",
+            str(tmp_path / "m" / "kernels.c"),
+            "-o",
+            str(tmp_path / "k.o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -272,13 +338,18 @@ def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: st
     inputs only: the firmware's oracle takes [N, C, H, W])."""
     from divqat_tvm.oracle.backend_device import QemuOracle
 
-    cases = [(c, conv_graph) for c in QEMU_CASES] + [(c, dw_graph) for c in DW_CASES] + [(c, add_graph) for c in ADD_CASES
-                                                                                         if len(ADD_CASES[c][0]) == 4]
+    cases = (
+        [(c, conv_graph) for c in QEMU_CASES]
+        + [(c, dw_graph) for c in DW_CASES]
+        + [(c, add_graph) for c in ADD_CASES if len(ADD_CASES[c][0]) == 4]
+    )
     for case, make in cases:
         rng = np.random.default_rng(sum(map(ord, case + board)))
         graph = make(case, rng)
         out = tmp_path / case
-        manifest = generate(graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}})
+        manifest = generate(
+            graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}}
+        )
         assert manifest["ops"][-1]["kernel"]["variant"]["path"] == path
         x = _inputs(graph.input_tensor.shape[1:], 6, rng)
         with QemuOracle(out, board=board, transfer="shared", instances=1) as dev:
@@ -325,16 +396,35 @@ def test_nchw_graph_converted_to_nhwc_bit_exact(tmp_path) -> None:
     from divqat_tvm.compiler.layout import FlattenNchwOrder, NchwToNhwc, to_nhwc
 
     rng = np.random.default_rng(11)
-    t = {"x": QTensor("x", (1, 4, 5, 6), 0.05, 3, layout="NCHW"), "c": QTensor("c", (1, 8, 3, 4), 0.08, -128, layout="NCHW"),
-         "f": QTensor("f", (1, 96), 0.08, -128, layout="NC"), "y": QTensor("y", (1, 5), 0.2, 2, layout="NC")}
+    t = {
+        "x": QTensor("x", (1, 4, 5, 6), 0.05, 3, layout="NCHW"),
+        "c": QTensor("c", (1, 8, 3, 4), 0.08, -128, layout="NCHW"),
+        "f": QTensor("f", (1, 96), 0.08, -128, layout="NC"),
+        "y": QTensor("y", (1, 5), 0.2, 2, layout="NC"),
+    }
     from divqat_tvm.compiler.graph import Reshape
 
-    ops = [Conv2D("conv", ["x"], "c", weight=rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8),
-                  weight_scale=rng.uniform(0.002, 0.02, 8).astype(np.float32), bias=rng.integers(-2000, 2000, 8).astype(np.int32),
-                  act_min=-128, act_max=127),
-           Reshape("flat", ["c"], "f"),
-           Dense("fc", ["f"], "y", weight=rng.integers(-127, 128, (5, 96)).astype(np.int8),
-                 weight_scale=rng.uniform(0.002, 0.02, 5).astype(np.float32), bias=rng.integers(-2000, 2000, 5).astype(np.int32))]
+    ops = [
+        Conv2D(
+            "conv",
+            ["x"],
+            "c",
+            weight=rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8),
+            weight_scale=rng.uniform(0.002, 0.02, 8).astype(np.float32),
+            bias=rng.integers(-2000, 2000, 8).astype(np.int32),
+            act_min=-128,
+            act_max=127,
+        ),
+        Reshape("flat", ["c"], "f"),
+        Dense(
+            "fc",
+            ["f"],
+            "y",
+            weight=rng.integers(-127, 128, (5, 96)).astype(np.int8),
+            weight_scale=rng.uniform(0.002, 0.02, 5).astype(np.float32),
+            bias=rng.integers(-2000, 2000, 5).astype(np.int32),
+        ),
+    ]
     graph = Graph(t, ops, "x", "y", layout="NCHW")
     nhwc = to_nhwc(graph)
     assert [type(o) for o in nhwc.ops][:1] == [NchwToNhwc] and any(isinstance(o, FlattenNchwOrder) for o in nhwc.ops)
