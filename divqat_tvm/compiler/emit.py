@@ -122,6 +122,7 @@ def model_c(plan: Plan, layout: Layout, prefix: str, kernel_protos: list[str]) -
     ]
     for name, t in plan.tensors.items():
         if t.kind == "const":
+            assert t.const is not None, f"constant {name} has no data"
             out.append(_c_array(f"{prefix}_{name}", t.const))
     out.append(f"const char *const {prefix}_op_names[{max(len(plan.calls), 1)}] = {{")
     out += [f'  "{c.func}",' for c in plan.calls]

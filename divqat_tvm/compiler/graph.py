@@ -58,9 +58,9 @@ class Conv2D(Op):
     """int8 conv: weight int8 OIHW [O, I/groups, KH, KW] with per-output-channel scale, int32 bias
     (scale s_in·s_w), fused clamp [act_min, act_max] in the output's integer domain (ReLU = clamp at zp)."""
 
-    weight: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    weight_scale: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    bias: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    weight: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    weight_scale: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    bias: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     dilation: tuple[int, int] = (1, 1)
@@ -73,9 +73,9 @@ class Conv2D(Op):
 class Dense(Op):
     """int8 fully connected: weight int8 [out, in], per-output scale, int32 bias, fused clamp."""
 
-    weight: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    weight_scale: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    bias: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    weight: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    weight_scale: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    bias: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     act_min: int = QMIN
     act_max: int = QMAX
 

@@ -291,7 +291,8 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
     )
     if f64:  # [bias', float64 scale as (low, high) words, 0]; the exact epilogue path with DQ_F64
         qp = call.consts[1].reshape(-1, QP_WORDS).copy()
-        bits = np.asarray(op.effective_scales(graph), "<f8").view("<i4").reshape(-1, 2)
+        scales = op.effective_scales(graph)  # type: ignore[attr-defined]  # TFLite's FC (tflite_ops) has them
+        bits = np.asarray(scales, "<f8").view("<i4").reshape(-1, 2)
         qp[:cout, 1:3] = bits
         qp[cout:, 1:3] = bits[-1]
         qp[:, 3] = 0

@@ -370,14 +370,14 @@ class _RelaxToGraph:
                 out.name,
                 [q.tensor],
                 out.name,
-                kernel=tuple(int(v) for v in a.pool_size),
-                stride=tuple(int(v) for v in a.strides),
+                kernel=_pair(a.pool_size),
+                stride=_pair(a.strides),
                 padding=_pad4(a.padding),
             )
         if name == "relax.nn.avg_pool2d":
             a = e.attrs
             pad = _pad4(a.padding)
-            kernel, stride = tuple(int(v) for v in a.pool_size), tuple(int(v) for v in a.strides)
+            kernel, stride = _pair(a.pool_size), _pair(a.strides)
             if any(int(v) != 1 for v in a.dilation):
                 raise CompileError(
                     f"AveragePool before {out.name} has dilations {[int(v) for v in a.dilation]}.",
@@ -387,8 +387,8 @@ class _RelaxToGraph:
                 out.name,
                 [q.tensor],
                 out.name,
-                kernel=kernel,
-                stride=stride,
+                kernel=_pair(kernel),
+                stride=_pair(stride),
                 padding=pad,
                 count_include_pad=bool(a.count_include_pad),
             )
@@ -405,8 +405,8 @@ class _RelaxToGraph:
                 out.name,
                 [q.tensor],
                 out.name,
-                kernel=tuple(int(v) for v in a.pool_size),
-                stride=tuple(int(v) for v in a.strides),
+                kernel=_pair(a.pool_size),
+                stride=_pair(a.strides),
                 padding=pad,
             )
         if name == "relax.mean":
@@ -502,9 +502,9 @@ class _RelaxToGraph:
                 weight=np.ascontiguousarray(weight),
                 weight_scale=w_scale,
                 bias=b,
-                stride=tuple(int(v) for v in a.strides),
+                stride=_pair(a.strides),
                 padding=_pad4(a.padding),
-                dilation=tuple(int(v) for v in a.dilation),
+                dilation=_pair(a.dilation),
                 groups=int(a.groups),
                 act_min=lo,
                 act_max=hi,
@@ -552,6 +552,12 @@ def _scalar(e: Any) -> float:
         raise CompileError(
             f"cannot read the constant {e} of a Clip.", "Export Clip with constant min and max."
         ) from None
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    """A 2-D window attribute (kernel, stride, dilation) as two ints."""
+    a, b = (int(x) for x in v)
+    return a, b
 
 
 def _pad4(p: Any) -> tuple[int, int, int, int]:

@@ -47,14 +47,14 @@ def pool_divisors(
 ) -> np.ndarray:
     """Divisor along one axis per output index: with count_include_pad, the window clipped to the padded input
     [−pad_before, n_in + pad_after) (ONNX spec, PyTorch); without, the taps inside [0, n_in)."""
-    d = []
+    counts: list[int] = []
     for o in range(n_out):
         s = o * stride - pad_before
         if count_include_pad:
-            d.append(min(s + k, n_in + pad_after) - s)
+            counts.append(min(s + k, n_in + pad_after) - s)
         else:
-            d.append(min(s + k, n_in) - max(s, 0))
-    d = np.array(d, np.int64)
+            counts.append(min(s + k, n_in) - max(s, 0))
+    d = np.array(counts, np.int64)
     if np.any(d <= 0):
         raise ValueError("an average-pool window lies entirely in the padding")
     return d

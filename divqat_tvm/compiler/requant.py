@@ -63,7 +63,7 @@ def conv_scale_f32(s_in: float, s_w: np.ndarray, s_out: float) -> np.ndarray:
     return (np.float32(s_in) * np.asarray(s_w, dtype=np.float32)) / np.float32(s_out)
 
 
-def fma_f32(a: float, b: float, c: float) -> np.float32:
+def fma_f32(a: float | np.floating, b: float | np.floating, c: float | np.floating) -> np.float32:
     """C's fmaf(a, b, c) on float32 values: a·b + c computed exactly, rounded once to float32 (nearest, ties to
     even), as the FMA instructions do. Exact rational arithmetic, so no double rounding."""
     from fractions import Fraction
@@ -72,13 +72,14 @@ def fma_f32(a: float, b: float, c: float) -> np.float32:
     guess = np.float32(float(exact))
     if not np.isfinite(guess):
         return guess
-    best = None
-    for cand in (np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))):
+    cands = (np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf)))
+    best_err, best = abs(Fraction(float(cands[0])) - exact), cands[0]
+    for cand in cands[1:]:
         err = abs(Fraction(float(cand)) - exact)
         even = int(np.asarray(cand, np.float32).view(np.uint32)) % 2 == 0
-        if best is None or err < best[0] or (err == best[0] and even):
-            best = (err, cand)
-    return np.float32(best[1])
+        if err < best_err or (err == best_err and even):
+            best_err, best = err, cand
+    return np.float32(best)
 
 
 def ort_add_fixed_part(r_ac: np.float32, r_bc: np.float32, zp_a: int, zp_b: int, zp_out: int) -> np.float32:

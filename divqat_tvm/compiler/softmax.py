@@ -66,7 +66,7 @@ def _wrap32(v: np.ndarray) -> np.ndarray:
     return ((np.asarray(v, dtype=np.int64) + 2**31) % 2**32) - 2**31
 
 
-def _srdhm(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+def _srdhm(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return rq.srdhm(a, b)
 
 

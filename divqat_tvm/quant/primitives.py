@@ -175,7 +175,7 @@ def quantize_multiplier_np(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return m, s
 
 
-def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def saturating_rounding_doubling_high_mul(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     """gemmlowp's SaturatingRoundingDoublingHighMul on int32: high 32 bits of 2·a·b, rounded to nearest.
 
     The one overflow case, a == b == INT32_MIN, saturates to INT32_MAX. Rounding adds 2^30 to a non-negative
@@ -195,7 +195,7 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.nd
     return np.where(overflow, np.int64(INT32_MAX), hi).astype(np.int64)
 
 
-def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+def rounding_divide_by_pot(x: np.ndarray | int, exponent: np.ndarray | int) -> np.ndarray:
     """gemmlowp's RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero.
 
     gemmlowp takes exponents in [0, 31]; larger ones (TFLite's softmax asks for them when the exponentials
@@ -211,7 +211,9 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndar
     return ((x >> e) + (remainder > threshold).astype(np.int64)).astype(np.int64)
 
 
-def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def multiply_by_quantized_multiplier(
+    x: np.ndarray | int, multiplier: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
     """TFLite's MultiplyByQuantizedMultiplier: x · multiplier · 2^(shift-31) with gemmlowp rounding.
 
     A left shift (shift > 0) saturates to int32 as CMSIS-NN does (TFLite's reference leaves that overflow
