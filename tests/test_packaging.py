@@ -29,7 +29,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIVQAT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIVQAT_") and k != "PYTHONPATH"}  # only the wheel
     env["COLUMNS"] = "200"
     wheels = tmp_path / "wheels"
     _run(
