@@ -254,7 +254,7 @@ def attack_command(
     executor: str = typer.Option(
         "local",
         "--executor",
-        help="where --devices run: local (child processes) or ray (Ray actors; $RAY_ADDRESS or a private cluster; needs the [cluster] extra)",
+        help="where --devices run: local (child processes) or ray (Ray actors; $RAY_ADDRESS or a private cluster; needs the divqat-tvm\\[cluster] extra)",
     ),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.

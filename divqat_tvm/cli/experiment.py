@@ -24,7 +24,9 @@ def experiment_command(
         None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."
     ),
     executor: str = typer.Option(
-        "local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."
+        "local",
+        "--executor",
+        help="local (worker processes) or ray (a DAG of Ray tasks; needs the divqat-tvm\\[cluster] extra).",
     ),
     address: Optional[str] = typer.Option(
         None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."
@@ -62,7 +64,9 @@ def demo_command(
         None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."
     ),
     executor: str = typer.Option(
-        "local", "--executor", help="local (worker processes) or ray (a DAG of Ray tasks; needs the [cluster] extra)."
+        "local",
+        "--executor",
+        help="local (worker processes) or ray (a DAG of Ray tasks; needs the divqat-tvm\\[cluster] extra).",
     ),
     address: Optional[str] = typer.Option(
         None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."
