@@ -23,7 +23,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ def fetch_referenced(obj: Any, cache: str | os.PathLike[str]) -> None:
     if url is None:
         return
     prefix = str(root) + os.sep
-    for s in _strings(obj):
+    for s in strings_in(obj):
         if not s.startswith(prefix):
             continue
         parts = Path(s[len(prefix) :]).parts
@@ -197,15 +197,16 @@ def fetch_referenced(obj: Any, cache: str | os.PathLike[str]) -> None:
                 _download(url, f"{parts[0]}/{parts[1]}", final)
 
 
-def _strings(obj: Any):
+def strings_in(obj: Any) -> Iterator[str]:
+    """Every string in a JSON-like value (dicts, lists, tuples), depth first: the paths a result refers to."""
     if isinstance(obj, str):
         yield obj
     elif isinstance(obj, dict):
         for v in obj.values():
-            yield from _strings(v)
+            yield from strings_in(v)
     elif isinstance(obj, list | tuple):
         for v in obj:
-            yield from _strings(v)
+            yield from strings_in(v)
 
 
 # ---------------------------------------------------------------- finished cells, by content

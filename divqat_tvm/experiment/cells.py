@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.experiment.cache import digest
+from divqat_tvm.experiment.cache import digest, strings_in
 from divqat_tvm.experiment.grid import Task
 from divqat_tvm.fileio import atomic_write_bytes, atomic_write_json
 
@@ -87,23 +87,12 @@ def relocate(obj: Any, old: str, new: str) -> Any:
     return json.loads(json.dumps(obj, default=str).replace(a, b))
 
 
-def _strings(obj: Any):
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _strings(v)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            yield from _strings(v)
-
-
 def collect_files(out: Path, task: Task, result: Any) -> dict[str, bytes]:
     """A task's files in a run directory: those its result names under `out`, and its work directory."""
     out = Path(out)
     files: dict[str, bytes] = {}
     prefix = str(out) + os.sep
-    for s in _strings(result):
+    for s in strings_in(result):
         if s.startswith(prefix) and Path(s).is_file():
             files[Path(s).relative_to(out).as_posix()] = Path(s).read_bytes()
     work = out / "work" / task.stage / task.id
