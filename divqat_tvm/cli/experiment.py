@@ -5,12 +5,29 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from divqat_tvm.errors import DivqatError
+
+# Where a grid runs and what it reuses: the same three options on `experiment` and `demo`.
+CacheOpt = Annotated[
+    Optional[str],
+    typer.Option("--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."),
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="local (worker processes) or ray (a DAG of Ray tasks; needs the divqat-tvm\\[cluster] extra).",
+    ),
+]
+AddressOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
+]
 
 
 def experiment_command(
@@ -20,17 +37,9 @@ def experiment_command(
     ),
     out: Path = typer.Option(Path("runs/exp"), "--out", help="Run directory; re-running resumes it."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: the profile's)."),
-    cache: Optional[str] = typer.Option(
-        None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."
-    ),
-    executor: str = typer.Option(
-        "local",
-        "--executor",
-        help="local (worker processes) or ray (a DAG of Ray tasks; needs the divqat-tvm\\[cluster] extra).",
-    ),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."
-    ),
+    cache: CacheOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
 ) -> None:
     """Run a grid (dataset × victim × attack × seed) cell by cell, resumably, and write its report."""
     from divqat_tvm.experiment.config import load_experiment
@@ -60,17 +69,9 @@ def demo_command(
         "qemu", "--backend", help="How the quantized victims answer: qemu (firmware), tvm-host or torch."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default 2)."),
-    cache: Optional[str] = typer.Option(
-        None, "--cache", help="Shared artefact and cell cache: a directory or an fsspec URL (default: OUT/cache)."
-    ),
-    executor: str = typer.Option(
-        "local",
-        "--executor",
-        help="local (worker processes) or ray (a DAG of Ray tasks; needs the divqat-tvm\\[cluster] extra).",
-    ),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."
-    ),
+    cache: CacheOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
 ) -> None:
     """The main job: teacher, QAT and DivQAT students, compiled for Cortex-M7, run under QEMU, stolen with KnockoffNets, reported.
 
