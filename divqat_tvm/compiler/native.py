@@ -62,7 +62,7 @@ DESC_FIELDS = (
     "kp",
     "flags",
 )
-FLAG_FAST, FLAG_DIRECT, FLAG_F64 = 1, 2, 4
+FLAG_FAST, FLAG_DIRECT, FLAG_F64, FLAG_DWPAIR = 1, 2, 4, 8
 QP_WORDS = 4
 FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
 ACC_LIMIT = 1 << 30  # the fast epilogue doubles the accumulator before SMMULR
@@ -216,7 +216,7 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
             tuple(to.shape),
             direct,
         )
-    if op.groups == cin == cout and cin % 4 == 0:
+    if op.groups == cin == cout:
         return _dw_call(op, real, geom, ti.zero_point, to.zero_point, tuple(to.shape))
     return None
 
@@ -224,10 +224,26 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
 DW_MAX_KH, DW_MAX_ROWS = 8, 16  # csrc/dwconv_s8.c: DIVQAT_DW_MAX_KH, DIVQAT_DW_MAX_ROWS
 
 
+def _dw_pair_ok(geom: dict[str, int]) -> bool:
+    """The tap-pair path's shapes: 3x3, dilation 1, stride 1 or 2 across (any stride down)."""
+    return (geom["kh"], geom["kw"], geom["dh"], geom["dw"]) == (3, 3, 1, 1) and geom["sw"] in (1, 2)
+
+
+def dw_pair_weights(w: np.ndarray) -> np.ndarray:
+    """[C, 9] taps (row-major 3x3) as csrc/dwconv_s8.c's tap-pair words: per channel and kernel row the int16
+    pairs (w0, w1) and (w2, 0). Flat int16, 12 values per channel."""
+    c = w.shape[0]
+    rows = w.reshape(c, 3, 3)
+    out = np.zeros((c, 3, 4), np.int64)
+    out[:, :, 0:3] = rows
+    return out.reshape(-1).astype(np.int16)
+
+
 def _dw_call(
     op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int, out_shape: tuple[int, ...]
 ) -> NativeCall | None:
-    """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1 and C % 4 == 0."""
+    """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1: the tap-pair path (any C) for 3x3 layers
+    with the fast epilogue, else the 4-channel-group ring (C % 4 == 0)."""
     c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
     nrows = (kh - 1) * geom["dh"] + 1
     if kh > DW_MAX_KH or nrows > DW_MAX_ROWS:
@@ -237,30 +253,32 @@ def _dw_call(
     span = max(127 - zp_in, zp_in + 128)
     bound = np.abs(bias) + np.abs(w).sum(axis=1) * span
     qp, fast = _requant_words(real, bias, zp_out, op.act_min, op.act_max, bound)
+    pair = fast and _dw_pair_ok(geom)
+    if not pair and c % 4:
+        return None
     scale = 2 if fast else 1  # the fast epilogue takes the doubled accumulator
     qp[:, 0] *= scale
+    desc_kw = dict(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0)
+    if pair:
+        nw = geom["ow"] + 2 // geom["sw"]
+        return NativeCall(
+            "divqat_dwconv_s8",
+            [dw_pair_weights(w * scale), qp.reshape(-1), _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR)],
+            4 * c * nw * 4,
+            out_shape,
+            {"epilogue": "fast", "ring": "tap pairs", "ring_rows": 3},
+        )
     # per 4-channel group, per tap: int16 (c0, c2, c1, c3), the order SXTAB16 leaves the input in
     wt = (w * scale).reshape(c // 4, 4, kh * kw)[:, [0, 2, 1, 3], :].transpose(0, 2, 1).astype(np.int16)  # [G, taps, 4]
     need = (geom["ow"] - 1) * geom["sw"] + (kw - 1) * geom["dw"] + 1
     wc = max(need, geom["pl"] + geom["iw"])
     scratch = (nrows + 1) * wc * c * 2
-    desc = _desc(
-        **geom,
-        cout=c,
-        zp_in=zp_in,
-        zp_out=zp_out,
-        lo=op.act_min,
-        hi=op.act_max,
-        k=kh * kw,
-        kp=0,
-        flags=FLAG_FAST if fast else 0,
-    )
     return NativeCall(
         "divqat_dwconv_s8",
-        [wt.reshape(-1), qp.reshape(-1), desc],
+        [wt.reshape(-1), qp.reshape(-1), _desc(**desc_kw, flags=FLAG_FAST if fast else 0)],
         scratch,
         out_shape,
-        {"epilogue": "fast" if fast else "exact", "ring_rows": nrows},
+        {"epilogue": "fast" if fast else "exact", "ring": "channel groups", "ring_rows": nrows},
     )
 
 

@@ -54,6 +54,13 @@ DW_CASES = {
     "3x1_s1_c4_tall": (9, 4, 4, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1), "fast"),
     "3x3_dil2_c8": (8, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), "fast"),
     "3x3_s1_w1_c4": (5, 1, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    # the tap-pair path (3x3, dilation 1, fast epilogue): odd channel counts, every last-block width (ow % 4)
+    "3x3_s1_c5_w6": (4, 6, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s1_c13_w7": (5, 7, 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c7_w9_pad1": (9, 9, 7, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c3_w10_valid": (6, 10, 3, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_s1_c9_w2_valid": (5, 4, 9, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_s21_c6_w8": (9, 8, 6, (3, 3), (2, 1), (0, 1, 1, 1), (1, 1), "fast"),
 }
 
 # name: (shape, s_a, s_b, s_out, zp_a, zp_b, zp_out, act_min, act_max)
@@ -247,6 +254,9 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
     manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m4"})
     kern = manifest["ops"][0]["kernel"]
     assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
+    h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
+    pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
+    assert kern["variant"]["ring"] == ("tap pairs" if pair else "channel groups")
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     got = HostModel(tmp_path / "m").run(x)
     want = run_reference(graph, x, "fixed")
@@ -255,7 +265,8 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
 
 
 def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
-    """Depth multiplier 2 and C % 4 != 0 are not the kernel's: TE kernels, still exact."""
+    """Depth multiplier 2, and C % 4 != 0 outside the tap-pair path (here 5x5), are not the kernel's: TE kernels,
+    still exact."""
     rng = np.random.default_rng(7)
     for c, mult in ((6, 1), (4, 2)):
         x = QTensor("x", (1, 5, 5, c), 0.05, 3, layout="NHWC")
@@ -264,10 +275,10 @@ def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
             "dw",
             ["x"],
             "y",
-            weight=rng.integers(-127, 128, (c * mult, 1, 3, 3)).astype(np.int8),
+            weight=rng.integers(-127, 128, (c * mult, 1, 5, 5)).astype(np.int8),
             weight_scale=rng.uniform(0.002, 0.02, c * mult).astype(np.float32),
             bias=rng.integers(-3000, 3000, c * mult).astype(np.int32),
-            padding=(1, 1, 1, 1),
+            padding=(2, 2, 2, 2),
             groups=c,
         )
         graph = Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")

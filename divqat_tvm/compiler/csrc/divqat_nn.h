@@ -47,6 +47,7 @@ enum {
 #define DQ_DIRECT 2 /* 1x1 kernel, no padding, cin % 4 == 0: the K vector is the input pixel itself */
 #define DQ_F64 4    /* TFLite FULLY_CONNECTED's reference rounding: round(double(acc) * scale) half away from zero;
                        the words after bias' hold the float64 scale (low word first) */
+#define DQ_DWPAIR 8 /* depthwise 3x3, dilation 1, stride 1 or 2, fast epilogue: the tap-pair ring (dwconv_s8.c) */
 #define DQ_QP_WORDS 4
 
 DIVQAT_INLINE uint32_t divqat_ld32(const void *p) {

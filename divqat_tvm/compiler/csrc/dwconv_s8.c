@@ -275,9 +275,185 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
   }
 }
 
+/* ---- The tap-pair path (DQ_DWPAIR): 3x3, dilation 1, stride s = 1 or 2, fast epilogue, any channel count ----
+ *
+ * Ring rows are channel-major: channel ch owns nw words at row + ch * nw, word k = the int16 pair (xp[s*k],
+ * xp[s*k + 1]) of the zero-padded, zero-point-subtracted row xp (stride 1: each value sits in two words). Output
+ * pixel ox's window row then is word ox (taps 0 and 1, one SMLAD) and the low half of word ox + 2/s (tap 2,
+ * one SMLABB); its weights are two words per kernel row, (w0, w1) and (w2, 0), doubled offline. A block of up to
+ * 4 pixels of one channel shares every weight word and reads its input words in one run (words ox..ox+5),
+ * so a kernel row costs 8 multiply-accumulates for 12 MACs plus the loads; the epilogue constants are loaded
+ * once per channel and output row. nw = ow + 2 (stride 1) or ow + 1 (stride 2). */
+
+DIVQAT_INLINE int32_t divqat_smlad_c(uint32_t x, uint32_t y, int32_t acc) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+  return __smlad((int32_t)x, (int32_t)y, acc);
+#else
+  return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)y + (int32_t)(int16_t)(x >> 16) * (int32_t)(int16_t)(y >> 16);
+#endif
+}
+
+/* (a.lo, b.lo) and (a.hi, b.hi) as int16 pairs: PKHBT / PKHTB on DSP cores. */
+DIVQAT_INLINE uint32_t divqat_pk_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+DIVQAT_INLINE uint32_t divqat_pk_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
+
+/* Four channels' words k of a ring row from the sxtab16 pairs of the word's two columns (e: channels 0 and 2,
+ * o: channels 1 and 3). */
+DIVQAT_INLINE void divqat_dwp_put4(uint32_t *dst, int32_t nw, uint32_t e0, uint32_t o0, uint32_t e1, uint32_t o1) {
+  dst[0] = divqat_pk_lo(e0, e1);
+  dst[nw] = divqat_pk_lo(o0, o1);
+  dst[2 * nw] = divqat_pk_hi(e0, e1);
+  dst[3 * nw] = divqat_pk_hi(o0, o1);
+}
+
+/* Input row `src` (iw columns of c int8) into pair-ring row `dst` (nw words per channel), stride s, the input
+ * starting at padded column pl. Words whose columns are both inside the row take the branch-free loops. */
+static void divqat_dwp_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t nw, int32_t s,
+                                 int32_t pl, int32_t zp) {
+  const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u;
+  int32_t ka = (pl + s - 1) / s, kb = (iw - 2 + pl) / s + 1; /* interior words [ka, kb) */
+  if (iw - 2 + pl < 0) kb = 0;
+  if (kb > nw) kb = nw;
+  if (ka > kb) ka = kb;
+  int32_t ch = 0;
+  for (; ch + 4 <= c; ch += 4, dst += 4 * nw) {
+    const int8_t *p = src + ch;
+    for (int32_t k = 0; k < nw; ++k) {
+      if (k == ka) {
+        const int8_t *q = p + (s * k - pl) * c;
+        if (s == 1) {
+          uint32_t v = divqat_ld32(q);
+          uint32_t e0 = divqat_sxtab16_ror(off, v, 0), o0 = divqat_sxtab16_ror(off, v, 1);
+          for (; k < kb; ++k) {
+            q += c;
+            v = divqat_ld32(q);
+            const uint32_t e1 = divqat_sxtab16_ror(off, v, 0), o1 = divqat_sxtab16_ror(off, v, 1);
+            divqat_dwp_put4(dst + k, nw, e0, o0, e1, o1);
+            e0 = e1, o0 = o1;
+          }
+        } else {
+          for (; k < kb; ++k, q += 2 * c) {
+            const uint32_t v0 = divqat_ld32(q), v1 = divqat_ld32(q + c);
+            divqat_dwp_put4(dst + k, nw, divqat_sxtab16_ror(off, v0, 0), divqat_sxtab16_ror(off, v0, 1),
+                            divqat_sxtab16_ror(off, v1, 0), divqat_sxtab16_ror(off, v1, 1));
+          }
+        }
+        if (k >= nw) break;
+      }
+      const int32_t j0 = s * k - pl, j1 = j0 + 1;
+      uint32_t e0 = 0, o0 = 0, e1 = 0, o1 = 0;
+      if (j0 >= 0 && j0 < iw) {
+        const uint32_t v = divqat_ld32(p + j0 * c);
+        e0 = divqat_sxtab16_ror(off, v, 0), o0 = divqat_sxtab16_ror(off, v, 1);
+      }
+      if (j1 >= 0 && j1 < iw) {
+        const uint32_t v = divqat_ld32(p + j1 * c);
+        e1 = divqat_sxtab16_ror(off, v, 0), o1 = divqat_sxtab16_ror(off, v, 1);
+      }
+      divqat_dwp_put4(dst + k, nw, e0, o0, e1, o1);
+    }
+  }
+  for (; ch < c; ++ch, dst += nw) { /* channels past the last group of 4, one at a time */
+    for (int32_t k = 0; k < nw; ++k) {
+      const int32_t j0 = s * k - pl, j1 = j0 + 1;
+      const int32_t v0 = (j0 >= 0 && j0 < iw) ? src[j0 * c + ch] - zp : 0;
+      const int32_t v1 = (j1 >= 0 && j1 < iw) ? src[j1 * c + ch] - zp : 0;
+      dst[k] = ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16);
+    }
+  }
+}
+
+/* np (1..4, a constant) pixels of one channel: rows r0..r2 at the block's first word, wc the channel's 6 weight
+ * words, q its [bias', M, a, b], outputs ystep bytes apart. */
+DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wc,
+                                    const int32_t *q, int8_t *y, int32_t ystep, const int np, const int s) {
+  int32_t acc[4];
+  const uint32_t *rows[3] = {r0, r1, r2};
+  for (int p = 0; p < np; ++p) acc[p] = q[0];
+  for (int r = 0; r < 3; ++r) {
+    const uint32_t w01 = wc[2 * r], w2 = wc[2 * r + 1];
+    const uint32_t *x = rows[r];
+    for (int p = 0; p < np; ++p) {
+      acc[p] = divqat_smlad_c(x[p], w01, acc[p]);
+      acc[p] = divqat_smlabb(x[p + 2 / s], w2, acc[p]);
+    }
+  }
+  const int32_t m = q[1], a = q[2], b = q[3];
+  for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
+}
+
+/* One output row: every channel, its pixels in blocks of 4 and a last block of 1 to 3. */
+DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp, int32_t c,
+                                  int32_t nw, int32_t ow, int8_t *yr, const int s) {
+  for (int32_t ch = 0; ch < c; ++ch, w += 6, qp += DQ_QP_WORDS) {
+    const uint32_t *r0 = rowp[0] + ch * nw, *r1 = rowp[1] + ch * nw, *r2 = rowp[2] + ch * nw;
+    int8_t *y = yr + ch;
+    int32_t ox = 0;
+    for (; ox + 4 <= ow; ox += 4) divqat_dwp_block(r0 + ox, r1 + ox, r2 + ox, w, qp, y + ox * c, c, 4, s);
+    switch (ow - ox) {
+      case 3:
+        divqat_dwp_block(r0 + ox, r1 + ox, r2 + ox, w, qp, y + ox * c, c, 3, s);
+        break;
+      case 2:
+        divqat_dwp_block(r0 + ox, r1 + ox, r2 + ox, w, qp, y + ox * c, c, 2, s);
+        break;
+      case 1:
+        divqat_dwp_block(r0 + ox, r1 + ox, r2 + ox, w, qp, y + ox * c, c, 1, s);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp,
+                                              int32_t c, int32_t nw, int32_t ow, int8_t *yr) {
+  divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 1);
+}
+
+static DIVQAT_NOINLINE void divqat_dwp_row_s2(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp,
+                                              int32_t c, int32_t nw, int32_t ow, int8_t *yr) {
+  divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 2);
+}
+
+/* The whole layer on the pair ring: 3 ring rows and a zero row of c * nw words each in the scratch. */
+static void divqat_dwp_body(const int8_t *x, const uint32_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
+                            int8_t *scratch) {
+  const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
+  const int32_t sh = d[DQ_SH], s = d[DQ_SW], pt = d[DQ_PT], pl = d[DQ_PL];
+  const int32_t nw = ow + 2 / s, rw = c * nw;
+  uint32_t *const ring = (uint32_t *)(void *)scratch;
+  uint32_t *const zero_row = ring + 3 * rw;
+  int32_t held[3] = {-1, -1, -1};
+  const uint32_t *rowp[3];
+  memset(zero_row, 0, (size_t)rw * 4u);
+  for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
+    for (int32_t ky = 0; ky < 3; ++ky) {
+      const int32_t iy = oy * sh - pt + ky;
+      if (iy < 0 || iy >= ih) {
+        rowp[ky] = zero_row;
+        continue;
+      }
+      const int32_t slot = iy % 3;
+      uint32_t *row = ring + slot * rw;
+      if (held[slot] != iy) {
+        divqat_dwp_widen_row(row, x + iy * iw * c, iw, c, nw, s, pl, d[DQ_ZPIN]);
+        held[slot] = iy;
+      }
+      rowp[ky] = row;
+    }
+    if (s == 1)
+      divqat_dwp_row_s1(rowp, w, qp, c, nw, ow, y);
+    else
+      divqat_dwp_row_s2(rowp, w, qp, c, nw, ow, y);
+  }
+}
+
 static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
                                              int8_t *y, int8_t *scratch) {
-  if (d[DQ_FLAGS] & DQ_FAST)
+  if (d[DQ_FLAGS] & DQ_DWPAIR)
+    divqat_dwp_body(x, (const uint32_t *)(const void *)w, qp, d, y, scratch);
+  else if (d[DQ_FLAGS] & DQ_FAST)
     divqat_dw_body(x, w, qp, d, y, scratch, 1);
   else
     divqat_dw_body(x, w, qp, d, y, scratch, 0);
