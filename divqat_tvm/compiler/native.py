@@ -260,7 +260,7 @@ def _dw_call(
     qp[:, 0] *= scale
     desc_kw = dict(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0)
     if pair:
-        nw = geom["ow"] + 2 // geom["sw"]
+        nw = (geom["ow"] + 3) // 2 if geom["sw"] == 1 else geom["ow"] + 1  # ring words per channel
         return NativeCall(
             "divqat_dwconv_s8",
             [dw_pair_weights(w * scale), qp.reshape(-1), _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR)],
