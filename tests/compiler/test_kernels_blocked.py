@@ -73,6 +73,7 @@ ADD_CASES = {
 }
 
 QEMU_CASES = [
+    "1x1_cin6_bytes_cout4",  # K 6 -> KP 8: the K = 8 channel loop (DSP)
     "3x3_pad1_cin3_cout5",
     "3x3_s2_same_cin16_cout7",
     "1x1_direct_cin8_cout9",

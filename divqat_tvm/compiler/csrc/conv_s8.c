@@ -222,6 +222,86 @@ DIVQAT_INLINE void divqat_gemm4_dsp(const uint32_t *cols, const int8_t *w, const
   }
 }
 
+/* Four K values (one weight word at byte OFF of the channel's row) against the 4 pixels' int16 columns. */
+#define DIVQAT_K8_QUAD(OFF) \
+  "ldr     r10, [%[wp], #" OFF "]\n\t" \
+  "sxtb16  r11, r10\n\t" \
+  "sxtb16  r10, r10, ror #8\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a0], r8, r11, %[a0]\n\t" \
+  "smlad   %[a0], r9, r10, %[a0]\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a1], r8, r11, %[a1]\n\t" \
+  "smlad   %[a1], r9, r10, %[a1]\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a2], r8, r11, %[a2]\n\t" \
+  "smlad   %[a2], r9, r10, %[a2]\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a3], r8, r11, %[a3]\n\t" \
+  "smlad   %[a3], r9, r10, %[a3]\n\t"
+
+/* K = 8 (KP 8), fast epilogue, 4 consecutive pixels: every channel in one asm loop (the generic block spends more
+ * on its per-channel set-up than on 32 MACs): per channel the bias into 4 accumulators, 2 weight words widened,
+ * 16 SMLAD over the column block, then the 4 outputs requantized and stored cout bytes apart; 69 instructions
+ * for 32 MACs. Registers pinned (none is r7); the column base, output stride and end are "m" operands. */
+static DIVQAT_NOINLINE void divqat_gemm4_k8_dsp(const uint32_t *cols, const int8_t *w, const int32_t *qp,
+                                                int32_t cout, int8_t *y) {
+  register int32_t a0 __asm__("r0");
+  register int32_t a1 __asm__("r1");
+  register int32_t a2 __asm__("r2");
+  register int32_t a3 __asm__("r3");
+  register const int8_t *wp __asm__("r4") = w;
+  register const int32_t *q __asm__("r5") = qp;
+  register int8_t *yy __asm__("r6") = y;
+  register const uint32_t *cp __asm__("r12");
+  const int32_t *qe = qp + cout * DQ_QP_WORDS;
+  __asm__ volatile("1:\n\t"
+                   "ldr     %[a0], [%[q]]\n\t"
+                   "mov     %[a1], %[a0]\n\t"
+                   "mov     %[a2], %[a0]\n\t"
+                   "mov     %[a3], %[a0]\n\t"
+                   "ldr     %[cp], %[cb]\n\t" DIVQAT_K8_QUAD("0") DIVQAT_K8_QUAD("4")
+                   "adds    %[wp], %[wp], #16\n\t"
+                   "ldr     r8, [%[q], #4]\n\t"
+                   "ldrd    r9, r10, [%[q], #8]\n\t"
+                   "adds    %[q], %[q], #16\n\t"
+                   "ldr     %[cp], %[ys]\n\t"
+                   "lsl     %[a0], %[a0], #1\n\t"
+                   "smmlar  r11, %[a0], r8, r10\n\t"
+                   "add     r11, r11, %[a0], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "strb    r11, [%[y]]\n\t"
+                   "lsl     %[a1], %[a1], #1\n\t"
+                   "smmlar  r11, %[a1], r8, r10\n\t"
+                   "add     r11, r11, %[a1], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "strb    r11, [%[y], %[cp]]\n\t"
+                   "lsl     %[a2], %[a2], #1\n\t"
+                   "smmlar  r11, %[a2], r8, r10\n\t"
+                   "add     r11, r11, %[a2], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "strb    r11, [%[y], %[cp], lsl #1]\n\t"
+                   "lsl     %[a3], %[a3], #1\n\t"
+                   "smmlar  r11, %[a3], r8, r10\n\t"
+                   "add     r11, r11, %[a3], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "add     r8, %[y], %[cp], lsl #1\n\t"
+                   "strb    r11, [r8, %[cp]]\n\t"
+                   "adds    %[y], %[y], #1\n\t"
+                   "ldr     r8, %[qe]\n\t"
+                   "cmp     %[q], r8\n\t"
+                   "bne     1b\n\t"
+                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [cp] "=&r"(cp), [wp] "+r"(wp),
+                     [q] "+r"(q), [y] "+r"(yy)
+                   : [cb] "m"(cols), [ys] "m"(cout), [qe] "m"(qe)
+                   : "r8", "r9", "r10", "r11", "cc", "memory");
+  (void)a0, (void)a1, (void)a2, (void)a3, (void)cp;
+}
+
 DIVQAT_INLINE void divqat_conv_body(const int8_t *x, const int8_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
                                     int8_t *scratch, const int fast) {
   const int32_t ow = d[DQ_OW], npix = d[DQ_OH] * ow, cout = d[DQ_COUT], kp = d[DQ_KP];
@@ -240,7 +320,10 @@ DIVQAT_INLINE void divqat_conv_body(const int8_t *x, const int8_t *w, const int3
       }
       divqat_columns(cols + 2 * s, x, d, ly, lx, scratch);
     }
-    divqat_gemm4_dsp(cols, w, qp, d, out[0], out[1], out[2], out[3], fast);
+    if (fast && kp == 8 && p + 3 < npix)
+      divqat_gemm4_k8_dsp(cols, w, qp, cout, out[0]);
+    else
+      divqat_gemm4_dsp(cols, w, qp, d, out[0], out[1], out[2], out[3], fast);
   }
 }
 
