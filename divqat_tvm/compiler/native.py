@@ -22,8 +22,10 @@ every input, clamp [−128, 127].
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,7 @@ DESC_FIELDS = (
     "kp",
     "flags",
 )
-FLAG_FAST, FLAG_DIRECT, FLAG_F64, FLAG_DWPAIR = 1, 2, 4, 8
+FLAG_FAST, FLAG_DIRECT, FLAG_F64, FLAG_DWPAIR, FLAG_HAWAY = 1, 2, 4, 8, 16
 QP_WORDS = 4
 FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
 ACC_LIMIT = 1 << 30  # the fast epilogue doubles the accumulator before SMMULR
@@ -282,6 +284,62 @@ def _dw_call(
     )
 
 
+def round_half_away_f64(acc: int, scale: float) -> int:
+    """LiteRT's reference FULLY_CONNECTED rounding of one accumulator: round(double(acc) · scale), half away from
+    zero, with the same double operations as csrc/divqat_nn.h's DQ_F64 path (Python floats are IEEE doubles)."""
+    v = float(acc) * scale
+    t = float(math.trunc(v))
+    f = v - t
+    return int(t + (1.0 if f >= 0.5 else (-1.0 if f <= -0.5 else 0.0)))
+
+
+def _f64_thresholds(scale: float, n_max: int) -> list[int] | None:
+    """T(n), n = 1..n_max: the least acc >= 0 whose double rounding is >= n, i.e. double(acc·scale) >= n − 0.5
+    (the multiply is monotone, so T is found next to the exact rational bound). None when the search fails."""
+    out = []
+    exact = Fraction(scale)
+    for n in range(1, n_max + 1):
+        a = max(0, math.ceil((Fraction(2 * n - 1, 2)) / exact) - 3)
+        for _ in range(8):
+            if float(a) * scale >= n - 0.5:
+                break
+            a += 1
+        else:
+            return None
+        if a > 0 and float(a - 1) * scale >= n - 0.5:
+            return None  # not the least: the search window was wrong
+        out.append(a)
+    return out
+
+
+def f64_as_fixed(scale: float, n_max: int) -> tuple[int, int] | None:
+    """An unsigned 32-bit multiplier M and shift S (32 <= S <= 63) with
+    sign(acc) · ((|acc|·M + 2^(S−1)) >> S) == round_half_away_f64(acc, scale) for every int32 acc whose rounded
+    magnitude is at most n_max (beyond it both sides saturate the same clamp, being monotone), or None.
+
+    Proof, not sampling: both sides are odd (the double multiply and the rounding are symmetric) and, on acc >= 0,
+    non-decreasing integer step functions that are 0 at 0, so they are equal up to n_max exactly when their
+    thresholds T(n) (the least acc reaching n) agree for n = 1..n_max: the integer side's is
+    ceil((2n − 1)·2^(S−1) / M), the double side's is found by evaluating the double rounding itself."""
+    if not (0.0 < scale < 1.0) or not math.isfinite(scale):
+        return None
+    want = _f64_thresholds(scale, n_max)
+    if want is None:
+        return None
+    exact = Fraction(scale)
+    e = 0
+    while exact * 2 ** (32 + e + 1) < 2**32 and e < 31:
+        e += 1  # the largest S = 32 + e with scale·2^S < 2^32: the most precise M
+    for s in range(32 + e, 31, -1):
+        base = exact * 2**s
+        for m in (round(base), math.floor(base), math.ceil(base)):
+            if not 0 < m < 2**32:
+                continue
+            if all(-(-((2 * n - 1) << (s - 1)) // m) == t for n, t in enumerate(want, 1)):
+                return m, s
+    return None
+
+
 def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
     """A fully connected layer as the GEMM kernel over one 1x1 'pixel': the fixed-point epilogue, or for TFLite's
     FULLY_CONNECTED (`effective_scales`) LiteRT's reference double rounding (DQ_F64)."""
@@ -307,23 +365,38 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
         tuple(to.shape),
         True,
     )
-    if f64:  # [bias', float64 scale as (low, high) words, 0]; the exact epilogue path with DQ_F64
-        qp = call.consts[1].reshape(-1, QP_WORDS).copy()
+    if f64:
         scales = op.effective_scales(graph)  # type: ignore[attr-defined]  # TFLite's FC (tflite_ops) has them
-        bits = np.asarray(scales, "<f8").view("<i4").reshape(-1, 2)
-        qp[:cout, 1:3] = bits
-        qp[cout:, 1:3] = bits[-1]
-        qp[:, 3] = 0
-        desc = call.consts[2].copy()
-        desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | FLAG_F64
-        call = NativeCall(
-            call.function,
-            [call.consts[0], qp.reshape(-1), desc],
-            call.scratch_bytes,
-            call.out_shape,
-            {**call.variant, "epilogue": "float64 rounding (LiteRT reference FULLY_CONNECTED)"},
-        )
+        call = _f64_epilogue(call, scales, cout, to.zero_point, op.act_min, op.act_max)
     return call
+
+
+def _f64_epilogue(call: NativeCall, scales: np.ndarray, cout: int, zp_out: int, lo: int, hi: int) -> NativeCall:
+    """LiteRT's double rounding for a FULLY_CONNECTED: as a proven integer multiplier and shift (DQ_HAWAY:
+    [bias', M, S − 32, 0]) when `f64_as_fixed` proves it equal for every scale of the layer, else the double
+    computation itself (DQ_F64: [bias', float64 scale as (low, high) words, 0])."""
+    qp = call.consts[1].reshape(-1, QP_WORDS).copy()
+    n_max = max(hi - zp_out, zp_out - lo) + 1  # past this magnitude both sides clamp alike
+    fixed = [f64_as_fixed(float(sc), n_max) for sc in np.asarray(scales, np.float64)]
+    if all(f is not None for f in fixed):
+        words = np.array([[m, s - 32] for m, s in fixed], dtype=np.int64)  # type: ignore[misc]
+        words[:, 0] = np.where(words[:, 0] >= 2**31, words[:, 0] - 2**32, words[:, 0])  # M's bits as int32
+        flag, epilogue = FLAG_HAWAY, "LiteRT FULLY_CONNECTED rounding as a proven 32-bit multiplier and shift"
+    else:
+        words = np.asarray(scales, "<f8").view("<i4").reshape(-1, 2).astype(np.int64)
+        flag, epilogue = FLAG_F64, "float64 rounding (LiteRT reference FULLY_CONNECTED)"
+    qp[:cout, 1:3] = words
+    qp[cout:, 1:3] = words[-1]
+    qp[:, 3] = 0
+    desc = call.consts[2].copy()
+    desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | flag
+    return NativeCall(
+        call.function,
+        [call.consts[0], qp.reshape(-1), desc],
+        call.scratch_bytes,
+        call.out_shape,
+        {**call.variant, "epilogue": epilogue},
+    )
 
 
 def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:

@@ -449,3 +449,89 @@ def test_nchw_graph_converted_to_nhwc_bit_exact(tmp_path) -> None:
         assert int((HostModel(tmp_path / scheme).run(x) != want).sum()) == 0
         if scheme == "fixed":
             assert {o["kernel"]["name"] for o in m["ops"]} >= {"divqat_conv_s8"}
+
+
+AD01 = Path("/work/shared/models/ad01_int8.tflite")
+
+
+def _haway_fixed(acc: np.ndarray, m: int, s: int) -> np.ndarray:
+    """csrc/divqat_nn.h's DQ_HAWAY rounding in numpy (uint64, as the C): sign(acc)·((|acc|·M + 2^(S−1)) >> S)."""
+    ua = np.abs(acc).astype(np.uint64)
+    r = ((ua * np.uint64(m) + np.uint64(1 << (s - 1))) >> np.uint64(s)).astype(np.int64)
+    return np.where(acc < 0, -r, r)
+
+
+def _round_half_away_f64(acc: np.ndarray, scale: float) -> np.ndarray:
+    """LiteRT's reference FULLY_CONNECTED rounding in numpy (the tflite_ops reference's double operations)."""
+    v = acc.astype(np.float64) * scale
+    t = np.trunc(v)
+    f = v - t
+    return (t + (f >= 0.5) - (f <= -0.5)).astype(np.int64)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools(needs_files=(AD01,))
+def test_fc_f64_rounding_as_fixed_point_exhaustive_over_ad01_accumulators() -> None:
+    """Every AD01 layer gets the integer epilogue, and it equals LiteRT's double rounding (after zp_out and the
+    clamp) for EVERY accumulator the layer can produce: the whole range Σ w·(x − zp_in) + bias over int8 x."""
+    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.tflite_import import import_tflite
+
+    graph = import_tflite(AD01)
+    checked = 0
+    for op in graph.ops:
+        assert isinstance(op, Dense) and hasattr(op, "effective_scales")
+        ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+        w = op.weight.astype(np.int64)
+        lo_x, hi_x = -128 - ti.zero_point, 127 - ti.zero_point
+        acc_lo = op.bias.astype(np.int64) + np.where(w > 0, w * lo_x, w * hi_x).sum(axis=1)
+        acc_hi = op.bias.astype(np.int64) + np.where(w > 0, w * hi_x, w * lo_x).sum(axis=1)
+        n_max = max(op.act_max - to.zero_point, to.zero_point - op.act_min) + 1
+        scales = op.effective_scales(graph)
+        for sc in np.unique(scales):
+            fixed = native.f64_as_fixed(float(sc), n_max)
+            assert fixed is not None
+            m, s = fixed
+            chans = scales == sc
+            lo, hi = int(acc_lo[chans].min()), int(acc_hi[chans].max())
+            for start in range(lo, hi + 1, 1 << 23):
+                acc = np.arange(start, min(hi + 1, start + (1 << 23)), dtype=np.int64)
+                want = np.clip(_round_half_away_f64(acc, float(sc)) + to.zero_point, op.act_min, op.act_max)
+                got = np.clip(_haway_fixed(acc, m, s) + to.zero_point, op.act_min, op.act_max)
+                assert int((got != want).sum()) == 0, (op.name, start)
+                checked += len(acc)
+    assert checked > 5_000_000  # 7.2 million accumulators over the ten layers
+
+
+def test_fc_f64_as_fixed_refuses_what_it_cannot_prove(tmp_path) -> None:
+    """No proof, no integer path: scales >= 1 are refused, and a layer with any unproven scale keeps the double
+    rounding (DQ_F64), still exact."""
+    from divqat_tvm.compiler import native
+
+    assert native.f64_as_fixed(1.5, 128) is None and native.f64_as_fixed(0.0, 128) is None
+    m, s = native.f64_as_fixed(0.0123, 256)  # type: ignore[misc]
+    acc = np.arange(-(1 << 16), 1 << 16, dtype=np.int64)
+    assert (_haway_fixed(acc, m, s) == _round_half_away_f64(acc, 0.0123)).all()
+    # a near-tie scale where a slightly wrong multiplier would show: every proven pair agrees on its thresholds
+    for sc in (0.5 - 2**-40, 1 / 3, 2.0**-20 * 3):
+        f = native.f64_as_fixed(sc, 300)
+        if f is not None:
+            a = np.arange(0, int(301 / sc) + 2, dtype=np.int64)
+            got = np.minimum(_haway_fixed(a, *f), 301)
+            want = np.minimum(_round_half_away_f64(a, sc), 301)
+            assert (got == want).all(), sc
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools(needs_files=(AD01,))
+def test_fc_falls_back_to_double_rounding_without_proof(tmp_path, monkeypatch) -> None:
+    from test_tflite_import import litert, litert_run
+
+    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.tflite_import import compile_tflite
+
+    monkeypatch.setattr(native, "f64_as_fixed", lambda scale, n_max: None)
+    m = compile_tflite(AD01, tmp_path / "ad01", target="mps2-an500", core="cortex-m7")
+    assert all(o["kernel"]["variant"]["epilogue"].startswith("float64") for o in m["ops"])
+    xs = np.random.default_rng(5).integers(-128, 128, (20, 640)).astype(np.int8)
+    assert int((HostModel(tmp_path / "ad01").run(xs) != litert_run(litert(AD01), xs[:, None])[:, 0]).sum()) == 0
