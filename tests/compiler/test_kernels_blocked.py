@@ -40,6 +40,10 @@ CONV_CASES = {
     "3x3_cin4_shift0": (5, 6, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
     "2x2_cin1_left_shift": (6, 6, 1, 2, (2, 2), (1, 1), (0, 0, 1, 1), (1, 1), "left"),
     "3x3_valid_cin32_cout12": (6, 6, 32, 12, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    # one output pixel (the fully connected kernels): K with a half chunk, channels not a multiple of 4
+    "1x1_pix1_cin20_cout7": (1, 1, 20, 7, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_pix1_cin5_cout6_pad1": (1, 1, 5, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "1x1_pix1_cin36_cout5_relu6": (1, 1, 36, 5, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "relu6"),
 }
 
 # name: (H, W, C, kernel, stride, padding t/l/b/r, dilation, requant kind): depthwise, depth multiplier 1
@@ -74,6 +78,9 @@ ADD_CASES = {
 
 QEMU_CASES = [
     "1x1_cin6_bytes_cout4",  # K 6 -> KP 8: the K = 8 channel loop (DSP)
+    "1x1_pix1_cin20_cout7",  # one pixel: the fully connected kernels
+    "3x3_pix1_cin5_cout6_pad1",
+    "1x1_pix1_cin36_cout5_relu6",
     "3x3_pad1_cin3_cout5",
     "3x3_s2_same_cin16_cout7",
     "1x1_direct_cin8_cout9",
