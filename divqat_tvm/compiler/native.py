@@ -7,11 +7,13 @@ shapes) and a scratch tensor that TVM allocates in the arena beside the output (
 The C sources are pasted into the emitted kernels.c (see `library_source`), so the library stays standalone.
 
 Which layers: NHWC convolutions with groups 1 (the GEMM kernel, `divqat_conv_s8`), NHWC depthwise
-convolutions with depth multiplier 1 (`divqat_dwconv_s8`), and fully connected layers with the fixed-point
-epilogue (the GEMM kernel as a 1x1 convolution), all with requant "fixed". Anything else (NCHW, grouped,
-"float" requantization, TFLite's double-rounded FULLY_CONNECTED) keeps the TE kernels of kernels.py: no
-shape is ever sent to a kernel that does not handle it. The choice is recorded per op in the manifest
-(`ops[].kernel`: name and variant).
+convolutions with depth multiplier 1 (`divqat_dwconv_s8`: the tap-pair path for 3x3 layers with the fast
+epilogue, any channel count; the channel-group ring for the others, C % 4 == 0), and fully connected layers
+(the GEMM kernel over one pixel), all with requant "fixed". TFLite's FULLY_CONNECTED rounds in double
+precision (LiteRT's reference): its layers get an integer multiplier and shift where `f64_as_fixed` proves them
+equal for every accumulator (DQ_HAWAY), else the double computation itself (DQ_F64). Anything else (NCHW,
+grouped, "float" requantization) keeps the TE kernels of kernels.py: no shape is ever sent to a kernel that
+does not handle it. The choice is recorded per op in the manifest (`ops[].kernel`: name and variant).
 
 Arithmetic (csrc/divqat_nn.h): the input zero point is folded into the bias offline (bias' = bias − zp_in·Σw;
 padding reads as zp_in, so it contributes zp_in·w and the fold stays exact), and the epilogue is TFLite's
@@ -493,15 +495,15 @@ def kernel_path(core: str | None) -> str:
 
 _BLOCKS = {
     "divqat_conv_s8": {
-        "dsp": "1 channel x 4 pixels (SMLAD, int16 columns)",
-        "mve": "4 channels x 1 pixel (VMLADAVA)",
+        "dsp": "1 channel x 4 pixels (SMLAD, int16 columns); one pixel: 4 channels x 1 pixel",
+        "mve": "4 channels x 2 pixels (VMLADAVA); one pixel: 4 channels x 1 pixel",
         "c": "1 channel x 1 pixel (C)",
     },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
-        "dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
-        "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
-        "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
 }
 
