@@ -50,11 +50,10 @@ static void divqat_fill(int8_t *dst, int8_t v, int32_t n) {
   for (; n > 0; --n) *dst++ = v;
 }
 
+/* Whole words through divqat_ld32/st32 at any alignment (memcpy: one LDR/STR where the core allows unaligned
+ * access, ARMv7-M, bytes elsewhere), then the last 0-3 bytes. */
 static void divqat_copy(int8_t *dst, const int8_t *src, int32_t n) {
-  if ((((uintptr_t)dst | (uintptr_t)src | (uint32_t)n) & 3u) == 0) {
-    for (; n > 0; n -= 4, dst += 4, src += 4) divqat_st32(dst, divqat_ld32(src));
-    return;
-  }
+  for (; n >= 4; n -= 4, dst += 4, src += 4) divqat_st32(dst, divqat_ld32(src));
   for (; n > 0; --n) *dst++ = *src++;
 }
 #endif
