@@ -6,8 +6,11 @@ block is 1 channel x 4 pixels, the MVE one 4 channels x 1 pixel, both finish by 
 not a multiple of 4, K not a multiple of 4, 8 or 16 (zero-padded weight rows, the MVE predicated tail),
 inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read in place (DQ_DIRECT),
 stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
-shift 0, a clamp narrower than int8). The host build runs the plain C path; the emulated Cortex-M7 and M4
-(DSP), M55 (MVE) and M3 (plain C on a core) run the others.
+shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast epilogue) with odd channel counts
+and every last-block width (ow % 4), strides 1 and 2, 'same' and 'valid' padding; the channel-group ring for the
+other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
+plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
 
 from __future__ import annotations
