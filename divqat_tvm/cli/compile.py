@@ -44,7 +44,7 @@ def compile_command(
 ) -> None:
     """Compile a quantized model (ONNX QDQ or int8 TFLite) to a standalone C library for a Cortex-M core.
 
-    Prints the footprint. Example: divqat-tvm compile model.tflite --target cortex-m4 --ram 128K --out build/m
+    Prints the footprint.
     """
     from rich.console import Console
     from rich.table import Table
