@@ -33,7 +33,7 @@ from divqat_tvm.compiler.graph import (
     QTensor,
     Reshape,
 )
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Transpose, unary_table
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).
@@ -53,30 +53,36 @@ SUPPORTED_ONNX_OPS = {
     "Reshape",
     "Identity",
     "Constant",
+    "Concat",
+    "Mul",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "ReduceMean",
 }
-_COMPUTE_ONNX_OPS = (
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "Flatten",
-    "Reshape",
-)
+# Ops lowered from their ONNX node (attributes, op type) rather than from the Relax the frontend makes of them.
+_NODE_OPS = ("Concat", "Mul", "Sigmoid", "HardSigmoid", "HardSwish", "Transpose", "Squeeze", "Unsqueeze")
+_ACTIVATIONS = ("Relu", "Clip", "Identity")
 
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    """How an error names an ONNX node: its name, op type and index in the graph."""
+    return f"ONNX node '{node.name or node.output[0]}' ({node.op_type}, node #{index})"
+
+
 def check_supported(model: onnx.ModelProto) -> None:
     """Raise CompileError naming the first node whose op type we cannot compile."""
-    for node in model.graph.node:
+    for i, node in enumerate(model.graph.node):
         if node.op_type not in SUPPORTED_ONNX_OPS or node.domain not in ("", "ai.onnx"):
             raise CompileError(
-                f"unsupported ONNX operator '{node.op_type}' in node '{node.name or node.output[0]}'.",
+                f"unsupported ONNX operator '{node.op_type}' in node '{node.name or node.output[0]}' (node #{i}).",
                 f"The compiler handles {', '.join(sorted(SUPPORTED_ONNX_OPS))}; "
                 "export the model with only these (QDQ format, opset 13).",
             )
@@ -168,10 +174,10 @@ def import_onnx(path: str | Path) -> Graph:
             "Compile a model with one image input and one logits output.",
         )
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
+    if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
         raise CompileError(
-            f"input '{inputs[0].name}' has shape {dims}, not [N, C, H, W].",
-            "Export with a fixed C, H, W (N may be dynamic).",
+            f"input '{inputs[0].name}' has shape {dims}: it needs a batch axis and fixed sizes after it.",
+            "Export with fixed sizes after the batch axis, e.g. [N, C, H, W], [N, T, C] or [N, F] (N may be dynamic).",
         )
     from tvm.relax.frontend.onnx import from_onnx
 
@@ -181,18 +187,9 @@ def import_onnx(path: str | Path) -> Graph:
         raise CompileError(
             f"TVM's ONNX frontend could not import '{path}': {e}", "Check the model with onnx.checker."
         ) from e
-    names = [n.name or n.output[0] for n in model.graph.node if n.op_type in _COMPUTE_ONNX_OPS]
-    graph = _RelaxToGraph(mod["main"]).build()
-    _name_ops(graph, names)
+    graph = _RelaxToGraph(mod["main"], model).build()
     graph.source = str(path)
     return graph
-
-
-def _name_ops(graph: Graph, onnx_names: list[str]) -> None:
-    """Give IR ops the ONNX node names (Relax keeps the node order, not the names)."""
-    if len(onnx_names) == len(graph.ops):
-        for op, name in zip(graph.ops, onnx_names):
-            op.name = name
 
 
 @dataclass
@@ -209,8 +206,15 @@ class _Q:
 class _RelaxToGraph:
     """Pattern matcher over the Relax `main` produced by from_onnx."""
 
-    def __init__(self, main: Any) -> None:
+    def __init__(self, main: Any, model: onnx.ModelProto | None = None) -> None:
         self.main = main
+        self.model = model
+        nodes = list(model.graph.node) if model is not None else []
+        self.index = {id(n): i for i, n in enumerate(nodes)}
+        self.producer = {o: n for n in nodes for o in n.output}
+        self.onnx_qs = [n for n in nodes if n.op_type == "QuantizeLinear"]
+        self.inits = {t.name: t for t in model.graph.initializer} if model is not None else {}
+        self.q_tensor: dict[str, str] = {}  # ONNX QuantizeLinear output → Graph tensor name
         self.bindings: dict[Any, Any] = {}
         self.order: list[Any] = []
         for block in main.body.blocks:
@@ -273,39 +277,28 @@ class _RelaxToGraph:
     def build(self) -> Graph:
         param = self.main.params[0]
         graph_input = None
-        for b in self.order:
-            v = b.value
-            if self._op_name(v) != "relax.quantize":
-                continue
-            src, s, z = v.args
-            scale, zp = self._const(s), self._const(z)
-            if scale is None or zp is None or scale.size != 1 or zp.size != 1:
-                raise CompileError(
-                    f"QuantizeLinear '{b.var.name}' has no constant per-tensor scale/zero point.",
-                    "Quantize activations per tensor.",
-                )
-            if str(v.attrs.out_dtype) != "int8":
-                raise CompileError(
-                    f"QuantizeLinear '{b.var.name}' produces {v.attrs.out_dtype}, not int8.",
-                    "Quantize activations to int8 (QuantType.QInt8).",
-                )
-            shape = self._shape(b.var)
-            name = b.var.name
-            layout = "NCHW" if len(shape) == 4 else "NC"
-            t = QTensor(name, shape, float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), layout)
-            src_val = src if src.same_as(param) else self._value(src)
-            if src.same_as(param):
+        quantizes = [b for b in self.order if self._op_name(b.value) == "relax.quantize"]
+        qnodes: list[onnx.NodeProto | None] = list(self.onnx_qs)
+        if len(qnodes) != len(quantizes):  # the frontend folded or added one: names are unknown
+            qnodes = [None] * len(quantizes)
+        for b, qn in zip(quantizes, qnodes):
+            node = self._compute_node(qn)
+            try:
+                op = self._quantize(b, qn, param)
+            except CompileError as e:
+                if node is None:
+                    raise
+                raise CompileError(f"{node_label(node, self.index[id(node)])}: {e.problem}", e.fix) from None
+            if op is None:
                 if graph_input is not None:
                     raise CompileError(
                         "the model quantizes its input twice.", "Export one QuantizeLinear on the input."
                     )
-                graph_input = name
-                self.tensors[name] = t
-                self.int8_name[b.var] = name
+                graph_input = b.var.name
                 continue
-            self.tensors[name] = t
-            self.int8_name[b.var] = name
-            self.ops.append(self._match(src_val, t))
+            if node is not None:
+                op.name = node.name or node.output[0]
+            self.ops.append(op)
         if graph_input is None:
             raise CompileError("the model's input is not quantized by a QuantizeLinear.", "Export in QDQ format.")
         out = self._value(self.main.body.body)
@@ -315,6 +308,106 @@ class _RelaxToGraph:
                 "End the QDQ model with Q → DQ after the last Gemm.",
             )
         return Graph(self.tensors, self.ops, graph_input, self.int8_name[out.args[0]])
+
+    def _quantize(self, b: Any, qn: onnx.NodeProto | None, param: Any) -> Op | None:
+        """The int8 tensor a QuantizeLinear makes, and the op that computes it (None for the graph's input)."""
+        v = b.value
+        src, s, z = v.args
+        scale, zp = self._const(s), self._const(z)
+        label = f"QuantizeLinear '{qn.name or qn.output[0]}'" if qn is not None else "a QuantizeLinear"
+        if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+            raise CompileError(
+                f"{label} has no constant per-tensor scale/zero point.", "Quantize activations per tensor."
+            )
+        if str(v.attrs.out_dtype) != "int8":
+            raise CompileError(
+                f"{label} produces {v.attrs.out_dtype}, not int8.", "Quantize activations to int8 (QuantType.QInt8)."
+            )
+        shape = self._shape(b.var)
+        name = b.var.name
+        layout = "NCHW" if len(shape) == 4 else "NC"
+        t = QTensor(name, shape, float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), layout)
+        self.tensors[name] = t
+        self.int8_name[b.var] = name
+        if qn is not None:
+            self.q_tensor[qn.output[0]] = name
+        if src.same_as(param):
+            return None
+        if self._const(self._value(src)) is not None:
+            raise CompileError(
+                f"{label} quantizes a constant, which the compiler cannot fold into an operator.",
+                "Fold the constant into the neighbouring weights (e.g. scale the conv instead of multiplying).",
+            )
+        node = self._producer(qn.input[0]) if qn is not None else None
+        if node is not None and node.op_type in _NODE_OPS:
+            return self._from_node(node, t)
+        return self._match(self._value(src), t)
+
+    # ---- ops lowered from their ONNX node ------------------------------------------------------
+    def _producer(self, name: str) -> onnx.NodeProto | None:
+        node = self.producer.get(name)
+        while node is not None and node.op_type == "Identity":
+            node = self.producer.get(node.input[0])
+        return node
+
+    def _compute_node(self, qn: onnx.NodeProto | None) -> onnx.NodeProto | None:
+        """The ONNX node an error or an op name refers to: the op a QuantizeLinear closes (through Relu/Clip,
+        unless they act on a DequantizeLinear: a kept activation), else the QuantizeLinear itself."""
+        if qn is None:
+            return None
+        node = self._producer(qn.input[0])
+        if node is None or node.op_type == "DequantizeLinear":
+            return qn
+        while node.op_type in _ACTIVATIONS:
+            up = self._producer(node.input[0])
+            if up is None or up.op_type == "DequantizeLinear":
+                return node
+            node = up
+        return node
+
+    def _dq_input(self, name: str, what: str) -> str:
+        """The Graph tensor a float input of an ONNX node dequantizes."""
+        dq = self._producer(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            raise CompileError(
+                f"its input '{name}' is not a DequantizeLinear output.",
+                "Quantize the model in QDQ format (every float op between DQ and Q nodes).",
+            )
+        if dq.input[0] in self.inits or dq.input[0] not in self.q_tensor:
+            raise CompileError(f"{what} reads a constant ('{dq.input[0]}').", f"Only {what}s of activations compile.")
+        return self.q_tensor[dq.input[0]]
+
+    def _from_node(self, node: onnx.NodeProto, out: QTensor) -> Op:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kind = node.op_type
+        if kind in ("Sigmoid", "HardSigmoid", "HardSwish"):
+            src = self._act(self._dq_input(node.input[0], kind))
+            func = kind.lower()
+            alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+            table = unary_table(func, src.scale, src.zero_point, out.scale, out.zero_point, alpha=alpha, beta=beta)
+            return Lut(out.name, [src.name], out.name, table=table, func=func)
+        if kind == "Concat":
+            names = [self._dq_input(x, kind) for x in node.input]
+            axis = int(attrs.get("axis", 0))
+            axis = axis + len(out.shape) if axis < 0 else axis
+            if axis == 0:
+                raise CompileError("it concatenates along the batch axis.", "Concatenate along a feature axis.")
+            return Concat(out.name, names, out.name, axis=axis)
+        if kind == "Mul":
+            a, b = (self._dq_input(x, kind) for x in node.input)
+            if self._act(a).shape[0] != out.shape[0] or self._act(b).shape[0] != out.shape[0]:
+                raise CompileError("it broadcasts along the batch axis.", "Multiply tensors of the same batch size.")
+            return Mul(out.name, [a, b], out.name)
+        src = self._act(self._dq_input(node.input[0], kind))
+        self._same_qparams(src, out, kind)
+        if kind == "Transpose":
+            perm = tuple(int(p) for p in attrs.get("perm", range(len(src.shape) - 1, -1, -1)))
+            if perm[0] != 0:
+                raise CompileError(f"it moves the batch axis (perm {list(perm)}).", "Keep axis 0 first.")
+            return Transpose(out.name, [src.name], out.name, perm=perm)
+        if out.shape[0] != src.shape[0]:
+            raise CompileError(f"it changes the batch axis ({src.shape} → {out.shape}).", "Keep axis 0 the batch.")
+        return Reshape(out.name, [src.name], out.name)  # Squeeze / Unsqueeze: the same bytes, a new shape
 
     def _match(self, e: Any, out: QTensor) -> Op:
         """Recognise the float computation `e` whose result is quantized into `out`."""
@@ -339,6 +432,13 @@ class _RelaxToGraph:
                 e = x
             e = self._value(e)
             name = self._op_name(e)
+        if name == "relax.dequantize":  # a kept activation: DQ → Relu/Clip → Q (or a bare DQ → Q)
+            kept = self._dq(e)
+            if kept.tensor is None:
+                raise CompileError("it quantizes a constant.", "Fold constant subgraphs before exporting.")
+            src = self._act(kept.tensor)
+            table = unary_table("identity", src.scale, src.zero_point, out.scale, out.zero_point, lo, hi)
+            return Lut(out.name, [kept.tensor], out.name, table=table, func="clamp")
         if name == "relax.add":
             a, b = (self._value(x) for x in e.args)
             an, bn = self._op_name(a), self._op_name(b)
