@@ -63,6 +63,10 @@ SUPPORTED_ONNX_OPS = {
     "Unsqueeze",
     "ReduceMean",
 }
+_SUPPORTED_FIX = (
+    "Between QDQ pairs the compiler handles 2-D Conv, Gemm/MatMul, Add, Mul, Concat, pools, ReduceMean over H and W, "
+    "Relu/Clip, Sigmoid, HardSigmoid, HardSwish, Flatten/Reshape/Squeeze/Unsqueeze/Transpose."
+)
 # Ops lowered from their ONNX node (attributes, op type) rather than from the Relax the frontend makes of them.
 _NODE_OPS = ("Concat", "Mul", "Sigmoid", "HardSigmoid", "HardSwish", "Transpose", "Squeeze", "Unsqueeze")
 _ACTIVATIONS = ("Relu", "Clip", "Identity")
@@ -86,6 +90,22 @@ def check_supported(model: onnx.ModelProto) -> None:
                 f"The compiler handles {', '.join(sorted(SUPPORTED_ONNX_OPS))}; "
                 "export the model with only these (QDQ format, opset 13).",
             )
+
+
+def frontend_error(model: onnx.ModelProto, path: str | Path, e: Exception) -> CompileError:
+    """An error for a model TVM's frontend could not convert, in ONNX's words: what onnx's own full check and
+    shape inference say about it (they name the node), else the exception's type (TVM's text names its own IR)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as check:  # onnx.checker.ValidationError, onnx.shape_inference.InferenceError
+        first = str(check).strip().splitlines()[0] if str(check).strip() else type(check).__name__
+        return CompileError(
+            f"'{path}' is not a valid ONNX model: {first}", "Fix the export (onnx.checker names the node)."
+        )
+    return CompileError(
+        f"TVM's ONNX frontend could not convert '{path}' ({type(e).__name__}).",
+        "Check the model with onnx.checker.check_model(full_check=True) and export it with opset 13 or later.",
+    )
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -184,9 +204,7 @@ def import_onnx(path: str | Path) -> Graph:
     try:
         mod = from_onnx(model, shape_dict={inputs[0].name: [1, *dims[1:]]}, keep_params_in_input=False)
     except Exception as e:
-        raise CompileError(
-            f"TVM's ONNX frontend could not import '{path}': {e}", "Check the model with onnx.checker."
-        ) from e
+        raise frontend_error(model, path, e) from e
     graph = _RelaxToGraph(mod["main"], model).build()
     graph.source = str(path)
     return graph
@@ -249,7 +267,7 @@ class _RelaxToGraph:
         call = self._value(e)
         if self._op_name(call) != "relax.dequantize":
             raise CompileError(
-                f"expected a DequantizeLinear feeding a float op, found {self._op_name(call) or call}.",
+                "a float input of it is not a DequantizeLinear output.",
                 "Quantize the model in QDQ format (every float op between DQ and Q nodes).",
             )
         x, s, z = call.args
@@ -265,7 +283,7 @@ class _RelaxToGraph:
         name = self.int8_name.get(x)
         if name is None:
             raise CompileError(
-                f"a DequantizeLinear reads {x}, which is not an int8 tensor of the graph.",
+                "a DequantizeLinear before it reads a tensor that is not an int8 activation of the graph.",
                 "Only int8 activations and constants may be dequantized.",
             )
         return _Q(name, None, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
@@ -448,9 +466,7 @@ class _RelaxToGraph:
                 return self._linear(b, self._bias(a), out, lo, hi)
             qa, qb = self._dq(e.args[0]), self._dq(e.args[1])
             if qa.tensor is None or qb.tensor is None:
-                raise CompileError(
-                    f"an Add before {out.name} has a constant operand.", "Only activation + activation adds compile."
-                )
+                raise CompileError("an Add has a constant operand.", "Only activation + activation adds compile.")
             self._same_shape(qa.tensor, out)
             self._same_shape(qb.tensor, out)
             return Add(out.name, [qa.tensor, qb.tensor], out.name, act_min=lo, act_max=hi)
@@ -459,8 +475,8 @@ class _RelaxToGraph:
         q = self._dq(e.args[0]) if e.args else None
         if q is None or q.tensor is None:
             raise CompileError(
-                f"cannot compile the float op '{name}' before {out.name}.",
-                "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.",
+                "its float computation is not one the compiler lowers (e.g. a 1-D or 3-D convolution, a constant operand).",
+                _SUPPORTED_FIX,
             )
         src = self._act(q.tensor)
         if name == "relax.nn.max_pool2d":
@@ -480,7 +496,7 @@ class _RelaxToGraph:
             kernel, stride = _pair(a.pool_size), _pair(a.strides)
             if any(int(v) != 1 for v in a.dilation):
                 raise CompileError(
-                    f"AveragePool before {out.name} has dilations {[int(v) for v in a.dilation]}.",
+                    f"AveragePool has dilations {[int(v) for v in a.dilation]}.",
                     "Export AveragePool without dilation.",
                 )
             windowed = AvgPoolWindowed(
@@ -496,7 +512,7 @@ class _RelaxToGraph:
                 divisors = windowed.divisors(Graph(self.tensors, [], q.tensor, out.name))
             except ValueError:
                 raise CompileError(
-                    f"AveragePool before {out.name} has a window entirely in the padding.",
+                    "AveragePool has a window entirely in the padding.",
                     "Use less padding or ceil_mode=0.",
                 ) from None
             if np.any(divisors != kernel[0] * kernel[1]):  # partial windows (ceil_mode, or padding not counted)
@@ -513,7 +529,7 @@ class _RelaxToGraph:
             axes = sorted(int(v) for v in e.attrs.axis)
             if axes != [2, 3]:
                 raise CompileError(
-                    f"a mean over axes {axes} before {out.name} is not a global average pool.",
+                    f"a mean over axes {axes} is not a global average pool.",
                     "Only GlobalAveragePool (mean over H, W) compiles.",
                 )
             if len(out.shape) != 4:
@@ -525,8 +541,8 @@ class _RelaxToGraph:
             self._same_qparams(src, out, "Flatten/Reshape")
             return Reshape(out.name, [q.tensor], out.name)
         raise CompileError(
-            f"cannot compile the float op '{name}' before {out.name}.",
-            "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.",
+            "its float computation is not one the compiler lowers (e.g. a 1-D or 3-D convolution, a constant operand).",
+            _SUPPORTED_FIX,
         )
 
     def _tir_callee(self, e: Any) -> str:
@@ -545,7 +561,7 @@ class _RelaxToGraph:
     @staticmethod
     def _act_min(value: float, out: QTensor) -> int:
         if value != 0.0:
-            raise CompileError(f"a Clip with min {value} before {out.name} is not a ReLU.", "Use ReLU or Clip(0, max).")
+            raise CompileError(f"a Clip with min {value} is not a ReLU.", "Use ReLU or Clip(0, max).")
         return max(QMIN, out.zero_point)
 
     @staticmethod
@@ -570,31 +586,29 @@ class _RelaxToGraph:
         w = self._dq(w_expr.args[0] if transposed else w_expr)
         if x.tensor is None or w.const is None:
             raise CompileError(
-                f"the conv/gemm before {out.name} does not read an activation and a constant weight.",
+                "the conv/gemm does not read an activation and a constant weight.",
                 "Weights must be int8 initializers behind a DequantizeLinear.",
             )
         if w.const.dtype != np.int8 or np.any(w.zero_point != 0):
-            raise CompileError(
-                f"the weight before {out.name} is not symmetric int8.", "Quantize weights to int8 with zero point 0."
-            )
+            raise CompileError("the weight is not symmetric int8.", "Quantize weights to int8 with zero point 0.")
         weight = w.const
         n_out = weight.shape[0] if (self._op_name(e) == "relax.nn.conv2d" or transposed) else weight.shape[1]
         if not transposed and self._op_name(e) == "relax.matmul":
             weight = weight.T  # MatMul weight [in, out] → [out, in]
-        w_scale = np.broadcast_to(w.scale.reshape(-1), (n_out,)).astype(np.float32).copy()
-        if w.scale.size not in (1, n_out):
+        out_axis = 0 if (self._op_name(e) == "relax.nn.conv2d" or transposed) else 1
+        if w.scale.size not in (1, n_out) or (w.scale.size > 1 and w.axis % w.const.ndim != out_axis):
             raise CompileError(
-                f"weight scale of the op before {out.name} has {w.scale.size} entries for {n_out} channels.",
-                "Quantize weights per output channel (axis 0) or per tensor.",
+                f"its weight has {w.scale.size} scales along axis {w.axis} for {n_out} output channels "
+                f"(axis {out_axis} of the weight).",
+                "Quantize weights per output channel or per tensor.",
             )
+        w_scale = np.broadcast_to(w.scale.reshape(-1), (n_out,)).astype(np.float32).copy()
         b = np.zeros(n_out, np.int32) if bias is None else bias
         src = self._act(x.tensor)
         if self._op_name(e) == "relax.nn.conv2d":
             a = e.attrs
             if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
-                raise CompileError(
-                    f"conv before {out.name} has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW."
-                )
+                raise CompileError(f"conv has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW.")
             return Conv2D(
                 out.name,
                 [x.tensor],
@@ -610,9 +624,7 @@ class _RelaxToGraph:
                 act_max=hi,
             )
         if len(src.shape) != 2:
-            raise CompileError(
-                f"the Gemm before {out.name} reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm."
-            )
+            raise CompileError(f"the Gemm reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm.")
         return Dense(
             out.name,
             [x.tensor],
@@ -627,14 +639,14 @@ class _RelaxToGraph:
     def _same_qparams(self, a: QTensor, b: QTensor, what: str) -> None:
         if a.scale != b.scale or a.zero_point != b.zero_point:
             raise CompileError(
-                f"{what} into {b.name} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
+                f"{what} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
                 f"Quantize the {what} output with its input's qparams.",
             )
 
     def _same_shape(self, name: str, out: QTensor) -> None:
         if self.tensors[name].shape != out.shape:
             raise CompileError(
-                f"Add into {out.name} broadcasts {self.tensors[name].shape} to {out.shape}.",
+                f"the Add broadcasts {self.tensors[name].shape} to {out.shape}.",
                 "Only same-shape residual adds compile.",
             )
 
@@ -649,9 +661,7 @@ def _scalar(e: Any) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise CompileError(
-            f"cannot read the constant {e} of a Clip.", "Export Clip with constant min and max."
-        ) from None
+        raise CompileError("a bound of a Clip is not a constant.", "Export Clip with constant min and max.") from None
 
 
 def _pair(v: Any) -> tuple[int, int]:
