@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, Transpose
 
 # Ops that read their layout from their tensors, or (Lut, Mul of same-rank operands) do not depend on it.
 _LAYOUT_FREE = (Conv2D, Dense, Add, MaxPool, AvgPool, GlobalAvgPool, AvgPoolWindowed, Lut, Mul)
@@ -123,9 +123,19 @@ def to_nhwc(graph: Graph) -> Graph:
     for op in graph.ops:
         inputs = [rename.get(i, i) for i in op.inputs]
         output = out_inner if op.output == graph.output else op.output
+        if isinstance(op, Transpose) and op.perm == (0, 3, 1, 2) and t[op.inputs[0]].layout == "NHWC":
+            ops.append(Reshape(op.name, inputs, output))  # NHWC → NCHW, which becomes NHWC: the same bytes
+            continue
         if isinstance(op, Concat):
             if len(t[op.output].shape) == 4:
                 op = dataclasses.replace(op, axis=_NCHW_TO_NHWC_AXIS[op.axis])
+        elif isinstance(op, Pad):
+            if len(op.before) != 4:
+                return graph
+            nhwc = (0, 2, 3, 1)  # NHWC axis d is NCHW axis nhwc[d]
+            op = dataclasses.replace(
+                op, before=tuple(op.before[a] for a in nhwc), after=tuple(op.after[a] for a in nhwc)
+            )
         elif isinstance(op, Mul):
             if len({len(t[n].shape) for n in op.inputs}) != 1:
                 return graph  # operands of different rank broadcast differently once permuted

@@ -33,7 +33,7 @@ from divqat_tvm.compiler.graph import (
     QTensor,
     Reshape,
 )
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Transpose, unary_table
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, Transpose, unary_table
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).
@@ -56,19 +56,22 @@ SUPPORTED_ONNX_OPS = {
     "Concat",
     "Mul",
     "Sigmoid",
+    "Tanh",
     "HardSigmoid",
     "HardSwish",
     "Transpose",
     "Squeeze",
     "Unsqueeze",
     "ReduceMean",
+    "Pad",
 }
 _SUPPORTED_FIX = (
     "Between QDQ pairs the compiler handles 2-D Conv, Gemm/MatMul, Add, Mul, Concat, pools, ReduceMean over H and W, "
-    "Relu/Clip, Sigmoid, HardSigmoid, HardSwish, Flatten/Reshape/Squeeze/Unsqueeze/Transpose."
+    "Relu/Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Flatten/Reshape/Squeeze/Unsqueeze/Transpose."
 )
 # Ops lowered from their ONNX node (attributes, op type) rather than from the Relax the frontend makes of them.
-_NODE_OPS = ("Concat", "Mul", "Sigmoid", "HardSigmoid", "HardSwish", "Transpose", "Squeeze", "Unsqueeze")
+_MOVES = ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten")  # same codes, new order or shape
+_NODE_OPS = ("Concat", "Mul", "Pad", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", *_MOVES)
 _ACTIVATIONS = ("Relu", "Clip", "Identity")
 
 
@@ -128,6 +131,45 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     return model
 
 
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose constant subgraphs (every input an initializer or another constant, e.g. the
+    ConstantOfShape → Concat → Slice → Cast chain torch exports for F.pad's pads) are evaluated by onnx.reference
+    and stored as initializers. QuantizeLinear/DequantizeLinear nodes are never folded (they define the int8
+    graph)."""
+    import copy
+
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    m = copy.deepcopy(model)
+    known = {t.name for t in m.graph.initializer}
+    fold: list[onnx.NodeProto] = []
+    for node in m.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.domain not in ("", "ai.onnx"):
+            continue
+        if all(not i or i in known for i in node.input):
+            fold.append(node)
+            known.update(node.output)
+    if all(n.op_type == "Constant" for n in fold):
+        return m  # nothing beyond Constant nodes, which the frontend reads
+    folded = {o for n in fold for o in n.output}
+    kept = [n for n in m.graph.node if not any(o in folded for o in n.output)]
+    needed = sorted({i for n in kept for i in n.input if i in folded} | {o.name for o in m.graph.output} & folded)
+    sub = onnx.helper.make_graph(
+        fold, "constants", [], [onnx.helper.make_empty_tensor_value_info(n) for n in needed], list(m.graph.initializer)
+    )
+    sub_model = onnx.helper.make_model(sub, opset_imports=list(m.opset_import))
+    sub_model.ir_version = m.ir_version
+    try:
+        values = ReferenceEvaluator(sub_model).run(None, {})
+    except Exception:  # an op the reference evaluator lacks: leave the graph as it is (check_supported names it)
+        return m
+    del m.graph.node[:]
+    m.graph.node.extend(kept)
+    m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), n) for n, v in zip(needed, values))
+    return m
+
+
 def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` whose uint8 QuantizeLinear/DequantizeLinear use int8 with zero point − 128 (and uint8
     constants dequantized by them, codes − 128): the same real values, so the int8 graph computes the same
@@ -184,7 +226,7 @@ def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def import_onnx(path: str | Path) -> Graph:
     """QDQ ONNX file → int8 Graph (batch 1, NCHW)."""
-    model = load_onnx(path)
+    model = fold_constants(load_onnx(path))
     check_supported(model)
     model = uint8_to_int8(model)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
@@ -233,6 +275,11 @@ class _RelaxToGraph:
         self.onnx_qs = [n for n in nodes if n.op_type == "QuantizeLinear"]
         self.inits = {t.name: t for t in model.graph.initializer} if model is not None else {}
         self.q_tensor: dict[str, str] = {}  # ONNX QuantizeLinear output → Graph tensor name
+        inits = set(self.inits)
+        graph_inputs = [i for i in model.graph.input if i.name not in inits] if model is not None else []
+        self.input_name = graph_inputs[0].name if graph_inputs else ""
+        self.input_dims = [d.dim_value for d in graph_inputs[0].type.tensor_type.shape.dim] if graph_inputs else []
+        self.edge_input: str | None = None
         self.bindings: dict[Any, Any] = {}
         self.order: list[Any] = []
         for block in main.body.blocks:
@@ -314,6 +361,8 @@ class _RelaxToGraph:
                     )
                 graph_input = b.var.name
                 continue
+            if graph_input is None and self.edge_input is not None:
+                graph_input = self.edge_input  # the input quantized before the moves _quantize built
             if node is not None:
                 op.name = node.name or node.output[0]
             self.ops.append(op)
@@ -351,6 +400,17 @@ class _RelaxToGraph:
             self.q_tensor[qn.output[0]] = name
         if src.same_as(param):
             return None
+        if qn is not None and (edge := self._edge_moves(qn)):
+            # float data movement on the graph's input before its QuantizeLinear (e.g. an NHWC input permuted,
+            # a [N, T, C] sequence transposed): quantizing commutes with it, so the int8 input is the model's
+            # input quantized, and the moves run on codes.
+            shape = (1, *self.input_dims[1:])
+            nhwc = edge[-1].op_type == "Transpose" and _perm(edge[-1]) == (0, 3, 1, 2)
+            in_layout = "NHWC" if nhwc else ("NCHW" if len(shape) == 4 else "NC")
+            src_t = QTensor(f"{name}_input", shape, t.scale, t.zero_point, in_layout)
+            self.tensors[src_t.name] = src_t
+            self.edge_input = src_t.name
+            return self._moves_from(edge, src_t, t)
         if self._const(self._value(src)) is not None:
             raise CompileError(
                 f"{label} quantizes a constant, which the compiler cannot fold into an operator.",
@@ -398,7 +458,7 @@ class _RelaxToGraph:
     def _from_node(self, node: onnx.NodeProto, out: QTensor) -> Op:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kind = node.op_type
-        if kind in ("Sigmoid", "HardSigmoid", "HardSwish"):
+        if kind in ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish"):
             src = self._act(self._dq_input(node.input[0], kind))
             func = kind.lower()
             alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
@@ -416,16 +476,116 @@ class _RelaxToGraph:
             if self._act(a).shape[0] != out.shape[0] or self._act(b).shape[0] != out.shape[0]:
                 raise CompileError("it broadcasts along the batch axis.", "Multiply tensors of the same batch size.")
             return Mul(out.name, [a, b], out.name)
-        src = self._act(self._dq_input(node.input[0], kind))
-        self._same_qparams(src, out, kind)
-        if kind == "Transpose":
-            perm = tuple(int(p) for p in attrs.get("perm", range(len(src.shape) - 1, -1, -1)))
-            if perm[0] != 0:
-                raise CompileError(f"it moves the batch axis (perm {list(perm)}).", "Keep axis 0 first.")
-            return Transpose(out.name, [src.name], out.name, perm=perm)
-        if out.shape[0] != src.shape[0]:
-            raise CompileError(f"it changes the batch axis ({src.shape} → {out.shape}).", "Keep axis 0 the batch.")
-        return Reshape(out.name, [src.name], out.name)  # Squeeze / Unsqueeze: the same bytes, a new shape
+        if kind == "Pad":
+            return self._pad(node, attrs, out)
+        return self._moves(node, out)
+
+    def _pad(self, node: onnx.NodeProto, attrs: dict[str, Any], out: QTensor) -> Op:
+        """ONNX Pad (opset 11+: pads and the constant as inputs; opset 2: attributes), constant mode only."""
+        mode = attrs.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode != "constant":
+            raise CompileError(f"it pads in mode '{mode}'.", "Export Pad with mode 'constant' (zero padding).")
+        src = self._act(self._dq_input(node.input[0], "Pad"))
+        self._same_qparams(src, out, "Pad")
+        if len(node.input) > 3 and node.input[3]:
+            raise CompileError("it pads a subset of axes (the 'axes' input).", "Export Pad with opset 13.")
+        pads = self._constant(node.input[1]) if len(node.input) > 1 else np.array(attrs.get("pads", []))
+        value = self._constant(node.input[2]) if len(node.input) > 2 and node.input[2] else attrs.get("value", 0.0)
+        if pads is None or value is None:
+            raise CompileError("its pads or constant value are computed.", "Fold them into constants before export.")
+        p = [int(v) for v in np.asarray(pads).reshape(-1)]
+        rank = len(src.shape)
+        if len(p) != 2 * rank or min(p) < 0 or p[0] or p[rank]:
+            raise CompileError(f"its pads {p} crop or pad the batch axis.", "Pad the feature axes only.")
+        code = (
+            int(
+                np.clip(
+                    np.rint(np.float32(float(np.asarray(value).reshape(-1)[0])) / np.float32(out.scale)),
+                    -128 - out.zero_point,
+                    127 - out.zero_point,
+                )
+            )
+            + out.zero_point
+        )
+        return Pad(out.name, [src.name], out.name, before=tuple(p[:rank]), after=tuple(p[rank:]), value=code)
+
+    def _constant(self, name: str) -> np.ndarray | None:
+        """An initializer's or Constant node's value (None if computed)."""
+        from onnx import numpy_helper
+
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def _edge_moves(self, qn: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """The data-movement nodes between the graph's float input and this QuantizeLinear (empty if none)."""
+        node = self._producer(qn.input[0])
+        if node is None or node.op_type not in _MOVES:
+            return []
+        chain = self._chain(node)
+        return chain if chain[-1].input[0] == self.input_name else []
+
+    def _chain(self, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """`node` and the data-movement nodes feeding it, last to first."""
+        chain = [node]
+        while (up := self._producer(chain[-1].input[0])) is not None and up.op_type in _MOVES:
+            chain.append(up)
+        return chain
+
+    def _moves(self, node: onnx.NodeProto, out: QTensor) -> Op:
+        """A chain of data-movement nodes (Transpose, Squeeze, Unsqueeze, Reshape, Flatten) between one DQ and one
+        Q, which quantize_static leaves unquantized inside: one op per node (all but the last appended here)."""
+        chain = self._chain(node)
+        src = self._act(self._dq_input(chain[-1].input[0], chain[-1].op_type))
+        self._same_qparams(src, out, node.op_type)
+        return self._moves_from(chain, src, out)
+
+    def _moves_from(self, chain: list[onnx.NodeProto], src: QTensor, out: QTensor) -> Op:
+        op: Op | None = None
+        for k, n in enumerate(reversed(chain)):
+            last = k == len(chain) - 1
+            shape = out.shape if last else self._onnx_shape(n.output[0])
+            layout = "NCHW" if len(shape) == 4 else "NC"
+            t = out if last else QTensor(f"{out.name}_{k}", shape, out.scale, out.zero_point, layout)
+            if shape[0] != src.shape[0]:
+                raise CompileError(
+                    f"'{n.name}' changes the batch axis ({src.shape} → {shape}).", "Keep axis 0 the batch."
+                )
+            if n.op_type == "Transpose":
+                perm = _perm(n, len(src.shape))
+                if perm[0] != 0:
+                    raise CompileError(f"it moves the batch axis (perm {list(perm)}).", "Keep axis 0 first.")
+                op = Transpose(n.name or t.name, [src.name], t.name, perm=perm)
+            else:
+                op = Reshape(n.name or t.name, [src.name], t.name)  # the same bytes, a new shape
+            if not last:
+                self.tensors[t.name] = t
+                self.ops.append(op)
+            src = t
+        assert op is not None
+        return op
+
+    def _onnx_shape(self, name: str) -> tuple[int, ...]:
+        """A float intermediate's shape at batch 1, from onnx shape inference."""
+        if not hasattr(self, "_shapes"):
+            import copy
+
+            m = copy.deepcopy(self.model)
+            assert m is not None
+            m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+            m = onnx.shape_inference.infer_shapes(m)
+            self._shapes = {
+                v.name: tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim)
+                for v in list(m.graph.value_info) + list(m.graph.output)
+            }
+        shape = self._shapes.get(name)
+        if not shape or any(d <= 0 for d in shape):
+            raise CompileError(f"the shape of '{name}' is not known.", "Export with fixed sizes after the batch axis.")
+        return shape
 
     def _match(self, e: Any, out: QTensor) -> Op:
         """Recognise the float computation `e` whose result is quantized into `out`."""
@@ -649,6 +809,12 @@ class _RelaxToGraph:
                 f"the Add broadcasts {self.tensors[name].shape} to {out.shape}.",
                 "Only same-shape residual adds compile.",
             )
+
+
+def _perm(node: onnx.NodeProto, rank: int = 4) -> tuple[int, ...]:
+    """A Transpose node's permutation (default: reversed axes)."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return tuple(int(p) for p in attrs.get("perm", range(rank - 1, -1, -1)))
 
 
 def _scalar(e: Any) -> float:

@@ -280,13 +280,43 @@ def mlas_logistic(x: np.ndarray) -> np.ndarray:
     return ((p / q).astype(f) + f(0.5)).astype(f)
 
 
+# MLAS's tanh (tanh.cpp, Eigen's rational approximation on [−9, 9]): what onnxruntime's float Tanh computes
+# (it runs DQ → Tanh → Q unfused).
+_TANH_RANGE = 9.0
+_TANH_P = (
+    -2.76076847742355e-16,
+    2.00018790482477e-13,
+    -8.60467152213735e-11,
+    5.12229709037114e-08,
+    1.48572235717979e-05,
+    6.37261928875436e-04,
+    4.89352455891786e-03,
+)
+_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
+def mlas_tanh(x: np.ndarray) -> np.ndarray:
+    """MlasComputeTanh on float32 values."""
+    f = np.float32
+    v = np.clip(np.asarray(x, f), f(-_TANH_RANGE), f(_TANH_RANGE))
+    v2 = (v * v).astype(f)
+    p = _fma32(v2, f(_TANH_P[0]), f(_TANH_P[1]))
+    for c in _TANH_P[2:]:
+        p = _fma32(p, v2, f(c))
+    p = (p * v).astype(f)
+    q = _fma32(v2, f(_TANH_Q[0]), f(_TANH_Q[1]))
+    for c in _TANH_Q[2:]:
+        q = _fma32(q, v2, f(c))
+    return (p / q).astype(f)
+
+
 def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     """onnxruntime's HardSigmoid: min(1, max(0, alpha·x + beta)) in float32 (multiply, then add)."""
     f = np.float32
     return np.minimum(f(1), np.maximum(f(0), ((x * f(alpha)).astype(f) + f(beta)).astype(f))).astype(f)
 
 
-UNARY_FUNCTIONS = ("identity", "sigmoid", "hardsigmoid", "hardswish")
+UNARY_FUNCTIONS = ("identity", "sigmoid", "tanh", "hardsigmoid", "hardswish")
 
 
 def float_function(func: str, x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
@@ -296,6 +326,8 @@ def float_function(func: str, x: np.ndarray, alpha: float = 0.2, beta: float = 0
         return np.asarray(x, f)
     if func == "sigmoid":
         return mlas_logistic(x)
+    if func == "tanh":
+        return mlas_tanh(x)
     if func == "hardsigmoid":
         return _hard_sigmoid(x, alpha, beta)
     if func == "hardswish":
@@ -476,5 +508,39 @@ def mul_float(a, b, ratio, *, zp_a: int, zp_b: int, zp_out: int, lo: int, hi: in
     def f(*i):
         v = prod(*i).astype("float32") * ratio[0]
         return (tirx.nearbyint(tirx.max(tirx.min(v, hi_f), lo_f)).astype("int32") + zp_out).astype("int8")
+
+    return te.compute(shape, f, name="out")
+
+
+# ---------------------------------------------------------------- Pad (constant mode)
+@dataclass
+class Pad(Op):
+    """ONNX Pad, mode "constant": `before` / `after` elements per axis, filled with the code of the constant
+    (QuantizeLinear of its float value at the tensor's scale and zero point; input and output share them)."""
+
+    before: tuple[int, ...] = ()
+    after: tuple[int, ...] = ()
+    value: int = 0
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        return pad, [], dict(before=tuple(self.before), after=tuple(self.after), value=int(self.value))
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        x = np.asarray(inputs[0])
+        widths = [(0, 0)] + list(zip(self.before[1:], self.after[1:]))  # any batch size
+        return np.pad(x, widths, constant_values=self.value).astype(np.int8)
+
+
+def pad(x, *, before: tuple[int, ...], after: tuple[int, ...], value: int):
+    """TE: out[i] = x[i − before] inside the input, else the constant's code."""
+    shape = tuple(int(d) + b + a for d, b, a in zip(x.shape, before, after))
+
+    def f(*i):
+        inside = tirx.const(True, "bool")
+        for d, b in enumerate(before):
+            if b or after[d]:
+                inside = tirx.all(inside, i[d] >= b, i[d] < b + int(x.shape[d]))
+        src = tuple(tirx.max(tirx.min(i[d] - b, int(x.shape[d]) - 1), 0) for d, b in enumerate(before))
+        return tirx.Select(inside, x[src], tirx.const(value, "int8"))
 
     return te.compute(shape, f, name="out")

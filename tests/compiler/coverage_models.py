@@ -239,7 +239,59 @@ def torch_nets():
             y = torch.relu(self.a(x) + self.b(x))
             return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
 
+    class MLP(nn.Module):
+        """A [N, 20] input (no image axes): Gemm → ReLU → Gemm."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.f1 = nn.Linear(20, 16)
+            self.f2 = nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.f2(torch.relu(self.f1(x)))
+
+    class Seq(nn.Module):
+        """A [N, T, C] sequence input: transposed to channels first, unsqueezed to [N, C, 1, T], a 1×3 conv."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(6, 8, (1, 3), padding=(0, 1))
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c(x.transpose(1, 2).unsqueeze(2)))
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class Nhwc(nn.Module):
+        """An NHWC [N, H, W, C] input permuted to NCHW inside the model."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c(x.permute(0, 3, 1, 2)))
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class PadNet(nn.Module):
+        """An asymmetric zero Pad (its own ONNX node) before a conv without padding."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c0 = nn.Conv2d(3, 8, 1)
+            self.c = nn.Conv2d(8, 8, 3)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = nn.functional.pad(torch.relu(self.c0(x)), (1, 2, 0, 1))
+            return self.fc(nn.functional.adaptive_avg_pool2d(torch.relu(self.c(y)), 1).flatten(1))
+
     return {
+        "pad": PadNet,
+        "mlp": MLP,
+        "seq": Seq,
+        "nhwc": Nhwc,
         "concat": ConcatNet,
         "kept": KeptNet,
         "se": SENet,

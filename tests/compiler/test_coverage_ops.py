@@ -1,4 +1,4 @@
-"""Issue #15: the operators of onnxruntime-quantized QDQ models — Concat, Mul, Sigmoid / HardSigmoid / HardSwish
+"""Issue #15: the operators of onnxruntime-quantized QDQ models — Concat, Mul, Pad, Sigmoid / Tanh / HardSigmoid / HardSwish
 (256-entry tables), kept Relu/Clip between Q/DQ pairs (QDQKeepRemovableActivations), a two-scale Add, squeeze-
 excite — bit-exact with onnxruntime (ORT_ENABLE_ALL, the fused QLinearConcat / QLinearMul / QLinearSigmoid and
 the float DQ → HardSigmoid → Q it runs) and with the numpy reference.
@@ -82,6 +82,7 @@ def all_codes_input(s_in: float, zp_in: int) -> np.ndarray:
 
 UNARY = {
     "Sigmoid": ("sigmoid", {}, True),
+    "Tanh": ("tanh", {}, False),
     "HardSigmoid": ("hardsigmoid", {"alpha": 0.25, "beta": 0.4}, True),
     "HardSwish": ("hardswish", {}, False),
     "Relu": ("identity", {}, False),
@@ -127,7 +128,7 @@ def ort_session_proto(m: onnx.ModelProto):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("op", ["Sigmoid", "HardSwish", "Clip"])
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "HardSwish", "Clip"])
 def test_unary_model_compiles_and_runs_every_code(tmp_path, op):
     """A [1, 256] model (a 2-D input) compiled and run on the host: every code equals onnxruntime."""
     _, attrs, unit = UNARY[op]
@@ -231,6 +232,7 @@ MODELS = {
     "kept": ("lut_clamp", {"keep_activations": True}),
     "se": ("lut_sigmoid", {}),
     "two_scale_add": ("add", {}),
+    "pad": ("pad", {}),  # torch's F.pad: its pads computed by a constant subgraph the importer folds
 }
 
 
@@ -282,3 +284,55 @@ def test_reduce_mean_squeeze_excite_within_one_level(tmp_path, x1000):
     m = h.manifest["output"]
     plain = ort_reference.int8_outputs(ort_session(p, optimized=False), x1000, m["scale"], m["zero_point"])
     assert np.abs(out - plain).max() <= 1
+
+
+# ---------------------------------------------------------------- inputs that are not NCHW images
+SHAPES = {"mlp": (20,), "seq": (16, 6), "nhwc": (12, 12, 3)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_non_nchw_inputs_bit_exact_with_onnxruntime(tmp_path, name):
+    """[N, 20] (Gemm only), [N, T, C] (transposed and unsqueezed to [N, C, 1, T] before its QuantizeLinear) and
+    NHWC [N, H, W, C] permuted inside the model: the float moves before the input's QuantizeLinear run on the
+    quantized codes (quantization commutes with them); 1,000 inputs, bit-exact with onnxruntime."""
+    p = coverage_model(name, tmp_path / f"{name}.onnx", input_shape=SHAPES[name])
+    g = import_onnx(p)
+    assert g.input_tensor.shape == (1, *SHAPES[name])
+    x = np.random.default_rng(8).standard_normal((N, *SHAPES[name])).astype(np.float32)
+    for scheme in ("float", "fixed"):
+        out, h = _host(p, tmp_path / scheme, scheme, x)
+        ref = run_reference(g, h.quantize_input(x), scheme).astype(np.int64)
+        assert int((out != ref).sum()) == 0, scheme
+    assert h.manifest["input"]["shape"] == [1, *SHAPES[name]]
+    if name == "nhwc":  # the permute is a copy and the conv runs NHWC
+        assert h.manifest["input"]["layout"] == "NHWC" and h.manifest["compute_layout"] == "NHWC"
+    m = h.manifest["output"]
+    ort = ort_reference.int8_outputs(ort_reference.session(p), x, m["scale"], m["zero_point"])
+    out, _ = _host(p, tmp_path / "float2", "float", x)
+    assert int((out != ort).sum()) == 0
+
+
+# ---------------------------------------------------------------- under QEMU
+QEMU_MODELS = {"kept": (3, 12, 12), "se": (3, 12, 12), "seq": (16, 6), "nhwc": (12, 12, 3)}
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
+@pytest.mark.parametrize("name", list(QEMU_MODELS))
+def test_models_under_qemu_equal_the_host_build(tmp_path, name):
+    """The firmware (Cortex-M4, mps2-an386) runs 20 inputs of each model: equal to the host build, which equals
+    onnxruntime (the tests above)."""
+    from divqat_tvm.oracle.backend_device import QemuOracle
+
+    kw = {"keep_activations": True} if name == "kept" else {}
+    p = coverage_model(name, tmp_path / f"{name}.onnx", input_shape=QEMU_MODELS[name], **kw)
+    out = tmp_path / name
+    compile_onnx(p, out, requant="fixed", target="mps2-an386", core="cortex-m4")
+    h = HostModel(out)
+    xq = h.quantize_input(np.random.default_rng(9).standard_normal((20, *QEMU_MODELS[name])).astype(np.float32))
+    want = h.run(xq).reshape(20, -1)
+    with QemuOracle(out, board="mps2-an386", transfer="shared", instances=1) as dev:
+        got = np.stack([r.logits for r in dev.run_int8(xq.reshape(20, -1))])
+    assert int((got != want).sum()) == 0
