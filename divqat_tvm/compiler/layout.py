@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, Transpose
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, SoftmaxOrt, Transpose
 
 # Ops that read their layout from their tensors, or (Lut, Mul of same-rank operands) do not depend on it.
 _LAYOUT_FREE = (Conv2D, Dense, Add, MaxPool, AvgPool, GlobalAvgPool, AvgPoolWindowed, Lut, Mul)
@@ -126,7 +126,7 @@ def to_nhwc(graph: Graph) -> Graph:
         if isinstance(op, Transpose) and op.perm == (0, 3, 1, 2) and t[op.inputs[0]].layout == "NHWC":
             ops.append(Reshape(op.name, inputs, output))  # NHWC → NCHW, which becomes NHWC: the same bytes
             continue
-        if isinstance(op, Concat):
+        if isinstance(op, (Concat, SoftmaxOrt)):
             if len(t[op.output].shape) == 4:
                 op = dataclasses.replace(op, axis=_NCHW_TO_NHWC_AXIS[op.axis])
         elif isinstance(op, Pad):

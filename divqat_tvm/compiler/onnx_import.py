@@ -33,7 +33,7 @@ from divqat_tvm.compiler.graph import (
     QTensor,
     Reshape,
 )
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, Transpose, unary_table
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, SoftmaxOrt, Transpose, unary_table
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).
@@ -64,14 +64,15 @@ SUPPORTED_ONNX_OPS = {
     "Unsqueeze",
     "ReduceMean",
     "Pad",
+    "Softmax",
 }
 _SUPPORTED_FIX = (
     "Between QDQ pairs the compiler handles 2-D Conv, Gemm/MatMul, Add, Mul, Concat, pools, ReduceMean over H and W, "
-    "Relu/Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Flatten/Reshape/Squeeze/Unsqueeze/Transpose."
+    "Relu/Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Softmax, Pad, Flatten/Reshape/Squeeze/Unsqueeze/Transpose."
 )
 # Ops lowered from their ONNX node (attributes, op type) rather than from the Relax the frontend makes of them.
 _MOVES = ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten")  # same codes, new order or shape
-_NODE_OPS = ("Concat", "Mul", "Pad", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", *_MOVES)
+_NODE_OPS = ("Concat", "Mul", "Pad", "Softmax", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", *_MOVES)
 _ACTIVATIONS = ("Relu", "Clip", "Identity")
 
 
@@ -478,6 +479,20 @@ class _RelaxToGraph:
             return Mul(out.name, [a, b], out.name)
         if kind == "Pad":
             return self._pad(node, attrs, out)
+        if kind == "Softmax":
+            src = self._act(self._dq_input(node.input[0], kind))
+            rank = len(out.shape)
+            opsets = self.model.opset_import if self.model is not None else []
+            opset = max((o.version for o in opsets if o.domain in ("", "ai.onnx")), default=13)
+            axis = int(attrs.get("axis", -1 if opset >= 13 else 1))
+            axis = axis + rank if axis < 0 else axis
+            if opset < 13 and axis != rank - 1:  # opset < 13 flattens the axes from `axis` on
+                raise CompileError(
+                    f"it is an opset-{opset} Softmax over axes {axis}..{rank - 1}.", "Export with opset 13."
+                )
+            if axis == 0:
+                raise CompileError("it normalises along the batch axis.", "Apply Softmax along a feature axis.")
+            return SoftmaxOrt(out.name, [src.name], out.name, axis=axis)
         return self._moves(node, out)
 
     def _pad(self, node: onnx.NodeProto, attrs: dict[str, Any], out: QTensor) -> Op:

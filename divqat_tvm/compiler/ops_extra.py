@@ -28,6 +28,7 @@ from tvm import te, tirx
 
 from divqat_tvm.compiler import kernels as K
 from divqat_tvm.compiler import requant as rq
+from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.compiler.graph import QMAX, QMIN, Graph, Op, QTensor
 
 KernelSpec = tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]
@@ -544,3 +545,48 @@ def pad(x, *, before: tuple[int, ...], after: tuple[int, ...], value: int):
         return tirx.Select(inside, x[src], tirx.const(value, "int8"))
 
     return te.compute(shape, f, name="out")
+
+
+# ---------------------------------------------------------------- Softmax along any axis
+@dataclass
+class SoftmaxOrt(Op):
+    """ONNX Softmax between Q/DQ along `axis`. "float": onnxruntime's fused QLinearSoftmax (float table of exps,
+    float32 row sum, softmax.softmax_ort); "fixed": TFLite's fixed-point softmax (last axis, output scale 1/256 and
+    zero point −128, as TFLite requires), else refused."""
+
+    axis: int = -1
+
+    @property
+    def kind(self) -> str:
+        return "softmax"  # the output is probabilities (manifest output.kind)
+
+    def _fixed_ok(self, graph: Graph) -> None:
+        from divqat_tvm.errors import CompileError
+
+        to = graph.tensors[self.output]
+        if self.axis != len(to.shape) - 1 or to.scale != sm.OUTPUT_SCALE or to.zero_point != sm.OUTPUT_ZERO_POINT:
+            raise CompileError(
+                f"Softmax '{self.name}' along axis {self.axis} with output scale {to.scale}, zero point "
+                f"{to.zero_point} has no fixed-point (TFLite) form.",
+                "Compile with --requant float (onnxruntime's arithmetic), or quantize the softmax output with "
+                "scale 1/256, zero point -128 along the last axis.",
+            )
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
+        if scheme == "fixed":
+            self._fixed_ok(graph)
+            return sm.softmax, [sm.exp_table(sm.softmax_params(1.0, ti.scale))], {}
+        table = sm.ort_exp_table(ti.scale, ti.shape[self.axis])
+        return (
+            sm.softmax_ort,
+            [table, np.array([sm.ort_y_scale(to.scale)], np.float32)],
+            dict(axis=self.axis, zp_out=to.zero_point),
+        )
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
+        if scheme == "fixed":
+            self._fixed_ok(graph)
+            return sm.softmax_int8_reference(np.asarray(inputs[0]), sm.softmax_params(1.0, ti.scale))
+        return sm.softmax_ort_reference(np.asarray(inputs[0]), self.axis, ti.scale, to.scale, to.zero_point)

@@ -141,11 +141,11 @@ def test_quantized_constant_names_the_quantize_node(tmp_path):
     assert "quantizes a constant" in msg and "QuantizeLinear" in msg
 
 
-def test_softmax_is_refused_with_its_node(tmp_path):
+def test_unsupported_node_is_refused_with_its_index(tmp_path):
     b = QDQBuilder((1, 10))
-    p = b.save(tmp_path / "s.onnx", b.qop("Softmax", [b.x], 1 / 256, -128, name="probs", axis=1))
+    p = b.save(tmp_path / "s.onnx", b.qop("LogSoftmax", [b.x], 0.1, 0, name="logp", axis=1))
     msg = _compile_error(p)
-    assert "'Softmax'" in msg and "'probs'" in msg and "node #" in msg
+    assert "'LogSoftmax'" in msg and "'logp'" in msg and "node #" in msg
 
 
 def test_weight_scales_on_the_wrong_axis_name_the_node(tmp_path):

@@ -314,7 +314,7 @@ def test_non_nchw_inputs_bit_exact_with_onnxruntime(tmp_path, name):
 
 
 # ---------------------------------------------------------------- under QEMU
-QEMU_MODELS = {"kept": (3, 12, 12), "se": (3, 12, 12), "seq": (16, 6), "nhwc": (12, 12, 3)}
+QEMU_MODELS = {"kept": (3, 12, 12), "se": (3, 12, 12), "pad": (3, 12, 12), "seq": (16, 6), "nhwc": (12, 12, 3)}
 
 
 @pytest.mark.slow
@@ -336,3 +336,46 @@ def test_models_under_qemu_equal_the_host_build(tmp_path, name):
     with QemuOracle(out, board="mps2-an386", transfer="shared", instances=1) as dev:
         got = np.stack([r.logits for r in dev.run_int8(xq.reshape(20, -1))])
     assert int((got != want).sum()) == 0
+
+
+# ---------------------------------------------------------------- Softmax along any axis
+SOFTMAX_CASES = {"last": (-1, (1, 10)), "channels": (1, (1, 4, 3, 3)), "height": (2, (1, 4, 5, 3))}
+
+
+def _softmax_model(tmp_path: Path, axis: int, shape: tuple[int, ...]) -> Path:
+    from coverage_models import QDQBuilder
+
+    b = QDQBuilder(shape, 0.1, 3)
+    y = b.qop("Softmax", [b.x], 1 / 256, -128, name="probs", axis=axis)
+    return b.save(tmp_path / "softmax.onnx", y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SOFTMAX_CASES))
+def test_softmax_any_axis_bit_exact_with_onnxruntime(tmp_path, case):
+    """onnxruntime fuses DQ → Softmax → Q into QLinearSoftmax for any axis; `float` reproduces it (float table of
+    exps, float32 row sum in order), 1,000 inputs."""
+    axis, shape = SOFTMAX_CASES[case]
+    p = _softmax_model(tmp_path, axis, shape)
+    x = (np.random.default_rng(4).standard_normal((N, *shape[1:])) * 4).astype(np.float32)
+    out, h = _host(p, tmp_path / "f", "float", x)
+    assert int((out != run_reference(import_onnx(p), h.quantize_input(x), "float")).sum()) == 0
+    ort = ort_reference.int8_outputs(ort_reference.session(p), x, 1 / 256, -128, batch=1)
+    assert int((out != ort).sum()) == 0
+    assert len(np.unique(ort)) > 50
+
+
+@pytest.mark.slow
+def test_softmax_fixed_scheme_is_tflite_or_refused(tmp_path):
+    """`fixed`: TFLite's softmax along the last axis (output 1/256, −128; channels of an NCHW tensor are the last
+    axis once the graph runs NHWC); another axis is refused at compile."""
+    from divqat_tvm.errors import CompileError
+
+    p = _softmax_model(tmp_path, -1, (1, 10))
+    x = (np.random.default_rng(4).standard_normal((N, 10)) * 4).astype(np.float32)
+    out, h = _host(p, tmp_path / "fx", "fixed", x)
+    assert int((out != run_reference(import_onnx(p), h.quantize_input(x), "fixed")).sum()) == 0
+    assert h.manifest["output"]["kind"] == "probabilities"
+    p4 = _softmax_model(tmp_path, 2, (1, 4, 5, 3))
+    with pytest.raises(CompileError, match="requant float"):
+        compile_onnx(p4, tmp_path / "fx4", requant="fixed")
