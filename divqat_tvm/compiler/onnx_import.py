@@ -5,8 +5,12 @@
 walk back from it through the float dataflow (conv2d/matmul + bias, add, pools, mean, reshape, relu)
 to the `R.dequantize` nodes that open it, whose arguments are int8 tensors or int8 constants.
 
-The onnx package is used for one thing Relax does not keep: node names and op types, so an operator
-we cannot compile is reported by the ONNX node that holds it (checked before calling the frontend).
+The ONNX graph itself gives what Relax does not keep. The k-th `R.quantize` is the k-th QuantizeLinear node
+(the frontend converts nodes in order), so every op is named after its ONNX node and every error says which
+node (name, op type, index) it is about. Ops whose meaning is in the node rather than in the Relax the frontend
+makes of it (Concat, Mul, Pad, Softmax, Sigmoid/Tanh/HardSigmoid/HardSwish, Transpose/Reshape/Squeeze/
+Unsqueeze/Flatten chains, float moves before the input's QuantizeLinear) are lowered from the node. Constant
+subgraphs are folded with onnx.reference first; unsupported op types are refused before the frontend runs.
 """
 
 from __future__ import annotations

@@ -15,6 +15,13 @@ loops / padding), the kernel as TE, so that a mistake in one does not hide in th
   ORT_ENABLE_ALL); for count_include_pad=1 as its unfused DequantizeLinear → AveragePool → QuantizeLinear
   (rint(y / s_out) + zp_out; bit-exact with ORT_DISABLE_ALL), because the fused QLinearAveragePool divides a
   partial ceil_mode window by the full kernel size, which the spec and PyTorch do not.
+- `Transpose`, `Pad` (constant): data movement, the same codes and quantization.
+- `Lut`: any function of one int8 code as a 256-entry table built offline as onnxruntime builds or computes it
+  (Sigmoid: its QLinearSigmoid table, MLAS's logistic; Tanh, HardSigmoid, HardSwish: its float kernels between
+  DequantizeLinear and QuantizeLinear; a kept Relu/Clip or a change of scale: QuantizeLinear of the value).
+- `Concat`: inputs copied side by side, each through its own requantization table (QLinearConcat).
+- `Mul`: onnxruntime's QLinearMul ("float") or TFLite's MUL ("fixed"), numpy broadcasting.
+- `SoftmaxOrt`: onnxruntime's QLinearSoftmax along any axis ("float"), TFLite's softmax ("fixed", last axis).
 """
 
 from __future__ import annotations

@@ -287,7 +287,22 @@ def torch_nets():
             y = nn.functional.pad(torch.relu(self.c0(x)), (1, 2, 0, 1))
             return self.fc(nn.functional.adaptive_avg_pool2d(torch.relu(self.c(y)), 1).flatten(1))
 
+    class SoftmaxNet(nn.Module):
+        """Conv → global pool → linear → softmax: probabilities out (quantize_static's fixed softmax range)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+            with torch.no_grad():
+                self.fc.weight.mul_(4.0)
+
+        def forward(self, x):
+            y = nn.functional.adaptive_avg_pool2d(torch.relu(self.c(x)), 1).flatten(1)
+            return torch.softmax(self.fc(y), dim=1)
+
     return {
+        "softmax": SoftmaxNet,
         "pad": PadNet,
         "mlp": MLP,
         "seq": Seq,
