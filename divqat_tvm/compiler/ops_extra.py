@@ -340,7 +340,7 @@ def float_function(func: str, x: np.ndarray, alpha: float = 0.2, beta: float = 0
         return _hard_sigmoid(x, alpha, beta)
     if func == "hardswish":
         return (x * _hard_sigmoid(x, 1.0 / 6.0, 0.5)).astype(f)
-    raise ValueError(f"no table for '{func}'")
+    raise ValueError(f"no table for '{func}' (known: {', '.join(UNARY_FUNCTIONS)})")
 
 
 def unary_table(
