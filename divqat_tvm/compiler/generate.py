@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.compiler import lower, native
+from divqat_tvm.compiler import inplace, lower, native
 from divqat_tvm.compiler.emit import write_artifact, write_cmake_lists
 from divqat_tvm.compiler.graph import Graph
 from divqat_tvm.compiler.layout import to_nhwc
@@ -37,10 +37,14 @@ def generate(
     chosen: dict[int, Any] = {}
     mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen))
     plan = lower.read_plan(mod)
+    arena = {n for n, t in plan.tensors.items() if t.kind == "arena"}
+    plan.overlaps = inplace.overlaps([(c.func, c.args) for c in plan.calls], chosen, arena)
     kernels_c = lower.build_c(plan.prim_funcs)
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
     info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
     op_kernels = [native.manifest_entry(chosen.get(i), info.get("core")) for i in range(len(graph.ops))]
+    for i, allowed in inplace.op_inplace(chosen).items():
+        op_kernels[i]["inplace"] = allowed
     out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info, op_kernels)
     write_cmake_lists(Path(out_dir), prefix, out.get("sources"))
     out["compile_seconds"] = round(time.perf_counter() - t0, 3)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler import kernels as K
-from divqat_tvm.compiler import native
+from divqat_tvm.compiler import memory, native
 from divqat_tvm.compiler import requant as rq
 from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, Reshape
 from divqat_tvm.errors import CompileError
@@ -528,12 +528,14 @@ class Call:
 
 @dataclass
 class Plan:
-    """What the emitter needs: tensors, calls in order, TVM's storage sizes, and the kernels' C."""
+    """What the emitter needs: tensors, calls in order, TVM's storage sizes, the kernels' C, and the overlaps
+    the kernels allow (an output written over an input that dies at its call, compiler/inplace.py)."""
 
     tensors: dict[str, Tensor]
     calls: list[Call]
     storages: dict[str, int]
     prim_funcs: dict[str, Any] = field(default_factory=dict)
+    overlaps: list[memory.Overlap] = field(default_factory=list)
 
 
 def read_plan(mod: Any) -> Plan:
