@@ -107,9 +107,12 @@ def pack(intervals: list[Interval], overlaps: Sequence[Overlap] = ()) -> tuple[d
     leads = _valid_leads(by_name, overlaps)
     singles = [_Unit(((iv, 0),)) for iv in intervals]
     groupings = [singles]
-    chained = _chains(by_name, leads)
-    if len(chained) < len(singles):
-        groupings.append(chained)
+    needed = _needed(by_name, leads, peak_live_bytes(intervals, overlaps))
+    for links in (leads, needed):
+        for prefer_last in (False, True):
+            chained = _chains(by_name, links, prefer_last)
+            if len(chained) < len(singles) and chained not in groupings:
+                groupings.append(chained)
     best: tuple[dict[str, int], int] | None = None
     for units in groupings:
         for key in _ORDERS:
@@ -140,12 +143,22 @@ def _forbidden(m: Interval, p: Interval, off_p: int, leads: _Leads) -> tuple[int
     return lo, hi
 
 
-def _chains(by_name: dict[str, Interval], leads: _Leads) -> list[_Unit]:
+def _needed(by_name: dict[str, Interval], leads: _Leads, bound: int) -> _Leads:
+    """The overlaps at calls whose live bytes exceed the bound without them. Chaining only these keeps the
+    chains short: a rigid chain drifts down by each lead, which costs bytes where no overlap was needed."""
+    live: dict[int, int] = {}
+    for iv in by_name.values():
+        for s in range(iv.first, iv.last + 1):
+            live[s] = live.get(s, 0) + align_up(iv.nbytes)
+    return {k: v for k, v in leads.items() if live[by_name[k[0]].first] > bound}
+
+
+def _chains(by_name: dict[str, Interval], leads: _Leads, prefer_last: bool = False) -> list[_Unit]:
     """Units: each chain of overlaps (an output over its best input, that input over its own, ...) with the
-    relative offsets the leads give, and every other tensor alone. A chain whose members would collide falls
-    back to single tensors."""
+    relative offsets the leads give, and every other tensor alone. Between inputs that save as much (an add's),
+    the first or the last in name order. A chain whose members would collide falls back to single tensors."""
     parent: dict[str, str] = {}
-    for (out, inp), lead in sorted(leads.items()):
+    for (out, inp), lead in sorted(leads.items(), reverse=prefer_last):
         best = parent.get(out)
         if best is None or _saving(by_name, out, inp, lead) > _saving(by_name, out, best, leads[(out, best)]):
             parent[out] = inp
