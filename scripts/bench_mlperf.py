@@ -13,6 +13,10 @@ parses them). A model with no reference figures gets no ratios ("-"); one our co
 2-D input today) is reported as such, with TFLM's figures alone, and the JSON records the reason (exit 0).
 Writes everything to JSON (--json).
 
+MODEL may also be a QDQ ONNX model (a DivQAT student from `divqat-tvm export`): it is compiled with
+`compile_onnx` (NCHW graph converted to NHWC inside) and measured the same way, without TFLM figures (no
+ratios); `--kernels te` and `--kernels native` give the before/after of the hand-written kernels on it.
+
     .venv/bin/python scripts/bench_mlperf.py --model ../shared/models/kws_ref_model.tflite --tflm-json build/tflm/kws-m7.json
 """
 
@@ -140,7 +144,8 @@ def main() -> int:
     from rich.table import Table
     from tqdm import tqdm
 
-    from divqat_tvm.compiler.tflite_import import compile_tflite
+    from divqat_tvm.compiler.generate import compile_onnx
+    from divqat_tvm.compiler.tflite_import import compile_tflite, is_tflite
     from divqat_tvm.device.footprint import measure_footprint
     from divqat_tvm.errors import CompileError
     from divqat_tvm.fileio import atomic_write_json
@@ -150,7 +155,8 @@ def main() -> int:
     con.print(f"model {args.model.name}; TFLM reference: {ref['source'] if ref else 'none for this model (no ratios)'}")
     t0 = time.perf_counter()
     try:
-        manifest = compile_tflite(args.model, out_dir, target="mps2-an500", core="cortex-m7", kernels=args.kernels)
+        compile_fn = compile_tflite if is_tflite(args.model) else compile_onnx
+        manifest = compile_fn(args.model, out_dir, target="mps2-an500", core="cortex-m7", kernels=args.kernels)
     except CompileError as e:
         con.print(f"ours: {args.model.name} does not compile with our compiler: {e}")
         if ref:
@@ -267,6 +273,8 @@ def main() -> int:
         {
             "model": str(args.model),
             "status": "ok",
+            "kernels": args.kernels,
+            "arena_bound_bytes": manifest.get("arena_bound_bytes"),
             "macs": macs,
             "compile_seconds": compile_s,
             "inputs_per_board": args.inputs,
