@@ -23,6 +23,23 @@ from divqat_tvm.compiler.reference import run_reference
 needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
 
+def test_overlap_rules_match_the_kernel_sources() -> None:
+    """A kernel whose C changed gets no overlap until its order of reads and writes is checked again: read the
+    kernel, re-derive its lead (inplace.py's docstring), run this file's QEMU tests, then update VERIFIED."""
+    for function, (file, digest) in inplace.VERIFIED.items():
+        assert inplace.source_digest(file) == digest, f"{file} changed: re-verify {function}'s overlap rule"
+
+
+def test_a_changed_kernel_gets_no_overlap(monkeypatch) -> None:
+    graph = chain_graph("3x3_pad1_c16", np.random.default_rng(0))
+    from divqat_tvm.compiler import native
+
+    call = native.select(graph, graph.ops[1], "fixed")
+    assert inplace.kernel_lead(call) == 16 * (8 + 1 + 4)
+    monkeypatch.setitem(inplace.VERIFIED, "divqat_conv_s8", ("conv_s8.c", "0" * 16))
+    assert inplace.kernel_lead(call) is None
+
+
 # ---------------------------------------------------------------- memory.pack with overlaps
 def _valid(offsets: dict[str, int], ivs: list[memory.Interval], overlaps: list[memory.Overlap]) -> bool:
     """Every two tensors alive at one call are disjoint, or an allowed overlap with the output lead bytes (or
