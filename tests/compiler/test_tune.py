@@ -165,3 +165,31 @@ def test_tune_measures_under_qemu(tmp_path) -> None:
         assert set(counts) == set(o["kernel"]["tuned"]["candidates"]) and min(counts.values()) > 0
         assert counts[o["kernel"]["tuned"]["choice"]] == min(counts.values())
     _exact(tmp_path, "m", graph, rng)
+
+
+@pytest.mark.emulator
+@pytest.mark.needs_tools("arm-none-eabi-gcc")
+def test_compile_command_uses_the_tuning_cache(tmp_path, capsys) -> None:
+    """`divqat-tvm compile MODEL --tune-cache CACHE` (no --tune): the cache's choices, recorded and printed."""
+    import tflite_testmodels as tm
+
+    from divqat_tvm.cli import main
+    from divqat_tvm.compiler.tflite_import import import_tflite
+
+    p = tmp_path / "zoo.tflite"
+    p.write_bytes(tm.zoo_model(1))
+    layers = tune.tunable_layers(import_tflite(p), "fixed", "cortex-m7")
+    assert layers
+    cache = tmp_path / "cache.json"
+    tune.save_cache(cache, {layer.key: {"choice": "te", "instructions": {"te": 1}} for layer in layers})
+    out = tmp_path / "zoo_m7"
+    assert main(["compile", str(p), "--target", "cortex-m7", "--out", str(out), "--tune-cache", str(cache)]) in (
+        0,
+        None,
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    tuned = [o for o in m["ops"] if "tuned" in o["kernel"]]
+    assert [o["index"] for o in tuned] == [layer.index for layer in layers]
+    assert all(o["kernel"]["name"] == "tvm" and o["kernel"]["tuned"]["source"] == "cache" for o in tuned)
+    assert m["tune"] == {"cache": str(cache), "measured": False, "board": None}
+    assert "kernels by tuning cache" in capsys.readouterr().out
