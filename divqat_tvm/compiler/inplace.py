@@ -110,9 +110,11 @@ def op_inplace(chosen: dict[int, Any]) -> dict[int, dict[str, Any]]:
 def overlaps(plan_calls: list[tuple[str, list[str]]], chosen: dict[int, Any], arena: set[str]) -> list[memory.Overlap]:
     """The allowed overlaps of the planned main: call i (graph op i) with native call `chosen[i]` may place its
     output over an activation argument that is an arena tensor whose last use is call i."""
+    first: dict[str, int] = {}
     last: dict[str, int] = {}
     for i, (_, args) in enumerate(plan_calls):
         for a in args:
+            first.setdefault(a, i)
             last[a] = i
     result: list[memory.Overlap] = []
     for i, (_, args) in enumerate(plan_calls):
@@ -121,7 +123,7 @@ def overlaps(plan_calls: list[tuple[str, list[str]]], chosen: dict[int, Any], ar
         if call is None or lead is None:
             continue
         out = args[len(call.inputs) + len(call.consts)]
-        if out not in arena:
+        if out not in arena or first[out] != i:
             continue
         for name in dict.fromkeys(args[: len(call.inputs)]):
             if name in arena and last[name] == i:
