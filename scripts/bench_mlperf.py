@@ -16,6 +16,8 @@ Writes everything to JSON (--json).
 MODEL may also be a QDQ ONNX model (a DivQAT student from `divqat-tvm export`): it is compiled with
 `compile_onnx` (NCHW graph converted to NHWC inside) and measured the same way, without TFLM figures (no
 ratios); `--kernels te` and `--kernels native` give the before/after of the hand-written kernels on it.
+`--tune-cache CACHE` compiles the model once per board's core with the kernel choices `divqat-tvm compile --tune`
+stored in CACHE (compiler/tune.py) and measures each board on its own core's build.
 
     .venv/bin/python scripts/bench_mlperf.py --model ../shared/models/kws_ref_model.tflite --tflm-json build/tflm/kws-m7.json
 """
@@ -124,6 +126,12 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, default=3, help="random inputs measured per board")
     ap.add_argument("--boards", nargs="*", default=list(BOARDS))
     ap.add_argument(
+        "--tune-cache",
+        type=Path,
+        default=None,
+        help="compile once per core with the kernel choices of this tuning cache (divqat-tvm compile --tune)",
+    )
+    ap.add_argument(
         "--kernels",
         choices=("native", "te"),
         default="native",
@@ -179,8 +187,17 @@ def main() -> int:
         return 0
     compile_s = time.perf_counter() - t0
     results: dict[str, Any] = {}
+    tuned: dict[str, Any] = {}
     for board in tqdm(args.boards, desc="boards", unit="board"):
-        results[board] = measure_footprint(out_dir, board, n=args.inputs)
+        build = out_dir
+        if args.tune_cache is not None:  # the choices are per core: one compile per board's core
+            from divqat_tvm.compiler.tune import Tuning
+
+            core = BOARDS.get(board, "cortex-m7")
+            build = out_dir / f"tuned-{core}"
+            m = compile_fn(args.model, build, target=board, core=core, tuning=Tuning(args.tune_cache))
+            tuned[board] = {o["name"]: o["kernel"]["tuned"] for o in m["ops"] if "tuned" in o["kernel"]}
+        results[board] = measure_footprint(build, board, n=args.inputs)
 
     macs = manifest.get("macs")
     summary = summary_rows(results, ref, macs)
@@ -274,6 +291,8 @@ def main() -> int:
             "model": str(args.model),
             "status": "ok",
             "kernels": args.kernels,
+            "tune_cache": str(args.tune_cache) if args.tune_cache else None,
+            "tuned": tuned,
             "arena_bound_bytes": manifest.get("arena_bound_bytes"),
             "macs": macs,
             "compile_seconds": compile_s,

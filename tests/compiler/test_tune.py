@@ -193,3 +193,31 @@ def test_compile_command_uses_the_tuning_cache(tmp_path, capsys) -> None:
     assert all(o["kernel"]["name"] == "tvm" and o["kernel"]["tuned"]["source"] == "cache" for o in tuned)
     assert m["tune"] == {"cache": str(cache), "measured": False, "board": None}
     assert "kernels by tuning cache" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
+def test_choices_from_the_cache_stay_exact_with_litert_under_qemu(tmp_path) -> None:
+    """AD01 (ten FULLY_CONNECTED layers) with every layer on the TE kernel by the cache, as --tune picks on the
+    Cortex-M4 (LiteRT's double rounding in software costs less in TVM's loop): bit-exact with BUILTIN_REF on
+    the host (200 inputs) and the emulated M4 (20)."""
+    from test_coverage_rank import AD01, litert, litert_run
+
+    from divqat_tvm.compiler.tflite_import import compile_tflite, import_tflite
+    from divqat_tvm.oracle.backend_device import QemuOracle
+
+    assert AD01.is_file(), f"the MLPerf Tiny model is not at {AD01}"
+    layers = tune.tunable_layers(import_tflite(AD01), "fixed", "cortex-m4")
+    assert len(layers) == 10
+    cache = tmp_path / "cache.json"
+    tune.save_cache(cache, {layer.key: {"choice": "te", "instructions": {}} for layer in layers})
+    out = tmp_path / "ad01"
+    m = compile_tflite(AD01, out, target="mps2-an386", core="cortex-m4", tuning=tune.Tuning(cache))
+    assert [o["kernel"]["name"] for o in m["ops"] if o["kind"] == "dense"] == ["tvm"] * 10
+    xs = np.random.default_rng(9).integers(-128, 128, (200, 640)).astype(np.int8)
+    ref = litert_run(litert(AD01), xs[:, None])[:, 0]
+    assert int((HostModel(out).run(xs) != ref).sum()) == 0
+    with QemuOracle(out, board="mps2-an386", transfer="shared", instances=1) as dev:
+        got = np.stack([r.logits for r in dev.run_int8(xs[:20])])
+    assert int((got != ref[:20]).sum()) == 0
