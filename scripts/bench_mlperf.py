@@ -192,8 +192,9 @@ def main() -> int:
         build = out_dir
         if args.tune_cache is not None:  # the choices are per core: one compile per board's core
             from divqat_tvm.compiler.tune import Tuning
+            from divqat_tvm.targets import load_board
 
-            core = BOARDS.get(board, "cortex-m7")
+            core = load_board(board).core
             build = out_dir / f"tuned-{core}"
             m = compile_fn(args.model, build, target=board, core=core, tuning=Tuning(args.tune_cache))
             tuned[board] = {o["name"]: o["kernel"]["tuned"] for o in m["ops"] if "tuned" in o["kernel"]}
