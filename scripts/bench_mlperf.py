@@ -13,6 +13,12 @@ parses them). A model with no reference figures gets no ratios ("-"); one our co
 2-D input today) is reported as such, with TFLM's figures alone, and the JSON records the reason (exit 0).
 Writes everything to JSON (--json).
 
+MODEL may also be a QDQ ONNX model (a DivQAT student from `divqat-tvm export`): it is compiled with
+`compile_onnx` (NCHW graph converted to NHWC inside) and measured the same way, without TFLM figures (no
+ratios); `--kernels te` and `--kernels native` give the before/after of the hand-written kernels on it.
+`--tune-cache CACHE` compiles the model once per board's core with the kernel choices `divqat-tvm compile --tune`
+stored in CACHE (compiler/tune.py) and measures each board on its own core's build.
+
     .venv/bin/python scripts/bench_mlperf.py --model ../shared/models/kws_ref_model.tflite --tflm-json build/tflm/kws-m7.json
 """
 
@@ -120,6 +126,12 @@ def main() -> int:
     ap.add_argument("--inputs", type=int, default=3, help="random inputs measured per board")
     ap.add_argument("--boards", nargs="*", default=list(BOARDS))
     ap.add_argument(
+        "--tune-cache",
+        type=Path,
+        default=None,
+        help="compile once per core with the kernel choices of this tuning cache (divqat-tvm compile --tune)",
+    )
+    ap.add_argument(
         "--kernels",
         choices=("native", "te"),
         default="native",
@@ -140,7 +152,8 @@ def main() -> int:
     from rich.table import Table
     from tqdm import tqdm
 
-    from divqat_tvm.compiler.tflite_import import compile_tflite
+    from divqat_tvm.compiler.generate import compile_onnx
+    from divqat_tvm.compiler.tflite_import import compile_tflite, is_tflite
     from divqat_tvm.device.footprint import measure_footprint
     from divqat_tvm.errors import CompileError
     from divqat_tvm.fileio import atomic_write_json
@@ -150,7 +163,8 @@ def main() -> int:
     con.print(f"model {args.model.name}; TFLM reference: {ref['source'] if ref else 'none for this model (no ratios)'}")
     t0 = time.perf_counter()
     try:
-        manifest = compile_tflite(args.model, out_dir, target="mps2-an500", core="cortex-m7", kernels=args.kernels)
+        compile_fn = compile_tflite if is_tflite(args.model) else compile_onnx
+        manifest = compile_fn(args.model, out_dir, target="mps2-an500", core="cortex-m7", kernels=args.kernels)
     except CompileError as e:
         con.print(f"ours: {args.model.name} does not compile with our compiler: {e}")
         if ref:
@@ -173,8 +187,18 @@ def main() -> int:
         return 0
     compile_s = time.perf_counter() - t0
     results: dict[str, Any] = {}
+    tuned: dict[str, Any] = {}
     for board in tqdm(args.boards, desc="boards", unit="board"):
-        results[board] = measure_footprint(out_dir, board, n=args.inputs)
+        build = out_dir
+        if args.tune_cache is not None:  # the choices are per core: one compile per board's core
+            from divqat_tvm.compiler.tune import Tuning
+            from divqat_tvm.targets import load_board
+
+            core = load_board(board).core
+            build = out_dir / f"tuned-{core}"
+            m = compile_fn(args.model, build, target=board, core=core, tuning=Tuning(args.tune_cache))
+            tuned[board] = {o["name"]: o["kernel"]["tuned"] for o in m["ops"] if "tuned" in o["kernel"]}
+        results[board] = measure_footprint(build, board, n=args.inputs)
 
     macs = manifest.get("macs")
     summary = summary_rows(results, ref, macs)
@@ -267,6 +291,10 @@ def main() -> int:
         {
             "model": str(args.model),
             "status": "ok",
+            "kernels": args.kernels,
+            "tune_cache": str(args.tune_cache) if args.tune_cache else None,
+            "tuned": tuned,
+            "arena_bound_bytes": manifest.get("arena_bound_bytes"),
             "macs": macs,
             "compile_seconds": compile_s,
             "inputs_per_board": args.inputs,

@@ -42,6 +42,34 @@ def _root(
     """
 
 
+# One example per command, shown at the end of its --help (data, kept beside the command list it mirrors).
+EXAMPLES: dict[str, str] = {
+    "datasets": "divqat-tvm datasets",
+    "models": "divqat-tvm models",
+    "train": "divqat-tvm train --dataset mnist5k --arch tinycnn --epochs 8 --out runs/teacher.pt",
+    "quantize": "divqat-tvm quantize runs/teacher.pt --method divqat --alpha 2 --out runs/divqat.pt",
+    "export": "divqat-tvm export runs/divqat.pt --out runs/divqat.onnx",
+    "evaluate": "divqat-tvm evaluate runs/divqat.pt",
+    "targets": "divqat-tvm targets",
+    "compile": "divqat-tvm compile runs/divqat.onnx --target cortex-m7 --ram 320K --out build/m7",
+    "build": "divqat-tvm build build/m7 --board mps2-an500",
+    "emulate": "divqat-tvm emulate build/m7 --random 20",
+    "flash": "divqat-tvm flash build/m7 --board nucleo-f746zg --dry-run",
+    "footprint": "divqat-tvm footprint build/m7 --out build/m7/footprint.json",
+    "attack": "divqat-tvm attack --attack knockoff --victim qemu:build/m7@mps2-an500 --budget 2000 --out runs/ko",
+    "experiment": "divqat-tvm experiment configs/embedded.toml --out runs/exp",
+    "report": "divqat-tvm report runs/exp",
+    "demo": "divqat-tvm demo --out runs/demo",
+}
+
+
+def _add_examples() -> None:
+    """Put each command's example at the end of its --help (a command without one is a test failure)."""
+    for info in app.registered_commands:
+        if info.name in EXAMPLES:
+            info.epilog = f"Example: {EXAMPLES[info.name]}"
+
+
 def _register() -> None:
     """Each stage adds its commands here, one line per stage (explicit, no folder scanning)."""
     # STAGES: (keep this list in pipeline order)
@@ -67,6 +95,7 @@ def _register() -> None:
     from divqat_tvm.cli.experiment import register as _experiment
 
     _experiment(app)  # noqa: E702, I001
+    _add_examples()
 
 
 def targets_command() -> None:
@@ -76,10 +105,18 @@ def targets_command() -> None:
 
     from divqat_tvm.targets import board_names, core_names, load_board, load_core
 
-    table = Table("target", "kind", "core", "flash", "RAM", "clock")
+    table = Table("target", "kind", "core / arch", "flash", "RAM", "clock / default board")
     for n in core_names():
         c = load_core(n)
-        table.add_row(n, "core", c.arch, "", "", f"default board: {c.default_board or '-'}")
+        typical = f" (typical: {c.typical_part.split(':')[0]})" if c.typical_part else ""
+        table.add_row(
+            n,
+            "core",
+            c.arch + typical,
+            f"{c.typical_flash // 1024} KiB" if c.typical_flash else "",
+            f"{c.typical_ram // 1024} KiB" if c.typical_ram else "",
+            c.default_board or "-",
+        )
     for n in board_names():
         b = load_board(n)
         table.add_row(
@@ -90,7 +127,7 @@ def targets_command() -> None:
             f"{b.ram.length // 1024} KiB",
             f"{b.clock_hz / 1e6:g} MHz",
         )
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 _register()

@@ -136,10 +136,10 @@ def input_normalization(victim: Optional[str], info) -> dict:
     return {"mean": mean * c if len(mean) == 1 else mean, "std": std * c if len(std) == 1 else std}
 
 
-def _tqdm_progress(total: int, desc: str):
+def _tqdm_progress(total: int, desc: str, show: bool = True):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="q", dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, unit="q", dynamic_ncols=True, disable=not show)
     state: dict[str, float | None] = {"acc": None}
 
     def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
@@ -256,6 +256,9 @@ def attack_command(
         "--executor",
         help="where --devices run: local (child processes) or ray (Ray actors; $RAY_ADDRESS or a private cluster; needs the divqat-tvm\\[cluster] extra)",
     ),
+    show_progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="show a progress bar with queries, loss and stolen accuracy"
+    ),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
 
@@ -293,7 +296,9 @@ def attack_command(
         fit = FitConfig(**{k: v for k, v in given.items() if v is not None})
         from tqdm import tqdm
 
-        bar = tqdm(total=fit.epochs, desc=f"replay {replay}", unit="epoch", dynamic_ncols=True)
+        bar = tqdm(
+            total=fit.epochs, desc=f"replay {replay}", unit="epoch", dynamic_ncols=True, disable=not show_progress
+        )
 
         def progress(queries: int, loss: float | None = None, accuracy: float | None = None, phase: str = "") -> None:
             bar.update(1)
@@ -368,7 +373,7 @@ def attack_command(
         "test_set": test_set,
         "surrogate": surrogate if attack == "knockoff" else None,
     }
-    bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}")
+    bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}", show_progress)
     with open_oracle(victim, defense=defense, budget=cfg.budget, devices=devices, executor=executor) as oracle:
         try:
             res = run_attack(

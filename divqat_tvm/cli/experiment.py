@@ -29,6 +29,18 @@ AddressOpt = Annotated[
     typer.Option("--address", help="Ray cluster to run on (HOST:PORT or auto); default: a private one on 127.0.0.1."),
 ]
 
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Show a progress bar per stage (failures are always printed).")
+]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch threads per task (results are the same for any value: training and attacks fix their own numerics).",
+    ),
+]
+
 
 def experiment_command(
     config: Path = typer.Argument(..., help="Experiment config (TOML), e.g. configs/embedded.toml."),
@@ -40,6 +52,8 @@ def experiment_command(
     cache: CacheOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = 1,
 ) -> None:
     """Run a grid (dataset × victim × attack × seed) cell by cell, resumably, and write its report."""
     from divqat_tvm.experiment.config import load_experiment
@@ -48,7 +62,15 @@ def experiment_command(
     console = Console(stderr=True)
     exp = load_experiment(config, profile)
     summary, paths = run_experiment(
-        exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address
+        exp,
+        out,
+        workers=workers,
+        cache_dir=cache,
+        console=console,
+        executor=executor,
+        address=address,
+        threads=threads,
+        progress=progress,
     )
     _finish(console, summary, paths, out)
 
@@ -72,6 +94,8 @@ def demo_command(
     cache: CacheOpt = None,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    progress: ProgressOpt = True,
+    threads: ThreadsOpt = 1,
 ) -> None:
     """The main job: teacher, QAT and DivQAT students, compiled for Cortex-M7, run under QEMU, stolen with KnockoffNets, reported.
 
@@ -87,7 +111,15 @@ def demo_command(
             raise DivqatError(f"Unknown backend {backend!r}.", "Use qemu, tvm-host or torch.")
         exp = dataclasses.replace(exp, backend=backend)
     summary, paths = run_experiment(
-        exp, out, workers=workers, cache_dir=cache, console=console, executor=executor, address=address
+        exp,
+        out,
+        workers=workers,
+        cache_dir=cache,
+        console=console,
+        executor=executor,
+        address=address,
+        threads=threads,
+        progress=progress,
     )
     _finish(console, summary, paths, out)
 

@@ -16,6 +16,7 @@ from typing import Any
 from divqat_tvm.compiler import library
 from divqat_tvm.compiler.generate import compile_onnx
 from divqat_tvm.compiler.tflite_import import compile_tflite, is_tflite
+from divqat_tvm.compiler.tune import Tuning
 from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json
 from divqat_tvm.targets import resolve
@@ -81,13 +82,15 @@ def compile_model(
     arm: bool = True,
     flash: int | None = None,
     ram: int | None = None,
+    tuning: Tuning | None = None,
 ) -> CompiledModel:
     """Compile a quantized model (ONNX QDQ or int8 TFLite) for a core or board.
 
     The fit is checked before any arm build (weights + arena against the target's flash and RAM) and again with
     the code size after it, so a model too large for the board fails early with a clear message. `flash` and
     `ram` (bytes) override the board's memory; a target that names a core is also compared with a typical
-    part of that core, with a warning (in `notes`) rather than a refusal.
+    part of that core, with a warning (in `notes`) rather than a refusal. `tuning`: choose each layer's kernel
+    from a tuning cache, measuring the candidates first if it has a measure function (compiler/tune.py).
     """
     model, out = Path(model), Path(out)
     if not model.is_file():
@@ -100,7 +103,14 @@ def compile_model(
         notes.append(f"{tgt.core.name} has no FPU; float requantization runs in software there.")
     imp = importer_for(model)
     manifest = imp.compile(
-        model, out, requant=requant, prefix=prefix, target=tgt.name, core=tgt.core.name, meta=imp.meta(model)
+        model,
+        out,
+        requant=requant,
+        prefix=prefix,
+        target=tgt.name,
+        core=tgt.core.name,
+        meta=imp.meta(model),
+        tuning=tuning,
     )
     fit: dict[str, Any] = {"flash": flash, "ram": ram, "named_core": tgt.board is None or tgt.core.name == target}
     fit_notes = library.check_fits(tgt, manifest["weight_bytes"], manifest["arena_bytes"], **fit)

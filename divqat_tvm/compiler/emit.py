@@ -33,17 +33,23 @@ class Layout:
     offsets: dict[str, int]
     arena_bytes: int
     tvm_storage_bytes: int
+    bound_bytes: int = 0  # memory.peak_live_bytes: no placement of these tensors (and overlaps) is smaller
+    shared: dict[int, int] | None = None  # call index -> bytes its output shares with an input (an overlap used)
 
 
 def arena_layout(plan: Plan) -> Layout:
     arena = {n for n, t in plan.tensors.items() if t.kind == "arena"}
+    calls = [(c.func, c.args) for c in plan.calls]
     ivs = [
-        memory.Interval(i.name, plan.tensors[i.name].nbytes, i.first, i.last)
-        for i in memory.lifetimes([(c.func, c.args) for c in plan.calls], arena)
+        memory.Interval(i.name, plan.tensors[i.name].nbytes, i.first, i.last) for i in memory.lifetimes(calls, arena)
     ]
-    offsets, size = memory.pack(ivs)
+    offsets, size = memory.pack(ivs, plan.overlaps)
     tvm_bytes = sum(memory.align_up(s) for s in plan.storages.values())
-    return Layout(offsets, size, tvm_bytes)
+    first = {iv.name: iv.first for iv in ivs}
+    shared: dict[int, int] = {}
+    for o, n in memory.shared_bytes(offsets, ivs, plan.overlaps).items():
+        shared[first[o.out]] = max(shared.get(first[o.out], 0), n)
+    return Layout(offsets, size, tvm_bytes, memory.peak_live_bytes(ivs, plan.overlaps), shared)
 
 
 def _c_array(name: str, arr: np.ndarray) -> str:
@@ -180,6 +186,8 @@ def write_artifact(
         if op_kernels is not None:
             kern = dict(op_kernels[i])
             ops[-1]["scratch_bytes"] = int(kern.pop("scratch_bytes", 0))  # arena bytes the kernel uses during its call
+            if "inplace" in kern:  # the output may overwrite these inputs (compiler/inplace.py); bytes it does
+                ops[-1]["inplace"] = {**kern.pop("inplace"), "shared_bytes": (layout.shared or {}).get(i, 0)}
             ops[-1]["kernel"] = kern
     ti, to = graph.input_tensor, graph.output_tensor
     manifest = {
@@ -202,6 +210,7 @@ def write_artifact(
         "ops": ops,
         "macs": sum(o["macs"] for o in ops),
         "arena_bytes": layout.arena_bytes,
+        "arena_bound_bytes": layout.bound_bytes,
         "tvm_storage_bytes": layout.tvm_storage_bytes,
         "weight_bytes": const_bytes,
         "header": h_name,

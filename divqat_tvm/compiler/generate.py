@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.compiler import lower, native
+from divqat_tvm.compiler import inplace, lower, native, tune
 from divqat_tvm.compiler.emit import write_artifact, write_cmake_lists
 from divqat_tvm.compiler.graph import Graph
 from divqat_tvm.compiler.layout import to_nhwc
@@ -25,22 +25,47 @@ def generate(
     prefix: str = "model",
     manifest: dict[str, Any] | None = None,
     kernels: str = "native",
+    tuning: tune.Tuning | None = None,
+    overrides: dict[int, Any] | None = None,
 ) -> dict[str, Any]:
     """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir.
 
     `kernels`: "native" (default) runs the layers the hand-written C kernels handle with them (native.py);
-    "te" keeps every op on TVM-scheduled TE kernels. The choice per op is in the manifest (`ops[].kernel`)."""
+    "te" keeps every op on TVM-scheduled TE kernels. The choice per op is in the manifest (`ops[].kernel`).
+    `tuning`: choose among each layer's candidate kernels by the tuning cache, measuring them first when it
+    has a measure function (tune.py). `overrides`: {op index: NativeCall or None} fixed by the caller."""
     if not _C_IDENT.match(prefix):
         raise CompileError(f"prefix '{prefix}' is not a C identifier.", "Use letters, digits and underscores.")
     tvm_version = lower.check_tvm_version()
     t0 = time.perf_counter()
+    records: dict[int, dict[str, Any]] = {}
+    if tuning is not None and kernels == "native":
+        core = (manifest or {}).get("core")
+        if not core:
+            raise CompileError("kernel tuning needs a core (its choices are per core).", "Compile for a named core.")
+        if tuning.measure is not None:
+
+            def build(ov: dict[int, Any], d: Path) -> Path:
+                generate(graph, d, requant=requant, prefix=prefix, manifest=manifest, kernels=kernels, overrides=ov)
+                return d
+
+            tune.measure_layers(graph, requant, core, tuning, build)
+        overrides, records = tune.cached_choices(graph, requant, core, tuning.cache)
     chosen: dict[int, Any] = {}
-    mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen))
+    mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen, overrides=overrides))
     plan = lower.read_plan(mod)
+    arena = {n for n, t in plan.tensors.items() if t.kind == "arena"}
+    plan.overlaps = inplace.overlaps([(c.func, c.args) for c in plan.calls], chosen, arena)
     kernels_c = lower.build_c(plan.prim_funcs)
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
     info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
     op_kernels = [native.manifest_entry(chosen.get(i), info.get("core")) for i in range(len(graph.ops))]
+    for i, allowed in inplace.op_inplace(chosen).items():
+        op_kernels[i]["inplace"] = allowed
+    for i, rec in records.items():
+        op_kernels[i]["tuned"] = rec
+    if tuning is not None:
+        info["tune"] = {"cache": str(tuning.cache), "measured": tuning.measure is not None, "board": tuning.board}
     out = write_artifact(Path(out_dir), graph, plan, kernels_c, prefix, info, op_kernels)
     write_cmake_lists(Path(out_dir), prefix, out.get("sources"))
     out["compile_seconds"] = round(time.perf_counter() - t0, 3)
@@ -58,6 +83,7 @@ def compile_onnx(
     meta: dict[str, Any] | None = None,
     kernels: str = "native",
     compute_layout: str = "NHWC",
+    tuning: tune.Tuning | None = None,
 ) -> dict[str, Any]:
     """Import a QDQ ONNX model and generate its C library (the manifest names target and core).
 
@@ -78,4 +104,4 @@ def compile_onnx(
         "meta": meta or {},
         "compute_layout": "NHWC" if any(t.layout == "NHWC" for t in graph.tensors.values()) else "NCHW",
     }
-    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels, tuning=tuning)

@@ -7,8 +7,9 @@ inside becomes NHWC; convolution weights are already laid out by the kernels fro
 (conv, pools, add) takes its layout from its tensors. A flatten of an NCHW tensor orders its values
 (c, h, w): on NHWC data it becomes `FlattenNchwOrder` (a gather in that order) unless H = W = 1 (then the
 orders agree and it stays a plain reshape). Each new op carries its TE kernel and its numpy reference
-(see tflite_ops.py), so the rest of the compiler and the reference need no change. A graph with anything
-else (a 4-D → 4-D reshape) is returned unchanged.
+(see tflite_ops.py), so the rest of the compiler and the reference need no change. A Concat of 4-D tensors
+gets its axis moved; elementwise ops (Lut, Mul of same-rank operands) do not depend on the order. A graph with
+anything else (a 4-D → 4-D reshape, a Transpose) is returned unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from divqat_tvm.compiler.graph import Graph, Op, QTensor, Reshape
+from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, SoftmaxOrt, Transpose
+
+# Ops that read their layout from their tensors, or (Lut, Mul of same-rank operands) do not depend on it.
+_LAYOUT_FREE = (Conv2D, Dense, Add, MaxPool, AvgPool, GlobalAvgPool, AvgPoolWindowed, Lut, Mul)
+_NCHW_TO_NHWC_AXIS = (0, 3, 1, 2)  # where NCHW axis a sits in NHWC
 
 
 def _transpose_te(perm: tuple[int, ...]):
@@ -117,10 +123,28 @@ def to_nhwc(graph: Graph) -> Graph:
     for op in graph.ops:
         inputs = [rename.get(i, i) for i in op.inputs]
         output = out_inner if op.output == graph.output else op.output
+        if isinstance(op, Transpose) and op.perm == (0, 3, 1, 2) and t[op.inputs[0]].layout == "NHWC":
+            ops.append(Reshape(op.name, inputs, output))  # NHWC → NCHW, which becomes NHWC: the same bytes
+            continue
+        if isinstance(op, (Concat, SoftmaxOrt)):
+            if len(t[op.output].shape) == 4:
+                op = dataclasses.replace(op, axis=_NCHW_TO_NHWC_AXIS[op.axis])
+        elif isinstance(op, Pad):
+            if len(op.before) != 4:
+                return graph
+            nhwc = (0, 2, 3, 1)  # NHWC axis d is NCHW axis nhwc[d]
+            op = dataclasses.replace(
+                op, before=tuple(op.before[a] for a in nhwc), after=tuple(op.after[a] for a in nhwc)
+            )
+        elif isinstance(op, Mul):
+            if len({len(t[n].shape) for n in op.inputs}) != 1:
+                return graph  # operands of different rank broadcast differently once permuted
+        elif not isinstance(op, (Reshape, *_LAYOUT_FREE)):
+            return graph  # an op whose meaning depends on the axis order (Transpose, ...): not converted
         if isinstance(op, Reshape) and not hasattr(op, "te_kernel"):
             ti, to = t[op.inputs[0]], t[op.output]
-            if ti.layout == "NCHW" and len(to.shape) == 4:
-                return graph  # a 4-D reshape of NCHW data: not converted
+            if len(to.shape) == 4:
+                return graph  # a reshape into a 4-D tensor: its bytes are in NCHW order, not converted
             if ti.layout == "NCHW" and ti.shape[2] * ti.shape[3] != 1:
                 ops.append(FlattenNchwOrder(op.name, inputs, output))
                 continue

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler import kernels as K
-from divqat_tvm.compiler import native
+from divqat_tvm.compiler import memory, native
 from divqat_tvm.compiler import requant as rq
 from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, Reshape
 from divqat_tvm.errors import CompileError
@@ -70,7 +70,12 @@ KERNEL_CHOICES = ("native", "te")
 
 
 def build_relax(
-    graph: Graph, scheme: str, prefix: str, kernels: str = "native", chosen: dict[int, Any] | None = None
+    graph: Graph,
+    scheme: str,
+    prefix: str,
+    kernels: str = "native",
+    chosen: dict[int, Any] | None = None,
+    overrides: dict[int, Any] | None = None,
 ) -> Any:
     """The int8 Relax module: one call per graph op, constants inline.
 
@@ -78,6 +83,8 @@ def build_relax(
         kernels: "native" runs the layers the hand-written C kernels handle with them (native.py), "te"
             keeps every op on its TE kernel (kernels.py).
         chosen: if given, filled with {op index: NativeCall or None (TE kernel)}.
+        overrides: {op index: NativeCall or None (TE kernel)} for the ops whose kernel was chosen elsewhere
+            (tune.py: by measurement); only with kernels "native".
     """
     from tvm import relax
 
@@ -93,7 +100,10 @@ def build_relax(
         with bb.dataflow():
             for i, op in enumerate(graph.ops):
                 name = kernel_name(prefix, i, op)
-                call = native.select(graph, op, scheme) if kernels == "native" else None
+                if kernels == "native" and overrides is not None and i in overrides:
+                    call = overrides[i]
+                else:
+                    call = native.select(graph, op, scheme) if kernels == "native" else None
                 if chosen is not None:
                     chosen[i] = call
                 if call is not None:
@@ -421,22 +431,22 @@ static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, voi
 #else
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
-static inline __attribute__((always_inline)) uint32_t divqat_sxtab16_ror8(uint32_t a, uint32_t b) {
+static inline __attribute__((always_inline)) uint32_t divqat_dot_sxtab16_ror8(uint32_t a, uint32_t b) {
   uint32_t r;
   __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
-static inline __attribute__((always_inline)) uint32_t divqat_sxtb16_ror8(uint32_t b) {
+static inline __attribute__((always_inline)) uint32_t divqat_dot_sxtb16_ror8(uint32_t b) {
   uint32_t r;
   __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(b));
   return r;
 }
-static inline __attribute__((always_inline)) int32_t divqat_mac4_s8(int32_t acc, const int8_t* x, const int8_t* w, uint32_t off) {
+static inline __attribute__((always_inline)) int32_t divqat_dot_mac4_s8(int32_t acc, const int8_t* x, const int8_t* w, uint32_t off) {
   uint32_t xv, wv;
   memcpy(&xv, x, 4);
   memcpy(&wv, w, 4);
   acc = __smlad(__sxtab16(off, xv), __sxtb16(wv), acc);
-  return __smlad(divqat_sxtab16_ror8(off, xv), divqat_sxtb16_ror8(wv), acc);
+  return __smlad(divqat_dot_sxtab16_ror8(off, xv), divqat_dot_sxtb16_ror8(wv), acc);
 }
 #endif
 static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
@@ -446,11 +456,11 @@ static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, voi
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
   const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u;
   for (; n >= 8; n -= 8, x += 8, w += 8) {
-    acc = divqat_mac4_s8(acc, x, w, off);
-    acc = divqat_mac4_s8(acc, x + 4, w + 4, off);
+    acc = divqat_dot_mac4_s8(acc, x, w, off);
+    acc = divqat_dot_mac4_s8(acc, x + 4, w + 4, off);
   }
   if (n >= 4) {
-    acc = divqat_mac4_s8(acc, x, w, off);
+    acc = divqat_dot_mac4_s8(acc, x, w, off);
     n -= 4, x += 4, w += 4;
   }
 #endif
@@ -528,12 +538,14 @@ class Call:
 
 @dataclass
 class Plan:
-    """What the emitter needs: tensors, calls in order, TVM's storage sizes, and the kernels' C."""
+    """What the emitter needs: tensors, calls in order, TVM's storage sizes, the kernels' C, and the overlaps
+    the kernels allow (an output written over an input that dies at its call, compiler/inplace.py)."""
 
     tensors: dict[str, Tensor]
     calls: list[Call]
     storages: dict[str, int]
     prim_funcs: dict[str, Any] = field(default_factory=dict)
+    overlaps: list[memory.Overlap] = field(default_factory=list)
 
 
 def read_plan(mod: Any) -> Plan:

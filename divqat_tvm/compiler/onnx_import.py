@@ -5,8 +5,12 @@
 walk back from it through the float dataflow (conv2d/matmul + bias, add, pools, mean, reshape, relu)
 to the `R.dequantize` nodes that open it, whose arguments are int8 tensors or int8 constants.
 
-The onnx package is used for one thing Relax does not keep: node names and op types, so an operator
-we cannot compile is reported by the ONNX node that holds it (checked before calling the frontend).
+The ONNX graph itself gives what Relax does not keep. The k-th `R.quantize` is the k-th QuantizeLinear node
+(the frontend converts nodes in order), so every op is named after its ONNX node and every error says which
+node (name, op type, index) it is about. Ops whose meaning is in the node rather than in the Relax the frontend
+makes of it (Concat, Mul, Pad, Softmax, Sigmoid/Tanh/HardSigmoid/HardSwish, Transpose/Reshape/Squeeze/
+Unsqueeze/Flatten chains, float moves before the input's QuantizeLinear) are lowered from the node. Constant
+subgraphs are folded with onnx.reference first; unsupported op types are refused before the frontend runs.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from divqat_tvm.compiler.graph import (
     QTensor,
     Reshape,
 )
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed
+from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, SoftmaxOrt, Transpose, unary_table
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).
@@ -53,33 +57,63 @@ SUPPORTED_ONNX_OPS = {
     "Reshape",
     "Identity",
     "Constant",
+    "Concat",
+    "Mul",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "ReduceMean",
+    "Pad",
+    "Softmax",
 }
-_COMPUTE_ONNX_OPS = (
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "Flatten",
-    "Reshape",
+_SUPPORTED_FIX = (
+    "Between QDQ pairs the compiler handles 2-D Conv, Gemm/MatMul, Add, Mul, Concat, pools, ReduceMean over H and W, "
+    "Relu/Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Softmax, Pad, Flatten/Reshape/Squeeze/Unsqueeze/Transpose."
 )
+# Ops lowered from their ONNX node (attributes, op type) rather than from the Relax the frontend makes of them.
+_MOVES = ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten")  # same codes, new order or shape
+_NODE_OPS = ("Concat", "Mul", "Pad", "Softmax", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", *_MOVES)
+_ACTIVATIONS = ("Relu", "Clip", "Identity")
 
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    """How an error names an ONNX node: its name, op type and index in the graph."""
+    return f"ONNX node '{node.name or node.output[0]}' ({node.op_type}, node #{index})"
+
+
 def check_supported(model: onnx.ModelProto) -> None:
     """Raise CompileError naming the first node whose op type we cannot compile."""
-    for node in model.graph.node:
+    for i, node in enumerate(model.graph.node):
         if node.op_type not in SUPPORTED_ONNX_OPS or node.domain not in ("", "ai.onnx"):
             raise CompileError(
-                f"unsupported ONNX operator '{node.op_type}' in node '{node.name or node.output[0]}'.",
+                f"unsupported ONNX operator '{node.op_type}' in node '{node.name or node.output[0]}' (node #{i}).",
                 f"The compiler handles {', '.join(sorted(SUPPORTED_ONNX_OPS))}; "
                 "export the model with only these (QDQ format, opset 13).",
             )
+
+
+def frontend_error(model: onnx.ModelProto, path: str | Path, e: Exception) -> CompileError:
+    """An error for a model TVM's frontend could not convert, in ONNX's words: what onnx's own full check and
+    shape inference say about it (they name the node), else the exception's type (TVM's text names its own IR)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as check:  # onnx.checker.ValidationError, onnx.shape_inference.InferenceError
+        first = str(check).strip().splitlines()[0] if str(check).strip() else type(check).__name__
+        return CompileError(
+            f"'{path}' is not a valid ONNX model: {first}", "Fix the export (onnx.checker names the node)."
+        )
+    return CompileError(
+        f"TVM's ONNX frontend could not convert '{path}' ({type(e).__name__}).",
+        "Check the model with onnx.checker.check_model(full_check=True) and export it with opset 13 or later.",
+    )
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -100,6 +134,45 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
             f"'{path}' holds no ONNX graph (truncated, or not an ONNX file).", "Copy or export the model again."
         )
     return model
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose constant subgraphs (every input an initializer or another constant, e.g. the
+    ConstantOfShape → Concat → Slice → Cast chain torch exports for F.pad's pads) are evaluated by onnx.reference
+    and stored as initializers. QuantizeLinear/DequantizeLinear nodes are never folded (they define the int8
+    graph)."""
+    import copy
+
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    m = copy.deepcopy(model)
+    known = {t.name for t in m.graph.initializer}
+    fold: list[onnx.NodeProto] = []
+    for node in m.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.domain not in ("", "ai.onnx"):
+            continue
+        if all(not i or i in known for i in node.input):
+            fold.append(node)
+            known.update(node.output)
+    if all(n.op_type == "Constant" for n in fold):
+        return m  # nothing beyond Constant nodes, which the frontend reads
+    folded = {o for n in fold for o in n.output}
+    kept = [n for n in m.graph.node if not any(o in folded for o in n.output)]
+    needed = sorted({i for n in kept for i in n.input if i in folded} | {o.name for o in m.graph.output} & folded)
+    sub = onnx.helper.make_graph(
+        fold, "constants", [], [onnx.helper.make_empty_tensor_value_info(n) for n in needed], list(m.graph.initializer)
+    )
+    sub_model = onnx.helper.make_model(sub, opset_imports=list(m.opset_import))
+    sub_model.ir_version = m.ir_version
+    try:
+        values = ReferenceEvaluator(sub_model).run(None, {})
+    except Exception:  # an op the reference evaluator lacks: leave the graph as it is (check_supported names it)
+        return m
+    del m.graph.node[:]
+    m.graph.node.extend(kept)
+    m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), n) for n, v in zip(needed, values))
+    return m
 
 
 def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -158,7 +231,7 @@ def uint8_to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def import_onnx(path: str | Path) -> Graph:
     """QDQ ONNX file → int8 Graph (batch 1, NCHW)."""
-    model = load_onnx(path)
+    model = fold_constants(load_onnx(path))
     check_supported(model)
     model = uint8_to_int8(model)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
@@ -168,31 +241,20 @@ def import_onnx(path: str | Path) -> Graph:
             "Compile a model with one image input and one logits output.",
         )
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
+    if len(dims) < 2 or any(d <= 0 for d in dims[1:]):
         raise CompileError(
-            f"input '{inputs[0].name}' has shape {dims}, not [N, C, H, W].",
-            "Export with a fixed C, H, W (N may be dynamic).",
+            f"input '{inputs[0].name}' has shape {dims}: it needs a batch axis and fixed sizes after it.",
+            "Export with fixed sizes after the batch axis, e.g. [N, C, H, W], [N, T, C] or [N, F] (N may be dynamic).",
         )
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
         mod = from_onnx(model, shape_dict={inputs[0].name: [1, *dims[1:]]}, keep_params_in_input=False)
     except Exception as e:
-        raise CompileError(
-            f"TVM's ONNX frontend could not import '{path}': {e}", "Check the model with onnx.checker."
-        ) from e
-    names = [n.name or n.output[0] for n in model.graph.node if n.op_type in _COMPUTE_ONNX_OPS]
-    graph = _RelaxToGraph(mod["main"]).build()
-    _name_ops(graph, names)
+        raise frontend_error(model, path, e) from e
+    graph = _RelaxToGraph(mod["main"], model).build()
     graph.source = str(path)
     return graph
-
-
-def _name_ops(graph: Graph, onnx_names: list[str]) -> None:
-    """Give IR ops the ONNX node names (Relax keeps the node order, not the names)."""
-    if len(onnx_names) == len(graph.ops):
-        for op, name in zip(graph.ops, onnx_names):
-            op.name = name
 
 
 @dataclass
@@ -209,8 +271,20 @@ class _Q:
 class _RelaxToGraph:
     """Pattern matcher over the Relax `main` produced by from_onnx."""
 
-    def __init__(self, main: Any) -> None:
+    def __init__(self, main: Any, model: onnx.ModelProto | None = None) -> None:
         self.main = main
+        self.model = model
+        nodes = list(model.graph.node) if model is not None else []
+        self.index = {id(n): i for i, n in enumerate(nodes)}
+        self.producer = {o: n for n in nodes for o in n.output}
+        self.onnx_qs = [n for n in nodes if n.op_type == "QuantizeLinear"]
+        self.inits = {t.name: t for t in model.graph.initializer} if model is not None else {}
+        self.q_tensor: dict[str, str] = {}  # ONNX QuantizeLinear output → Graph tensor name
+        inits = set(self.inits)
+        graph_inputs = [i for i in model.graph.input if i.name not in inits] if model is not None else []
+        self.input_name = graph_inputs[0].name if graph_inputs else ""
+        self.input_dims = [d.dim_value for d in graph_inputs[0].type.tensor_type.shape.dim] if graph_inputs else []
+        self.edge_input: str | None = None
         self.bindings: dict[Any, Any] = {}
         self.order: list[Any] = []
         for block in main.body.blocks:
@@ -245,7 +319,7 @@ class _RelaxToGraph:
         call = self._value(e)
         if self._op_name(call) != "relax.dequantize":
             raise CompileError(
-                f"expected a DequantizeLinear feeding a float op, found {self._op_name(call) or call}.",
+                "a float input of it is not a DequantizeLinear output.",
                 "Quantize the model in QDQ format (every float op between DQ and Q nodes).",
             )
         x, s, z = call.args
@@ -261,7 +335,7 @@ class _RelaxToGraph:
         name = self.int8_name.get(x)
         if name is None:
             raise CompileError(
-                f"a DequantizeLinear reads {x}, which is not an int8 tensor of the graph.",
+                "a DequantizeLinear before it reads a tensor that is not an int8 activation of the graph.",
                 "Only int8 activations and constants may be dequantized.",
             )
         return _Q(name, None, scale.astype(np.float32), zp.astype(np.int64), int(call.attrs.axis))
@@ -273,39 +347,30 @@ class _RelaxToGraph:
     def build(self) -> Graph:
         param = self.main.params[0]
         graph_input = None
-        for b in self.order:
-            v = b.value
-            if self._op_name(v) != "relax.quantize":
-                continue
-            src, s, z = v.args
-            scale, zp = self._const(s), self._const(z)
-            if scale is None or zp is None or scale.size != 1 or zp.size != 1:
-                raise CompileError(
-                    f"QuantizeLinear '{b.var.name}' has no constant per-tensor scale/zero point.",
-                    "Quantize activations per tensor.",
-                )
-            if str(v.attrs.out_dtype) != "int8":
-                raise CompileError(
-                    f"QuantizeLinear '{b.var.name}' produces {v.attrs.out_dtype}, not int8.",
-                    "Quantize activations to int8 (QuantType.QInt8).",
-                )
-            shape = self._shape(b.var)
-            name = b.var.name
-            layout = "NCHW" if len(shape) == 4 else "NC"
-            t = QTensor(name, shape, float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), layout)
-            src_val = src if src.same_as(param) else self._value(src)
-            if src.same_as(param):
+        quantizes = [b for b in self.order if self._op_name(b.value) == "relax.quantize"]
+        qnodes: list[onnx.NodeProto | None] = list(self.onnx_qs)
+        if len(qnodes) != len(quantizes):  # the frontend folded or added one: names are unknown
+            qnodes = [None] * len(quantizes)
+        for b, qn in zip(quantizes, qnodes):
+            node = self._compute_node(qn)
+            try:
+                op = self._quantize(b, qn, param)
+            except CompileError as e:
+                if node is None:
+                    raise
+                raise CompileError(f"{node_label(node, self.index[id(node)])}: {e.problem}", e.fix) from None
+            if op is None:
                 if graph_input is not None:
                     raise CompileError(
                         "the model quantizes its input twice.", "Export one QuantizeLinear on the input."
                     )
-                graph_input = name
-                self.tensors[name] = t
-                self.int8_name[b.var] = name
+                graph_input = b.var.name
                 continue
-            self.tensors[name] = t
-            self.int8_name[b.var] = name
-            self.ops.append(self._match(src_val, t))
+            if graph_input is None and self.edge_input is not None:
+                graph_input = self.edge_input  # the input quantized before the moves _quantize built
+            if node is not None:
+                op.name = node.name or node.output[0]
+            self.ops.append(op)
         if graph_input is None:
             raise CompileError("the model's input is not quantized by a QuantizeLinear.", "Export in QDQ format.")
         out = self._value(self.main.body.body)
@@ -315,6 +380,231 @@ class _RelaxToGraph:
                 "End the QDQ model with Q → DQ after the last Gemm.",
             )
         return Graph(self.tensors, self.ops, graph_input, self.int8_name[out.args[0]])
+
+    def _quantize(self, b: Any, qn: onnx.NodeProto | None, param: Any) -> Op | None:
+        """The int8 tensor a QuantizeLinear makes, and the op that computes it (None for the graph's input)."""
+        v = b.value
+        src, s, z = v.args
+        scale, zp = self._const(s), self._const(z)
+        label = f"QuantizeLinear '{qn.name or qn.output[0]}'" if qn is not None else "a QuantizeLinear"
+        if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+            raise CompileError(
+                f"{label} has no constant per-tensor scale/zero point.", "Quantize activations per tensor."
+            )
+        if str(v.attrs.out_dtype) != "int8":
+            raise CompileError(
+                f"{label} produces {v.attrs.out_dtype}, not int8.", "Quantize activations to int8 (QuantType.QInt8)."
+            )
+        shape = self._shape(b.var)
+        name = b.var.name
+        layout = "NCHW" if len(shape) == 4 else "NC"
+        t = QTensor(name, shape, float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0]), layout)
+        self.tensors[name] = t
+        self.int8_name[b.var] = name
+        if qn is not None:
+            self.q_tensor[qn.output[0]] = name
+        if src.same_as(param):
+            return None
+        if qn is not None and (edge := self._edge_moves(qn)):
+            # float data movement on the graph's input before its QuantizeLinear (e.g. an NHWC input permuted,
+            # a [N, T, C] sequence transposed): quantizing commutes with it, so the int8 input is the model's
+            # input quantized, and the moves run on codes.
+            shape = (1, *self.input_dims[1:])
+            nhwc = edge[-1].op_type == "Transpose" and _perm(edge[-1]) == (0, 3, 1, 2)
+            in_layout = "NHWC" if nhwc else ("NCHW" if len(shape) == 4 else "NC")
+            src_t = QTensor(f"{name}_input", shape, t.scale, t.zero_point, in_layout)
+            self.tensors[src_t.name] = src_t
+            self.edge_input = src_t.name
+            return self._moves_from(edge, src_t, t)
+        if self._const(self._value(src)) is not None:
+            raise CompileError(
+                f"{label} quantizes a constant, which the compiler cannot fold into an operator.",
+                "Fold the constant into the neighbouring weights (e.g. scale the conv instead of multiplying).",
+            )
+        node = self._producer(qn.input[0]) if qn is not None else None
+        if node is not None and node.op_type in _NODE_OPS:
+            return self._from_node(node, t)
+        return self._match(self._value(src), t)
+
+    # ---- ops lowered from their ONNX node ------------------------------------------------------
+    def _producer(self, name: str) -> onnx.NodeProto | None:
+        node = self.producer.get(name)
+        while node is not None and node.op_type == "Identity":
+            node = self.producer.get(node.input[0])
+        return node
+
+    def _compute_node(self, qn: onnx.NodeProto | None) -> onnx.NodeProto | None:
+        """The ONNX node an error or an op name refers to: the op a QuantizeLinear closes (through Relu/Clip,
+        unless they act on a DequantizeLinear: a kept activation), else the QuantizeLinear itself."""
+        if qn is None:
+            return None
+        node = self._producer(qn.input[0])
+        if node is None or node.op_type == "DequantizeLinear":
+            return qn
+        while node.op_type in _ACTIVATIONS:
+            up = self._producer(node.input[0])
+            if up is None or up.op_type == "DequantizeLinear":
+                return node
+            node = up
+        return node
+
+    def _dq_input(self, name: str, what: str) -> str:
+        """The Graph tensor a float input of an ONNX node dequantizes."""
+        dq = self._producer(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            raise CompileError(
+                f"its input '{name}' is not a DequantizeLinear output.",
+                "Quantize the model in QDQ format (every float op between DQ and Q nodes).",
+            )
+        if dq.input[0] in self.inits or dq.input[0] not in self.q_tensor:
+            raise CompileError(f"{what} reads a constant ('{dq.input[0]}').", f"Only {what}s of activations compile.")
+        return self.q_tensor[dq.input[0]]
+
+    def _from_node(self, node: onnx.NodeProto, out: QTensor) -> Op:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kind = node.op_type
+        if kind in ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish"):
+            src = self._act(self._dq_input(node.input[0], kind))
+            func = kind.lower()
+            alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+            table = unary_table(func, src.scale, src.zero_point, out.scale, out.zero_point, alpha=alpha, beta=beta)
+            return Lut(out.name, [src.name], out.name, table=table, func=func)
+        if kind == "Concat":
+            names = [self._dq_input(x, kind) for x in node.input]
+            axis = int(attrs.get("axis", 0))
+            axis = axis + len(out.shape) if axis < 0 else axis
+            if axis == 0:
+                raise CompileError("it concatenates along the batch axis.", "Concatenate along a feature axis.")
+            return Concat(out.name, names, out.name, axis=axis)
+        if kind == "Mul":
+            a, b = (self._dq_input(x, kind) for x in node.input)
+            if self._act(a).shape[0] != out.shape[0] or self._act(b).shape[0] != out.shape[0]:
+                raise CompileError("it broadcasts along the batch axis.", "Multiply tensors of the same batch size.")
+            return Mul(out.name, [a, b], out.name)
+        if kind == "Pad":
+            return self._pad(node, attrs, out)
+        if kind == "Softmax":
+            src = self._act(self._dq_input(node.input[0], kind))
+            rank = len(out.shape)
+            opsets = self.model.opset_import if self.model is not None else []
+            opset = max((o.version for o in opsets if o.domain in ("", "ai.onnx")), default=13)
+            axis = int(attrs.get("axis", -1 if opset >= 13 else 1))
+            axis = axis + rank if axis < 0 else axis
+            if opset < 13 and axis != rank - 1:  # opset < 13 flattens the axes from `axis` on
+                raise CompileError(
+                    f"it is an opset-{opset} Softmax over axes {axis}..{rank - 1}.", "Export with opset 13."
+                )
+            if axis == 0:
+                raise CompileError("it normalises along the batch axis.", "Apply Softmax along a feature axis.")
+            return SoftmaxOrt(out.name, [src.name], out.name, axis=axis)
+        return self._moves(node, out)
+
+    def _pad(self, node: onnx.NodeProto, attrs: dict[str, Any], out: QTensor) -> Op:
+        """ONNX Pad (opset 11+: pads and the constant as inputs; opset 2: attributes), constant mode only."""
+        mode = attrs.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode != "constant":
+            raise CompileError(f"it pads in mode '{mode}'.", "Export Pad with mode 'constant' (zero padding).")
+        src = self._act(self._dq_input(node.input[0], "Pad"))
+        self._same_qparams(src, out, "Pad")
+        if len(node.input) > 3 and node.input[3]:
+            raise CompileError("it pads a subset of axes (the 'axes' input).", "Export Pad with opset 13.")
+        pads = self._constant(node.input[1]) if len(node.input) > 1 else np.array(attrs.get("pads", []))
+        value = self._constant(node.input[2]) if len(node.input) > 2 and node.input[2] else attrs.get("value", 0.0)
+        if pads is None or value is None:
+            raise CompileError("its pads or constant value are computed.", "Fold them into constants before export.")
+        p = [int(v) for v in np.asarray(pads).reshape(-1)]
+        rank = len(src.shape)
+        if len(p) != 2 * rank or min(p) < 0 or p[0] or p[rank]:
+            raise CompileError(f"its pads {p} crop or pad the batch axis.", "Pad the feature axes only.")
+        code = (
+            int(
+                np.clip(
+                    np.rint(np.float32(float(np.asarray(value).reshape(-1)[0])) / np.float32(out.scale)),
+                    -128 - out.zero_point,
+                    127 - out.zero_point,
+                )
+            )
+            + out.zero_point
+        )
+        return Pad(out.name, [src.name], out.name, before=tuple(p[:rank]), after=tuple(p[rank:]), value=code)
+
+    def _constant(self, name: str) -> np.ndarray | None:
+        """An initializer's or Constant node's value (None if computed)."""
+        from onnx import numpy_helper
+
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def _edge_moves(self, qn: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """The data-movement nodes between the graph's float input and this QuantizeLinear (empty if none)."""
+        node = self._producer(qn.input[0])
+        if node is None or node.op_type not in _MOVES:
+            return []
+        chain = self._chain(node)
+        return chain if chain[-1].input[0] == self.input_name else []
+
+    def _chain(self, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """`node` and the data-movement nodes feeding it, last to first."""
+        chain = [node]
+        while (up := self._producer(chain[-1].input[0])) is not None and up.op_type in _MOVES:
+            chain.append(up)
+        return chain
+
+    def _moves(self, node: onnx.NodeProto, out: QTensor) -> Op:
+        """A chain of data-movement nodes (Transpose, Squeeze, Unsqueeze, Reshape, Flatten) between one DQ and one
+        Q, which quantize_static leaves unquantized inside: one op per node (all but the last appended here)."""
+        chain = self._chain(node)
+        src = self._act(self._dq_input(chain[-1].input[0], chain[-1].op_type))
+        self._same_qparams(src, out, node.op_type)
+        return self._moves_from(chain, src, out)
+
+    def _moves_from(self, chain: list[onnx.NodeProto], src: QTensor, out: QTensor) -> Op:
+        op: Op | None = None
+        for k, n in enumerate(reversed(chain)):
+            last = k == len(chain) - 1
+            shape = out.shape if last else self._onnx_shape(n.output[0])
+            layout = "NCHW" if len(shape) == 4 else "NC"
+            t = out if last else QTensor(f"{out.name}_{k}", shape, out.scale, out.zero_point, layout)
+            if shape[0] != src.shape[0]:
+                raise CompileError(
+                    f"'{n.name}' changes the batch axis ({src.shape} → {shape}).", "Keep axis 0 the batch."
+                )
+            if n.op_type == "Transpose":
+                perm = _perm(n, len(src.shape))
+                if perm[0] != 0:
+                    raise CompileError(f"it moves the batch axis (perm {list(perm)}).", "Keep axis 0 first.")
+                op = Transpose(n.name or t.name, [src.name], t.name, perm=perm)
+            else:
+                op = Reshape(n.name or t.name, [src.name], t.name)  # the same bytes, a new shape
+            if not last:
+                self.tensors[t.name] = t
+                self.ops.append(op)
+            src = t
+        assert op is not None
+        return op
+
+    def _onnx_shape(self, name: str) -> tuple[int, ...]:
+        """A float intermediate's shape at batch 1, from onnx shape inference."""
+        if not hasattr(self, "_shapes"):
+            import copy
+
+            m = copy.deepcopy(self.model)
+            assert m is not None
+            m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+            m = onnx.shape_inference.infer_shapes(m)
+            self._shapes = {
+                v.name: tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim)
+                for v in list(m.graph.value_info) + list(m.graph.output)
+            }
+        shape = self._shapes.get(name)
+        if not shape or any(d <= 0 for d in shape):
+            raise CompileError(f"the shape of '{name}' is not known.", "Export with fixed sizes after the batch axis.")
+        return shape
 
     def _match(self, e: Any, out: QTensor) -> Op:
         """Recognise the float computation `e` whose result is quantized into `out`."""
@@ -339,6 +629,13 @@ class _RelaxToGraph:
                 e = x
             e = self._value(e)
             name = self._op_name(e)
+        if name == "relax.dequantize":  # a kept activation: DQ → Relu/Clip → Q (or a bare DQ → Q)
+            kept = self._dq(e)
+            if kept.tensor is None:
+                raise CompileError("it quantizes a constant.", "Fold constant subgraphs before exporting.")
+            src = self._act(kept.tensor)
+            table = unary_table("identity", src.scale, src.zero_point, out.scale, out.zero_point, lo, hi)
+            return Lut(out.name, [kept.tensor], out.name, table=table, func="clamp")
         if name == "relax.add":
             a, b = (self._value(x) for x in e.args)
             an, bn = self._op_name(a), self._op_name(b)
@@ -348,9 +645,7 @@ class _RelaxToGraph:
                 return self._linear(b, self._bias(a), out, lo, hi)
             qa, qb = self._dq(e.args[0]), self._dq(e.args[1])
             if qa.tensor is None or qb.tensor is None:
-                raise CompileError(
-                    f"an Add before {out.name} has a constant operand.", "Only activation + activation adds compile."
-                )
+                raise CompileError("an Add has a constant operand.", "Only activation + activation adds compile.")
             self._same_shape(qa.tensor, out)
             self._same_shape(qb.tensor, out)
             return Add(out.name, [qa.tensor, qb.tensor], out.name, act_min=lo, act_max=hi)
@@ -359,8 +654,8 @@ class _RelaxToGraph:
         q = self._dq(e.args[0]) if e.args else None
         if q is None or q.tensor is None:
             raise CompileError(
-                f"cannot compile the float op '{name}' before {out.name}.",
-                "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.",
+                "its float computation is not one the compiler lowers (e.g. a 1-D or 3-D convolution, a constant operand).",
+                _SUPPORTED_FIX,
             )
         src = self._act(q.tensor)
         if name == "relax.nn.max_pool2d":
@@ -380,7 +675,7 @@ class _RelaxToGraph:
             kernel, stride = _pair(a.pool_size), _pair(a.strides)
             if any(int(v) != 1 for v in a.dilation):
                 raise CompileError(
-                    f"AveragePool before {out.name} has dilations {[int(v) for v in a.dilation]}.",
+                    f"AveragePool has dilations {[int(v) for v in a.dilation]}.",
                     "Export AveragePool without dilation.",
                 )
             windowed = AvgPoolWindowed(
@@ -396,7 +691,7 @@ class _RelaxToGraph:
                 divisors = windowed.divisors(Graph(self.tensors, [], q.tensor, out.name))
             except ValueError:
                 raise CompileError(
-                    f"AveragePool before {out.name} has a window entirely in the padding.",
+                    "AveragePool has a window entirely in the padding.",
                     "Use less padding or ceil_mode=0.",
                 ) from None
             if np.any(divisors != kernel[0] * kernel[1]):  # partial windows (ceil_mode, or padding not counted)
@@ -413,7 +708,7 @@ class _RelaxToGraph:
             axes = sorted(int(v) for v in e.attrs.axis)
             if axes != [2, 3]:
                 raise CompileError(
-                    f"a mean over axes {axes} before {out.name} is not a global average pool.",
+                    f"a mean over axes {axes} is not a global average pool.",
                     "Only GlobalAveragePool (mean over H, W) compiles.",
                 )
             if len(out.shape) != 4:
@@ -425,8 +720,8 @@ class _RelaxToGraph:
             self._same_qparams(src, out, "Flatten/Reshape")
             return Reshape(out.name, [q.tensor], out.name)
         raise CompileError(
-            f"cannot compile the float op '{name}' before {out.name}.",
-            "Use only Conv, Gemm, Add, pools, Flatten between QDQ pairs.",
+            "its float computation is not one the compiler lowers (e.g. a 1-D or 3-D convolution, a constant operand).",
+            _SUPPORTED_FIX,
         )
 
     def _tir_callee(self, e: Any) -> str:
@@ -445,7 +740,7 @@ class _RelaxToGraph:
     @staticmethod
     def _act_min(value: float, out: QTensor) -> int:
         if value != 0.0:
-            raise CompileError(f"a Clip with min {value} before {out.name} is not a ReLU.", "Use ReLU or Clip(0, max).")
+            raise CompileError(f"a Clip with min {value} is not a ReLU.", "Use ReLU or Clip(0, max).")
         return max(QMIN, out.zero_point)
 
     @staticmethod
@@ -470,31 +765,29 @@ class _RelaxToGraph:
         w = self._dq(w_expr.args[0] if transposed else w_expr)
         if x.tensor is None or w.const is None:
             raise CompileError(
-                f"the conv/gemm before {out.name} does not read an activation and a constant weight.",
+                "the conv/gemm does not read an activation and a constant weight.",
                 "Weights must be int8 initializers behind a DequantizeLinear.",
             )
         if w.const.dtype != np.int8 or np.any(w.zero_point != 0):
-            raise CompileError(
-                f"the weight before {out.name} is not symmetric int8.", "Quantize weights to int8 with zero point 0."
-            )
+            raise CompileError("the weight is not symmetric int8.", "Quantize weights to int8 with zero point 0.")
         weight = w.const
         n_out = weight.shape[0] if (self._op_name(e) == "relax.nn.conv2d" or transposed) else weight.shape[1]
         if not transposed and self._op_name(e) == "relax.matmul":
             weight = weight.T  # MatMul weight [in, out] → [out, in]
-        w_scale = np.broadcast_to(w.scale.reshape(-1), (n_out,)).astype(np.float32).copy()
-        if w.scale.size not in (1, n_out):
+        out_axis = 0 if (self._op_name(e) == "relax.nn.conv2d" or transposed) else 1
+        if w.scale.size not in (1, n_out) or (w.scale.size > 1 and w.axis % w.const.ndim != out_axis):
             raise CompileError(
-                f"weight scale of the op before {out.name} has {w.scale.size} entries for {n_out} channels.",
-                "Quantize weights per output channel (axis 0) or per tensor.",
+                f"its weight has {w.scale.size} scales along axis {w.axis} for {n_out} output channels "
+                f"(axis {out_axis} of the weight).",
+                "Quantize weights per output channel or per tensor.",
             )
+        w_scale = np.broadcast_to(w.scale.reshape(-1), (n_out,)).astype(np.float32).copy()
         b = np.zeros(n_out, np.int32) if bias is None else bias
         src = self._act(x.tensor)
         if self._op_name(e) == "relax.nn.conv2d":
             a = e.attrs
             if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
-                raise CompileError(
-                    f"conv before {out.name} has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW."
-                )
+                raise CompileError(f"conv has layout {a.data_layout}/{a.kernel_layout}.", "Export NCHW/OIHW.")
             return Conv2D(
                 out.name,
                 [x.tensor],
@@ -510,9 +803,7 @@ class _RelaxToGraph:
                 act_max=hi,
             )
         if len(src.shape) != 2:
-            raise CompileError(
-                f"the Gemm before {out.name} reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm."
-            )
+            raise CompileError(f"the Gemm reads a {len(src.shape)}-D tensor.", "Flatten before the Gemm.")
         return Dense(
             out.name,
             [x.tensor],
@@ -527,16 +818,22 @@ class _RelaxToGraph:
     def _same_qparams(self, a: QTensor, b: QTensor, what: str) -> None:
         if a.scale != b.scale or a.zero_point != b.zero_point:
             raise CompileError(
-                f"{what} into {b.name} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
+                f"{what} changes scale/zero point ({a.scale}, {a.zero_point}) → ({b.scale}, {b.zero_point}).",
                 f"Quantize the {what} output with its input's qparams.",
             )
 
     def _same_shape(self, name: str, out: QTensor) -> None:
         if self.tensors[name].shape != out.shape:
             raise CompileError(
-                f"Add into {out.name} broadcasts {self.tensors[name].shape} to {out.shape}.",
+                f"the Add broadcasts {self.tensors[name].shape} to {out.shape}.",
                 "Only same-shape residual adds compile.",
             )
+
+
+def _perm(node: onnx.NodeProto, rank: int = 4) -> tuple[int, ...]:
+    """A Transpose node's permutation (default: reversed axes)."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return tuple(int(p) for p in attrs.get("perm", range(rank - 1, -1, -1)))
 
 
 def _scalar(e: Any) -> float:
@@ -549,9 +846,7 @@ def _scalar(e: Any) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise CompileError(
-            f"cannot read the constant {e} of a Clip.", "Export Clip with constant min and max."
-        ) from None
+        raise CompileError("a bound of a Clip is not a constant.", "Export Clip with constant min and max.") from None
 
 
 def _pair(v: Any) -> tuple[int, int]:

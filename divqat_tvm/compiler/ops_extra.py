@@ -15,12 +15,19 @@ loops / padding), the kernel as TE, so that a mistake in one does not hide in th
   ORT_ENABLE_ALL); for count_include_pad=1 as its unfused DequantizeLinear → AveragePool → QuantizeLinear
   (rint(y / s_out) + zp_out; bit-exact with ORT_DISABLE_ALL), because the fused QLinearAveragePool divides a
   partial ceil_mode window by the full kernel size, which the spec and PyTorch do not.
+- `Transpose`, `Pad` (constant): data movement, the same codes and quantization.
+- `Lut`: any function of one int8 code as a 256-entry table built offline as onnxruntime builds or computes it
+  (Sigmoid: its QLinearSigmoid table, MLAS's logistic; Tanh, HardSigmoid, HardSwish: its float kernels between
+  DequantizeLinear and QuantizeLinear; a kept Relu/Clip or a change of scale: QuantizeLinear of the value).
+- `Concat`: inputs copied side by side, each through its own requantization table (QLinearConcat).
+- `Mul`: onnxruntime's QLinearMul ("float") or TFLite's MUL ("fixed"), numpy broadcasting.
+- `SoftmaxOrt`: onnxruntime's QLinearSoftmax along any axis ("float"), TFLite's softmax ("fixed", last axis).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +35,7 @@ from tvm import te, tirx
 
 from divqat_tvm.compiler import kernels as K
 from divqat_tvm.compiler import requant as rq
+from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.compiler.graph import QMAX, QMIN, Graph, Op, QTensor
 
 KernelSpec = tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]
@@ -235,3 +243,357 @@ def transpose(x, *, perm: tuple[int, ...]):
         return x[tuple(j)]
 
     return te.compute(shape, f, name="out")
+
+
+# ---------------------------------------------------------------- functions of one int8 code: a 256-entry table
+# MLAS's logistic (onnxruntime/core/mlas/lib/logistic.cpp, Eigen's rational approximation): what onnxruntime's
+# Sigmoid and its fused QLinearSigmoid table compute. Coefficients as float32, evaluated with fused multiply-adds
+# (the FMA3 kernel onnxruntime runs on x86-64; the SSE2 kernel gives the same tables on every tested scale).
+_LOGISTIC_RANGE = 18.0
+_LOGISTIC_P = (
+    4.37031012579801e-11,
+    1.15627324459942e-07,
+    6.08574864600143e-05,
+    8.51377133304701e-03,
+    2.48287947061529e-01,
+)
+_LOGISTIC_Q = (
+    6.10247389755681e-13,
+    5.76102136993427e-09,
+    6.29106785017040e-06,
+    1.70198817374094e-03,
+    1.16817656904453e-01,
+    9.93151921023180e-01,
+)
+
+
+def _fma32(a: np.ndarray, b: np.ndarray | np.floating, c: np.ndarray | np.floating) -> np.ndarray:
+    """fmaf elementwise: the float32 product is exact in float64 (48 bits), the sum is rounded once to float32
+    (through float64: a second rounding only when the float64 sum lands exactly on a float32 tie)."""
+    return (np.asarray(a, np.float64) * np.float64(b) + np.asarray(c, np.float64)).astype(np.float32)
+
+
+def mlas_logistic(x: np.ndarray) -> np.ndarray:
+    """MlasComputeLogistic on float32 values."""
+    f = np.float32
+    v = np.clip(np.asarray(x, f), f(-_LOGISTIC_RANGE), f(_LOGISTIC_RANGE))
+    v2 = (v * v).astype(f)
+    p = _fma32(v2, f(_LOGISTIC_P[0]), f(_LOGISTIC_P[1]))
+    for c in _LOGISTIC_P[2:]:
+        p = _fma32(p, v2, f(c))
+    p = (p * v).astype(f)
+    q = _fma32(v2, f(_LOGISTIC_Q[0]), f(_LOGISTIC_Q[1]))
+    for c in _LOGISTIC_Q[2:]:
+        q = _fma32(q, v2, f(c))
+    return ((p / q).astype(f) + f(0.5)).astype(f)
+
+
+# MLAS's tanh (tanh.cpp, Eigen's rational approximation on [−9, 9]): what onnxruntime's float Tanh computes
+# (it runs DQ → Tanh → Q unfused).
+_TANH_RANGE = 9.0
+_TANH_P = (
+    -2.76076847742355e-16,
+    2.00018790482477e-13,
+    -8.60467152213735e-11,
+    5.12229709037114e-08,
+    1.48572235717979e-05,
+    6.37261928875436e-04,
+    4.89352455891786e-03,
+)
+_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
+def mlas_tanh(x: np.ndarray) -> np.ndarray:
+    """MlasComputeTanh on float32 values."""
+    f = np.float32
+    v = np.clip(np.asarray(x, f), f(-_TANH_RANGE), f(_TANH_RANGE))
+    v2 = (v * v).astype(f)
+    p = _fma32(v2, f(_TANH_P[0]), f(_TANH_P[1]))
+    for c in _TANH_P[2:]:
+        p = _fma32(p, v2, f(c))
+    p = (p * v).astype(f)
+    q = _fma32(v2, f(_TANH_Q[0]), f(_TANH_Q[1]))
+    for c in _TANH_Q[2:]:
+        q = _fma32(q, v2, f(c))
+    return (p / q).astype(f)
+
+
+def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """onnxruntime's HardSigmoid: min(1, max(0, alpha·x + beta)) in float32 (multiply, then add)."""
+    f = np.float32
+    return np.minimum(f(1), np.maximum(f(0), ((x * f(alpha)).astype(f) + f(beta)).astype(f))).astype(f)
+
+
+UNARY_FUNCTIONS = ("identity", "sigmoid", "tanh", "hardsigmoid", "hardswish")
+
+
+def float_function(func: str, x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
+    """The float32 function onnxruntime applies between DequantizeLinear and QuantizeLinear."""
+    f = np.float32
+    if func == "identity":
+        return np.asarray(x, f)
+    if func == "sigmoid":
+        return mlas_logistic(x)
+    if func == "tanh":
+        return mlas_tanh(x)
+    if func == "hardsigmoid":
+        return _hard_sigmoid(x, alpha, beta)
+    if func == "hardswish":
+        return (x * _hard_sigmoid(x, 1.0 / 6.0, 0.5)).astype(f)
+    raise ValueError(f"no table for '{func}' (known: {', '.join(UNARY_FUNCTIONS)})")
+
+
+def unary_table(
+    func: str,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    lo: int = QMIN,
+    hi: int = QMAX,
+    alpha: float = 0.2,
+    beta: float = 0.5,
+) -> np.ndarray:
+    """int8 [256]: entry q + 128 is QuantizeLinear(func(DequantizeLinear(q))) clamped to [lo, hi], computed as
+    onnxruntime does (QlinearBuildLookupTable: s_in·(q − zp_in) in float32, the function, then MLAS's
+    QuantizeLinear: rint(y / s_out) clamped, + zp_out). A clamp [lo, hi] is a Relu/Clip applied to the float value
+    before the quantization (quantization is monotone, so clamping the codes is the same)."""
+    f = np.float32
+    codes = np.arange(QMIN, QMAX + 1, dtype=np.int64)
+    y = float_function(func, (f(s_in) * (codes - zp_in).astype(f)).astype(f), alpha, beta)
+    q = np.rint(np.clip((y / f(s_out)).astype(f), f(QMIN - zp_out), f(QMAX - zp_out))).astype(np.int64) + zp_out
+    return np.clip(q, lo, hi).astype(np.int8)
+
+
+@dataclass
+class Lut(Op):
+    """Any function of one int8 code as a 256-entry table (Sigmoid, HardSigmoid, HardSwish, a kept Relu/Clip or
+    a change of scale): table[x + 128]. Both requantization schemes use the table onnxruntime builds."""
+
+    table: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    func: str = "identity"
+
+    @property
+    def kind(self) -> str:
+        return f"lut_{self.func}"
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        return lut, [np.asarray(self.table, np.int8)], {}
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        return np.asarray(self.table, np.int8)[np.asarray(inputs[0]).astype(np.int64) + 128]
+
+
+def lut(x, table):
+    """TE: out = table[x + 128]."""
+    return te.compute(tuple(x.shape), lambda *i: table[x[i].astype("int32") + 128], name="out")
+
+
+# ---------------------------------------------------------------- Concat: each input through its own table
+@dataclass
+class Concat(Op):
+    """ONNX Concat of int8 tensors along `axis`; an input whose scale or zero point differs from the output's
+    is requantized by a table, as onnxruntime's QLinearConcat does."""
+
+    axis: int = 1
+
+    def tables(self, graph: Graph) -> np.ndarray:
+        to = graph.tensors[self.output]
+        rows = []
+        for name in self.inputs:
+            ti = graph.tensors[name]
+            rows.append(unary_table("identity", ti.scale, ti.zero_point, to.scale, to.zero_point))
+        return np.concatenate(rows).astype(np.int8)
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        sizes = tuple(graph.tensors[n].shape[self.axis] for n in self.inputs)
+        return concat, [self.tables(graph)], dict(axis=self.axis, sizes=sizes)
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        t = self.tables(graph).reshape(len(self.inputs), 256)
+        parts = [t[k][np.asarray(a).astype(np.int64) + 128] for k, a in enumerate(inputs)]
+        return np.concatenate(parts, axis=self.axis).astype(np.int8)
+
+
+def concat(*args, axis: int, sizes: tuple[int, ...]):
+    """TE: the inputs side by side along `axis`, each read through its table (args: inputs..., tables)."""
+    *xs, table = args
+    shape = list(xs[0].shape)
+    shape[axis] = sum(sizes)
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+
+    def f(*i):
+        def read(k):
+            j = list(i)
+            j[axis] = i[axis] - starts[k]
+            return table[k * 256 + xs[k][tuple(j)].astype("int32") + 128]
+
+        v = read(len(xs) - 1)
+        for k in range(len(xs) - 2, -1, -1):
+            v = tirx.Select(i[axis] < starts[k + 1], read(k), v)
+        return v
+
+    return te.compute(tuple(shape), f, name="out")
+
+
+# ---------------------------------------------------------------- Mul of two activations (broadcasting)
+def _broadcast_index(i: tuple, shape: tuple[int, ...], out_rank: int) -> tuple:
+    """Index into an operand of `shape` broadcast to rank `out_rank` (numpy rules)."""
+    off = out_rank - len(shape)
+    return tuple(0 if shape[d] == 1 else i[d + off] for d in range(len(shape)))
+
+
+@dataclass
+class Mul(Op):
+    """int8 elementwise product with numpy broadcasting (e.g. squeeze-excite's [N,C,H,W]·[N,C,1,1]).
+    "float": onnxruntime's QLinearMul (MLAS, x86): rint(float((a − za)(b − zb)) · f32(f32(sa·sb) / sc)) + zc;
+    "fixed": TFLite's MUL: MultiplyByQuantizedMultiplier((a − za)(b − zb), sa·sb / sc) + zc."""
+
+    act_min: int = QMIN
+    act_max: int = QMAX
+
+    def _ratio_f32(self, graph: Graph) -> np.float32:
+        ta, tb, to = (graph.tensors[n] for n in (*self.inputs, self.output))
+        f = np.float32
+        return f(f(f(ta.scale) * f(tb.scale)) / f(to.scale))
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        ta, tb, to = (graph.tensors[n] for n in (*self.inputs, self.output))
+        common: dict[str, Any] = dict(
+            zp_a=ta.zero_point, zp_b=tb.zero_point, zp_out=to.zero_point, lo=self.act_min, hi=self.act_max
+        )
+        if scheme == "fixed":
+            m, s = rq.quantize_multiplier(float(np.float64(ta.scale) * np.float64(tb.scale) / np.float64(to.scale)))
+            return mul_fixed, [], {**common, "mult": int(m), "shift": int(s)}
+        return mul_float, [np.array([self._ratio_f32(graph)], np.float32)], common
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        ta, tb, to = (graph.tensors[n] for n in (*self.inputs, self.output))
+        a = np.asarray(inputs[0]).astype(np.int64) - ta.zero_point
+        b = np.asarray(inputs[1]).astype(np.int64) - tb.zero_point
+        prod = a * b  # numpy broadcasting, as ONNX's
+        if scheme == "fixed":
+            m, s = rq.quantize_multiplier(float(np.float64(ta.scale) * np.float64(tb.scale) / np.float64(to.scale)))
+            v = rq.multiply_by_quantized_multiplier(prod, m, s) + to.zero_point
+        else:
+            v = np.rint((prod.astype(np.float32) * self._ratio_f32(graph)).astype(np.float32)).astype(np.int64)
+            v = np.clip(v, -(2**31), 2**31 - 1) + to.zero_point
+        return np.clip(v, self.act_min, self.act_max).astype(np.int8)
+
+
+def _mul_product(a, b, zp_a: int, zp_b: int):
+    rank = max(len(a.shape), len(b.shape))
+    shape = tuple(
+        max(int(x), int(y))
+        for x, y in zip(
+            (1,) * (rank - len(a.shape)) + tuple(int(d) for d in a.shape),
+            (1,) * (rank - len(b.shape)) + tuple(int(d) for d in b.shape),
+        )
+    )
+    sa, sb = tuple(int(d) for d in a.shape), tuple(int(d) for d in b.shape)
+    return (
+        shape,
+        lambda *i: (
+            (a[_broadcast_index(i, sa, rank)].astype("int32") - zp_a)
+            * (b[_broadcast_index(i, sb, rank)].astype("int32") - zp_b)
+        ),
+    )
+
+
+def mul_fixed(a, b, *, zp_a: int, zp_b: int, zp_out: int, lo: int, hi: int, mult: int, shift: int):
+    """TE: TFLite MUL (fixed-point multiplier on the int32 product)."""
+    shape, prod = _mul_product(a, b, zp_a, zp_b)
+    r = K.Requant("fixed", zp_out, lo, hi)
+    return K.requant_out(shape, prod, r, m_of=lambda i: mult, shift_of=lambda i: shift)
+
+
+def mul_float(a, b, ratio, *, zp_a: int, zp_b: int, zp_out: int, lo: int, hi: int):
+    """TE: onnxruntime QLinearMul: float32 product × ratio, round half to even, + zp_out, saturate."""
+    shape, prod = _mul_product(a, b, zp_a, zp_b)
+    lo_f = tirx.const(float(lo - zp_out), "float32")
+    hi_f = tirx.const(float(hi - zp_out), "float32")
+
+    def f(*i):
+        v = prod(*i).astype("float32") * ratio[0]
+        return (tirx.nearbyint(tirx.max(tirx.min(v, hi_f), lo_f)).astype("int32") + zp_out).astype("int8")
+
+    return te.compute(shape, f, name="out")
+
+
+# ---------------------------------------------------------------- Pad (constant mode)
+@dataclass
+class Pad(Op):
+    """ONNX Pad, mode "constant": `before` / `after` elements per axis, filled with the code of the constant
+    (QuantizeLinear of its float value at the tensor's scale and zero point; input and output share them)."""
+
+    before: tuple[int, ...] = ()
+    after: tuple[int, ...] = ()
+    value: int = 0
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        return pad, [], dict(before=tuple(self.before), after=tuple(self.after), value=int(self.value))
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        x = np.asarray(inputs[0])
+        widths = [(0, 0)] + list(zip(self.before[1:], self.after[1:]))  # any batch size
+        return np.pad(x, widths, constant_values=self.value).astype(np.int8)
+
+
+def pad(x, *, before: tuple[int, ...], after: tuple[int, ...], value: int):
+    """TE: out[i] = x[i − before] inside the input, else the constant's code."""
+    shape = tuple(int(d) + b + a for d, b, a in zip(x.shape, before, after))
+
+    def f(*i):
+        inside = tirx.const(True, "bool")
+        for d, b in enumerate(before):
+            if b or after[d]:
+                inside = tirx.all(inside, i[d] >= b, i[d] < b + int(x.shape[d]))
+        src = tuple(tirx.max(tirx.min(i[d] - b, int(x.shape[d]) - 1), 0) for d, b in enumerate(before))
+        return tirx.Select(inside, x[src], tirx.const(value, "int8"))
+
+    return te.compute(shape, f, name="out")
+
+
+# ---------------------------------------------------------------- Softmax along any axis
+@dataclass
+class SoftmaxOrt(Op):
+    """ONNX Softmax between Q/DQ along `axis`. "float": onnxruntime's fused QLinearSoftmax (float table of exps,
+    float32 row sum, softmax.softmax_ort); "fixed": TFLite's fixed-point softmax (last axis, output scale 1/256 and
+    zero point −128, as TFLite requires), else refused."""
+
+    axis: int = -1
+
+    @property
+    def kind(self) -> str:
+        return "softmax"  # the output is probabilities (manifest output.kind)
+
+    def _fixed_ok(self, graph: Graph) -> None:
+        from divqat_tvm.errors import CompileError
+
+        to = graph.tensors[self.output]
+        if self.axis != len(to.shape) - 1 or to.scale != sm.OUTPUT_SCALE or to.zero_point != sm.OUTPUT_ZERO_POINT:
+            raise CompileError(
+                f"Softmax '{self.name}' along axis {self.axis} with output scale {to.scale}, zero point "
+                f"{to.zero_point} has no fixed-point (TFLite) form.",
+                "Compile with --requant float (onnxruntime's arithmetic), or quantize the softmax output with "
+                "scale 1/256, zero point -128 along the last axis.",
+            )
+
+    def te_kernel_for(self, graph: Graph, scheme: str) -> KernelSpec:
+        ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
+        if scheme == "fixed":
+            self._fixed_ok(graph)
+            return sm.softmax, [sm.exp_table(sm.softmax_params(1.0, ti.scale))], {}
+        table = sm.ort_exp_table(ti.scale, ti.shape[self.axis])
+        return (
+            sm.softmax_ort,
+            [table, np.array([sm.ort_y_scale(to.scale)], np.float32)],
+            dict(axis=self.axis, zp_out=to.zero_point),
+        )
+
+    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
+        if scheme == "fixed":
+            self._fixed_ok(graph)
+            return sm.softmax_int8_reference(np.asarray(inputs[0]), sm.softmax_params(1.0, ti.scale))
+        return sm.softmax_ort_reference(np.asarray(inputs[0]), self.axis, ti.scale, to.scale, to.zero_point)

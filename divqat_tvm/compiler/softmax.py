@@ -343,3 +343,94 @@ def softmax(x, table):
     ]
     out = tirx.decl_buffer(x.shape, "int8", "out", elem_offset=0)
     return te.extern([x.shape], [x, table], gen, name="softmax", dtype="int8", in_buffers=bufs, out_buffers=[out])
+
+
+# ---------------------------------------------------------------- onnxruntime's QLinearSoftmax (x86, uint8 domain)
+# What onnxruntime runs for DequantizeLinear → Softmax → QuantizeLinear (any axis, fused into its contrib
+# QLinearSoftmax; onnxruntime/contrib_ops/cpu/quantization/qlinear_softmax.cc, uint8 path, which x86 runs after its
+# int8 → uint8 rewrite): a float32 table of exp((i − 255 + shift)·s_in), shift = max(0, ln(FLT_MAX / D) − 5) / s_in;
+# per row, the table read at (x − max + 255), summed in float32 in order, and each output
+# min(255, nearbyint(t·floor(1 / s_out) / sum) + zp_out) in the uint8 domain (int8: min(127, ... + zp_out)).
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def ort_exp_table(s_in: float, depth: int) -> np.ndarray:
+    """QlinearBuildLookupTableUint32 with a float table (EXP_OUT_DTYPE float): float32 [256]."""
+    bit_shift = math.log(float(np.float32(FLT_MAX) / np.float32(depth)))  # float division, then log in double
+    bit_shift = max(0.0, bit_shift - 5.0) / float(np.float32(s_in))
+    i = np.arange(256, dtype=np.float64)
+    return np.exp((i - 255.0 + bit_shift) * float(np.float32(s_in))).astype(np.float32)
+
+
+def ort_y_scale(s_out: float) -> np.float32:
+    """floor(1.0f / Y_scale), in float32."""
+    return np.float32(np.floor(np.float32(1.0) / np.float32(s_out)))
+
+
+def softmax_ort_reference(x: np.ndarray, axis: int, s_in: float, s_out: float, zp_out: int) -> np.ndarray:
+    """int8 → int8 along `axis` as onnxruntime's QLinearSoftmax (plain numpy loops over the rows)."""
+    xm = np.moveaxis(np.asarray(x).astype(np.int64), axis, -1)
+    table = ort_exp_table(s_in, xm.shape[-1])
+    ys = ort_y_scale(s_out)
+    rows = xm.reshape(-1, xm.shape[-1])
+    out = np.empty_like(rows)
+    for r, row in enumerate(rows):
+        t = table[row - row.max() + 255]
+        total = np.float32(0)
+        for v in t:
+            total = np.float32(total + v)
+        q = np.rint(((t * ys).astype(np.float32) / total).astype(np.float32)).astype(np.int64) + zp_out
+        out[r] = np.minimum(q, 127)
+    return np.moveaxis(out.reshape(xm.shape), -1, axis).astype(np.int8)
+
+
+def softmax_ort(x, table, fparams, *, axis: int, zp_out: int):
+    """TE extern: onnxruntime's QLinearSoftmax along `axis`. table: float32 [256]; fparams: float32 [floor(1/s_out)]."""
+    shape = tuple(int(d) for d in x.shape)
+    depth = shape[axis]
+    others = [d for k, d in enumerate(shape) if k != axis]
+    outer = int(np.prod(others))
+
+    def gen(ins, outs):
+        xb, tb, fb, ob = ins[0], ins[1], ins[2], outs[0]
+        st = tirx.decl_buffer((1,), "int32", name="mx", scope="global", elem_offset=0)
+        acc = tirx.decl_buffer((1,), "float32", name="sum", scope="global", elem_offset=0)
+
+        def index(row, k):
+            idx, rest = [], row
+            for d in reversed(others):
+                idx.append(rest % d)
+                rest = rest // d
+            idx.reverse()
+            return idx[:axis] + [k] + idx[axis:]
+
+        def row_body(b: _Body, row) -> None:
+            b.store(st, _i32(-128), [0])
+            b.loop(
+                depth, lambda lb, k: lb.store(st, tirx.max(_ld(st, [0]), _ld(xb, index(row, k)).astype("int32")), [0])
+            )
+            b.store(acc, tirx.const(0.0, "float32"), [0])
+
+            def exp_of(k):
+                return _ld(tb, [_ld(xb, index(row, k)).astype("int32") - _ld(st, [0]) + 255])
+
+            b.loop(depth, lambda lb, k: lb.store(acc, _ld(acc, [0]) + exp_of(k), [0]))
+
+            def out(lb: _Body, k) -> None:
+                v = tirx.nearbyint((exp_of(k) * _ld(fb, [0])) / _ld(acc, [0])).astype("int32") + zp_out
+                lb.store(ob, tirx.min(v, _i32(127)).astype("int8"), index(row, k))
+
+            b.loop(depth, out)
+
+        body = _Body({})
+        body.loop(outer, row_body, "row")
+        return tirx.SeqStmt([_stack_alloc(st), _stack_alloc(acc), body.seq()])
+
+    bufs = [
+        tirx.decl_buffer(t.shape, t.dtype, name, elem_offset=0)
+        for t, name in ((x, "x"), (table, "exp_table"), (fparams, "fparams"))
+    ]
+    out = tirx.decl_buffer(x.shape, "int8", "out", elem_offset=0)
+    return te.extern(
+        [x.shape], [x, table, fparams], gen, name="softmax_ort", dtype="int8", in_buffers=bufs, out_buffers=[out]
+    )

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.compiler.graph import QMAX, QMIN, Add, Conv2D, Graph, MaxPool, Op, QTensor, Reshape
 from divqat_tvm.compiler.tflite_ops import Softmax, TfliteAvgPool, TfliteDense
 from divqat_tvm.errors import CompileError
+
+if TYPE_CHECKING:
+    from divqat_tvm.compiler.tune import Tuning
 
 TFLITE_MAGIC = b"TFL3"
 SUPPORTED_TFLITE_OPS = (
@@ -505,6 +508,7 @@ def compile_tflite(
     core: str | None = None,
     meta: dict[str, Any] | None = None,
     kernels: str = "native",
+    tuning: Tuning | None = None,
 ) -> dict[str, Any]:
     """Import an int8 .tflite model and generate its C library (like pipeline.compile_onnx).
 
@@ -527,4 +531,4 @@ def compile_tflite(
         "source_model": {"path": str(model), "sha256": file_sha256(model), "format": "tflite"},
         "meta": {**input_space_meta(graph), **(meta or {})},
     }
-    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels)
+    return generate(graph, out_dir, requant=requant, prefix=prefix, manifest=info, kernels=kernels, tuning=tuning)

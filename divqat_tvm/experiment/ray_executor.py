@@ -180,6 +180,7 @@ def run_tasks_ray(
     console: Console | None = None,
     address: str | None = None,
     max_retries: int = MAX_RETRIES,
+    show_progress: bool = True,
 ) -> RunSummary:
     """Run every unfinished task on Ray, as a DAG; the driver alone writes `out_dir`.
 
@@ -191,6 +192,7 @@ def run_tasks_ray(
         cache_dir: artefact and cell cache, a path every node sees or an fsspec URL (default `<out>/cache`).
         threads: CPUs (torch threads) per task.
         console: where progress goes.
+        show_progress: show the per-stage progress bars (False: only failures and the summary).
         address: a running cluster ("HOST:PORT", "auto"); None starts a private one on 127.0.0.1.
         max_retries: re-runs of a task whose worker died.
 
@@ -255,6 +257,7 @@ def run_tasks_ray(
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            disable=not show_progress,
         ) as progress:
             bars = {
                 s: progress.add_task(

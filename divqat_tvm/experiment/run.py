@@ -56,6 +56,8 @@ def run_experiment(
     console: Console | None = None,
     executor: str = "local",
     address: str | None = None,
+    threads: int = 1,
+    progress: bool = True,
 ) -> tuple[RunSummary, dict[str, Path]]:
     """Run every unfinished task of `exp` into `out_dir`, then render the report from what finished.
 
@@ -68,6 +70,8 @@ def run_experiment(
         console: progress output.
         executor: "local" (worker processes, stage by stage) or "ray" (a DAG of Ray tasks).
         address: the Ray cluster ("HOST:PORT" or "auto"); None starts a private one (executor "ray" only).
+        threads: torch threads per task; results do not depend on it (training and attacks fix their own).
+        progress: show the per-stage progress bars.
 
     Raises:
         DivqatError: an unknown executor, `address` without Ray, Ray not installed, or a run directory of
@@ -109,12 +113,21 @@ def run_experiment(
             fn_spec,
             workers=workers or exp.profile.workers,
             cache_dir=cache_dir,
+            threads=threads,
             console=console,
             address=address,
+            show_progress=progress,
         )
     else:
         summary = run_tasks(
-            tasks, out, fn_spec, workers=workers or exp.profile.workers, cache_dir=cache_dir, console=console
+            tasks,
+            out,
+            fn_spec,
+            workers=workers or exp.profile.workers,
+            cache_dir=cache_dir,
+            threads=threads,
+            console=console,
+            show_progress=progress,
         )
     paths = render_report(out)
     return summary, paths

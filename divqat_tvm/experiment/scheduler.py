@@ -207,6 +207,7 @@ def run_tasks(
     cache_dir: str | os.PathLike[str] | None = None,
     threads: int = 1,
     console: Console | None = None,
+    show_progress: bool = True,
 ) -> RunSummary:
     """Run every unfinished task, stage by stage, `workers` at a time.
 
@@ -218,6 +219,7 @@ def run_tasks(
         cache_dir: shared artefact cache (default `<out>/cache`).
         threads: torch threads per worker.
         console: where progress goes.
+        show_progress: show the per-stage progress bars (False: only failures and the summary).
 
     Returns:
         What ran, what was already finished, what failed and what was skipped.
@@ -240,6 +242,7 @@ def run_tasks(
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        disable=not show_progress,
     ) as progress:
         for stage in stages:
             todo = [t for t in tasks if t.stage == stage]

@@ -116,3 +116,208 @@ def onnx_reference_run(path: Path, x: np.ndarray) -> np.ndarray:
     r = ReferenceEvaluator(m)
     name = m.graph.input[0].name
     return np.concatenate([r.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+
+
+# ---------------------------------------------------------------- float torch nets → onnxruntime quantize_static
+def quantize_torch(
+    model,
+    path: Path,
+    input_shape: tuple[int, ...],
+    seed: int = 0,
+    opset: int = 13,
+    keep_activations: bool = False,
+) -> Path:
+    """A float torch module → ONNX → onnxruntime quantize_static (QDQ, per-channel int8 weights, int8
+    activations, MinMax calibration on 32 normal inputs); `keep_activations` sets QDQKeepRemovableActivations
+    (Relu/Clip kept between their own Q/DQ pairs)."""
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    float_path = path.with_suffix(".float.onnx")
+    torch.onnx.export(
+        model.eval(),
+        torch.randn(1, *input_shape),
+        str(float_path),
+        input_names=["input"],
+        output_names=["logits"],
+        opset_version=opset,
+        dynamo=False,
+        dynamic_axes={"input": {0: "N"}},
+    )
+    rng = np.random.default_rng(seed)
+    batches = [{"input": rng.standard_normal((8, *input_shape)).astype(np.float32)} for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        str(float_path),
+        str(path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"QDQKeepRemovableActivations": keep_activations},
+    )
+    return path
+
+
+def torch_nets():
+    """The float nets of the coverage tests, by name (built on demand: torch is imported here)."""
+    import torch
+    from torch import nn
+
+    class ConcatNet(nn.Module):
+        """Two conv branches of different output scales, concatenated along channels (QLinearConcat requantizes
+        one of them), then a conv, global pool and a linear layer."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(3, 6, 1)
+            self.c = nn.Conv2d(14, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+            with torch.no_grad():
+                self.b.weight.mul_(3.0)
+
+        def forward(self, x):
+            y = torch.cat([torch.relu(self.a(x)), self.b(x)], 1)
+            return self.fc(nn.functional.adaptive_avg_pool2d(torch.relu(self.c(y)), 1).flatten(1))
+
+    class KeptNet(nn.Module):
+        """Conv → ReLU, conv → ReLU6 (Clip), residual add → ReLU: every activation its own Q/DQ pair when
+        quantized with QDQKeepRemovableActivations."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c1(x))
+            z = nn.functional.relu6(self.c2(y))
+            y = torch.relu(y + z)
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class SENet(nn.Module):
+        """Squeeze-excite: conv → ReLU → (global average pool or mean → 1x1 conv → ReLU → 1x1 conv → sigmoid)
+        × the features, then hard-swish, global pool and a linear layer."""
+
+        def __init__(self, mean: bool = False) -> None:
+            super().__init__()
+            self.mean = mean
+            self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+            self.s1 = nn.Conv2d(16, 4, 1)
+            self.s2 = nn.Conv2d(4, 16, 1)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c1(x))
+            z = y.mean((2, 3), keepdim=True) if self.mean else nn.functional.adaptive_avg_pool2d(y, 1)
+            y = y * torch.sigmoid(self.s2(torch.relu(self.s1(z))))
+            y = nn.functional.hardswish(y)
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class TwoScaleAdd(nn.Module):
+        """A residual Add whose operands have very different scales (one branch scaled by 8)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(3, 8, 1)
+            self.fc = nn.Linear(8, 10)
+            with torch.no_grad():
+                self.b.weight.mul_(8.0)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x) + self.b(x))
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class MLP(nn.Module):
+        """A [N, 20] input (no image axes): Gemm → ReLU → Gemm."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.f1 = nn.Linear(20, 16)
+            self.f2 = nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.f2(torch.relu(self.f1(x)))
+
+    class Seq(nn.Module):
+        """A [N, T, C] sequence input: transposed to channels first, unsqueezed to [N, C, 1, T], a 1×3 conv."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(6, 8, (1, 3), padding=(0, 1))
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c(x.transpose(1, 2).unsqueeze(2)))
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class Nhwc(nn.Module):
+        """An NHWC [N, H, W, C] input permuted to NCHW inside the model."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c(x.permute(0, 3, 1, 2)))
+            return self.fc(nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+    class PadNet(nn.Module):
+        """An asymmetric zero Pad (its own ONNX node) before a conv without padding."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c0 = nn.Conv2d(3, 8, 1)
+            self.c = nn.Conv2d(8, 8, 3)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = nn.functional.pad(torch.relu(self.c0(x)), (1, 2, 0, 1))
+            return self.fc(nn.functional.adaptive_avg_pool2d(torch.relu(self.c(y)), 1).flatten(1))
+
+    class SoftmaxNet(nn.Module):
+        """Conv → global pool → linear → softmax: probabilities out (quantize_static's fixed softmax range)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+            with torch.no_grad():
+                self.fc.weight.mul_(4.0)
+
+        def forward(self, x):
+            y = nn.functional.adaptive_avg_pool2d(torch.relu(self.c(x)), 1).flatten(1)
+            return torch.softmax(self.fc(y), dim=1)
+
+    return {
+        "softmax": SoftmaxNet,
+        "pad": PadNet,
+        "mlp": MLP,
+        "seq": Seq,
+        "nhwc": Nhwc,
+        "concat": ConcatNet,
+        "kept": KeptNet,
+        "se": SENet,
+        "se_mean": lambda: SENet(mean=True),
+        "two_scale_add": TwoScaleAdd,
+    }
+
+
+def coverage_model(name: str, path: Path, input_shape: tuple[int, ...] = (3, 12, 12), seed: int = 0, **kw) -> Path:
+    """torch_nets()[name] with seeded weights, quantized by quantize_static into `path`."""
+    import torch
+
+    torch.manual_seed(seed)
+    return quantize_torch(torch_nets()[name](), path, input_shape, seed=seed, **kw)

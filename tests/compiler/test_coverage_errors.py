@@ -3,6 +3,7 @@ ONNX node is named; the compiled folder carries a CMakeLists.txt that builds it 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -72,3 +73,95 @@ def test_cmake_lists_builds_the_library(tmp_path):
     assert (build / "libad01.a").is_file()
     assert shutil.which("cmake")
     assert np.int8  # keep numpy import used
+
+
+# ---------------------------------------------------------------- errors name the ONNX node, never a TVM variable
+def _compile_error(p: Path) -> str:
+    from divqat_tvm.compiler.onnx_import import import_onnx
+    from divqat_tvm.errors import CompileError
+
+    with pytest.raises(CompileError) as e:
+        import_onnx(p)
+    text = f"{e.value.problem} {e.value.fix}"
+    assert not re.search(r"\blv\d*\b|\bgv\d*\b|relax\.|R\.|call_tir", text), text  # no Relax/TVM names
+    assert e.value.fix
+    return e.value.problem
+
+
+def _label(p: Path, name: str) -> str:
+    """'<name>' (<op type>, node #<index>) as the importer writes it."""
+    import onnx
+
+    nodes = list(onnx.load(str(p)).graph.node)
+    i = next(k for k, n in enumerate(nodes) if n.name == name)
+    return f"ONNX node '{name}' ({nodes[i].op_type}, node #{i})"
+
+
+def test_mul_by_a_constant_names_the_node(tmp_path):
+    b = QDQBuilder((1, 3, 4, 4))
+    c = b.const(np.full((1, 3, 1, 1), 5, np.int8), "k")
+    cdq = b.dq((c, b.const(np.array(0.1, np.float32)), b.const(np.array(0, np.int8))))
+    p = b.save(tmp_path / "m.onnx", b.qop("Mul", [b.x], 0.05, 0, extra=[cdq], name="scale_by_k"))
+    msg = _compile_error(p)
+    assert _label(p, "scale_by_k") in msg and "constant" in msg
+
+
+def test_concat_along_batch_names_the_node(tmp_path):
+    b = QDQBuilder((1, 3, 4, 4))
+    p = b.save(tmp_path / "c.onnx", b.qop("Concat", [b.x, b.x], 0.05, 3, name="cat0", axis=0))
+    msg = _compile_error(p)
+    assert _label(p, "cat0") in msg and "batch" in msg
+
+
+def test_transpose_of_the_batch_axis_names_the_node(tmp_path):
+    b = QDQBuilder((1, 3, 4, 4))
+    p = b.save(tmp_path / "t.onnx", b.qop("Transpose", [b.x], 0.05, 3, name="swap", perm=[1, 0, 2, 3]))
+    msg = _compile_error(p)
+    assert _label(p, "swap") in msg and "batch" in msg
+
+
+def test_conv1d_names_the_node(tmp_path):
+    b = QDQBuilder((1, 3, 8))
+    rng = np.random.default_rng(0)
+    from onnx import helper
+
+    w = [b.const(rng.integers(-127, 128, (4, 3, 3)).astype(np.int8)), b.const(np.full(4, 0.01, np.float32))]
+    b.nodes.append(helper.make_node("DequantizeLinear", [*w, b.const(np.zeros(4, np.int8))], ["wdq"], axis=0))
+    wdq = "wdq"
+    p = b.save(tmp_path / "c1.onnx", b.qop("Conv", [b.x], 0.05, 0, extra=[wdq], name="conv1d", kernel_shape=[3]))
+    msg = _compile_error(p)
+    assert _label(p, "conv1d") in msg and "1-D" in msg
+
+
+def test_quantized_constant_names_the_quantize_node(tmp_path):
+    b = QDQBuilder((1, 3, 4, 4))
+    k = b.quantize(b.const(np.full((1, 3, 4, 4), 0.5, np.float32)), 0.01, 0)
+    p = b.save(tmp_path / "k.onnx", b.qop("Add", [b.x, k], 0.05, 0, name="add_k"))
+    msg = _compile_error(p)
+    assert "quantizes a constant" in msg and "QuantizeLinear" in msg
+
+
+def test_unsupported_node_is_refused_with_its_index(tmp_path):
+    b = QDQBuilder((1, 10))
+    p = b.save(tmp_path / "s.onnx", b.qop("LogSoftmax", [b.x], 0.1, 0, name="logp", axis=1))
+    msg = _compile_error(p)
+    assert "'LogSoftmax'" in msg and "'logp'" in msg and "node #" in msg
+
+
+def test_weight_scales_on_the_wrong_axis_name_the_node(tmp_path):
+    """Per-channel weight scales along the input channels (DequantizeLinear's default axis 1)."""
+    b = QDQBuilder((1, 3, 8, 8))
+    w = (b.const(np.ones((4, 3, 3, 3), np.int8)), b.const(np.full(3, 0.01, np.float32)), b.const(np.zeros(3, np.int8)))
+    p = b.save(tmp_path / "bad.onnx", b.qop("Conv", [b.x], 0.05, 0, extra=[b.dq(w)], name="c", kernel_shape=[3, 3]))
+    msg = _compile_error(p)
+    assert _label(p, "c") in msg and "axis 1" in msg
+
+
+def test_model_the_frontend_rejects_is_reported_without_tvm_text(tmp_path):
+    """A DequantizeLinear whose 4 scales do not fit its axis (size 3): TVM's frontend fails; the error is the
+    file and onnx's words or the exception type, never TVM's IR."""
+    b = QDQBuilder((1, 3, 8))
+    w = (b.const(np.ones((4, 3, 3), np.int8)), b.const(np.full(4, 0.01, np.float32)), b.const(np.zeros(4, np.int8)))
+    p = b.save(tmp_path / "bad.onnx", b.qop("Conv", [b.x], 0.05, 0, extra=[b.dq(w)], name="c", kernel_shape=[3]))
+    msg = _compile_error(p)
+    assert "bad.onnx" in msg
