@@ -7,11 +7,13 @@ shapes) and a scratch tensor that TVM allocates in the arena beside the output (
 The C sources are pasted into the emitted kernels.c (see `library_source`), so the library stays standalone.
 
 Which layers: NHWC convolutions with groups 1 (the GEMM kernel, `divqat_conv_s8`), NHWC depthwise
-convolutions with depth multiplier 1 (`divqat_dwconv_s8`), and fully connected layers with the fixed-point
-epilogue (the GEMM kernel as a 1x1 convolution), all with requant "fixed". Anything else (NCHW, grouped,
-"float" requantization, TFLite's double-rounded FULLY_CONNECTED) keeps the TE kernels of kernels.py: no
-shape is ever sent to a kernel that does not handle it. The choice is recorded per op in the manifest
-(`ops[].kernel`: name and variant).
+convolutions with depth multiplier 1 (`divqat_dwconv_s8`: the tap-pair path for 3x3 layers with the fast
+epilogue, any channel count; the channel-group ring for the others, C % 4 == 0), and fully connected layers
+(the GEMM kernel over one pixel), all with requant "fixed". TFLite's FULLY_CONNECTED rounds in double
+precision (LiteRT's reference): its layers get an integer multiplier and shift where `f64_as_fixed` proves them
+equal for every accumulator (DQ_HAWAY), else the double computation itself (DQ_F64). Anything else (NCHW,
+grouped, "float" requantization) keeps the TE kernels of kernels.py: no shape is ever sent to a kernel that
+does not handle it. The choice is recorded per op in the manifest (`ops[].kernel`: name and variant).
 
 Arithmetic (csrc/divqat_nn.h): the input zero point is folded into the bias offline (bias' = bias − zp_in·Σw;
 padding reads as zp_in, so it contributes zp_in·w and the fold stays exact), and the epilogue is TFLite's
@@ -22,8 +24,10 @@ every input, clamp [−128, 127].
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +66,7 @@ DESC_FIELDS = (
     "kp",
     "flags",
 )
-FLAG_FAST, FLAG_DIRECT, FLAG_F64 = 1, 2, 4
+FLAG_FAST, FLAG_DIRECT, FLAG_F64, FLAG_DWPAIR, FLAG_HAWAY = 1, 2, 4, 8, 16
 QP_WORDS = 4
 FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
 ACC_LIMIT = 1 << 30  # the fast epilogue doubles the accumulator before SMMULR
@@ -216,7 +220,7 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
             tuple(to.shape),
             direct,
         )
-    if op.groups == cin == cout and cin % 4 == 0:
+    if op.groups == cin == cout:
         return _dw_call(op, real, geom, ti.zero_point, to.zero_point, tuple(to.shape))
     return None
 
@@ -224,10 +228,26 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
 DW_MAX_KH, DW_MAX_ROWS = 8, 16  # csrc/dwconv_s8.c: DIVQAT_DW_MAX_KH, DIVQAT_DW_MAX_ROWS
 
 
+def _dw_pair_ok(geom: dict[str, int]) -> bool:
+    """The tap-pair path's shapes: 3x3, dilation 1, stride 1 or 2 across (any stride down)."""
+    return (geom["kh"], geom["kw"], geom["dh"], geom["dw"]) == (3, 3, 1, 1) and geom["sw"] in (1, 2)
+
+
+def dw_pair_weights(w: np.ndarray) -> np.ndarray:
+    """[C, 9] taps (row-major 3x3) as csrc/dwconv_s8.c's tap-pair words: per channel and kernel row the int16
+    pairs (w0, w1) and (w2, 0). Flat int16, 12 values per channel."""
+    c = w.shape[0]
+    rows = w.reshape(c, 3, 3)
+    out = np.zeros((c, 3, 4), np.int64)
+    out[:, :, 0:3] = rows
+    return out.reshape(-1).astype(np.int16)
+
+
 def _dw_call(
     op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int, out_shape: tuple[int, ...]
 ) -> NativeCall | None:
-    """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1 and C % 4 == 0."""
+    """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1: the tap-pair path (any C) for 3x3 layers
+    with the fast epilogue, else the 4-channel-group ring (C % 4 == 0)."""
     c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
     nrows = (kh - 1) * geom["dh"] + 1
     if kh > DW_MAX_KH or nrows > DW_MAX_ROWS:
@@ -237,31 +257,89 @@ def _dw_call(
     span = max(127 - zp_in, zp_in + 128)
     bound = np.abs(bias) + np.abs(w).sum(axis=1) * span
     qp, fast = _requant_words(real, bias, zp_out, op.act_min, op.act_max, bound)
+    pair = fast and _dw_pair_ok(geom)
+    if not pair and c % 4:
+        return None
     scale = 2 if fast else 1  # the fast epilogue takes the doubled accumulator
     qp[:, 0] *= scale
+    desc_kw = dict(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0)
+    if pair:
+        nw = (geom["ow"] + 3) // 2 if geom["sw"] == 1 else geom["ow"] + 1  # ring words per channel
+        return NativeCall(
+            "divqat_dwconv_s8",
+            [dw_pair_weights(w * scale), qp.reshape(-1), _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR)],
+            4 * c * nw * 4,
+            out_shape,
+            {"epilogue": "fast", "ring": "tap pairs", "ring_rows": 3},
+        )
     # per 4-channel group, per tap: int16 (c0, c2, c1, c3), the order SXTAB16 leaves the input in
     wt = (w * scale).reshape(c // 4, 4, kh * kw)[:, [0, 2, 1, 3], :].transpose(0, 2, 1).astype(np.int16)  # [G, taps, 4]
     need = (geom["ow"] - 1) * geom["sw"] + (kw - 1) * geom["dw"] + 1
     wc = max(need, geom["pl"] + geom["iw"])
     scratch = (nrows + 1) * wc * c * 2
-    desc = _desc(
-        **geom,
-        cout=c,
-        zp_in=zp_in,
-        zp_out=zp_out,
-        lo=op.act_min,
-        hi=op.act_max,
-        k=kh * kw,
-        kp=0,
-        flags=FLAG_FAST if fast else 0,
-    )
     return NativeCall(
         "divqat_dwconv_s8",
-        [wt.reshape(-1), qp.reshape(-1), desc],
+        [wt.reshape(-1), qp.reshape(-1), _desc(**desc_kw, flags=FLAG_FAST if fast else 0)],
         scratch,
         out_shape,
-        {"epilogue": "fast" if fast else "exact", "ring_rows": nrows},
+        {"epilogue": "fast" if fast else "exact", "ring": "channel groups", "ring_rows": nrows},
     )
+
+
+def round_half_away_f64(acc: int, scale: float) -> int:
+    """LiteRT's reference FULLY_CONNECTED rounding of one accumulator: round(double(acc) · scale), half away from
+    zero, with the same double operations as csrc/divqat_nn.h's DQ_F64 path (Python floats are IEEE doubles)."""
+    v = float(acc) * scale
+    t = float(math.trunc(v))
+    f = v - t
+    return int(t + (1.0 if f >= 0.5 else (-1.0 if f <= -0.5 else 0.0)))
+
+
+def _f64_thresholds(scale: float, n_max: int) -> list[int] | None:
+    """T(n), n = 1..n_max: the least acc >= 0 whose double rounding is >= n, i.e. double(acc·scale) >= n − 0.5
+    (the multiply is monotone, so T is found next to the exact rational bound). None when the search fails."""
+    out = []
+    exact = Fraction(scale)
+    for n in range(1, n_max + 1):
+        a = max(0, math.ceil((Fraction(2 * n - 1, 2)) / exact) - 3)
+        for _ in range(8):
+            if float(a) * scale >= n - 0.5:
+                break
+            a += 1
+        else:
+            return None
+        if a > 0 and float(a - 1) * scale >= n - 0.5:
+            return None  # not the least: the search window was wrong
+        out.append(a)
+    return out
+
+
+def f64_as_fixed(scale: float, n_max: int) -> tuple[int, int] | None:
+    """An unsigned 32-bit multiplier M and shift S (32 <= S <= 63) with
+    sign(acc) · ((|acc|·M + 2^(S−1)) >> S) == round_half_away_f64(acc, scale) for every int32 acc whose rounded
+    magnitude is at most n_max (beyond it both sides saturate the same clamp, being monotone), or None.
+
+    Proof, not sampling: both sides are odd (the double multiply and the rounding are symmetric) and, on acc >= 0,
+    non-decreasing integer step functions that are 0 at 0, so they are equal up to n_max exactly when their
+    thresholds T(n) (the least acc reaching n) agree for n = 1..n_max: the integer side's is
+    ceil((2n − 1)·2^(S−1) / M), the double side's is found by evaluating the double rounding itself."""
+    if not (0.0 < scale < 1.0) or not math.isfinite(scale):
+        return None
+    want = _f64_thresholds(scale, n_max)
+    if want is None:
+        return None
+    exact = Fraction(scale)
+    e = 0
+    while exact * 2 ** (32 + e + 1) < 2**32 and e < 31:
+        e += 1  # the largest S = 32 + e with scale·2^S < 2^32: the most precise M
+    for s in range(32 + e, 31, -1):
+        base = exact * 2**s
+        for m in (round(base), math.floor(base), math.ceil(base)):
+            if not 0 < m < 2**32:
+                continue
+            if all(-(-((2 * n - 1) << (s - 1)) // m) == t for n, t in enumerate(want, 1)):
+                return m, s
+    return None
 
 
 def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
@@ -289,23 +367,38 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
         tuple(to.shape),
         True,
     )
-    if f64:  # [bias', float64 scale as (low, high) words, 0]; the exact epilogue path with DQ_F64
-        qp = call.consts[1].reshape(-1, QP_WORDS).copy()
+    if f64:
         scales = op.effective_scales(graph)  # type: ignore[attr-defined]  # TFLite's FC (tflite_ops) has them
-        bits = np.asarray(scales, "<f8").view("<i4").reshape(-1, 2)
-        qp[:cout, 1:3] = bits
-        qp[cout:, 1:3] = bits[-1]
-        qp[:, 3] = 0
-        desc = call.consts[2].copy()
-        desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | FLAG_F64
-        call = NativeCall(
-            call.function,
-            [call.consts[0], qp.reshape(-1), desc],
-            call.scratch_bytes,
-            call.out_shape,
-            {**call.variant, "epilogue": "float64 rounding (LiteRT reference FULLY_CONNECTED)"},
-        )
+        call = _f64_epilogue(call, scales, cout, to.zero_point, op.act_min, op.act_max)
     return call
+
+
+def _f64_epilogue(call: NativeCall, scales: np.ndarray, cout: int, zp_out: int, lo: int, hi: int) -> NativeCall:
+    """LiteRT's double rounding for a FULLY_CONNECTED: as a proven integer multiplier and shift (DQ_HAWAY:
+    [bias', M, S − 32, 0]) when `f64_as_fixed` proves it equal for every scale of the layer, else the double
+    computation itself (DQ_F64: [bias', float64 scale as (low, high) words, 0])."""
+    qp = call.consts[1].reshape(-1, QP_WORDS).copy()
+    n_max = max(hi - zp_out, zp_out - lo) + 1  # past this magnitude both sides clamp alike
+    fixed = [f64_as_fixed(float(sc), n_max) for sc in np.asarray(scales, np.float64)]
+    if all(f is not None for f in fixed):
+        words = np.array([[m, s - 32] for m, s in fixed], dtype=np.int64)  # type: ignore[misc]
+        words[:, 0] = np.where(words[:, 0] >= 2**31, words[:, 0] - 2**32, words[:, 0])  # M's bits as int32
+        flag, epilogue = FLAG_HAWAY, "LiteRT FULLY_CONNECTED rounding as a proven 32-bit multiplier and shift"
+    else:
+        words = np.asarray(scales, "<f8").view("<i4").reshape(-1, 2).astype(np.int64)
+        flag, epilogue = FLAG_F64, "float64 rounding (LiteRT reference FULLY_CONNECTED)"
+    qp[:cout, 1:3] = words
+    qp[cout:, 1:3] = words[-1]
+    qp[:, 3] = 0
+    desc = call.consts[2].copy()
+    desc[DESC_FIELDS.index("flags")] = (desc[DESC_FIELDS.index("flags")] & ~FLAG_FAST) | flag
+    return NativeCall(
+        call.function,
+        [call.consts[0], qp.reshape(-1), desc],
+        call.scratch_bytes,
+        call.out_shape,
+        {**call.variant, "epilogue": epilogue},
+    )
 
 
 def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:
@@ -402,15 +495,15 @@ def kernel_path(core: str | None) -> str:
 
 _BLOCKS = {
     "divqat_conv_s8": {
-        "dsp": "1 channel x 4 pixels (SMLAD, int16 columns)",
-        "mve": "4 channels x 1 pixel (VMLADAVA)",
+        "dsp": "1 channel x 4 pixels (SMLAD, int16 columns); one pixel: 4 channels x 1 pixel",
+        "mve": "4 channels x 2 pixels (VMLADAVA); one pixel: 4 channels x 1 pixel",
         "c": "1 channel x 1 pixel (C)",
     },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
-        "dsp": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
-        "mve": "4 channels x 1 pixel over int16 ring rows (SMLABB/SMLATT)",
-        "c": "4 channels x 1 pixel over int16 ring rows (C twins of SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
 }
 

@@ -6,8 +6,11 @@ block is 1 channel x 4 pixels, the MVE one 4 channels x 1 pixel, both finish by 
 not a multiple of 4, K not a multiple of 4, 8 or 16 (zero-padded weight rows, the MVE predicated tail),
 inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read in place (DQ_DIRECT),
 stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
-shift 0, a clamp narrower than int8). The host build runs the plain C path; the emulated Cortex-M7 and M4
-(DSP), M55 (MVE) and M3 (plain C on a core) run the others.
+shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast epilogue) with odd channel counts
+and every last-block width (ow % 4), strides 1 and 2, 'same' and 'valid' padding; the channel-group ring for the
+other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
+plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ CONV_CASES = {
     "3x3_cin4_shift0": (5, 6, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "shift0"),
     "2x2_cin1_left_shift": (6, 6, 1, 2, (2, 2), (1, 1), (0, 0, 1, 1), (1, 1), "left"),
     "3x3_valid_cin32_cout12": (6, 6, 32, 12, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    # one output pixel (the fully connected kernels): K with a half chunk, channels not a multiple of 4
+    "1x1_pix1_cin20_cout7": (1, 1, 20, 7, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_pix1_cin5_cout6_pad1": (1, 1, 5, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "1x1_pix1_cin36_cout5_relu6": (1, 1, 36, 5, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), "relu6"),
 }
 
 # name: (H, W, C, kernel, stride, padding t/l/b/r, dilation, requant kind): depthwise, depth multiplier 1
@@ -54,6 +61,13 @@ DW_CASES = {
     "3x1_s1_c4_tall": (9, 4, 4, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1), "fast"),
     "3x3_dil2_c8": (8, 8, 8, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), "fast"),
     "3x3_s1_w1_c4": (5, 1, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    # the tap-pair path (3x3, dilation 1, fast epilogue): odd channel counts, every last-block width (ow % 4)
+    "3x3_s1_c5_w6": (4, 6, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s1_c13_w7": (5, 7, 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c7_w9_pad1": (9, 9, 7, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c3_w10_valid": (6, 10, 3, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_s1_c9_w2_valid": (5, 4, 9, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
+    "3x3_s21_c6_w8": (9, 8, 6, (3, 3), (2, 1), (0, 1, 1, 1), (1, 1), "fast"),
 }
 
 # name: (shape, s_a, s_b, s_out, zp_a, zp_b, zp_out, act_min, act_max)
@@ -66,6 +80,10 @@ ADD_CASES = {
 }
 
 QEMU_CASES = [
+    "1x1_cin6_bytes_cout4",  # K 6 -> KP 8: the K = 8 channel loop (DSP)
+    "1x1_pix1_cin20_cout7",  # one pixel: the fully connected kernels
+    "3x3_pix1_cin5_cout6_pad1",
+    "1x1_pix1_cin36_cout5_relu6",
     "3x3_pad1_cin3_cout5",
     "3x3_s2_same_cin16_cout7",
     "1x1_direct_cin8_cout9",
@@ -247,6 +265,9 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
     manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m4"})
     kern = manifest["ops"][0]["kernel"]
     assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
+    h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
+    pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
+    assert kern["variant"]["ring"] == ("tap pairs" if pair else "channel groups")
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     got = HostModel(tmp_path / "m").run(x)
     want = run_reference(graph, x, "fixed")
@@ -255,7 +276,8 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
 
 
 def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
-    """Depth multiplier 2 and C % 4 != 0 are not the kernel's: TE kernels, still exact."""
+    """Depth multiplier 2, and C % 4 != 0 outside the tap-pair path (here 5x5), are not the kernel's: TE kernels,
+    still exact."""
     rng = np.random.default_rng(7)
     for c, mult in ((6, 1), (4, 2)):
         x = QTensor("x", (1, 5, 5, c), 0.05, 3, layout="NHWC")
@@ -264,10 +286,10 @@ def test_depthwise_outside_the_kernel_stays_on_te(tmp_path) -> None:
             "dw",
             ["x"],
             "y",
-            weight=rng.integers(-127, 128, (c * mult, 1, 3, 3)).astype(np.int8),
+            weight=rng.integers(-127, 128, (c * mult, 1, 5, 5)).astype(np.int8),
             weight_scale=rng.uniform(0.002, 0.02, c * mult).astype(np.float32),
             bias=rng.integers(-3000, 3000, c * mult).astype(np.int32),
-            padding=(1, 1, 1, 1),
+            padding=(2, 2, 2, 2),
             groups=c,
         )
         graph = Graph({"x": x, "y": y}, [op], "x", "y", layout="NHWC")
@@ -437,3 +459,89 @@ def test_nchw_graph_converted_to_nhwc_bit_exact(tmp_path) -> None:
         assert int((HostModel(tmp_path / scheme).run(x) != want).sum()) == 0
         if scheme == "fixed":
             assert {o["kernel"]["name"] for o in m["ops"]} >= {"divqat_conv_s8"}
+
+
+AD01 = Path("/work/shared/models/ad01_int8.tflite")
+
+
+def _haway_fixed(acc: np.ndarray, m: int, s: int) -> np.ndarray:
+    """csrc/divqat_nn.h's DQ_HAWAY rounding in numpy (uint64, as the C): sign(acc)·((|acc|·M + 2^(S−1)) >> S)."""
+    ua = np.abs(acc).astype(np.uint64)
+    r = ((ua * np.uint64(m) + np.uint64(1 << (s - 1))) >> np.uint64(s)).astype(np.int64)
+    return np.where(acc < 0, -r, r)
+
+
+def _round_half_away_f64(acc: np.ndarray, scale: float) -> np.ndarray:
+    """LiteRT's reference FULLY_CONNECTED rounding in numpy (the tflite_ops reference's double operations)."""
+    v = acc.astype(np.float64) * scale
+    t = np.trunc(v)
+    f = v - t
+    return (t + (f >= 0.5) - (f <= -0.5)).astype(np.int64)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools(needs_files=(AD01,))
+def test_fc_f64_rounding_as_fixed_point_exhaustive_over_ad01_accumulators() -> None:
+    """Every AD01 layer gets the integer epilogue, and it equals LiteRT's double rounding (after zp_out and the
+    clamp) for EVERY accumulator the layer can produce: the whole range Σ w·(x − zp_in) + bias over int8 x."""
+    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.tflite_import import import_tflite
+
+    graph = import_tflite(AD01)
+    checked = 0
+    for op in graph.ops:
+        assert isinstance(op, Dense) and hasattr(op, "effective_scales")
+        ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+        w = op.weight.astype(np.int64)
+        lo_x, hi_x = -128 - ti.zero_point, 127 - ti.zero_point
+        acc_lo = op.bias.astype(np.int64) + np.where(w > 0, w * lo_x, w * hi_x).sum(axis=1)
+        acc_hi = op.bias.astype(np.int64) + np.where(w > 0, w * hi_x, w * lo_x).sum(axis=1)
+        n_max = max(op.act_max - to.zero_point, to.zero_point - op.act_min) + 1
+        scales = op.effective_scales(graph)
+        for sc in np.unique(scales):
+            fixed = native.f64_as_fixed(float(sc), n_max)
+            assert fixed is not None
+            m, s = fixed
+            chans = scales == sc
+            lo, hi = int(acc_lo[chans].min()), int(acc_hi[chans].max())
+            for start in range(lo, hi + 1, 1 << 23):
+                acc = np.arange(start, min(hi + 1, start + (1 << 23)), dtype=np.int64)
+                want = np.clip(_round_half_away_f64(acc, float(sc)) + to.zero_point, op.act_min, op.act_max)
+                got = np.clip(_haway_fixed(acc, m, s) + to.zero_point, op.act_min, op.act_max)
+                assert int((got != want).sum()) == 0, (op.name, start)
+                checked += len(acc)
+    assert checked > 5_000_000  # 7.2 million accumulators over the ten layers
+
+
+def test_fc_f64_as_fixed_refuses_what_it_cannot_prove(tmp_path) -> None:
+    """No proof, no integer path: scales >= 1 are refused, and a layer with any unproven scale keeps the double
+    rounding (DQ_F64), still exact."""
+    from divqat_tvm.compiler import native
+
+    assert native.f64_as_fixed(1.5, 128) is None and native.f64_as_fixed(0.0, 128) is None
+    m, s = native.f64_as_fixed(0.0123, 256)  # type: ignore[misc]
+    acc = np.arange(-(1 << 16), 1 << 16, dtype=np.int64)
+    assert (_haway_fixed(acc, m, s) == _round_half_away_f64(acc, 0.0123)).all()
+    # a near-tie scale where a slightly wrong multiplier would show: every proven pair agrees on its thresholds
+    for sc in (0.5 - 2**-40, 1 / 3, 2.0**-20 * 3):
+        f = native.f64_as_fixed(sc, 300)
+        if f is not None:
+            a = np.arange(0, int(301 / sc) + 2, dtype=np.int64)
+            got = np.minimum(_haway_fixed(a, *f), 301)
+            want = np.minimum(_round_half_away_f64(a, sc), 301)
+            assert (got == want).all(), sc
+
+
+@pytest.mark.slow
+@pytest.mark.needs_tools(needs_files=(AD01,))
+def test_fc_falls_back_to_double_rounding_without_proof(tmp_path, monkeypatch) -> None:
+    from test_tflite_import import litert, litert_run
+
+    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.tflite_import import compile_tflite
+
+    monkeypatch.setattr(native, "f64_as_fixed", lambda scale, n_max: None)
+    m = compile_tflite(AD01, tmp_path / "ad01", target="mps2-an500", core="cortex-m7")
+    assert all(o["kernel"]["variant"]["epilogue"].startswith("float64") for o in m["ops"])
+    xs = np.random.default_rng(5).integers(-128, 128, (20, 640)).astype(np.int8)
+    assert int((HostModel(tmp_path / "ad01").run(xs) != litert_run(litert(AD01), xs[:, None])[:, 0]).sum()) == 0

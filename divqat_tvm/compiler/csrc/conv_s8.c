@@ -50,11 +50,10 @@ static void divqat_fill(int8_t *dst, int8_t v, int32_t n) {
   for (; n > 0; --n) *dst++ = v;
 }
 
+/* Whole words through divqat_ld32/st32 at any alignment (memcpy: one LDR/STR where the core allows unaligned
+ * access, ARMv7-M, bytes elsewhere), then the last 0-3 bytes. */
 static void divqat_copy(int8_t *dst, const int8_t *src, int32_t n) {
-  if ((((uintptr_t)dst | (uintptr_t)src | (uint32_t)n) & 3u) == 0) {
-    for (; n > 0; n -= 4, dst += 4, src += 4) divqat_st32(dst, divqat_ld32(src));
-    return;
-  }
+  for (; n >= 4; n -= 4, dst += 4, src += 4) divqat_st32(dst, divqat_ld32(src));
   for (; n > 0; --n) *dst++ = *src++;
 }
 #endif
@@ -222,11 +221,252 @@ DIVQAT_INLINE void divqat_gemm4_dsp(const uint32_t *cols, const int8_t *w, const
   }
 }
 
+/* Four K values (one weight word at byte OFF of the channel's row) against the 4 pixels' int16 columns. */
+#define DIVQAT_K8_QUAD(OFF) \
+  "ldr     r10, [%[wp], #" OFF "]\n\t" \
+  "sxtb16  r11, r10\n\t" \
+  "sxtb16  r10, r10, ror #8\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a0], r8, r11, %[a0]\n\t" \
+  "smlad   %[a0], r9, r10, %[a0]\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a1], r8, r11, %[a1]\n\t" \
+  "smlad   %[a1], r9, r10, %[a1]\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a2], r8, r11, %[a2]\n\t" \
+  "smlad   %[a2], r9, r10, %[a2]\n\t" \
+  "ldrd    r8, r9, [%[cp]], #8\n\t" \
+  "smlad   %[a3], r8, r11, %[a3]\n\t" \
+  "smlad   %[a3], r9, r10, %[a3]\n\t"
+
+/* K = 8 (KP 8), fast epilogue, 4 consecutive pixels: every channel in one asm loop (the generic block spends more
+ * on its per-channel set-up than on 32 MACs): per channel the bias into 4 accumulators, 2 weight words widened,
+ * 16 SMLAD over the column block, then the 4 outputs requantized and stored cout bytes apart; 69 instructions
+ * for 32 MACs. Registers pinned (none is r7); the column base, output stride and end are "m" operands. */
+static DIVQAT_NOINLINE void divqat_gemm4_k8_dsp(const uint32_t *cols, const int8_t *w, const int32_t *qp,
+                                                int32_t cout, int8_t *y) {
+  register int32_t a0 __asm__("r0");
+  register int32_t a1 __asm__("r1");
+  register int32_t a2 __asm__("r2");
+  register int32_t a3 __asm__("r3");
+  register const int8_t *wp __asm__("r4") = w;
+  register const int32_t *q __asm__("r5") = qp;
+  register int8_t *yy __asm__("r6") = y;
+  register const uint32_t *cp __asm__("r12");
+  const int32_t *qe = qp + cout * DQ_QP_WORDS;
+  __asm__ volatile("1:\n\t"
+                   "ldr     %[a0], [%[q]]\n\t"
+                   "mov     %[a1], %[a0]\n\t"
+                   "mov     %[a2], %[a0]\n\t"
+                   "mov     %[a3], %[a0]\n\t"
+                   "ldr     %[cp], %[cb]\n\t" DIVQAT_K8_QUAD("0") DIVQAT_K8_QUAD("4")
+                   "adds    %[wp], %[wp], #16\n\t"
+                   "ldr     r8, [%[q], #4]\n\t"
+                   "ldrd    r9, r10, [%[q], #8]\n\t"
+                   "adds    %[q], %[q], #16\n\t"
+                   "ldr     %[cp], %[ys]\n\t"
+                   "lsl     %[a0], %[a0], #1\n\t"
+                   "smmlar  r11, %[a0], r8, r10\n\t"
+                   "add     r11, r11, %[a0], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "strb    r11, [%[y]]\n\t"
+                   "lsl     %[a1], %[a1], #1\n\t"
+                   "smmlar  r11, %[a1], r8, r10\n\t"
+                   "add     r11, r11, %[a1], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "strb    r11, [%[y], %[cp]]\n\t"
+                   "lsl     %[a2], %[a2], #1\n\t"
+                   "smmlar  r11, %[a2], r8, r10\n\t"
+                   "add     r11, r11, %[a2], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "strb    r11, [%[y], %[cp], lsl #1]\n\t"
+                   "lsl     %[a3], %[a3], #1\n\t"
+                   "smmlar  r11, %[a3], r8, r10\n\t"
+                   "add     r11, r11, %[a3], asr #31\n\t"
+                   "asr     r11, r11, r9\n\t"
+                   "ssat    r11, #8, r11\n\t"
+                   "add     r8, %[y], %[cp], lsl #1\n\t"
+                   "strb    r11, [r8, %[cp]]\n\t"
+                   "adds    %[y], %[y], #1\n\t"
+                   "ldr     r8, %[qe]\n\t"
+                   "cmp     %[q], r8\n\t"
+                   "bne     1b\n\t"
+                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [cp] "=&r"(cp), [wp] "+r"(wp),
+                     [q] "+r"(q), [y] "+r"(yy)
+                   : [cb] "m"(cols), [ys] "m"(cout), [qe] "m"(qe)
+                   : "r8", "r9", "r10", "r11", "cc", "memory");
+  (void)a0, (void)a1, (void)a2, (void)a3, (void)cp;
+}
+
+/* One pixel (a fully connected layer, npix == 1) x 4 channels (DSP): per 4 K values the pixel's two int16
+ * column words (slot 0 of the column block, 32 bytes apart) feed the 4 channels' widened weight words, 21
+ * instructions for 16 MACs; whole 16-value chunks in the loop, then an 8-value half. The last group of an odd
+ * channel count reads zero weight rows and stores only the real channels. */
+static DIVQAT_NOINLINE void divqat_gemv4_dsp(const uint32_t *cols, const int8_t *w, const int32_t *qp, const int32_t *d,
+                                             int8_t *y, const int fast) {
+  const int32_t cout = d[DQ_COUT], n8 = d[DQ_KP] >> 3, kp4 = 4 * ((d[DQ_KP] + 15) & ~15);
+  for (int32_t c = 0; c < cout; c += 4, qp += 4 * DQ_QP_WORDS, w += kp4) {
+    int32_t a0 = qp[0], a1 = qp[DQ_QP_WORDS], a2 = qp[2 * DQ_QP_WORDS], a3 = qp[3 * DQ_QP_WORDS], n = n8;
+    const uint32_t *cp = cols;
+    const int8_t *wp = w;
+    __asm__ volatile("subs    %[n], %[n], #2\n\t"
+                   "blt     2f\n\t"
+                   "1:\n\t"
+                   "ldrd    r8, r9, [%[cp]], #32\n\t"
+                   "ldr     r10, [%[wp], #0]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a0], r8, r11, %[a0]\n\t"
+                   "smlad   %[a0], r9, r10, %[a0]\n\t"
+                   "ldr     r10, [%[wp], #16]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a1], r8, r11, %[a1]\n\t"
+                   "smlad   %[a1], r9, r10, %[a1]\n\t"
+                   "ldr     r10, [%[wp], #32]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a2], r8, r11, %[a2]\n\t"
+                   "smlad   %[a2], r9, r10, %[a2]\n\t"
+                   "ldr     r10, [%[wp], #48]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a3], r8, r11, %[a3]\n\t"
+                   "smlad   %[a3], r9, r10, %[a3]\n\t"
+                   "ldrd    r8, r9, [%[cp]], #32\n\t"
+                   "ldr     r10, [%[wp], #4]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a0], r8, r11, %[a0]\n\t"
+                   "smlad   %[a0], r9, r10, %[a0]\n\t"
+                   "ldr     r10, [%[wp], #20]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a1], r8, r11, %[a1]\n\t"
+                   "smlad   %[a1], r9, r10, %[a1]\n\t"
+                   "ldr     r10, [%[wp], #36]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a2], r8, r11, %[a2]\n\t"
+                   "smlad   %[a2], r9, r10, %[a2]\n\t"
+                   "ldr     r10, [%[wp], #52]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a3], r8, r11, %[a3]\n\t"
+                   "smlad   %[a3], r9, r10, %[a3]\n\t"
+                   "ldrd    r8, r9, [%[cp]], #32\n\t"
+                   "ldr     r10, [%[wp], #8]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a0], r8, r11, %[a0]\n\t"
+                   "smlad   %[a0], r9, r10, %[a0]\n\t"
+                   "ldr     r10, [%[wp], #24]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a1], r8, r11, %[a1]\n\t"
+                   "smlad   %[a1], r9, r10, %[a1]\n\t"
+                   "ldr     r10, [%[wp], #40]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a2], r8, r11, %[a2]\n\t"
+                   "smlad   %[a2], r9, r10, %[a2]\n\t"
+                   "ldr     r10, [%[wp], #56]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a3], r8, r11, %[a3]\n\t"
+                   "smlad   %[a3], r9, r10, %[a3]\n\t"
+                   "ldrd    r8, r9, [%[cp]], #32\n\t"
+                   "ldr     r10, [%[wp], #12]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a0], r8, r11, %[a0]\n\t"
+                   "smlad   %[a0], r9, r10, %[a0]\n\t"
+                   "ldr     r10, [%[wp], #28]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a1], r8, r11, %[a1]\n\t"
+                   "smlad   %[a1], r9, r10, %[a1]\n\t"
+                   "ldr     r10, [%[wp], #44]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a2], r8, r11, %[a2]\n\t"
+                   "smlad   %[a2], r9, r10, %[a2]\n\t"
+                   "ldr     r10, [%[wp], #60]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a3], r8, r11, %[a3]\n\t"
+                   "smlad   %[a3], r9, r10, %[a3]\n\t"
+                   "add     %[wp], %[wp], #64\n\t"
+                   "subs    %[n], %[n], #2\n\t"
+                   "bge     1b\n\t"
+                   "2:\n\t"
+                   "adds    %[n], %[n], #2\n\t"
+                   "beq     3f\n\t"
+                   "ldrd    r8, r9, [%[cp]], #32\n\t"
+                   "ldr     r10, [%[wp], #0]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a0], r8, r11, %[a0]\n\t"
+                   "smlad   %[a0], r9, r10, %[a0]\n\t"
+                   "ldr     r10, [%[wp], #16]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a1], r8, r11, %[a1]\n\t"
+                   "smlad   %[a1], r9, r10, %[a1]\n\t"
+                   "ldr     r10, [%[wp], #32]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a2], r8, r11, %[a2]\n\t"
+                   "smlad   %[a2], r9, r10, %[a2]\n\t"
+                   "ldr     r10, [%[wp], #48]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a3], r8, r11, %[a3]\n\t"
+                   "smlad   %[a3], r9, r10, %[a3]\n\t"
+                   "ldrd    r8, r9, [%[cp]], #32\n\t"
+                   "ldr     r10, [%[wp], #4]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a0], r8, r11, %[a0]\n\t"
+                   "smlad   %[a0], r9, r10, %[a0]\n\t"
+                   "ldr     r10, [%[wp], #20]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a1], r8, r11, %[a1]\n\t"
+                   "smlad   %[a1], r9, r10, %[a1]\n\t"
+                   "ldr     r10, [%[wp], #36]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a2], r8, r11, %[a2]\n\t"
+                   "smlad   %[a2], r9, r10, %[a2]\n\t"
+                   "ldr     r10, [%[wp], #52]\n\t"
+                   "sxtb16  r11, r10\n\t"
+                   "sxtb16  r10, r10, ror #8\n\t"
+                   "smlad   %[a3], r8, r11, %[a3]\n\t"
+                   "smlad   %[a3], r9, r10, %[a3]\n\t"
+                   "3:\n\t"
+                   : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [cp] "+r"(cp), [wp] "+r"(wp),
+                     [n] "+r"(n)
+                   :
+                   : "r8", "r9", "r10", "r11", "cc", "memory");
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < 4 && c + i < cout; ++i) y[c + i] = divqat_requant(acc[i], qp + i * DQ_QP_WORDS, d, fast);
+  }
+}
+
 DIVQAT_INLINE void divqat_conv_body(const int8_t *x, const int8_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
                                     int8_t *scratch, const int fast) {
   const int32_t ow = d[DQ_OW], npix = d[DQ_OH] * ow, cout = d[DQ_COUT], kp = d[DQ_KP];
   uint32_t *cols = (uint32_t *)(void *)(scratch + kp);
   int32_t oy = 0, ox = 0;
+  if (npix == 1) { /* a fully connected layer: one pixel, 4 channels per pass */
+    divqat_columns(cols, x, d, 0, 0, scratch);
+    divqat_gemv4_dsp(cols, w, qp, d, y, fast);
+    return;
+  }
   for (int32_t p = 0; p < npix; p += 4) {
     int8_t *out[4];
     int32_t ly = oy, lx = ox;
@@ -240,7 +480,10 @@ DIVQAT_INLINE void divqat_conv_body(const int8_t *x, const int8_t *w, const int3
       }
       divqat_columns(cols + 2 * s, x, d, ly, lx, scratch);
     }
-    divqat_gemm4_dsp(cols, w, qp, d, out[0], out[1], out[2], out[3], fast);
+    if (fast && kp == 8 && p + 3 < npix)
+      divqat_gemm4_k8_dsp(cols, w, qp, cout, out[0]);
+    else
+      divqat_gemm4_dsp(cols, w, qp, d, out[0], out[1], out[2], out[3], fast);
   }
 }
 
@@ -346,10 +589,49 @@ DIVQAT_INLINE void divqat_gemm2_mve(const int8_t *xa, const int8_t *xb, const in
   }
 }
 
+/* One pixel (a fully connected layer) x 4 channels (MVE): per 16 K values one load of the K vector and, per
+ * channel, one weight load and one VMLADAVA (9 instructions for 64 MACs); the 8-value half chunk predicated. */
+static DIVQAT_NOINLINE void divqat_gemv4_mve(const int8_t *xk, const int8_t *w, const int32_t *qp, const int32_t *d,
+                                             int8_t *y, const int fast) {
+  const int32_t cout = d[DQ_COUT], kp = d[DQ_KP], nfull = kp >> 4, kp4 = 4 * ((kp + 15) & ~15);
+  const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS);
+  for (int32_t c = 0; c < cout; c += 4, qp += 4 * DQ_QP_WORDS, w += kp4) {
+    int32_t a0 = qp[0], a1 = qp[DQ_QP_WORDS], a2 = qp[2 * DQ_QP_WORDS], a3 = qp[3 * DQ_QP_WORDS];
+    const int8_t *wt = w, *xv = xk;
+    for (int32_t n = 0; n < nfull; ++n, wt += 64, xv += 16) {
+      const int8x16_t v = vld1q_s8(xv);
+      a0 = vmladavaq_s8(a0, v, vld1q_s8(wt));
+      a1 = vmladavaq_s8(a1, v, vld1q_s8(wt + 16));
+      a2 = vmladavaq_s8(a2, v, vld1q_s8(wt + 32));
+      a3 = vmladavaq_s8(a3, v, vld1q_s8(wt + 48));
+    }
+    if (kp & 8) { /* the half chunk: 8 values against the first 8 of each row's chunk (its second half is zero) */
+      const int8x16_t v = vldrbq_z_s8(xv, vctp8q(8));
+      a0 = vmladavaq_s8(a0, v, vld1q_s8(wt));
+      a1 = vmladavaq_s8(a1, v, vld1q_s8(wt + 16));
+      a2 = vmladavaq_s8(a2, v, vld1q_s8(wt + 32));
+      a3 = vmladavaq_s8(a3, v, vld1q_s8(wt + 48));
+    }
+    if (fast) {
+      const int32x4_t m = vldrwq_gather_shifted_offset_s32(qp + 1, off);
+      const int32x4_t nsh = vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off));
+      const int32x4_t b = vldrwq_gather_shifted_offset_s32(qp + 3, off);
+      divqat_rq4_mve(a0, a1, a2, a3, m, nsh, b, y + c, vctp32q((uint32_t)(cout - c)));
+    } else {
+      const int32_t as[4] = {a0, a1, a2, a3};
+      for (int32_t i = 0; i < 4 && c + i < cout; ++i) y[c + i] = divqat_requant(as[i], qp + i * DQ_QP_WORDS, d, 0);
+    }
+  }
+}
+
 DIVQAT_INLINE void divqat_conv_body(const int8_t *x, const int8_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
                                     int8_t *scratch, const int fast) {
   const int32_t ow = d[DQ_OW], npix = d[DQ_OH] * ow, cout = d[DQ_COUT], kp = d[DQ_KP];
   int32_t oy = 0, ox = 0;
+  if (npix == 1) { /* a fully connected layer: one pixel, 4 channels per pass */
+    divqat_gemv4_mve(divqat_conv_src(x, d, 0, 0, scratch), w, qp, d, y, fast);
+    return;
+  }
   for (int32_t p = 0; p < npix; p += 2) {
     const int8_t *xa = divqat_conv_src(x, d, oy, ox, scratch), *xb = xa;
     int8_t *ya = y + p * cout, *yb = ya;

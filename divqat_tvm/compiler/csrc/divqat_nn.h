@@ -47,6 +47,9 @@ enum {
 #define DQ_DIRECT 2 /* 1x1 kernel, no padding, cin % 4 == 0: the K vector is the input pixel itself */
 #define DQ_F64 4    /* TFLite FULLY_CONNECTED's reference rounding: round(double(acc) * scale) half away from zero;
                        the words after bias' hold the float64 scale (low word first) */
+#define DQ_DWPAIR 8 /* depthwise 3x3, dilation 1, stride 1 or 2, fast epilogue: the tap-pair ring (dwconv_s8.c) */
+#define DQ_HAWAY 16 /* DQ_F64's rounding as a fixed point proven equal at compile time (native.f64_as_fixed): the words
+                       after bias' are M (uint32) and e = S - 32; v = sign(acc) * ((|acc| * M + 2^(S-1)) >> S) */
 #define DQ_QP_WORDS 4
 
 DIVQAT_INLINE uint32_t divqat_ld32(const void *p) {
@@ -112,6 +115,12 @@ DIVQAT_INLINE int32_t divqat_ssat8(int32_t v) {
 
 /* The exact epilogue, any shift and clamp (or DQ_F64's double rounding): the slow path (out of line). */
 static DIVQAT_NOINLINE __attribute__((unused)) int32_t divqat_requant_exact(int32_t acc, const int32_t *q, const int32_t *d) {
+  if (d[DQ_FLAGS] & DQ_HAWAY) { /* LiteRT's FULLY_CONNECTED rounding, integer only (no soft double on the M4) */
+    const uint32_t ua = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc, e = (uint32_t)q[2];
+    const uint64_t p = (uint64_t)ua * (uint32_t)q[1] + ((uint64_t)1 << (31u + e));
+    const int32_t r = (int32_t)((uint32_t)(p >> 32) >> e);
+    return divqat_clamp((acc < 0 ? -r : r) + d[DQ_ZPOUT], d[DQ_LO], d[DQ_HI]);
+  }
   if (d[DQ_FLAGS] & DQ_F64) { /* the same double operations as LiteRT's reference FULLY_CONNECTED */
     double s;
     memcpy(&s, q + 1, sizeof s);
