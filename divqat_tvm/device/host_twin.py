@@ -59,7 +59,7 @@ def cpu_key() -> str:
 
 
 def resolve_host_build(choice: str = "auto") -> str:
-    """"native" or "portable" for a --host-build choice; refuses an unknown one."""
+    """ "native" or "portable" for a --host-build choice; refuses an unknown one."""
     if choice not in HOST_BUILDS:
         raise DeviceError(f"Unknown host build {choice!r}.", f"Use --host-build {' | '.join(HOST_BUILDS)}.")
     if choice != "auto":
