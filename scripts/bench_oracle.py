@@ -6,7 +6,7 @@ and writes JSON.
     .venv/bin/python scripts/bench_oracle.py BUILD_DIR [BUILD_DIR ...] [--checkpoint CKPT] [--n 200]
         [--board mps2-an500] [--instances 2] [--out bench_oracle.json]
         [--backends torch,tvm-host,litert,qemu-uart,qemu-shared] [--batch 1,50]
-        [--host-build auto|native|portable] [--threads 1] [--reference BUILD_DIR=MODEL.pt|MODEL.tflite ...]
+        [--host-build auto,native,portable] [--threads 1,2] [--reference BUILD_DIR=MODEL.pt|MODEL.tflite ...]
 
 Several build dirs (and batch sizes) run side by side in one run; `--reference DIR=FILE` names each one's
 torch checkpoint or TFLite file (--checkpoint: the first build dir's). tvm-host rows print their ratio to the
@@ -143,14 +143,16 @@ def bench_model(a: argparse.Namespace, build_dir: Path, reference: Path | None) 
                 ref_row = bench(name, oracle, x, batch)
                 rows.append(ref_row)
             elif backend == "tvm-host":
-                host = TvmHostOracle(build_dir, host_build=a.host_build, threads=a.threads)
-                row = bench(f"tvm-host {host.build_info}", host, x, batch)
-                row["host_build"] = host.build_info
-                if ref_row is not None:
-                    row["ratio_to"] = ref_row["backend"]
-                    row["ratio"] = row["queries_per_s"] / ref_row["queries_per_s"]
-                    print(f"{'':28s} x{row['ratio']:.2f} of {ref_row['backend']}", flush=True)
-                rows.append(row)
+                for host_build in a.host_build:
+                    for threads in a.threads:
+                        host = TvmHostOracle(build_dir, host_build=host_build, threads=threads)
+                        row = bench(f"tvm-host {host.build_info}", host, x, batch)
+                        row.update(host_build=host.build_info, threads=threads)
+                        if ref_row is not None:
+                            row["ratio_to"] = ref_row["backend"]
+                            row["ratio"] = row["queries_per_s"] / ref_row["queries_per_s"]
+                            print(f"{'':28s} x{row['ratio']:.2f} of {ref_row['backend']}", flush=True)
+                        rows.append(row)
             elif backend == "qemu-uart":
                 rows.append(bench(f"qemu {a.board} UART x1", QemuOracle(build_dir, a.board, transfer="uart"), x, batch))
             elif backend == "qemu-shared":
@@ -182,8 +184,15 @@ def main() -> None:
         default=["torch", "tvm-host", "litert", "qemu-uart", "qemu-shared"],
         help="comma-separated subset of torch,tvm-host,litert,qemu-uart,qemu-shared",
     )
-    ap.add_argument("--host-build", choices=("auto", "native", "portable"), default="auto")
-    ap.add_argument("--threads", type=int, default=1, help="tvm-host threads")
+    ap.add_argument(
+        "--host-build",
+        type=lambda s: s.split(","),
+        default=["auto"],
+        help="tvm-host builds to measure, comma-separated: auto, native, portable",
+    )
+    ap.add_argument(
+        "--threads", type=lambda s: [int(v) for v in s.split(",")], default=[1], help="tvm-host threads, e.g. 1,2"
+    )
     ap.add_argument(
         "--devices",
         type=lambda s: [int(v) for v in s.split(",")],
