@@ -83,9 +83,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("check_host_twin.json"))
     a = ap.parse_args()
-    rows = [r for b in a.build_dirs for r in check(b, a)]
     meta = {"host": platform.node(), "cpu": host_cpu()["machine"], "cpus": os.cpu_count(), "seed": a.seed}
-    atomic_write_json(a.out, {"meta": meta, "rows": rows})
+    rows: list[dict] = []
+    for b in a.build_dirs:  # the JSON is rewritten after each model, so a long run's finished part is kept
+        rows += check(b, a)
+        atomic_write_json(a.out, {"meta": meta, "rows": rows})
     bad = sum(r.get("mismatches", 0) for r in rows)
     print(f"wrote {a.out}: {bad} mismatching inputs in total")
     sys.exit(1 if bad else 0)
