@@ -49,19 +49,19 @@ static int8_t *dq_host_scratch(size_t n) {
     return dq_host_buf;
 }
 
-/* Pixel (oy, ox)'s K vector into dst (kp16 bytes), as divqat_im2col_s8 makes it (zp_in outside the input,
- * zeros from K on), with whole rows copied by memcpy; `flip` (VNNI) then adds 128 to every byte (x ^ 0x80). */
+/* Pixel (oy, ox)'s K vector into dst (kp16 bytes), as divqat_im2col_s8 makes it (`fill` outside the input:
+ * zp_in, or zp_in ^ 0x80 when x is the VNNI build's flipped copy), whole rows by memcpy; the bytes from K on
+ * meet zero weights, so their value does not matter (zeroed). */
 static void dq_host_column(int8_t *dst, const int8_t *x, const int32_t *d, int32_t oy, int32_t ox, int32_t kp16,
-                           int flip) {
+                           int fill) {
     const int32_t ih = d[DQ_IH], iw = d[DQ_IW], cin = d[DQ_CIN], kh = d[DQ_KH], kw = d[DQ_KW];
     const int32_t dh = d[DQ_DH], dw = d[DQ_DW], run = kw * cin;
     const int32_t y0 = oy * d[DQ_SH] - d[DQ_PT], x0 = ox * d[DQ_SW] - d[DQ_PL];
-    const int zp = (int8_t)d[DQ_ZPIN];
     int8_t *p = dst;
     for (int32_t ky = 0; ky < kh; ++ky, p += run) {
         const int32_t iy = y0 + ky * dh;
         if (iy < 0 || iy >= ih) {
-            memset(p, zp, (size_t)run);
+            memset(p, fill, (size_t)run);
             continue;
         }
         const int8_t *row = x + (size_t)iy * iw * cin;
@@ -72,23 +72,12 @@ static void dq_host_column(int8_t *dst, const int8_t *x, const int32_t *d, int32
         for (int32_t kx = 0; kx < kw; ++kx) {
             const int32_t ix = x0 + kx * dw;
             if (ix < 0 || ix >= iw)
-                memset(p + kx * cin, zp, (size_t)cin);
+                memset(p + kx * cin, fill, (size_t)cin);
             else
                 memcpy(p + kx * cin, row + (size_t)ix * cin, (size_t)cin);
         }
     }
     memset(p, 0, (size_t)(kp16 - (p - dst)));
-#if defined(DQ_HOST_VNNI)
-    if (flip) {
-        const __m512i f = _mm512_set1_epi8((char)0x80);
-        for (int32_t k = 0; k < kp16; k += 64) {
-            const __mmask64 m = kp16 - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (kp16 - k)) - 1);
-            _mm512_mask_storeu_epi8(dst + k, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, dst + k), f));
-        }
-    }
-#else
-    (void)flip;
-#endif
 }
 #endif
 
@@ -119,20 +108,19 @@ static void dq_host_bias_corr(const int8_t *w, int32_t groups, int32_t nch, int3
     }
 }
 
+/* acc += dpbusd(u, w) in place (the intrinsic's form makes gcc copy the accumulators every step). */
+#define DQ_HOST_DPBUSD(ACC, U, W) __asm__("vpdpbusd %1, %2, %0" : "+v"(ACC) : "v"(W), "v"(U))
+
 /* Dots of 4 flipped K vectors with one channel group, lane 4j + s as dq_host_reduce, minus corr. */
 static inline __m512i dq_host_group(const int8_t *const *cols, const int8_t *wg, int32_t nch, const int32_t *corr) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     const int8_t *c0 = cols[0], *c1 = cols[1], *c2 = cols[2], *c3 = cols[3];
     for (int32_t ch = 0; ch < nch; ++ch, wg += 64) {
         const __m512i wv = _mm512_loadu_si512(wg);
-        a0 = _mm512_dpbusd_epi32(
-            a0, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c0 + ch * 16))), wv);
-        a1 = _mm512_dpbusd_epi32(
-            a1, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c1 + ch * 16))), wv);
-        a2 = _mm512_dpbusd_epi32(
-            a2, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c2 + ch * 16))), wv);
-        a3 = _mm512_dpbusd_epi32(
-            a3, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c3 + ch * 16))), wv);
+        DQ_HOST_DPBUSD(a0, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c0 + ch * 16))), wv);
+        DQ_HOST_DPBUSD(a1, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c1 + ch * 16))), wv);
+        DQ_HOST_DPBUSD(a2, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c2 + ch * 16))), wv);
+        DQ_HOST_DPBUSD(a3, _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(const void *)(c3 + ch * 16))), wv);
     }
     return _mm512_sub_epi32(dq_host_reduce(a0, a1, a2, a3), _mm512_loadu_si512(corr));
 }
@@ -185,7 +173,8 @@ void dq_host_conv_s8(const int8_t *x, const int8_t *w, const int32_t *qp, const 
     const int32_t ow = d[DQ_OW], npix = d[DQ_OH] * ow, cout = d[DQ_COUT], kp16 = (d[DQ_KP] + 15) & ~15;
     const int32_t nch = kp16 / 16, groups = (cout + 3) / 4;
     const size_t colbytes = (size_t)DQ_HOST_PIX * (size_t)kp16;
-    int8_t *buf = dq_host_scratch(colbytes + (size_t)groups * 64);
+    const size_t xbytes = (size_t)d[DQ_IH] * (size_t)d[DQ_IW] * (size_t)d[DQ_CIN];
+    int8_t *buf = dq_host_scratch(colbytes + (size_t)groups * 64 + xbytes);
     if (buf == NULL) { /* no memory for the columns: the portable kernel */
         divqat_conv_s8(x, w, qp, d, y, scratch);
         return;
@@ -196,6 +185,18 @@ void dq_host_conv_s8(const int8_t *x, const int8_t *w, const int32_t *qp, const 
     dq_host_bias_corr(w, groups, nch, corr);
     /* lane 4j + s -> byte 4s + j: each pixel's 4 channels contiguous */
     const __m128i to_pixels = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    /* the input flipped to unsigned once (x ^ 0x80 = x + 128): the columns are then plain copies of it */
+    int8_t *xf = buf + colbytes + (size_t)groups * 64;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (size_t k = 0; k < xbytes; k += 64) {
+        const __mmask64 m = xbytes - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (xbytes - k)) - 1);
+        _mm512_mask_storeu_epi8(xf + k, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + k), flip));
+    }
+    const int8_t *xs = xf;
+    const int fill = (int8_t)(d[DQ_ZPIN] ^ 0x80);
+#else
+    const int8_t *xs = x;
+    const int fill = (int8_t)d[DQ_ZPIN];
 #endif
     int32_t oy = 0, ox = 0;
     for (int32_t p = 0; p < npix; p += DQ_HOST_PIX) {
@@ -203,7 +204,7 @@ void dq_host_conv_s8(const int8_t *x, const int8_t *w, const int32_t *qp, const 
         const int8_t *cols[DQ_HOST_PIX];
         for (int32_t s = 0; s < DQ_HOST_PIX; ++s) { /* a short last block repeats its last pixel (not stored) */
             if (s < np) {
-                dq_host_column(buf + s * kp16, x, d, oy, ox, kp16, 1);
+                dq_host_column(buf + s * kp16, xs, d, oy, ox, kp16, fill);
                 if (++ox == ow) ox = 0, ++oy;
             }
             cols[s] = buf + (s < np ? s : np - 1) * kp16;
