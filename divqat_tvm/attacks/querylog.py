@@ -13,6 +13,11 @@ File format (one file, `queries.qlog`):
     Such a log resumes an attack just as well (a re-run batch is checked against its fingerprint) but
     cannot train a student offline; it is about 30x (MNIST) to 110x (CIFAR) smaller, which matters at data-free
     budgets (DFME's 20M CIFAR queries would log 245 GB of images).
+    A log whose header has `"input_quant"` (the victim's input scale, zero point and layout: a compiled
+    victim, tvm-host / qemu / serial) stores instead what the device receives: a compressed .npz per batch
+    holding `q` (int8 [N, INPUT_SIZE], the device's layout) and `p`, at least 4x smaller than float32 images
+    and still replayable (the images are the dequantized bytes, exactly what the victim answered). Logs
+    without it (older ones, torch victims) keep float32 `x` and resume as before.
 Each append is written then fsync'ed. A torn last record (crash mid-write) fails its length or CRC check
 and is cut off on open; a bad record before the end is corruption and an error.
 """
@@ -52,18 +57,46 @@ def fingerprint(x: np.ndarray) -> np.ndarray:
 
 def _encode_batch(x_or_f: np.ndarray, p: np.ndarray, inputs: bool) -> bytes:
     buf = io.BytesIO()
-    arr, probs = np.asarray(x_or_f, np.float32), np.asarray(p, np.float32)
-    if inputs:
-        np.savez(buf, x=arr, p=probs)
+    probs = np.asarray(p, np.float32)
+    if x_or_f.dtype == np.int8:
+        np.savez_compressed(buf, q=x_or_f, p=probs)
+    elif inputs:
+        np.savez(buf, x=np.asarray(x_or_f, np.float32), p=probs)
     else:
-        np.savez(buf, f=arr, p=probs)
+        np.savez(buf, f=np.asarray(x_or_f, np.float32), p=probs)
     return buf.getvalue()
 
 
 def _decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(x, p) of a full log's record, (fingerprint, p) of an answers-only one."""
+    """(x, p) of a float log's record, (q, p) of an int8 one, (fingerprint, p) of an answers-only one."""
     with np.load(io.BytesIO(payload)) as z:
-        return (z["x"] if "x" in z.files else z["f"]), z["p"]
+        key = next(k for k in ("q", "x", "f") if k in z.files)
+        return z[key], z["p"]
+
+
+def input_quant(victim: Any) -> dict[str, Any] | None:
+    """The int8 input format a compiled victim receives (scale, zero point, layout), or None (torch)."""
+    manifest = getattr(victim, "manifest", None)
+    inp = manifest.get("input") if isinstance(manifest, dict) else None
+    if not inp or "scale" not in inp:
+        return None
+    return {"scale": float(inp["scale"]), "zero_point": int(inp["zero_point"]), "layout": inp.get("layout", "NCHW")}
+
+
+def quantize_queries(x: np.ndarray, quant: dict[str, Any]) -> np.ndarray:
+    """float32 queries [N, C, H, W] -> the int8 bytes the device receives [N, INPUT_SIZE]."""
+    from divqat_tvm.oracle.backend_tvm_host import quantize_input
+
+    return quantize_input(np.asarray(x, np.float32), {"input": quant})
+
+
+def dequantize_queries(q: np.ndarray, quant: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+    """The int8 bytes back to float32 images [N, *shape] in the model's input space (what the victim saw)."""
+    x = (q.astype(np.float32) - np.float32(quant["zero_point"])) * np.float32(quant["scale"])
+    if quant.get("layout", "NCHW") == "NHWC" and len(shape) == 3:
+        c, h, w = shape
+        return np.ascontiguousarray(x.reshape(len(q), h, w, c).transpose(0, 3, 1, 2))
+    return x.reshape(len(q), *shape)
 
 
 def _read_records(path: Path) -> tuple[list[bytes], int]:
@@ -124,6 +157,7 @@ class QueryLog:
         self.header = header
         self.batches = batches
         self.inputs = bool(header.get("log_inputs", True))
+        self.quant: dict[str, Any] | None = header.get("input_quant") if self.inputs else None
         self._file = open(path, "ab") if writable else None
 
     @classmethod
@@ -176,7 +210,11 @@ class QueryLog:
         """Write one answered batch durably (fsync) and keep it in memory."""
         if self._file is None:
             raise QueryLogError(f"{self.path} was opened read-only.", "Open it with QueryLog.open to append.")
-        kept, p = (np.asarray(x, np.float32) if self.inputs else fingerprint(x)), np.asarray(p, np.float32)
+        if self.quant is not None:
+            kept = quantize_queries(x, self.quant)
+        else:
+            kept = np.asarray(x, np.float32) if self.inputs else fingerprint(x)
+        p = np.asarray(p, np.float32)
         _write_record(self._file, _encode_batch(kept, p, self.inputs))
         self.batches.append((kept, p))
 
@@ -185,8 +223,14 @@ class QueryLog:
         return sum(len(p) for _, p in self.batches)
 
     def matches(self, index: int, x: np.ndarray, atol: float) -> bool:
-        """Whether the query batch `x` is the one logged as batch `index` (by its images or fingerprint)."""
+        """Whether the query batch `x` is the one logged as batch `index` (by its images, int8 bytes — one
+        rounding step apart at most, as a float re-run within `atol` may round the other way — or fingerprint)."""
         logged = self.batches[index][0]
+        if self.quant is not None:
+            probe_q = quantize_queries(x, self.quant)
+            if logged.shape != probe_q.shape:
+                return False
+            return int(np.abs(logged.astype(np.int16) - probe_q.astype(np.int16)).max(initial=0)) <= 1
         probe = x if self.inputs else fingerprint(x)
         return logged.shape == probe.shape and bool(np.allclose(logged, probe, atol=atol, rtol=0))
 
@@ -205,7 +249,11 @@ class QueryLog:
             )
         if not self.batches:
             raise QueryLogError(f"{self.path} holds no queries.", "Run the attack first.")
-        return np.concatenate([b[0] for b in self.batches]), np.concatenate([b[1] for b in self.batches])
+        p = np.concatenate([b[1] for b in self.batches])
+        if self.quant is not None:
+            shape = tuple(self.header["input_shape"])
+            return dequantize_queries(np.concatenate([b[0] for b in self.batches]), self.quant, shape), p
+        return np.concatenate([b[0] for b in self.batches]), p
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return iter(self.batches)

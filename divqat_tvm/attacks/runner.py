@@ -23,7 +23,7 @@ from divqat_tvm.attacks.losses import replay_loss
 from divqat_tvm.attacks.maze import MAZEConfig, run_maze
 from divqat_tvm.attacks.metrics import Evaluator
 from divqat_tvm.attacks.progress import Progress, no_progress
-from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog, read_header
+from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog, input_quant, read_header
 from divqat_tvm.attacks.training import FitConfig, fit_student
 from divqat_tvm.fileio import atomic_write, atomic_write_json
 from divqat_tvm.train.determinism import numeric
@@ -87,6 +87,8 @@ def run_attack(
     begun = read_header(out / LOG_NAME)
     if begun is not None and begun.get("log_inputs", True):
         log_inputs = True  # a log begun with the images goes on with them (e.g. one started before answers-only logs)
+    # a compiled victim's log keeps the int8 bytes it receives; a resumed log keeps its own format (old: float32)
+    quant = begun.get("input_quant") if begun is not None else (input_quant(victim) if log_inputs else None)
     header = {
         "format_version": 1,
         "attack": attack,
@@ -96,6 +98,7 @@ def run_attack(
         "num_classes": int(victim.num_classes) if victim is not None else None,
         **(describe or {}),
         **({} if log_inputs else {"log_inputs": False}),  # absent = full, so older logs still resume
+        **({"input_quant": quant} if quant else {}),
     }
     if victim is None:
         old = QueryLog.read(out / LOG_NAME)

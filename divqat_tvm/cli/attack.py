@@ -259,6 +259,17 @@ def attack_command(
     show_progress: bool = typer.Option(
         True, "--progress/--no-progress", help="show a progress bar with queries, loss and stolen accuracy"
     ),
+    host_build: str = typer.Option(
+        "auto",
+        "--host-build",
+        help="tvm-host victims: auto (the fastest exact build: native SIMD where the host has it) | native | portable (the plain C build); same answers",
+    ),
+    oracle_threads: int = typer.Option(
+        1,
+        "--oracle-threads",
+        min=1,
+        help="tvm-host victims: threads a query batch is split over (answers in order, the same bytes as one thread)",
+    ),
 ) -> None:
     """Steal a victim (KnockoffNets, DFME or MAZE) through its query interface, or replay a query log.
 
@@ -374,7 +385,17 @@ def attack_command(
         "surrogate": surrogate if attack == "knockoff" else None,
     }
     bar, progress = _tqdm_progress(cfg.budget, f"{attack} → {victim}", show_progress)
-    with open_oracle(victim, defense=defense, budget=cfg.budget, devices=devices, executor=executor) as oracle:
+    with open_oracle(
+        victim,
+        defense=defense,
+        budget=cfg.budget,
+        devices=devices,
+        executor=executor,
+        host_build=host_build,
+        threads=oracle_threads,
+    ) as oracle:
+        if hasattr(oracle, "build_info"):
+            print(f"tvm-host build: {oracle.build_info}")
         try:
             res = run_attack(
                 attack,

@@ -39,17 +39,36 @@ def quantize_input(x: np.ndarray, manifest: dict[str, Any]) -> np.ndarray:
 
 
 class TvmHostOracle(Oracle):
-    """Answer queries with the host build of the compiled C (+ the firmware's softmax and defence)."""
+    """Answer queries with the host build of the compiled C (+ the firmware's softmax and defence).
+
+    `host_build`: "auto" (the fastest exact build: native where the host has it), "native" or "portable";
+    `threads`: a batch split over that many copies of the library (same answers, in order).
+    """
 
     kind = "tvm-host"
 
-    def __init__(self, build_dir: str | Path, defense: object = None, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        build_dir: str | Path,
+        defense: object = None,
+        budget: int | None = None,
+        host_build: str = "auto",
+        threads: int = 1,
+    ) -> None:
         self.manifest = read_manifest(Path(build_dir))
         shape, k = model_io(self.manifest)
         super().__init__(shape, k, budget)
         self.defense = from_postprocessor(defense)
-        self._twin = HostTwin(build_dir, self.defense)
+        self._twin = HostTwin(build_dir, self.defense, host_build=host_build, threads=threads)
         self.last_logits: np.ndarray | None = None
+
+    @property
+    def build_info(self) -> str:
+        """Which host build answers, e.g. "native (avx512-vnni conv), 1 thread"."""
+        return self._twin.describe()
+
+    def close(self) -> None:
+        self._twin.close()
 
     def _query(self, x: np.ndarray) -> np.ndarray:
         logits, probs = self._twin.infer(quantize_input(x, self.manifest))
@@ -59,4 +78,4 @@ class TvmHostOracle(Oracle):
 
 def open_tvm_host(spec: Any, defense: object, budget: int | None) -> Oracle:
     """Opener for the factory: "tvm-host:BUILD_DIR"."""
-    return TvmHostOracle(spec.path, defense=defense, budget=budget)
+    return TvmHostOracle(spec.path, defense=defense, budget=budget, host_build=spec.host_build, threads=spec.threads)

@@ -24,6 +24,8 @@ class BackendSpec:
         port: serial port for "serial:PORT@DIR".
         devices: emulators behind the oracle (qemu only; None: the backend's default).
         executor: where those emulators run: "local" processes or "ray" actors (qemu only).
+        host_build: the tvm-host library: "auto", "native" or "portable" (tvm-host only).
+        threads: threads a tvm-host batch is split over (tvm-host only).
     """
 
     kind: str
@@ -32,6 +34,8 @@ class BackendSpec:
     port: str | None = None
     devices: int | None = None
     executor: str = "local"
+    host_build: str = "auto"
+    threads: int = 1
 
 
 #: opener(spec, defense, budget) -> Oracle; `defense` is a parsed post-processor or None.
@@ -88,12 +92,19 @@ def parse_backend_spec(spec: str) -> BackendSpec:
 
 
 def open_oracle(
-    spec: str, defense=None, budget: int | None = None, devices: int | None = None, executor: str = "local"
+    spec: str,
+    defense=None,
+    budget: int | None = None,
+    devices: int | None = None,
+    executor: str = "local",
+    host_build: str = "auto",
+    threads: int = 1,
 ) -> Oracle:
     """Open the victim named by `spec`, answering through `defense` (a spec string or post-processor).
 
     `devices` emulators (qemu only) answer each batch together, in order, as one would; `executor` "ray"
-    runs them as Ray actors (see `oracle.pool`).
+    runs them as Ray actors (see `oracle.pool`). `host_build` and `threads` choose the tvm-host library
+    ("auto" | "native" | "portable") and how many threads split a batch.
 
     Raises:
         DivqatError: bad victim or defence spec, devices or an executor for a backend without emulators,
@@ -115,7 +126,12 @@ def open_oracle(
             f"--devices and --executor ray spread queries over emulators; the {parsed.kind} backend has none.",
             "Use a qemu:BUILD_DIR victim, or drop those options.",
         )
-    parsed = dataclasses.replace(parsed, devices=devices, executor=executor)
+    if parsed.kind != "tvm-host" and (host_build != "auto" or threads != 1):
+        raise DivqatError(
+            f"--host-build and --oracle-threads choose the tvm-host library; the {parsed.kind} backend has none.",
+            "Use a tvm-host:BUILD_DIR victim, or drop those options.",
+        )
+    parsed = dataclasses.replace(parsed, devices=devices, executor=executor, host_build=host_build, threads=threads)
     return _BACKENDS[parsed.kind](parsed, defense, budget)
 
 

@@ -212,3 +212,88 @@ def test_replay_trains_a_student_without_any_victim(tmp_path, evaluator):
     r = replay_log(tmp_path / "queries.qlog", fresh, FitConfig(epochs=30, lr=0.1, momentum=0.9), evaluator=evaluator)
     assert r["queries_sent"] == 0 and r["queries_in_log"] == 400 and r["loss"] == "knockoff"
     assert r["stolen_accuracy"] > 0.6 > before
+
+
+QUANT = {"scale": 0.02, "zero_point": -3, "layout": "NCHW"}
+
+
+class DeviceLikeOracle(CountingOracle):
+    """A compiled victim's view: a manifest with the int8 input format, answers on the quantized input."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__(TorchOracle(make_victim(), SHAPE, K), fail_after)
+        self.manifest = {"input": {"shape": [1, *SHAPE], **QUANT}}
+
+    def _query(self, x):
+        from divqat_tvm.attacks.querylog import dequantize_queries, quantize_queries
+
+        return super()._query(dequantize_queries(quantize_queries(x, QUANT), QUANT, SHAPE))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_int8_log_is_small_replays_the_device_bytes_and_checks_reruns(tmp_path, layout):
+    from divqat_tvm.attacks.querylog import quantize_queries
+
+    quant = {**QUANT, "layout": layout}
+    header = {"input_shape": [3, 8, 8], "num_classes": K}
+    r = np.random.default_rng(0)
+    xs = [r.uniform(-2, 2, size=(32, 3, 8, 8)).astype(np.float32) for _ in range(4)]
+    p = r.dirichlet(np.ones(K), size=32).astype(np.float32)
+    for name, h in (("f", header), ("q", {**header, "input_quant": quant})):
+        log = QueryLog.open(tmp_path / f"{name}.qlog", h)
+        for x in xs:
+            log.append(x, p)
+        log.close()
+    assert (tmp_path / "q.qlog").stat().st_size * 3 < (tmp_path / "f.qlog").stat().st_size
+    log = QueryLog.open(tmp_path / "q.qlog", {**header, "input_quant": quant})
+    assert log.batches[0][0].dtype == np.int8 and log.batches[0][0].shape == (32, 3 * 8 * 8)
+    np.testing.assert_array_equal(log.batches[1][0], quantize_queries(xs[1], quant))  # the device's bytes
+    x_all, p_all = log.arrays()
+    assert x_all.shape == (128, 3, 8, 8) and x_all.dtype == np.float32
+    np.testing.assert_array_equal(quantize_queries(x_all, quant), np.concatenate([b[0] for b in log.batches]))
+    assert np.abs(x_all - np.concatenate(xs)).max() <= 0.01 + 1e-6  # half a step of scale 0.02
+    np.testing.assert_array_equal(p_all, np.concatenate([p] * 4))
+    np.testing.assert_array_equal(LoggedOracle(None, log).query(xs[0] + 1e-5), p)  # a float re-run within atol
+    with pytest.raises(QueryLogError, match="differs"):
+        LoggedOracle(None, log).query(xs[0] + 0.1)
+    with pytest.raises(QueryLogError, match="different attack set-up.*input_quant"):
+        QueryLog.open(tmp_path / "q.qlog", header)
+
+
+@pytest.mark.parametrize("attack", ["knockoff", "dfme"])
+def test_compiled_victim_logs_int8_and_resumes_from_it(tmp_path, evaluator, attack):
+    cfg = CONFIGS[attack]
+    sur = SurrogateSet() if attack == "knockoff" else None
+    ref_v = DeviceLikeOracle()
+    ref = run_attack(attack, ref_v, make_student(), tmp_path / "ref", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    assert QueryLog.read(tmp_path / "ref" / "queries.qlog").header["input_quant"] == QUANT
+    crash_v = DeviceLikeOracle(fail_after=cfg.budget // 2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_attack(attack, crash_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator)
+    resume_v = DeviceLikeOracle()
+    res = run_attack(
+        attack, resume_v, make_student(), tmp_path / "run", cfg, seed=3, surrogate=sur, evaluator=evaluator
+    )
+    assert res["queries_replayed_from_log"] == crash_v.queries > 0
+    assert crash_v.queries + resume_v.queries == ref_v.queries == res["queries_used"]
+    np.testing.assert_array_equal(np.concatenate(crash_v.seen + resume_v.seen), np.concatenate(ref_v.seen))
+    assert res["stolen_accuracy"] == pytest.approx(ref["stolen_accuracy"])
+    a, b = QueryLog.read(tmp_path / "run" / "queries.qlog"), QueryLog.read(tmp_path / "ref" / "queries.qlog")
+    for (qa, pa), (qb, pb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(qa, qb)
+        np.testing.assert_array_equal(pa, pb)
+
+
+def test_an_old_float_log_resumes_against_a_compiled_victim(tmp_path, evaluator):
+    # A log begun without "input_quant" (every log written before int8 logs, or one of a torch victim) goes on
+    # storing float32 images when resumed against a compiled victim, instead of being refused as another set-up.
+    cfg = CONFIGS["dfme"]
+    crash_v = CountingOracle(TorchOracle(make_victim(), SHAPE, K), fail_after=cfg.budget // 2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_attack("dfme", crash_v, make_student(), tmp_path, cfg, seed=3, evaluator=evaluator)
+    assert "input_quant" not in QueryLog.read(tmp_path / "queries.qlog").header
+    resume_v = DeviceLikeOracle()
+    res = run_attack("dfme", resume_v, make_student(), tmp_path, cfg, seed=3, evaluator=evaluator)
+    assert res["queries_replayed_from_log"] == crash_v.queries > 0 and resume_v.queries > 0
+    log = QueryLog.read(tmp_path / "queries.qlog")
+    assert log.quant is None and log.batches[-1][0].dtype == np.float32 and log.num_queries == res["queries_used"]
