@@ -57,22 +57,9 @@ def experiment_command(
 ) -> None:
     """Run a grid (dataset × victim × attack × seed) cell by cell, resumably, and write its report."""
     from divqat_tvm.experiment.config import load_experiment
-    from divqat_tvm.experiment.run import run_experiment
 
-    console = Console(stderr=True)
     exp = load_experiment(config, profile)
-    summary, paths = run_experiment(
-        exp,
-        out,
-        workers=workers,
-        cache_dir=cache,
-        console=console,
-        executor=executor,
-        address=address,
-        threads=threads,
-        progress=progress,
-    )
-    _finish(console, summary, paths, out)
+    _run(exp, out, workers, cache, executor, address, threads, progress)
 
 
 def report_command(
@@ -102,14 +89,29 @@ def demo_command(
     Runs on the embedded default (MNIST-5k victim, digits surrogate) in about 15 minutes on 2 cores.
     """
     from divqat_tvm.experiment.config import builtin_config, load_experiment
-    from divqat_tvm.experiment.run import run_experiment
 
-    console = Console(stderr=True)
     exp = load_experiment(builtin_config("demo"))
     if backend != exp.backend:
         if backend not in ("qemu", "tvm-host", "torch"):
             raise DivqatError(f"Unknown backend {backend!r}.", "Use qemu, tvm-host or torch.")
         exp = dataclasses.replace(exp, backend=backend)
+    _run(exp, out, workers, cache, executor, address, threads, progress)
+
+
+def _run(
+    exp,
+    out: Path,
+    workers: Optional[int],
+    cache: Optional[str],
+    executor: str,
+    address: Optional[str],
+    threads: int,
+    progress: bool,
+) -> None:
+    """Run `exp` into `out` with the options `experiment` and `demo` share, then report (exit 1 on failures)."""
+    from divqat_tvm.experiment.run import run_experiment
+
+    console = Console(stderr=True)
     summary, paths = run_experiment(
         exp,
         out,
