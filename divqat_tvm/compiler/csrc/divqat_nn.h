@@ -39,23 +39,45 @@
 
 /* Descriptor words (int32). Conv and depthwise share the layout. DQ_KP: K rounded up to a multiple of 8. */
 enum {
-  DQ_IH, DQ_IW, DQ_CIN, DQ_OH, DQ_OW, DQ_COUT, DQ_KH, DQ_KW, DQ_SH, DQ_SW, DQ_DH, DQ_DW, DQ_PT, DQ_PL,
-  DQ_ZPIN, DQ_ZPOUT, DQ_LO, DQ_HI, DQ_K, DQ_KP, DQ_FLAGS, DQ_NWORDS
+    DQ_IH,
+    DQ_IW,
+    DQ_CIN,
+    DQ_OH,
+    DQ_OW,
+    DQ_COUT,
+    DQ_KH,
+    DQ_KW,
+    DQ_SH,
+    DQ_SW,
+    DQ_DH,
+    DQ_DW,
+    DQ_PT,
+    DQ_PL,
+    DQ_ZPIN,
+    DQ_ZPOUT,
+    DQ_LO,
+    DQ_HI,
+    DQ_K,
+    DQ_KP,
+    DQ_FLAGS,
+    DQ_NWORDS
 };
 /* DQ_FLAGS bits */
 #define DQ_FAST 1   /* every channel: 1 <= a <= 22, M > 2^30, |acc| < 2^30, clamp [-128, 127]: fast epilogue */
 #define DQ_DIRECT 2 /* 1x1 kernel, no padding, cin % 4 == 0: the K vector is the input pixel itself */
-#define DQ_F64 4    /* TFLite FULLY_CONNECTED's reference rounding: round(double(acc) * scale) half away from zero;
+#define DQ_F64 \
+    4               /* TFLite FULLY_CONNECTED's reference rounding: round(double(acc) * scale) half away from zero;
                        the words after bias' hold the float64 scale (low word first) */
 #define DQ_DWPAIR 8 /* depthwise 3x3, dilation 1, stride 1 or 2, fast epilogue: the tap-pair ring (dwconv_s8.c) */
-#define DQ_HAWAY 16 /* DQ_F64's rounding as a fixed point proven equal at compile time (native.f64_as_fixed): the words
+#define DQ_HAWAY \
+    16 /* DQ_F64's rounding as a fixed point proven equal at compile time (native.f64_as_fixed): the words
                        after bias' are M (uint32) and e = S - 32; v = sign(acc) * ((|acc| * M + 2^(S-1)) >> S) */
 #define DQ_QP_WORDS 4
 
 DIVQAT_INLINE uint32_t divqat_ld32(const void *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
 DIVQAT_INLINE void divqat_st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -63,26 +85,26 @@ DIVQAT_INLINE void divqat_st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 /* (a * b + (c << 32) + 2^31) >> 32: SMMLAR on DSP cores. */
 DIVQAT_INLINE int32_t divqat_smmlar(int32_t a, int32_t b, int32_t c) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  int32_t r;
-  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-  return r;
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
 #else
-  return (int32_t)(((int64_t)a * b + (int64_t)((uint64_t)(uint32_t)c << 32) + 0x80000000LL) >> 32);
+    return (int32_t)(((int64_t)a * b + (int64_t)((uint64_t)(uint32_t)c << 32) + 0x80000000LL) >> 32);
 #endif
 }
 
 /* Exact MultiplyByQuantizedMultiplier(acc, m, shift = -a) (any shift). */
 DIVQAT_INLINE int32_t divqat_mbqm(int32_t acc, int32_t m, int32_t a) {
-  int32_t x = acc;
-  if (a < 0) { /* saturating left shift */
-    int64_t t = (int64_t)acc * ((int64_t)1 << -a);
-    x = t > INT32_MAX ? INT32_MAX : t < INT32_MIN ? INT32_MIN : (int32_t)t;
-  }
-  int32_t hi = (int32_t)(((int64_t)x * m + (1LL << 30)) >> 31);
-  if (a <= 0) return hi;
-  uint32_t mask = (1u << a) - 1u;
-  uint32_t thr = (mask >> 1) + (uint32_t)(hi < 0);
-  return (hi >> a) + (int32_t)(((uint32_t)hi & mask) > thr);
+    int32_t x = acc;
+    if (a < 0) { /* saturating left shift */
+        int64_t t = (int64_t)acc * ((int64_t)1 << -a);
+        x = t > INT32_MAX ? INT32_MAX : t < INT32_MIN ? INT32_MIN : (int32_t)t;
+    }
+    int32_t hi = (int32_t)(((int64_t)x * m + (1LL << 30)) >> 31);
+    if (a <= 0) return hi;
+    uint32_t mask = (1u << a) - 1u;
+    uint32_t thr = (mask >> 1) + (uint32_t)(hi < 0);
+    return (hi >> a) + (int32_t)(((uint32_t)hi & mask) > thr);
 }
 
 /* The fast epilogue (DQ_FAST), from acc2 = 2 * acc: valid when every a is in [1, 22], M > 2^30, the clamp is
@@ -91,51 +113,54 @@ DIVQAT_INLINE int32_t divqat_mbqm(int32_t acc, int32_t m, int32_t a) {
  * product is the sign of acc (M > 2^30), so RoundingDivideByPOT's half-away-from-zero rounding is one more
  * add of (acc < 0 ? -1 : 0), and the shift gives the output with zp_out added. Unclamped. */
 DIVQAT_INLINE int32_t divqat_rq_fast_v(int32_t acc2, int32_t m, int32_t a, int32_t b) {
-  return (divqat_smmlar(acc2, m, b) + (acc2 >> 31)) >> a;
+    return (divqat_smmlar(acc2, m, b) + (acc2 >> 31)) >> a;
 }
 
-DIVQAT_INLINE int32_t divqat_rq_fast(int32_t acc, const int32_t *q) { return divqat_rq_fast_v(acc * 2, q[1], q[2], q[3]); }
+DIVQAT_INLINE int32_t divqat_rq_fast(int32_t acc, const int32_t *q) {
+    return divqat_rq_fast_v(acc * 2, q[1], q[2], q[3]);
+}
 
 DIVQAT_INLINE int32_t divqat_rq_exact(int32_t acc, const int32_t *q, int32_t zp) {
-  return divqat_mbqm(acc, q[1], q[2]) + zp;
+    return divqat_mbqm(acc, q[1], q[2]) + zp;
 }
 
 DIVQAT_INLINE int32_t divqat_clamp(int32_t v, int32_t lo, int32_t hi) {
-  v = v < lo ? lo : v;
-  return v > hi ? hi : v;
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
 }
 
 DIVQAT_INLINE int32_t divqat_ssat8(int32_t v) {
 #if defined(DIVQAT_DSP) || defined(DIVQAT_MVE)
-  return __ssat(v, 8);
+    return __ssat(v, 8);
 #else
-  return v < -128 ? -128 : v > 127 ? 127 : v;
+    return v < -128 ? -128 : v > 127 ? 127 : v;
 #endif
 }
 
 /* The exact epilogue, any shift and clamp (or DQ_F64's double rounding): the slow path (out of line). */
-static DIVQAT_NOINLINE __attribute__((unused)) int32_t divqat_requant_exact(int32_t acc, const int32_t *q, const int32_t *d) {
-  if (d[DQ_FLAGS] & DQ_HAWAY) { /* LiteRT's FULLY_CONNECTED rounding, integer only (no soft double on the M4) */
-    const uint32_t ua = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc, e = (uint32_t)q[2];
-    const uint64_t p = (uint64_t)ua * (uint32_t)q[1] + ((uint64_t)1 << (31u + e));
-    const int32_t r = (int32_t)((uint32_t)(p >> 32) >> e);
-    return divqat_clamp((acc < 0 ? -r : r) + d[DQ_ZPOUT], d[DQ_LO], d[DQ_HI]);
-  }
-  if (d[DQ_FLAGS] & DQ_F64) { /* the same double operations as LiteRT's reference FULLY_CONNECTED */
-    double s;
-    memcpy(&s, q + 1, sizeof s);
-    const double v = (double)acc * s, t = trunc(v), f = v - t;
-    const double r = t + (f >= 0.5 ? 1.0 : (f <= -0.5 ? -1.0 : 0.0)) + (double)d[DQ_ZPOUT];
-    return (int32_t)(r < (double)d[DQ_LO] ? (double)d[DQ_LO] : (r > (double)d[DQ_HI] ? (double)d[DQ_HI] : r));
-  }
-  return divqat_clamp(divqat_rq_exact(acc, q, d[DQ_ZPOUT]), d[DQ_LO], d[DQ_HI]);
+static DIVQAT_NOINLINE __attribute__((unused)) int32_t divqat_requant_exact(int32_t acc, const int32_t *q,
+                                                                            const int32_t *d) {
+    if (d[DQ_FLAGS] & DQ_HAWAY) { /* LiteRT's FULLY_CONNECTED rounding, integer only (no soft double on the M4) */
+        const uint32_t ua = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc, e = (uint32_t)q[2];
+        const uint64_t p = (uint64_t)ua * (uint32_t)q[1] + ((uint64_t)1 << (31u + e));
+        const int32_t r = (int32_t)((uint32_t)(p >> 32) >> e);
+        return divqat_clamp((acc < 0 ? -r : r) + d[DQ_ZPOUT], d[DQ_LO], d[DQ_HI]);
+    }
+    if (d[DQ_FLAGS] & DQ_F64) { /* the same double operations as LiteRT's reference FULLY_CONNECTED */
+        double s;
+        memcpy(&s, q + 1, sizeof s);
+        const double v = (double)acc * s, t = trunc(v), f = v - t;
+        const double r = t + (f >= 0.5 ? 1.0 : (f <= -0.5 ? -1.0 : 0.0)) + (double)d[DQ_ZPOUT];
+        return (int32_t)(r < (double)d[DQ_LO] ? (double)d[DQ_LO] : (r > (double)d[DQ_HI] ? (double)d[DQ_HI] : r));
+    }
+    return divqat_clamp(divqat_rq_exact(acc, q, d[DQ_ZPOUT]), d[DQ_LO], d[DQ_HI]);
 }
 
 /* One output value. `fast` is a compile-time constant in every caller (the kernels are instantiated once
  * with the fast epilogue and full int8 clamp, DQ_FAST, and once with the exact one and [lo, hi]). */
 DIVQAT_INLINE int8_t divqat_requant(int32_t acc, const int32_t *q, const int32_t *d, const int fast) {
-  if (fast) return (int8_t)divqat_ssat8(divqat_rq_fast(acc, q));
-  return (int8_t)divqat_requant_exact(acc, q, d);
+    if (fast) return (int8_t)divqat_ssat8(divqat_rq_fast(acc, q));
+    return (int8_t)divqat_requant_exact(acc, q, d);
 }
 
 #endif /* DIVQAT_NN_H_ */

@@ -24,32 +24,32 @@
 
 DIVQAT_INLINE uint32_t divqat_sxtab16_ror(uint32_t off, uint32_t v, const int ror8) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  uint32_t r;
-  if (ror8)
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(off), "r"(v));
-  else
-    __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(off), "r"(v));
-  return r;
+    uint32_t r;
+    if (ror8)
+        __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(off), "r"(v));
+    else
+        __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(off), "r"(v));
+    return r;
 #else
-  const uint32_t b0 = (uint32_t)(int32_t)(int8_t)(v >> (ror8 ? 8 : 0));
-  const uint32_t b2 = (uint32_t)(int32_t)(int8_t)(v >> (ror8 ? 24 : 16));
-  return ((off + b0) & 0xFFFFu) | (((off >> 16) + b2) << 16);
+    const uint32_t b0 = (uint32_t)(int32_t)(int8_t)(v >> (ror8 ? 8 : 0));
+    const uint32_t b2 = (uint32_t)(int32_t)(int8_t)(v >> (ror8 ? 24 : 16));
+    return ((off + b0) & 0xFFFFu) | (((off >> 16) + b2) << 16);
 #endif
 }
 
 DIVQAT_INLINE int32_t divqat_smlabb(uint32_t x, uint32_t y, int32_t acc) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  return __smlabb((int32_t)x, (int32_t)y, acc);
+    return __smlabb((int32_t)x, (int32_t)y, acc);
 #else
-  return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)y;
+    return acc + (int32_t)(int16_t)x * (int32_t)(int16_t)y;
 #endif
 }
 
 DIVQAT_INLINE int32_t divqat_smlatt(uint32_t x, uint32_t y, int32_t acc) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  return __smlatt((int32_t)x, (int32_t)y, acc);
+    return __smlatt((int32_t)x, (int32_t)y, acc);
 #else
-  return acc + (int32_t)(int16_t)(x >> 16) * (int32_t)(int16_t)(y >> 16);
+    return acc + (int32_t)(int16_t)(x >> 16) * (int32_t)(int16_t)(y >> 16);
 #endif
 }
 
@@ -57,14 +57,14 @@ DIVQAT_INLINE int32_t divqat_smlatt(uint32_t x, uint32_t y, int32_t acc) {
  * group g (4 channels) owns wc columns of two words at dst + g * gstride; the input starts at column pl. */
 static void divqat_dw_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t gstride,
                                 uint32_t off) {
-  for (int32_t ix = 0; ix < iw; ++ix, dst += 2) {
-    uint32_t *g = dst;
-    for (int32_t n = c; n > 0; n -= 4, src += 4, g += gstride) {
-      const uint32_t v = divqat_ld32(src);
-      g[0] = divqat_sxtab16_ror(off, v, 0);
-      g[1] = divqat_sxtab16_ror(off, v, 1);
+    for (int32_t ix = 0; ix < iw; ++ix, dst += 2) {
+        uint32_t *g = dst;
+        for (int32_t n = c; n > 0; n -= 4, src += 4, g += gstride) {
+            const uint32_t v = divqat_ld32(src);
+            g[0] = divqat_sxtab16_ror(off, v, 0);
+            g[1] = divqat_sxtab16_ror(off, v, 1);
+        }
     }
-  }
 }
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__)
@@ -72,123 +72,127 @@ static void divqat_dw_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, in
  * per tap one LDRD of the weights (for both pixels), the two pixels' input words one LDR each, 8
  * SMLABB/SMLATT: 39 instructions for 24 MACs, 13 registers (10 operands + 3 scratch), so any optimisation
  * level can allocate it. Tap t of A is at byte 8t of the row, of B at 8(t + sw). */
-#define DIVQAT_DW_TAP(OA, OAH, OB, OBH)  \
-  "ldrd    r8, r9, [%[wt]], #8\n\t"      \
-  "ldr     r10, [%[xr], #" OA "]\n\t"    \
-  "smlabb  %[a0], r10, r8, %[a0]\n\t"    \
-  "smlatt  %[a2], r10, r8, %[a2]\n\t"    \
-  "ldr     r10, [%[xr], #" OAH "]\n\t"   \
-  "smlabb  %[a1], r10, r9, %[a1]\n\t"    \
-  "smlatt  %[a3], r10, r9, %[a3]\n\t"    \
-  "ldr     r10, [%[xr], %[" OB "]]\n\t"  \
-  "smlabb  %[b0], r10, r8, %[b0]\n\t"    \
-  "smlatt  %[b2], r10, r8, %[b2]\n\t"    \
-  "ldr     r10, [%[xr], %[" OBH "]]\n\t" \
-  "smlabb  %[b1], r10, r9, %[b1]\n\t"    \
-  "smlatt  %[b3], r10, r9, %[b3]\n\t"
+#define DIVQAT_DW_TAP(OA, OAH, OB, OBH)    \
+    "ldrd    r8, r9, [%[wt]], #8\n\t"      \
+    "ldr     r10, [%[xr], #" OA "]\n\t"    \
+    "smlabb  %[a0], r10, r8, %[a0]\n\t"    \
+    "smlatt  %[a2], r10, r8, %[a2]\n\t"    \
+    "ldr     r10, [%[xr], #" OAH "]\n\t"   \
+    "smlabb  %[a1], r10, r9, %[a1]\n\t"    \
+    "smlatt  %[a3], r10, r9, %[a3]\n\t"    \
+    "ldr     r10, [%[xr], %[" OB "]]\n\t"  \
+    "smlabb  %[b0], r10, r8, %[b0]\n\t"    \
+    "smlatt  %[b2], r10, r8, %[b2]\n\t"    \
+    "ldr     r10, [%[xr], %[" OBH "]]\n\t" \
+    "smlabb  %[b1], r10, r9, %[b1]\n\t"    \
+    "smlatt  %[b3], r10, r9, %[b3]\n\t"
 
 /* The whole 3x3 window: row 0 from xr, rows 1 and 2 from the stack ("m" operands), 119 instructions for 72 MACs. */
-#define DIVQAT_DW_WIN33(SW)                                                                                           \
-  __asm__ volatile(DIVQAT_DW_TAP("0", "4", "p0", "p0h") DIVQAT_DW_TAP("8", "12", "p1", "p1h") DIVQAT_DW_TAP(          \
-                       "16", "20", "p2", "p2h") "ldr     %[xr], %[x1]\n\t" DIVQAT_DW_TAP("0", "4", "p0", "p0h")       \
-                       DIVQAT_DW_TAP("8", "12", "p1", "p1h") DIVQAT_DW_TAP(                                           \
-                           "16", "20", "p2", "p2h") "ldr     %[xr], %[x2]\n\t" DIVQAT_DW_TAP("0", "4", "p0", "p0h")   \
-                           DIVQAT_DW_TAP("8", "12", "p1", "p1h") DIVQAT_DW_TAP("16", "20", "p2", "p2h")               \
-                   : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1),        \
-                     [b2] "+r"(b2), [b3] "+r"(b3), [wt] "+r"(wt_r), [xr] "+r"(xr)                                     \
-                   : [x1] "m"(x1), [x2] "m"(x2), [p0] "i"(8 * (SW)), [p0h] "i"(8 * (SW) + 4), [p1] "i"(8 + 8 * (SW)), \
-                     [p1h] "i"(12 + 8 * (SW)), [p2] "i"(16 + 8 * (SW)), [p2h] "i"(20 + 8 * (SW))                      \
-                   : "r8", "r9", "r10", "memory")
+#define DIVQAT_DW_WIN33(SW)                                                                                        \
+    __asm__ volatile(                                                                                              \
+        DIVQAT_DW_TAP("0", "4", "p0", "p0h") DIVQAT_DW_TAP("8", "12", "p1", "p1h")                                 \
+            DIVQAT_DW_TAP("16", "20", "p2", "p2h") "ldr     %[xr], %[x1]\n\t" DIVQAT_DW_TAP("0", "4", "p0", "p0h") \
+                DIVQAT_DW_TAP("8", "12", "p1", "p1h") DIVQAT_DW_TAP(                                               \
+                    "16", "20", "p2", "p2h") "ldr     %[xr], %[x2]\n\t" DIVQAT_DW_TAP("0", "4", "p0", "p0h")       \
+                    DIVQAT_DW_TAP("8", "12", "p1", "p1h") DIVQAT_DW_TAP("16", "20", "p2", "p2h")                   \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2), \
+          [b3] "+r"(b3), [wt] "+r"(wt_r), [xr] "+r"(xr)                                                            \
+        : [x1] "m"(x1), [x2] "m"(x2), [p0] "i"(8 * (SW)), [p0h] "i"(8 * (SW) + 4), [p1] "i"(8 + 8 * (SW)),         \
+          [p1h] "i"(12 + 8 * (SW)), [p2] "i"(16 + 8 * (SW)), [p2h] "i"(20 + 8 * (SW))                              \
+        : "r8", "r9", "r10", "memory")
 
 /* All channel groups of one pixel pair (A at word offset xo of the ring rows, B `sw` columns on)
  * of a 3x3 kernel with dilation 1, fast epilogue. Out of line: the asm needs 13 registers, pinned (none is r7,
  * the Thumb frame pointer) so allocation cannot fail at any optimisation level. */
 DIVQAT_INLINE void divqat_dw_pair33(const uint32_t *const *rowp, int32_t xo, const int16_t *wt, const int32_t *q,
                                     int32_t c, int32_t gstride, int8_t *ya, int8_t *yb, const int sw) {
-  const uint32_t *x0 = rowp[0] + xo, *x1 = rowp[1] + xo, *x2 = rowp[2] + xo;
-  for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS, x0 += gstride, x1 += gstride, x2 += gstride) {
-    register int32_t a0 __asm__("r0") = q[0];
-    register int32_t a1 __asm__("r1") = q[DQ_QP_WORDS];
-    register int32_t a2 __asm__("r2") = q[2 * DQ_QP_WORDS];
-    register int32_t a3 __asm__("r3") = q[3 * DQ_QP_WORDS];
-    register int32_t b0 __asm__("r4") = a0;
-    register int32_t b1 __asm__("r5") = a1;
-    register int32_t b2 __asm__("r6") = a2;
-    register int32_t b3 __asm__("r12") = a3;
-    register const int16_t *wt_r __asm__("lr") = wt;
-    register const uint32_t *xr __asm__("r11") = x0;
-    if (sw == 1) {
-      DIVQAT_DW_WIN33(1);
-    } else {
-      DIVQAT_DW_WIN33(2);
+    const uint32_t *x0 = rowp[0] + xo, *x1 = rowp[1] + xo, *x2 = rowp[2] + xo;
+    for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS, x0 += gstride, x1 += gstride, x2 += gstride) {
+        register int32_t a0 __asm__("r0") = q[0];
+        register int32_t a1 __asm__("r1") = q[DQ_QP_WORDS];
+        register int32_t a2 __asm__("r2") = q[2 * DQ_QP_WORDS];
+        register int32_t a3 __asm__("r3") = q[3 * DQ_QP_WORDS];
+        register int32_t b0 __asm__("r4") = a0;
+        register int32_t b1 __asm__("r5") = a1;
+        register int32_t b2 __asm__("r6") = a2;
+        register int32_t b3 __asm__("r12") = a3;
+        register const int16_t *wt_r __asm__("lr") = wt;
+        register const uint32_t *xr __asm__("r11") = x0;
+        if (sw == 1) {
+            DIVQAT_DW_WIN33(1);
+        } else {
+            DIVQAT_DW_WIN33(2);
+        }
+        wt = wt_r;
+        int32_t m = q[1], a = q[2], b = q[3];
+        ya[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, m, a, b));
+        yb[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b0, m, a, b));
+        m = q[DQ_QP_WORDS + 1], a = q[DQ_QP_WORDS + 2], b = q[DQ_QP_WORDS + 3];
+        ya[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, m, a, b));
+        yb[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b1, m, a, b));
+        m = q[2 * DQ_QP_WORDS + 1], a = q[2 * DQ_QP_WORDS + 2], b = q[2 * DQ_QP_WORDS + 3];
+        ya[g + 2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a2, m, a, b));
+        yb[g + 2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b2, m, a, b));
+        m = q[3 * DQ_QP_WORDS + 1], a = q[3 * DQ_QP_WORDS + 2], b = q[3 * DQ_QP_WORDS + 3];
+        ya[g + 3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a3, m, a, b));
+        yb[g + 3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b3, m, a, b));
     }
-    wt = wt_r;
-    int32_t m = q[1], a = q[2], b = q[3];
-    ya[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, m, a, b));
-    yb[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b0, m, a, b));
-    m = q[DQ_QP_WORDS + 1], a = q[DQ_QP_WORDS + 2], b = q[DQ_QP_WORDS + 3];
-    ya[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, m, a, b));
-    yb[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b1, m, a, b));
-    m = q[2 * DQ_QP_WORDS + 1], a = q[2 * DQ_QP_WORDS + 2], b = q[2 * DQ_QP_WORDS + 3];
-    ya[g + 2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a2, m, a, b));
-    yb[g + 2] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b2, m, a, b));
-    m = q[3 * DQ_QP_WORDS + 1], a = q[3 * DQ_QP_WORDS + 2], b = q[3 * DQ_QP_WORDS + 3];
-    ya[g + 3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a3, m, a, b));
-    yb[g + 3] = (int8_t)divqat_ssat8(divqat_rq_fast_v(b3, m, a, b));
-  }
 }
 
-#define DIVQAT_DW_PAIR33(NAME, SW)                                                                               \
-  static DIVQAT_NOINLINE void NAME(const uint32_t *const *rowp, int32_t xo, const int16_t *wt, const int32_t *q, \
-                                   int32_t c, int32_t gstride, int8_t *ya, int8_t *yb) {                         \
-    divqat_dw_pair33(rowp, xo, wt, q, c, gstride, ya, yb, SW);                                                   \
-  }
+#define DIVQAT_DW_PAIR33(NAME, SW)                                                                                 \
+    static DIVQAT_NOINLINE void NAME(const uint32_t *const *rowp, int32_t xo, const int16_t *wt, const int32_t *q, \
+                                     int32_t c, int32_t gstride, int8_t *ya, int8_t *yb) {                         \
+        divqat_dw_pair33(rowp, xo, wt, q, c, gstride, ya, yb, SW);                                                 \
+    }
 DIVQAT_DW_PAIR33(divqat_dw_pair33_s1, 1)
 DIVQAT_DW_PAIR33(divqat_dw_pair33_s2, 2)
 
 /* One pixel, 4 channels, one tap: LDRD weights, LDRD input, 4 SMLABB/SMLATT. */
-#define DIVQAT_DW_TAP1(OA)                 \
-  "ldrd    r8, r9, [%[wt]], #8\n\t"        \
-  "ldrd    r10, r11, [%[xr], #" OA "]\n\t" \
-  "smlabb  %[a0], r10, r8, %[a0]\n\t"      \
-  "smlatt  %[a2], r10, r8, %[a2]\n\t"      \
-  "smlabb  %[a1], r11, r9, %[a1]\n\t"      \
-  "smlatt  %[a3], r11, r9, %[a3]\n\t"
+#define DIVQAT_DW_TAP1(OA)                   \
+    "ldrd    r8, r9, [%[wt]], #8\n\t"        \
+    "ldrd    r10, r11, [%[xr], #" OA "]\n\t" \
+    "smlabb  %[a0], r10, r8, %[a0]\n\t"      \
+    "smlatt  %[a2], r10, r8, %[a2]\n\t"      \
+    "smlabb  %[a1], r11, r9, %[a1]\n\t"      \
+    "smlatt  %[a3], r11, r9, %[a3]\n\t"
 
 /* All channel groups of a single pixel (an odd row's last one) of a 3x3 kernel: 56 instructions per 36 MACs,
  * 10 registers (no pinning needed). */
 static DIVQAT_NOINLINE void divqat_dw_one33(const uint32_t *const *rowp, int32_t xo, const int16_t *wt,
                                             const int32_t *q, int32_t c, int32_t gstride, int8_t *y) {
-  const uint32_t *x0 = rowp[0] + xo, *x1 = rowp[1] + xo, *x2 = rowp[2] + xo;
-  for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS, x0 += gstride, x1 += gstride, x2 += gstride) {
-    int32_t a0 = q[0], a1 = q[DQ_QP_WORDS], a2 = q[2 * DQ_QP_WORDS], a3 = q[3 * DQ_QP_WORDS];
-    const uint32_t *xr = x0;
-    __asm__ volatile(DIVQAT_DW_TAP1("0") DIVQAT_DW_TAP1("8")
-                         DIVQAT_DW_TAP1("16") "ldr     %[xr], %[x1]\n\t" DIVQAT_DW_TAP1("0") DIVQAT_DW_TAP1("8")
-                             DIVQAT_DW_TAP1("16") "ldr     %[xr], %[x2]\n\t" DIVQAT_DW_TAP1("0") DIVQAT_DW_TAP1("8")
-                                 DIVQAT_DW_TAP1("16")
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wt] "+r"(wt), [xr] "+r"(xr)
-                     : [x1] "m"(x1), [x2] "m"(x2)
-                     : "r8", "r9", "r10", "r11", "memory");
-    y[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, q[1], q[2], q[3]));
-    y[g + 1] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, q[DQ_QP_WORDS + 1], q[DQ_QP_WORDS + 2], q[DQ_QP_WORDS + 3]));
-    y[g + 2] = (int8_t)divqat_ssat8(
-        divqat_rq_fast_v(a2, q[2 * DQ_QP_WORDS + 1], q[2 * DQ_QP_WORDS + 2], q[2 * DQ_QP_WORDS + 3]));
-    y[g + 3] = (int8_t)divqat_ssat8(
-        divqat_rq_fast_v(a3, q[3 * DQ_QP_WORDS + 1], q[3 * DQ_QP_WORDS + 2], q[3 * DQ_QP_WORDS + 3]));
-  }
+    const uint32_t *x0 = rowp[0] + xo, *x1 = rowp[1] + xo, *x2 = rowp[2] + xo;
+    for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS, x0 += gstride, x1 += gstride, x2 += gstride) {
+        int32_t a0 = q[0], a1 = q[DQ_QP_WORDS], a2 = q[2 * DQ_QP_WORDS], a3 = q[3 * DQ_QP_WORDS];
+        const uint32_t *xr = x0;
+        __asm__ volatile(DIVQAT_DW_TAP1("0") DIVQAT_DW_TAP1("8")
+                             DIVQAT_DW_TAP1("16") "ldr     %[xr], %[x1]\n\t" DIVQAT_DW_TAP1("0") DIVQAT_DW_TAP1("8")
+                                 DIVQAT_DW_TAP1("16") "ldr     %[xr], %[x2]\n\t" DIVQAT_DW_TAP1("0") DIVQAT_DW_TAP1("8")
+                                     DIVQAT_DW_TAP1("16")
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wt] "+r"(wt), [xr] "+r"(xr)
+                         : [x1] "m"(x1), [x2] "m"(x2)
+                         : "r8", "r9", "r10", "r11", "memory");
+        y[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, q[1], q[2], q[3]));
+        y[g + 1] =
+            (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, q[DQ_QP_WORDS + 1], q[DQ_QP_WORDS + 2], q[DQ_QP_WORDS + 3]));
+        y[g + 2] = (int8_t)divqat_ssat8(
+            divqat_rq_fast_v(a2, q[2 * DQ_QP_WORDS + 1], q[2 * DQ_QP_WORDS + 2], q[2 * DQ_QP_WORDS + 3]));
+        y[g + 3] = (int8_t)divqat_ssat8(
+            divqat_rq_fast_v(a3, q[3 * DQ_QP_WORDS + 1], q[3 * DQ_QP_WORDS + 2], q[3 * DQ_QP_WORDS + 3]));
+    }
 }
 
 /* Pixel pairs of one output row, 3x3, dilation 1, stride 1 or 2, fast epilogue; an odd last pixel alone. */
 DIVQAT_INLINE void divqat_dw_row33(const uint32_t *const *rowp, const int16_t *w, const int32_t *qp, const int32_t *d,
                                    int8_t *yr, int32_t gstride) {
-  const int32_t c = d[DQ_CIN], ow = d[DQ_OW], sw = d[DQ_SW];
-  int32_t ox = 0;
-  if (sw == 1)
-    for (; ox + 1 < ow; ox += 2) divqat_dw_pair33_s1(rowp, 2 * ox, w, qp, c, gstride, yr + ox * c, yr + (ox + 1) * c);
-  else
-    for (; ox + 1 < ow; ox += 2) divqat_dw_pair33_s2(rowp, 4 * ox, w, qp, c, gstride, yr + ox * c, yr + (ox + 1) * c);
-  if (ox < ow) divqat_dw_one33(rowp, 2 * ox * sw, w, qp, c, gstride, yr + ox * c);
+    const int32_t c = d[DQ_CIN], ow = d[DQ_OW], sw = d[DQ_SW];
+    int32_t ox = 0;
+    if (sw == 1)
+        for (; ox + 1 < ow; ox += 2)
+            divqat_dw_pair33_s1(rowp, 2 * ox, w, qp, c, gstride, yr + ox * c, yr + (ox + 1) * c);
+    else
+        for (; ox + 1 < ow; ox += 2)
+            divqat_dw_pair33_s2(rowp, 4 * ox, w, qp, c, gstride, yr + ox * c, yr + (ox + 1) * c);
+    if (ox < ow) divqat_dw_one33(rowp, 2 * ox * sw, w, qp, c, gstride, yr + ox * c);
 }
 #define DIVQAT_DW_HAVE_ROW33 1
 #endif
@@ -196,84 +200,85 @@ DIVQAT_INLINE void divqat_dw_row33(const uint32_t *const *rowp, const int16_t *w
 /* Any kernel width, dilation and stride: one pixel, 4 channels, a tap at a time. */
 DIVQAT_INLINE void divqat_dw_row_any(const uint32_t *const *rowp, const int16_t *w, const int32_t *qp, const int32_t *d,
                                      int8_t *yr, int32_t gstride, const int fast) {
-  const int32_t c = d[DQ_CIN], ow = d[DQ_OW], kh = d[DQ_KH], kw = d[DQ_KW], sw = d[DQ_SW], dw = d[DQ_DW];
-  for (int32_t ox = 0; ox < ow; ++ox, yr += c) {
-    const int32_t *q = qp;
-    const int16_t *wt = w;
-    for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS) {
-      int32_t a0 = q[0], a1 = q[DQ_QP_WORDS], a2 = q[2 * DQ_QP_WORDS], a3 = q[3 * DQ_QP_WORDS];
-      const int32_t xo = (g / 4) * gstride + 2 * ox * sw;
-      for (int32_t ky = 0; ky < kh; ++ky) {
-        const uint32_t *xr = rowp[ky] + xo;
-        for (int32_t kx = 0; kx < kw; ++kx, xr += 2 * dw, wt += 4) {
-          const uint32_t xl = xr[0], xh = xr[1];
-          const uint32_t wl = divqat_ld32(wt), wh = divqat_ld32(wt + 2);
-          a0 = divqat_smlabb(xl, wl, a0);
-          a2 = divqat_smlatt(xl, wl, a2);
-          a1 = divqat_smlabb(xh, wh, a1);
-          a3 = divqat_smlatt(xh, wh, a3);
+    const int32_t c = d[DQ_CIN], ow = d[DQ_OW], kh = d[DQ_KH], kw = d[DQ_KW], sw = d[DQ_SW], dw = d[DQ_DW];
+    for (int32_t ox = 0; ox < ow; ++ox, yr += c) {
+        const int32_t *q = qp;
+        const int16_t *wt = w;
+        for (int32_t g = 0; g < c; g += 4, q += 4 * DQ_QP_WORDS) {
+            int32_t a0 = q[0], a1 = q[DQ_QP_WORDS], a2 = q[2 * DQ_QP_WORDS], a3 = q[3 * DQ_QP_WORDS];
+            const int32_t xo = (g / 4) * gstride + 2 * ox * sw;
+            for (int32_t ky = 0; ky < kh; ++ky) {
+                const uint32_t *xr = rowp[ky] + xo;
+                for (int32_t kx = 0; kx < kw; ++kx, xr += 2 * dw, wt += 4) {
+                    const uint32_t xl = xr[0], xh = xr[1];
+                    const uint32_t wl = divqat_ld32(wt), wh = divqat_ld32(wt + 2);
+                    a0 = divqat_smlabb(xl, wl, a0);
+                    a2 = divqat_smlatt(xl, wl, a2);
+                    a1 = divqat_smlabb(xh, wh, a1);
+                    a3 = divqat_smlatt(xh, wh, a3);
+                }
+            }
+            if (fast) {
+                yr[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, q[1], q[2], q[3]));
+                yr[g + 1] = (int8_t)divqat_ssat8(
+                    divqat_rq_fast_v(a1, q[DQ_QP_WORDS + 1], q[DQ_QP_WORDS + 2], q[DQ_QP_WORDS + 3]));
+                yr[g + 2] = (int8_t)divqat_ssat8(
+                    divqat_rq_fast_v(a2, q[2 * DQ_QP_WORDS + 1], q[2 * DQ_QP_WORDS + 2], q[2 * DQ_QP_WORDS + 3]));
+                yr[g + 3] = (int8_t)divqat_ssat8(
+                    divqat_rq_fast_v(a3, q[3 * DQ_QP_WORDS + 1], q[3 * DQ_QP_WORDS + 2], q[3 * DQ_QP_WORDS + 3]));
+            } else {
+                yr[g] = (int8_t)divqat_requant_exact(a0, q, d);
+                yr[g + 1] = (int8_t)divqat_requant_exact(a1, q + DQ_QP_WORDS, d);
+                yr[g + 2] = (int8_t)divqat_requant_exact(a2, q + 2 * DQ_QP_WORDS, d);
+                yr[g + 3] = (int8_t)divqat_requant_exact(a3, q + 3 * DQ_QP_WORDS, d);
+            }
         }
-      }
-      if (fast) {
-        yr[g] = (int8_t)divqat_ssat8(divqat_rq_fast_v(a0, q[1], q[2], q[3]));
-        yr[g + 1] =
-            (int8_t)divqat_ssat8(divqat_rq_fast_v(a1, q[DQ_QP_WORDS + 1], q[DQ_QP_WORDS + 2], q[DQ_QP_WORDS + 3]));
-        yr[g + 2] = (int8_t)divqat_ssat8(
-            divqat_rq_fast_v(a2, q[2 * DQ_QP_WORDS + 1], q[2 * DQ_QP_WORDS + 2], q[2 * DQ_QP_WORDS + 3]));
-        yr[g + 3] = (int8_t)divqat_ssat8(
-            divqat_rq_fast_v(a3, q[3 * DQ_QP_WORDS + 1], q[3 * DQ_QP_WORDS + 2], q[3 * DQ_QP_WORDS + 3]));
-      } else {
-        yr[g] = (int8_t)divqat_requant_exact(a0, q, d);
-        yr[g + 1] = (int8_t)divqat_requant_exact(a1, q + DQ_QP_WORDS, d);
-        yr[g + 2] = (int8_t)divqat_requant_exact(a2, q + 2 * DQ_QP_WORDS, d);
-        yr[g + 3] = (int8_t)divqat_requant_exact(a3, q + 3 * DQ_QP_WORDS, d);
-      }
     }
-  }
 }
 
 DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
                                   int8_t *scratch, const int fast) {
-  const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
-  const int32_t kh = d[DQ_KH], kw = d[DQ_KW], sh = d[DQ_SH], sw = d[DQ_SW], dh = d[DQ_DH], dw = d[DQ_DW];
-  const int32_t pt = d[DQ_PT], pl = d[DQ_PL];
-  const int32_t need = (ow - 1) * sw + (kw - 1) * dw + 1;
-  const int32_t wc = need > pl + iw ? need : pl + iw; /* padded row width (columns) */
-  const int32_t gstride = 2 * wc;                     /* words per channel group in a ring row */
-  const int32_t rw = gstride * (c / 4);               /* words per ring row */
-  const int32_t nrows = (kh - 1) * dh + 1;
-  uint32_t *const ring = (uint32_t *)(void *)scratch;
-  uint32_t *const zero_row = ring + nrows * rw;
-  const uint32_t off = ((uint32_t)(-d[DQ_ZPIN]) & 0xFFFFu) * 0x10001u;
-  int32_t held[DIVQAT_DW_MAX_ROWS];
-  const uint32_t *rowp[DIVQAT_DW_MAX_KH];
+    const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
+    const int32_t kh = d[DQ_KH], kw = d[DQ_KW], sh = d[DQ_SH], sw = d[DQ_SW], dh = d[DQ_DH], dw = d[DQ_DW];
+    const int32_t pt = d[DQ_PT], pl = d[DQ_PL];
+    const int32_t need = (ow - 1) * sw + (kw - 1) * dw + 1;
+    const int32_t wc = need > pl + iw ? need : pl + iw; /* padded row width (columns) */
+    const int32_t gstride = 2 * wc;                     /* words per channel group in a ring row */
+    const int32_t rw = gstride * (c / 4);               /* words per ring row */
+    const int32_t nrows = (kh - 1) * dh + 1;
+    uint32_t *const ring = (uint32_t *)(void *)scratch;
+    uint32_t *const zero_row = ring + nrows * rw;
+    const uint32_t off = ((uint32_t)(-d[DQ_ZPIN]) & 0xFFFFu) * 0x10001u;
+    int32_t held[DIVQAT_DW_MAX_ROWS];
+    const uint32_t *rowp[DIVQAT_DW_MAX_KH];
 
-  memset(ring, 0, (size_t)(nrows + 1) * (size_t)rw * 4u); /* padding columns and the zero row stay 0 */
-  for (int32_t i = 0; i < nrows; ++i) held[i] = -1;
-  for (int32_t oy = 0; oy < oh; ++oy) {
-    for (int32_t ky = 0; ky < kh; ++ky) {
-      const int32_t iy = oy * sh - pt + ky * dh;
-      if (iy < 0 || iy >= ih) {
-        rowp[ky] = zero_row;
-        continue;
-      }
-      const int32_t slot = iy % nrows;
-      uint32_t *row = ring + slot * rw;
-      if (held[slot] != iy) {
-        divqat_dw_widen_row(row + 2 * pl, x + iy * iw * c, iw, c, gstride, off);
-        held[slot] = iy;
-      }
-      rowp[ky] = row;
-    }
-    int8_t *yr = y + oy * ow * c;
+    memset(ring, 0, (size_t)(nrows + 1) * (size_t)rw * 4u); /* padding columns and the zero row stay 0 */
+    for (int32_t i = 0; i < nrows; ++i) held[i] = -1;
+    for (int32_t oy = 0; oy < oh; ++oy) {
+        for (int32_t ky = 0; ky < kh; ++ky) {
+            const int32_t iy = oy * sh - pt + ky * dh;
+            if (iy < 0 || iy >= ih) {
+                rowp[ky] = zero_row;
+                continue;
+            }
+            const int32_t slot = iy % nrows;
+            uint32_t *row = ring + slot * rw;
+            if (held[slot] != iy) {
+                divqat_dw_widen_row(row + 2 * pl, x + iy * iw * c, iw, c, gstride, off);
+                held[slot] = iy;
+            }
+            rowp[ky] = row;
+        }
+        int8_t *yr = y + oy * ow * c;
 #if defined(DIVQAT_DW_HAVE_ROW33)
-    if (fast && kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2)) { /* exact epilogue: general path */
-      divqat_dw_row33(rowp, w, qp, d, yr, gstride);
-      continue;
-    }
+        if (fast && kh == 3 && kw == 3 && dh == 1 && dw == 1 &&
+            (sw == 1 || sw == 2)) { /* exact epilogue: general path */
+            divqat_dw_row33(rowp, w, qp, d, yr, gstride);
+            continue;
+        }
 #endif
-    divqat_dw_row_any(rowp, w, qp, d, yr, gstride, fast);
-  }
+        divqat_dw_row_any(rowp, w, qp, d, yr, gstride, fast);
+    }
 }
 
 /* ---- The tap-pair path (DQ_DWPAIR): 3x3, dilation 1, stride s = 1 or 2, fast epilogue, any channel count ----
@@ -290,21 +295,21 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
 /* (a.lo, b.lo) and (a.hi, b.hi) as int16 pairs: PKHBT / PKHTB on DSP cores. */
 DIVQAT_INLINE uint32_t divqat_pk_lo(uint32_t a, uint32_t b) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  uint32_t r;
-  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-  return r;
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 #else
-  return (a & 0xFFFFu) | (b << 16);
+    return (a & 0xFFFFu) | (b << 16);
 #endif
 }
 
 DIVQAT_INLINE uint32_t divqat_pk_hi(uint32_t a, uint32_t b) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-  uint32_t r;
-  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
-  return r;
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
 #else
-  return (a >> 16) | (b & 0xFFFF0000u);
+    return (a >> 16) | (b & 0xFFFF0000u);
 #endif
 }
 
@@ -313,11 +318,11 @@ DIVQAT_INLINE uint32_t divqat_pk_hi(uint32_t a, uint32_t b) {
  * int16 pairs (a0, b0), (a1, b1), (a2, b2), (a3, b3) minus the zero point (off): 2 + 4 instructions and 4 stores
  * for 8 values. A column outside the row reads as zp in every byte (0 after the subtraction). */
 DIVQAT_INLINE void divqat_dwp_put4(uint32_t *dst, int32_t nw, uint32_t v0, uint32_t v1, uint32_t off) {
-  const uint32_t lo = divqat_pk_lo(v0, v1), hi = divqat_pk_hi(v0, v1);
-  dst[0] = divqat_sxtab16_ror(off, lo, 0);
-  dst[nw] = divqat_sxtab16_ror(off, lo, 1);
-  dst[2 * nw] = divqat_sxtab16_ror(off, hi, 0);
-  dst[3 * nw] = divqat_sxtab16_ror(off, hi, 1);
+    const uint32_t lo = divqat_pk_lo(v0, v1), hi = divqat_pk_hi(v0, v1);
+    dst[0] = divqat_sxtab16_ror(off, lo, 0);
+    dst[nw] = divqat_sxtab16_ror(off, lo, 1);
+    dst[2 * nw] = divqat_sxtab16_ror(off, hi, 0);
+    dst[3 * nw] = divqat_sxtab16_ror(off, hi, 1);
 }
 
 /* Input row `src` (iw columns of c int8) into pair-ring row `dst` (nw words per channel), the input starting at
@@ -326,59 +331,60 @@ DIVQAT_INLINE void divqat_dwp_put4(uint32_t *dst, int32_t nw, uint32_t v0, uint3
  * memset at the layer's start and never written. */
 static void divqat_dwp_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t nw, int32_t pl,
                                  int32_t zp) {
-  const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u, zpw = (uint32_t)(uint8_t)zp * 0x01010101u;
-  int32_t ka = (pl + 1) / 2, kb = iw - 2 + pl < 0 ? 0 : (iw - 2 + pl) / 2 + 1; /* interior words [ka, kb) */
-  if (kb > nw) kb = nw;
-  if (ka > kb) ka = kb;
-  const int32_t kl = (ka > 0 && 2 * (ka - 1) - pl + 1 >= 0) ? ka - 1 : ka; /* words touching the row: [kl, kr) */
-  const int32_t kr = (kb < nw && 2 * kb - pl < iw) ? kb + 1 : kb;
-  int32_t ch = 0;
-  for (; ch + 4 <= c; ch += 4, dst += 4 * nw) {
-    const int8_t *p = src + ch;
-    if (kl < ka) { /* columns (-1, 0): (0, x[0] - zp) */
-      divqat_dwp_put4(dst + kl, nw, zpw, divqat_ld32(p), off);
+    const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u, zpw = (uint32_t)(uint8_t)zp * 0x01010101u;
+    int32_t ka = (pl + 1) / 2, kb = iw - 2 + pl < 0 ? 0 : (iw - 2 + pl) / 2 + 1; /* interior words [ka, kb) */
+    if (kb > nw) kb = nw;
+    if (ka > kb) ka = kb;
+    const int32_t kl = (ka > 0 && 2 * (ka - 1) - pl + 1 >= 0) ? ka - 1 : ka; /* words touching the row: [kl, kr) */
+    const int32_t kr = (kb < nw && 2 * kb - pl < iw) ? kb + 1 : kb;
+    int32_t ch = 0;
+    for (; ch + 4 <= c; ch += 4, dst += 4 * nw) {
+        const int8_t *p = src + ch;
+        if (kl < ka) { /* columns (-1, 0): (0, x[0] - zp) */
+            divqat_dwp_put4(dst + kl, nw, zpw, divqat_ld32(p), off);
+        }
+        const int8_t *q = p + (2 * ka - pl) * c;
+        uint32_t *d = dst + ka;
+        for (int32_t k = ka; k < kb; ++k, q += 2 * c, ++d)
+            divqat_dwp_put4(d, nw, divqat_ld32(q), divqat_ld32(q + c), off);
+        if (kb < kr) { /* columns (iw - 1, iw): (x[iw - 1] - zp, 0) */
+            divqat_dwp_put4(dst + kb, nw, divqat_ld32(p + (iw - 1) * c), zpw, off);
+        }
     }
-    const int8_t *q = p + (2 * ka - pl) * c;
-    uint32_t *d = dst + ka;
-    for (int32_t k = ka; k < kb; ++k, q += 2 * c, ++d) divqat_dwp_put4(d, nw, divqat_ld32(q), divqat_ld32(q + c), off);
-    if (kb < kr) { /* columns (iw - 1, iw): (x[iw - 1] - zp, 0) */
-      divqat_dwp_put4(dst + kb, nw, divqat_ld32(p + (iw - 1) * c), zpw, off);
+    for (; ch < c; ++ch, dst += nw) { /* channels past the last group of 4, one at a time */
+        for (int32_t k = kl; k < kr; ++k) {
+            const int32_t j0 = 2 * k - pl, j1 = j0 + 1;
+            const int32_t v0 = (j0 >= 0 && j0 < iw) ? src[j0 * c + ch] - zp : 0;
+            const int32_t v1 = (j1 >= 0 && j1 < iw) ? src[j1 * c + ch] - zp : 0;
+            dst[k] = ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16);
+        }
     }
-  }
-  for (; ch < c; ++ch, dst += nw) { /* channels past the last group of 4, one at a time */
-    for (int32_t k = kl; k < kr; ++k) {
-      const int32_t j0 = 2 * k - pl, j1 = j0 + 1;
-      const int32_t v0 = (j0 >= 0 && j0 < iw) ? src[j0 * c + ch] - zp : 0;
-      const int32_t v1 = (j1 >= 0 && j1 < iw) ? src[j1 * c + ch] - zp : 0;
-      dst[k] = ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16);
-    }
-  }
 }
 
 /* Value i of a ring row (int16 i of the words, low half first). */
 DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
-  return (int32_t)(int16_t)(row[i >> 1] >> (16 * (i & 1)));
+    return (int32_t)(int16_t)(row[i >> 1] >> (16 * (i & 1)));
 }
 
 /* np (1..5, a constant) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel), wc the
  * channel's 6 weight words, q its [bias', M, a, b], outputs ystep bytes apart. The plain-C block. */
 DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wc,
                                     const int32_t *q, int8_t *y, int32_t ystep, const int np, const int s) {
-  int32_t acc[5];
-  const uint32_t *rows[3] = {r0, r1, r2};
+    int32_t acc[5];
+    const uint32_t *rows[3] = {r0, r1, r2};
 #pragma GCC unroll 5
-  for (int p = 0; p < np; ++p) acc[p] = q[0];
+    for (int p = 0; p < np; ++p) acc[p] = q[0];
 #pragma GCC unroll 3
-  for (int r = 0; r < 3; ++r) {
-    const int32_t w0 = (int16_t)wc[2 * r], w1 = (int16_t)(wc[2 * r] >> 16), w2 = (int16_t)wc[2 * r + 1];
+    for (int r = 0; r < 3; ++r) {
+        const int32_t w0 = (int16_t)wc[2 * r], w1 = (int16_t)(wc[2 * r] >> 16), w2 = (int16_t)wc[2 * r + 1];
 #pragma GCC unroll 5
-    for (int p = 0; p < np; ++p)
-      acc[p] += divqat_dwp_at(rows[r], s * p) * w0 + divqat_dwp_at(rows[r], s * p + 1) * w1 +
-                divqat_dwp_at(rows[r], s * p + 2) * w2;
-  }
-  const int32_t m = q[1], a = q[2], b = q[3];
+        for (int p = 0; p < np; ++p)
+            acc[p] += divqat_dwp_at(rows[r], s * p) * w0 + divqat_dwp_at(rows[r], s * p + 1) * w1 +
+                      divqat_dwp_at(rows[r], s * p + 2) * w2;
+    }
+    const int32_t m = q[1], a = q[2], b = q[3];
 #pragma GCC unroll 5
-  for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
+    for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
 }
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__)
@@ -386,605 +392,581 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
  * input words two per LDRD, and per pixel SMLAD + SMLABB (its taps in one word and the next word's low half) or,
  * stride 1 and an odd pixel, SMLATB + SMLABT + SMLATB. P = 4, stride 1: 13 instructions for 12 MACs.
  * Accumulators a0..a4 (r0..r4), input words r8/r9, weights r10/r11, row pointer xr, weight pointer wp. */
-#define DIVQAT_DWP_ROW_P1_S1          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t"
-#define DIVQAT_DWP_ROW_P1_S2          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t"
-#define DIVQAT_DWP_ROW_P2_S1          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-  "smlatb  %[a1], r9, r11, %[a1]\n\t"
-#define DIVQAT_DWP_ROW_P2_S2          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlad   %[a1], r9, r10, %[a1]\n\t" \
-  "ldr     r8, [%[xr], #8]\n\t"       \
-  "smlabb  %[a1], r8, r11, %[a1]\n\t"
-#define DIVQAT_DWP_ROW_P3_S1          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-  "smlatb  %[a1], r9, r11, %[a1]\n\t" \
-  "smlad   %[a2], r9, r10, %[a2]\n\t" \
-  "ldr     r8, [%[xr], #8]\n\t"       \
-  "smlabb  %[a2], r8, r11, %[a2]\n\t"
-#define DIVQAT_DWP_ROW_P3_S2          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlad   %[a1], r9, r10, %[a1]\n\t" \
-  "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-  "smlabb  %[a1], r8, r11, %[a1]\n\t" \
-  "smlad   %[a2], r8, r10, %[a2]\n\t" \
-  "smlabb  %[a2], r9, r11, %[a2]\n\t"
-#define DIVQAT_DWP_ROW_P4_S1          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-  "smlatb  %[a1], r9, r11, %[a1]\n\t" \
-  "smlad   %[a2], r9, r10, %[a2]\n\t" \
-  "smlatb  %[a3], r9, r10, %[a3]\n\t" \
-  "ldr     r8, [%[xr], #8]\n\t"       \
-  "smlabb  %[a2], r8, r11, %[a2]\n\t" \
-  "smlabt  %[a3], r8, r10, %[a3]\n\t" \
-  "smlatb  %[a3], r8, r11, %[a3]\n\t"
-#define DIVQAT_DWP_ROW_P4_S2          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlad   %[a1], r9, r10, %[a1]\n\t" \
-  "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-  "smlabb  %[a1], r8, r11, %[a1]\n\t" \
-  "smlad   %[a2], r8, r10, %[a2]\n\t" \
-  "smlabb  %[a2], r9, r11, %[a2]\n\t" \
-  "smlad   %[a3], r9, r10, %[a3]\n\t" \
-  "ldr     r8, [%[xr], #16]\n\t"      \
-  "smlabb  %[a3], r8, r11, %[a3]\n\t"
-#define DIVQAT_DWP_ROW_P5_S1          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-  "smlatb  %[a1], r9, r11, %[a1]\n\t" \
-  "smlad   %[a2], r9, r10, %[a2]\n\t" \
-  "smlatb  %[a3], r9, r10, %[a3]\n\t" \
-  "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-  "smlabb  %[a2], r8, r11, %[a2]\n\t" \
-  "smlabt  %[a3], r8, r10, %[a3]\n\t" \
-  "smlatb  %[a3], r8, r11, %[a3]\n\t" \
-  "smlad   %[a4], r8, r10, %[a4]\n\t" \
-  "smlabb  %[a4], r9, r11, %[a4]\n\t"
-#define DIVQAT_DWP_ROW_P5_S2          \
-  "ldrd    r10, r11, [%[wp]], #8\n\t" \
-  "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-  "smlad   %[a0], r8, r10, %[a0]\n\t" \
-  "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-  "smlad   %[a1], r9, r10, %[a1]\n\t" \
-  "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-  "smlabb  %[a1], r8, r11, %[a1]\n\t" \
-  "smlad   %[a2], r8, r10, %[a2]\n\t" \
-  "smlabb  %[a2], r9, r11, %[a2]\n\t" \
-  "smlad   %[a3], r9, r10, %[a3]\n\t" \
-  "ldrd    r8, r9, [%[xr], #16]\n\t"  \
-  "smlabb  %[a3], r8, r11, %[a3]\n\t" \
-  "smlad   %[a4], r8, r10, %[a4]\n\t" \
-  "smlabb  %[a4], r9, r11, %[a4]\n\t"
+#define DIVQAT_DWP_ROW_P1_S1            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"
+#define DIVQAT_DWP_ROW_P1_S2            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"
+#define DIVQAT_DWP_ROW_P2_S1            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t"
+#define DIVQAT_DWP_ROW_P2_S2            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlad   %[a1], r9, r10, %[a1]\n\t" \
+    "ldr     r8, [%[xr], #8]\n\t"       \
+    "smlabb  %[a1], r8, r11, %[a1]\n\t"
+#define DIVQAT_DWP_ROW_P3_S1            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t" \
+    "smlad   %[a2], r9, r10, %[a2]\n\t" \
+    "ldr     r8, [%[xr], #8]\n\t"       \
+    "smlabb  %[a2], r8, r11, %[a2]\n\t"
+#define DIVQAT_DWP_ROW_P3_S2            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlad   %[a1], r9, r10, %[a1]\n\t" \
+    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
+    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
+    "smlad   %[a2], r8, r10, %[a2]\n\t" \
+    "smlabb  %[a2], r9, r11, %[a2]\n\t"
+#define DIVQAT_DWP_ROW_P4_S1            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t" \
+    "smlad   %[a2], r9, r10, %[a2]\n\t" \
+    "smlatb  %[a3], r9, r10, %[a3]\n\t" \
+    "ldr     r8, [%[xr], #8]\n\t"       \
+    "smlabb  %[a2], r8, r11, %[a2]\n\t" \
+    "smlabt  %[a3], r8, r10, %[a3]\n\t" \
+    "smlatb  %[a3], r8, r11, %[a3]\n\t"
+#define DIVQAT_DWP_ROW_P4_S2            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlad   %[a1], r9, r10, %[a1]\n\t" \
+    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
+    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
+    "smlad   %[a2], r8, r10, %[a2]\n\t" \
+    "smlabb  %[a2], r9, r11, %[a2]\n\t" \
+    "smlad   %[a3], r9, r10, %[a3]\n\t" \
+    "ldr     r8, [%[xr], #16]\n\t"      \
+    "smlabb  %[a3], r8, r11, %[a3]\n\t"
+#define DIVQAT_DWP_ROW_P5_S1            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t" \
+    "smlad   %[a2], r9, r10, %[a2]\n\t" \
+    "smlatb  %[a3], r9, r10, %[a3]\n\t" \
+    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
+    "smlabb  %[a2], r8, r11, %[a2]\n\t" \
+    "smlabt  %[a3], r8, r10, %[a3]\n\t" \
+    "smlatb  %[a3], r8, r11, %[a3]\n\t" \
+    "smlad   %[a4], r8, r10, %[a4]\n\t" \
+    "smlabb  %[a4], r9, r11, %[a4]\n\t"
+#define DIVQAT_DWP_ROW_P5_S2            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t" \
+    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
+    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
+    "smlad   %[a1], r9, r10, %[a1]\n\t" \
+    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
+    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
+    "smlad   %[a2], r8, r10, %[a2]\n\t" \
+    "smlabb  %[a2], r9, r11, %[a2]\n\t" \
+    "smlad   %[a3], r9, r10, %[a3]\n\t" \
+    "ldrd    r8, r9, [%[xr], #16]\n\t"  \
+    "smlabb  %[a3], r8, r11, %[a3]\n\t" \
+    "smlad   %[a4], r8, r10, %[a4]\n\t" \
+    "smlabb  %[a4], r9, r11, %[a4]\n\t"
 
-#define DIVQAT_DWP_EPI_P1                \
-  "ldr     %[xr], %[qq]\n\t"             \
-  "ldr     r8, [%[xr], #4]\n\t"          \
-  "ldrd    r9, r10, [%[xr], #8]\n\t"     \
-  "ldr     %[xr], %[yy]\n\t"             \
-  "ldr     %[wp], %[ys]\n\t"             \
-  "smmlar  r11, %[a0], r8, r10\n\t"      \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t"             \
-  "ssat    r11, #8, r11\n\t"             \
-  "strb    r11, [%[xr]]\n\t"
-#define DIVQAT_DWP_EPI_P2                \
-  "ldr     %[xr], %[qq]\n\t"             \
-  "ldr     r8, [%[xr], #4]\n\t"          \
-  "ldrd    r9, r10, [%[xr], #8]\n\t"     \
-  "ldr     %[xr], %[yy]\n\t"             \
-  "ldr     %[wp], %[ys]\n\t"             \
-  "smmlar  r11, %[a0], r8, r10\n\t"      \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t"             \
-  "ssat    r11, #8, r11\n\t"             \
-  "strb    r11, [%[xr]]\n\t"             \
-  "smmlar  r11, %[a1], r8, r10\n\t"      \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t"             \
-  "ssat    r11, #8, r11\n\t"             \
-  "strb    r11, [%[xr], %[wp]]\n\t"
-#define DIVQAT_DWP_EPI_P3                   \
-  "ldr     %[xr], %[qq]\n\t"                \
-  "ldr     r8, [%[xr], #4]\n\t"             \
-  "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-  "ldr     %[xr], %[yy]\n\t"                \
-  "ldr     %[wp], %[ys]\n\t"                \
-  "smmlar  r11, %[a0], r8, r10\n\t"         \
-  "add     r11, r11, %[a0], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr]]\n\t"                \
-  "smmlar  r11, %[a1], r8, r10\n\t"         \
-  "add     r11, r11, %[a1], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr], %[wp]]\n\t"         \
-  "smmlar  r11, %[a2], r8, r10\n\t"         \
-  "add     r11, r11, %[a2], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t"
-#define DIVQAT_DWP_EPI_P4                   \
-  "ldr     %[xr], %[qq]\n\t"                \
-  "ldr     r8, [%[xr], #4]\n\t"             \
-  "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-  "ldr     %[xr], %[yy]\n\t"                \
-  "ldr     %[wp], %[ys]\n\t"                \
-  "smmlar  r11, %[a0], r8, r10\n\t"         \
-  "add     r11, r11, %[a0], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr]]\n\t"                \
-  "smmlar  r11, %[a1], r8, r10\n\t"         \
-  "add     r11, r11, %[a1], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr], %[wp]]\n\t"         \
-  "smmlar  r11, %[a2], r8, r10\n\t"         \
-  "add     r11, r11, %[a2], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t"                \
-  "smmlar  r11, %[a3], r8, r10\n\t"         \
-  "add     r11, r11, %[a3], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr], %[wp]]\n\t"
-#define DIVQAT_DWP_EPI_P5                   \
-  "ldr     %[xr], %[qq]\n\t"                \
-  "ldr     r8, [%[xr], #4]\n\t"             \
-  "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-  "ldr     %[xr], %[yy]\n\t"                \
-  "ldr     %[wp], %[ys]\n\t"                \
-  "smmlar  r11, %[a0], r8, r10\n\t"         \
-  "add     r11, r11, %[a0], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr]]\n\t"                \
-  "smmlar  r11, %[a1], r8, r10\n\t"         \
-  "add     r11, r11, %[a1], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr], %[wp]]\n\t"         \
-  "smmlar  r11, %[a2], r8, r10\n\t"         \
-  "add     r11, r11, %[a2], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t"                \
-  "smmlar  r11, %[a3], r8, r10\n\t"         \
-  "add     r11, r11, %[a3], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "strb    r11, [%[xr], %[wp]]\n\t"         \
-  "smmlar  r11, %[a4], r8, r10\n\t"         \
-  "add     r11, r11, %[a4], asr #31\n\t"    \
-  "asr     r11, r11, r9\n\t"                \
-  "ssat    r11, #8, r11\n\t"                \
-  "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t"
+#define DIVQAT_DWP_EPI_P1                  \
+    "ldr     %[xr], %[qq]\n\t"             \
+    "ldr     r8, [%[xr], #4]\n\t"          \
+    "ldrd    r9, r10, [%[xr], #8]\n\t"     \
+    "ldr     %[xr], %[yy]\n\t"             \
+    "ldr     %[wp], %[ys]\n\t"             \
+    "smmlar  r11, %[a0], r8, r10\n\t"      \
+    "add     r11, r11, %[a0], asr #31\n\t" \
+    "asr     r11, r11, r9\n\t"             \
+    "ssat    r11, #8, r11\n\t"             \
+    "strb    r11, [%[xr]]\n\t"
+#define DIVQAT_DWP_EPI_P2                  \
+    "ldr     %[xr], %[qq]\n\t"             \
+    "ldr     r8, [%[xr], #4]\n\t"          \
+    "ldrd    r9, r10, [%[xr], #8]\n\t"     \
+    "ldr     %[xr], %[yy]\n\t"             \
+    "ldr     %[wp], %[ys]\n\t"             \
+    "smmlar  r11, %[a0], r8, r10\n\t"      \
+    "add     r11, r11, %[a0], asr #31\n\t" \
+    "asr     r11, r11, r9\n\t"             \
+    "ssat    r11, #8, r11\n\t"             \
+    "strb    r11, [%[xr]]\n\t"             \
+    "smmlar  r11, %[a1], r8, r10\n\t"      \
+    "add     r11, r11, %[a1], asr #31\n\t" \
+    "asr     r11, r11, r9\n\t"             \
+    "ssat    r11, #8, r11\n\t"             \
+    "strb    r11, [%[xr], %[wp]]\n\t"
+#define DIVQAT_DWP_EPI_P3                     \
+    "ldr     %[xr], %[qq]\n\t"                \
+    "ldr     r8, [%[xr], #4]\n\t"             \
+    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
+    "ldr     %[xr], %[yy]\n\t"                \
+    "ldr     %[wp], %[ys]\n\t"                \
+    "smmlar  r11, %[a0], r8, r10\n\t"         \
+    "add     r11, r11, %[a0], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr]]\n\t"                \
+    "smmlar  r11, %[a1], r8, r10\n\t"         \
+    "add     r11, r11, %[a1], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr], %[wp]]\n\t"         \
+    "smmlar  r11, %[a2], r8, r10\n\t"         \
+    "add     r11, r11, %[a2], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
+    "strb    r11, [%[xr]]\n\t"
+#define DIVQAT_DWP_EPI_P4                     \
+    "ldr     %[xr], %[qq]\n\t"                \
+    "ldr     r8, [%[xr], #4]\n\t"             \
+    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
+    "ldr     %[xr], %[yy]\n\t"                \
+    "ldr     %[wp], %[ys]\n\t"                \
+    "smmlar  r11, %[a0], r8, r10\n\t"         \
+    "add     r11, r11, %[a0], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr]]\n\t"                \
+    "smmlar  r11, %[a1], r8, r10\n\t"         \
+    "add     r11, r11, %[a1], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr], %[wp]]\n\t"         \
+    "smmlar  r11, %[a2], r8, r10\n\t"         \
+    "add     r11, r11, %[a2], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
+    "strb    r11, [%[xr]]\n\t"                \
+    "smmlar  r11, %[a3], r8, r10\n\t"         \
+    "add     r11, r11, %[a3], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr], %[wp]]\n\t"
+#define DIVQAT_DWP_EPI_P5                     \
+    "ldr     %[xr], %[qq]\n\t"                \
+    "ldr     r8, [%[xr], #4]\n\t"             \
+    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
+    "ldr     %[xr], %[yy]\n\t"                \
+    "ldr     %[wp], %[ys]\n\t"                \
+    "smmlar  r11, %[a0], r8, r10\n\t"         \
+    "add     r11, r11, %[a0], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr]]\n\t"                \
+    "smmlar  r11, %[a1], r8, r10\n\t"         \
+    "add     r11, r11, %[a1], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr], %[wp]]\n\t"         \
+    "smmlar  r11, %[a2], r8, r10\n\t"         \
+    "add     r11, r11, %[a2], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
+    "strb    r11, [%[xr]]\n\t"                \
+    "smmlar  r11, %[a3], r8, r10\n\t"         \
+    "add     r11, r11, %[a3], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "strb    r11, [%[xr], %[wp]]\n\t"         \
+    "smmlar  r11, %[a4], r8, r10\n\t"         \
+    "add     r11, r11, %[a4], asr #31\n\t"    \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"                \
+    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
+    "strb    r11, [%[xr]]\n\t"
 
 /* The window (three kernel rows) and the fast epilogue of the block: M, a, b from q, per pixel SMMLAR, the
  * rounding add, the shift and SSAT, stored ystep bytes apart. */
-#define DIVQAT_DWP_WIN(ROW, EPI)                                                                                \
-  __asm__ volatile(                                                                                             \
-      ROW "ldr     %[xr], %[x1]\n\t" ROW "ldr     %[xr], %[x2]\n\t" ROW EPI                                     \
-      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [xr] "+r"(xr), [wp] "+r"(wp) \
-      : [x1] "m"(x1), [x2] "m"(x2), [qq] "m"(q), [yy] "m"(y), [ys] "m"(ystep)                                   \
-      : "r8", "r9", "r10", "r11", "memory")
+#define DIVQAT_DWP_WIN(ROW, EPI)                                                                                  \
+    __asm__ volatile(                                                                                             \
+        ROW "ldr     %[xr], %[x1]\n\t" ROW "ldr     %[xr], %[x2]\n\t" ROW EPI                                     \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [xr] "+r"(xr), [wp] "+r"(wp) \
+        : [x1] "m"(x1), [x2] "m"(x2), [qq] "m"(q), [yy] "m"(y), [ys] "m"(ystep)                                   \
+        : "r8", "r9", "r10", "r11", "memory")
 
 /* A block of np (1..5, a constant) pixels of one channel (DSP): window and epilogue in one asm statement.
  * Registers pinned (none is r7, the Thumb frame pointer) so allocation cannot fail; accumulators past np are
  * unused operands (defined by an empty asm, no instruction). */
 DIVQAT_INLINE void divqat_dwp_block_dsp(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wc,
                                         const int32_t *q, int8_t *y, int32_t ystep, const int np, const int s) {
-  register int32_t a0 __asm__("r0") = q[0];
-  register int32_t a1 __asm__("r1");
-  register int32_t a2 __asm__("r2");
-  register int32_t a3 __asm__("r3");
-  register int32_t a4 __asm__("r4");
-  __asm__("" : "=r"(a1), "=r"(a2), "=r"(a3), "=r"(a4));
-  if (np > 1) a1 = a0;
-  if (np > 2) a2 = a0;
-  if (np > 3) a3 = a0;
-  if (np > 4) a4 = a0;
-  register const uint32_t *xr __asm__("r12") = r0;
-  register const uint32_t *wp __asm__("lr") = wc;
-  const uint32_t *x1 = r1, *x2 = r2;
-  switch (np * 2 + s - 1) {
-  case 2:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P1_S1, DIVQAT_DWP_EPI_P1);
-    break;
-  case 3:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P1_S2, DIVQAT_DWP_EPI_P1);
-    break;
-  case 4:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P2_S1, DIVQAT_DWP_EPI_P2);
-    break;
-  case 5:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P2_S2, DIVQAT_DWP_EPI_P2);
-    break;
-  case 6:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P3_S1, DIVQAT_DWP_EPI_P3);
-    break;
-  case 7:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P3_S2, DIVQAT_DWP_EPI_P3);
-    break;
-  case 8:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P4_S1, DIVQAT_DWP_EPI_P4);
-    break;
-  case 9:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P4_S2, DIVQAT_DWP_EPI_P4);
-    break;
-  case 10:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P5_S1, DIVQAT_DWP_EPI_P5);
-    break;
-  default:
-    DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P5_S2, DIVQAT_DWP_EPI_P5);
-    break;
-  }
+    register int32_t a0 __asm__("r0") = q[0];
+    register int32_t a1 __asm__("r1");
+    register int32_t a2 __asm__("r2");
+    register int32_t a3 __asm__("r3");
+    register int32_t a4 __asm__("r4");
+    __asm__("" : "=r"(a1), "=r"(a2), "=r"(a3), "=r"(a4));
+    if (np > 1) a1 = a0;
+    if (np > 2) a2 = a0;
+    if (np > 3) a3 = a0;
+    if (np > 4) a4 = a0;
+    register const uint32_t *xr __asm__("r12") = r0;
+    register const uint32_t *wp __asm__("lr") = wc;
+    const uint32_t *x1 = r1, *x2 = r2;
+    switch (np * 2 + s - 1) {
+    case 2:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P1_S1, DIVQAT_DWP_EPI_P1);
+        break;
+    case 3:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P1_S2, DIVQAT_DWP_EPI_P1);
+        break;
+    case 4:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P2_S1, DIVQAT_DWP_EPI_P2);
+        break;
+    case 5:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P2_S2, DIVQAT_DWP_EPI_P2);
+        break;
+    case 6:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P3_S1, DIVQAT_DWP_EPI_P3);
+        break;
+    case 7:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P3_S2, DIVQAT_DWP_EPI_P3);
+        break;
+    case 8:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P4_S1, DIVQAT_DWP_EPI_P4);
+        break;
+    case 9:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P4_S2, DIVQAT_DWP_EPI_P4);
+        break;
+    case 10:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P5_S1, DIVQAT_DWP_EPI_P5);
+        break;
+    default:
+        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P5_S2, DIVQAT_DWP_EPI_P5);
+        break;
+    }
 }
-#define DIVQAT_DWP_LOOP_P1_S1 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P1_S1 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P1_S1 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P1_S1 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P1_S2 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P1_S2 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P1_S2 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P1_S2 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P2_S1 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "mov     %[a1], %[a0]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P2_S1 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P2_S1 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P2_S1 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "smmlar  r11, %[a1], r8, r10\n\t" \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y], %[ys]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P2_S2 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "mov     %[a1], %[a0]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P2_S2 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P2_S2 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P2_S2 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "smmlar  r11, %[a1], r8, r10\n\t" \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y], %[ys]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P3_S1 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "mov     %[a1], %[a0]\n\t" \
-  "mov     %[a2], %[a0]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P3_S1 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P3_S1 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P3_S1 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "smmlar  r11, %[a1], r8, r10\n\t" \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y], %[ys]]\n\t" \
-  "smmlar  r11, %[a2], r8, r10\n\t" \
-  "add     r11, r11, %[a2], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "add     %[xr], %[y], %[ys], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P3_S2 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "mov     %[a1], %[a0]\n\t" \
-  "mov     %[a2], %[a0]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P3_S2 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P3_S2 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P3_S2 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "smmlar  r11, %[a1], r8, r10\n\t" \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y], %[ys]]\n\t" \
-  "smmlar  r11, %[a2], r8, r10\n\t" \
-  "add     r11, r11, %[a2], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "add     %[xr], %[y], %[ys], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P4_S1 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "mov     %[a1], %[a0]\n\t" \
-  "mov     %[a2], %[a0]\n\t" \
-  "mov     %[a3], %[a0]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P4_S1 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P4_S1 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P4_S1 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "smmlar  r11, %[a1], r8, r10\n\t" \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y], %[ys]]\n\t" \
-  "smmlar  r11, %[a2], r8, r10\n\t" \
-  "add     r11, r11, %[a2], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "add     %[xr], %[y], %[ys], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t" \
-  "smmlar  r11, %[a3], r8, r10\n\t" \
-  "add     r11, r11, %[a3], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[xr], %[ys]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P4_S2 "1:\n\t" \
-  "ldr     %[a0], [%[q]]\n\t" \
-  "mov     %[a1], %[a0]\n\t" \
-  "mov     %[a2], %[a0]\n\t" \
-  "mov     %[a3], %[a0]\n\t" \
-  "ldr     %[xr], %[b0]\n\t" \
-  DIVQAT_DWP_ROW_P4_S2 \
-  "ldr     r8, %[d1]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P4_S2 \
-  "ldr     r8, %[d2]\n\t" \
-  "add     %[xr], %[xr], r8\n\t" \
-  DIVQAT_DWP_ROW_P4_S2 \
-  "ldr     r8, [%[q], #4]\n\t" \
-  "ldrd    r9, r10, [%[q], #8]\n\t" \
-  "adds    %[q], %[q], #16\n\t" \
-  "smmlar  r11, %[a0], r8, r10\n\t" \
-  "add     r11, r11, %[a0], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y]]\n\t" \
-  "smmlar  r11, %[a1], r8, r10\n\t" \
-  "add     r11, r11, %[a1], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[y], %[ys]]\n\t" \
-  "smmlar  r11, %[a2], r8, r10\n\t" \
-  "add     r11, r11, %[a2], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "add     %[xr], %[y], %[ys], lsl #1\n\t" \
-  "strb    r11, [%[xr]]\n\t" \
-  "smmlar  r11, %[a3], r8, r10\n\t" \
-  "add     r11, r11, %[a3], asr #31\n\t" \
-  "asr     r11, r11, r9\n\t" \
-  "ssat    r11, #8, r11\n\t" \
-  "strb    r11, [%[xr], %[ys]]\n\t" \
-  "adds    %[y], %[y], #1\n\t" \
-  "ldr     r8, %[b0]\n\t" \
-  "ldr     r9, %[nw4]\n\t" \
-  "add     r8, r8, r9\n\t" \
-  "str     r8, %[b0]\n\t" \
-  "ldr     r8, %[qe]\n\t" \
-  "cmp     %[q], r8\n\t" \
-  "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P1_S1                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P1_S2                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P2_S1                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "mov     %[a1], %[a0]\n\t"                                                       \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a1], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P2_S2                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "mov     %[a1], %[a0]\n\t"                                                       \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a1], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P3_S1                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "mov     %[a1], %[a0]\n\t"                                                       \
+    "mov     %[a2], %[a0]\n\t"                                                       \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a1], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
+    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a2], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
+    "strb    r11, [%[xr]]\n\t"                                                       \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P3_S2                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "mov     %[a1], %[a0]\n\t"                                                       \
+    "mov     %[a2], %[a0]\n\t"                                                       \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a1], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
+    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a2], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
+    "strb    r11, [%[xr]]\n\t"                                                       \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P4_S1                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "mov     %[a1], %[a0]\n\t"                                                       \
+    "mov     %[a2], %[a0]\n\t"                                                       \
+    "mov     %[a3], %[a0]\n\t"                                                       \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a1], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
+    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a2], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
+    "strb    r11, [%[xr]]\n\t"                                                       \
+    "smmlar  r11, %[a3], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a3], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[xr], %[ys]]\n\t"                                                \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P4_S2                                                        \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[q]]\n\t"                                                      \
+    "mov     %[a1], %[a0]\n\t"                                                       \
+    "mov     %[a2], %[a0]\n\t"                                                       \
+    "mov     %[a3], %[a0]\n\t"                                                       \
+    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, %[d1]\n\t"          \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, %[d2]\n\t"      \
+    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, [%[q], #4]\n\t" \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
+    "adds    %[q], %[q], #16\n\t"                                                    \
+    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a0], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y]]\n\t"                                                        \
+    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a1], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
+    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a2], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
+    "strb    r11, [%[xr]]\n\t"                                                       \
+    "smmlar  r11, %[a3], r8, r10\n\t"                                                \
+    "add     r11, r11, %[a3], asr #31\n\t"                                           \
+    "asr     r11, r11, r9\n\t"                                                       \
+    "ssat    r11, #8, r11\n\t"                                                       \
+    "strb    r11, [%[xr], %[ys]]\n\t"                                                \
+    "adds    %[y], %[y], #1\n\t"                                                     \
+    "ldr     r8, %[b0]\n\t"                                                          \
+    "ldr     r9, %[nw4]\n\t"                                                         \
+    "add     r8, r8, r9\n\t"                                                         \
+    "str     r8, %[b0]\n\t"                                                          \
+    "ldr     r8, %[qe]\n\t"                                                          \
+    "cmp     %[q], r8\n\t"                                                           \
+    "bne     1b\n\t"
 
 /* Blocks of 1 to 4 pixels over every channel in one asm loop (DSP): per channel the accumulators start at the
  * bias, three kernel rows (the rows' byte distances d1, d2 are the same for every channel), the epilogue, then
  * the next channel's ring words (nw4 bytes on), weights (contiguous) and constants (16 bytes on). The loop state
  * that does not fit in registers (row base, distances, end) is on the stack ("m" operands). */
-#define DIVQAT_DWP_LOOP(BODY)                                                                                     \
-  __asm__ volatile(BODY                                                                                           \
-                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [xr] "=&r"(xr), [wp] "+r"(wp), \
-                     [q] "+r"(q), [y] "+r"(yy), [b0] "+m"(b0)                                                    \
-                   : [ys] "r"(ys), [d1] "m"(d1), [d2] "m"(d2), [nw4] "m"(nw4), [qe] "m"(qe)                       \
-                   : "r8", "r9", "r10", "r11", "cc", "memory")
+#define DIVQAT_DWP_LOOP(BODY)                                                                                         \
+    __asm__ volatile(BODY                                                                                             \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [xr] "=&r"(xr), [wp] "+r"(wp), \
+                       [q] "+r"(q), [y] "+r"(yy), [b0] "+m"(b0)                                                       \
+                     : [ys] "r"(ys), [d1] "m"(d1), [d2] "m"(d2), [nw4] "m"(nw4), [qe] "m"(qe)                         \
+                     : "r8", "r9", "r10", "r11", "cc", "memory")
 
 DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, const uint32_t *w, const int32_t *qp,
                                        int32_t c, int32_t nw, int8_t *y, const int np, const int s) {
-  register int32_t a0 __asm__("r0");
-  register int32_t a1 __asm__("r1");
-  register int32_t a2 __asm__("r2");
-  register int32_t a3 __asm__("r3");
-  register const int32_t *q __asm__("r4") = qp;
-  register int8_t *yy __asm__("r5") = y;
-  register int32_t ys __asm__("r6") = c;
-  register const uint32_t *xr __asm__("r12");
-  register const uint32_t *wp __asm__("lr") = w;
-  const uint32_t *b0 = rowp[0] + wo;
-  const int32_t d1 = (int32_t)((const char *)rowp[1] - (const char *)rowp[0]);
-  const int32_t d2 = (int32_t)((const char *)rowp[2] - (const char *)rowp[1]);
-  const int32_t nw4 = 4 * nw;
-  const int32_t *qe = qp + c * DQ_QP_WORDS;
-  switch (np * 2 + s - 1) {
-  case 2: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P1_S1); break;
-  case 3: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P1_S2); break;
-  case 4: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P2_S1); break;
-  case 5: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P2_S2); break;
-  case 6: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P3_S1); break;
-  case 7: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P3_S2); break;
-  case 8: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P4_S1); break;
-  default: DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P4_S2); break;
-  }
-  (void)a0, (void)a1, (void)a2, (void)a3, (void)xr, (void)b0;
+    register int32_t a0 __asm__("r0");
+    register int32_t a1 __asm__("r1");
+    register int32_t a2 __asm__("r2");
+    register int32_t a3 __asm__("r3");
+    register const int32_t *q __asm__("r4") = qp;
+    register int8_t *yy __asm__("r5") = y;
+    register int32_t ys __asm__("r6") = c;
+    register const uint32_t *xr __asm__("r12");
+    register const uint32_t *wp __asm__("lr") = w;
+    const uint32_t *b0 = rowp[0] + wo;
+    const int32_t d1 = (int32_t)((const char *)rowp[1] - (const char *)rowp[0]);
+    const int32_t d2 = (int32_t)((const char *)rowp[2] - (const char *)rowp[1]);
+    const int32_t nw4 = 4 * nw;
+    const int32_t *qe = qp + c * DQ_QP_WORDS;
+    switch (np * 2 + s - 1) {
+    case 2:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P1_S1);
+        break;
+    case 3:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P1_S2);
+        break;
+    case 4:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P2_S1);
+        break;
+    case 5:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P2_S2);
+        break;
+    case 6:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P3_S1);
+        break;
+    case 7:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P3_S2);
+        break;
+    case 8:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P4_S1);
+        break;
+    default:
+        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P4_S2);
+        break;
+    }
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)xr, (void)b0;
 }
 #define DIVQAT_DWP_HAVE_LOOP 1
 #define DIVQAT_DWP_BLOCK divqat_dwp_block_dsp
@@ -996,88 +978,88 @@ DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, 
 DIVQAT_INLINE void divqat_dwp_cols(const uint32_t *const *rowp, int32_t wo, const uint32_t *w, const int32_t *qp,
                                    int32_t c, int32_t nw, int8_t *y, const int np, const int s) {
 #if defined(DIVQAT_DWP_HAVE_LOOP)
-  if (np <= 4) {
-    divqat_dwp_cols_dsp(rowp, wo, w, qp, c, nw, y, np, s);
-    return;
-  }
+    if (np <= 4) {
+        divqat_dwp_cols_dsp(rowp, wo, w, qp, c, nw, y, np, s);
+        return;
+    }
 #endif
-  const uint32_t *r0 = rowp[0] + wo, *r1 = rowp[1] + wo, *r2 = rowp[2] + wo;
-  for (int32_t ch = 0; ch < c; ++ch, w += 6, qp += DQ_QP_WORDS, r0 += nw, r1 += nw, r2 += nw, ++y)
-    DIVQAT_DWP_BLOCK(r0, r1, r2, w, qp, y, c, np, s);
+    const uint32_t *r0 = rowp[0] + wo, *r1 = rowp[1] + wo, *r2 = rowp[2] + wo;
+    for (int32_t ch = 0; ch < c; ++ch, w += 6, qp += DQ_QP_WORDS, r0 += nw, r1 += nw, r2 += nw, ++y)
+        DIVQAT_DWP_BLOCK(r0, r1, r2, w, qp, y, c, np, s);
 }
 
 /* One output row in blocks of 4 pixels (5 when exactly 5 are left) and a last block of 1 to 3. */
 DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp, int32_t c,
                                   int32_t nw, int32_t ow, int8_t *yr, const int s) {
-  int32_t ox = 0;
-  for (; ow - ox >= 4 && ow - ox != 5; ox += 4) divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 4, s);
-  switch (ow - ox) {
-  case 5:
-    divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 5, s);
-    break;
-  case 3:
-    divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 3, s);
-    break;
-  case 2:
-    divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 2, s);
-    break;
-  case 1:
-    divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 1, s);
-    break;
-  default:
-    break;
-  }
+    int32_t ox = 0;
+    for (; ow - ox >= 4 && ow - ox != 5; ox += 4) divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 4, s);
+    switch (ow - ox) {
+    case 5:
+        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 5, s);
+        break;
+    case 3:
+        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 3, s);
+        break;
+    case 2:
+        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 2, s);
+        break;
+    case 1:
+        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 1, s);
+        break;
+    default:
+        break;
+    }
 }
 
 static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp,
                                               int32_t c, int32_t nw, int32_t ow, int8_t *yr) {
-  divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 1);
+    divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 1);
 }
 
 static DIVQAT_NOINLINE void divqat_dwp_row_s2(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp,
                                               int32_t c, int32_t nw, int32_t ow, int8_t *yr) {
-  divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 2);
+    divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 2);
 }
 
 /* The whole layer on the pair ring: 3 ring rows and a zero row of c * nw words each in the scratch. */
 static void divqat_dwp_body(const int8_t *x, const uint32_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
                             int8_t *scratch) {
-  const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
-  const int32_t sh = d[DQ_SH], s = d[DQ_SW], pt = d[DQ_PT], pl = d[DQ_PL];
-  const int32_t nw = s == 1 ? (ow + 3) / 2 : ow + 1, rw = c * nw;
-  uint32_t *const ring = (uint32_t *)(void *)scratch;
-  uint32_t *const zero_row = ring + 3 * rw;
-  int32_t held[3] = {-1, -1, -1};
-  const uint32_t *rowp[3];
-  memset(ring, 0, (size_t)(4 * rw) * 4u); /* the zero row, and the padding words no row ever writes */
-  for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
-    for (int32_t ky = 0; ky < 3; ++ky) {
-      const int32_t iy = oy * sh - pt + ky;
-      if (iy < 0 || iy >= ih) {
-        rowp[ky] = zero_row;
-        continue;
-      }
-      const int32_t slot = iy % 3;
-      uint32_t *row = ring + slot * rw;
-      if (held[slot] != iy) {
-        divqat_dwp_widen_row(row, x + iy * iw * c, iw, c, nw, pl, d[DQ_ZPIN]);
-        held[slot] = iy;
-      }
-      rowp[ky] = row;
+    const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
+    const int32_t sh = d[DQ_SH], s = d[DQ_SW], pt = d[DQ_PT], pl = d[DQ_PL];
+    const int32_t nw = s == 1 ? (ow + 3) / 2 : ow + 1, rw = c * nw;
+    uint32_t *const ring = (uint32_t *)(void *)scratch;
+    uint32_t *const zero_row = ring + 3 * rw;
+    int32_t held[3] = {-1, -1, -1};
+    const uint32_t *rowp[3];
+    memset(ring, 0, (size_t)(4 * rw) * 4u); /* the zero row, and the padding words no row ever writes */
+    for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
+        for (int32_t ky = 0; ky < 3; ++ky) {
+            const int32_t iy = oy * sh - pt + ky;
+            if (iy < 0 || iy >= ih) {
+                rowp[ky] = zero_row;
+                continue;
+            }
+            const int32_t slot = iy % 3;
+            uint32_t *row = ring + slot * rw;
+            if (held[slot] != iy) {
+                divqat_dwp_widen_row(row, x + iy * iw * c, iw, c, nw, pl, d[DQ_ZPIN]);
+                held[slot] = iy;
+            }
+            rowp[ky] = row;
+        }
+        if (s == 1)
+            divqat_dwp_row_s1(rowp, w, qp, c, nw, ow, y);
+        else
+            divqat_dwp_row_s2(rowp, w, qp, c, nw, ow, y);
     }
-    if (s == 1)
-      divqat_dwp_row_s1(rowp, w, qp, c, nw, ow, y);
-    else
-      divqat_dwp_row_s2(rowp, w, qp, c, nw, ow, y);
-  }
 }
 
 static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
                                              int8_t *y, int8_t *scratch) {
-  if (d[DQ_FLAGS] & DQ_DWPAIR)
-    divqat_dwp_body(x, (const uint32_t *)(const void *)w, qp, d, y, scratch);
-  else if (d[DQ_FLAGS] & DQ_FAST)
-    divqat_dw_body(x, w, qp, d, y, scratch, 1);
-  else
-    divqat_dw_body(x, w, qp, d, y, scratch, 0);
+    if (d[DQ_FLAGS] & DQ_DWPAIR)
+        divqat_dwp_body(x, (const uint32_t *)(const void *)w, qp, d, y, scratch);
+    else if (d[DQ_FLAGS] & DQ_FAST)
+        divqat_dw_body(x, w, qp, d, y, scratch, 1);
+    else
+        divqat_dw_body(x, w, qp, d, y, scratch, 0);
 }
