@@ -273,19 +273,24 @@ def _fma32(a: np.ndarray, b: np.ndarray | np.floating, c: np.ndarray | np.floati
     return (np.asarray(a, np.float64) * np.float64(b) + np.asarray(c, np.float64)).astype(np.float32)
 
 
-def mlas_logistic(x: np.ndarray) -> np.ndarray:
-    """MlasComputeLogistic on float32 values."""
+def _mlas_rational(x: np.ndarray, bound: float, num: tuple[float, ...], den: tuple[float, ...]) -> np.ndarray:
+    """x·P(x²)/Q(x²) on x clipped to ±bound, in MLAS's float32 order (Horner steps as fmaf): its logistic and tanh."""
     f = np.float32
-    v = np.clip(np.asarray(x, f), f(-_LOGISTIC_RANGE), f(_LOGISTIC_RANGE))
+    v = np.clip(np.asarray(x, f), f(-bound), f(bound))
     v2 = (v * v).astype(f)
-    p = _fma32(v2, f(_LOGISTIC_P[0]), f(_LOGISTIC_P[1]))
-    for c in _LOGISTIC_P[2:]:
+    p = _fma32(v2, f(num[0]), f(num[1]))
+    for c in num[2:]:
         p = _fma32(p, v2, f(c))
     p = (p * v).astype(f)
-    q = _fma32(v2, f(_LOGISTIC_Q[0]), f(_LOGISTIC_Q[1]))
-    for c in _LOGISTIC_Q[2:]:
+    q = _fma32(v2, f(den[0]), f(den[1]))
+    for c in den[2:]:
         q = _fma32(q, v2, f(c))
-    return ((p / q).astype(f) + f(0.5)).astype(f)
+    return (p / q).astype(f)
+
+
+def mlas_logistic(x: np.ndarray) -> np.ndarray:
+    """MlasComputeLogistic on float32 values."""
+    return (_mlas_rational(x, _LOGISTIC_RANGE, _LOGISTIC_P, _LOGISTIC_Q) + np.float32(0.5)).astype(np.float32)
 
 
 # MLAS's tanh (tanh.cpp, Eigen's rational approximation on [−9, 9]): what onnxruntime's float Tanh computes
@@ -305,17 +310,7 @@ _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.8
 
 def mlas_tanh(x: np.ndarray) -> np.ndarray:
     """MlasComputeTanh on float32 values."""
-    f = np.float32
-    v = np.clip(np.asarray(x, f), f(-_TANH_RANGE), f(_TANH_RANGE))
-    v2 = (v * v).astype(f)
-    p = _fma32(v2, f(_TANH_P[0]), f(_TANH_P[1]))
-    for c in _TANH_P[2:]:
-        p = _fma32(p, v2, f(c))
-    p = (p * v).astype(f)
-    q = _fma32(v2, f(_TANH_Q[0]), f(_TANH_Q[1]))
-    for c in _TANH_Q[2:]:
-        q = _fma32(q, v2, f(c))
-    return (p / q).astype(f)
+    return _mlas_rational(x, _TANH_RANGE, _TANH_P, _TANH_Q)
 
 
 def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
