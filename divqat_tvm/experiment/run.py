@@ -7,8 +7,10 @@ table, so it is refused.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,30 +106,20 @@ def run_experiment(
         f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s) = {n_cells} cells; profile "
         f"{exp.profile.name}; backend {exp.backend}; results in {out}"
     )
+    runner: Callable[..., RunSummary] = run_tasks
     if executor == "ray":
         from divqat_tvm.experiment.ray_executor import run_tasks_ray
 
-        summary = run_tasks_ray(
-            tasks,
-            out,
-            fn_spec,
-            workers=workers or exp.profile.workers,
-            cache_dir=cache_dir,
-            threads=threads,
-            console=console,
-            address=address,
-            show_progress=progress,
-        )
-    else:
-        summary = run_tasks(
-            tasks,
-            out,
-            fn_spec,
-            workers=workers or exp.profile.workers,
-            cache_dir=cache_dir,
-            threads=threads,
-            console=console,
-            show_progress=progress,
-        )
+        runner = functools.partial(run_tasks_ray, address=address)
+    summary = runner(
+        tasks,
+        out,
+        fn_spec,
+        workers=workers or exp.profile.workers,
+        cache_dir=cache_dir,
+        threads=threads,
+        console=console,
+        show_progress=progress,
+    )
     paths = render_report(out)
     return summary, paths
