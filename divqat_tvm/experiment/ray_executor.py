@@ -52,6 +52,7 @@ from divqat_tvm.experiment.scheduler import (
     check_params,
     is_done,
     keep_cell,
+    numerics_here,
     resolve,
     reuse_cell,
 )
@@ -156,6 +157,7 @@ def run_on_worker(
         "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.perf_counter() - t0, 3),
         "executor": {"kind": "ray", "node": base["node"]},
+        **numerics_here(),
     }
     payload = {
         **base,

@@ -186,6 +186,7 @@ def execute(task: Task, fn_spec: str, out_dir: str, cache_dir: str, threads: int
         "started_utc": started,
         "finished_utc": _utc(),
         "wall_s": round(time.perf_counter() - t0, 3),
+        **numerics_here(),
     }
     atomic_write_json(result_path(out, task.stage, task.id), record)
     error_path(out, task.stage, task.id).unlink(missing_ok=True)
@@ -193,6 +194,16 @@ def execute(task: Task, fn_spec: str, out_dir: str, cache_dir: str, threads: int
 
 
 _local_report: Callable[[str, float | None, str], None] | None = None
+
+
+def numerics_here() -> dict[str, Any]:
+    """`{"numerics": ...}` for a task record: the float numerics its torch ran with (CPU vector ISA, torch
+    version), which the seed alone does not fix across machines; empty when the task never loaded torch."""
+    if "torch" not in sys.modules:
+        return {}
+    from divqat_tvm.train.determinism import float_numerics
+
+    return {"numerics": float_numerics()}
 
 
 def _task_dict(t: Task) -> dict[str, Any]:

@@ -285,6 +285,30 @@ def _kib(b: int | None) -> str:
     return "—" if b is None else f"{b / 1024:.1f}"
 
 
+def _numerics_name(n: dict[str, Any]) -> str:
+    if n.get("cpu_capability") is None:
+        return "not recorded (older task records)"
+    return f"torch {n['torch']}, CPU capability {n['cpu_capability']} ({n['machine']})"
+
+
+def numerics_line(numerics: list[dict[str, Any]]) -> tuple[str, bool]:
+    """The report's sentence on the float numerics behind its tasks, and whether it is a warning: the same seed
+    gives the same bits only under one CPU vector ISA (train.determinism), so a run whose tasks ran under two
+    (a cluster of mixed nodes, a resumed run on another machine) may differ from a re-run by float rounding."""
+    known = [n for n in numerics if n.get("cpu_capability") is not None]
+    if not numerics:
+        return "", False
+    parts = "; ".join(f"{_numerics_name(n)}: {n['tasks']:,} task(s)" for n in numerics)
+    if len(known) > 1:
+        return (
+            f"Mixed float numerics: {parts}. Same seed, same bits holds within one CPU vector ISA only, so cells "
+            "computed under different ones differ by float rounding; re-run on one machine type (or set "
+            "ATEN_CPU_CAPABILITY) to compare them bit for bit.",
+            True,
+        )
+    return f"Float numerics: {parts}.", False
+
+
 def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Path]:
     """Write report.json, report.md, report.html and the PNGs into `run_dir`; returns their paths.
 
@@ -316,6 +340,11 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
         warn = f"Failed tasks (see their .error.json; re-run the experiment to retry): {', '.join(summary['failed_tasks'])}."
         md.append(f"**{warn}**\n")
         hb.append(f"<p class='warn'>{html.escape(warn)}</p>")
+    line, mixed = numerics_line(summary["numerics"])
+    if line:
+        md.append(f"**{line}**\n" if mixed else f"{line}\n")
+        cls = " class='warn'" if mixed else ""
+        hb.append(f"<p{cls}>{html.escape(line)}</p>")
     for ds in summary["datasets"]:
         name = ds["dataset"]
         md.append(f"## {name}\n")

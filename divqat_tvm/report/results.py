@@ -73,10 +73,27 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         "cells_expected": expected,
         "cells_finished": sum(len(v) for v in cells.values()),
         "failed_tasks": errors,
+        "numerics": numerics_of(run),
     }
     for d in exp["datasets"]:
         out["datasets"].append(_dataset_summary(exp, d, victims, cells, feet, confidence))
     return out
+
+
+#: the stages whose tasks compute with torch floats
+FLOAT_STAGES = ("teacher", "model", "victim", "attack")
+
+
+def numerics_of(run: Path) -> list[dict[str, Any]]:
+    """The float numerics the run's tasks were computed under (scheduler records each task's), with how many
+    tasks each; more than one entry means same-seed cells may differ by float rounding. Records written before
+    tasks recorded it count under `{"cpu_capability": None}`."""
+    counts: dict[tuple[tuple[str, Any], ...], int] = {}
+    for stage in FLOAT_STAGES:
+        for r in load_records(run, stage):
+            key = tuple(sorted((r.get("numerics") or {"cpu_capability": None}).items()))
+            counts[key] = counts.get(key, 0) + 1
+    return [{**dict(k), "tasks": n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))]
 
 
 def timing_of(run_dir: str | Path) -> dict[str, Any]:

@@ -11,11 +11,17 @@ Two things break that on a CPU, and both are handled here:
 - **Random state left over by earlier work** in the same process (a worker that ran another task first).
   Each task calls `seed_everything(seed)` with a seed that is a function of its own key (`derive_seed`), so
   nothing depends on which task ran before it or on completion order.
+
+What this does not cover: torch, oneDNN and MKL pick their float kernels by the CPU's vector ISA, so two
+machines whose ISA differs (AVX-512 against AVX2) round differently and give different weights from the same
+seed. Every task therefore records `float_numerics()` beside its result, and the report says when a run's
+tasks were computed under more than one (README, "same seed, same bits").
 """
 
 from __future__ import annotations
 
 import hashlib
+import platform
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +59,16 @@ def derive_seed(*parts: object) -> int:
     """A stable 31-bit seed from the parts of a key (same parts, same seed, in every process and run)."""
     blob = "\x1f".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def float_numerics() -> dict[str, str]:
+    """What decides a float result's bits beyond the seed: torch's version and the vector ISA its kernels use
+    (`ATEN_CPU_CAPABILITY` can lower it, e.g. to `avx2`, for a run that must match an AVX2 machine)."""
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+    }
 
 
 def numeric(fn):

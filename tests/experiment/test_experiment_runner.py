@@ -172,3 +172,22 @@ def test_results_of_other_parameters_are_refused_not_reused(
     assert s.ok and sorted(s.ran) == sorted(
         f"attack/mnist5k__{v}__{a}__s3" for v in ("qat", "divqat-a1", "divqat-a2") for a in ("knockoff", "dfme")
     )
+
+
+def test_each_task_records_the_float_numerics_it_ran_under(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed fixes the bits only within one CPU vector ISA, so every record says which one computed it."""
+    import torch  # loaded, as in every real task
+
+    from divqat_tvm.experiment.scheduler import execute
+    from divqat_tvm.train.determinism import float_numerics
+
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "log"))
+    task = expand(validate_experiment(CONFIG, "t.toml"))[0]
+    out = tmp_path / "run"
+    assert execute(task, "fake_tasks:run", str(out), str(tmp_path / "cache"), 1) == (task.key, None)
+    rec = json.loads(result_path(out, task.stage, task.id).read_text())
+    assert rec["numerics"] == float_numerics()
+    assert rec["numerics"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert rec["numerics"]["torch"] == torch.__version__

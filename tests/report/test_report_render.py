@@ -208,3 +208,29 @@ def test_an_attack_at_chance_is_called_uninformative_not_noise(tmp_path: Path) -
     )
     assert "lowered (attack at chance)" in md  # the interval is still reported, with the caveat
     assert "Under KnockoffNets (2,000 queries, 4 seed(s)): DivQAT (α=2) lowered stolen fidelity" in md
+
+
+def _stamp(run: Path, capability_of: dict[int, str]) -> None:
+    """Give the fixture's attack records the numerics of the CPU that computed them, by attack seed."""
+    for p in sorted((run / "attack").glob("*.json")):
+        r = json.loads(p.read_text())
+        cap = capability_of[int(r["task"]["params"]["seed"])]
+        r["numerics"] = {"torch": "2.13.0+cpu", "cpu_capability": cap, "machine": "x86_64"}
+        p.write_text(json.dumps(r))
+
+
+def test_one_cpu_isa_is_stated_and_mixed_ones_are_flagged(tmp_path: Path) -> None:
+    one = make_run(tmp_path / "one")
+    _stamp(one, dict.fromkeys(SEEDS, "AVX512"))
+    render_report(one)
+    s = json.loads((one / "report.json").read_text())
+    assert {n["cpu_capability"]: n["tasks"] for n in s["numerics"]} == {"AVX512": 48, None: 6}
+    md = (one / "report.md").read_text()
+    assert "Float numerics: torch 2.13.0+cpu, CPU capability AVX512 (x86_64): 48 task(s)" in md
+    assert "Mixed" not in md
+    mixed = make_run(tmp_path / "mixed")
+    _stamp(mixed, {0: "AVX512", 1: "AVX512", 2: "AVX2", 3: "AVX512"})
+    render_report(mixed)
+    md = (mixed / "report.md").read_text()
+    assert "**Mixed float numerics: " in md and "CPU capability AVX2 (x86_64): 12 task(s)" in md
+    assert "<p class='warn'>Mixed float numerics" in (mixed / "report.html").read_text()
