@@ -159,6 +159,8 @@ class Experiment:
         victims: victim variants, α and β lists already expanded.
         attacks: attack names in grid order.
         seeds: attack seeds (the paired unit of comparisons).
+        attack_seeds: per-attack seed lists that replace `seeds` for that attack (a data-free cell costs ~20
+            KnockoffNets cells, so a testbed that must fit the machine gives them fewer); `seeds_for` applies it.
         victim_seeds: seeds the teacher and students are trained from (each a separate victim; comparisons
             pair DivQAT and QAT trained from the same seed, and their intervals treat the victim seed as a
             random effect when there are several).
@@ -180,6 +182,7 @@ class Experiment:
     attacks: tuple[str, ...]
     seeds: tuple[int, ...]
     victim_seeds: tuple[int, ...] = (0,)
+    attack_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
     backend: str = "torch"
     core: str = "cortex-m7"
     board: str = "mps2-an500"
@@ -187,6 +190,10 @@ class Experiment:
     data_dir: str | None = None
     keep_query_logs: bool = False
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def seeds_for(self, attack: str) -> tuple[int, ...]:
+        """The attack seeds of `attack`'s cells: its own list if the config gives one, else `seeds`."""
+        return self.attack_seeds.get(attack, self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +205,7 @@ class Experiment:
             "attacks": list(self.attacks),
             "seeds": list(self.seeds),
             "victim_seeds": list(self.victim_seeds),
+            "attack_seeds": {a: list(s) for a, s in self.attack_seeds.items()},
             "backend": self.backend,
             "core": self.core,
             "board": self.board,
@@ -438,6 +446,20 @@ def load_experiment(path: str | os.PathLike[str], profile: str | None = None) ->
     return validate_experiment(data, str(path), profile)
 
 
+def _seed_list(seeds: Any, key: str, where: str) -> list[int]:
+    """A config's list of attack seeds, checked: distinct integers, at least one."""
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(
+            f"The config {where} has {key} = {seeds!r}.", f"Give a list of distinct integers, e.g. {key} = [0, 1, 2]."
+        )
+    return seeds
+
+
 def validate_experiment(data: dict[str, Any], where: str, profile: str | None = None) -> Experiment:
     """Check a parsed config, resolve its profile and freeze it; `where` names the source in errors."""
     known = {
@@ -446,6 +468,7 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
         "arch",
         "seeds",
         "victim_seeds",
+        "attack_seeds",
         "attacks",
         "datasets",
         "victims",
@@ -471,16 +494,14 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
             f"The profile {prof.name} has no budget for the attack(s) {no_budget} the config {where} runs.",
             "Add [attacks.NAME] budget = ... to the profile or to the config's [overrides].",
         )
-    seeds = data.get("seeds", prof.defaults.get("seeds", [0]))
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
+    seeds = _seed_list(data.get("seeds", prof.defaults.get("seeds", [0])), "seeds", where)
+    per_attack = data.get("attack_seeds", {})
+    if not isinstance(per_attack, dict) or any(a not in attacks for a in per_attack):
         raise ConfigError(
-            f"The config {where} has seeds = {seeds!r}.", "Give a list of distinct integers, e.g. seeds = [0, 1, 2]."
+            f"The config {where} has attack_seeds = {per_attack!r}, but it runs the attacks {list(attacks)}.",
+            "Write [attack_seeds] with one of those attacks per key, e.g. dfme = [0, 1, 2].",
         )
+    attack_seeds = {a: tuple(_seed_list(v, f"attack_seeds.{a}", where)) for a, v in per_attack.items()}
     vseeds = data.get("victim_seeds", [prof.defaults.get("victim_seed", 0)])
     if (
         not isinstance(vseeds, list)
@@ -524,6 +545,7 @@ def validate_experiment(data: dict[str, Any], where: str, profile: str | None = 
         attacks=attacks,
         seeds=tuple(seeds),
         victim_seeds=tuple(vseeds),
+        attack_seeds=attack_seeds,
         backend=backend,
         core=str(oracle.get("core", "cortex-m7")),
         board=str(oracle.get("board", "mps2-an500")),

@@ -156,7 +156,7 @@ def expand(exp: Experiment) -> list[Task]:
                         )
                     )
                 for a in exp.attacks:
-                    for s in exp.seeds:
+                    for s in exp.seeds_for(a):
                         add(
                             Task(
                                 "attack",

@@ -45,6 +45,12 @@ def check_resumable(out: Path, exp: dict[str, Any]) -> None:
         )
 
 
+def _fewer(exp: Experiment) -> str:
+    """ " (dfme: 3)" for attacks whose cells use their own seed list."""
+    own = [f"{a}: {len(exp.seeds_for(a))}" for a in exp.attacks if a in exp.attack_seeds]
+    return f" ({', '.join(own)})" if own else ""
+
+
 #: how the tasks run: worker processes on this machine, or Ray tasks on a cluster
 EXECUTORS = ("local", "ray")
 
@@ -103,7 +109,7 @@ def run_experiment(
     n_cells = sum(t.stage == "attack" for t in tasks)
     console.print(
         f"[bold]{exp.name}[/bold]: {len(exp.datasets)} dataset(s) × {len(exp.victims)} victim(s) × "
-        f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s) = {n_cells} cells; profile "
+        f"{len(exp.attacks)} attack(s) × {len(exp.seeds)} seed(s){_fewer(exp)} = {n_cells} cells; profile "
         f"{exp.profile.name}; backend {exp.backend}; results in {out}"
     )
     runner: Callable[..., RunSummary] = run_tasks

@@ -54,11 +54,19 @@ def mean_std(s: dict[str, Any], n_expected: int) -> str:
     return txt if s["n"] >= n_expected else f"{txt} ({s['n']}/{n_expected} seeds)"
 
 
+def _cells_per_victim(ds: dict[str, Any], attacks: list[str]) -> str:
+    """ "30" when every attack has as many cells per victim, else "30 (KnockoffNets), 9 (DFME)"."""
+    n = {a: ds["rows"][0]["attacks"][a]["n_expected"] for a in attacks} if ds["rows"] else {}
+    if len(set(n.values())) <= 1:
+        return str(next(iter(n.values()), 0))
+    return ", ".join(f"{k} ({ATTACK_NAMES.get(a, a)})" for a, k in n.items())
+
+
 def signed(x: float) -> str:
     return "—" if math.isnan(x) else f"{100 * x:+.1f}"
 
 
-def main_table(ds: dict[str, Any], attacks: list[str], seeds: int) -> Table:
+def main_table(ds: dict[str, Any], attacks: list[str]) -> Table:
     """Victim accuracy, then stolen accuracy and fidelity per attack (mean ± std over seeds, budget in the header)."""
     headers = ["Victim", "Victim acc. (%)"]
     budgets = {a: ds["rows"][0]["attacks"][a]["budget"] for a in attacks} if ds["rows"] else {}
@@ -75,7 +83,8 @@ def main_table(ds: dict[str, Any], attacks: list[str], seeds: int) -> Table:
     caption = (
         f"Victim data {ds['dataset']} ({ds['arch']}), attacker's surrogate data {ds['surrogate']}. Stolen "
         f"accuracy on the victim's test set and fidelity (top-1 agreement with the victim) as mean ± std over "
-        f"{seeds} attack cell(s) per victim (attack seeds × victim seeds); the query budget of each attack is in its column header."
+        f"{_cells_per_victim(ds, attacks)} attack cell(s) per victim (attack seeds × victim seeds); the query budget of "
+        "each attack is in its column header."
     )
     return Table(caption, headers, rows)
 
@@ -327,9 +336,11 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
     hb: list[str] = []
     title = f"divqat-tvm report: {exp['name']}"
     prof = exp["profile"]
+    own = exp.get("attack_seeds", {})
+    own_seeds = f" ({'; '.join(f'{ATTACK_NAMES.get(a, a)}: {v}' for a, v in own.items())})" if own else ""
     intro = (
         f"Profile `{prof['name']}` ({prof['description']}); oracle backend `{exp['backend']}`"
-        f"{' on ' + exp['board'] if exp['backend'] == 'qemu' else ''}; attack seeds {exp['seeds']}; victim seeds "
+        f"{' on ' + exp['board'] if exp['backend'] == 'qemu' else ''}; attack seeds {exp['seeds']}{own_seeds}; victim seeds "
         f"{exp.get('victim_seeds', [0])}; {summary['cells_finished']} of {summary['cells_expected']} attack cells "
         f"finished. Attacks query the probabilities the deployed model returns (after any defence). Rendered "
         f"from the JSON files in this directory (`divqat-tvm report {run}`); wall times are in timing.json."
@@ -349,7 +360,7 @@ def render_report(run_dir: str | Path, confidence: float = 0.95) -> dict[str, Pa
         name = ds["dataset"]
         md.append(f"## {name}\n")
         hb.append(f"<h2>{html.escape(name)}</h2>")
-        t = main_table(ds, attacks, len(exp["seeds"]) * len(exp.get("victim_seeds", [0])))
+        t = main_table(ds, attacks)
         md.append(t.markdown())
         hb.append(t.html())
         t = victims_table(ds)

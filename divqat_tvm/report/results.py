@@ -65,7 +65,8 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         ] = r["result"]
     errors = sorted(p.name[: -len(".error.json")] for p in run.glob("*/*.error.json"))
     vseeds = exp.get("victim_seeds", [0])
-    expected = len(exp["datasets"]) * len(exp["victims"]) * len(exp["attacks"]) * len(exp["seeds"]) * len(vseeds)
+    per_victim = sum(len(seeds_for(exp, a)) for a in exp["attacks"])
+    expected = len(exp["datasets"]) * len(exp["victims"]) * per_victim * len(vseeds)
     out: dict[str, Any] = {
         "experiment": exp,
         "confidence": confidence,
@@ -94,6 +95,11 @@ def numerics_of(run: Path) -> list[dict[str, Any]]:
             key = tuple(sorted((r.get("numerics") or {"cpu_capability": None}).items()))
             counts[key] = counts.get(key, 0) + 1
     return [{**dict(k), "tasks": n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))]
+
+
+def seeds_for(exp: dict[str, Any], attack: str) -> list[int]:
+    """An attack's seeds in a recorded experiment (config.Experiment.seeds_for, on its JSON form)."""
+    return exp.get("attack_seeds", {}).get(attack, exp["seeds"])
 
 
 def timing_of(run_dir: str | Path) -> dict[str, Any]:
@@ -136,7 +142,7 @@ def _dataset_summary(
     exp: dict[str, Any], d: dict[str, Any], victims: dict, cells: dict, feet: dict, confidence: float
 ) -> dict[str, Any]:
     ds = d["victim"]
-    n_cells = len(exp["seeds"]) * len(exp.get("victim_seeds", [0]))
+    n_vseeds = len(exp.get("victim_seeds", [0]))
     rows = []
     for v in exp["victims"]:
         vr = victims.get((ds, v["key"]), {})
@@ -170,7 +176,7 @@ def _dataset_summary(
             row["attacks"][a] = {
                 "budget": _budget(exp, a, res),
                 "seeds": [f"v{k[0]}/s{k[1]}" for k in keys],
-                "n_expected": n_cells,
+                "n_expected": len(seeds_for(exp, a)) * n_vseeds,
                 **{m: summarize([res[k][m] for k in keys]).to_dict() for m in METRICS},
                 "queries": [int(res[k].get("queries", 0)) for k in keys],
             }

@@ -146,6 +146,9 @@ def test_shipped_configs_validate() -> None:
         ({"overrides": {"attacks": {"dfme": {"budget": 0}}}}, "budget"),
         ({"overrides": {"workers": 0}}, "workers"),
         ({"overrides": {"attacks": {"bim": {"budget": 5}}}}, "unknown attack"),
+        ({"attack_seeds": {"jbda": [0]}}, "attack_seeds"),
+        ({"attack_seeds": {"dfme": [1, 1]}}, "attack_seeds.dfme"),
+        ({"attack_seeds": [0, 1]}, "attack_seeds"),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(change: dict, match: str) -> None:
@@ -179,6 +182,18 @@ def test_victim_seeds_multiply_training_and_cells_but_not_footprints() -> None:
     )
     # seed 0 keeps the ids and parameters of a single-seed run (old run directories stay resumable)
     assert "victim_seed" not in next(t for t in by["attack"] if t.id == "mnist5k__qat__knockoff__s1").params
+
+
+def test_attack_seeds_give_one_attack_its_own_seeds_and_keep_the_others() -> None:
+    exp = validate_experiment({**GRID, "attack_seeds": {"dfme": [0, 1], "maze": [7]}}, "g.toml")
+    cells = [t for t in expand(exp) if t.stage == "attack"]
+    seeds = {a: sorted({t.params["seed"] for t in cells if t.params["attack"] == a}) for a in exp.attacks}
+    assert seeds == {"knockoff": [0, 1, 2], "dfme": [0, 1], "maze": [7]}
+    assert len(cells) == 10 * (3 + 2 + 1)
+    # a cell keeps the id and parameters it has in the full grid, so a larger run reuses it
+    full = {t.id: t.params for t in expand(validate_experiment(GRID, "g.toml")) if t.stage == "attack"}
+    assert all(full[t.id] == t.params for t in cells if t.id in full)
+    assert exp.to_dict()["attack_seeds"] == {"dfme": [0, 1], "maze": [7]}
 
 
 def test_objective_is_a_divqat_victim_option() -> None:

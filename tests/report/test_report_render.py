@@ -234,3 +234,19 @@ def test_one_cpu_isa_is_stated_and_mixed_ones_are_flagged(tmp_path: Path) -> Non
     md = (mixed / "report.md").read_text()
     assert "**Mixed float numerics: " in md and "CPU capability AVX2 (x86_64): 12 task(s)" in md
     assert "<p class='warn'>Mixed float numerics" in (mixed / "report.html").read_text()
+
+
+def test_an_attack_with_its_own_seeds_is_expected_with_those_only(tmp_path: Path) -> None:
+    """Cells of an attack run with fewer seeds (config attack_seeds) are complete, not "2/4 seeds"."""
+    run = make_run(tmp_path, drop=tuple(f"mnist5k__{v}__dfme__s{s}" for v in FID for s in (2, 3)))
+    exp = json.loads((run / "experiment.json").read_text())
+    exp["attack_seeds"] = {"dfme": [0, 1]}
+    (run / "experiment.json").write_text(json.dumps(exp))
+    s = summarize_run(run)
+    assert s["cells_expected"] == s["cells_finished"] == 6 * (4 + 2)
+    qat = next(r for r in s["datasets"][0]["rows"] if r["victim"] == "qat")
+    assert (qat["attacks"]["knockoff"]["n_expected"], qat["attacks"]["dfme"]["n_expected"]) == (4, 2)
+    render_report(run)
+    md = (run / "report.md").read_text()
+    assert "attack seeds [0, 1, 2, 3] (DFME: [0, 1])" in md and "4 (KnockoffNets), 2 (DFME)" in md
+    assert "/4 seeds)" not in md  # no "(2/4 seeds)": every planned cell finished
