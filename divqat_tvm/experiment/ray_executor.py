@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from divqat_tvm.errors import DivqatError
 from divqat_tvm.experiment.cache import CellStore, digest, fetch_referenced, task_cache_dir
@@ -44,7 +43,7 @@ from divqat_tvm.experiment.cells import (
     relocate,
     write_payload,
 )
-from divqat_tvm.experiment.grid import STAGES, Task
+from divqat_tvm.experiment.grid import Task
 from divqat_tvm.experiment.scheduler import (
     FORMAT_VERSION,
     RunSummary,
@@ -55,6 +54,8 @@ from divqat_tvm.experiment.scheduler import (
     numerics_here,
     resolve,
     reuse_cell,
+    stage_order,
+    stage_progress,
 )
 from divqat_tvm.fileio import atomic_write_bytes, atomic_write_json
 from divqat_tvm.oracle.pool import import_ray, ray_session
@@ -249,18 +250,8 @@ def run_tasks_ray(
             )
             waiting[refs[t.key]] = t
         gone: set[str] = set()  # failed or skipped: their dependents are skipped
-        stages = [s for s in STAGES if any(t.stage == s for t in tasks)] + sorted(
-            {t.stage for t in tasks} - set(STAGES)
-        )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-            disable=not show_progress,
-        ) as progress:
+        stages = stage_order(tasks)
+        with stage_progress(console, show_progress) as progress:
             bars = {
                 s: progress.add_task(
                     f"{s:<9}",

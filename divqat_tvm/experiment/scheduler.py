@@ -196,6 +196,24 @@ def execute(task: Task, fn_spec: str, out_dir: str, cache_dir: str, threads: int
 _local_report: Callable[[str, float | None, str], None] | None = None
 
 
+def stage_order(tasks: list[Task]) -> list[str]:
+    """The stages the tasks use, pipeline order first (`STAGES`), then any others by name."""
+    return [s for s in STAGES if any(t.stage == s for t in tasks)] + sorted({t.stage for t in tasks} - set(STAGES))
+
+
+def stage_progress(console: Console, show: bool) -> Progress:
+    """One bar per stage (done / total, elapsed), kept on screen when the run ends; both executors use it."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not show,
+    )
+
+
 def numerics_here() -> dict[str, Any]:
     """`{"numerics": ...}` for a task record: the float numerics its torch ran with (CPU vector ISA, torch
     version), which the seed alone does not fix across machines; empty when the task never loaded torch."""
@@ -245,16 +263,8 @@ def run_tasks(
     summary = RunSummary()
     console = console or Console(stderr=True)
     bad: set[str] = set()
-    stages = [s for s in STAGES if any(t.stage == s for t in tasks)] + sorted({t.stage for t in tasks} - set(STAGES))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        disable=not show_progress,
-    ) as progress:
+    stages = stage_order(tasks)
+    with stage_progress(console, show_progress) as progress:
         for stage in stages:
             todo = [t for t in tasks if t.stage == stage]
             done = [t for t in todo if is_done(out, t)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -44,41 +43,10 @@ def quantize_static_model(
     path: Path, input_shape: tuple[int, int, int] = (3, 16, 16), avg_pool: bool = True, seed: int = 0, wide: int = 8
 ) -> Path:
     """Float TinyNet → ONNX → onnxruntime quantize_static (QDQ, per-channel, QInt8/QInt8)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from coverage_models import quantize_torch
 
     torch.manual_seed(seed)
-    model = TinyNet(avg_pool, wide).eval()
-    float_path = path.with_suffix(".float.onnx")
-    torch.onnx.export(
-        model,
-        torch.randn(1, *input_shape),
-        str(float_path),
-        input_names=["input"],
-        output_names=["logits"],
-        opset_version=13,
-        dynamo=False,
-        dynamic_axes={"input": {0: "N"}},
-    )
-    rng = np.random.default_rng(seed)
-    batches = [{"input": rng.standard_normal((8, *input_shape)).astype(np.float32)} for _ in range(4)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(batches)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(
-        str(float_path),
-        str(path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-    )
-    return path
+    return quantize_torch(TinyNet(avg_pool, wide), path, input_shape, seed)
 
 
 def registry_export(path: Path, arch: str, input_shape: tuple[int, int, int] = (3, 16, 16), seed: int = 0):

@@ -118,6 +118,49 @@ def onnx_reference_run(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([r.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
 
 
+# ---------------------------------------------------------------- two-input ops over every int8 pair
+#: every (a, b) int8 pair as a 256 × 256 grid: a = row − 128, b = column − 128
+PAIR_A, PAIR_B = (v.astype(np.int64) for v in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij"))
+
+
+def binary_qdq_model(op: str, sa, za, sb, zb, sc, zc) -> onnx.ModelProto:
+    """Q → DQ on two [1, 65536] float inputs, then `op` ("Add", "Mul"), then Q → DQ: what onnxruntime fuses into
+    QLinearAdd / QLinearMul, the reference of our two-input kernels."""
+    inits, nodes = [], []
+    for nm, s, z in (("a", sa, za), ("b", sb, zb), ("c", sc, zc)):
+        inits += [numpy_helper.from_array(np.array(s, np.float32), nm + "s")]
+        inits += [numpy_helper.from_array(np.array(z, np.int8), nm + "z")]
+    for nm in "ab":
+        nodes.append(helper.make_node("QuantizeLinear", [nm, nm + "s", nm + "z"], [nm + "q"]))
+        nodes.append(helper.make_node("DequantizeLinear", [nm + "q", nm + "s", nm + "z"], [nm + "d"]))
+    nodes.append(helper.make_node(op, ["ad", "bd"], ["y"]))
+    nodes.append(helper.make_node("QuantizeLinear", ["y", "cs", "cz"], ["yq"]))
+    nodes.append(helper.make_node("DequantizeLinear", ["yq", "cs", "cz"], ["out"]))
+    shape = [1, 65536]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in "ab"],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)],
+        inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def ort_all_pairs(op: str, sa, za, sb, zb, sc, zc) -> np.ndarray:
+    """onnxruntime's output code for every int8 pair (PAIR_A, PAIR_B), as a 256 × 256 int64 grid."""
+    from divqat_tvm.compiler import ort_reference
+
+    f = np.float32
+    sess = ort_reference.session(binary_qdq_model(op, sa, za, sb, zb, sc, zc))
+    a = (f(sa) * (PAIR_A - za).astype(f)).astype(f).reshape(1, -1)
+    b = (f(sb) * (PAIR_B - zb).astype(f)).astype(f).reshape(1, -1)
+    y = sess.run(None, {"a": a, "b": b})[0]
+    return (np.rint(y / f(sc)) + zc).astype(np.int64).reshape(256, 256)
+
+
 # ---------------------------------------------------------------- float torch nets → onnxruntime quantize_static
 def quantize_torch(
     model,

@@ -5,17 +5,21 @@ scale pairs (two of these 40 combinations)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from divqat_tvm.compiler import ort_reference
 from divqat_tvm.compiler import requant as rq
 from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.ops_extra import Transpose
 from divqat_tvm.compiler.reference import run_reference
+
+sys.path.insert(0, str(Path(__file__).parent))
+from coverage_models import PAIR_A, PAIR_B, ort_all_pairs  # noqa: E402
 
 
 def combos(n: int = 40, seed: int = 0) -> list[tuple[float, int, float, int, float, int]]:
@@ -29,45 +33,11 @@ def combos(n: int = 40, seed: int = 0) -> list[tuple[float, int, float, int, flo
 
 
 COMBOS = combos()
-# every (a, b) pair: a = row − 128, b = column − 128
-QA, QB = (v.astype(np.int64) for v in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij"))
-
-
-def ort_add_model(sa, za, sb, zb, sc, zc):
-    inits, nodes = [], []
-
-    def c(v, n, dt):
-        inits.append(numpy_helper.from_array(np.array(v, dt), n))
-        return n
-
-    for nm, s, z in (("a", sa, za), ("b", sb, zb)):
-        nodes.append(
-            helper.make_node("QuantizeLinear", [nm, c(s, nm + "s", np.float32), c(z, nm + "z", np.int8)], [nm + "q"])
-        )
-        nodes.append(helper.make_node("DequantizeLinear", [nm + "q", nm + "s", nm + "z"], [nm + "d"]))
-    nodes.append(helper.make_node("Add", ["ad", "bd"], ["y"]))
-    nodes.append(helper.make_node("QuantizeLinear", ["y", c(sc, "cs", np.float32), c(zc, "cz", np.int8)], ["yq"]))
-    nodes.append(helper.make_node("DequantizeLinear", ["yq", "cs", "cz"], ["out"]))
-    shape = [1, 65536]
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in "ab"],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)],
-        inits,
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m
+QA, QB = PAIR_A, PAIR_B
 
 
 def ort_add(sa, za, sb, zb, sc, zc) -> np.ndarray:
-    sess = ort_reference.session(ort_add_model(sa, za, sb, zb, sc, zc))
-    f = np.float32
-    a = (f(sa) * (QA - za).astype(f)).astype(f).reshape(1, -1)
-    b = (f(sb) * (QB - zb).astype(f)).astype(f).reshape(1, -1)
-    y = sess.run(None, {"a": a, "b": b})[0]
-    return (np.rint(y / f(sc)) + zc).astype(np.int64).reshape(256, 256)
+    return ort_all_pairs("Add", sa, za, sb, zb, sc, zc)
 
 
 def add_graph(sa, za, sb, zb, sc, zc) -> Graph:

@@ -26,7 +26,7 @@ from divqat_tvm.compiler.ops_extra import Mul, Transpose, unary_table
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
-from coverage_models import coverage_model, ort_session  # noqa: E402
+from coverage_models import coverage_model, ort_all_pairs, ort_session  # noqa: E402
 
 N = 1000
 CODES = np.arange(-128, 128, dtype=np.int64)
@@ -148,36 +148,8 @@ def test_unary_model_compiles_and_runs_every_code(tmp_path, op):
 QA, QB = (v.astype(np.int64) for v in np.meshgrid(CODES, CODES, indexing="ij"))
 
 
-def mul_model(sa, za, sb, zb, sc, zc) -> onnx.ModelProto:
-    inits, nodes = [], []
-    for nm, s, z in (("a", sa, za), ("b", sb, zb), ("c", sc, zc)):
-        inits += [numpy_helper.from_array(np.array(s, np.float32), nm + "s")]
-        inits += [numpy_helper.from_array(np.array(z, np.int8), nm + "z")]
-    for nm in "ab":
-        nodes.append(helper.make_node("QuantizeLinear", [nm, nm + "s", nm + "z"], [nm + "q"]))
-        nodes.append(helper.make_node("DequantizeLinear", [nm + "q", nm + "s", nm + "z"], [nm + "d"]))
-    nodes.append(helper.make_node("Mul", ["ad", "bd"], ["y"]))
-    nodes.append(helper.make_node("QuantizeLinear", ["y", "cs", "cz"], ["yq"]))
-    nodes.append(helper.make_node("DequantizeLinear", ["yq", "cs", "cz"], ["out"]))
-    shape = [1, 65536]
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in "ab"],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)],
-        inits,
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m
-
-
 def ort_mul(sa, za, sb, zb, sc, zc) -> np.ndarray:
-    sess = ort_reference.session(mul_model(sa, za, sb, zb, sc, zc))
-    a = (F32(sa) * (QA - za).astype(F32)).astype(F32).reshape(1, -1)
-    b = (F32(sb) * (QB - zb).astype(F32)).astype(F32).reshape(1, -1)
-    y = sess.run(None, {"a": a, "b": b})[0]
-    return (np.rint(y / F32(sc)) + zc).astype(np.int64).reshape(256, 256)
+    return ort_all_pairs("Mul", sa, za, sb, zb, sc, zc)
 
 
 def mul_graph(sa, za, sb, zb, sc, zc) -> Graph:
