@@ -397,11 +397,7 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
     "ldrd    r8, r9, [%[xr], #0]\n\t"   \
     "smlad   %[a0], r8, r10, %[a0]\n\t" \
     "smlabb  %[a0], r9, r11, %[a0]\n\t"
-#define DIVQAT_DWP_ROW_P1_S2            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"
+#define DIVQAT_DWP_ROW_P1_S2 DIVQAT_DWP_ROW_P1_S1 /* one pixel: the stride does not matter */
 #define DIVQAT_DWP_ROW_P2_S1            \
     "ldrd    r10, r11, [%[wp]], #8\n\t" \
     "ldrd    r8, r9, [%[xr], #0]\n\t"   \
@@ -498,115 +494,29 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
     "smlad   %[a4], r8, r10, %[a4]\n\t" \
     "smlabb  %[a4], r9, r11, %[a4]\n\t"
 
-#define DIVQAT_DWP_EPI_P1                  \
-    "ldr     %[xr], %[qq]\n\t"             \
-    "ldr     r8, [%[xr], #4]\n\t"          \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"     \
-    "ldr     %[xr], %[yy]\n\t"             \
-    "ldr     %[wp], %[ys]\n\t"             \
-    "smmlar  r11, %[a0], r8, r10\n\t"      \
-    "add     r11, r11, %[a0], asr #31\n\t" \
-    "asr     r11, r11, r9\n\t"             \
-    "ssat    r11, #8, r11\n\t"             \
-    "strb    r11, [%[xr]]\n\t"
-#define DIVQAT_DWP_EPI_P2                  \
-    "ldr     %[xr], %[qq]\n\t"             \
-    "ldr     r8, [%[xr], #4]\n\t"          \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"     \
-    "ldr     %[xr], %[yy]\n\t"             \
-    "ldr     %[wp], %[ys]\n\t"             \
-    "smmlar  r11, %[a0], r8, r10\n\t"      \
-    "add     r11, r11, %[a0], asr #31\n\t" \
-    "asr     r11, r11, r9\n\t"             \
-    "ssat    r11, #8, r11\n\t"             \
-    "strb    r11, [%[xr]]\n\t"             \
-    "smmlar  r11, %[a1], r8, r10\n\t"      \
-    "add     r11, r11, %[a1], asr #31\n\t" \
-    "asr     r11, r11, r9\n\t"             \
-    "ssat    r11, #8, r11\n\t"             \
-    "strb    r11, [%[xr], %[wp]]\n\t"
-#define DIVQAT_DWP_EPI_P3                     \
-    "ldr     %[xr], %[qq]\n\t"                \
-    "ldr     r8, [%[xr], #4]\n\t"             \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-    "ldr     %[xr], %[yy]\n\t"                \
-    "ldr     %[wp], %[ys]\n\t"                \
-    "smmlar  r11, %[a0], r8, r10\n\t"         \
-    "add     r11, r11, %[a0], asr #31\n\t"    \
+/* The fast epilogue of one accumulator A into r11: SMMLAR with M (r8) and b (r10), the rounding add, the shift by
+ * a (r9) and SSAT. */
+#define DIVQAT_DWP_RQ(A)                      \
+    "smmlar  r11, %[" A "], r8, r10\n\t"      \
+    "add     r11, r11, %[" A "], asr #31\n\t" \
     "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a1], r8, r10\n\t"         \
-    "add     r11, r11, %[a1], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a2], r8, r10\n\t"         \
-    "add     r11, r11, %[a2], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"
-#define DIVQAT_DWP_EPI_P4                     \
-    "ldr     %[xr], %[qq]\n\t"                \
-    "ldr     r8, [%[xr], #4]\n\t"             \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-    "ldr     %[xr], %[yy]\n\t"                \
-    "ldr     %[wp], %[ys]\n\t"                \
-    "smmlar  r11, %[a0], r8, r10\n\t"         \
-    "add     r11, r11, %[a0], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a1], r8, r10\n\t"         \
-    "add     r11, r11, %[a1], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a2], r8, r10\n\t"         \
-    "add     r11, r11, %[a2], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a3], r8, r10\n\t"         \
-    "add     r11, r11, %[a3], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"
-#define DIVQAT_DWP_EPI_P5                     \
-    "ldr     %[xr], %[qq]\n\t"                \
-    "ldr     r8, [%[xr], #4]\n\t"             \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-    "ldr     %[xr], %[yy]\n\t"                \
-    "ldr     %[wp], %[ys]\n\t"                \
-    "smmlar  r11, %[a0], r8, r10\n\t"         \
-    "add     r11, r11, %[a0], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a1], r8, r10\n\t"         \
-    "add     r11, r11, %[a1], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a2], r8, r10\n\t"         \
-    "add     r11, r11, %[a2], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a3], r8, r10\n\t"         \
-    "add     r11, r11, %[a3], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a4], r8, r10\n\t"         \
-    "add     r11, r11, %[a4], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"
+    "ssat    r11, #8, r11\n\t"
+/* The block's epilogue for 1..5 pixels: M, a, b from q, the output base in xr and its step in wp; each
+ * pixel's store is the previous one's plus one step (pixels 2 and 4 move the base two steps on). */
+#define DIVQAT_DWP_EPI_P1              \
+    "ldr     %[xr], %[qq]\n\t"         \
+    "ldr     r8, [%[xr], #4]\n\t"      \
+    "ldrd    r9, r10, [%[xr], #8]\n\t" \
+    "ldr     %[xr], %[yy]\n\t"         \
+    "ldr     %[wp], %[ys]\n\t" DIVQAT_DWP_RQ("a0") "strb    r11, [%[xr]]\n\t"
+#define DIVQAT_DWP_EPI_P2 DIVQAT_DWP_EPI_P1 DIVQAT_DWP_RQ("a1") "strb    r11, [%[xr], %[wp]]\n\t"
+#define DIVQAT_DWP_EPI_P3                                                           \
+    DIVQAT_DWP_EPI_P2 DIVQAT_DWP_RQ("a2") "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
+                                          "strb    r11, [%[xr]]\n\t"
+#define DIVQAT_DWP_EPI_P4 DIVQAT_DWP_EPI_P3 DIVQAT_DWP_RQ("a3") "strb    r11, [%[xr], %[wp]]\n\t"
+#define DIVQAT_DWP_EPI_P5                                                           \
+    DIVQAT_DWP_EPI_P4 DIVQAT_DWP_RQ("a4") "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
+                                          "strb    r11, [%[xr]]\n\t"
 
 /* The window (three kernel rows) and the fast epilogue of the block: M, a, b from q, per pixel SMMLAR, the
  * rounding add, the shift and SSAT, stored ystep bytes apart. */
@@ -668,250 +578,41 @@ DIVQAT_INLINE void divqat_dwp_block_dsp(const uint32_t *r0, const uint32_t *r1, 
         break;
     }
 }
-#define DIVQAT_DWP_LOOP_P1_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
+/* The channel loop's stores for 1..4 pixels (output base y, step ys; pixels 2 and 3 through xr). */
+#define DIVQAT_DWP_ST_P1 DIVQAT_DWP_RQ("a0") "strb    r11, [%[y]]\n\t"
+#define DIVQAT_DWP_ST_P2 DIVQAT_DWP_ST_P1 DIVQAT_DWP_RQ("a1") "strb    r11, [%[y], %[ys]]\n\t"
+#define DIVQAT_DWP_ST_P3                                                          \
+    DIVQAT_DWP_ST_P2 DIVQAT_DWP_RQ("a2") "add     %[xr], %[y], %[ys], lsl #1\n\t" \
+                                         "strb    r11, [%[xr]]\n\t"
+#define DIVQAT_DWP_ST_P4 DIVQAT_DWP_ST_P3 DIVQAT_DWP_RQ("a3") "strb    r11, [%[xr], %[ys]]\n\t"
+/* The accumulators past a0 start at the bias too. */
+#define DIVQAT_DWP_MOV_P1 ""
+#define DIVQAT_DWP_MOV_P2 "mov     %[a1], %[a0]\n\t"
+#define DIVQAT_DWP_MOV_P3 DIVQAT_DWP_MOV_P2 "mov     %[a2], %[a0]\n\t"
+#define DIVQAT_DWP_MOV_P4 DIVQAT_DWP_MOV_P3 "mov     %[a3], %[a0]\n\t"
+/* One channel per pass: bias, the three kernel rows (ROW), the epilogue (ST), then the next channel. */
+#define DIVQAT_DWP_LOOP_BODY(ROW, MOV, ST)                                                 \
+    "1:\n\t"                                                                               \
+    "ldr     %[a0], [%[q]]\n\t" MOV "ldr     %[xr], %[b0]\n\t" ROW "ldr     r8, %[d1]\n\t" \
+    "add     %[xr], %[xr], r8\n\t" ROW "ldr     r8, %[d2]\n\t"                             \
+    "add     %[xr], %[xr], r8\n\t" ROW "ldr     r8, [%[q], #4]\n\t"                        \
+    "ldrd    r9, r10, [%[q], #8]\n\t"                                                      \
+    "adds    %[q], %[q], #16\n\t" ST "adds    %[y], %[y], #1\n\t"                          \
+    "ldr     r8, %[b0]\n\t"                                                                \
+    "ldr     r9, %[nw4]\n\t"                                                               \
+    "add     r8, r8, r9\n\t"                                                               \
+    "str     r8, %[b0]\n\t"                                                                \
+    "ldr     r8, %[qe]\n\t"                                                                \
+    "cmp     %[q], r8\n\t"                                                                 \
     "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P1_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P2_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P2_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P3_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P3_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P4_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "mov     %[a3], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "smmlar  r11, %[a3], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a3], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[xr], %[ys]]\n\t"                                                \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P4_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "mov     %[a3], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "smmlar  r11, %[a3], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a3], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[xr], %[ys]]\n\t"                                                \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_P1_S1 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P1_S1, DIVQAT_DWP_MOV_P1, DIVQAT_DWP_ST_P1)
+#define DIVQAT_DWP_LOOP_P1_S2 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P1_S2, DIVQAT_DWP_MOV_P1, DIVQAT_DWP_ST_P1)
+#define DIVQAT_DWP_LOOP_P2_S1 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P2_S1, DIVQAT_DWP_MOV_P2, DIVQAT_DWP_ST_P2)
+#define DIVQAT_DWP_LOOP_P2_S2 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P2_S2, DIVQAT_DWP_MOV_P2, DIVQAT_DWP_ST_P2)
+#define DIVQAT_DWP_LOOP_P3_S1 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P3_S1, DIVQAT_DWP_MOV_P3, DIVQAT_DWP_ST_P3)
+#define DIVQAT_DWP_LOOP_P3_S2 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P3_S2, DIVQAT_DWP_MOV_P3, DIVQAT_DWP_ST_P3)
+#define DIVQAT_DWP_LOOP_P4_S1 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P4_S1, DIVQAT_DWP_MOV_P4, DIVQAT_DWP_ST_P4)
+#define DIVQAT_DWP_LOOP_P4_S2 DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P4_S2, DIVQAT_DWP_MOV_P4, DIVQAT_DWP_ST_P4)
 
 /* Blocks of 1 to 4 pixels over every channel in one asm loop (DSP): per channel the accumulators start at the
  * bias, three kernel rows (the rows' byte distances d1, d2 are the same for every channel), the epilogue, then
