@@ -325,6 +325,18 @@ DIVQAT_INLINE void divqat_dwp_put4(uint32_t *dst, int32_t nw, uint32_t v0, uint3
     dst[3 * nw] = divqat_sxtab16_ror(off, hi, 1);
 }
 
+/* Which words of a ring row an input row of iw columns (starting at padded column pl) reaches: [k[1], k[2]) have
+ * both columns inside the row, [k[0], k[3]) at least one (one more each side at most); the others are padding. */
+DIVQAT_INLINE void divqat_dwp_words(int32_t iw, int32_t nw, int32_t pl, int32_t k[4]) {
+    int32_t ka = (pl + 1) / 2, kb = iw - 2 + pl < 0 ? 0 : (iw - 2 + pl) / 2 + 1;
+    if (kb > nw) kb = nw;
+    if (ka > kb) ka = kb;
+    k[0] = (ka > 0 && 2 * (ka - 1) - pl + 1 >= 0) ? ka - 1 : ka;
+    k[1] = ka;
+    k[2] = kb;
+    k[3] = (kb < nw && 2 * kb - pl < iw) ? kb + 1 : kb;
+}
+
 /* Word k of every full 4-channel group's ring rows (d = row + k, groups 4 * nw words apart) from two int8
  * columns: s0 and s1 step st0 / st1 bytes per group (0 for a padding column, read from a word of zero points). */
 DIVQAT_INLINE void divqat_dwp_word(uint32_t *d, int32_t nw, const int8_t *s0, int32_t st0, const int8_t *s1,
@@ -410,11 +422,9 @@ static void divqat_dwp_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, i
                                  int32_t zp) {
     const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u, zpw = (uint32_t)(uint8_t)zp * 0x01010101u;
     const int8_t *const pad = (const int8_t *)(const void *)&zpw; /* a padding column: zp in every byte, step 0 */
-    int32_t ka = (pl + 1) / 2, kb = iw - 2 + pl < 0 ? 0 : (iw - 2 + pl) / 2 + 1; /* interior words [ka, kb) */
-    if (kb > nw) kb = nw;
-    if (ka > kb) ka = kb;
-    const int32_t kl = (ka > 0 && 2 * (ka - 1) - pl + 1 >= 0) ? ka - 1 : ka; /* words touching the row: [kl, kr) */
-    const int32_t kr = (kb < nw && 2 * kb - pl < iw) ? kb + 1 : kb;
+    int32_t k4[4];
+    divqat_dwp_words(iw, nw, pl, k4);
+    const int32_t kl = k4[0], ka = k4[1], kb = k4[2], kr = k4[3];
     const int32_t ng = c / 4;
     if (ng > 0) {
         if (kl < ka) divqat_dwp_word(dst + kl, nw, pad, 0, src, 4, off, ng); /* columns (-1, 0) */
@@ -749,6 +759,28 @@ static DIVQAT_NOINLINE void divqat_dwp_row_s2(const uint32_t *const *rowp, const
     divqat_dwp_row(rowp, stream, c, nw, ow, yr, 2);
 }
 
+/* The words of the 3 ring rows that no widening writes (wholly in the padding: [0, kl) and [kr, nw) of every
+ * channel, as in divqat_dwp_widen_row) set to 0 once per layer; the rest of the ring is written before it is read. */
+static void divqat_dwp_zero_pads(uint32_t *ring, int32_t iw, int32_t c, int32_t nw, int32_t pl) {
+    int32_t k4[4];
+    divqat_dwp_words(iw, nw, pl, k4);
+    const int32_t kl = k4[0], kr = k4[3];
+    uint32_t *const end = ring + 3 * c * nw;
+    if (kl <= 1 && nw - kr <= 1) { /* the usual case, one word each side at most: single stores, not memset calls */
+        if (kl) {
+            for (uint32_t *row = ring; row < end; row += nw) row[0] = 0;
+        }
+        if (kr < nw) {
+            for (uint32_t *row = ring + nw - 1; row < end; row += nw) row[0] = 0;
+        }
+        return;
+    }
+    for (uint32_t *row = ring; row < end; row += nw) {
+        memset(row, 0, (size_t)kl * 4u);
+        memset(row + kr, 0, (size_t)(nw - kr) * 4u);
+    }
+}
+
 /* The whole layer on the pair ring: 3 ring rows and a zero row of c * nw words each in the scratch. */
 static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y, int8_t *scratch) {
     const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
@@ -758,7 +790,8 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
     uint32_t *const zero_row = ring + 3 * rw;
     int32_t held[3] = {-1, -1, -1};
     const uint32_t *rowp[3];
-    memset(ring, 0, (size_t)(4 * rw) * 4u); /* the zero row, and the padding words no row ever writes */
+    divqat_dwp_zero_pads(ring, iw, c, nw, pl);
+    if (pt > 0 || (oh - 1) * sh - pt + 2 >= ih) memset(zero_row, 0, (size_t)rw * 4u); /* a window row outside */
     for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
         for (int32_t ky = 0; ky < 3; ++ky) {
             const int32_t iy = oy * sh - pt + ky;
