@@ -463,25 +463,25 @@ DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
  * epilogue. One pointer walks weights and constants, so the channel loop keeps one register for both. */
 #define DIVQAT_DWP_STREAM 10
 
-/* np (1..5, a constant) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel when the
+/* np (1..6, a constant) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel when the
  * stride is 1), sc the channel's stream, outputs ystep bytes apart. The plain-C block. */
 DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *sc,
                                     int8_t *y, int32_t ystep, const int np, const int s) {
-    int32_t acc[5];
+    int32_t acc[6];
     const uint32_t *rows[3] = {r0, r1, r2};
-#pragma GCC unroll 5
+#pragma GCC unroll 6
     for (int p = 0; p < np; ++p) acc[p] = (int32_t)sc[0];
 #pragma GCC unroll 3
     for (int r = 0; r < 3; ++r) {
         const uint32_t *wc = sc + 1 + 2 * r;
         const int32_t w0 = (int16_t)wc[0], w1 = (int16_t)(wc[0] >> 16), w2 = (int16_t)wc[1];
-#pragma GCC unroll 5
+#pragma GCC unroll 6
         for (int p = 0; p < np; ++p)
             acc[p] += divqat_dwp_at(rows[r], s * p) * w0 + divqat_dwp_at(rows[r], s * p + 1) * w1 +
                       divqat_dwp_at(rows[r], s * p + 2) * w2;
     }
     const int32_t m = (int32_t)sc[7], a = (int32_t)sc[8], b = (int32_t)sc[9];
-#pragma GCC unroll 5
+#pragma GCC unroll 6
     for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
 }
 
@@ -592,6 +592,31 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
     "smlad   %[a4], r8, r10, %[a4]\n\t"   \
     "smlabb  %[a4], r9, r11, %[a4]\n\t"
 
+#define DIVQAT_DWP_ROW_P6_S1(B)          \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t"  \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t"  \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t"  \
+    "smlad   %[a2], r9, r10, %[a2]\n\t"  \
+    "smlatb  %[a3], r9, r10, %[a3]\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #8]\n\t" \
+    "smlabb  %[a2], r8, r11, %[a2]\n\t"  \
+    "smlabt  %[a3], r8, r10, %[a3]\n\t"  \
+    "smlatb  %[a3], r8, r11, %[a3]\n\t"  \
+    "smlad   %[a4], r8, r10, %[a4]\n\t"  \
+    "smlatb  %[a5], r8, r10, %[a5]\n\t"  \
+    "smlabb  %[a4], r9, r11, %[a4]\n\t"  \
+    "smlabt  %[a5], r9, r10, %[a5]\n\t"  \
+    "smlatb  %[a5], r9, r11, %[a5]\n\t"
+#define DIVQAT_DWP_ROW_P6_S2(B)         \
+    DIVQAT_DWP_ROW_P5_S2(B)             \
+    "smlad   %[a5], r9, r10, %[a5]\n\t" \
+    "ldr     r8, [%[" B "], #24]\n\t"   \
+    "smlabb  %[a5], r8, r11, %[a5]\n\t"
+
 /* The fast epilogue of one accumulator A into r11: SMMLAR with M (r8) and b (r10), the rounding add, the shift by
  * a (r9) and SSAT. */
 #define DIVQAT_DWP_RQ(A)                      \
@@ -611,37 +636,39 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
 #define DIVQAT_DWP_ST_P5                                                           \
     DIVQAT_DWP_ST_P4 DIVQAT_DWP_RQ("a4") "add     %[a1], %[a1], %[a0], lsl #1\n\t" \
                                          "strb    r11, [%[a1]]\n\t"
+#define DIVQAT_DWP_ST_P6 DIVQAT_DWP_ST_P5 DIVQAT_DWP_RQ("a5") "strb    r11, [%[a1], %[a0]]\n\t"
 /* The accumulators past a0 start at the bias too. */
 #define DIVQAT_DWP_MOV_P1 ""
 #define DIVQAT_DWP_MOV_P2 "mov     %[a1], %[a0]\n\t"
 #define DIVQAT_DWP_MOV_P3 DIVQAT_DWP_MOV_P2 "mov     %[a2], %[a0]\n\t"
 #define DIVQAT_DWP_MOV_P4 DIVQAT_DWP_MOV_P3 "mov     %[a3], %[a0]\n\t"
 #define DIVQAT_DWP_MOV_P5 DIVQAT_DWP_MOV_P4 "mov     %[a4], %[a0]\n\t"
-/* One channel per pass: the bias, kernel row 0 at b0, rows 1 and 2 d1 and d2 bytes on (through xr), the epilogue
- * (M, a, b next in the stream), then the next channel's ring words (nw4 bytes on) until the stream ends: 17
- * instructions besides the rows and the epilogue. */
+#define DIVQAT_DWP_MOV_P6 DIVQAT_DWP_MOV_P5 "mov     %[a5], %[a0]\n\t"
+/* One channel per pass: the bias, kernel row 0 at xr, rows 1 and 2 d1 and d2 bytes on, the epilogue (M, a, b next
+ * in the stream), then xr back to the next channel's row 0 (back = nw4 - d1 - d2 bytes on) until the stream ends:
+ * 17 instructions besides the rows and the epilogue. */
 #define DIVQAT_DWP_LOOP_BODY(ROW, MOV, ST)                                                                   \
     "1:\n\t"                                                                                                 \
-    "ldr     %[a0], [%[wp]], #4\n\t" MOV ROW("b0") "ldr     r8, %[d1]\n\t"                                   \
-                                                   "add     %[xr], %[b0], r8\n\t" ROW(                       \
+    "ldr     %[a0], [%[wp]], #4\n\t" MOV ROW("xr") "ldr     r8, %[d1]\n\t"                                   \
+                                                   "add     %[xr], %[xr], r8\n\t" ROW(                       \
                                                        "xr") "ldr     r8, %[d2]\n\t"                         \
                                                              "add     %[xr], %[xr], r8\n\t" ROW(             \
                                                                  "xr") "ldr     r8, [%[wp]], #4\n\t"         \
                                                                        "ldrd    r9, r10, [%[wp]], #8\n\t" ST \
                                                                        "adds    %[y], %[y], #1\n\t"          \
-                                                                       "ldr     r8, %[nw4]\n\t"              \
-                                                                       "add     %[b0], %[b0], r8\n\t"        \
+                                                                       "ldr     r8, %[back]\n\t"             \
+                                                                       "add     %[xr], %[xr], r8\n\t"        \
                                                                        "ldr     r8, %[we]\n\t"               \
                                                                        "cmp     %[wp], r8\n\t"               \
                                                                        "bne     1b\n\t"
 #define DIVQAT_DWP_LOOP(P, S)                                                                                          \
     __asm__ volatile(DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P##P##_S##S, DIVQAT_DWP_MOV_P##P, DIVQAT_DWP_ST_P##P)         \
-                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4), [xr] "=&r"(xr), \
-                       [wp] "+r"(wp), [b0] "+r"(b0), [y] "+r"(yy)                                                      \
-                     : [ys] "m"(ys), [d1] "m"(d1), [d2] "m"(d2), [nw4] "m"(nw4), [we] "m"(we)                          \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4), [a5] "=&r"(a5), \
+                       [xr] "+r"(xr), [wp] "+r"(wp), [y] "+r"(yy)                                                      \
+                     : [ys] "m"(ys), [d1] "m"(d1), [d2] "m"(d2), [back] "m"(back), [we] "m"(we)                        \
                      : "r8", "r9", "r10", "r11", "cc", "memory")
 
-/* A block of np (1..5) pixels at ring word wo over every channel in one asm loop (DSP). Registers pinned (none is
+/* A block of np (1..6) pixels at ring word wo over every channel in one asm loop (DSP). Registers pinned (none is
  * r7, the Thumb frame pointer) so allocation cannot fail; the loop state that does not fit is on the stack. */
 DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, const uint32_t *stream, int32_t c,
                                        int32_t nw, int8_t *y, const int np, const int s) {
@@ -650,14 +677,14 @@ DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, 
     register int32_t a2 __asm__("r2");
     register int32_t a3 __asm__("r3");
     register int32_t a4 __asm__("r6");
-    register const uint32_t *b0 __asm__("r4") = rowp[0] + wo;
+    register int32_t a5 __asm__("r4");
+    register const uint32_t *xr __asm__("r12") = rowp[0] + wo;
     register int8_t *yy __asm__("r5") = y;
-    register const uint32_t *xr __asm__("r12");
     register const uint32_t *wp __asm__("lr") = stream;
     const int32_t ys = c;
     const int32_t d1 = (int32_t)((const char *)rowp[1] - (const char *)rowp[0]);
     const int32_t d2 = (int32_t)((const char *)rowp[2] - (const char *)rowp[1]);
-    const int32_t nw4 = 4 * nw;
+    const int32_t back = 4 * nw - d1 - d2;
     const uint32_t *const we = stream + c * DIVQAT_DWP_STREAM;
     switch (np * 2 + s - 1) {
     case 2:
@@ -687,11 +714,17 @@ DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, 
     case 10:
         DIVQAT_DWP_LOOP(5, 1);
         break;
-    default:
+    case 11:
         DIVQAT_DWP_LOOP(5, 2);
         break;
+    case 12:
+        DIVQAT_DWP_LOOP(6, 1);
+        break;
+    default:
+        DIVQAT_DWP_LOOP(6, 2);
+        break;
     }
-    (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)xr, (void)b0;
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)xr;
 }
 #define DIVQAT_DWP_HAVE_LOOP 1
 #endif
@@ -708,27 +741,22 @@ DIVQAT_INLINE void divqat_dwp_cols(const uint32_t *const *rowp, int32_t wo, cons
 #endif
 }
 
-/* One output row. Stride 1: blocks start at even pixels (a word boundary), so blocks of 4 and a last one of 1 to
- * 5. Stride 2: any start, so blocks of 5 (14 instructions per kernel row for 15 MACs) while more than 8 are left
- * (or exactly 5), then 8 = 4 + 4, 7 = 4 + 3, 6 = 3 + 3 or one last block. */
+/* One output row in blocks of 6 pixels (a stride-1 block starts at an even pixel: a word boundary), 17 or 18
+ * instructions per kernel row for 18 MACs, then 7 = 4 + 3, 8 = 4 + 4 or one last block of 1 to 6. */
 DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *stream, int32_t c, int32_t nw,
                                   int32_t ow, int8_t *yr, const int s) {
     int32_t ox = 0;
-    if (s == 2) {
-        for (; ow - ox > 8 || ow - ox == 5; ox += 5) divqat_dwp_cols(rowp, ox, stream, c, nw, yr + ox * c, 5, 2);
-        if (ow - ox >= 6) {
-            const int32_t first = ow - ox == 8 ? 4 : ow - ox == 7 ? 4 : 3;
-            if (first == 4)
-                divqat_dwp_cols(rowp, ox, stream, c, nw, yr + ox * c, 4, 2);
-            else
-                divqat_dwp_cols(rowp, ox, stream, c, nw, yr + ox * c, 3, 2);
-            ox += first;
-        }
-    } else {
-        for (; ow - ox >= 4 && ow - ox != 5; ox += 4) divqat_dwp_cols(rowp, ox / 2, stream, c, nw, yr + ox * c, 4, 1);
+    for (; ow - ox >= 6 && ow - ox != 7 && ow - ox != 8; ox += 6)
+        divqat_dwp_cols(rowp, ox * s / 2, stream, c, nw, yr + ox * c, 6, s);
+    if (ow - ox >= 7) {
+        divqat_dwp_cols(rowp, ox * s / 2, stream, c, nw, yr + ox * c, 4, s);
+        ox += 4;
     }
     const int32_t wo = ox * s / 2;
     switch (ow - ox) {
+    case 6:
+        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 6, s);
+        break;
     case 5:
         divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 5, s);
         break;
