@@ -8,7 +8,8 @@ The C sources are pasted into the emitted kernels.c (see `library_source`), so t
 
 Which layers: NHWC convolutions with groups 1 (the GEMM kernel, `divqat_conv_s8`), NHWC depthwise
 convolutions with depth multiplier 1 (`divqat_dwconv_s8`: the tap-pair path for 3x3 layers with the fast
-epilogue, any channel count; the channel-group ring for the others, C % 4 == 0), and fully connected layers
+epilogue, any channel count, its weights and requantization words in one per-channel stream; the channel-group
+ring for the others, C % 4 == 0), and fully connected layers
 (the GEMM kernel over one pixel), all with requant "fixed". TFLite's FULLY_CONNECTED rounds in double
 precision (LiteRT's reference): its layers get an integer multiplier and shift where `f64_as_fixed` proves them
 equal for every accumulator (DQ_HAWAY), else the double computation itself (DQ_F64). Anything else (NCHW,
@@ -509,8 +510,8 @@ _BLOCKS = {
     },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
-        "dsp": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
 }

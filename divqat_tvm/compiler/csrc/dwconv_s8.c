@@ -284,13 +284,15 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
 /* ---- The tap-pair path (DQ_DWPAIR): 3x3, dilation 1, stride s = 1 or 2, fast epilogue, any channel count ----
  *
  * Ring rows are channel-major: channel ch owns nw words at row + ch * nw, word k = the int16 pair (xp[2k],
- * xp[2k + 1]) of the zero-padded, zero-point-subtracted row xp; each input value is widened once. Weights: two
- * words per channel and kernel row, (w0, w1) and (w2, 0), doubled offline. A window row of output pixel ox is
+ * xp[2k + 1]) of the zero-padded, zero-point-subtracted row xp; each input value is widened once, two words per
+ * channel (four columns of four channels) per pass of an asm loop over the whole row (25 instructions for 16
+ * values). Weights and constants: one stream per channel (DIVQAT_DWP_STREAM words, laid out offline): the doubled
+ * bias, per kernel row (w0, w1) and (w2, 0) doubled, then M, a, b. A window row of output pixel ox is
  * xp[s*ox .. s*ox + 2]: with stride 2, or stride 1 and ox even, one SMLAD on word s*ox/2 (taps 0 and 1) and
  * one SMLABB on the next word's low half (tap 2); stride 1 and ox odd straddles two words: SMLATB, SMLABT,
- * SMLATB. A block of up to 5 pixels of one channel shares every weight word and loads its input words two per
- * LDRD (4 pixels, stride 1: 13 instructions per kernel row for 12 MACs); the block runs over every channel
- * before the next block. nw = (ow + 3) / 2 (stride 1) or ow + 1 (stride 2). */
+ * SMLATB. A block of up to 6 pixels of one channel shares every weight word and loads its input words two per
+ * LDRD (6 pixels: 17 (stride 2) or 18 (stride 1) instructions per kernel row for 18 MACs); the block runs over
+ * every channel in one asm loop before the next block. nw = (ow + 3) / 2 (stride 1) or ow + 1 (stride 2). */
 
 /* (a.lo, b.lo) and (a.hi, b.hi) as int16 pairs: PKHBT / PKHTB on DSP cores. */
 DIVQAT_INLINE uint32_t divqat_pk_lo(uint32_t a, uint32_t b) {
@@ -742,38 +744,34 @@ DIVQAT_INLINE void divqat_dwp_cols(const uint32_t *const *rowp, int32_t wo, cons
 }
 
 /* One output row in blocks of 6 pixels (a stride-1 block starts at an even pixel: a word boundary), 17 or 18
- * instructions per kernel row for 18 MACs, then 7 = 4 + 3, 8 = 4 + 4 or one last block of 1 to 6. */
+ * instructions per kernel row for 18 MACs, then 7 = 4 + 3, 8 = 4 + 4 or one last block of 1 to 6. One call site
+ * per block width, so each width's asm loop is in the code once. */
 DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *stream, int32_t c, int32_t nw,
                                   int32_t ow, int8_t *yr, const int s) {
-    int32_t ox = 0;
-    for (; ow - ox >= 6 && ow - ox != 7 && ow - ox != 8; ox += 6)
-        divqat_dwp_cols(rowp, ox * s / 2, stream, c, nw, yr + ox * c, 6, s);
-    if (ow - ox >= 7) {
-        divqat_dwp_cols(rowp, ox * s / 2, stream, c, nw, yr + ox * c, 4, s);
-        ox += 4;
-    }
-    const int32_t wo = ox * s / 2;
-    switch (ow - ox) {
-    case 6:
-        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 6, s);
-        break;
-    case 5:
-        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 5, s);
-        break;
-    case 4:
-        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 4, s);
-        break;
-    case 3:
-        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 3, s);
-        break;
-    case 2:
-        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 2, s);
-        break;
-    case 1:
-        divqat_dwp_cols(rowp, wo, stream, c, nw, yr + ox * c, 1, s);
-        break;
-    default:
-        break;
+    for (int32_t ox = 0, np; ox < ow; ox += np) {
+        const int32_t rem = ow - ox, wo = ox * s / 2;
+        np = rem >= 6 && rem != 7 && rem != 8 ? 6 : rem >= 7 ? 4 : rem;
+        int8_t *const y = yr + ox * c;
+        switch (np) {
+        case 6:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 6, s);
+            break;
+        case 5:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 5, s);
+            break;
+        case 4:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 4, s);
+            break;
+        case 3:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 3, s);
+            break;
+        case 2:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 2, s);
+            break;
+        default:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 1, s);
+            break;
+        }
     }
 }
 
