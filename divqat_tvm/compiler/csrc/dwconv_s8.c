@@ -535,83 +535,43 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
     "smlabb  %[a1], r8, r11, %[a1]\n\t"  \
     "smlad   %[a2], r8, r10, %[a2]\n\t"  \
     "smlabb  %[a2], r9, r11, %[a2]\n\t"
-#define DIVQAT_DWP_ROW_P4_S1(B)          \
-    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
-    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t"  \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t"  \
-    "smlatb  %[a1], r9, r11, %[a1]\n\t"  \
-    "smlad   %[a2], r9, r10, %[a2]\n\t"  \
-    "smlatb  %[a3], r9, r10, %[a3]\n\t"  \
-    "ldr     r8, [%[" B "], #8]\n\t"     \
-    "smlabb  %[a2], r8, r11, %[a2]\n\t"  \
-    "smlabt  %[a3], r8, r10, %[a3]\n\t"  \
+/* Stride 1, pixels 0..3: taps from words 0 and 1 (r8, r9) and what pixels 2 and 3 take from word 1; word 2 then
+ * comes in (LOAD: r8 alone, or r8 / r9 with word 3). */
+#define DIVQAT_DWP_ROW_S1_P4(B, LOAD)                                            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"                                          \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t"                                         \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"                                          \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t"                                          \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"                                          \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t"                                          \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t"                                          \
+    "smlad   %[a2], r9, r10, %[a2]\n\t"                                          \
+    "smlatb  %[a3], r9, r10, %[a3]\n\t" LOAD "smlabb  %[a2], r8, r11, %[a2]\n\t" \
+    "smlabt  %[a3], r8, r10, %[a3]\n\t"                                          \
     "smlatb  %[a3], r8, r11, %[a3]\n\t"
-#define DIVQAT_DWP_ROW_P4_S2(B)          \
-    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
-    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
-    "smlad   %[a1], r9, r10, %[a1]\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #8]\n\t" \
-    "smlabb  %[a1], r8, r11, %[a1]\n\t"  \
-    "smlad   %[a2], r8, r10, %[a2]\n\t"  \
-    "smlabb  %[a2], r9, r11, %[a2]\n\t"  \
-    "smlad   %[a3], r9, r10, %[a3]\n\t"  \
-    "ldr     r8, [%[" B "], #16]\n\t"    \
+#define DIVQAT_DWP_ROW_P4_S1(B) DIVQAT_DWP_ROW_S1_P4(B, "ldr     r8, [%[" B "], #8]\n\t")
+#define DIVQAT_DWP_ROW_P4_S2(B)         \
+    DIVQAT_DWP_ROW_P3_S2(B)             \
+    "smlad   %[a3], r9, r10, %[a3]\n\t" \
+    "ldr     r8, [%[" B "], #16]\n\t"   \
     "smlabb  %[a3], r8, r11, %[a3]\n\t"
-#define DIVQAT_DWP_ROW_P5_S1(B)          \
-    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
-    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t"  \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t"  \
-    "smlatb  %[a1], r9, r11, %[a1]\n\t"  \
-    "smlad   %[a2], r9, r10, %[a2]\n\t"  \
-    "smlatb  %[a3], r9, r10, %[a3]\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #8]\n\t" \
-    "smlabb  %[a2], r8, r11, %[a2]\n\t"  \
-    "smlabt  %[a3], r8, r10, %[a3]\n\t"  \
-    "smlatb  %[a3], r8, r11, %[a3]\n\t"  \
-    "smlad   %[a4], r8, r10, %[a4]\n\t"  \
+#define DIVQAT_DWP_ROW_P5_S1(B)                                   \
+    DIVQAT_DWP_ROW_S1_P4(B, "ldrd    r8, r9, [%[" B "], #8]\n\t") \
+    "smlad   %[a4], r8, r10, %[a4]\n\t"                           \
     "smlabb  %[a4], r9, r11, %[a4]\n\t"
 #define DIVQAT_DWP_ROW_P5_S2(B)           \
-    "ldrd    r10, r11, [%[wp]], #8\n\t"   \
-    "ldrd    r8, r9, [%[" B "], #0]\n\t"  \
-    "smlad   %[a0], r8, r10, %[a0]\n\t"   \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"   \
-    "smlad   %[a1], r9, r10, %[a1]\n\t"   \
-    "ldrd    r8, r9, [%[" B "], #8]\n\t"  \
-    "smlabb  %[a1], r8, r11, %[a1]\n\t"   \
-    "smlad   %[a2], r8, r10, %[a2]\n\t"   \
-    "smlabb  %[a2], r9, r11, %[a2]\n\t"   \
+    DIVQAT_DWP_ROW_P3_S2(B)               \
     "smlad   %[a3], r9, r10, %[a3]\n\t"   \
     "ldrd    r8, r9, [%[" B "], #16]\n\t" \
     "smlabb  %[a3], r8, r11, %[a3]\n\t"   \
     "smlad   %[a4], r8, r10, %[a4]\n\t"   \
     "smlabb  %[a4], r9, r11, %[a4]\n\t"
 
-#define DIVQAT_DWP_ROW_P6_S1(B)          \
-    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
-    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t"  \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t"  \
-    "smlatb  %[a1], r9, r11, %[a1]\n\t"  \
-    "smlad   %[a2], r9, r10, %[a2]\n\t"  \
-    "smlatb  %[a3], r9, r10, %[a3]\n\t"  \
-    "ldrd    r8, r9, [%[" B "], #8]\n\t" \
-    "smlabb  %[a2], r8, r11, %[a2]\n\t"  \
-    "smlabt  %[a3], r8, r10, %[a3]\n\t"  \
-    "smlatb  %[a3], r8, r11, %[a3]\n\t"  \
-    "smlad   %[a4], r8, r10, %[a4]\n\t"  \
-    "smlatb  %[a5], r8, r10, %[a5]\n\t"  \
-    "smlabb  %[a4], r9, r11, %[a4]\n\t"  \
-    "smlabt  %[a5], r9, r10, %[a5]\n\t"  \
+/* Six pixels: the five-pixel row, then pixel 5 (taps in word 2's high half and word 3, still in r8 / r9). */
+#define DIVQAT_DWP_ROW_P6_S1(B)         \
+    DIVQAT_DWP_ROW_P5_S1(B)             \
+    "smlatb  %[a5], r8, r10, %[a5]\n\t" \
+    "smlabt  %[a5], r9, r10, %[a5]\n\t" \
     "smlatb  %[a5], r9, r11, %[a5]\n\t"
 #define DIVQAT_DWP_ROW_P6_S2(B)         \
     DIVQAT_DWP_ROW_P5_S2(B)             \
