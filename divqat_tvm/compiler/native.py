@@ -8,7 +8,8 @@ The C sources are pasted into the emitted kernels.c (see `library_source`), so t
 
 Which layers: NHWC convolutions with groups 1 (the GEMM kernel, `divqat_conv_s8`), NHWC depthwise
 convolutions with depth multiplier 1 (`divqat_dwconv_s8`: the tap-pair path for 3x3 layers with the fast
-epilogue, any channel count; the channel-group ring for the others, C % 4 == 0), and fully connected layers
+epilogue, any channel count, its weights and requantization words in one per-channel stream; the channel-group
+ring for the others, C % 4 == 0), and fully connected layers
 (the GEMM kernel over one pixel), all with requant "fixed". TFLite's FULLY_CONNECTED rounds in double
 precision (LiteRT's reference): its layers get an integer multiplier and shift where `f64_as_fixed` proves them
 equal for every accumulator (DQ_HAWAY), else the double computation itself (DQ_F64). Anything else (NCHW,
@@ -233,14 +234,22 @@ def _dw_pair_ok(geom: dict[str, int]) -> bool:
     return (geom["kh"], geom["kw"], geom["dh"], geom["dw"]) == (3, 3, 1, 1) and geom["sw"] in (1, 2)
 
 
-def dw_pair_weights(w: np.ndarray) -> np.ndarray:
-    """[C, 9] taps (row-major 3x3) as csrc/dwconv_s8.c's tap-pair words: per channel and kernel row the int16
-    pairs (w0, w1) and (w2, 0). Flat int16, 12 values per channel."""
+DW_PAIR_STREAM = 10  # csrc/dwconv_s8.c: DIVQAT_DWP_STREAM, int32 words per channel
+
+
+def dw_pair_stream(w: np.ndarray, qp: np.ndarray) -> np.ndarray:
+    """[C, 9] taps (row-major 3x3, already doubled) and [C, 4] requant words (doubled bias', M, a, b) as
+    csrc/dwconv_s8.c's per-channel tap-pair stream: bias', per kernel row the int16 pairs (w0, w1) and (w2, 0), then
+    M, a, b — the order the channel loop reads them with one pointer. Flat int16 (the kernel's weight argument),
+    DW_PAIR_STREAM int32 words per channel."""
     c = w.shape[0]
-    rows = w.reshape(c, 3, 3)
-    out = np.zeros((c, 3, 4), np.int64)
-    out[:, :, 0:3] = rows
-    return out.reshape(-1).astype(np.int16)
+    taps = np.zeros((c, 3, 4), np.int64)
+    taps[:, :, 0:3] = w.reshape(c, 3, 3)
+    pairs = taps.astype("<i2").view("<u4").reshape(c, 6).astype(np.int64)  # little-endian int16 pairs
+    pairs = np.where(pairs >= 2**31, pairs - 2**32, pairs)
+    stream = np.concatenate([qp[:, :1], pairs, qp[:, 1:4]], axis=1).astype("<i4")
+    assert stream.shape == (c, DW_PAIR_STREAM)
+    return stream.reshape(-1).view("<i2").astype(np.int16)
 
 
 def _dw_call(
@@ -266,8 +275,8 @@ def _dw_call(
     if pair:
         nw = (geom["ow"] + 3) // 2 if geom["sw"] == 1 else geom["ow"] + 1  # ring words per channel
         return NativeCall(
-            "divqat_dwconv_s8",
-            [dw_pair_weights(w * scale), qp.reshape(-1), _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR)],
+            "divqat_dwconv_s8",  # its constants all in the stream: the qp argument is one unused word
+            [dw_pair_stream(w * scale, qp), np.zeros(1, np.int32), _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR)],
             4 * c * nw * 4,
             out_shape,
             {"epilogue": "fast", "ring": "tap pairs", "ring_rows": 3},
@@ -501,8 +510,8 @@ _BLOCKS = {
     },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
-        "dsp": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs: 1 channel x 1-5 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
 }

@@ -7,8 +7,8 @@ not a multiple of 4, K not a multiple of 4, 8 or 16 (zero-padded weight rows, th
 inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read in place (DQ_DIRECT),
 stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
 shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast epilogue) with odd channel counts
-and every last-block width (ow % 4), strides 1 and 2, 'same' and 'valid' padding; the channel-group ring for the
-other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+and every split of a row into blocks of 1 to 6 pixels, strides 1 and 2, 'same' and 'valid' padding, rows widened
+two words at a time with and without an odd word left; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
 FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
 plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
@@ -68,6 +68,16 @@ DW_CASES = {
     "3x3_s2_c3_w10_valid": (6, 10, 3, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
     "3x3_s1_c9_w2_valid": (5, 4, 9, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), "fast"),
     "3x3_s21_c6_w8": (9, 8, 6, (3, 3), (2, 1), (0, 1, 1, 1), (1, 1), "fast"),
+    # every split of a row into blocks (6, 6 + 6, 4 + 3, 4 + 4, 6 + 5, 6 + 4 + 3) for both strides; rows widened
+    # two words at a time with an odd word left, a left border at stride 2; no full channel group (c = 3)
+    "3x3_s1_c7_w13": (4, 13, 7, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s1_c6_w12": (3, 12, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s1_c3_w8": (3, 8, 3, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c10_w12_same": (5, 12, 10, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c5_w15_same": (4, 15, 5, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c9_w22_pad1": (5, 22, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c4_w26_same": (3, 26, 4, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c8_w16_same": (3, 16, 8, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
 }
 
 # name: (shape, s_a, s_b, s_out, zp_a, zp_b, zp_out, act_min, act_max)

@@ -284,13 +284,15 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
 /* ---- The tap-pair path (DQ_DWPAIR): 3x3, dilation 1, stride s = 1 or 2, fast epilogue, any channel count ----
  *
  * Ring rows are channel-major: channel ch owns nw words at row + ch * nw, word k = the int16 pair (xp[2k],
- * xp[2k + 1]) of the zero-padded, zero-point-subtracted row xp; each input value is widened once. Weights: two
- * words per channel and kernel row, (w0, w1) and (w2, 0), doubled offline. A window row of output pixel ox is
+ * xp[2k + 1]) of the zero-padded, zero-point-subtracted row xp; each input value is widened once, two words per
+ * channel (four columns of four channels) per pass of an asm loop over the whole row (25 instructions for 16
+ * values). Weights and constants: one stream per channel (DIVQAT_DWP_STREAM words, laid out offline): the doubled
+ * bias, per kernel row (w0, w1) and (w2, 0) doubled, then M, a, b. A window row of output pixel ox is
  * xp[s*ox .. s*ox + 2]: with stride 2, or stride 1 and ox even, one SMLAD on word s*ox/2 (taps 0 and 1) and
  * one SMLABB on the next word's low half (tap 2); stride 1 and ox odd straddles two words: SMLATB, SMLABT,
- * SMLATB. A block of up to 5 pixels of one channel shares every weight word and loads its input words two per
- * LDRD (4 pixels, stride 1: 13 instructions per kernel row for 12 MACs); the block runs over every channel
- * before the next block. nw = (ow + 3) / 2 (stride 1) or ow + 1 (stride 2). */
+ * SMLATB. A block of up to 6 pixels of one channel shares every weight word and loads its input words two per
+ * LDRD (6 pixels: 17 (stride 2) or 18 (stride 1) instructions per kernel row for 18 MACs); the block runs over
+ * every channel in one asm loop before the next block. nw = (ow + 3) / 2 (stride 1) or ow + 1 (stride 2). */
 
 /* (a.lo, b.lo) and (a.hi, b.hi) as int16 pairs: PKHBT / PKHTB on DSP cores. */
 DIVQAT_INLINE uint32_t divqat_pk_lo(uint32_t a, uint32_t b) {
@@ -325,33 +327,125 @@ DIVQAT_INLINE void divqat_dwp_put4(uint32_t *dst, int32_t nw, uint32_t v0, uint3
     dst[3 * nw] = divqat_sxtab16_ror(off, hi, 1);
 }
 
+/* Which words of a ring row an input row of iw columns (starting at padded column pl) reaches: [k[1], k[2]) have
+ * both columns inside the row, [k[0], k[3]) at least one (one more each side at most); the others are padding. */
+DIVQAT_INLINE void divqat_dwp_words(int32_t iw, int32_t nw, int32_t pl, int32_t k[4]) {
+    int32_t ka = (pl + 1) / 2, kb = iw - 2 + pl < 0 ? 0 : (iw - 2 + pl) / 2 + 1;
+    if (kb > nw) kb = nw;
+    if (ka > kb) ka = kb;
+    k[0] = (ka > 0 && 2 * (ka - 1) - pl + 1 >= 0) ? ka - 1 : ka;
+    k[1] = ka;
+    k[2] = kb;
+    k[3] = (kb < nw && 2 * kb - pl < iw) ? kb + 1 : kb;
+}
+
+/* Word k of every full 4-channel group's ring rows (d = row + k, groups 4 * nw words apart) from two int8
+ * columns: s0 and s1 step st0 / st1 bytes per group (0 for a padding column, read from a word of zero points). */
+DIVQAT_INLINE void divqat_dwp_word(uint32_t *d, int32_t nw, const int8_t *s0, int32_t st0, const int8_t *s1,
+                                   int32_t st1, uint32_t off, int32_t ng) {
+    for (int32_t g = 0; g < ng; ++g, d += 4 * nw, s0 += st0, s1 += st1)
+        divqat_dwp_put4(d, nw, divqat_ld32(s0), divqat_ld32(s1), off);
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__)
+/* Words [0, 2 * n2) of every full 4-channel group (ng >= 1 groups, n2 >= 1): per pass four columns (q, q + c,
+ * q + 2c, q + 3c) of 4 channels into two words of each channel's ring row (d + i * nw, one STRD each): 4 loads,
+ * 4 PKHBT/PKHTB, 8 SXTAB16, 4 STRD and the loop, 25 instructions for 16 values (a word at a time takes 15 for 8);
+ * then the next group (15). Registers pinned so allocation cannot fail; the loop state that does not fit is on
+ * the stack ("m" operands). */
+static void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d, int32_t nw, uint32_t off, int32_t n2,
+                                  int32_t ng) {
+    register const int8_t *rq __asm__("r0") = q;
+    register int32_t rc __asm__("r1") = c;
+    register uint32_t *p0 __asm__("r2") = d;
+    register uint32_t *p1 __asm__("r3") = d + nw;
+    register uint32_t *p2 __asm__("r4") = d + 2 * nw;
+    register uint32_t *p3 __asm__("r5") = d + 3 * nw;
+    register uint32_t ro __asm__("r6") = off;
+    const uint32_t *pend = d + 2 * n2;     /* p0 at the end of this group's pass */
+    const int32_t gstep = 16 * nw;         /* bytes from one group's rows to the next's */
+    const int32_t delta = gstep - 8 * n2;  /* p0..p3 from a group's end to the next's start */
+    const int32_t qdelta = 4 - 4 * n2 * c; /* q likewise (4 channels on) */
+    int32_t cnt = ng;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr     r8, [%[q]]\n\t"
+        "ldr     r9, [%[q], %[c]]\n\t"
+        "add     %[q], %[q], %[c], lsl #1\n\t"
+        "ldr     r10, [%[q]]\n\t"
+        "ldr     r11, [%[q], %[c]]\n\t"
+        "add     %[q], %[q], %[c], lsl #1\n\t"
+        "pkhbt   r12, r8, r9, lsl #16\n\t"
+        "pkhtb   r9, r9, r8, asr #16\n\t"
+        "pkhbt   r8, r10, r11, lsl #16\n\t"
+        "pkhtb   r11, r11, r10, asr #16\n\t"
+        "sxtab16 r10, %[off], r12\n\t"
+        "sxtab16 lr, %[off], r8\n\t"
+        "strd    r10, lr, [%[p0]], #8\n\t"
+        "sxtab16 r10, %[off], r12, ror #8\n\t"
+        "sxtab16 lr, %[off], r8, ror #8\n\t"
+        "strd    r10, lr, [%[p1]], #8\n\t"
+        "sxtab16 r10, %[off], r9\n\t"
+        "sxtab16 lr, %[off], r11\n\t"
+        "strd    r10, lr, [%[p2]], #8\n\t"
+        "sxtab16 r10, %[off], r9, ror #8\n\t"
+        "sxtab16 lr, %[off], r11, ror #8\n\t"
+        "strd    r10, lr, [%[p3]], #8\n\t"
+        "ldr     r10, %[pend]\n\t"
+        "cmp     %[p0], r10\n\t"
+        "bne     1b\n\t"
+        "ldr     r11, %[gstep]\n\t"
+        "add     r10, r10, r11\n\t"
+        "str     r10, %[pend]\n\t"
+        "ldr     r10, %[delta]\n\t"
+        "add     %[p0], %[p0], r10\n\t"
+        "add     %[p1], %[p1], r10\n\t"
+        "add     %[p2], %[p2], r10\n\t"
+        "add     %[p3], %[p3], r10\n\t"
+        "ldr     r10, %[qdelta]\n\t"
+        "add     %[q], %[q], r10\n\t"
+        "ldr     r10, %[cnt]\n\t"
+        "subs    r10, r10, #1\n\t"
+        "str     r10, %[cnt]\n\t"
+        "bne     1b\n\t"
+        : [q] "+r"(rq), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [p3] "+r"(p3), [pend] "+m"(pend), [cnt] "+m"(cnt)
+        : [c] "r"(rc), [off] "r"(ro), [gstep] "m"(gstep), [delta] "m"(delta), [qdelta] "m"(qdelta)
+        : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#define DIVQAT_DWP_HAVE_WIDEN2 1
+#endif
+
 /* Input row `src` (iw columns of c int8) into pair-ring row `dst` (nw words per channel), the input starting at
- * padded column pl. Words [ka, kb) have both columns inside the row (a branch-free loop); of the others only
- * those touching the row are written (one each side at most): words wholly in the padding are zero from the
- * memset at the layer's start and never written. */
+ * padded column pl. Words [ka, kb) have both columns inside the row; of the others only those touching the row
+ * are written (one each side at most): words wholly in the padding are zero from the memset at the layer's start
+ * and never written. Full 4-channel groups a word (or, DSP, two words) at a time across all groups; the channels
+ * past the last full group one at a time. */
 static void divqat_dwp_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t nw, int32_t pl,
                                  int32_t zp) {
     const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u, zpw = (uint32_t)(uint8_t)zp * 0x01010101u;
-    int32_t ka = (pl + 1) / 2, kb = iw - 2 + pl < 0 ? 0 : (iw - 2 + pl) / 2 + 1; /* interior words [ka, kb) */
-    if (kb > nw) kb = nw;
-    if (ka > kb) ka = kb;
-    const int32_t kl = (ka > 0 && 2 * (ka - 1) - pl + 1 >= 0) ? ka - 1 : ka; /* words touching the row: [kl, kr) */
-    const int32_t kr = (kb < nw && 2 * kb - pl < iw) ? kb + 1 : kb;
-    int32_t ch = 0;
-    for (; ch + 4 <= c; ch += 4, dst += 4 * nw) {
-        const int8_t *p = src + ch;
-        if (kl < ka) { /* columns (-1, 0): (0, x[0] - zp) */
-            divqat_dwp_put4(dst + kl, nw, zpw, divqat_ld32(p), off);
+    const int8_t *const pad = (const int8_t *)(const void *)&zpw; /* a padding column: zp in every byte, step 0 */
+    int32_t k4[4];
+    divqat_dwp_words(iw, nw, pl, k4);
+    const int32_t kl = k4[0], ka = k4[1], kb = k4[2], kr = k4[3];
+    const int32_t ng = c / 4;
+    if (ng > 0) {
+        if (kl < ka) divqat_dwp_word(dst + kl, nw, pad, 0, src, 4, off, ng); /* columns (-1, 0) */
+        int32_t k = ka;
+#if defined(DIVQAT_DWP_HAVE_WIDEN2)
+        if (kb - ka >= 2) {
+            const int32_t n2 = (kb - ka) / 2;
+            divqat_dwp_widen2_dsp(src + (2 * ka - pl) * c, c, dst + ka, nw, off, n2, ng);
+            k += 2 * n2;
         }
-        const int8_t *q = p + (2 * ka - pl) * c;
-        uint32_t *d = dst + ka;
-        for (int32_t k = ka; k < kb; ++k, q += 2 * c, ++d)
-            divqat_dwp_put4(d, nw, divqat_ld32(q), divqat_ld32(q + c), off);
-        if (kb < kr) { /* columns (iw - 1, iw): (x[iw - 1] - zp, 0) */
-            divqat_dwp_put4(dst + kb, nw, divqat_ld32(p + (iw - 1) * c), zpw, off);
+#endif
+        for (; k < kb; ++k) {
+            const int8_t *s0 = src + (2 * k - pl) * c;
+            divqat_dwp_word(dst + k, nw, s0, 4, s0 + c, 4, off, ng);
         }
+        if (kb < kr) divqat_dwp_word(dst + kb, nw, src + (iw - 1) * c, 4, pad, 0, off, ng); /* (iw - 1, iw) */
     }
-    for (; ch < c; ++ch, dst += nw) { /* channels past the last group of 4, one at a time */
+    dst += 4 * ng * nw;
+    for (int32_t ch = 4 * ng; ch < c; ++ch, dst += nw) { /* channels past the last group of 4, one at a time */
         for (int32_t k = kl; k < kr; ++k) {
             const int32_t j0 = 2 * k - pl, j1 = j0 + 1;
             const int32_t v0 = (j0 >= 0 && j0 < iw) ? src[j0 * c + ch] - zp : 0;
@@ -366,24 +460,30 @@ DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
     return (int32_t)(int16_t)(row[i >> 1] >> (16 * (i & 1)));
 }
 
-/* np (1..5, a constant) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel), wc the
- * channel's 6 weight words, q its [bias', M, a, b], outputs ystep bytes apart. The plain-C block. */
-DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wc,
-                                    const int32_t *q, int8_t *y, int32_t ystep, const int np, const int s) {
-    int32_t acc[5];
+/* The per-channel stream of the tap-pair path (DQ_DWPAIR_STREAM words, laid out offline by native.py): the
+ * doubled bias, per kernel row the weight words (w0, w1) and (w2, 0) (doubled), then M, a and b of the fast
+ * epilogue. One pointer walks weights and constants, so the channel loop keeps one register for both. */
+#define DIVQAT_DWP_STREAM 10
+
+/* np (1..6, a constant) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel when the
+ * stride is 1), sc the channel's stream, outputs ystep bytes apart. The plain-C block. */
+DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *sc,
+                                    int8_t *y, int32_t ystep, const int np, const int s) {
+    int32_t acc[6];
     const uint32_t *rows[3] = {r0, r1, r2};
-#pragma GCC unroll 5
-    for (int p = 0; p < np; ++p) acc[p] = q[0];
+#pragma GCC unroll 6
+    for (int p = 0; p < np; ++p) acc[p] = (int32_t)sc[0];
 #pragma GCC unroll 3
     for (int r = 0; r < 3; ++r) {
-        const int32_t w0 = (int16_t)wc[2 * r], w1 = (int16_t)(wc[2 * r] >> 16), w2 = (int16_t)wc[2 * r + 1];
-#pragma GCC unroll 5
+        const uint32_t *wc = sc + 1 + 2 * r;
+        const int32_t w0 = (int16_t)wc[0], w1 = (int16_t)(wc[0] >> 16), w2 = (int16_t)wc[1];
+#pragma GCC unroll 6
         for (int p = 0; p < np; ++p)
             acc[p] += divqat_dwp_at(rows[r], s * p) * w0 + divqat_dwp_at(rows[r], s * p + 1) * w1 +
                       divqat_dwp_at(rows[r], s * p + 2) * w2;
     }
-    const int32_t m = q[1], a = q[2], b = q[3];
-#pragma GCC unroll 5
+    const int32_t m = (int32_t)sc[7], a = (int32_t)sc[8], b = (int32_t)sc[9];
+#pragma GCC unroll 6
     for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
 }
 
@@ -391,639 +491,307 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
 /* One kernel row of a block of P pixels (stride S): the row's weight words (w0, w1), (w2, 0) in one LDRD, the
  * input words two per LDRD, and per pixel SMLAD + SMLABB (its taps in one word and the next word's low half) or,
  * stride 1 and an odd pixel, SMLATB + SMLABT + SMLATB. P = 4, stride 1: 13 instructions for 12 MACs.
- * Accumulators a0..a4 (r0..r4), input words r8/r9, weights r10/r11, row pointer xr, weight pointer wp. */
-#define DIVQAT_DWP_ROW_P1_S1            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
+ * Accumulators a0..a4, input words r8/r9, weights r10/r11, row pointer B, stream pointer wp. */
+#define DIVQAT_DWP_ROW_P1_S1(B)          \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
     "smlabb  %[a0], r9, r11, %[a0]\n\t"
-#define DIVQAT_DWP_ROW_P1_S2            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t"
-#define DIVQAT_DWP_ROW_P2_S1            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
+#define DIVQAT_DWP_ROW_P1_S2(B) DIVQAT_DWP_ROW_P1_S1(B) /* one pixel: the stride does not matter */
+#define DIVQAT_DWP_ROW_P2_S1(B)          \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t"  \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t"  \
     "smlatb  %[a1], r9, r11, %[a1]\n\t"
-#define DIVQAT_DWP_ROW_P2_S2            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlad   %[a1], r9, r10, %[a1]\n\t" \
-    "ldr     r8, [%[xr], #8]\n\t"       \
+#define DIVQAT_DWP_ROW_P2_S2(B)          \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
+    "smlad   %[a1], r9, r10, %[a1]\n\t"  \
+    "ldr     r8, [%[" B "], #8]\n\t"     \
     "smlabb  %[a1], r8, r11, %[a1]\n\t"
-#define DIVQAT_DWP_ROW_P3_S1            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-    "smlatb  %[a1], r9, r11, %[a1]\n\t" \
-    "smlad   %[a2], r9, r10, %[a2]\n\t" \
-    "ldr     r8, [%[xr], #8]\n\t"       \
+#define DIVQAT_DWP_ROW_P3_S1(B)          \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t"  \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t"  \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t"  \
+    "smlad   %[a2], r9, r10, %[a2]\n\t"  \
+    "ldr     r8, [%[" B "], #8]\n\t"     \
     "smlabb  %[a2], r8, r11, %[a2]\n\t"
-#define DIVQAT_DWP_ROW_P3_S2            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlad   %[a1], r9, r10, %[a1]\n\t" \
-    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
-    "smlad   %[a2], r8, r10, %[a2]\n\t" \
+#define DIVQAT_DWP_ROW_P3_S2(B)          \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
+    "smlad   %[a1], r9, r10, %[a1]\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #8]\n\t" \
+    "smlabb  %[a1], r8, r11, %[a1]\n\t"  \
+    "smlad   %[a2], r8, r10, %[a2]\n\t"  \
     "smlabb  %[a2], r9, r11, %[a2]\n\t"
-#define DIVQAT_DWP_ROW_P4_S1            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-    "smlatb  %[a1], r9, r11, %[a1]\n\t" \
-    "smlad   %[a2], r9, r10, %[a2]\n\t" \
-    "smlatb  %[a3], r9, r10, %[a3]\n\t" \
-    "ldr     r8, [%[xr], #8]\n\t"       \
-    "smlabb  %[a2], r8, r11, %[a2]\n\t" \
-    "smlabt  %[a3], r8, r10, %[a3]\n\t" \
+/* Stride 1, pixels 0..3: taps from words 0 and 1 (r8, r9) and what pixels 2 and 3 take from word 1; word 2 then
+ * comes in (LOAD: r8 alone, or r8 / r9 with word 3). */
+#define DIVQAT_DWP_ROW_S1_P4(B, LOAD)                                            \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"                                          \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t"                                         \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"                                          \
+    "smlatb  %[a1], r8, r10, %[a1]\n\t"                                          \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"                                          \
+    "smlabt  %[a1], r9, r10, %[a1]\n\t"                                          \
+    "smlatb  %[a1], r9, r11, %[a1]\n\t"                                          \
+    "smlad   %[a2], r9, r10, %[a2]\n\t"                                          \
+    "smlatb  %[a3], r9, r10, %[a3]\n\t" LOAD "smlabb  %[a2], r8, r11, %[a2]\n\t" \
+    "smlabt  %[a3], r8, r10, %[a3]\n\t"                                          \
     "smlatb  %[a3], r8, r11, %[a3]\n\t"
-#define DIVQAT_DWP_ROW_P4_S2            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlad   %[a1], r9, r10, %[a1]\n\t" \
-    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
-    "smlad   %[a2], r8, r10, %[a2]\n\t" \
-    "smlabb  %[a2], r9, r11, %[a2]\n\t" \
+#define DIVQAT_DWP_ROW_P4_S1(B) DIVQAT_DWP_ROW_S1_P4(B, "ldr     r8, [%[" B "], #8]\n\t")
+#define DIVQAT_DWP_ROW_P4_S2(B)         \
+    DIVQAT_DWP_ROW_P3_S2(B)             \
     "smlad   %[a3], r9, r10, %[a3]\n\t" \
-    "ldr     r8, [%[xr], #16]\n\t"      \
+    "ldr     r8, [%[" B "], #16]\n\t"   \
     "smlabb  %[a3], r8, r11, %[a3]\n\t"
-#define DIVQAT_DWP_ROW_P5_S1            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlatb  %[a1], r8, r10, %[a1]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlabt  %[a1], r9, r10, %[a1]\n\t" \
-    "smlatb  %[a1], r9, r11, %[a1]\n\t" \
-    "smlad   %[a2], r9, r10, %[a2]\n\t" \
-    "smlatb  %[a3], r9, r10, %[a3]\n\t" \
-    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-    "smlabb  %[a2], r8, r11, %[a2]\n\t" \
-    "smlabt  %[a3], r8, r10, %[a3]\n\t" \
-    "smlatb  %[a3], r8, r11, %[a3]\n\t" \
-    "smlad   %[a4], r8, r10, %[a4]\n\t" \
+#define DIVQAT_DWP_ROW_P5_S1(B)                                   \
+    DIVQAT_DWP_ROW_S1_P4(B, "ldrd    r8, r9, [%[" B "], #8]\n\t") \
+    "smlad   %[a4], r8, r10, %[a4]\n\t"                           \
     "smlabb  %[a4], r9, r11, %[a4]\n\t"
-#define DIVQAT_DWP_ROW_P5_S2            \
-    "ldrd    r10, r11, [%[wp]], #8\n\t" \
-    "ldrd    r8, r9, [%[xr], #0]\n\t"   \
-    "smlad   %[a0], r8, r10, %[a0]\n\t" \
-    "smlabb  %[a0], r9, r11, %[a0]\n\t" \
-    "smlad   %[a1], r9, r10, %[a1]\n\t" \
-    "ldrd    r8, r9, [%[xr], #8]\n\t"   \
-    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
-    "smlad   %[a2], r8, r10, %[a2]\n\t" \
-    "smlabb  %[a2], r9, r11, %[a2]\n\t" \
-    "smlad   %[a3], r9, r10, %[a3]\n\t" \
-    "ldrd    r8, r9, [%[xr], #16]\n\t"  \
-    "smlabb  %[a3], r8, r11, %[a3]\n\t" \
-    "smlad   %[a4], r8, r10, %[a4]\n\t" \
+#define DIVQAT_DWP_ROW_P5_S2(B)           \
+    DIVQAT_DWP_ROW_P3_S2(B)               \
+    "smlad   %[a3], r9, r10, %[a3]\n\t"   \
+    "ldrd    r8, r9, [%[" B "], #16]\n\t" \
+    "smlabb  %[a3], r8, r11, %[a3]\n\t"   \
+    "smlad   %[a4], r8, r10, %[a4]\n\t"   \
     "smlabb  %[a4], r9, r11, %[a4]\n\t"
 
-#define DIVQAT_DWP_EPI_P1                  \
-    "ldr     %[xr], %[qq]\n\t"             \
-    "ldr     r8, [%[xr], #4]\n\t"          \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"     \
-    "ldr     %[xr], %[yy]\n\t"             \
-    "ldr     %[wp], %[ys]\n\t"             \
-    "smmlar  r11, %[a0], r8, r10\n\t"      \
-    "add     r11, r11, %[a0], asr #31\n\t" \
-    "asr     r11, r11, r9\n\t"             \
-    "ssat    r11, #8, r11\n\t"             \
-    "strb    r11, [%[xr]]\n\t"
-#define DIVQAT_DWP_EPI_P2                  \
-    "ldr     %[xr], %[qq]\n\t"             \
-    "ldr     r8, [%[xr], #4]\n\t"          \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"     \
-    "ldr     %[xr], %[yy]\n\t"             \
-    "ldr     %[wp], %[ys]\n\t"             \
-    "smmlar  r11, %[a0], r8, r10\n\t"      \
-    "add     r11, r11, %[a0], asr #31\n\t" \
-    "asr     r11, r11, r9\n\t"             \
-    "ssat    r11, #8, r11\n\t"             \
-    "strb    r11, [%[xr]]\n\t"             \
-    "smmlar  r11, %[a1], r8, r10\n\t"      \
-    "add     r11, r11, %[a1], asr #31\n\t" \
-    "asr     r11, r11, r9\n\t"             \
-    "ssat    r11, #8, r11\n\t"             \
-    "strb    r11, [%[xr], %[wp]]\n\t"
-#define DIVQAT_DWP_EPI_P3                     \
-    "ldr     %[xr], %[qq]\n\t"                \
-    "ldr     r8, [%[xr], #4]\n\t"             \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-    "ldr     %[xr], %[yy]\n\t"                \
-    "ldr     %[wp], %[ys]\n\t"                \
-    "smmlar  r11, %[a0], r8, r10\n\t"         \
-    "add     r11, r11, %[a0], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a1], r8, r10\n\t"         \
-    "add     r11, r11, %[a1], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a2], r8, r10\n\t"         \
-    "add     r11, r11, %[a2], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"
-#define DIVQAT_DWP_EPI_P4                     \
-    "ldr     %[xr], %[qq]\n\t"                \
-    "ldr     r8, [%[xr], #4]\n\t"             \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-    "ldr     %[xr], %[yy]\n\t"                \
-    "ldr     %[wp], %[ys]\n\t"                \
-    "smmlar  r11, %[a0], r8, r10\n\t"         \
-    "add     r11, r11, %[a0], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a1], r8, r10\n\t"         \
-    "add     r11, r11, %[a1], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a2], r8, r10\n\t"         \
-    "add     r11, r11, %[a2], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a3], r8, r10\n\t"         \
-    "add     r11, r11, %[a3], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"
-#define DIVQAT_DWP_EPI_P5                     \
-    "ldr     %[xr], %[qq]\n\t"                \
-    "ldr     r8, [%[xr], #4]\n\t"             \
-    "ldrd    r9, r10, [%[xr], #8]\n\t"        \
-    "ldr     %[xr], %[yy]\n\t"                \
-    "ldr     %[wp], %[ys]\n\t"                \
-    "smmlar  r11, %[a0], r8, r10\n\t"         \
-    "add     r11, r11, %[a0], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a1], r8, r10\n\t"         \
-    "add     r11, r11, %[a1], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a2], r8, r10\n\t"         \
-    "add     r11, r11, %[a2], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"                \
-    "smmlar  r11, %[a3], r8, r10\n\t"         \
-    "add     r11, r11, %[a3], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "strb    r11, [%[xr], %[wp]]\n\t"         \
-    "smmlar  r11, %[a4], r8, r10\n\t"         \
-    "add     r11, r11, %[a4], asr #31\n\t"    \
-    "asr     r11, r11, r9\n\t"                \
-    "ssat    r11, #8, r11\n\t"                \
-    "add     %[xr], %[xr], %[wp], lsl #1\n\t" \
-    "strb    r11, [%[xr]]\n\t"
+/* Six pixels: the five-pixel row, then pixel 5 (taps in word 2's high half and word 3, still in r8 / r9). */
+#define DIVQAT_DWP_ROW_P6_S1(B)         \
+    DIVQAT_DWP_ROW_P5_S1(B)             \
+    "smlatb  %[a5], r8, r10, %[a5]\n\t" \
+    "smlabt  %[a5], r9, r10, %[a5]\n\t" \
+    "smlatb  %[a5], r9, r11, %[a5]\n\t"
+#define DIVQAT_DWP_ROW_P6_S2(B)         \
+    DIVQAT_DWP_ROW_P5_S2(B)             \
+    "smlad   %[a5], r9, r10, %[a5]\n\t" \
+    "ldr     r8, [%[" B "], #24]\n\t"   \
+    "smlabb  %[a5], r8, r11, %[a5]\n\t"
 
-/* The window (three kernel rows) and the fast epilogue of the block: M, a, b from q, per pixel SMMLAR, the
- * rounding add, the shift and SSAT, stored ystep bytes apart. */
-#define DIVQAT_DWP_WIN(ROW, EPI)                                                                                  \
-    __asm__ volatile(                                                                                             \
-        ROW "ldr     %[xr], %[x1]\n\t" ROW "ldr     %[xr], %[x2]\n\t" ROW EPI                                     \
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4), [xr] "+r"(xr), [wp] "+r"(wp) \
-        : [x1] "m"(x1), [x2] "m"(x2), [qq] "m"(q), [yy] "m"(y), [ys] "m"(ystep)                                   \
-        : "r8", "r9", "r10", "r11", "memory")
-
-/* A block of np (1..5, a constant) pixels of one channel (DSP): window and epilogue in one asm statement.
- * Registers pinned (none is r7, the Thumb frame pointer) so allocation cannot fail; accumulators past np are
- * unused operands (defined by an empty asm, no instruction). */
-DIVQAT_INLINE void divqat_dwp_block_dsp(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *wc,
-                                        const int32_t *q, int8_t *y, int32_t ystep, const int np, const int s) {
-    register int32_t a0 __asm__("r0") = q[0];
-    register int32_t a1 __asm__("r1");
-    register int32_t a2 __asm__("r2");
-    register int32_t a3 __asm__("r3");
-    register int32_t a4 __asm__("r4");
-    __asm__("" : "=r"(a1), "=r"(a2), "=r"(a3), "=r"(a4));
-    if (np > 1) a1 = a0;
-    if (np > 2) a2 = a0;
-    if (np > 3) a3 = a0;
-    if (np > 4) a4 = a0;
-    register const uint32_t *xr __asm__("r12") = r0;
-    register const uint32_t *wp __asm__("lr") = wc;
-    const uint32_t *x1 = r1, *x2 = r2;
-    switch (np * 2 + s - 1) {
-    case 2:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P1_S1, DIVQAT_DWP_EPI_P1);
-        break;
-    case 3:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P1_S2, DIVQAT_DWP_EPI_P1);
-        break;
-    case 4:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P2_S1, DIVQAT_DWP_EPI_P2);
-        break;
-    case 5:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P2_S2, DIVQAT_DWP_EPI_P2);
-        break;
-    case 6:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P3_S1, DIVQAT_DWP_EPI_P3);
-        break;
-    case 7:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P3_S2, DIVQAT_DWP_EPI_P3);
-        break;
-    case 8:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P4_S1, DIVQAT_DWP_EPI_P4);
-        break;
-    case 9:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P4_S2, DIVQAT_DWP_EPI_P4);
-        break;
-    case 10:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P5_S1, DIVQAT_DWP_EPI_P5);
-        break;
-    default:
-        DIVQAT_DWP_WIN(DIVQAT_DWP_ROW_P5_S2, DIVQAT_DWP_EPI_P5);
-        break;
-    }
-}
-#define DIVQAT_DWP_LOOP_P1_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
+/* The fast epilogue of one accumulator A into r11: SMMLAR with M (r8) and b (r10), the rounding add, the shift by
+ * a (r9) and SSAT. */
+#define DIVQAT_DWP_RQ(A)                      \
+    "smmlar  r11, %[" A "], r8, r10\n\t"      \
+    "add     r11, r11, %[" A "], asr #31\n\t" \
+    "asr     r11, r11, r9\n\t"                \
+    "ssat    r11, #8, r11\n\t"
+/* The stores of 1..5 pixels (output base y, step ys from the stack): a0 and a1 are done with once pixel 1 is
+ * requantized, so they hold the step and the address of pixels 2..4. */
+#define DIVQAT_DWP_ST_P1 DIVQAT_DWP_RQ("a0") "strb    r11, [%[y]]\n\t"
+#define DIVQAT_DWP_ST_P2 \
+    DIVQAT_DWP_ST_P1 "ldr     %[a0], %[ys]\n\t" DIVQAT_DWP_RQ("a1") "strb    r11, [%[y], %[a0]]\n\t"
+#define DIVQAT_DWP_ST_P3                                                          \
+    DIVQAT_DWP_ST_P2 DIVQAT_DWP_RQ("a2") "add     %[a1], %[y], %[a0], lsl #1\n\t" \
+                                         "strb    r11, [%[a1]]\n\t"
+#define DIVQAT_DWP_ST_P4 DIVQAT_DWP_ST_P3 DIVQAT_DWP_RQ("a3") "strb    r11, [%[a1], %[a0]]\n\t"
+#define DIVQAT_DWP_ST_P5                                                           \
+    DIVQAT_DWP_ST_P4 DIVQAT_DWP_RQ("a4") "add     %[a1], %[a1], %[a0], lsl #1\n\t" \
+                                         "strb    r11, [%[a1]]\n\t"
+#define DIVQAT_DWP_ST_P6 DIVQAT_DWP_ST_P5 DIVQAT_DWP_RQ("a5") "strb    r11, [%[a1], %[a0]]\n\t"
+/* The accumulators past a0 start at the bias too. */
+#define DIVQAT_DWP_MOV_P1 ""
+#define DIVQAT_DWP_MOV_P2 "mov     %[a1], %[a0]\n\t"
+#define DIVQAT_DWP_MOV_P3 DIVQAT_DWP_MOV_P2 "mov     %[a2], %[a0]\n\t"
+#define DIVQAT_DWP_MOV_P4 DIVQAT_DWP_MOV_P3 "mov     %[a3], %[a0]\n\t"
+#define DIVQAT_DWP_MOV_P5 DIVQAT_DWP_MOV_P4 "mov     %[a4], %[a0]\n\t"
+#define DIVQAT_DWP_MOV_P6 DIVQAT_DWP_MOV_P5 "mov     %[a5], %[a0]\n\t"
+/* One channel per pass: the bias, kernel row 0 at xr, rows 1 and 2 d1 and d2 bytes on, the epilogue (M, a, b next
+ * in the stream), then xr back to the next channel's row 0 (back = nw4 - d1 - d2 bytes on) until the stream ends:
+ * 17 instructions besides the rows and the epilogue. */
+#define DIVQAT_DWP_LOOP_BODY(ROWX, MOV, ST)                            \
+    "1:\n\t"                                                           \
+    "ldr     %[a0], [%[wp]], #4\n\t" MOV ROWX "ldr     r8, %[d1]\n\t"  \
+    "add     %[xr], %[xr], r8\n\t" ROWX "ldr     r8, %[d2]\n\t"        \
+    "add     %[xr], %[xr], r8\n\t" ROWX "ldr     r8, [%[wp]], #4\n\t"  \
+    "ldrd    r9, r10, [%[wp]], #8\n\t" ST "adds    %[y], %[y], #1\n\t" \
+    "ldr     r8, %[back]\n\t"                                          \
+    "add     %[xr], %[xr], r8\n\t"                                     \
+    "ldr     r8, %[we]\n\t"                                            \
+    "cmp     %[wp], r8\n\t"                                            \
     "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P1_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P1_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P2_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P2_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P2_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P3_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P3_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P3_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P4_S1                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "mov     %[a3], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S1 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "smmlar  r11, %[a3], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a3], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[xr], %[ys]]\n\t"                                                \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-#define DIVQAT_DWP_LOOP_P4_S2                                                        \
-    "1:\n\t"                                                                         \
-    "ldr     %[a0], [%[q]]\n\t"                                                      \
-    "mov     %[a1], %[a0]\n\t"                                                       \
-    "mov     %[a2], %[a0]\n\t"                                                       \
-    "mov     %[a3], %[a0]\n\t"                                                       \
-    "ldr     %[xr], %[b0]\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, %[d1]\n\t"          \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, %[d2]\n\t"      \
-    "add     %[xr], %[xr], r8\n\t" DIVQAT_DWP_ROW_P4_S2 "ldr     r8, [%[q], #4]\n\t" \
-    "ldrd    r9, r10, [%[q], #8]\n\t"                                                \
-    "adds    %[q], %[q], #16\n\t"                                                    \
-    "smmlar  r11, %[a0], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a0], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y]]\n\t"                                                        \
-    "smmlar  r11, %[a1], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a1], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[y], %[ys]]\n\t"                                                 \
-    "smmlar  r11, %[a2], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a2], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "add     %[xr], %[y], %[ys], lsl #1\n\t"                                         \
-    "strb    r11, [%[xr]]\n\t"                                                       \
-    "smmlar  r11, %[a3], r8, r10\n\t"                                                \
-    "add     r11, r11, %[a3], asr #31\n\t"                                           \
-    "asr     r11, r11, r9\n\t"                                                       \
-    "ssat    r11, #8, r11\n\t"                                                       \
-    "strb    r11, [%[xr], %[ys]]\n\t"                                                \
-    "adds    %[y], %[y], #1\n\t"                                                     \
-    "ldr     r8, %[b0]\n\t"                                                          \
-    "ldr     r9, %[nw4]\n\t"                                                         \
-    "add     r8, r8, r9\n\t"                                                         \
-    "str     r8, %[b0]\n\t"                                                          \
-    "ldr     r8, %[qe]\n\t"                                                          \
-    "cmp     %[q], r8\n\t"                                                           \
-    "bne     1b\n\t"
-
-/* Blocks of 1 to 4 pixels over every channel in one asm loop (DSP): per channel the accumulators start at the
- * bias, three kernel rows (the rows' byte distances d1, d2 are the same for every channel), the epilogue, then
- * the next channel's ring words (nw4 bytes on), weights (contiguous) and constants (16 bytes on). The loop state
- * that does not fit in registers (row base, distances, end) is on the stack ("m" operands). */
-#define DIVQAT_DWP_LOOP(BODY)                                                                                         \
-    __asm__ volatile(BODY                                                                                             \
-                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [xr] "=&r"(xr), [wp] "+r"(wp), \
-                       [q] "+r"(q), [y] "+r"(yy), [b0] "+m"(b0)                                                       \
-                     : [ys] "r"(ys), [d1] "m"(d1), [d2] "m"(d2), [nw4] "m"(nw4), [qe] "m"(qe)                         \
+#define DIVQAT_DWP_LOOP(P, S)                                                                                          \
+    __asm__ volatile(DIVQAT_DWP_LOOP_BODY(DIVQAT_DWP_ROW_P##P##_S##S("xr"), DIVQAT_DWP_MOV_P##P, DIVQAT_DWP_ST_P##P)   \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4), [a5] "=&r"(a5), \
+                       [xr] "+r"(xr), [wp] "+r"(wp), [y] "+r"(yy)                                                      \
+                     : [ys] "m"(ys), [d1] "m"(d1), [d2] "m"(d2), [back] "m"(back), [we] "m"(we)                        \
                      : "r8", "r9", "r10", "r11", "cc", "memory")
 
-DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, const uint32_t *w, const int32_t *qp,
-                                       int32_t c, int32_t nw, int8_t *y, const int np, const int s) {
+/* Blocks of 1 to 3 pixels leave a3..a5 free: the row distances and the step back are kept there (r3, r6, r4)
+ * instead of on the stack, 3 instructions fewer per channel. */
+#define DIVQAT_DWP_LOOP_BODY_SMALL(ROWX, MOV, ST)                                    \
+    "1:\n\t"                                                                         \
+    "ldr     %[a0], [%[wp]], #4\n\t" MOV ROWX "add     %[xr], %[xr], %[d1]\n\t" ROWX \
+    "add     %[xr], %[xr], %[d2]\n\t" ROWX "ldr     r8, [%[wp]], #4\n\t"             \
+    "ldrd    r9, r10, [%[wp]], #8\n\t" ST "adds    %[y], %[y], #1\n\t"               \
+    "add     %[xr], %[xr], %[back]\n\t"                                              \
+    "ldr     r8, %[we]\n\t"                                                          \
+    "cmp     %[wp], r8\n\t"                                                          \
+    "bne     1b\n\t"
+#define DIVQAT_DWP_LOOP_SMALL(P, S)                                                                           \
+    __asm__ volatile(                                                                                         \
+        DIVQAT_DWP_LOOP_BODY_SMALL(DIVQAT_DWP_ROW_P##P##_S##S("xr"), DIVQAT_DWP_MOV_P##P, DIVQAT_DWP_ST_P##P) \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [xr] "+r"(xr), [wp] "+r"(wp), [y] "+r"(yy)          \
+        : [d1] "r"(rd1), [d2] "r"(rd2), [back] "r"(rback), [ys] "m"(ys), [we] "m"(we)                         \
+        : "r8", "r9", "r10", "r11", "cc", "memory")
+
+/* A block of np (1..6) pixels at ring word wo over every channel in one asm loop (DSP). Registers pinned (none is
+ * r7, the Thumb frame pointer) so allocation cannot fail; the loop state that does not fit is on the stack. */
+DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, const uint32_t *stream, int32_t c,
+                                       int32_t nw, int8_t *y, const int np, const int s) {
     register int32_t a0 __asm__("r0");
     register int32_t a1 __asm__("r1");
     register int32_t a2 __asm__("r2");
     register int32_t a3 __asm__("r3");
-    register const int32_t *q __asm__("r4") = qp;
+    register int32_t a4 __asm__("r6");
+    register int32_t a5 __asm__("r4");
+    register const uint32_t *xr __asm__("r12") = rowp[0] + wo;
     register int8_t *yy __asm__("r5") = y;
-    register int32_t ys __asm__("r6") = c;
-    register const uint32_t *xr __asm__("r12");
-    register const uint32_t *wp __asm__("lr") = w;
-    const uint32_t *b0 = rowp[0] + wo;
+    register const uint32_t *wp __asm__("lr") = stream;
+    const int32_t ys = c;
     const int32_t d1 = (int32_t)((const char *)rowp[1] - (const char *)rowp[0]);
     const int32_t d2 = (int32_t)((const char *)rowp[2] - (const char *)rowp[1]);
-    const int32_t nw4 = 4 * nw;
-    const int32_t *qe = qp + c * DQ_QP_WORDS;
+    const int32_t back = 4 * nw - d1 - d2;
+    const uint32_t *const we = stream + c * DIVQAT_DWP_STREAM;
+    if (np <= 3) {
+        register int32_t rd1 __asm__("r3") = d1;
+        register int32_t rd2 __asm__("r6") = d2;
+        register int32_t rback __asm__("r4") = back;
+        switch (np * 2 + s - 1) {
+        case 2:
+            DIVQAT_DWP_LOOP_SMALL(1, 1);
+            break;
+        case 3:
+            DIVQAT_DWP_LOOP_SMALL(1, 2);
+            break;
+        case 4:
+            DIVQAT_DWP_LOOP_SMALL(2, 1);
+            break;
+        case 5:
+            DIVQAT_DWP_LOOP_SMALL(2, 2);
+            break;
+        case 6:
+            DIVQAT_DWP_LOOP_SMALL(3, 1);
+            break;
+        default:
+            DIVQAT_DWP_LOOP_SMALL(3, 2);
+            break;
+        }
+        return;
+    }
     switch (np * 2 + s - 1) {
-    case 2:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P1_S1);
-        break;
-    case 3:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P1_S2);
-        break;
-    case 4:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P2_S1);
-        break;
-    case 5:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P2_S2);
-        break;
-    case 6:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P3_S1);
-        break;
-    case 7:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P3_S2);
-        break;
     case 8:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P4_S1);
+        DIVQAT_DWP_LOOP(4, 1);
+        break;
+    case 9:
+        DIVQAT_DWP_LOOP(4, 2);
+        break;
+    case 10:
+        DIVQAT_DWP_LOOP(5, 1);
+        break;
+    case 11:
+        DIVQAT_DWP_LOOP(5, 2);
+        break;
+    case 12:
+        DIVQAT_DWP_LOOP(6, 1);
         break;
     default:
-        DIVQAT_DWP_LOOP(DIVQAT_DWP_LOOP_P4_S2);
+        DIVQAT_DWP_LOOP(6, 2);
         break;
     }
-    (void)a0, (void)a1, (void)a2, (void)a3, (void)xr, (void)b0;
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)xr;
 }
 #define DIVQAT_DWP_HAVE_LOOP 1
-#define DIVQAT_DWP_BLOCK divqat_dwp_block_dsp
-#else
-#define DIVQAT_DWP_BLOCK divqat_dwp_block
 #endif
 
 /* One block of np pixels (at ring word wo) over every channel. */
-DIVQAT_INLINE void divqat_dwp_cols(const uint32_t *const *rowp, int32_t wo, const uint32_t *w, const int32_t *qp,
-                                   int32_t c, int32_t nw, int8_t *y, const int np, const int s) {
+DIVQAT_INLINE void divqat_dwp_cols(const uint32_t *const *rowp, int32_t wo, const uint32_t *stream, int32_t c,
+                                   int32_t nw, int8_t *y, const int np, const int s) {
 #if defined(DIVQAT_DWP_HAVE_LOOP)
-    if (np <= 4) {
-        divqat_dwp_cols_dsp(rowp, wo, w, qp, c, nw, y, np, s);
+    divqat_dwp_cols_dsp(rowp, wo, stream, c, nw, y, np, s);
+#else
+    const uint32_t *r0 = rowp[0] + wo, *r1 = rowp[1] + wo, *r2 = rowp[2] + wo;
+    for (int32_t ch = 0; ch < c; ++ch, stream += DIVQAT_DWP_STREAM, r0 += nw, r1 += nw, r2 += nw, ++y)
+        divqat_dwp_block(r0, r1, r2, stream, y, c, np, s);
+#endif
+}
+
+/* One output row in blocks of 6 pixels (a stride-1 block starts at an even pixel: a word boundary), 17 or 18
+ * instructions per kernel row for 18 MACs, then 7 = 4 + 3, 8 = 4 + 4 or one last block of 1 to 6. One call site
+ * per block width, so each width's asm loop is in the code once. */
+DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *stream, int32_t c, int32_t nw,
+                                  int32_t ow, int8_t *yr, const int s) {
+    for (int32_t ox = 0, np; ox < ow; ox += np) {
+        const int32_t rem = ow - ox, wo = ox * s / 2;
+        np = rem >= 6 && rem != 7 && rem != 8 ? 6 : rem >= 7 ? 4 : rem;
+        int8_t *const y = yr + ox * c;
+        switch (np) {
+        case 6:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 6, s);
+            break;
+        case 5:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 5, s);
+            break;
+        case 4:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 4, s);
+            break;
+        case 3:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 3, s);
+            break;
+        case 2:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 2, s);
+            break;
+        default:
+            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 1, s);
+            break;
+        }
+    }
+}
+
+static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *stream, int32_t c,
+                                              int32_t nw, int32_t ow, int8_t *yr) {
+    divqat_dwp_row(rowp, stream, c, nw, ow, yr, 1);
+}
+
+static DIVQAT_NOINLINE void divqat_dwp_row_s2(const uint32_t *const *rowp, const uint32_t *stream, int32_t c,
+                                              int32_t nw, int32_t ow, int8_t *yr) {
+    divqat_dwp_row(rowp, stream, c, nw, ow, yr, 2);
+}
+
+/* The words of the 3 ring rows that no widening writes (wholly in the padding: [0, kl) and [kr, nw) of every
+ * channel, as in divqat_dwp_widen_row) set to 0 once per layer; the rest of the ring is written before it is read. */
+static void divqat_dwp_zero_pads(uint32_t *ring, int32_t iw, int32_t c, int32_t nw, int32_t pl) {
+    int32_t k4[4];
+    divqat_dwp_words(iw, nw, pl, k4);
+    const int32_t kl = k4[0], kr = k4[3];
+    uint32_t *const end = ring + 3 * c * nw;
+    if (kl <= 1 && nw - kr <= 1) { /* the usual case, one word each side at most: single stores, not memset calls */
+        if (kl) {
+            for (uint32_t *row = ring; row < end; row += nw) row[0] = 0;
+        }
+        if (kr < nw) {
+            for (uint32_t *row = ring + nw - 1; row < end; row += nw) row[0] = 0;
+        }
         return;
     }
-#endif
-    const uint32_t *r0 = rowp[0] + wo, *r1 = rowp[1] + wo, *r2 = rowp[2] + wo;
-    for (int32_t ch = 0; ch < c; ++ch, w += 6, qp += DQ_QP_WORDS, r0 += nw, r1 += nw, r2 += nw, ++y)
-        DIVQAT_DWP_BLOCK(r0, r1, r2, w, qp, y, c, np, s);
-}
-
-/* One output row in blocks of 4 pixels (5 when exactly 5 are left) and a last block of 1 to 3. */
-DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp, int32_t c,
-                                  int32_t nw, int32_t ow, int8_t *yr, const int s) {
-    int32_t ox = 0;
-    for (; ow - ox >= 4 && ow - ox != 5; ox += 4) divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 4, s);
-    switch (ow - ox) {
-    case 5:
-        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 5, s);
-        break;
-    case 3:
-        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 3, s);
-        break;
-    case 2:
-        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 2, s);
-        break;
-    case 1:
-        divqat_dwp_cols(rowp, ox * s / 2, w, qp, c, nw, yr + ox * c, 1, s);
-        break;
-    default:
-        break;
+    for (uint32_t *row = ring; row < end; row += nw) {
+        memset(row, 0, (size_t)kl * 4u);
+        memset(row + kr, 0, (size_t)(nw - kr) * 4u);
     }
-}
-
-static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp,
-                                              int32_t c, int32_t nw, int32_t ow, int8_t *yr) {
-    divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 1);
-}
-
-static DIVQAT_NOINLINE void divqat_dwp_row_s2(const uint32_t *const *rowp, const uint32_t *w, const int32_t *qp,
-                                              int32_t c, int32_t nw, int32_t ow, int8_t *yr) {
-    divqat_dwp_row(rowp, w, qp, c, nw, ow, yr, 2);
 }
 
 /* The whole layer on the pair ring: 3 ring rows and a zero row of c * nw words each in the scratch. */
-static void divqat_dwp_body(const int8_t *x, const uint32_t *w, const int32_t *qp, const int32_t *d, int8_t *y,
-                            int8_t *scratch) {
+static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y, int8_t *scratch) {
     const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
     const int32_t sh = d[DQ_SH], s = d[DQ_SW], pt = d[DQ_PT], pl = d[DQ_PL];
     const int32_t nw = s == 1 ? (ow + 3) / 2 : ow + 1, rw = c * nw;
@@ -1031,7 +799,8 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *w, const int32_t *q
     uint32_t *const zero_row = ring + 3 * rw;
     int32_t held[3] = {-1, -1, -1};
     const uint32_t *rowp[3];
-    memset(ring, 0, (size_t)(4 * rw) * 4u); /* the zero row, and the padding words no row ever writes */
+    divqat_dwp_zero_pads(ring, iw, c, nw, pl);
+    if (pt > 0 || (oh - 1) * sh - pt + 2 >= ih) memset(zero_row, 0, (size_t)rw * 4u); /* a window row outside */
     for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
         for (int32_t ky = 0; ky < 3; ++ky) {
             const int32_t iy = oy * sh - pt + ky;
@@ -1048,16 +817,16 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *w, const int32_t *q
             rowp[ky] = row;
         }
         if (s == 1)
-            divqat_dwp_row_s1(rowp, w, qp, c, nw, ow, y);
+            divqat_dwp_row_s1(rowp, stream, c, nw, ow, y);
         else
-            divqat_dwp_row_s2(rowp, w, qp, c, nw, ow, y);
+            divqat_dwp_row_s2(rowp, stream, c, nw, ow, y);
     }
 }
 
 static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
                                              int8_t *y, int8_t *scratch) {
     if (d[DQ_FLAGS] & DQ_DWPAIR)
-        divqat_dwp_body(x, (const uint32_t *)(const void *)w, qp, d, y, scratch);
+        divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* w: the stream; qp unused */
     else if (d[DQ_FLAGS] & DQ_FAST)
         divqat_dw_body(x, w, qp, d, y, scratch, 1);
     else
