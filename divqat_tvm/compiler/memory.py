@@ -143,10 +143,10 @@ def _peak_first_orders(units: list[_Unit], peak_steps: list[int]) -> list[list[_
     seen: set[tuple[str, ...]] = set()
     for step in peak_steps[:_MAX_PEAK_CALLS]:
         alive = [u for u in units if u.first <= step <= u.last]
-        key = tuple(sorted(u.name for u in alive))
-        if key in seen or not 1 < len(alive) <= _MAX_PEAK_UNITS:
+        names = tuple(sorted(u.name for u in alive))
+        if names in seen or not 1 < len(alive) <= _MAX_PEAK_UNITS:
             continue
-        seen.add(key)
+        seen.add(names)
         others = [u for u in units if not u.first <= step <= u.last]
         for key in _ORDERS:
             rest = sorted(others, key=key)
