@@ -335,10 +335,13 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
 }
 
 #else
-/* Weight of channel i of group g at K index kk in the int16 layout (see the top of this file). */
-DIVQAT_INLINE int32_t divqat_rows_w(const int16_t *w, int32_t gw, int32_t g, int32_t i, int32_t kk) {
-    static const int8_t pos[4] = {0, 2, 1, 3};
-    return w[g * gw + (kk >> 2) * 16 + i * 4 + pos[kk & 3]];
+/* acc[0..3] += n input values (a multiple of 4) against the group's int16 words from wq (16 per 4 values). */
+DIVQAT_INLINE void divqat_rows_run_c(int32_t *acc, const int8_t *px, const int16_t *wq, int32_t n) {
+    for (int32_t k = 0; k < n; k += 4, wq += 16) {
+        const int32_t x0 = px[k], x1 = px[k + 1], x2 = px[k + 2], x3 = px[k + 3];
+        for (int32_t i = 0; i < 4; ++i) /* (w0, w2, w1, w3) per channel */
+            acc[i] += x0 * wq[4 * i] + x2 * wq[4 * i + 1] + x1 * wq[4 * i + 2] + x3 * wq[4 * i + 3];
+    }
 }
 
 DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const int16_t *w, const int32_t *qp,
@@ -349,19 +352,16 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
     for (int32_t oy = 0; oy < oh; ++oy)
         for (int32_t ox = 0; ox < ow; ++ox, y += cout, res += cout) {
             const divqat_rect r = divqat_rows_rect(d, oy, ox);
-            const int32_t iy0 = oy * d[DQ_SH] - d[DQ_PT], ix0 = ox * d[DQ_SW] - d[DQ_PL];
-            for (int32_t c = 0; c < cout; c += 4) {
-                const int32_t g = c >> 2;
+            const int32_t run = (r.kx1 - r.kx0) * cin;
+            const divqat_span s = divqat_rows_span(x, d, oy, ox, r);
+            const int16_t *wg = w + s.woff;
+            const int32_t *q = qp, *cg = corr;
+            for (int32_t c = 0; c < cout; c += 4, wg += gw, q += 4 * DQ_QP_WORDS, cg += taps * 4) {
                 int32_t acc[4];
-                divqat_rows_init(acc, qp + c * DQ_QP_WORDS, corr + g * taps * 4, r, d);
-                for (int32_t ky = r.ky0; ky < r.ky1; ++ky)
-                    for (int32_t kx = r.kx0; kx < r.kx1; ++kx) {
-                        const int8_t *px = x + ((iy0 + ky) * iw + ix0 + kx) * cin;
-                        const int32_t k0 = (ky * kw + kx) * cin;
-                        for (int32_t ci = 0; ci < cin; ++ci)
-                            for (int32_t i = 0; i < 4; ++i) acc[i] += px[ci] * divqat_rows_w(w, gw, g, i, k0 + ci);
-                    }
-                divqat_rows_store(acc, qp + c * DQ_QP_WORDS, y + c, cout - c, res + c, df, fused);
+                divqat_rows_init(acc, q, cg, r, d);
+                for (int32_t ky = 0; ky < s.rows; ++ky) /* a row's taps are contiguous in the input and the weights */
+                    divqat_rows_run_c(acc, s.x + ky * iw * cin, wg + ky * kw * cin * 4, run);
+                divqat_rows_store(acc, q, y + c, cout - c, res + c, df, fused);
             }
         }
 }
