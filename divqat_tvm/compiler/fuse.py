@@ -111,19 +111,27 @@ def _conv_add_te(x: Any, res: Any, *consts: Any, n_conv: int, residual_first: bo
 def where_it_lowers_the_peak(graph: Graph, scheme: str) -> Graph:
     """The graph with the fusions that lower its arena's liveness bound (with inplace.scratch_free's choice of
     convs), greedily in graph order; the other pairs stay two ops, each on its faster kernel."""
-    best = _peak(graph, scheme)
+    names = [op.name for op in residual_adds(graph, scheme).ops if isinstance(op, ConvAdd)]
+    if not names:
+        return graph
+    memo: dict[int, Any] = {}  # id(op) -> its native call: the trial graphs share every op but the fused ones
+    best = _peak(graph, scheme, memo)
     chosen: set[str] = set()
-    for name in [op.name for op in residual_adds(graph, scheme).ops if isinstance(op, ConvAdd)]:
+    for name in names:
         trial = residual_adds(graph, scheme, chosen | {name})
-        peak = _peak(trial, scheme)
+        peak = _peak(trial, scheme, memo)
         if peak < best:
             chosen.add(name)
             best = peak
     return residual_adds(graph, scheme, chosen) if chosen else graph
 
 
-def _peak(graph: Graph, scheme: str) -> int:
-    calls = {i: native.select(graph, op, scheme) for i, op in enumerate(graph.ops)}
+def _peak(graph: Graph, scheme: str, memo: dict[int, Any]) -> int:
+    calls = {}
+    for i, op in enumerate(graph.ops):
+        if id(op) not in memo:
+            memo[id(op)] = (op, native.select(graph, op, scheme))  # the op kept alive: its id stays its own
+        calls[i] = memo[id(op)][1]
     calls.update(inplace.scratch_free(graph, scheme, calls))
     return max(inplace.graph_live_bytes(graph, calls).values(), default=0)
 

@@ -56,7 +56,7 @@ def generate(
     if kernels == "native":  # the scratch-free conv for the layers whose scratch sets the arena's peak
         given = overrides or {}
         calls = {i: given[i] if i in given else native.select(graph, op, requant) for i, op in enumerate(graph.ops)}
-        overrides = {**inplace.scratch_free(graph, requant, calls, set(given)), **given}
+        overrides = {**calls, **inplace.scratch_free(graph, requant, calls, set(given)), **given}  # selected once
     chosen: dict[int, Any] = {}
     mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen, overrides=overrides))
     plan = lower.read_plan(mod)

@@ -121,14 +121,24 @@ def pack(intervals: list[Interval], overlaps: Sequence[Overlap] = ()) -> tuple[d
             if len(chained) < len(singles) and chained not in groupings:
                 groupings.append(chained)
     live = live_bytes(intervals, overlaps)
-    peak_steps = [s for s, v in live.items() if v == max(live.values(), default=0)]
+    bound = max(live.values(), default=0)
+    peak_steps = [s for s, v in live.items() if v == bound]
     best: tuple[dict[str, int], int] | None = None
     for units in groupings:
-        for order in [sorted(units, key=key) for key in _ORDERS] + _peak_first_orders(units, peak_steps):
-            offsets, size = _pack_in_order(order, leads)
+        for key in _ORDERS:
+            offsets, size = _pack_in_order(sorted(units, key=key), leads)
             if best is None or size < best[1]:
                 best = (offsets, size)
-    return best if best is not None else ({}, 0)
+    if best is None:
+        return {}, 0
+    for units in groupings:  # only when the usual orders miss the bound: many more orders
+        for order in _peak_first_orders(units, peak_steps) if best[1] > bound else []:
+            offsets, size = _pack_in_order(order, leads)
+            if size < best[1]:
+                best = (offsets, size)
+            if best[1] == bound:
+                return best
+    return best
 
 
 _MAX_PEAK_UNITS = 5  # every order of up to this many units alive at a peak call (at most 120 orders per call)
