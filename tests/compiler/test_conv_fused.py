@@ -250,6 +250,18 @@ def test_only_fusions_that_lower_the_peak_are_made() -> None:
     assert "conv2d_add" not in [op.kind for op in fuse.where_it_lowers_the_peak(wide, "fixed").ops]
 
 
+def test_the_scratch_free_conv_is_a_tuning_candidate() -> None:
+    """`--tune` measures it beside the im2col kernel (compiler/tune.py) where it applies, and never elsewhere."""
+    from divqat_tvm.compiler import tune
+
+    rng = np.random.default_rng(2)
+    graph = rows_graph("3x3_pad1_c16_c13", rng)
+    assert list(tune.candidates(graph, graph.ops[1], "fixed")) == ["native", "native-rows", "te"]
+    assert "native-rows" not in tune.candidates(graph, graph.ops[0], "fixed")  # 4 input channels
+    fused = fuse.residual_adds(fused_graph("c16_res_first_relu", rng), "fixed")
+    assert list(tune.candidates(fused, fused.ops[2], "fixed")) == ["native", "te"]
+
+
 # ---------------------------------------------------------------- every path on its core
 @pytest.mark.slow
 @pytest.mark.emulator
