@@ -264,18 +264,31 @@ typedef struct {
     int32_t mo, nao, zpo;
 } divqat_fk_mve;
 
+/* A group's fast-epilogue words as lanes (M, -a, b of its 4 channels): loaded once for both pixels. */
+typedef struct {
+    int32x4_t m, nsh, b;
+} divqat_rq_mve;
+
+DIVQAT_INLINE divqat_rq_mve divqat_rows_rq_mve(const int32_t *qp) {
+    const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS);
+    divqat_rq_mve r;
+    r.m = vldrwq_gather_shifted_offset_s32(qp + 1, off);
+    r.nsh = vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off));
+    r.b = vldrwq_gather_shifted_offset_s32(qp + 3, off);
+    return r;
+}
+
 /* One pixel's group of 4 channels (n real ones) from its accumulators, vectorised: the fast epilogue (VQRDMULH is
  * SaturatingRoundingDoublingHighMul, as divqat_rq4_mve), then for `fused` the ADD (table gathers, the tables' base
  * at q = 0 so that a negative q wraps to the right address; VQRDMULH and a rounding shift that rounds half away
  * from zero, as csrc/add_s8.c's MVE path), stored predicated. */
-DIVQAT_INLINE void divqat_rows_store_mve(const int32_t *acc, const int32_t *qp, int8_t *y, int32_t n, const int8_t *res,
-                                         const int32_t *df, const divqat_fk_mve *fk, const int fused) {
-    const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS);
+DIVQAT_INLINE void divqat_rows_store_mve(const int32_t *acc, const divqat_rq_mve *rq, int8_t *y, int32_t n,
+                                         const int8_t *res, const int32_t *df, const divqat_fk_mve *fk,
+                                         const int fused) {
     const mve_pred16_t p = vctp32q((uint32_t)n);
-    int32x4_t v = vqrdmulhq_s32(vldrwq_s32(acc), vldrwq_gather_shifted_offset_s32(qp + 1, off));
+    int32x4_t v = vqrdmulhq_s32(vldrwq_s32(acc), rq->m);
     v = vaddq_s32(v, vshrq_n_s32(v, 31));
-    v = vshlq_s32(vaddq_s32(v, vldrwq_gather_shifted_offset_s32(qp + 3, off)),
-                  vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off)));
+    v = vshlq_s32(vaddq_s32(v, rq->b), rq->nsh);
     v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
     if (fused) {
         const int32x4_t r = vldrbq_z_s32(res, p);
@@ -326,8 +339,9 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
                 if (!whole) divqat_rows_pad(acc, cg, r, d);
                 acc[4] = acc[0], acc[5] = acc[1], acc[6] = acc[2], acc[7] = acc[3];
                 if (!empty) divqat_rows4x2_mve(acc, sa.x, xb, wg, &sa);
-                divqat_rows_store_mve(acc, q, ya + c, cout - c, rs + c, df, &fk, fused);
-                if (same) divqat_rows_store_mve(acc + 4, q, ya + cout + c, cout - c, rs + cout + c, df, &fk, fused);
+                const divqat_rq_mve rq = divqat_rows_rq_mve(q);
+                divqat_rows_store_mve(acc, &rq, ya + c, cout - c, rs + c, df, &fk, fused);
+                if (same) divqat_rows_store_mve(acc + 4, &rq, ya + cout + c, cout - c, rs + cout + c, df, &fk, fused);
             }
         }
         if ((ox += 2) >= ow) ox -= ow, ++oy;
