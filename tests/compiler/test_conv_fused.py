@@ -196,9 +196,10 @@ def test_fused_conv_add_host_bit_exact_in_place(tmp_path, case: str) -> None:
 
 @pytest.mark.slow
 def test_fused_conv_add_written_below_the_residual_is_caught(tmp_path, monkeypatch) -> None:
-    """The exact overlap is exercised: the same fused op allowed to start 16 bytes below the residual (a plain lead
-    of 0, 'or lower') and placed there goes wrong, because an element is then written over a residual byte that
-    a later element still has to read."""
+    """The runs above do check the in-place placement: the same fused op moved 16 bytes below the residual's
+    address (where the planner would not put it) gives wrong answers. (On the host's C path that order alone would
+    be safe, so what goes wrong may also be a neighbour's bytes; the MVE path writes pixel b's group before pixel
+    a's next one, which is why the kernel's overlap is exact, inplace.py.)"""
     real = inplace.kernel_rules
 
     def shifted(call):
