@@ -164,6 +164,8 @@ def _fusable(graph: Graph, prev: Op | None, op: Op, consumers: dict[str, int], s
     if consumers.get(prev.output) != 1 or prev.output in (graph.output, graph.input):
         return None
     residual_first = op.inputs[1] == prev.output
+    if op.inputs[0 if residual_first else 1] == prev.inputs[0]:
+        return None  # ADD(x, conv(x)): written over its residual, the kernel would clobber its own input
     fields = {f.name: getattr(prev, f.name) for f in dataclasses.fields(Conv2D)}
     fields.update(name=f"{prev.name}+{op.name}", inputs=[prev.inputs[0], op.inputs[0 if residual_first else 1]])
     pair = ConvAdd(

@@ -251,6 +251,16 @@ def test_only_fusions_that_lower_the_peak_are_made() -> None:
     assert "conv2d_add" not in [op.kind for op in fuse.where_it_lowers_the_peak(wide, "fixed").ops]
 
 
+def test_an_add_of_the_convs_own_input_is_not_fused() -> None:
+    """ADD(u, conv(u)): the output over the residual would be over the conv's input, which it still reads."""
+    rng = np.random.default_rng(4)
+    graph = fused_graph("c16_res_first_relu", rng)
+    graph.ops[1] = _conv("cr", "x", "r", 4, 16, rng)  # unused now: r replaced by u below
+    graph.ops = [graph.ops[0], graph.ops[2], Add("add", ["u", "v"], "s", act_min=-20, act_max=127), graph.ops[4]]
+    graph.tensors["u"] = QTensor("u", graph.tensors["v"].shape, 0.06, -5, layout="NHWC")
+    assert [op.kind for op in fuse.residual_adds(graph, "fixed").ops] == ["conv2d", "conv2d", "add", "conv2d"]
+
+
 def test_the_scratch_free_conv_is_a_tuning_candidate() -> None:
     """`--tune` measures it beside the im2col kernel (compiler/tune.py) where it applies, and never elsewhere."""
     from divqat_tvm.compiler import tune
