@@ -24,7 +24,8 @@
  *  - DSP (Cortex-M4/M7/M33): 1 pixel x 4 channels, asm: per 4 K values one input word, SXTB16 twice, two LDMs of
  *    the 4 channels' widened weight words, 8 SMLAD (13 instructions, 16 MACs), all kernel rows in one call.
  *  - MVE (Cortex-M55): 2 pixels x 4 channels, asm: per 16 K values both pixels' input vectors, the 4 channels'
- *    weights as one byte gather each (the low bytes of their int16 words), 8 VMLADAVA.
+ *    weights as one byte gather each (the low bytes of their int16 words), 8 VMLADAVA; a pixel whose window is
+ *    clipped unlike its neighbour's alone (1 pixel x 4 channels).
  *  - plain C elsewhere (and on the host, where the tests run it).
  * Output pixels in row-major order, blocks of 1 (DSP, C) or 2 (MVE) pixels starting at multiples of their size.
  */
@@ -264,6 +265,55 @@ typedef struct {
     int32_t mo, nao, zpo;
 } divqat_fk_mve;
 
+/* acc[0..3] += one pixel's rectangle (*sp, input xa) against a group's weights: divqat_rows4x2_mve for a pixel
+ * alone (a window clipped differently from its neighbour's), per 16 K values one input load, 4 gathers, 4
+ * VMLADAVA. */
+static DIVQAT_NOINLINE void divqat_rows4x1_mve(int32_t *acc, const int8_t *xa, const int16_t *w,
+                                               const divqat_span *sp) {
+    register int32_t a0 __asm__("r0") = acc[0];
+    register int32_t a1 __asm__("r2") = acc[1];
+    register int32_t a2 __asm__("r4") = acc[2];
+    register int32_t a3 __asm__("r6") = acc[3];
+    register const int8_t *pa __asm__("r1") = xa;
+    register const int16_t *pw __asm__("r5") = w;
+    register int32_t n __asm__("r3");
+    int32_t rows = sp->rows;
+    const uint8_t *gt = divqat_rows_gather;
+    __asm__ volatile("ldr          r12, %[gt]\n\t"
+                     "vldrb.u8     q4, [r12]\n\t"
+                     "vldrb.u8     q5, [r12, #16]\n\t"
+                     "vldrb.u8     q6, [r12, #32]\n\t"
+                     "vldrb.u8     q7, [r12, #48]\n\t"
+                     "1:\n\t"
+                     "ldr          %[n], %[nv]\n\t"
+                     "2:\n\t"
+                     "vldrb.8      q0, [%[pa]], #16\n\t"
+                     "vldrb.u8     q2, [%[pw], q4]\n\t"
+                     "vldrb.u8     q3, [%[pw], q5]\n\t"
+                     "vmladava.s8  %[a0], q0, q2\n\t"
+                     "vldrb.u8     q2, [%[pw], q6]\n\t"
+                     "vmladava.s8  %[a1], q0, q3\n\t"
+                     "vldrb.u8     q3, [%[pw], q7]\n\t"
+                     "vmladava.s8  %[a2], q0, q2\n\t"
+                     "vmladava.s8  %[a3], q0, q3\n\t"
+                     "add          %[pw], %[pw], #128\n\t"
+                     "subs         %[n], %[n], #1\n\t"
+                     "bne          2b\n\t"
+                     "ldr          r12, %[rs]\n\t"
+                     "add          %[pa], %[pa], r12\n\t"
+                     "ldr          r12, %[ws]\n\t"
+                     "add          %[pw], %[pw], r12\n\t"
+                     "ldr          r12, %[rows]\n\t"
+                     "subs         r12, r12, #1\n\t"
+                     "str          r12, %[rows]\n\t"
+                     "bne          1b\n\t"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [pa] "+r"(pa), [pw] "+r"(pw),
+                       [n] "=&r"(n), [rows] "+m"(rows)
+                     : [nv] "m"(sp->nq16), [rs] "m"(sp->rstep), [ws] "m"(sp->wstep2), [gt] "m"(gt)
+                     : "r12", "q0", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory");
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 /* A group's fast-epilogue words as lanes (M, -a, b of its 4 channels): loaded once for both pixels. */
 typedef struct {
     int32x4_t m, nsh, b;
@@ -316,7 +366,7 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
         const int32_t has_b = p + 1 < npix;
         const divqat_rect ra = divqat_rows_rect(d, oy, ox);
         /* pixels p and p + 1 together when they are in one row with windows of the same rectangle (pixel b's
-         * starts sw * cin bytes on), else one by one (a pixel alone pairs with itself: its values computed twice) */
+         * starts sw * cin bytes on), else one by one (divqat_rows4x1_mve) */
         int same = 0;
         if (has_b && ox + 1 < ow) {
             const divqat_rect rb = divqat_rows_rect(d, oy, ox + 1);
@@ -328,7 +378,7 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
             const divqat_rect r = s ? divqat_rows_rect(d, qy, qx) : ra;
             const int empty = divqat_rect_empty(r), whole = divqat_rect_whole(r, d);
             const divqat_span sa = divqat_rows_span(x, d, qy, qx, r);
-            const int8_t *xb = same ? sa.x + bstep : sa.x;
+            const int8_t *xb = sa.x + bstep;
             const int16_t *wg = w + sa.woff;
             int8_t *ya = y + px * cout;
             const int8_t *rs = res + px * cout;
@@ -338,7 +388,10 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
                 divqat_rows_bias(acc, q);
                 if (!whole) divqat_rows_pad(acc, cg, r, d);
                 acc[4] = acc[0], acc[5] = acc[1], acc[6] = acc[2], acc[7] = acc[3];
-                if (!empty) divqat_rows4x2_mve(acc, sa.x, xb, wg, &sa);
+                if (!empty && same)
+                    divqat_rows4x2_mve(acc, sa.x, xb, wg, &sa);
+                else if (!empty)
+                    divqat_rows4x1_mve(acc, sa.x, wg, &sa);
                 const divqat_rq_mve rq = divqat_rows_rq_mve(q);
                 divqat_rows_store_mve(acc, &rq, ya + c, cout - c, rs + c, df, &fk, fused);
                 if (same) divqat_rows_store_mve(acc + 4, &rq, ya + cout + c, cout - c, rs + cout + c, df, &fk, fused);
