@@ -5,8 +5,10 @@ Liveness over the op sequence: a tensor is alive from the op that writes it to t
 (the graph input and output live in the caller's buffers, not in the arena). At each op the live tensors'
 bytes, each rounded up to the arena alignment (16), plus the op's kernel scratch, minus what the op saves by
 writing its output over an input that dies there, where its kernel allows that (manifest ops[].inplace: the
-residual add over either input, a conv over its input starting `lead_bytes` below it; compiler/inplace.py
-proves each from the kernel's order of reads and writes). The bound is the largest such sum; it is printed
+residual add over either input, a conv over its input starting `lead_bytes` below it, a conv fused with its
+residual ADD exactly over the residual (`exact`); compiler/inplace.py proves each from the kernel's order of
+reads and writes). A conv fused with its ADD (manifest kind "conv2d_add", compiler/fuse.py) is one op: the
+conv's own output is never stored. The bound is the largest such sum; it is printed
 beside the arena the compiler emitted, and they are equal when the packing is optimal.
 
 What it does not assume: any other sharing (a depthwise or TE kernel over its input, a conv output over an
@@ -72,6 +74,13 @@ def compiled_graph(graph, manifest: dict):
 
         graph = to_nhwc(graph)
     ops = manifest["ops"]
+    fused = {op["name"] for op in ops if op.get("kind") == "conv2d_add"}
+    if fused:  # convs run with their residual ADD (compiler/fuse.py): the same pairs as one op each
+        from divqat_tvm.compiler.fuse import residual_adds
+
+        graph = residual_adds(graph, manifest.get("requant", "fixed"), fused)
+    if [op.name for op in graph.ops] != [op["name"] for op in ops]:
+        raise SystemExit("arena_bound: the manifest's ops are not this model's (compile it again).")
     return graph, [int(op.get("scratch_bytes", 0)) for op in ops], [op.get("inplace") for op in ops]
 
 

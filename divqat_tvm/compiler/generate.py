@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.compiler import inplace, lower, native, tune
+from divqat_tvm.compiler import fuse, inplace, lower, native, tune
 from divqat_tvm.compiler.emit import write_artifact, write_cmake_lists
 from divqat_tvm.compiler.graph import Graph
 from divqat_tvm.compiler.layout import to_nhwc
@@ -38,6 +38,8 @@ def generate(
         raise CompileError(f"prefix '{prefix}' is not a C identifier.", "Use letters, digits and underscores.")
     tvm_version = lower.check_tvm_version()
     t0 = time.perf_counter()
+    if kernels == "native":  # a conv and its residual ADD as one kernel where that lowers the arena (fuse.py)
+        graph = fuse.where_it_lowers_the_peak(graph, requant)
     records: dict[int, dict[str, Any]] = {}
     if tuning is not None and kernels == "native":
         core = (manifest or {}).get("core")
@@ -51,6 +53,10 @@ def generate(
 
             tune.measure_layers(graph, requant, core, tuning, build)
         overrides, records = tune.cached_choices(graph, requant, core, tuning.cache)
+    if kernels == "native":  # the scratch-free conv for the layers whose scratch sets the arena's peak
+        given = overrides or {}
+        calls = {i: given[i] if i in given else native.select(graph, op, requant) for i, op in enumerate(graph.ops)}
+        overrides = {**calls, **inplace.scratch_free(graph, requant, calls, set(given)), **given}  # selected once
     chosen: dict[int, Any] = {}
     mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen, overrides=overrides))
     plan = lower.read_plan(mod)

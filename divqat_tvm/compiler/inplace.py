@@ -15,6 +15,13 @@ tests/compiler/test_inplace.py run every such layer over its input on the host a
   byte that block b or a later one reads: with the output at x - lead,
   lead >= (end of block b) * cout - (lowest input byte read by a pixel >= the start of block b), for every b.
   The scratch (im2col) is a separate tensor; the weights and constants are in flash.
+- divqat_conv_rows_s8 (csrc/conv_rows_s8.c): the same rule and lead as divqat_conv_s8: output pixels in row-major
+  order, in blocks of 1 (DSP, C) or 2 (MVE) pixels starting at multiples of their size, so every block lies inside
+  one CONV_PIXEL_BLOCK block and the lead for blocks of 4 covers it; it reads only the input (no scratch).
+- divqat_conv_rows_add_s8 (the same file, a conv with its residual ADD): over the residual input only, and
+  exactly at its address (`memory.Overlap.exact`): each output element is computed from the conv's input alone,
+  then the residual's element at the same index is read and the result written there; no other residual byte
+  is read for it. Lower would not be safe (the MVE path writes pixel b's group before pixel a's next group).
 - every other kernel (depthwise with its ring rows, TVM's TE loops): no overlap.
 
 The leads hold for the kernel sources they were derived from: VERIFIED pins a digest of each, and a kernel whose
@@ -26,19 +33,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from divqat_tvm.compiler import memory, native
+from divqat_tvm.compiler.graph import Conv2D, Graph
 
 #: the largest block of output pixels any path of csrc/conv_s8.c writes before it has read its inputs
 CONV_PIXEL_BLOCK = 4
 
 #: kernel -> (its source in csrc/, sha256 prefix of the version whose access order the lead was derived from)
 VERIFIED = {
-    "divqat_conv_s8": ("conv_s8.c", "2c720f681dc26d3b"),
+    "divqat_conv_s8": ("conv_s8.c", "a92901375955d31d"),
     "divqat_add_s8": ("add_s8.c", "d9c1d2a5eb4dac58"),
+    "divqat_conv_rows_s8": ("conv_rows_s8.c", "182a0c32e4b5c6ac"),
+    "divqat_conv_rows_add_s8": ("conv_rows_s8.c", "182a0c32e4b5c6ac"),
 }
 
 
@@ -85,25 +96,48 @@ def conv_lead(desc: np.ndarray, block: int = CONV_PIXEL_BLOCK) -> int:
     return memory.align_up(max(int(np.max(ends - later[starts])), 0))
 
 
-def kernel_lead(call: native.NativeCall) -> int | None:
-    """The lead of a native call whose kernel may write over its input, else None."""
+@dataclass(frozen=True)
+class Rule:
+    """The output may be written over the call's input at position `arg` (in the call's argument order), starting
+    `lead` bytes below it or lower, or (`exact`) exactly at its address."""
+
+    arg: int
+    lead: int
+    exact: bool = False
+
+
+def kernel_rules(call: native.NativeCall) -> list[Rule]:
+    """The overlaps a native call's kernel allows (none for a kernel changed since its order was checked)."""
     if call.function in VERIFIED and not verified(call.function):
-        return None  # changed since its access order was checked: no overlap
+        return []  # changed since its access order was checked: no overlap
     if call.function == "divqat_add_s8":
-        return 0
-    if call.function == "divqat_conv_s8" and int(call.consts[2][_D["oh"]]) * int(call.consts[2][_D["ow"]]) > 1:
-        return conv_lead(call.consts[2])
-    return None  # fully connected (one pixel) gains nothing; depthwise and TE kernels never overlap
+        return [Rule(0, 0), Rule(1, 0)]
+    if call.function == "divqat_conv_rows_add_s8":
+        return [Rule(1, 0, exact=True)]
+    desc = call.consts[2] if len(call.consts) > 2 else None
+    if call.function in ("divqat_conv_s8", "divqat_conv_rows_s8") and desc is not None:
+        if int(desc[_D["oh"]]) * int(desc[_D["ow"]]) > 1:
+            return [Rule(0, conv_lead(desc))]
+    return []  # fully connected (one pixel) gains nothing; depthwise and TE kernels never overlap
+
+
+def kernel_lead(call: native.NativeCall) -> int | None:
+    """The lead of a native call whose kernel may write over an input (its first rule's), else None."""
+    rules = kernel_rules(call)
+    return rules[0].lead if rules else None
 
 
 def op_inplace(chosen: dict[int, Any]) -> dict[int, dict[str, Any]]:
-    """{op index: {"inputs": op input positions the output may overwrite, "lead_bytes": lead}} (the manifest's
-    ops[].inplace) for the ops whose kernel allows it."""
+    """{op index: {"inputs": op input positions the output may overwrite, "lead_bytes": lead[, "exact": True]}}
+    (the manifest's ops[].inplace) for the ops whose kernel allows it."""
     out: dict[int, dict[str, Any]] = {}
     for i, call in chosen.items():
-        lead = kernel_lead(call) if call is not None else None
-        if call is not None and lead is not None:
-            out[i] = {"inputs": sorted(call.inputs), "lead_bytes": lead}
+        rules = kernel_rules(call) if call is not None else []
+        if rules:
+            entry: dict[str, Any] = {"inputs": sorted(call.inputs[r.arg] for r in rules), "lead_bytes": rules[0].lead}
+            if any(r.exact for r in rules):
+                entry["exact"] = True
+            out[i] = entry
     return out
 
 
@@ -119,13 +153,74 @@ def overlaps(plan_calls: list[tuple[str, list[str]]], chosen: dict[int, Any], ar
     result: list[memory.Overlap] = []
     for i, (_, args) in enumerate(plan_calls):
         call = chosen.get(i)
-        lead = kernel_lead(call) if call is not None else None
-        if call is None or lead is None:
+        rules = kernel_rules(call) if call is not None else []
+        if call is None or not rules:
             continue
         out = args[len(call.inputs) + len(call.consts)]
         if out not in arena or first[out] != i:
             continue
-        for name in dict.fromkeys(args[: len(call.inputs)]):
-            if name in arena and last[name] == i:
-                result.append(memory.Overlap(out, name, lead))
+        for r in rules:
+            name = args[r.arg]
+            if name in arena and last[name] == i and name != out:
+                result.append(memory.Overlap(out, name, r.lead, r.exact))
     return result
+
+
+# ---------------------------------------------------------------- the planner's choice of scratch-free convs
+def graph_live_bytes(graph: Graph, calls: dict[int, Any]) -> dict[int, int]:
+    """Bytes alive at each op of `graph` run by `calls` ({op index: NativeCall or None}): its activations (not the
+    graph's input and output: the caller's buffers), each kernel's scratch, less the overlaps its kernel allows:
+    the same intervals and overlaps the arena is packed from (one call per op)."""
+    outside = {graph.input, graph.output}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, op in enumerate(graph.ops):
+        for name in [*op.inputs, op.output]:
+            if name not in outside:
+                first.setdefault(name, i)
+                last[name] = i
+    ivs = [memory.Interval(n, graph.tensors[n].nbytes, first[n], last[n]) for n in first]
+    ovl: list[memory.Overlap] = []
+    for i, op in enumerate(graph.ops):
+        call = calls.get(i)
+        if call is None:
+            continue
+        if call.scratch_bytes:
+            ivs.append(memory.Interval(f"scratch{i}", call.scratch_bytes, i, i))
+        for r in kernel_rules(call):
+            name = op.inputs[call.inputs[r.arg]]
+            if op.output not in outside and name not in outside and last.get(name) == i:
+                ovl.append(memory.Overlap(op.output, name, r.lead, r.exact))
+    return memory.live_bytes(ivs, ovl)
+
+
+def scratch_free(graph: Graph, scheme: str, calls: dict[int, Any], fixed: set[int] = frozenset()) -> dict[int, Any]:  # type: ignore[assignment]
+    """{op index: divqat_conv_rows_s8 call} for the convs whose scratch sets the arena's peak: while every op at the
+    peak has a scratch and a scratch-free kernel (native.rows_call) that lowers it, they take it; the others keep
+    their kernel with its scratch (faster on some cores, and half the weight flash). Where the scratch alone is the
+    peak (a single layer between the caller's buffers) nothing changes. `fixed`: ops whose kernel was chosen
+    elsewhere (tuning)."""
+    chosen: dict[int, Any] = {}
+    current = dict(calls)
+    while True:
+        live = graph_live_bytes(graph, current)
+        if not live:
+            return chosen
+        peak = max(live.values())
+        at = [i for i, v in live.items() if v == peak]
+        if all(peak == memory.align_up(getattr(current.get(i), "scratch_bytes", 0)) for i in at):
+            return chosen  # the scratch alone is the peak (a layer between the caller's buffers): nothing to share
+        swap: dict[int, Any] = {}
+        for i in at:
+            call, op = current.get(i), graph.ops[i]
+            alt = None
+            if call is not None and call.scratch_bytes and i not in fixed and type(op) is Conv2D:
+                alt = native.rows_call(graph, op, scheme)
+            if alt is None:
+                return chosen  # an op at the peak keeps it whatever the others do
+            swap[i] = alt
+        trial = {**current, **swap}
+        if max(graph_live_bytes(graph, trial).values()) >= peak:
+            return chosen
+        current = trial
+        chosen.update(swap)

@@ -7,7 +7,8 @@ in a few placement orders, like TFLite Micro's greedy planner), keeping the smal
 
 Tensors alive at the same call never share bytes, except an `Overlap`: a kernel that provably never clobbers
 an input byte it has still to read (compiler/inplace.py) may write its output over that input, starting
-`lead` bytes below it (or lower), when the input dies at that call. The packer then also tries each chain of
+`lead` bytes below it (or lower), when the input dies at that call; an `exact` overlap only at the input's own
+address (a kernel that reads each element just before it writes the same element, and nothing else of it). The packer then also tries each chain of
 such overlaps (a conv writing over its input, the residual add over that) as one rigid block, which a
 lowest-offset greedy would not find on its own (it places the input first, with no room below it).
 `peak_live_bytes` is the matching lower bound: the largest sum of live bytes at one call, minus what the
@@ -16,6 +17,7 @@ best overlap at that call saves.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,10 +49,15 @@ class Overlap:
     out: str
     inp: str
     lead: int
+    exact: bool = False  # only at the input's address (lead 0, nothing lower)
 
     def saving(self, out_bytes: int, inp_bytes: int) -> int:
         """Bytes the overlap saves at its call: the output's bytes that can lie inside the input."""
         return min(max(align_up(out_bytes) - align_up(self.lead), 0), align_up(inp_bytes))
+
+
+#: the lead recorded for an exact overlap (memory-internal: the pair may share bytes only at equal offsets)
+EXACT = -1
 
 
 def lifetimes(calls: list[tuple[str, list[str]]], arena_names: set[str]) -> list[Interval]:
@@ -113,13 +120,48 @@ def pack(intervals: list[Interval], overlaps: Sequence[Overlap] = ()) -> tuple[d
             chained = _chains(by_name, links, prefer_last)
             if len(chained) < len(singles) and chained not in groupings:
                 groupings.append(chained)
+    live = live_bytes(intervals, overlaps)
+    bound = max(live.values(), default=0)
+    peak_steps = [s for s, v in live.items() if v == bound]
     best: tuple[dict[str, int], int] | None = None
     for units in groupings:
         for key in _ORDERS:
             offsets, size = _pack_in_order(sorted(units, key=key), leads)
             if best is None or size < best[1]:
                 best = (offsets, size)
-    return best if best is not None else ({}, 0)
+    if best is None:
+        return {}, 0
+    for units in groupings:  # only when the usual orders miss the bound: many more orders
+        for order in _peak_first_orders(units, peak_steps) if best[1] > bound else []:
+            offsets, size = _pack_in_order(order, leads)
+            if size < best[1]:
+                best = (offsets, size)
+            if best[1] == bound:
+                return best
+    return best
+
+
+_MAX_PEAK_UNITS = 5  # every order of up to this many units alive at a peak call (at most 120 orders per call)
+_MAX_PEAK_CALLS = 8  # the first calls at the peak whose alive units are tried first
+
+
+def _peak_first_orders(units: list[_Unit], peak_steps: list[int]) -> list[list[_Unit]]:
+    """Orders that place the units alive at a peak call first, in every order, then the rest in each of _ORDERS: the
+    greedy puts the first unit at offset 0, and at the peak that choice decides whether the bound is reached (e.g. a
+    chain of overlaps that needs room below it must not be the one at 0)."""
+    orders: list[list[_Unit]] = []
+    seen: set[tuple[str, ...]] = set()
+    for step in peak_steps[:_MAX_PEAK_CALLS]:
+        alive = [u for u in units if u.first <= step <= u.last]
+        names = tuple(sorted(u.name for u in alive))
+        if names in seen or not 1 < len(alive) <= _MAX_PEAK_UNITS:
+            continue
+        seen.add(names)
+        others = [u for u in units if not u.first <= step <= u.last]
+        for key in _ORDERS:
+            rest = sorted(others, key=key)
+            orders += [[*perm, *rest] for perm in itertools.permutations(alive)]
+    return orders
 
 
 def _valid_leads(by_name: dict[str, Interval], overlaps: Sequence[Overlap]) -> _Leads:
@@ -128,17 +170,18 @@ def _valid_leads(by_name: dict[str, Interval], overlaps: Sequence[Overlap]) -> _
     for o in overlaps:
         out, inp = by_name.get(o.out), by_name.get(o.inp)
         if out is not None and inp is not None and out.name != inp.name and inp.last == out.first:
-            leads[(o.out, o.inp)] = align_up(o.lead)
+            leads[(o.out, o.inp)] = EXACT if o.exact else align_up(o.lead)
     return leads
 
 
 def _forbidden(m: Interval, p: Interval, off_p: int, leads: _Leads) -> tuple[int, int]:
-    """The open range of offsets of `m` that collide with `p` placed at off_p (both alive at one call)."""
+    """The open range of offsets of `m` that collide with `p` placed at off_p (both alive at one call). An exact
+    overlap's one allowed offset is not a range: only a chain (`_chains`) places such a pair together."""
     s_m, s_p = align_up(m.nbytes), align_up(p.nbytes)
     lo, hi = off_p - s_m, off_p + s_p
-    if (m.name, p.name) in leads:  # m is written over p: it may start lead bytes below p, or lower
+    if leads.get((m.name, p.name), EXACT) != EXACT:  # m is written over p: it may start lead bytes below p, or lower
         lo = off_p - min(s_m, leads[(m.name, p.name)])
-    if (p.name, m.name) in leads:  # p is written over m: m may start lead bytes above p, or higher
+    if leads.get((p.name, m.name), EXACT) != EXACT:  # p is written over m: m may start lead bytes above p, or higher
         hi = off_p + min(leads[(p.name, m.name)], s_p)
     return lo, hi
 
@@ -172,7 +215,7 @@ def _chains(by_name: dict[str, Interval], leads: _Leads, prefer_last: bool = Fal
         members, rel = [(by_name[name], 0)], 0
         while members[-1][0].name in child:
             out = child[members[-1][0].name]
-            rel -= leads[(out, members[-1][0].name)]
+            rel -= max(leads[(out, members[-1][0].name)], 0)  # an exact overlap: the same offset
             members.append((by_name[out], rel))
         low = min(r for _, r in members)
         chain = [(iv, r - low) for iv, r in members]
@@ -184,12 +227,14 @@ def _chains(by_name: dict[str, Interval], leads: _Leads, prefer_last: bool = Fal
 
 
 def _saving(by_name: dict[str, Interval], out: str, inp: str, lead: int) -> int:
-    return Overlap(out, inp, lead).saving(by_name[out].nbytes, by_name[inp].nbytes)
+    return Overlap(out, inp, max(lead, 0)).saving(by_name[out].nbytes, by_name[inp].nbytes)
 
 
 def _consistent(members: list[tuple[Interval, int]], leads: _Leads) -> bool:
     for i, (a, ra) in enumerate(members):
         for b, rb in members[i + 1 :]:
+            if ra == rb and EXACT in (leads.get((a.name, b.name)), leads.get((b.name, a.name))):
+                continue  # an exact overlap in its place
             if a.overlaps(b):
                 lo, hi = _forbidden(a, b, rb, leads)
                 if lo < ra < hi:
@@ -227,18 +272,23 @@ def _lowest_free(bans: list[tuple[int, int]]) -> int:
     return base
 
 
-def peak_live_bytes(intervals: list[Interval], overlaps: Sequence[Overlap] = ()) -> int:
-    """Lower bound for any arena: the largest sum of (aligned) bytes alive at one call, less the bytes the best
-    overlap allowed at that call saves."""
+def live_bytes(intervals: list[Interval], overlaps: Sequence[Overlap] = ()) -> dict[int, int]:
+    """{call index: the (aligned) bytes alive at that call, less the bytes the best overlap allowed there saves}."""
     if not intervals:
-        return 0
+        return {}
     by_name = {iv.name: iv for iv in intervals}
     saving: dict[int, int] = {}
     for (out, inp), lead in _valid_leads(by_name, overlaps).items():
         step = by_name[out].first
         saving[step] = max(saving.get(step, 0), _saving(by_name, out, inp, lead))
     steps = range(min(i.first for i in intervals), max(i.last for i in intervals) + 1)
-    return max(sum(align_up(i.nbytes) for i in intervals if i.first <= s <= i.last) - saving.get(s, 0) for s in steps)
+    return {s: sum(align_up(i.nbytes) for i in intervals if i.first <= s <= i.last) - saving.get(s, 0) for s in steps}
+
+
+def peak_live_bytes(intervals: list[Interval], overlaps: Sequence[Overlap] = ()) -> int:
+    """Lower bound for any arena: the largest sum of (aligned) bytes alive at one call, less the bytes the best
+    overlap allowed at that call saves."""
+    return max(live_bytes(intervals, overlaps).values(), default=0)
 
 
 def shared_bytes(offsets: dict[str, int], intervals: list[Interval], overlaps: Sequence[Overlap]) -> dict[Overlap, int]:

@@ -35,13 +35,19 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler import requant as rq
-from divqat_tvm.compiler.graph import Add, Conv2D, Dense, Graph, Op
+from divqat_tvm.compiler.graph import Add, Conv2D, Dense, Graph, Op, QTensor
 from divqat_tvm.errors import CompileError
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 HEADER = "divqat_nn.h"
 #: C function -> source file in csrc/
-SOURCES = {"divqat_conv_s8": "conv_s8.c", "divqat_dwconv_s8": "dwconv_s8.c", "divqat_add_s8": "add_s8.c"}
+SOURCES = {
+    "divqat_conv_s8": "conv_s8.c",
+    "divqat_dwconv_s8": "dwconv_s8.c",
+    "divqat_add_s8": "add_s8.c",
+    "divqat_conv_rows_s8": "conv_rows_s8.c",
+    "divqat_conv_rows_add_s8": "conv_rows_s8.c",
+}
 
 # Descriptor words (csrc/divqat_nn.h, enum DQ_*)
 DESC_FIELDS = (
@@ -181,10 +187,10 @@ def _gemm_call(
     )
 
 
-def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
-    """The native kernel for a conv, or None when it must stay on the TE path."""
+def _conv_geom(graph: Graph, op: Conv2D) -> tuple[np.ndarray, dict[str, int]] | None:
+    """The conv's real multipliers and geometry (descriptor fields), or None when it is not a batch-1 NHWC conv."""
     ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
-    if scheme != "fixed" or ti.layout != "NHWC" or to.layout != "NHWC" or ti.shape[0] != 1:
+    if ti.layout != "NHWC" or to.layout != "NHWC" or ti.shape[0] != 1:
         return None
     _, cin, ih, iw = ti.nchw()
     _, cout, oh, ow = to.nchw()
@@ -205,12 +211,27 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
         pt=op.padding[0],
         pl=op.padding[1],
     )
+    return real, geom
+
+
+def _ohwi_rows(op: Conv2D) -> np.ndarray:
+    """[cout, kh*kw*cin] weight rows in OHWI order (the K order of every conv kernel)."""
+    return np.ascontiguousarray(op.weight.transpose(0, 2, 3, 1)).reshape(op.weight.shape[0], -1)
+
+
+def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
+    """The native kernel for a conv, or None when it must stay on the TE path."""
+    got = _conv_geom(graph, op) if scheme == "fixed" else None
+    if got is None:
+        return None
+    real, geom = got
+    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    cin, cout, kh, kw = geom["cin"], to.nchw()[1], geom["kh"], geom["kw"]
     if op.groups == 1:
-        w2d = np.ascontiguousarray(op.weight.transpose(0, 2, 3, 1)).reshape(cout, -1)  # OIHW -> OHWI rows
         direct = kh == 1 and kw == 1 and not any(op.padding)
         return _gemm_call(
             op.name,
-            w2d,
+            _ohwi_rows(op),
             op.bias,
             real,
             geom,
@@ -224,6 +245,117 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
     if op.groups == cin == cout:
         return _dw_call(op, real, geom, ti.zero_point, to.zero_point, tuple(to.shape))
     return None
+
+
+# ---------------------------------------------------------------- scratch-free conv (csrc/conv_rows_s8.c)
+ROWS_CIN_MULTIPLE = 16  # whole 16-value vectors per tap (MVE), whole 4-quad steps (DSP)
+
+
+def rows_weights(w2d: np.ndarray) -> np.ndarray:
+    """[cout, K] OHWI rows in csrc/conv_rows_s8.c's int16 layout: zero rows up to a multiple of 4 channels; per
+    group of 4 channels, per 4 K values, per channel (w0, w2, w1, w3). Flat int16."""
+    cout, k = w2d.shape
+    rows = np.zeros((_round_up(cout, 4), k), np.int16)
+    rows[:cout] = w2d
+    quads = rows.reshape(-1, 4, k // 4, 4)[..., [0, 2, 1, 3]]  # [group, channel, quad, w0 w2 w1 w3]
+    return np.ascontiguousarray(quads.transpose(0, 2, 1, 3)).reshape(-1)
+
+
+def rows_corrections(w2d: np.ndarray, taps: int, zp_in: int) -> np.ndarray:
+    """[group, tap, 4 channels] int32: zp_in * sum over the tap's input channels of w, what a tap in the padding
+    adds (the bias' assumes every tap inside). Flat int32."""
+    cout, k = w2d.shape
+    per_tap = np.zeros((_round_up(cout, 4), taps), np.int64)
+    per_tap[:cout] = w2d.astype(np.int64).reshape(cout, taps, k // taps).sum(axis=2) * zp_in
+    return np.ascontiguousarray(per_tap.reshape(-1, 4, taps).transpose(0, 2, 1)).reshape(-1).astype(np.int32)
+
+
+def rows_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
+    """divqat_conv_rows_s8 for a groups-1 conv that reads its input rows in place (no scratch), or None where that
+    kernel does not apply: input channels not a multiple of 16, dilation, or an epilogue that is not the fast
+    one."""
+    got = _conv_geom(graph, op) if scheme == "fixed" and op.groups == 1 else None
+    if got is None:
+        return None
+    real, geom = got
+    if geom["cin"] % ROWS_CIN_MULTIPLE or geom["dh"] != 1 or geom["dw"] != 1:
+        return None
+    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    w2d = _ohwi_rows(op)
+    cout, k = w2d.shape
+    b = _folded_bias(op.bias, w2d, ti.zero_point, op.name)
+    bound = np.abs(b) + np.abs(w2d.astype(np.int64)).sum(axis=1) * 128  # padding terms included: |zp_in| <= 128
+    qp, fast = _requant_words(real, b, to.zero_point, op.act_min, op.act_max, bound)
+    if not fast:
+        return None
+    desc = _desc(
+        **geom,
+        cout=cout,
+        zp_in=ti.zero_point,
+        zp_out=to.zero_point,
+        lo=op.act_min,
+        hi=op.act_max,
+        k=k,
+        kp=k,
+        flags=FLAG_FAST,
+    )
+    corr = rows_corrections(w2d, geom["kh"] * geom["kw"], ti.zero_point)
+    return NativeCall(
+        "divqat_conv_rows_s8",
+        [rows_weights(w2d), _pad_channels(qp).reshape(-1), desc, corr],
+        0,
+        tuple(to.shape),
+        {"epilogue": "fast", "columns": "rows (no scratch)", "k": k},
+    )
+
+
+# fused ADD words (csrc/conv_rows_s8.c, enum DF_*): two 256-entry stage tables, then the output stage
+FUSED_ADD_WORDS = 2 * 256 + 6
+
+
+def fused_add_words(tc: QTensor, tr: QTensor, to: QTensor, lo: int, hi: int) -> np.ndarray | None:
+    """TFLite ADD(conv value, residual) as csrc/conv_rows_s8.c's DF_* words, or None where the kernel's output stage
+    is not exact for it. Each input's stage MultiplyByQuantizedMultiplier((q - zp) << 20, M, shift) is tabulated for
+    the 256 int8 q with the reference's own integer math (requant.multiply_by_quantized_multiplier); the output
+    stage is the fast epilogue, which needs M > 2^30 and 1 <= shift <= 22 (as add_call) and |sum| < 2^30 (each
+    stage is at most 255 * 2^19 in magnitude)."""
+    twice_max = 2.0 * max(tc.scale, tr.scale)
+    q = np.arange(-128, 128, dtype=np.int64)
+    tables = []
+    for t in (tc, tr):
+        m, sh = rq.quantize_multiplier(t.scale / twice_max)
+        tables.append(rq.multiply_by_quantized_multiplier((q - t.zero_point) << rq.ADD_LEFT_SHIFT, m, sh))
+    mo, so = rq.quantize_multiplier(twice_max / ((1 << rq.ADD_LEFT_SHIFT) * to.scale))
+    ao = -int(so)
+    if not (mo > (1 << 30) and 1 <= ao <= FAST_MAX_SHIFT):
+        return None
+    if max(int(np.abs(t).max()) for t in tables) * 2 >= ACC_LIMIT:
+        return None
+    tail = [int(mo), ao, (1 << (ao - 1)) + (to.zero_point << ao), lo, hi, to.zero_point]
+    return np.concatenate([*tables, np.array(tail, np.int64)]).astype(np.int32)
+
+
+def fused_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
+    """divqat_conv_rows_add_s8 for a fuse.ConvAdd (the conv by rows, its ADD applied per element and written over
+    the residual's index), or None where either part is not exact on that kernel."""
+    conv = op.conv()  # type: ignore[attr-defined]  # fuse.ConvAdd (native cannot import fuse: fuse imports native)
+    call = rows_call(graph, conv, scheme)
+    if call is None:
+        return None
+    tc, tr, to = (graph.tensors[n] for n in (op.mid, op.inputs[1], op.output))  # type: ignore[attr-defined]
+    if tr.layout != "NHWC" or to.layout != "NHWC" or tr.shape != tc.shape or to.shape != tc.shape:
+        return None
+    df = fused_add_words(tc, tr, to, op.add_act_min, op.add_act_max)  # type: ignore[attr-defined]
+    if df is None:
+        return None
+    return NativeCall(
+        "divqat_conv_rows_add_s8",
+        [*call.consts, df],
+        0,
+        tuple(to.shape),
+        {**call.variant, "fused": f"ADD {op.add_name}"},  # type: ignore[attr-defined]
+        inputs=(0, 1),
+    )
 
 
 DW_MAX_KH, DW_MAX_ROWS = 8, 16  # csrc/dwconv_s8.c: DIVQAT_DW_MAX_KH, DIVQAT_DW_MAX_ROWS
@@ -457,6 +589,8 @@ def add_call(graph: Graph, op: Add, scheme: str) -> NativeCall | None:
 
 def select(graph: Graph, op: Op, scheme: str) -> NativeCall | None:
     """The native kernel call for `op`, or None (the op keeps its TE kernel)."""
+    if isinstance(op, Conv2D) and op.kind == "conv2d_add":  # fuse.ConvAdd
+        return fused_call(graph, op, scheme)
     if isinstance(op, Conv2D):
         return conv_call(graph, op, scheme)
     if isinstance(op, Dense):
@@ -508,6 +642,11 @@ _BLOCKS = {
         "mve": "4 channels x 2 pixels (VMLADAVA); one pixel: 4 channels x 1 pixel",
         "c": "1 channel x 1 pixel (C)",
     },
+    "divqat_conv_rows_s8": {
+        "dsp": "1 pixel x 4 channels (SMLAD on input words widened in registers, int16 weights)",
+        "mve": "2 pixels x 4 channels (VMLADAVA, weights by byte gather)",
+        "c": "1 pixel x 4 channels (C)",
+    },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
         "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
@@ -517,12 +656,15 @@ _BLOCKS = {
 }
 
 
+_BLOCK_OF = {"divqat_conv_rows_add_s8": "divqat_conv_rows_s8"}
+
+
 def manifest_entry(call: NativeCall | None, core: str | None) -> dict[str, Any]:
     """The manifest's `ops[].kernel` for a native call, or for a TVM-generated kernel (None)."""
     if call is None:
         return {"name": "tvm", "variant": {"source": "TE kernel scheduled by TVM (kernels.py)"}}
     path = kernel_path(core)
-    block = _BLOCKS[call.function].get(path, "chosen when compiled")
+    block = _BLOCKS[_BLOCK_OF.get(call.function, call.function)].get(path, "chosen when compiled")
     return {
         "name": call.function,
         "variant": {"path": path, "block": block, **call.variant},
@@ -542,8 +684,8 @@ def library_source(functions: list[str]) -> str:
     if not functions:
         return ""
     parts = [(CSRC / HEADER).read_text()]
-    for f in functions:
-        parts.append(_INCLUDE.sub("", (CSRC / SOURCES[f]).read_text()))
+    for file in dict.fromkeys(SOURCES[f] for f in functions):  # a file with two entries is pasted once
+        parts.append(_INCLUDE.sub("", (CSRC / file).read_text()))
     return "\n".join(parts)
 
 

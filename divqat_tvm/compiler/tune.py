@@ -4,6 +4,8 @@ instructions on the core, cached by (layer signature, core) so a later compile r
 Candidates of a layer (every one exact, each tested against the numpy reference on its own):
   "native"         the hand-written kernel native.select picks (csrc/), with its own column strategy;
   "native-im2col"  for a 1x1 conv that kernel reads in place (DQ_DIRECT), the same kernel through im2col;
+  "native-rows"    for a conv the scratch-free kernel takes (csrc/conv_rows_s8.c), that one (faster than the
+                   im2col one for some layers on some cores, slower for others);
   "te"             the TVM-scheduled TE kernel (kernels.py).
 Layers with a single candidate (pooling, reshape, softmax, ...) are not tuned.
 
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from divqat_tvm.compiler import native
-from divqat_tvm.compiler.graph import Graph, Op
+from divqat_tvm.compiler.graph import Conv2D, Graph, Op
 from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json
 
@@ -65,6 +67,10 @@ def candidates(graph: Graph, op: Op, scheme: str) -> dict[str, native.NativeCall
     out: dict[str, native.NativeCall | None] = {"native": call}
     if call.function == "divqat_conv_s8" and call.variant.get("columns") == "direct":
         out["native-im2col"] = _through_im2col(call)
+    if call.function == "divqat_conv_s8" and type(op) is Conv2D:  # the scratch-free conv, where it applies
+        rows = native.rows_call(graph, op, scheme)
+        if rows is not None:
+            out["native-rows"] = rows
     out["te"] = None
     return out
 

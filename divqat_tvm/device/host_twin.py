@@ -34,8 +34,10 @@ from divqat_tvm.toolchain import shared_library
 BASE_CFLAGS = ["-O3", "-std=gnu11", "-ffp-contract=off", "-fno-fast-math", "-Wall"]
 HOST_BUILDS = ("auto", "native", "portable")
 _P = ctypes.c_void_p
-# one exported per-layer wrapper of kernels.c whose whole body is a divqat_conv_s8 call
-_CONV_WRAPPER = re.compile(r"TVM_DLL void (\w+)\(([^)]*)\) \{\n  divqat_conv_s8\(([^)]*)\);\n\}")
+# one exported per-layer wrapper of kernels.c whose whole body is a call of a conv kernel host_x86.c replaces
+_CONV_WRAPPER = re.compile(
+    r"TVM_DLL void (\w+)\(([^)]*)\) \{\n  (divqat_conv_s8|divqat_conv_rows_s8|divqat_conv_rows_add_s8)\(([^)]*)\);\n\}"
+)
 
 
 @cache
@@ -76,9 +78,14 @@ def conv_shim(kernels_c: str) -> str:
         "#include <stdint.h>",
         "void dq_host_conv_s8(const int8_t *x, const int8_t *w, const int32_t *qp, const int32_t *d, int8_t *y,",
         "                     int8_t *scratch);",
+        "void dq_host_conv_rows_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,",
+        "                          const int32_t *corr, int8_t *y);",
+        "void dq_host_conv_rows_add_s8(const int8_t *x, const int8_t *res, const int16_t *w, const int32_t *qp,",
+        "                              const int32_t *d, const int32_t *corr, const int32_t *df, int8_t *y);",
     ]
-    for name, params, args in _CONV_WRAPPER.findall(kernels_c):
-        lines.append(f"void {name}({params}) {{ dq_host_conv_s8({args}); }}")
+    for name, params, kernel, args in _CONV_WRAPPER.findall(kernels_c):
+        host = kernel.replace("divqat_", "dq_host_", 1)
+        lines.append(f"void {name}({params}) {{ {host}({args}); }}")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +156,7 @@ class HostTwin:
                 atomic_write_text(shim, text)
             srcs += [CSRC_DIR / "host_x86.c", shim]
             flags = [*flags, f"-I{CSRC_DIR}"]
-            headers += sorted(CSRC_DIR.glob("*.h")) + sorted(CSRC_DIR.glob("conv_s8.c"))
+            headers += sorted(CSRC_DIR.glob("*.h")) + sorted(CSRC_DIR.glob("conv*_s8.c"))
         else:
             out = self.build_dir / f"host-{tag}-portable"
         # the firmware's own C is held to -Werror (the generated model C to -Wall)

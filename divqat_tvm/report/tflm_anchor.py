@@ -302,38 +302,52 @@ def tflite_index(op_name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _indices(op_name: str) -> list[int]:
+    """The TFLite operator indices one of our ops runs: one, or each part of a fused op's name ('conv_2d_2+add_3')."""
+    parts = [tflite_index(p) for p in (op_name or "").split("+")]
+    return [] if any(i is None for i in parts) else [i for i in parts if i is not None]
+
+
 def per_operator_table(ours: list[dict[str, Any]], ref: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Our per-operator counts grouped by TFLite operator index, beside the reference's (same index), with ratios.
 
     `ours`: rows of footprint's per_operator (name, kind, macs, count); `ref`: [{index, label, instructions}].
-    Our ops whose names carry no TFLite index are listed alone (no reference, no ratio)."""
+    An op of ours that runs several TFLite operators at once (a conv fused with its ADD, named 'conv_2d_2+add_3')
+    is one row against the sum of theirs. Our ops whose names carry no TFLite index are listed alone (no reference,
+    no ratio)."""
     refs = {r["index"]: r for r in (ref or [])}
     groups: dict[Any, dict[str, Any]] = {}
+    covers: dict[Any, list[int]] = {}
     order: list[Any] = []
     for op in ours:
-        idx = tflite_index(op.get("name", ""))
-        key = idx if idx is not None else f"ours:{op.get('name')}"
+        idxs = _indices(op.get("name", ""))
+        key = idxs[0] if idxs else f"ours:{op.get('name')}"
         if key not in groups:
-            groups[key] = {"tflite_index": idx, "ours_ops": [], "macs": 0, "ours": 0.0}
+            groups[key] = {"tflite_index": idxs[0] if idxs else None, "ours_ops": [], "macs": 0, "ours": 0.0}
+            covers[key] = []
             order.append(key)
         g = groups[key]
+        covers[key] += [i for i in idxs if i not in covers[key]]
         g["ours_ops"].append(op.get("name"))
         g["macs"] += int(op.get("macs") or 0)
         g["ours"] += float(op.get("count") or 0.0)
+    covered = {i for c in covers.values() for i in c}
     for idx in refs:
-        if idx not in groups:
+        if idx not in groups and idx not in covered:
             groups[idx] = {"tflite_index": idx, "ours_ops": [], "macs": 0, "ours": None}
+            covers[idx] = [idx]
             order.append(idx)
     rows = []
     for key in sorted(order, key=lambda k: (k if isinstance(k, int) else 10**9, str(k))):
         g = groups[key]
-        r = refs.get(g["tflite_index"]) if g["tflite_index"] is not None else None
+        theirs = [refs[i] for i in sorted(covers[key]) if i in refs]
+        tflm = sum(r["instructions"] for r in theirs) if theirs else None
         rows.append(
             {
                 **g,
-                "tflm_label": r["label"] if r else None,
-                "tflm_cmsis_nn": r["instructions"] if r else None,
-                "ratio": ratio(g["ours"], r["instructions"] if r else None),
+                "tflm_label": " + ".join(r["label"] for r in theirs) if theirs else None,
+                "tflm_cmsis_nn": tflm,
+                "ratio": ratio(g["ours"], tflm),
             }
         )
     return rows

@@ -43,14 +43,17 @@ def test_a_changed_kernel_gets_no_overlap(monkeypatch) -> None:
 # ---------------------------------------------------------------- memory.pack with overlaps
 def _valid(offsets: dict[str, int], ivs: list[memory.Interval], overlaps: list[memory.Overlap]) -> bool:
     """Every two tensors alive at one call are disjoint, or an allowed overlap with the output lead bytes (or
-    more) below the input."""
-    lead = {(o.out, o.inp): memory.align_up(o.lead) for o in overlaps}
+    more) below the input, or an exact one at the input's own offset."""
+    lead = {(o.out, o.inp): memory.align_up(o.lead) for o in overlaps if not o.exact}
+    exact = {(o.out, o.inp) for o in overlaps if o.exact}
     for i, a in enumerate(ivs):
         for b in ivs[i + 1 :]:
             if not a.overlaps(b):
                 continue
             oa, ob = offsets[a.name], offsets[b.name]
             if oa + memory.align_up(a.nbytes) <= ob or ob + memory.align_up(b.nbytes) <= oa:
+                continue
+            if oa == ob and ((a.name, b.name) in exact or (b.name, a.name) in exact):
                 continue
             if (a.name, b.name) in lead and oa <= ob - lead[(a.name, b.name)]:
                 continue
@@ -75,6 +78,34 @@ def test_residual_block_packs_to_its_bound() -> None:
     assert _valid(offsets, ivs, ovl)
     assert size == memory.peak_live_bytes(ivs, ovl) == 3 * 16384 + 1296 - (16384 - 592)
     assert memory.pack(ivs)[1] == memory.peak_live_bytes(ivs) == 3 * 16384 + 1296  # no overlaps: 50,448
+
+
+def test_fused_residual_block_packs_to_two_activations() -> None:
+    """ResNet-8's first block with the second conv fused with its ADD (no scratch: the scratch-free conv): x and
+    conv1(x) alive, the fused op's output exactly over x; then the next block's conv over the sum with a lead. The
+    chain (x, sum, next) must not sit at offset 0 (it needs room below it): the peak-first orders find that."""
+    ivs = [
+        memory.Interval("x", 16384, 0, 2),
+        memory.Interval("c1", 16384, 1, 2),
+        memory.Interval("sum", 16384, 2, 4),
+        memory.Interval("d", 8192, 3, 4),
+        memory.Interval("s3", 1296, 3, 3),
+        memory.Interval("e", 8192, 4, 5),
+        memory.Interval("s4", 144, 4, 4),
+    ]
+    ovl = [memory.Overlap("sum", "x", 0, exact=True), memory.Overlap("e", "sum", 128)]
+    offsets, size = memory.pack(ivs, ovl)
+    assert _valid(offsets, ivs, ovl) and offsets["sum"] == offsets["x"]
+    assert size == memory.peak_live_bytes(ivs, ovl) == 2 * 16384
+
+
+def test_an_exact_overlap_is_only_at_the_inputs_address() -> None:
+    """Without the chain an exact pair is kept apart (the greedy places ranges, not single offsets)."""
+    ivs = [memory.Interval("a", 4096, 0, 1), memory.Interval("b", 4096, 1, 2)]
+    ovl = [memory.Overlap("b", "a", 0, exact=True)]
+    offsets, size = memory.pack(ivs, ovl)
+    assert offsets["a"] == offsets["b"] and size == 4096 and _valid(offsets, ivs, ovl)
+    assert not _valid({"a": 16, "b": 0}, ivs, ovl)  # lower is not allowed for an exact overlap
 
 
 def test_overlaps_chained_only_where_needed_reach_the_bound() -> None:
@@ -269,12 +300,37 @@ def _check_overlapped(manifest: dict, graph: Graph) -> None:
         assert o["inplace"]["shared_bytes"] == min(out_b - o["inplace"]["lead_bytes"], in_b)
 
 
+#: chain cases whose middle conv the scratch-free kernel takes (input channels a multiple of 16)
+ROWS_CHAINS = ["3x3_pad1_c16"]
+
+
+def _overrides(case: str, graph: Graph, kernel: str) -> dict:
+    """The middle conv's kernel: "gemm" (divqat_conv_s8 with its scratch) or "rows" (divqat_conv_rows_s8)."""
+    from divqat_tvm.compiler import native
+
+    if kernel == "rows":
+        return {1: native.rows_call(graph, graph.ops[1], "fixed")}
+    if case in GRAPHS and case != "residual":
+        return {1: native.conv_call(graph, graph.ops[1], "fixed")}
+    return {}
+
+
+KERNEL_CASES = [(c, "gemm") for c in GRAPHS] + [(c, "rows") for c in ROWS_CHAINS]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(GRAPHS))
-def test_overlapped_layers_host_bit_exact(tmp_path, case: str) -> None:
+@pytest.mark.parametrize("case,kernel", KERNEL_CASES)
+def test_overlapped_layers_host_bit_exact(tmp_path, case: str, kernel: str) -> None:
     rng = np.random.default_rng(sum(map(ord, case)))
     graph = GRAPHS[case](rng)
-    manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
+    manifest = generate(
+        graph,
+        tmp_path / "m",
+        requant="fixed",
+        manifest={"core": "cortex-m7"},
+        overrides=_overrides(case, graph, kernel),
+    )
+    assert kernel == "gemm" or manifest["ops"][1]["kernel"]["name"] == "divqat_conv_rows_s8"
     _check_overlapped(manifest, graph)
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     want = run_reference(graph, x, "fixed")
@@ -288,8 +344,9 @@ def test_a_conv_written_in_place_without_its_lead_is_caught(tmp_path, monkeypatc
     """With the conv leads set to 0 (output at its input's address) the same runs go wrong: the exactness tests
     above do exercise the overlaps. (The leads are conservative for the plain C path the host runs, which reads
     a pixel's window before writing it, so a lead a little short would still pass there.)"""
-    real = inplace.kernel_lead
-    monkeypatch.setattr(inplace, "kernel_lead", lambda call: None if real(call) is None else 0)
+    real = inplace.kernel_rules
+    monkeypatch.setattr(inplace, "kernel_rules", lambda call: [inplace.Rule(r.arg, 0, r.exact) for r in real(call)])
+    monkeypatch.setattr(inplace, "scratch_free", lambda *a, **k: {})
     rng = np.random.default_rng(sum(map(ord, case)))
     graph = GRAPHS[case](rng)
     generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
@@ -312,15 +369,20 @@ def test_a_conv_written_in_place_without_its_lead_is_caught(tmp_path, monkeypatc
     ],
 )
 def test_overlapped_layers_bit_exact_under_qemu(tmp_path, board: str, core: str) -> None:
-    """The DSP (M7, M4), MVE (M55) and plain C (M3) paths of the kernels, written over their inputs."""
+    """The DSP (M7, M4), MVE (M55) and plain C (M3) paths of the kernels (the im2col GEMM conv, the scratch-free
+    conv, the add), written over their inputs."""
     from divqat_tvm.oracle.backend_device import QemuOracle
 
-    for case, make in GRAPHS.items():
+    for case, kernel in KERNEL_CASES:
         rng = np.random.default_rng(sum(map(ord, case + board)))
-        graph = make(rng)
-        out = tmp_path / case
+        graph = GRAPHS[case](rng)
+        out = tmp_path / f"{case}-{kernel}"
         manifest = generate(
-            graph, out, requant="fixed", manifest={"core": core, "target": board, "name": case, "meta": {}}
+            graph,
+            out,
+            requant="fixed",
+            manifest={"core": core, "target": board, "name": case, "meta": {}},
+            overrides=_overrides(case, graph, kernel),
         )
         _check_overlapped(manifest, graph)
         x = _inputs(graph.input_tensor.shape[1:], 6, rng)

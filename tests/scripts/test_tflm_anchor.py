@@ -220,3 +220,22 @@ def test_per_operator_rows_follow_the_tflite_operator_index():
         (None, 1.0, None, None),
     ]
     assert rows[1]["ours_ops"] == ["reshape_1_in", "fully_connected_1"]
+
+
+def test_per_operator_table_a_fused_op_against_the_sum_of_its_operators() -> None:
+    """A conv fused with its ADD (compiler/fuse.py, 'conv_2d_2+add_3') is compared with both TFLM operators."""
+    ours = [
+        {"name": "conv_2d_1", "macs": 10, "count": 100.0},
+        {"name": "conv_2d_2+add_3", "macs": 10, "count": 150.0},
+    ]
+    ref = [
+        {"index": 1, "label": "conv", "instructions": 200},
+        {"index": 2, "label": "conv", "instructions": 200},
+        {"index": 3, "label": "add", "instructions": 100},
+    ]
+    rows = per_operator_table(ours, ref)
+    assert [(r["tflite_index"], r["ours"], r["tflm_cmsis_nn"], r["ratio"]) for r in rows] == [
+        (1, 100.0, 200, 0.5),
+        (2, 150.0, 300, 0.5),
+    ]
+    assert rows[1]["tflm_label"] == "conv + add" and rows[1]["ours_ops"] == ["conv_2d_2+add_3"]

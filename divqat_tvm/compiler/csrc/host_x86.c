@@ -13,9 +13,16 @@
  * words. The bias is removed exactly with 128 * sum(w) per channel, computed the same way once per call.
  * AVX2: the same group, int8 -> int16 and VPMADDWD (exact: no product or pair sum saturates).
  * Four pixels share each weight load. Anything else falls back to the portable divqat_conv_s8.
+ *
+ * The scratch-free conv (conv_rows_s8.c: divqat_conv_rows_s8, and fused with its residual ADD) runs here as the
+ * same conv through this im2col path: its int16 weights are put back into conv_s8.c's chunked int8 layout (once
+ * per layer and thread), its bias' is the same (zero point folded for every tap) and the im2col pads with zp_in,
+ * so the accumulators and the fast epilogue are the device's; the fused ADD is then applied per element with
+ * conv_rows_s8.c's own divqat_add_fused, reading the residual's element before writing it.
  */
 #include <stdlib.h>
 
+#include "conv_rows_s8.c"
 #include "conv_s8.c"
 
 #if defined(__x86_64__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -238,4 +245,68 @@ void dq_host_conv_s8(const int8_t *x, const int8_t *w, const int32_t *qp, const 
 #else
     divqat_conv_s8(x, w, qp, d, y, scratch);
 #endif
+}
+
+/* The int8 chunked layout of a scratch-free conv's int16 weights (conv_rows_s8.c: per 4-channel group, per 4 K
+ * values, per channel (w0, w2, w1, w3)), converted once per layer and thread (keyed by the weights' address). */
+static _Thread_local const int16_t *dq_rows_key;
+static _Thread_local int8_t *dq_rows_w8;
+
+static const int8_t *dq_host_rows_weights(const int16_t *w, const int32_t *d) {
+    static const int32_t k_of[4] = {0, 2, 1, 3};
+    const int32_t k = d[DQ_K], groups = (d[DQ_COUT] + 3) / 4; /* K % 16 == 0: no padding to 16 */
+    if (dq_rows_key == w && dq_rows_w8 != NULL) return dq_rows_w8;
+    free(dq_rows_w8);
+    dq_rows_w8 = (int8_t *)malloc((size_t)groups * 4 * (size_t)k);
+    dq_rows_key = dq_rows_w8 ? w : NULL;
+    if (dq_rows_w8 == NULL) return NULL;
+    for (int32_t g = 0; g < groups; ++g)
+        for (int32_t q = 0; q < k / 4; ++q)
+            for (int32_t c = 0; c < 4; ++c)
+                for (int32_t j = 0; j < 4; ++j) {
+                    const int32_t kk = 4 * q + k_of[j];
+                    dq_rows_w8[(size_t)g * 4 * k + (kk >> 4) * 64 + c * 16 + (kk & 15)] =
+                        (int8_t)w[(((size_t)g * (k / 4) + q) * 4 + c) * 4 + j];
+                }
+    return dq_rows_w8;
+}
+
+/* A buffer of n bytes per thread (the portable kernel's scratch, the fused conv's int8 values). */
+static _Thread_local int8_t *dq_rows_buf;
+static _Thread_local size_t dq_rows_cap;
+
+static int8_t *dq_host_rows_buffer(size_t n) {
+    if (n > dq_rows_cap) {
+        free(dq_rows_buf);
+        dq_rows_buf = (int8_t *)malloc(n);
+        dq_rows_cap = dq_rows_buf ? n : 0;
+    }
+    return dq_rows_buf;
+}
+
+/* divqat_conv_rows_s8 with the same arguments and the same output bytes. */
+void dq_host_conv_rows_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d, const int32_t *corr,
+                          int8_t *y) {
+    const int8_t *w8 = dq_host_rows_weights(w, d);
+    int8_t *scratch = dq_host_rows_buffer(9 * (size_t)d[DQ_KP]);
+    if (w8 == NULL || scratch == NULL) {
+        divqat_conv_rows_s8(x, w, qp, d, corr, y);
+        return;
+    }
+    dq_host_conv_s8(x, w8, qp, d, y, scratch);
+}
+
+/* divqat_conv_rows_add_s8 with the same arguments and the same output bytes (y may be the residual). */
+void dq_host_conv_rows_add_s8(const int8_t *x, const int8_t *res, const int16_t *w, const int32_t *qp, const int32_t *d,
+                              const int32_t *corr, const int32_t *df, int8_t *y) {
+    const size_t n = (size_t)d[DQ_OH] * (size_t)d[DQ_OW] * (size_t)d[DQ_COUT], kp9 = 9 * (size_t)d[DQ_KP];
+    const int8_t *w8 = dq_host_rows_weights(w, d);
+    int8_t *buf = dq_host_rows_buffer(n + kp9);
+    if (w8 == NULL || buf == NULL) {
+        divqat_conv_rows_add_s8(x, res, w, qp, d, corr, df, y);
+        return;
+    }
+    dq_host_conv_s8(x, w8, qp, d, buf, buf + n);
+    const int32_t mo = df[DF_MO], ao = df[DF_AO], bo = df[DF_BO], lo = df[DF_LO], hi = df[DF_HI];
+    for (size_t i = 0; i < n; ++i) y[i] = divqat_add_fused(buf[i], res[i], df, mo, ao, bo, lo, hi);
 }
