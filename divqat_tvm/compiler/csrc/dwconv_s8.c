@@ -352,9 +352,9 @@ DIVQAT_INLINE void divqat_dwp_word(uint32_t *d, int32_t nw, const int8_t *s0, in
  * q + 2c, q + 3c) of 4 channels into two words of each channel's ring row (d + i * nw, one STRD each): 4 loads,
  * 4 PKHBT/PKHTB, 8 SXTAB16, 4 STRD and the loop, 25 instructions for 16 values (a word at a time takes 15 for 8);
  * then the next group (15). Registers pinned so allocation cannot fail; the loop state that does not fit is on
- * the stack ("m" operands). */
-static void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d, int32_t nw, uint32_t off, int32_t n2,
-                                  int32_t ng) {
+ * the stack ("m" operands). Inlined into both callers (ring rows, the plane). */
+DIVQAT_INLINE void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d, int32_t nw, uint32_t off, int32_t n2,
+                                         int32_t ng) {
     register const int8_t *rq __asm__("r0") = q;
     register int32_t rc __asm__("r1") = c;
     register uint32_t *p0 __asm__("r2") = d;
@@ -939,8 +939,8 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_row(const uint32_t *xr0, const uint
 }
 
 /* The whole layer on the plane path: c * cs words of scratch. */
-static void divqat_dwp_plane_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y,
-                                  int8_t *scratch) {
+static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y,
+                                                  int8_t *scratch) {
     const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
     const int32_t hw = iw / 2, cs = hw * ih;
     uint32_t *const plane = (uint32_t *)(void *)scratch;
