@@ -949,14 +949,21 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
         divqat_dwp_plane_row(plane + 2 * oy * hw, stream, c, cs, hw, y, ow, 2 * oy + 2 < ih ? 3 : 2);
 }
 
-static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                             int8_t *y, int8_t *scratch) {
-    if (d[DQ_FLAGS] & DIVQAT_DW_PLANE)
-        divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* the pair stream; qp unused */
-    else if (d[DQ_FLAGS] & DQ_DWPAIR)
+/* The ring paths; the plane path's test is in the caller, so their machine code is as before it (a tail call). */
+static DIVQAT_NOINLINE void divqat_dwconv_ring(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                               int8_t *y, int8_t *scratch) {
+    if (d[DQ_FLAGS] & DQ_DWPAIR)
         divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* w: the stream; qp unused */
     else if (d[DQ_FLAGS] & DQ_FAST)
         divqat_dw_body(x, w, qp, d, y, scratch, 1);
     else
         divqat_dw_body(x, w, qp, d, y, scratch, 0);
+}
+
+static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                             int8_t *y, int8_t *scratch) {
+    if (d[DQ_FLAGS] & DIVQAT_DW_PLANE)
+        divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* the pair stream; qp unused */
+    else
+        divqat_dwconv_ring(x, w, qp, d, y, scratch);
 }
