@@ -8,7 +8,9 @@ inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read
 stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
 shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast epilogue) with odd channel counts
 and every split of a row into blocks of 1 to 6 pixels, strides 1 and 2, 'same' and 'valid' padding, rows widened
-two words at a time with and without an odd word left; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+two words at a time with and without an odd word left; the whole-plane path for small stride-2 planes (2, 3 and 4
+pixels a row, odd channel counts, the bottom pad row or none, an odd word count), 5x5 / 7x7 / 'valid' 6x6 inputs at
+stride 2 on the ring; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
 FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
 plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
