@@ -366,6 +366,24 @@ def _dw_pair_ok(geom: dict[str, int]) -> bool:
     return (geom["kh"], geom["kw"], geom["dh"], geom["dw"]) == (3, 3, 1, 1) and geom["sw"] in (1, 2)
 
 
+FLAG_DWPLANE = 32  # csrc/dwconv_s8.c: DIVQAT_DW_PLANE, the whole-plane tap-pair path
+
+
+def _dw_plane_ok(geom: dict[str, int]) -> bool:
+    """The whole-plane tap-pair path's shapes (small planes, where the ring's fixed costs dominate): stride 2 both
+    ways, no top or left padding, an even input width whose last output pixel reads the right pad (iw = 2 ow),
+    2-4 pixels a row, and no window row below the bottom pad row."""
+    g = geom
+    return (
+        _dw_pair_ok(g)
+        and g["sh"] == g["sw"] == 2
+        and g["pt"] == g["pl"] == 0
+        and g["iw"] == 2 * g["ow"]
+        and 2 <= g["ow"] <= 4
+        and 2 * g["oh"] <= g["ih"]
+    )
+
+
 DW_PAIR_STREAM = 10  # csrc/dwconv_s8.c: DIVQAT_DWP_STREAM, int32 words per channel
 
 
@@ -404,6 +422,19 @@ def _dw_call(
     scale = 2 if fast else 1  # the fast epilogue takes the doubled accumulator
     qp[:, 0] *= scale
     desc_kw = dict(**geom, cout=c, zp_in=zp_in, zp_out=zp_out, lo=op.act_min, hi=op.act_max, k=kh * kw, kp=0)
+    if pair and _dw_plane_ok(geom):
+        hw, rows = geom["iw"] // 2, geom["ih"]
+        return NativeCall(
+            "divqat_dwconv_s8",
+            [
+                dw_pair_stream(w * scale, qp),
+                np.zeros(1, np.int32),
+                _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR | FLAG_DWPLANE),
+            ],
+            4 * c * hw * rows,
+            out_shape,
+            {"epilogue": "fast", "ring": "tap pairs, whole plane", "ring_rows": rows},
+        )
     if pair:
         nw = (geom["ow"] + 3) // 2 if geom["sw"] == 1 else geom["ow"] + 1  # ring words per channel
         return NativeCall(
@@ -649,8 +680,10 @@ _BLOCKS = {
     },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
-        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB; small stride-2 planes: one output row of 2-4, the"
+        " plane widened whole); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB; small stride-2 planes: one output row of 2-4, the"
+        " plane widened whole); else 4 channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
 }

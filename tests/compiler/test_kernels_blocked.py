@@ -8,7 +8,9 @@ inputs whose channel count is not a multiple of 4 (byte im2col), 1x1 layers read
 stride, dilation, asymmetric padding, and both epilogues (fast: SMMULR / VQRDMULH; exact: left shifts,
 shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast epilogue) with odd channel counts
 and every split of a row into blocks of 1 to 6 pixels, strides 1 and 2, 'same' and 'valid' padding, rows widened
-two words at a time with and without an odd word left; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+two words at a time with and without an odd word left; the whole-plane path for small stride-2 planes (2, 3 and 4
+pixels a row, odd channel counts, the bottom pad row or none, an odd word count), 5x5 / 7x7 / 'valid' 6x6 inputs at
+stride 2 on the ring; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
 FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
 plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
@@ -78,6 +80,17 @@ DW_CASES = {
     "3x3_s2_c9_w22_pad1": (5, 22, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
     "3x3_s2_c4_w26_same": (3, 26, 4, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
     "3x3_s2_c8_w16_same": (3, 16, 8, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    # the whole-plane path (stride 2, no top/left pad, iw = 2 ow, 2-4 pixels a row): VWW's 6x6 -> 3x3 with odd
+    # channel counts (a tail past the last group of 4, no full group), 2 and 4 pixels a row, taller planes, an odd
+    # word count (7 x 6: 21 words a channel) with no bottom pad row; 5x5, 7x7 and 'valid' 6x6 stay on the ring
+    "3x3_s2_plane_c7_w6": (6, 6, 7, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_plane_c3_w6": (6, 6, 3, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_plane_c16_w4": (4, 4, 16, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_plane_c13_w8": (6, 8, 13, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_plane_c12_h8_w6": (8, 6, 12, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s2_plane_c8_h7_odd_words": (7, 6, 8, (3, 3), (2, 2), (0, 0, 0, 1), (1, 1), "fast"),
+    "3x3_s2_c9_w5_same": (5, 5, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
+    "3x3_s2_c6_w6_valid": (6, 6, 6, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
 }
 
 # name: (shape, s_a, s_b, s_out, zp_a, zp_b, zp_out, act_min, act_max)
@@ -277,7 +290,9 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
     assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
     h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
     pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
-    assert kern["variant"]["ring"] == ("tap pairs" if pair else "channel groups")
+    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    plane = pair and stride == (2, 2) and pad[:2] == (0, 0) and w == 2 * ow and 2 <= ow <= 4 and 2 * oh <= h
+    assert kern["variant"]["ring"] == ("tap pairs, whole plane" if plane else "tap pairs" if pair else "channel groups")
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     got = HostModel(tmp_path / "m").run(x)
     want = run_reference(graph, x, "fixed")

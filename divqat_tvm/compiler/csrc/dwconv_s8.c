@@ -352,9 +352,9 @@ DIVQAT_INLINE void divqat_dwp_word(uint32_t *d, int32_t nw, const int8_t *s0, in
  * q + 2c, q + 3c) of 4 channels into two words of each channel's ring row (d + i * nw, one STRD each): 4 loads,
  * 4 PKHBT/PKHTB, 8 SXTAB16, 4 STRD and the loop, 25 instructions for 16 values (a word at a time takes 15 for 8);
  * then the next group (15). Registers pinned so allocation cannot fail; the loop state that does not fit is on
- * the stack ("m" operands). */
-static void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d, int32_t nw, uint32_t off, int32_t n2,
-                                  int32_t ng) {
+ * the stack ("m" operands). Inlined into both callers (ring rows, the plane). */
+DIVQAT_INLINE void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d, int32_t nw, uint32_t off, int32_t n2,
+                                         int32_t ng) {
     register const int8_t *rq __asm__("r0") = q;
     register int32_t rc __asm__("r1") = c;
     register uint32_t *p0 __asm__("r2") = d;
@@ -465,10 +465,11 @@ DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
  * epilogue. One pointer walks weights and constants, so the channel loop keeps one register for both. */
 #define DIVQAT_DWP_STREAM 10
 
-/* np (1..6, a constant) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel when the
- * stride is 1), sc the channel's stream, outputs ystep bytes apart. The plain-C block. */
+/* np (1..6) pixels of one channel: rows r0..r2 at the block's first word (of an even pixel when the stride is 1),
+ * sc the channel's stream, outputs ystep bytes apart; edge: the last pixel's tap 2 is the right pad (the plane
+ * path, whose next word is the next row's). The plain-C block. */
 DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *sc,
-                                    int8_t *y, int32_t ystep, const int np, const int s) {
+                                    int8_t *y, int32_t ystep, const int np, const int s, const int edge) {
     int32_t acc[6];
     const uint32_t *rows[3] = {r0, r1, r2};
 #pragma GCC unroll 6
@@ -480,7 +481,7 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
 #pragma GCC unroll 6
         for (int p = 0; p < np; ++p)
             acc[p] += divqat_dwp_at(rows[r], s * p) * w0 + divqat_dwp_at(rows[r], s * p + 1) * w1 +
-                      divqat_dwp_at(rows[r], s * p + 2) * w2;
+                      (edge && p == np - 1 ? 0 : divqat_dwp_at(rows[r], s * p + 2) * w2);
     }
     const int32_t m = (int32_t)sc[7], a = (int32_t)sc[8], b = (int32_t)sc[9];
 #pragma GCC unroll 6
@@ -722,7 +723,7 @@ DIVQAT_INLINE void divqat_dwp_cols(const uint32_t *const *rowp, int32_t wo, cons
 #else
     const uint32_t *r0 = rowp[0] + wo, *r1 = rowp[1] + wo, *r2 = rowp[2] + wo;
     for (int32_t ch = 0; ch < c; ++ch, stream += DIVQAT_DWP_STREAM, r0 += nw, r1 += nw, r2 += nw, ++y)
-        divqat_dwp_block(r0, r1, r2, stream, y, c, np, s);
+        divqat_dwp_block(r0, r1, r2, stream, y, c, np, s, 0);
 #endif
 }
 
@@ -823,12 +824,146 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
     }
 }
 
-static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                             int8_t *y, int8_t *scratch) {
+/* ---- The whole-plane tap-pair path (DQ_DWPAIR | DIVQAT_DW_PLANE): stride 2 both ways, no top or left padding,
+ * an even input width iw = 2 * ow (the last pixel's tap 2 is the right pad), 2..4 output pixels a row ----
+ *
+ * On a small plane (VWW's 6x6 -> 3x3) the ring's fixed costs dominate: per row and channel group the widening's
+ * set-up and its odd third word, the padding words, per block the set-up. Here the input plane is widened as one
+ * run: NHWC rows are contiguous and iw is even, so word k of a channel is the pixel pair (2k, 2k + 1) of the flat
+ * plane, every word inside the input, and the two-words-a-pass loop runs over all ih * iw / 2 words of a channel
+ * group with no border word and no per-row set-up. A channel owns cs = hw * ih words (hw = iw / 2 a row). An
+ * output row is one block of ow pixels over every channel (one asm loop); its last pixel drops tap 2 (the right
+ * pad column: the next word is the next row's), and when the window's row 2 is the bottom pad row the block runs
+ * kernel rows 0 and 1 only: no padding is stored or read. */
+#define DIVQAT_DW_PLANE 32 /* native.py: FLAG_DWPLANE */
+
+/* The plane of every channel from x: n = ih * iw / 2 words per channel, channel stride cs words. */
+static void divqat_dwp_widen_plane(uint32_t *plane, const int8_t *x, int32_t n, int32_t c, int32_t cs, int32_t zp) {
+    const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u;
+    const int32_t ng = c / 4;
+    if (ng > 0) {
+        int32_t k = 0;
+#if defined(DIVQAT_DWP_HAVE_WIDEN2)
+        if (n >= 2) {
+            divqat_dwp_widen2_dsp(x, c, plane, cs, off, n / 2, ng);
+            k = 2 * (n / 2);
+        }
+#endif
+        for (; k < n; ++k) divqat_dwp_word(plane + k, cs, x + 2 * k * c, 4, x + (2 * k + 1) * c, 4, off, ng);
+    }
+    for (int32_t ch = 4 * ng; ch < c; ++ch) { /* channels past the last group of 4, one at a time */
+        uint32_t *const dst = plane + ch * cs;
+        for (int32_t k = 0; k < n; ++k) {
+            const int32_t v0 = x[2 * k * c + ch] - zp, v1 = x[(2 * k + 1) * c + ch] - zp;
+            dst[k] = ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16);
+        }
+    }
+}
+
+#if defined(DIVQAT_DWP_HAVE_LOOP)
+/* One kernel row of a block of P pixels at stride 2 whose last pixel is at the right edge (no tap 2). */
+#define DIVQAT_DWP_ROW_E2(B)             \
+    "ldrd    r10, r11, [%[wp]], #8\n\t"  \
+    "ldrd    r8, r9, [%[" B "], #0]\n\t" \
+    "smlad   %[a0], r8, r10, %[a0]\n\t"  \
+    "smlabb  %[a0], r9, r11, %[a0]\n\t"  \
+    "smlad   %[a1], r9, r10, %[a1]\n\t"
+#define DIVQAT_DWP_ROW_E3(B)            \
+    DIVQAT_DWP_ROW_E2(B)                \
+    "ldr     r8, [%[" B "], #8]\n\t"    \
+    "smlabb  %[a1], r8, r11, %[a1]\n\t" \
+    "smlad   %[a2], r8, r10, %[a2]\n\t"
+#define DIVQAT_DWP_ROW_E4(B) DIVQAT_DWP_ROW_P3_S2(B) "smlad   %[a3], r9, r10, %[a3]\n\t"
+/* The bottom row's block: kernel rows 0 and 1, row 2's weight words skipped. */
+#define DIVQAT_DWP_LOOP_BODY_BOTTOM(ROWX, MOV, ST)                                                                  \
+    "1:\n\t"                                                                                                        \
+    "ldr     %[a0], [%[wp]], #4\n\t" MOV ROWX "add     %[xr], %[xr], %[d1]\n\t" ROWX "add     %[wp], %[wp], #8\n\t" \
+    "ldr     r8, [%[wp]], #4\n\t"                                                                                   \
+    "ldrd    r9, r10, [%[wp]], #8\n\t" ST "adds    %[y], %[y], #1\n\t"                                              \
+    "add     %[xr], %[xr], %[back]\n\t"                                                                             \
+    "ldr     r8, %[we]\n\t"                                                                                         \
+    "cmp     %[wp], r8\n\t"                                                                                         \
+    "bne     1b\n\t"
+/* Every channel of one output row (BODY: SMALL, 3 kernel rows, or BOTTOM, 2): kernel rows d bytes apart, the next
+ * channel's row back bytes on. */
+#define DIVQAT_DWP_LOOP_PLANE(P, BODY)                                                                               \
+    __asm__ volatile(                                                                                                \
+        DIVQAT_DWP_LOOP_BODY_##BODY(DIVQAT_DWP_ROW_E##P("xr"), DIVQAT_DWP_MOV_P##P, DIVQAT_DWP_ST_P##P)              \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [xr] "+r"(xr), [wp] "+r"(wp), [y] "+r"(yy) \
+        : [d1] "r"(rd), [d2] "r"(rd), [back] "r"(rback), [ys] "m"(ys), [we] "m"(we)                                  \
+        : "r8", "r9", "r10", "r11", "cc", "memory")
+#endif
+
+/* One output row of ow (2..4) pixels over every channel: row 0 of the window at xr0 (channel 0), rows hw words
+ * apart, channels cs words apart; kr = 3 kernel rows, or 2 when row 2 is the bottom pad. */
+static DIVQAT_NOINLINE void divqat_dwp_plane_row(const uint32_t *xr0, const uint32_t *stream, int32_t c, int32_t cs,
+                                                 int32_t hw, int8_t *y, int32_t ow, int32_t kr) {
+#if defined(DIVQAT_DWP_HAVE_LOOP)
+    register int32_t a0 __asm__("r0");
+    register int32_t a1 __asm__("r1");
+    register int32_t a2 __asm__("r2");
+    register int32_t a3 __asm__("r3");
+    register const uint32_t *xr __asm__("r12") = xr0;
+    register int8_t *yy __asm__("r5") = y;
+    register const uint32_t *wp __asm__("lr") = stream;
+    register int32_t rd __asm__("r6") = 4 * hw;
+    register int32_t rback __asm__("r4") = 4 * cs - 4 * (kr - 1) * hw;
+    const int32_t ys = c;
+    const uint32_t *const we = stream + c * DIVQAT_DWP_STREAM;
+    switch (2 * ow + (kr == 2)) {
+    case 4:
+        DIVQAT_DWP_LOOP_PLANE(2, SMALL);
+        break;
+    case 5:
+        DIVQAT_DWP_LOOP_PLANE(2, BOTTOM);
+        break;
+    case 6:
+        DIVQAT_DWP_LOOP_PLANE(3, SMALL);
+        break;
+    case 7:
+        DIVQAT_DWP_LOOP_PLANE(3, BOTTOM);
+        break;
+    case 8:
+        DIVQAT_DWP_LOOP_PLANE(4, SMALL);
+        break;
+    default:
+        DIVQAT_DWP_LOOP_PLANE(4, BOTTOM);
+        break;
+    }
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)xr;
+#else
+    static const uint32_t zero[4]; /* window row 2 of the bottom row: the pad */
+    for (int32_t ch = 0; ch < c; ++ch, xr0 += cs, stream += DIVQAT_DWP_STREAM, ++y)
+        divqat_dwp_block(xr0, xr0 + hw, kr == 3 ? xr0 + 2 * hw : zero, stream, y, c, ow, 2, 1);
+#endif
+}
+
+/* The whole layer on the plane path: c * cs words of scratch. */
+static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y,
+                                                  int8_t *scratch) {
+    const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
+    const int32_t hw = iw / 2, cs = hw * ih;
+    uint32_t *const plane = (uint32_t *)(void *)scratch;
+    divqat_dwp_widen_plane(plane, x, cs, c, cs, d[DQ_ZPIN]);
+    for (int32_t oy = 0; oy < oh; ++oy, y += ow * c)
+        divqat_dwp_plane_row(plane + 2 * oy * hw, stream, c, cs, hw, y, ow, 2 * oy + 2 < ih ? 3 : 2);
+}
+
+/* The ring paths; the plane path's test is in the caller, so their machine code is as before it (a tail call). */
+static DIVQAT_NOINLINE void divqat_dwconv_ring(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                               int8_t *y, int8_t *scratch) {
     if (d[DQ_FLAGS] & DQ_DWPAIR)
         divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* w: the stream; qp unused */
     else if (d[DQ_FLAGS] & DQ_FAST)
         divqat_dw_body(x, w, qp, d, y, scratch, 1);
     else
         divqat_dw_body(x, w, qp, d, y, scratch, 0);
+}
+
+static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                             int8_t *y, int8_t *scratch) {
+    if (d[DQ_FLAGS] & DIVQAT_DW_PLANE)
+        divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* the pair stream; qp unused */
+    else
+        divqat_dwconv_ring(x, w, qp, d, y, scratch);
 }
