@@ -470,7 +470,7 @@ DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
  * path, whose next word is the next row's). The plain-C block. */
 DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2, const uint32_t *sc,
                                     int8_t *y, int32_t ystep, const int np, const int s, const int edge) {
-    int32_t acc[6];
+    int32_t acc[6] = {0, 0, 0, 0, 0, 0}; /* every p < np is set below; GCC cannot see that when np is a variable */
     const uint32_t *rows[3] = {r0, r1, r2};
 #pragma GCC unroll 6
     for (int p = 0; p < np; ++p) acc[p] = (int32_t)sc[0];
