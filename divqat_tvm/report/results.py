@@ -58,8 +58,13 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         victims.setdefault((p["dataset"], p["victim"]["key"]), {})[int(p.get("victim_seed", 0))] = r["result"]
     feet = {r["task"]["id"]: r["result"] for r in load_records(run, "footprint")}
     cells: dict[tuple[str, str, str], dict[tuple[int, int], dict[str, Any]]] = {}
+    planned_vs = set(exp.get("victim_seeds", [0]))
     for r in load_records(run, "attack"):
         p = r["task"]["params"]
+        if p["attack"] not in exp["attacks"] or int(p["seed"]) not in seeds_for(exp, p["attack"]):
+            continue  # a cell of a larger grid run into the same directory: not part of this report
+        if int(p.get("victim_seed", 0)) not in planned_vs:
+            continue
         cells.setdefault((p["dataset"], p["victim"]["key"], p["attack"]), {})[
             (int(p.get("victim_seed", 0)), int(p["seed"]))
         ] = r["result"]

@@ -250,3 +250,15 @@ def test_an_attack_with_its_own_seeds_is_expected_with_those_only(tmp_path: Path
     md = (run / "report.md").read_text()
     assert "attack seeds [0, 1, 2, 3] (DFME: [0, 1])" in md and "4 (KnockoffNets), 2 (DFME)" in md
     assert "/4 seeds)" not in md  # no "(2/4 seeds)": every planned cell finished
+
+
+def test_cells_outside_the_config_stay_out_of_the_report(tmp_path: Path) -> None:
+    """A directory may hold cells of a larger grid (more seeds, another attack): the report counts only its own."""
+    run = make_run(tmp_path)
+    exp = json.loads((run / "experiment.json").read_text())
+    exp["attack_seeds"] = {"dfme": [0, 1]}
+    (run / "experiment.json").write_text(json.dumps(exp))
+    s = summarize_run(run)
+    assert s["cells_finished"] == s["cells_expected"] == 6 * (4 + 2)
+    qat = next(r for r in s["datasets"][0]["rows"] if r["victim"] == "qat")
+    assert qat["attacks"]["dfme"]["fidelity"]["mean"] == pytest.approx(np.mean(FID["qat"]["dfme"][:2]))
