@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,3 +69,20 @@ def registry_export(path: Path, arch: str, input_shape: tuple[int, int, int] = (
     student = quantize_model(model, QuantConfig(method="ptq"), [xs[i : i + 64] for i in range(0, 256, 64)]).eval()
     export_onnx(student, path, input_shape, meta={"arch": arch})
     return path, student
+
+
+def random_conv(name, src, dst, cin, cout, rng, kernel=(1, 1), stride=(1, 1), pad=(0, 0, 0, 0), dil=(1, 1)):
+    """A Conv2D of random int8 weights, per-channel scales and int32 bias (the graph tests' building block)."""
+    from divqat_tvm.compiler.graph import Conv2D
+
+    return Conv2D(
+        name,
+        [src],
+        dst,
+        weight=rng.integers(-127, 128, (cout, cin, *kernel)).astype(np.int8),
+        weight_scale=rng.uniform(0.002, 0.02, cout).astype(np.float32),
+        bias=rng.integers(-3000, 3000, cout).astype(np.int32),
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+    )

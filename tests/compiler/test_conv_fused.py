@@ -12,14 +12,20 @@ host build runs the plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE)
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from divqat_tvm.compiler import fuse, inplace, memory, native
 from divqat_tvm.compiler.generate import generate
-from divqat_tvm.compiler.graph import Add, Conv2D, Graph, QTensor
+from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.reference import run_reference
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compiler_models import random_conv  # noqa: E402
 
 needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
@@ -47,19 +53,6 @@ def _out_hw(h: int, w: int, k, s, pad) -> tuple[int, int]:
     return (h + pad[0] + pad[2] - k[0]) // s[0] + 1, (w + pad[1] + pad[3] - k[1]) // s[1] + 1
 
 
-def _conv(name, src, dst, cin, cout, rng, kernel=(1, 1), stride=(1, 1), pad=(0, 0, 0, 0)) -> Conv2D:
-    return Conv2D(
-        name,
-        [src],
-        dst,
-        weight=rng.integers(-127, 128, (cout, cin, *kernel)).astype(np.int8),
-        weight_scale=rng.uniform(0.002, 0.02, cout).astype(np.float32),
-        bias=rng.integers(-3000, 3000, cout).astype(np.int32),
-        stride=stride,
-        padding=pad,
-    )
-
-
 def rows_graph(case: str, rng: np.random.Generator) -> Graph:
     """x -> 1x1 conv -> t1 -> the case's conv -> t2 -> 1x1 conv -> y (t1, t2 in the arena)."""
     h, w, cin, cout, k, s, pad = ROWS_CASES[case]
@@ -71,9 +64,9 @@ def rows_graph(case: str, rng: np.random.Generator) -> Graph:
         "y": QTensor("y", (1, oh, ow, 3), 0.1, -2, layout="NHWC"),
     }
     ops = [
-        _conv("c1", "x", "t1", 4, cin, rng),
-        _conv("c2", "t1", "t2", cin, cout, rng, k, s, pad),
-        _conv("c3", "t2", "y", cout, 3, rng),
+        random_conv("c1", "x", "t1", 4, cin, rng),
+        random_conv("c2", "t1", "t2", cin, cout, rng, k, s, pad),
+        random_conv("c3", "t2", "y", cout, 3, rng),
     ]
     return Graph(t, ops, "x", "y", layout="NHWC")
 
@@ -97,11 +90,11 @@ def fused_graph(case: str, rng: np.random.Generator) -> Graph:
     lo = zp_s if clamp == "relu" else -128
     add = Add("add", ["r", "v"] if res_first else ["v", "r"], "s", act_min=lo, act_max=127)
     ops = [
-        _conv("cu", "x", "u", 4, cin, rng),
-        _conv("cr", "u", "r", cin, cout, rng, k, st, pad),  # the residual: the same geometry, so the same shape
-        _conv("cv", "u", "v", cin, cout, rng, k, st, pad),
+        random_conv("cu", "x", "u", 4, cin, rng),
+        random_conv("cr", "u", "r", cin, cout, rng, k, st, pad),  # the residual: the same geometry, so the same shape
+        random_conv("cv", "u", "v", cin, cout, rng, k, st, pad),
         add,
-        _conv("cy", "s", "y", cout, 3, rng),
+        random_conv("cy", "s", "y", cout, 3, rng),
     ]
     return Graph(t, ops, "x", "y", layout="NHWC")
 
@@ -246,8 +239,8 @@ def test_only_fusions_that_lower_the_peak_are_made() -> None:
     wide = fused_graph("c16_res_first_relu", rng)
     wide.tensors["y"] = QTensor("y", (1, 6, 7, 3), 0.1, -2, layout="NHWC")
     wide.tensors["big"] = QTensor("big", (1, 6, 7, 256), 0.1, 0, layout="NHWC")
-    wide.ops.insert(0, _conv("cb", "x", "big", 4, 256, rng))
-    wide.ops[1] = _conv("cu", "big", "u", 256, 16, rng)  # the peak is now at cu (big + u)
+    wide.ops.insert(0, random_conv("cb", "x", "big", 4, 256, rng))
+    wide.ops[1] = random_conv("cu", "big", "u", 256, 16, rng)  # the peak is now at cu (big + u)
     assert "conv2d_add" not in [op.kind for op in fuse.where_it_lowers_the_peak(wide, "fixed").ops]
 
 
@@ -255,7 +248,7 @@ def test_an_add_of_the_convs_own_input_is_not_fused() -> None:
     """ADD(u, conv(u)): the output over the residual would be over the conv's input, which it still reads."""
     rng = np.random.default_rng(4)
     graph = fused_graph("c16_res_first_relu", rng)
-    graph.ops[1] = _conv("cr", "x", "r", 4, 16, rng)  # unused now: r replaced by u below
+    graph.ops[1] = random_conv("cr", "x", "r", 4, 16, rng)  # unused now: r replaced by u below
     graph.ops = [graph.ops[0], graph.ops[2], Add("add", ["u", "v"], "s", act_min=-20, act_max=127), graph.ops[4]]
     graph.tensors["u"] = QTensor("u", graph.tensors["v"].shape, 0.06, -5, layout="NHWC")
     assert [op.kind for op in fuse.residual_adds(graph, "fixed").ops] == ["conv2d", "conv2d", "add", "conv2d"]

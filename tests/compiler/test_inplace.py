@@ -9,16 +9,21 @@ showing that a lead one step too small does corrupt the output (so those runs wo
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from divqat_tvm.compiler import inplace, memory
 from divqat_tvm.compiler.generate import generate
-from divqat_tvm.compiler.graph import Add, Conv2D, Graph, QTensor
+from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.native import DESC_FIELDS
 from divqat_tvm.compiler.reference import run_reference
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compiler_models import random_conv  # noqa: E402
 
 needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
@@ -207,18 +212,6 @@ def test_conv_lead_is_the_smallest_safe_one(case: str) -> None:
 
 
 # ---------------------------------------------------------------- chained layers, really overlapped
-def _conv(name, src, dst, cin, cout, rng, kernel=(1, 1), stride=(1, 1), pad=(0, 0, 0, 0), dil=(1, 1)) -> Conv2D:
-    return Conv2D(
-        name,
-        [src],
-        dst,
-        weight=rng.integers(-127, 128, (cout, cin, *kernel)).astype(np.int8),
-        weight_scale=rng.uniform(0.002, 0.02, cout).astype(np.float32),
-        bias=rng.integers(-3000, 3000, cout).astype(np.int32),
-        stride=stride,
-        padding=pad,
-        dilation=dil,
-    )
 
 
 # name: (H, W, cin, cout, kernel, stride, padding, dilation) of the middle conv, written over its input
@@ -250,9 +243,9 @@ def chain_graph(case: str, rng: np.random.Generator) -> Graph:
         "y": QTensor("y", (1, oh, ow, 4), 0.1, -2, layout="NHWC"),
     }
     ops = [
-        _conv("c1", "x", "t1", 4, cin, rng),
-        _conv("c2", "t1", "t2", cin, cout, rng, k, s, pad, dil),
-        _conv("c3", "t2", "y", cout, 4, rng),
+        random_conv("c1", "x", "t1", 4, cin, rng),
+        random_conv("c2", "t1", "t2", cin, cout, rng, k, s, pad, dil),
+        random_conv("c3", "t2", "y", cout, 4, rng),
     ]
     return Graph(t, ops, "x", "y", layout="NHWC")
 
@@ -270,11 +263,11 @@ def residual_graph(rng: np.random.Generator) -> Graph:
     }
     pad = (1, 1, 1, 1)
     ops = [
-        _conv("c1", "x", "a", 4, 12, rng),
-        _conv("c2", "a", "b", 12, 12, rng, (3, 3), pad=pad),
-        _conv("c3", "b", "c", 12, 12, rng, (3, 3), pad=pad),
+        random_conv("c1", "x", "a", 4, 12, rng),
+        random_conv("c2", "a", "b", 12, 12, rng, (3, 3), pad=pad),
+        random_conv("c3", "b", "c", 12, 12, rng, (3, 3), pad=pad),
         Add("add", ["a", "c"], "s", act_min=-20, act_max=127),
-        _conv("c4", "s", "y", 12, 4, rng),
+        random_conv("c4", "s", "y", 12, 4, rng),
     ]
     return Graph(t, ops, "x", "y", layout="NHWC")
 

@@ -12,24 +12,13 @@ import pytest
 
 from divqat_tvm.compiler import tune
 from divqat_tvm.compiler.generate import generate
-from divqat_tvm.compiler.graph import Add, Conv2D, Graph, QTensor
+from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.reference import run_reference
 from divqat_tvm.errors import CompileError
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _conv(name, src, dst, cin, cout, rng, kernel=(1, 1), pad=(0, 0, 0, 0)) -> Conv2D:
-    return Conv2D(
-        name,
-        [src],
-        dst,
-        weight=rng.integers(-127, 128, (cout, cin, *kernel)).astype(np.int8),
-        weight_scale=rng.uniform(0.002, 0.02, cout).astype(np.float32),
-        bias=rng.integers(-3000, 3000, cout).astype(np.int32),
-        padding=pad,
-    )
+from compiler_models import random_conv  # noqa: E402
 
 
 def small_graph(rng: np.random.Generator) -> Graph:
@@ -42,10 +31,10 @@ def small_graph(rng: np.random.Generator) -> Graph:
         "y": QTensor("y", (1, 6, 5, 4), 0.1, 0, layout="NHWC"),
     }
     ops = [
-        _conv("c3x3", "x", "a", 4, 8, rng, (3, 3), (1, 1, 1, 1)),
-        _conv("c1x1", "a", "b", 8, 8, rng),
+        random_conv("c3x3", "x", "a", 4, 8, rng, (3, 3), pad=(1, 1, 1, 1)),
+        random_conv("c1x1", "a", "b", 8, 8, rng),
         Add("add", ["a", "b"], "s", act_min=-20, act_max=127),
-        _conv("out", "s", "y", 8, 4, rng),
+        random_conv("out", "s", "y", 8, 4, rng),
     ]
     return Graph(t, ops, "x", "y", layout="NHWC")
 
