@@ -21,6 +21,9 @@ from divqat_tvm.report.stats import compare, corrected, summarize
 
 METRICS = ("fidelity", "stolen_accuracy")
 
+#: the stages whose tasks compute with torch floats
+FLOAT_STAGES = ("teacher", "model", "victim", "attack")
+
 
 def _read(path: Path) -> dict[str, Any]:
     try:
@@ -53,13 +56,14 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         )
     exp = _read(exp_path)
     victims: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-    for r in load_records(run, "victim"):
+    records = {stage: load_records(run, stage) for stage in FLOAT_STAGES}
+    for r in records["victim"]:
         p = r["task"]["params"]
         victims.setdefault((p["dataset"], p["victim"]["key"]), {})[int(p.get("victim_seed", 0))] = r["result"]
     feet = {r["task"]["id"]: r["result"] for r in load_records(run, "footprint")}
     cells: dict[tuple[str, str, str], dict[tuple[int, int], dict[str, Any]]] = {}
     planned_vs = set(exp.get("victim_seeds", [0]))
-    for r in load_records(run, "attack"):
+    for r in records["attack"]:
         p = r["task"]["params"]
         if p["attack"] not in exp["attacks"] or int(p["seed"]) not in seeds_for(exp, p["attack"]):
             continue  # a cell of a larger grid run into the same directory: not part of this report
@@ -79,24 +83,21 @@ def summarize_run(run_dir: str | Path, confidence: float = 0.95) -> dict[str, An
         "cells_expected": expected,
         "cells_finished": sum(len(v) for v in cells.values()),
         "failed_tasks": errors,
-        "numerics": numerics_of(run),
+        "numerics": numerics_of(records),
     }
     for d in exp["datasets"]:
         out["datasets"].append(_dataset_summary(exp, d, victims, cells, feet, confidence))
     return out
 
 
-#: the stages whose tasks compute with torch floats
-FLOAT_STAGES = ("teacher", "model", "victim", "attack")
-
-
-def numerics_of(run: Path) -> list[dict[str, Any]]:
+def numerics_of(records: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The float numerics the run's tasks were computed under (scheduler records each task's), with how many
-    tasks each; more than one entry means same-seed cells may differ by float rounding. Records written before
-    tasks recorded it count under `{"cpu_capability": None}`."""
+    tasks each; more than one entry means same-seed cells may differ by float rounding. `records`: the task
+    records by stage (`FLOAT_STAGES`). Records written before tasks recorded it count under
+    `{"cpu_capability": None}`."""
     counts: dict[tuple[tuple[str, Any], ...], int] = {}
     for stage in FLOAT_STAGES:
-        for r in load_records(run, stage):
+        for r in records.get(stage, []):
             key = tuple(sorted((r.get("numerics") or {"cpu_capability": None}).items()))
             counts[key] = counts.get(key, 0) + 1
     return [{**dict(k), "tasks": n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))]
