@@ -6,106 +6,19 @@ Why: in a residual block the block input x and the second conv's input a are bot
 with the conv's output beside them the peak is three activations. Fused, it is two.
 
 `residual_adds(graph, scheme)` fuses an ADD with the op just before it when that op is a groups-1 conv whose
-only consumer is the ADD and the fused native kernel takes the pair exactly (native.fused_call: NHWC, "fixed",
-the fast epilogues); every other graph stays as it was. The semantics are the two ops' own, one after the other:
-the numpy reference and the TE kernel (for `--tune`'s "te" candidate) compose the conv's and the ADD's.
+only consumer is the ADD and the fused native kernel takes the pair exactly (ops.conv.fused_call: NHWC, "fixed",
+the fast epilogues); every other graph stays as it was. `ConvAdd` itself, its kernels and its reference are the conv
+family's (compiler/ops/conv.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from divqat_tvm.compiler import inplace, native, reference
-from divqat_tvm.compiler import kernels as K
+from divqat_tvm.compiler import inplace, ops
 from divqat_tvm.compiler.graph import Add, Conv2D, Graph, Op
-
-
-@dataclass
-class ConvAdd(Conv2D):
-    """conv(inputs[0]) -> `mid` (never stored), then ADD(mid, inputs[1]) -> output with the ADD's clamp. The conv's
-    fields are the conv's; `residual_first`: the residual was the ADD's first input (TFLite ADD's order)."""
-
-    mid: str = ""
-    add_name: str = ""
-    add_act_min: int = -128
-    add_act_max: int = 127
-    residual_first: bool = False
-
-    @property
-    def kind(self) -> str:
-        return "conv2d_add"
-
-    def conv(self) -> Conv2D:
-        """The conv alone (input inputs[0], output `mid`)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Conv2D)}
-        return Conv2D(**{**fields, "inputs": [self.inputs[0]], "output": self.mid})
-
-    def add(self) -> Add:
-        pair = [self.inputs[1], self.mid] if self.residual_first else [self.mid, self.inputs[1]]
-        return Add(self.add_name, pair, self.output, act_min=self.add_act_min, act_max=self.add_act_max)
-
-    def run_reference_for(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
-        env = {self.inputs[0]: inputs[0], self.inputs[1]: inputs[1]}
-        env[self.mid] = reference._run_op(graph, self.conv(), env, scheme).astype(np.int8)
-        return reference._run_op(graph, self.add(), env, scheme)
-
-    def te_kernel_for(self, graph: Graph, scheme: str) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
-        """The conv's TE kernel with the ADD's stages after it (lower.schedule computes them under the conv's
-        spatial loops): the same integers as the two TE kernels one after the other."""
-        from divqat_tvm.compiler.lower import _requant_arrays
-
-        conv, add = self.conv(), self.add()
-        ti, tm, to = (graph.tensors[n] for n in (self.inputs[0], self.mid, self.output))
-        ta, tb = (graph.tensors[n] for n in add.inputs)
-        consts: list[np.ndarray] = [
-            np.ascontiguousarray(conv.weight.astype(np.int8).transpose(0, 2, 3, 1)),
-            conv.bias.astype(np.int32),
-            *_requant_arrays(conv, ti.scale, tm.scale, scheme),
-        ]
-        conv_kw = dict(
-            layout=ti.layout,
-            in_nchw=ti.nchw(),
-            out_nchw=tm.nchw(),
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            zp_in=ti.zero_point,
-            r=K.Requant(scheme, tm.zero_point, conv.act_min, conv.act_max),
-        )
-        add_kw = dict(
-            zp_a=ta.zero_point,
-            zp_b=tb.zero_point,
-            s_a=ta.scale,
-            s_b=tb.scale,
-            s_out=to.scale,
-            r=K.Requant(scheme, to.zero_point, add.act_min, add.act_max),
-        )
-        fparams: list[np.ndarray] = (
-            []
-            if scheme == "fixed"
-            else [K.add_float_params(ta.zero_point, tb.zero_point, ta.scale, tb.scale, to.scale, to.zero_point)]
-        )
-        n_conv = len(consts)
-        return (
-            functools.partial(
-                _conv_add_te, n_conv=n_conv, residual_first=self.residual_first, conv_kw=conv_kw, add_kw=add_kw
-            ),
-            consts + fparams,
-            {},
-        )
-
-
-def _conv_add_te(x: Any, res: Any, *consts: Any, n_conv: int, residual_first: bool, conv_kw: dict, add_kw: dict) -> Any:
-    y = K.conv2d(x, *consts[:n_conv], **conv_kw)
-    a, b = (res, y) if residual_first else (y, res)
-    return K.add(a, b, *consts[n_conv:], **add_kw)
+from divqat_tvm.compiler.ops.conv import ConvAdd, fused_call
 
 
 def where_it_lowers_the_peak(graph: Graph, scheme: str) -> Graph:
@@ -130,7 +43,7 @@ def _peak(graph: Graph, scheme: str, memo: dict[int, Any]) -> int:
     calls = {}
     for i, op in enumerate(graph.ops):
         if id(op) not in memo:
-            memo[id(op)] = (op, native.select(graph, op, scheme))  # the op kept alive: its id stays its own
+            memo[id(op)] = (op, ops.native_call(graph, op, scheme))  # the op kept alive: its id stays its own
         calls[i] = memo[id(op)][1]
     calls.update(inplace.scratch_free(graph, scheme, calls))
     return max(inplace.graph_live_bytes(graph, calls).values(), default=0)
@@ -157,7 +70,7 @@ def residual_adds(graph: Graph, scheme: str, only: set[str] | None = None) -> Gr
 
 
 def _fusable(graph: Graph, prev: Op | None, op: Op, consumers: dict[str, int], scheme: str) -> ConvAdd | None:
-    if not isinstance(op, Add) or hasattr(op, "te_kernel") or type(prev) is not Conv2D:
+    if not isinstance(op, Add) or type(prev) is not Conv2D:
         return None
     if len(op.inputs) != 2 or prev.output not in op.inputs or op.inputs[0] == op.inputs[1]:
         return None
@@ -176,4 +89,4 @@ def _fusable(graph: Graph, prev: Op | None, op: Op, consumers: dict[str, int], s
         add_act_max=op.act_max,
         residual_first=residual_first,
     )
-    return pair if native.fused_call(graph, pair, scheme) is not None else None
+    return pair if fused_call(graph, pair, scheme) is not None else None

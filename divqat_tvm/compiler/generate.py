@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from divqat_tvm.compiler import fuse, inplace, lower, native, tune
+from divqat_tvm.compiler import fuse, inplace, lower, ops, tune
 from divqat_tvm.compiler.emit import write_artifact, write_cmake_lists
 from divqat_tvm.compiler.graph import Graph
 from divqat_tvm.compiler.layout import to_nhwc
@@ -30,7 +30,7 @@ def generate(
 ) -> dict[str, Any]:
     """Lower an int8 Graph with TVM and write model.h/model.c/kernels.c/manifest.json into out_dir.
 
-    `kernels`: "native" (default) runs the layers the hand-written C kernels handle with them (native.py);
+    `kernels`: "native" (default) runs the layers the hand-written C kernels handle with them (compiler/ops/);
     "te" keeps every op on TVM-scheduled TE kernels. The choice per op is in the manifest (`ops[].kernel`).
     `tuning`: choose among each layer's candidate kernels by the tuning cache, measuring them first when it
     has a measure function (tune.py). `overrides`: {op index: NativeCall or None} fixed by the caller."""
@@ -55,7 +55,7 @@ def generate(
         overrides, records = tune.cached_choices(graph, requant, core, tuning.cache)
     if kernels == "native":  # the scratch-free conv for the layers whose scratch sets the arena's peak
         given = overrides or {}
-        calls = {i: given[i] if i in given else native.select(graph, op, requant) for i, op in enumerate(graph.ops)}
+        calls = {i: given[i] if i in given else ops.native_call(graph, op, requant) for i, op in enumerate(graph.ops)}
         overrides = {**calls, **inplace.scratch_free(graph, requant, calls, set(given)), **given}  # selected once
     chosen: dict[int, Any] = {}
     mod = lower.plan(lower.build_relax(graph, requant, prefix, kernels=kernels, chosen=chosen, overrides=overrides))
@@ -65,7 +65,7 @@ def generate(
     kernels_c = lower.build_c(plan.prim_funcs)
     info = {"requant": requant, "tvm_version": tvm_version, **(manifest or {})}
     info["conv_dot"] = lower.conv_dot_kernel(kernels_c, info.get("core"))
-    op_kernels = [native.manifest_entry(chosen.get(i), info.get("core")) for i in range(len(graph.ops))]
+    op_kernels = [ops.manifest_entry(chosen.get(i), info.get("core")) for i in range(len(graph.ops))]
     for i, allowed in inplace.op_inplace(chosen).items():
         op_kernels[i]["inplace"] = allowed
     for i, rec in records.items():

@@ -40,6 +40,7 @@ import numpy as np
 
 from divqat_tvm.compiler import memory, native
 from divqat_tvm.compiler.graph import Conv2D, Graph
+from divqat_tvm.compiler.ops import conv
 
 #: the largest block of output pixels any path of csrc/conv_s8.c writes before it has read its inputs
 CONV_PIXEL_BLOCK = 4
@@ -196,7 +197,7 @@ def graph_live_bytes(graph: Graph, calls: dict[int, Any]) -> dict[int, int]:
 
 def scratch_free(graph: Graph, scheme: str, calls: dict[int, Any], fixed: set[int] = frozenset()) -> dict[int, Any]:  # type: ignore[assignment]
     """{op index: divqat_conv_rows_s8 call} for the convs whose scratch sets the arena's peak: while every op at the
-    peak has a scratch and a scratch-free kernel (native.rows_call) that lowers it, they take it; the others keep
+    peak has a scratch and a scratch-free kernel (ops.conv.rows_call) that lowers it, they take it; the others keep
     their kernel with its scratch (faster on some cores, and half the weight flash). Where the scratch alone is the
     peak (a single layer between the caller's buffers) nothing changes. `fixed`: ops whose kernel was chosen
     elsewhere (tuning)."""
@@ -215,7 +216,7 @@ def scratch_free(graph: Graph, scheme: str, calls: dict[int, Any], fixed: set[in
             call, op = current.get(i), graph.ops[i]
             alt = None
             if call is not None and call.scratch_bytes and i not in fixed and type(op) is Conv2D:
-                alt = native.rows_call(graph, op, scheme)
+                alt = conv.rows_call(graph, op, scheme)
             if alt is None:
                 return chosen  # an op at the peak keeps it whatever the others do
             swap[i] = alt

@@ -1,13 +1,13 @@
 """NCHW → NHWC conversion of an imported int8 graph (ONNX exports are NCHW), so the NHWC hand-written kernels
-(native.py) serve ONNX models too.
+(compiler/ops/) serve ONNX models too.
 
 The compiled model keeps the source model's interface: the input stays NCHW (a first op, `NchwToNhwc`,
 transposes it into the arena), and a 4-D output is transposed back (`NhwcToNchw`). Every 4-D activation
 inside becomes NHWC; convolution weights are already laid out by the kernels from OIHW, and every 4-D op
 (conv, pools, add) takes its layout from its tensors. A flatten of an NCHW tensor orders its values
 (c, h, w): on NHWC data it becomes `FlattenNchwOrder` (a gather in that order) unless H = W = 1 (then the
-orders agree and it stays a plain reshape). Each new op carries its TE kernel and its numpy reference
-(see tflite_ops.py), so the rest of the compiler and the reference need no change. A Concat of 4-D tensors
+orders agree and it stays a plain reshape). The new ops are data movement (compiler/ops/movement.py,
+with their TE kernels and numpy references), so the rest of the compiler and the reference need no change. A Concat of 4-D tensors
 gets its axis moved; elementwise ops (Lut, Mul of same-rank operands) do not depend on the order. A graph with
 anything else (a 4-D → 4-D reshape, a Transpose) is returned unchanged.
 """
@@ -15,82 +15,16 @@ anything else (a 4-D → 4-D reshape, a Transpose) is returned unchanged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, QTensor, Reshape
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, SoftmaxOrt, Transpose
+from divqat_tvm.compiler.ops.elementwise import Lut, Mul
+from divqat_tvm.compiler.ops.movement import Concat, FlattenNchwOrder, NchwToNhwc, NhwcToNchw, Pad, Transpose
+from divqat_tvm.compiler.ops.pooling import AvgPoolWindowed
+from divqat_tvm.compiler.ops.softmax import SoftmaxOrt
 
 # Ops that read their layout from their tensors, or (Lut, Mul of same-rank operands) do not depend on it.
 _LAYOUT_FREE = (Conv2D, Dense, Add, MaxPool, AvgPool, GlobalAvgPool, AvgPoolWindowed, Lut, Mul)
 _NCHW_TO_NHWC_AXIS = (0, 3, 1, 2)  # where NCHW axis a sits in NHWC
-
-
-def _transpose_te(perm: tuple[int, ...]):
-    def kernel(x):
-        from tvm import te
-
-        in_shape = [int(d) for d in x.shape]
-        out_shape = tuple(in_shape[p] for p in perm)
-        inv = [perm.index(i) for i in range(len(perm))]
-        return te.compute(out_shape, lambda *i: x[tuple(i[inv[k]] for k in range(len(inv)))], name="out")
-
-    return kernel
-
-
-@dataclass
-class NchwToNhwc(Op):
-    """[N, C, H, W] → [N, H, W, C], same bytes per element and quantization."""
-
-    @property
-    def kind(self) -> str:
-        return "nchw_to_nhwc"
-
-    def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
-        return _transpose_te((0, 2, 3, 1)), [], {}
-
-    def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(0, 2, 3, 1))
-
-
-@dataclass
-class NhwcToNchw(Op):
-    """[N, H, W, C] → [N, C, H, W]."""
-
-    @property
-    def kind(self) -> str:
-        return "nhwc_to_nchw"
-
-    def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
-        return _transpose_te((0, 3, 1, 2)), [], {}
-
-    def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(0, 3, 1, 2))
-
-
-@dataclass
-class FlattenNchwOrder(Op):
-    """NHWC [N, H, W, C] → [N, C·H·W] in NCHW order (what the source model's flatten produced)."""
-
-    @property
-    def kind(self) -> str:
-        return "flatten_nchw_order"
-
-    def te_kernel(self, graph: Graph) -> tuple[Callable[..., Any], list[np.ndarray], dict[str, Any]]:
-        def kernel(x):
-            from tvm import te
-
-            n, h, w, c = (int(d) for d in x.shape)
-            return te.compute((n, c * h * w), lambda b, i: x[b, (i // w) % h, i % w, i // (h * w)], name="out")
-
-        return kernel, [], {}
-
-    def run_reference(self, graph: Graph, inputs: list[np.ndarray]) -> np.ndarray:
-        x = np.asarray(inputs[0])
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), -1)
 
 
 def to_nhwc(graph: Graph) -> Graph:
@@ -141,7 +75,7 @@ def to_nhwc(graph: Graph) -> Graph:
                 return graph  # operands of different rank broadcast differently once permuted
         elif not isinstance(op, (Reshape, *_LAYOUT_FREE)):
             return graph  # an op whose meaning depends on the axis order (Transpose, ...): not converted
-        if isinstance(op, Reshape) and not hasattr(op, "te_kernel"):
+        if type(op) is Reshape:
             ti, to = t[op.inputs[0]], t[op.output]
             if len(to.shape) == 4:
                 return graph  # a reshape into a 4-D tensor: its bytes are in NCHW order, not converted

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from divqat_tvm.compiler import kernels as K
-from divqat_tvm.compiler import memory, native
-from divqat_tvm.compiler import requant as rq
-from divqat_tvm.compiler.graph import Add, AvgPool, Conv2D, Dense, GlobalAvgPool, Graph, MaxPool, Op, Reshape
+from divqat_tvm.compiler import memory, native, ops
+from divqat_tvm.compiler.graph import Graph, Op
+from divqat_tvm.compiler.ops.common import SCHEMES
+from divqat_tvm.compiler.ops.conv import DOT_S8
 from divqat_tvm.errors import CompileError
 
 PINNED_TVM = "0.27.0"
@@ -48,24 +48,6 @@ def kernel_name(prefix: str, index: int, op: Op) -> str:
     return f"{prefix}_k{index}_{op.kind}"
 
 
-def _folded_bias(op: Conv2D | Dense, zp_in: int) -> np.ndarray:
-    w = op.weight.reshape(op.weight.shape[0], -1).astype(np.int64)
-    b = op.bias.astype(np.int64) - zp_in * w.sum(axis=1)
-    if np.any(np.abs(b) >= 2**31):
-        raise CompileError(
-            f"the bias of '{op.name}' overflows int32 after folding the zero point.", "Re-quantize the model."
-        )
-    return b.astype(np.int32)
-
-
-def _requant_arrays(op: Conv2D | Dense, s_in: float, s_out: float, scheme: str) -> list[np.ndarray]:
-    """[multiplier, shift] (int32) for "fixed"; [float32 scale] for "float"."""
-    if scheme == "fixed":
-        real = np.float64(s_in) * op.weight_scale.astype(np.float64) / np.float64(s_out)
-        return list(rq.quantize_multipliers(real))
-    return [rq.conv_scale_f32(s_in, op.weight_scale, s_out).astype(np.float32)]
-
-
 KERNEL_CHOICES = ("native", "te")
 
 
@@ -80,16 +62,16 @@ def build_relax(
     """The int8 Relax module: one call per graph op, constants inline.
 
     Args:
-        kernels: "native" runs the layers the hand-written C kernels handle with them (native.py), "te"
-            keeps every op on its TE kernel (kernels.py).
+        kernels: "native" runs the layers the hand-written C kernels handle with them (compiler/ops/, csrc/), "te"
+            keeps every op on its TE kernel (compiler/ops/).
         chosen: if given, filled with {op index: NativeCall or None (TE kernel)}.
         overrides: {op index: NativeCall or None (TE kernel)} for the ops whose kernel was chosen elsewhere
             (tune.py: by measurement); only with kernels "native".
     """
     from tvm import relax
 
-    if scheme not in K.SCHEMES:
-        raise CompileError(f"unknown requantization scheme '{scheme}'.", f"Use one of {', '.join(K.SCHEMES)}.")
+    if scheme not in SCHEMES:
+        raise CompileError(f"unknown requantization scheme '{scheme}'.", f"Use one of {', '.join(SCHEMES)}.")
     if kernels not in KERNEL_CHOICES:
         raise CompileError(f"unknown kernel choice '{kernels}'.", f"Use one of {', '.join(KERNEL_CHOICES)}.")
     bb = relax.BlockBuilder()
@@ -103,7 +85,7 @@ def build_relax(
                 if kernels == "native" and overrides is not None and i in overrides:
                     call = overrides[i]
                 else:
-                    call = native.select(graph, op, scheme) if kernels == "native" else None
+                    call = ops.native_call(graph, op, scheme) if kernels == "native" else None
                 if chosen is not None:
                     chosen[i] = call
                 if call is not None:
@@ -131,129 +113,12 @@ def _emit_native(bb: Any, graph: Graph, op: Op, env: dict[str, Any], call: nativ
 
 
 def _emit_op(bb: Any, graph: Graph, op: Op, env: dict[str, Any], scheme: str, name: str) -> Any:
+    """call_te of the op's TE kernel (its family's, compiler/ops/) on its inputs and constants."""
     from tvm import relax
 
-    def call(fn: Any, *tensors: Any, **params: Any) -> Any:
-        return bb.call_te(functools.partial(fn, **params), *tensors, primfunc_name_hint=name)
-
-    if hasattr(op, "te_kernel_for"):  # ops_extra.py: a kernel of its own that depends on the requantization scheme
-        fn, consts, params = op.te_kernel_for(graph, scheme)
-        return call(fn, *(env[n] for n in op.inputs), *(relax.const(c) for c in consts), **params)
-    if hasattr(op, "te_kernel"):  # ops defined outside graph.py (e.g. tflite_ops.py) bring their own kernel
-        fn, consts, params = op.te_kernel(graph)
-        return call(fn, *(env[n] for n in op.inputs), *(relax.const(c) for c in consts), **params)
-    if hasattr(op, "te_kernel"):  # ops that carry their own kernel (e.g. tflite_ops: TFLite semantics)
-        fn, consts, params = op.te_kernel(graph)
-        return call(fn, *(env[i] for i in op.inputs), *(relax.const(c) for c in consts), **params)
-    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
-    r = K.Requant(scheme, to.zero_point, getattr(op, "act_min", -128), getattr(op, "act_max", 127))
-    x = env[op.inputs[0]]
-    if isinstance(op, (Conv2D, Dense)):
-        rq_consts = [relax.const(a) for a in _requant_arrays(op, ti.scale, to.scale, scheme)]
-        if isinstance(op, Dense):
-            consts = [relax.const(op.weight.astype(np.int8)), relax.const(_folded_bias(op, ti.zero_point)), *rq_consts]
-            return call(K.dense, x, *consts, r=r)
-        # conv: OHWI weights (the inner loop runs over input channels) and the model's own bias (the kernel
-        # subtracts the input zero point per product; see K.conv2d)
-        consts = [
-            relax.const(np.ascontiguousarray(op.weight.astype(np.int8).transpose(0, 2, 3, 1))),
-            relax.const(op.bias.astype(np.int32)),
-            *rq_consts,
-        ]
-        return call(
-            K.conv2d,
-            x,
-            *consts,
-            layout=ti.layout,
-            in_nchw=ti.nchw(),
-            out_nchw=to.nchw(),
-            stride=op.stride,
-            padding=op.padding,
-            dilation=op.dilation,
-            groups=op.groups,
-            zp_in=ti.zero_point,
-            r=r,
-        )
-    if isinstance(op, Add):
-        tb = graph.tensors[op.inputs[1]]
-        fp = (
-            []
-            if scheme == "fixed"
-            else [
-                relax.const(
-                    K.add_float_params(ti.zero_point, tb.zero_point, ti.scale, tb.scale, to.scale, to.zero_point)
-                )
-            ]
-        )
-        return call(
-            K.add,
-            x,
-            env[op.inputs[1]],
-            *fp,
-            zp_a=ti.zero_point,
-            zp_b=tb.zero_point,
-            s_a=ti.scale,
-            s_b=tb.scale,
-            s_out=to.scale,
-            r=r,
-        )
-    if isinstance(op, MaxPool):
-        return call(
-            K.max_pool,
-            x,
-            layout=ti.layout,
-            in_nchw=ti.nchw(),
-            out_nchw=to.nchw(),
-            kernel=op.kernel,
-            stride=op.stride,
-            padding=op.padding,
-        )
-    if isinstance(op, AvgPool) and scheme == "float":
-        fp = relax.const(np.array([ti.scale, to.scale, op.kernel[0] * op.kernel[1]], np.float32))
-        return call(
-            K.avg_pool_ort,
-            x,
-            fp,
-            layout=ti.layout,
-            in_nchw=ti.nchw(),
-            out_nchw=to.nchw(),
-            kernel=op.kernel,
-            stride=op.stride,
-            padding=op.padding,
-            zp_in=ti.zero_point,
-            zp_out=to.zero_point,
-        )
-    if isinstance(op, (AvgPool, GlobalAvgPool)):
-        _, _, h, w = ti.nchw()
-        kernel, stride, pad = (
-            ((h, w), (1, 1), (0, 0, 0, 0)) if isinstance(op, GlobalAvgPool) else (op.kernel, op.stride, op.padding)
-        )
-        count = kernel[0] * kernel[1]
-        fp = (
-            []
-            if scheme == "fixed"
-            else [
-                relax.const(np.array([np.float32(ti.scale) / (np.float32(to.scale) * np.float32(count))], np.float32))
-            ]
-        )
-        return call(
-            K.avg_pool,
-            x,
-            *fp,
-            layout=ti.layout,
-            in_nchw=ti.nchw(),
-            out_nchw=to.nchw(),
-            kernel=kernel,
-            stride=stride,
-            padding=pad,
-            zp_in=ti.zero_point,
-            s_in=ti.scale,
-            s_out=to.scale,
-            r=r,
-        )
-    if isinstance(op, Reshape):
-        return call(K.reshape, x, shape=to.shape)
-    raise CompileError(f"no kernel for '{op.kind}' (node '{op.name}').", "Use a supported operator.")
+    fn, consts, params = ops.te_kernel(graph, op, scheme)
+    tensors = [*(env[n] for n in op.inputs), *(relax.const(c) for c in consts)]
+    return bb.call_te(functools.partial(fn, **params), *tensors, primfunc_name_hint=name)
 
 
 # ---------------------------------------------------------------- Relax passes
@@ -323,7 +188,7 @@ def _schedule_chain(sch: Any) -> None:
 
 
 def _decompose_nested_reductions(sch: Any, outer_blocks: list[Any]) -> None:
-    """A reduction whose extent depends on the output index (conv's in-bounds kernel window, K._taps) is a
+    """A reduction whose extent depends on the output index (conv's in-bounds kernel window, ops.conv._taps) is a
     reduction block nested in a spatial one. Initialise its accumulator once, before its reduction loops,
     instead of with a test in every iteration."""
     for outer in outer_blocks:
@@ -408,74 +273,16 @@ def build_c(funcs: dict[str, Any]) -> str:
     return portable_c(src)
 
 
-# Σ (x[i] − zp)·w[i], int32, over n int8 pairs (K.DOT_S8). With Helium (MVE): 16 pairs per step, tail-predicated
-# (inactive lanes load 0), as Σx·w − zp·Σw (VMLADAVA, VADDVA; exact in int32). With the DSP extension: four pairs per step as two
-# SMLADs on sign-extended halfword pairs (SXTAB16 adds −zp to each lane: x − zp fits int16, so every lane
-# product and the int32 sum are exactly the plain loop's). TVM declares it `int32_t f(void*, void*, int32_t,
-# int32_t)` (or int64_t for a constant length) before each kernel; portable_c drops those declarations.
-DOT_S8_C = """#include <string.h>
-#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
-#include <arm_mve.h>
-static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
-  const int8_t* x = (const int8_t*)xp;
-  const int8_t* w = (const int8_t*)wp;
-  int32_t acc = 0, wsum = 0;
-  for (; n > 0; n -= 16, x += 16, w += 16) {
-    mve_pred16_t p = vctp8q((uint32_t)n);
-    int8x16_t vw = vldrbq_z_s8(w, p);
-    acc = vmladavaq_s8(acc, vldrbq_z_s8(x, p), vw);
-    wsum = vaddvaq_s8(wsum, vw);
-  }
-  return acc - zp * wsum;
-}
-#else
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
-#include <arm_acle.h>
-static inline __attribute__((always_inline)) uint32_t divqat_dot_sxtab16_ror8(uint32_t a, uint32_t b) {
-  uint32_t r;
-  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-static inline __attribute__((always_inline)) uint32_t divqat_dot_sxtb16_ror8(uint32_t b) {
-  uint32_t r;
-  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(b));
-  return r;
-}
-static inline __attribute__((always_inline)) int32_t divqat_dot_mac4_s8(int32_t acc, const int8_t* x, const int8_t* w, uint32_t off) {
-  uint32_t xv, wv;
-  memcpy(&xv, x, 4);
-  memcpy(&wv, w, 4);
-  acc = __smlad(__sxtab16(off, xv), __sxtb16(wv), acc);
-  return __smlad(divqat_dot_sxtab16_ror8(off, xv), divqat_dot_sxtb16_ror8(wv), acc);
-}
-#endif
-static inline __attribute__((always_inline)) int32_t divqat_dot_s8(void* xp, void* wp, int32_t n, int32_t zp) {
-  const int8_t* x = (const int8_t*)xp;
-  const int8_t* w = (const int8_t*)wp;
-  int32_t acc = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32)
-  const uint32_t off = ((uint32_t)(-zp) & 0xFFFFu) * 0x10001u;
-  for (; n >= 8; n -= 8, x += 8, w += 8) {
-    acc = divqat_dot_mac4_s8(acc, x, w, off);
-    acc = divqat_dot_mac4_s8(acc, x + 4, w + 4, off);
-  }
-  if (n >= 4) {
-    acc = divqat_dot_mac4_s8(acc, x, w, off);
-    n -= 4, x += 4, w += 4;
-  }
-#endif
-  for (int32_t i = 0; i < n; ++i) acc += ((int32_t)x[i] - zp) * (int32_t)w[i];
-  return acc;
-}
-#endif
-"""
+# The C of DOT_S8 (the TE conv's row dot product). TVM declares it `int32_t f(void*, void*, int32_t, int32_t)` (or
+# int64_t for a constant length) before each kernel; portable_c drops those declarations.
+DOT_S8_SOURCE = native.CSRC / "dot_s8.c"
 
 
 def conv_dot_kernel(kernels_c: str, core: str | None) -> dict[str, Any] | None:
-    """Which inner product the conv kernels use, for the manifest: None when no kernel calls K.DOT_S8;
+    """Which inner product the conv kernels use, for the manifest: None when no kernel calls DOT_S8;
     else its name and "mve" (the core has Helium), "smlad" (the DSP extension) or "c" (plain loop);
     "by-compiler" when no core is named (the C picks its path from __ARM_FEATURE_MVE/_DSP when compiled)."""
-    if f"{K.DOT_S8}(" not in kernels_c:
+    if f"{DOT_S8}(" not in kernels_c:
         return None
     if core is None:
         kind = "by-compiler"
@@ -484,12 +291,12 @@ def conv_dot_kernel(kernels_c: str, core: str | None) -> dict[str, Any] | None:
 
         c = load_core(core)
         kind = "mve" if c.mve else "smlad" if c.dsp else "c"
-    return {"function": K.DOT_S8, "kind": kind}
+    return {"function": DOT_S8, "kind": kind}
 
 
 def portable_c(src: str) -> str:
     """Strip TVM runtime traces: includes → <stdint.h>/<math.h>, TVM_DLL empty, no __tvm_ffi_main or library ctx.
-    Adds the C helpers the kernels call (DOT_S8_C) when they call them."""
+    Adds the C helpers the kernels call (csrc/dot_s8.c) when they call them."""
     src = _TVM_INCLUDE.sub("", src)
     src = src.replace("void* __tvm_ffi__library_ctx = NULL;\n", "")
     src = re.sub(r"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL \w+ __tvm_ffi_main.*?\n}\n", "", src, flags=re.S)
@@ -498,9 +305,9 @@ def portable_c(src: str) -> str:
         "#include <stdint.h>\n#include <math.h>\n#include <stdbool.h>\n#ifndef TVM_DLL\n#define TVM_DLL\n#endif\n"
     )
     src = src.replace("#include <math.h>\n", "").replace("#include <stdbool.h>\n", "")
-    if f"{K.DOT_S8}(" in src:  # TVM declares it per call site (a constant length may print as int64_t): ours only
-        src = re.sub(rf"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL int32_t {K.DOT_S8}\([^)]*\);\n", "", src)
-        head += DOT_S8_C
+    if f"{DOT_S8}(" in src:  # TVM declares it per call site (a constant length may print as int64_t): ours only
+        src = re.sub(rf"#ifdef __cplusplus\nextern \"C\"\n#endif\nTVM_DLL int32_t {DOT_S8}\([^)]*\);\n", "", src)
+        head += DOT_S8_SOURCE.read_text()
     used = native.used_functions(src)
     if used:  # hand-written kernels (csrc/): pasted once, before the TVM wrappers that call them
         src = native.strip_tvm_declarations(src)

@@ -37,7 +37,10 @@ from divqat_tvm.compiler.graph import (
     QTensor,
     Reshape,
 )
-from divqat_tvm.compiler.ops_extra import AvgPoolWindowed, Concat, Lut, Mul, Pad, SoftmaxOrt, Transpose, unary_table
+from divqat_tvm.compiler.ops.elementwise import Lut, Mul, unary_table
+from divqat_tvm.compiler.ops.movement import Concat, Pad, Transpose
+from divqat_tvm.compiler.ops.pooling import AvgPoolWindowed
+from divqat_tvm.compiler.ops.softmax import SoftmaxOrt
 from divqat_tvm.errors import CompileError
 
 # ONNX op types the importer understands (QDQ wrappers and the float ops between them).

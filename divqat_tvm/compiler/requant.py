@@ -10,7 +10,7 @@ Two schemes, recorded in the manifest as `requant`:
 The fixed-point arithmetic itself lives once, in `divqat_tvm.quant.primitives` (the quantizer's integer
 math); this module gives it the names the compiler uses and adds the compiler-only pieces (the "float"
 scheme, onnxruntime's uint8 offset, TFLite's add shift). Together they are the numpy reference the compiled
-C is tested against; the TE kernels in `kernels.py` are written separately so that a mistake in one does
+C is tested against; the TE kernels in `compiler/ops/` are written separately so that a mistake in one does
 not hide in the other.
 """
 

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from divqat_tvm.compiler import softmax as sm
 from divqat_tvm.compiler.graph import QMAX, QMIN, Add, Conv2D, Graph, MaxPool, Op, QTensor, Reshape
-from divqat_tvm.compiler.tflite_ops import Softmax, TfliteAvgPool, TfliteDense
+from divqat_tvm.compiler.ops import softmax as sm
+from divqat_tvm.compiler.ops.dense import TfliteDense
+from divqat_tvm.compiler.ops.pooling import TfliteAvgPool
+from divqat_tvm.compiler.ops.softmax import Softmax
 from divqat_tvm.errors import CompileError
 
 if TYPE_CHECKING:

@@ -2,11 +2,11 @@
 instructions on the core, cached by (layer signature, core) so a later compile reuses it.
 
 Candidates of a layer (every one exact, each tested against the numpy reference on its own):
-  "native"         the hand-written kernel native.select picks (csrc/), with its own column strategy;
+  "native"         the hand-written kernel ops.native_call picks (csrc/), with its own column strategy;
   "native-im2col"  for a 1x1 conv that kernel reads in place (DQ_DIRECT), the same kernel through im2col;
   "native-rows"    for a conv the scratch-free kernel takes (csrc/conv_rows_s8.c), that one (faster than the
                    im2col one for some layers on some cores, slower for others);
-  "te"             the TVM-scheduled TE kernel (kernels.py).
+  "te"             the TVM-scheduled TE kernel (compiler/ops/).
 Layers with a single candidate (pooling, reshape, softmax, ...) are not tuned.
 
 Measuring: candidate index k gives one whole-model variant (each layer runs its k-th candidate, or its first
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from divqat_tvm.compiler import native
-from divqat_tvm.compiler.graph import Conv2D, Graph, Op
+from divqat_tvm.compiler import native, ops
+from divqat_tvm.compiler.graph import Graph, Op
 from divqat_tvm.errors import CompileError
 from divqat_tvm.fileio import atomic_write_json
 
@@ -57,32 +57,6 @@ class Tuning:
     measure: Measure | None = None
     work_dir: Path | None = None
     board: str | None = None  # the board `measure` runs on (recorded in the cache)
-
-
-def candidates(graph: Graph, op: Op, scheme: str) -> dict[str, native.NativeCall | None]:
-    """The layer's candidate kernels in order (the default first); None stands for the TE kernel."""
-    call = native.select(graph, op, scheme)
-    if call is None:
-        return {"te": None}
-    out: dict[str, native.NativeCall | None] = {"native": call}
-    if call.function == "divqat_conv_s8" and call.variant.get("columns") == "direct":
-        out["native-im2col"] = _through_im2col(call)
-    if call.function == "divqat_conv_s8" and type(op) is Conv2D:  # the scratch-free conv, where it applies
-        rows = native.rows_call(graph, op, scheme)
-        if rows is not None:
-            out["native-rows"] = rows
-    out["te"] = None
-    return out
-
-
-def _through_im2col(call: native.NativeCall) -> native.NativeCall:
-    """The same conv call with DQ_DIRECT cleared: the kernel gathers the (1x1) K vector into its scratch."""
-    flags = native.DESC_FIELDS.index("flags")
-    desc = call.consts[2].copy()
-    desc[flags] &= ~native.FLAG_DIRECT
-    return dataclasses.replace(
-        call, consts=[call.consts[0], call.consts[1], desc], variant={**call.variant, "columns": "im2col"}
-    )
 
 
 def _jsonable(v: Any) -> Any:
@@ -174,7 +148,7 @@ class Layer:
 def tunable_layers(graph: Graph, scheme: str, core: str) -> list[Layer]:
     layers = []
     for i, op in enumerate(graph.ops):
-        cands = candidates(graph, op, scheme)
+        cands = ops.candidates(graph, op, scheme)
         if len(cands) > 1:
             sig = layer_signature(graph, op, scheme, core, next(iter(cands.values())))
             layers.append(Layer(i, cands, layer_key(sig), describe(graph, op)))

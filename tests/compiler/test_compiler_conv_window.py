@@ -1,4 +1,4 @@
-"""NHWC int8 convs whose kernel window runs over the in-bounds taps only (kernels._taps) and, for groups 1
+"""NHWC int8 convs whose kernel window runs over the in-bounds taps only (ops.conv._taps) and, for groups 1
 without horizontal dilation, one contiguous dot product per kernel row (divqat_dot_s8): bit-exact on the
 host with the numpy reference for stride, asymmetric padding, dilation, groups and channel counts that
 hit every length path of the dot helper (8-wide, 4-wide, scalar tail). These are the TE kernels (kernels="te"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from divqat_tvm.compiler import fuse, inplace, memory, native
+from divqat_tvm.compiler import fuse, inplace, memory, ops
 from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
@@ -106,7 +106,7 @@ def _inputs(shape, n, rng) -> np.ndarray:
 
 
 def _rows_overrides(graph: Graph, index: int) -> dict:
-    call = native.rows_call(graph, graph.ops[index], "fixed")
+    call = ops.conv.rows_call(graph, graph.ops[index], "fixed")
     assert call is not None and call.scratch_bytes == 0
     return {index: call}
 
@@ -121,7 +121,7 @@ def _compile_fused(graph: Graph, out, **manifest) -> tuple[dict, Graph]:
 def test_rows_weights_layout_matches_the_kernels_order() -> None:
     """int16 per 4-channel group, per 4 K values, per channel: (w0, w2, w1, w3) (SXTB16's halves)."""
     w2d = np.arange(5 * 8, dtype=np.int64).reshape(5, 8) - 20
-    got = native.rows_weights(w2d.astype(np.int8)).reshape(2, 2, 4, 4)  # [group, quad, channel, 4]
+    got = ops.conv.rows_weights(w2d.astype(np.int8)).reshape(2, 2, 4, 4)  # [group, quad, channel, 4]
     assert got[0, 1, 2].tolist() == [w2d[2, 4], w2d[2, 6], w2d[2, 5], w2d[2, 7]]
     assert got[1, 0, 0].tolist() == [w2d[4, 0], w2d[4, 2], w2d[4, 1], w2d[4, 3]]
     assert not got[1, :, 1:].any()  # channels 5..7 are zero rows
@@ -130,7 +130,7 @@ def test_rows_weights_layout_matches_the_kernels_order() -> None:
 def test_rows_corrections_are_the_padding_terms() -> None:
     rng = np.random.default_rng(1)
     w2d = rng.integers(-127, 128, (6, 9 * 16)).astype(np.int8)
-    corr = native.rows_corrections(w2d, 9, -7).reshape(2, 9, 4)
+    corr = ops.conv.rows_corrections(w2d, 9, -7).reshape(2, 9, 4)
     assert corr[1, 4, 1] == -7 * int(w2d[5].astype(np.int64).reshape(9, 16)[4].sum())
     assert not corr[1, :, 2:].any()
 
@@ -141,8 +141,8 @@ def test_fused_add_tables_are_the_reference_stages() -> None:
     tc = QTensor("c", (1, 2, 2, 4), 0.09, 4, layout="NHWC")
     tr = QTensor("r", (1, 2, 2, 4), 0.153, 11, layout="NHWC")
     to = QTensor("o", (1, 2, 2, 4), 0.14, -20, layout="NHWC")
-    words = native.fused_add_words(tc, tr, to, -20, 127)
-    assert words is not None and len(words) == native.FUSED_ADD_WORDS
+    words = ops.conv.fused_add_words(tc, tr, to, -20, 127)
+    assert words is not None and len(words) == ops.conv.FUSED_ADD_WORDS
     m, sh = rq.quantize_multiplier(0.09 / (2 * 0.153))
     assert words[128 + 37] == rq.multiply_by_quantized_multiplier((37 - 4) << 20, m, sh)
     assert words[256 + 128 - 100] == (-100 - 11) << 19  # the larger scale: multiplier 0.5 exactly
@@ -151,7 +151,7 @@ def test_fused_add_tables_are_the_reference_stages() -> None:
 def test_fused_add_refused_where_the_output_stage_is_not_exact() -> None:
     tc = QTensor("c", (1, 2, 2, 4), 0.09, 4, layout="NHWC")
     to = QTensor("o", (1, 2, 2, 4), 1e-8, 0, layout="NHWC")  # output multiplier > 1: a left shift
-    assert native.fused_add_words(tc, tc, to, -128, 127) is None
+    assert ops.conv.fused_add_words(tc, tc, to, -128, 127) is None
 
 
 # ---------------------------------------------------------------- host (plain C path)
@@ -256,14 +256,13 @@ def test_an_add_of_the_convs_own_input_is_not_fused() -> None:
 
 def test_the_scratch_free_conv_is_a_tuning_candidate() -> None:
     """`--tune` measures it beside the im2col kernel (compiler/tune.py) where it applies, and never elsewhere."""
-    from divqat_tvm.compiler import tune
 
     rng = np.random.default_rng(2)
     graph = rows_graph("3x3_pad1_c16_c13", rng)
-    assert list(tune.candidates(graph, graph.ops[1], "fixed")) == ["native", "native-rows", "te"]
-    assert "native-rows" not in tune.candidates(graph, graph.ops[0], "fixed")  # 4 input channels
+    assert list(ops.candidates(graph, graph.ops[1], "fixed")) == ["native", "native-rows", "te"]
+    assert "native-rows" not in ops.candidates(graph, graph.ops[0], "fixed")  # 4 input channels
     fused = fuse.residual_adds(fused_graph("c16_res_first_relu", rng), "fixed")
-    assert list(tune.candidates(fused, fused.ops[2], "fixed")) == ["native", "te"]
+    assert list(ops.candidates(fused, fused.ops[2], "fixed")) == ["native", "te"]
 
 
 # ---------------------------------------------------------------- every path on its core

@@ -15,7 +15,7 @@ from divqat_tvm.compiler import requant as rq
 from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
-from divqat_tvm.compiler.ops_extra import Transpose
+from divqat_tvm.compiler.ops.movement import Transpose
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -22,7 +22,8 @@ from divqat_tvm.compiler.generate import compile_onnx, generate
 from divqat_tvm.compiler.graph import Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.onnx_import import import_onnx
-from divqat_tvm.compiler.ops_extra import Mul, Transpose, unary_table
+from divqat_tvm.compiler.ops.elementwise import Mul, unary_table
+from divqat_tvm.compiler.ops.movement import Transpose
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))

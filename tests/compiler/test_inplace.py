@@ -37,9 +37,9 @@ def test_overlap_rules_match_the_kernel_sources() -> None:
 
 def test_a_changed_kernel_gets_no_overlap(monkeypatch) -> None:
     graph = chain_graph("3x3_pad1_c16", np.random.default_rng(0))
-    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler import ops
 
-    call = native.select(graph, graph.ops[1], "fixed")
+    call = ops.native_call(graph, graph.ops[1], "fixed")
     assert inplace.kernel_lead(call) == 16 * (8 + 1 + 4)
     monkeypatch.setitem(inplace.VERIFIED, "divqat_conv_s8", ("conv_s8.c", "0" * 16))
     assert inplace.kernel_lead(call) is None
@@ -299,12 +299,12 @@ ROWS_CHAINS = ["3x3_pad1_c16"]
 
 def _overrides(case: str, graph: Graph, kernel: str) -> dict:
     """The middle conv's kernel: "gemm" (divqat_conv_s8 with its scratch) or "rows" (divqat_conv_rows_s8)."""
-    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler import ops
 
     if kernel == "rows":
-        return {1: native.rows_call(graph, graph.ops[1], "fixed")}
+        return {1: ops.conv.rows_call(graph, graph.ops[1], "fixed")}
     if case in GRAPHS and case != "residual":
-        return {1: native.conv_call(graph, graph.ops[1], "fixed")}
+        return {1: ops.conv.conv_call(graph, graph.ops[1], "fixed")}
     return {}
 
 

@@ -1,4 +1,4 @@
-"""The hand-written C kernels (divqat_tvm/compiler/csrc, chosen by native.py) against the numpy reference
+"""The hand-written C kernels (divqat_tvm/compiler/csrc, chosen by compiler/ops/) against the numpy reference
 (reference.run_reference: zero points subtracted inside the sums, padding as a real zero), bit for bit.
 
 Shapes are picked to reach every tail: output channel counts that are odd or not a multiple of 4 (the DSP
@@ -497,7 +497,7 @@ def _haway_fixed(acc: np.ndarray, m: int, s: int) -> np.ndarray:
 
 
 def _round_half_away_f64(acc: np.ndarray, scale: float) -> np.ndarray:
-    """LiteRT's reference FULLY_CONNECTED rounding in numpy (the tflite_ops reference's double operations)."""
+    """LiteRT's reference FULLY_CONNECTED rounding in numpy (the TfliteDense reference's double operations)."""
     v = acc.astype(np.float64) * scale
     t = np.trunc(v)
     f = v - t
@@ -509,7 +509,7 @@ def _round_half_away_f64(acc: np.ndarray, scale: float) -> np.ndarray:
 def test_fc_f64_rounding_as_fixed_point_exhaustive_over_ad01_accumulators() -> None:
     """Every AD01 layer gets the integer epilogue, and it equals LiteRT's double rounding (after zp_out and the
     clamp) for EVERY accumulator the layer can produce: the whole range Σ w·(x − zp_in) + bias over int8 x."""
-    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.ops import dense
     from divqat_tvm.compiler.tflite_import import import_tflite
 
     graph = import_tflite(AD01)
@@ -524,7 +524,7 @@ def test_fc_f64_rounding_as_fixed_point_exhaustive_over_ad01_accumulators() -> N
         n_max = max(op.act_max - to.zero_point, to.zero_point - op.act_min) + 1
         scales = op.effective_scales(graph)
         for sc in np.unique(scales):
-            fixed = native.f64_as_fixed(float(sc), n_max)
+            fixed = dense.f64_as_fixed(float(sc), n_max)
             assert fixed is not None
             m, s = fixed
             chans = scales == sc
@@ -541,15 +541,15 @@ def test_fc_f64_rounding_as_fixed_point_exhaustive_over_ad01_accumulators() -> N
 def test_fc_f64_as_fixed_refuses_what_it_cannot_prove(tmp_path) -> None:
     """No proof, no integer path: scales >= 1 are refused, and a layer with any unproven scale keeps the double
     rounding (DQ_F64), still exact."""
-    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.ops import dense
 
-    assert native.f64_as_fixed(1.5, 128) is None and native.f64_as_fixed(0.0, 128) is None
-    m, s = native.f64_as_fixed(0.0123, 256)  # type: ignore[misc]
+    assert dense.f64_as_fixed(1.5, 128) is None and dense.f64_as_fixed(0.0, 128) is None
+    m, s = dense.f64_as_fixed(0.0123, 256)  # type: ignore[misc]
     acc = np.arange(-(1 << 16), 1 << 16, dtype=np.int64)
     assert (_haway_fixed(acc, m, s) == _round_half_away_f64(acc, 0.0123)).all()
     # a near-tie scale where a slightly wrong multiplier would show: every proven pair agrees on its thresholds
     for sc in (0.5 - 2**-40, 1 / 3, 2.0**-20 * 3):
-        f = native.f64_as_fixed(sc, 300)
+        f = dense.f64_as_fixed(sc, 300)
         if f is not None:
             a = np.arange(0, int(301 / sc) + 2, dtype=np.int64)
             got = np.minimum(_haway_fixed(a, *f), 301)
@@ -562,10 +562,10 @@ def test_fc_f64_as_fixed_refuses_what_it_cannot_prove(tmp_path) -> None:
 def test_fc_falls_back_to_double_rounding_without_proof(tmp_path, monkeypatch) -> None:
     from test_tflite_import import litert, litert_run
 
-    from divqat_tvm.compiler import native
+    from divqat_tvm.compiler.ops import dense
     from divqat_tvm.compiler.tflite_import import compile_tflite
 
-    monkeypatch.setattr(native, "f64_as_fixed", lambda scale, n_max: None)
+    monkeypatch.setattr(dense, "f64_as_fixed", lambda scale, n_max: None)
     m = compile_tflite(AD01, tmp_path / "ad01", target="mps2-an500", core="cortex-m7")
     assert all(o["kernel"]["variant"]["epilogue"].startswith("float64") for o in m["ops"])
     xs = np.random.default_rng(5).integers(-128, 128, (20, 640)).astype(np.int8)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from divqat_tvm.compiler import softmax as sm
+from divqat_tvm.compiler.ops import softmax as sm
 from divqat_tvm.compiler.reference import run_reference
 from divqat_tvm.compiler.tflite_import import import_tflite, is_tflite, out_size, output_kind, same_padding
 from divqat_tvm.errors import CompileError

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from divqat_tvm.compiler import tune
+from divqat_tvm.compiler import ops, tune
 from divqat_tvm.compiler.generate import generate
 from divqat_tvm.compiler.graph import Add, Graph, QTensor
 from divqat_tvm.compiler.host_model import HostModel
@@ -69,14 +69,14 @@ def _exact(tmp_path: Path, name: str, graph: Graph, rng: np.random.Generator) ->
 
 def test_candidates_per_layer() -> None:
     graph = small_graph(np.random.default_rng(0))
-    cands = [list(tune.candidates(graph, op, "fixed")) for op in graph.ops]
+    cands = [list(ops.candidates(graph, op, "fixed")) for op in graph.ops]
     assert cands == [
         ["native", "te"],
         ["native", "native-im2col", "te"],
         ["native", "te"],
         ["native", "native-im2col", "te"],
     ]
-    assert list(tune.candidates(graph, graph.ops[0], "float")) == ["te"]  # "float": TE only, nothing to tune
+    assert list(ops.candidates(graph, graph.ops[0], "float")) == ["te"]  # "float": TE only, nothing to tune
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""int8 softmax with TFLite's reference-kernel semantics: numpy reference, parameters and TE kernel.
+"""Softmax: TFLite's fixed-point int8 softmax (`Softmax`, and `SoftmaxOrt` under "fixed") and onnxruntime's
+QLinearSoftmax along any axis (`SoftmaxOrt` under "float"), each with its numpy reference and TE kernel.
 
 TFLite (tensorflow/lite/kernels/internal/reference/softmax.h, the kernel LiteRT's BUILTIN_REF resolver and
 TFLite Micro both run) computes an int8 softmax entirely in fixed point:
@@ -25,6 +26,8 @@ import numpy as np
 from tvm import te, tirx
 
 from divqat_tvm.compiler import requant as rq
+from divqat_tvm.compiler.graph import Graph, Op
+from divqat_tvm.compiler.ops import common as C
 from divqat_tvm.errors import CompileError
 
 INT32_MAX = 2**31 - 1
@@ -434,3 +437,88 @@ def softmax_ort(x, table, fparams, *, axis: int, zp_out: int):
     return te.extern(
         [x.shape], [x, table, fparams], gen, name="softmax_ort", dtype="int8", in_buffers=bufs, out_buffers=[out]
     )
+
+
+def claims(op: Op) -> bool:
+    return isinstance(op, (Softmax, SoftmaxOrt))
+
+
+def te_kernel(graph: Graph, op: Op, scheme: str) -> C.KernelSpec:
+    assert isinstance(op, (Softmax, SoftmaxOrt))
+    return op.te_kernel(graph, scheme)
+
+
+def reference(graph: Graph, op: Op, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+    assert isinstance(op, (Softmax, SoftmaxOrt))
+    return op.reference(graph, inputs, scheme)
+
+
+def native_call(graph: Graph, op: Op, scheme: str) -> None:
+    """No hand-written softmax: it runs once per inference on a handful of values."""
+    return None
+
+
+BLOCKS: dict[str, dict[str, str]] = {}
+
+
+# ---------------------------------------------------------------- the operators
+@dataclass
+class Softmax(Op):
+    """int8 softmax over the last axis with TFLite's reference fixed-point arithmetic."""
+
+    beta: float = 1.0
+
+    def params(self, graph: Graph) -> SoftmaxParams:
+        return softmax_params(self.beta, graph.tensors[self.inputs[0]].scale)
+
+    def te_kernel(self, graph: Graph, scheme: str) -> C.KernelSpec:
+        """The fixed-point kernel whatever the scheme: TFLite graphs have only its semantics."""
+        return softmax, [exp_table(self.params(graph))], {}
+
+    def reference(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        return softmax_int8_reference(inputs[0], self.params(graph))
+
+
+# ---------------------------------------------------------------- Softmax along any axis
+@dataclass
+class SoftmaxOrt(Op):
+    """ONNX Softmax between Q/DQ along `axis`. "float": onnxruntime's fused QLinearSoftmax (float table of exps,
+    float32 row sum, softmax.softmax_ort); "fixed": TFLite's fixed-point softmax (last axis, output scale 1/256 and
+    zero point −128, as TFLite requires), else refused."""
+
+    axis: int = -1
+
+    @property
+    def kind(self) -> str:
+        return "softmax"  # the output is probabilities (manifest output.kind)
+
+    def _fixed_ok(self, graph: Graph) -> None:
+        from divqat_tvm.errors import CompileError
+
+        to = graph.tensors[self.output]
+        if self.axis != len(to.shape) - 1 or to.scale != OUTPUT_SCALE or to.zero_point != OUTPUT_ZERO_POINT:
+            raise CompileError(
+                f"Softmax '{self.name}' along axis {self.axis} with output scale {to.scale}, zero point "
+                f"{to.zero_point} has no fixed-point (TFLite) form.",
+                "Compile with --requant float (onnxruntime's arithmetic), or quantize the softmax output with "
+                "scale 1/256, zero point -128 along the last axis.",
+            )
+
+    def te_kernel(self, graph: Graph, scheme: str) -> C.KernelSpec:
+        ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
+        if scheme == "fixed":
+            self._fixed_ok(graph)
+            return softmax, [exp_table(softmax_params(1.0, ti.scale))], {}
+        table = ort_exp_table(ti.scale, ti.shape[self.axis])
+        return (
+            softmax_ort,
+            [table, np.array([ort_y_scale(to.scale)], np.float32)],
+            dict(axis=self.axis, zp_out=to.zero_point),
+        )
+
+    def reference(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        ti, to = graph.tensors[self.inputs[0]], graph.tensors[self.output]
+        if scheme == "fixed":
+            self._fixed_ok(graph)
+            return softmax_int8_reference(np.asarray(inputs[0]), softmax_params(1.0, ti.scale))
+        return softmax_ort_reference(np.asarray(inputs[0]), self.axis, ti.scale, to.scale, to.zero_point)
