@@ -19,7 +19,7 @@ from tvm import te, tirx
 
 from divqat_tvm.compiler import native
 from divqat_tvm.compiler import requant as rq
-from divqat_tvm.compiler.graph import Add, Conv2D, Graph, Op, QTensor
+from divqat_tvm.compiler.graph import Add, Conv2D, Dense, Graph, Op, QTensor
 from divqat_tvm.compiler.native import NativeCall
 from divqat_tvm.compiler.ops import common as C
 from divqat_tvm.compiler.ops import elementwise
@@ -200,25 +200,17 @@ def chunk_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def gemm_call(
-    name: str,
-    w2d: np.ndarray,
-    bias: np.ndarray,
-    real: np.ndarray,
-    geom: dict[str, int],
-    zp_in: int,
-    zp_out: int,
-    lo: int,
-    hi: int,
-    out_shape: tuple[int, ...],
-    direct_ok: bool,
+    graph: Graph, op: Conv2D | Dense, w2d: np.ndarray, real: np.ndarray, geom: dict[str, int], direct_ok: bool
 ) -> NativeCall:
-    """divqat_conv_s8 for a [cout, K] weight matrix (OHWI rows) over K vectors described by `geom`."""
+    """divqat_conv_s8 for the op's [cout, K] weight matrix `w2d` (OHWI rows) over K vectors described by `geom`."""
+    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+    zp_in, zp_out, lo, hi = ti.zero_point, to.zero_point, op.act_min, op.act_max
     cout, k = w2d.shape
     kp = native.round_up(k, 8)
     rows = np.zeros((native.round_up(cout, 4), kp), np.int8)  # zero rows up to a multiple of 4 (MVE reads 4 at a time)
     rows[:cout, :k] = w2d
     rows = chunk_rows(rows)
-    b = C.folded_bias(bias, w2d, zp_in, name)
+    b = C.folded_bias(op.bias, w2d, zp_in, op.name)
     bound = np.abs(b) + np.abs(w2d.astype(np.int64)).sum(axis=1) * 128
     qp, fast = native.requant_words(real, b, zp_out, lo, hi, bound)
     direct = direct_ok and geom["cin"] % 4 == 0
@@ -231,7 +223,7 @@ def gemm_call(
         "divqat_conv_s8",
         [rows, native.pad_channels(qp).reshape(-1), desc],
         scratch,
-        out_shape,
+        tuple(to.shape),
         {"epilogue": "fast" if fast else "exact", "columns": columns, "k": k, "kp": kp},
     )
 
@@ -275,21 +267,8 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
     if got is None:
         return None
     real, geom = got
-    ti, to = graph.tensors[op.inputs[0]], graph.tensors[op.output]
     direct = geom["kh"] == 1 and geom["kw"] == 1 and not any(op.padding)
-    return gemm_call(
-        op.name,
-        _ohwi_rows(op),
-        op.bias,
-        real,
-        geom,
-        ti.zero_point,
-        to.zero_point,
-        op.act_min,
-        op.act_max,
-        tuple(to.shape),
-        direct,
-    )
+    return gemm_call(graph, op, _ohwi_rows(op), real, geom, direct)
 
 
 # ---------------------------------------------------------------- csrc/conv_rows_s8.c: the scratch-free conv

@@ -164,19 +164,7 @@ def dense_call(graph: Graph, op: Dense, scheme: str) -> NativeCall | None:
     cout, k = op.weight.shape
     real = np.float64(ti.scale) * op.weight_scale.astype(np.float64) / np.float64(to.scale)
     geom = dict(ih=1, iw=1, cin=k, oh=1, ow=1, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0)
-    call = conv.gemm_call(
-        op.name,
-        op.weight,
-        op.bias,
-        real,
-        geom,
-        ti.zero_point,
-        to.zero_point,
-        op.act_min,
-        op.act_max,
-        tuple(to.shape),
-        True,
-    )
+    call = conv.gemm_call(graph, op, op.weight, real, geom, True)
     if isinstance(op, TfliteDense):
         call = _f64_epilogue(call, op.effective_scales(graph), cout, to.zero_point, op.act_min, op.act_max)
     return call
