@@ -33,10 +33,7 @@ from divqat_tvm.compiler import requant as rq
 from divqat_tvm.errors import CompileError
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-
-
 HEADER = "divqat_nn.h"
-
 
 #: C function -> source file in csrc/
 SOURCES = {
@@ -46,7 +43,6 @@ SOURCES = {
     "divqat_conv_rows_s8": "conv_rows_s8.c",
     "divqat_conv_rows_add_s8": "conv_rows_s8.c",
 }
-
 
 # Descriptor words (csrc/divqat_nn.h, enum DQ_*)
 DESC_FIELDS = (
@@ -73,16 +69,9 @@ DESC_FIELDS = (
     "flags",
 )
 
-
 FLAG_FAST, FLAG_DIRECT, FLAG_F64, FLAG_DWPAIR, FLAG_HAWAY = 1, 2, 4, 8, 16
-
-
 QP_WORDS = 4
-
-
 FAST_MAX_SHIFT = 22  # zp_out << a must fit beside the rounding constant and |hi| < 2^30 in int32
-
-
 ACC_LIMIT = 1 << 30  # the fast epilogue doubles the accumulator before SMMULR
 
 

@@ -24,8 +24,9 @@ from divqat_tvm.compiler.native import NativeCall
 from divqat_tvm.compiler.ops import common as C
 from divqat_tvm.compiler.ops import elementwise
 
-# C helper Σ (x[i] − zp)·w[i] over n contiguous int8 pairs, defined by lower.DOT_S8_C in the emitted source
-# (ACLE SMLAD on cores with the DSP extension, a plain loop elsewhere). NHWC convs call it once per kernel row.
+# C helper Σ (x[i] − zp)·w[i] over n contiguous int8 pairs (csrc/dot_s8.c, pasted into kernels.c by lower.py where
+# a kernel calls it: VMLADAVA with Helium, SMLAD with the DSP extension, a plain loop elsewhere). The TE conv calls
+# it once per kernel row of an NHWC groups-1 layer.
 DOT_S8 = "divqat_dot_s8"
 
 
