@@ -273,7 +273,6 @@ def conv_call(graph: Graph, op: Conv2D, scheme: str) -> NativeCall | None:
 
 
 # ---------------------------------------------------------------- csrc/conv_rows_s8.c: the scratch-free conv
-# ---------------------------------------------------------------- scratch-free conv (csrc/conv_rows_s8.c)
 ROWS_CIN_MULTIPLE = 16  # whole 16-value vectors per tap (MVE), whole 4-quad steps (DSP)
 
 

@@ -174,13 +174,10 @@ BLOCKS = {"divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQR
 
 
 # ---------------------------------------------------------------- functions of one int8 code: a 256-entry table
-# ---------------------------------------------------------------- functions of one int8 code: a 256-entry table
 # MLAS's logistic (onnxruntime/core/mlas/lib/logistic.cpp, Eigen's rational approximation): what onnxruntime's
 # Sigmoid and its fused QLinearSigmoid table compute. Coefficients as float32, evaluated with fused multiply-adds
 # (the FMA3 kernel onnxruntime runs on x86-64; the SSE2 kernel gives the same tables on every tested scale).
 _LOGISTIC_RANGE = 18.0
-
-
 _LOGISTIC_P = (
     4.37031012579801e-11,
     1.15627324459942e-07,
@@ -188,8 +185,6 @@ _LOGISTIC_P = (
     8.51377133304701e-03,
     2.48287947061529e-01,
 )
-
-
 _LOGISTIC_Q = (
     6.10247389755681e-13,
     5.76102136993427e-09,
@@ -229,8 +224,6 @@ def mlas_logistic(x: np.ndarray) -> np.ndarray:
 # MLAS's tanh (tanh.cpp, Eigen's rational approximation on [−9, 9]): what onnxruntime's float Tanh computes
 # (it runs DQ → Tanh → Q unfused).
 _TANH_RANGE = 9.0
-
-
 _TANH_P = (
     -2.76076847742355e-16,
     2.00018790482477e-13,
@@ -240,8 +233,6 @@ _TANH_P = (
     6.37261928875436e-04,
     4.89352455891786e-03,
 )
-
-
 _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
@@ -321,7 +312,6 @@ def lut(x, table):
     return te.compute(tuple(x.shape), lambda *i: table[x[i].astype("int32") + 128], name="out")
 
 
-# ---------------------------------------------------------------- Mul of two activations (broadcasting)
 # ---------------------------------------------------------------- Mul of two activations (broadcasting)
 def _broadcast_index(i: tuple, shape: tuple[int, ...], out_rank: int) -> tuple:
     """Index into an operand of `shape` broadcast to rank `out_rank` (numpy rules)."""

@@ -261,7 +261,6 @@ def avg_pool_ort(x, fparams, *, layout: str, in_nchw, out_nchw, kernel, stride, 
 
 
 # ---------------------------------------------------------------- ONNX AveragePool with partial windows
-# ---------------------------------------------------------------- AveragePool with partial windows
 def pool_divisors(
     n_out: int, n_in: int, k: int, stride: int, pad_before: int, pad_after: int, count_include_pad: bool
 ) -> np.ndarray:

@@ -479,7 +479,6 @@ class Softmax(Op):
         return softmax_int8_reference(inputs[0], self.params(graph))
 
 
-# ---------------------------------------------------------------- Softmax along any axis
 @dataclass
 class SoftmaxOrt(Op):
     """ONNX Softmax between Q/DQ along `axis`. "float": onnxruntime's fused QLinearSoftmax (float table of exps,
