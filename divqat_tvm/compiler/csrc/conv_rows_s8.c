@@ -39,7 +39,7 @@ enum { DF_TC = 0, DF_TR = 256, DF_MO = 512, DF_AO, DF_BO, DF_LO, DF_HI, DF_ZPO, 
 DIVQAT_INLINE int8_t divqat_add_fused(int32_t v, int32_t r, const int32_t *df, int32_t mo, int32_t ao, int32_t bo,
                                       int32_t lo, int32_t hi) {
     const int32_t s = df[DF_TC + 128 + v] + df[DF_TR + 128 + r];
-    return (int8_t)divqat_clamp(divqat_rq_fast_v(s * 2, mo, ao, bo), lo, hi);
+    return (int8_t)divqat_clamp((divqat_smmlar(s * 2, mo, bo) + (s >> 31)) >> ao, lo, hi);
 }
 
 /* The taps of pixel (oy, ox)'s window that fall inside the input: rows [ky0, ky1), columns [kx0, kx1). */
@@ -170,7 +170,7 @@ static DIVQAT_NOINLINE void divqat_rows4_dsp(int32_t *acc, const int8_t *x, cons
                      : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
-#define DIVQAT_ROWS4 divqat_rows4_dsp
+#define DIVQAT_ROWS4(acc, x, w, sp, d) divqat_rows4_dsp(acc, x, w, sp)
 
 #elif defined(DIVQAT_MVE)
 /* Byte offsets of channel c's 16 weights (K values 0..15 of a 4-quad step) in the int16 layout: the low byte of
@@ -328,18 +328,26 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
 }
 
 #else
-/* divqat_rows4_dsp in plain C: acc[0..3] += the rectangle's rows (*sp) against the group's int16 words (w: the
- * group's first word of the rectangle, 16 per 4 K values: (w0, w2, w1, w3) per channel). */
-DIVQAT_INLINE void divqat_rows4_c(int32_t *acc, const int8_t *x, const int16_t *w, const divqat_span *sp) {
-    const int32_t run = sp->nq16 * 16;
-    for (int32_t ky = 0; ky < sp->rows; ++ky, x += sp->rstep, w += sp->wstep2 / 2)
-        for (int32_t k = 0; k < run; k += 4, x += 4, w += 16) {
-            const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-            for (int32_t i = 0; i < 4; ++i)
-                acc[i] += x0 * w[4 * i] + x2 * w[4 * i + 1] + x1 * w[4 * i + 2] + x3 * w[4 * i + 3];
-        }
+/* acc[0..3] += n input values (a multiple of 4) against the group's int16 words from wq (16 per 4 values). */
+DIVQAT_INLINE void divqat_rows_run_c(int32_t *acc, const int8_t *px, const int16_t *wq, int32_t n) {
+    for (int32_t k = 0; k < n; k += 4, wq += 16) {
+        const int32_t x0 = px[k], x1 = px[k + 1], x2 = px[k + 2], x3 = px[k + 3];
+        for (int32_t i = 0; i < 4; ++i) /* (w0, w2, w1, w3) per channel */
+            acc[i] += x0 * wq[4 * i] + x2 * wq[4 * i + 1] + x1 * wq[4 * i + 2] + x3 * wq[4 * i + 3];
+    }
 }
-#define DIVQAT_ROWS4 divqat_rows4_c
+
+/* divqat_rows4_dsp in plain C: acc[0..3] += the rectangle's rows (*sp) against the group's int16 words (w: the
+ * group's first word of the rectangle); a row's taps are contiguous in the input and the weights, rows xrow bytes
+ * (input) and wrow int16 words (weights) apart. */
+DIVQAT_INLINE void divqat_rows4_c(int32_t *acc, const int8_t *x, const int16_t *w, const divqat_span *sp, int32_t xrow,
+                                  int32_t wrow) {
+    const int32_t n = sp->nq16 * 16;
+    for (int32_t ky = 0; ky < sp->rows; ++ky, x += xrow, w += wrow) divqat_rows_run_c(acc, x, w, n);
+}
+/* The rows' distance apart comes from the layer's descriptor d (the DSP asm steps from the row's end instead). */
+#define DIVQAT_ROWS4(acc, x, w, sp, d) \
+    divqat_rows4_c(acc, x, w, sp, (d)[DQ_IW] * (d)[DQ_CIN], (d)[DQ_KW] * (d)[DQ_CIN] * 4)
 #endif
 
 #if !defined(DIVQAT_MVE)
@@ -359,7 +367,7 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
                 int32_t acc[4];
                 divqat_bias4(acc, q);
                 if (!whole) divqat_rows_pad(acc, cg, r, d);
-                if (!empty) DIVQAT_ROWS4(acc, s.x, wg, &s);
+                if (!empty) DIVQAT_ROWS4(acc, s.x, wg, &s, d);
                 divqat_rows_store(acc, q, y + c, cout - c, res + c, df, fused);
             }
         }
