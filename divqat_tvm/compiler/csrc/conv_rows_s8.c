@@ -259,10 +259,9 @@ static DIVQAT_NOINLINE void divqat_rows4x1_mve(int32_t *acc, const int8_t *xa, c
     DIVQAT_MVE_ACC4_OUT(acc);
 }
 
-/* One pixel's group of 4 channels (n real ones) from its accumulators, vectorised: the fast epilogue (VQRDMULH is
- * SaturatingRoundingDoublingHighMul, as divqat_rq4_mve), then for `fused` the ADD (table gathers, the tables' base
- * at q = 0 so that a negative q wraps to the right address; VQRDMULH and a rounding shift that rounds half away
- * from zero, as csrc/add_s8.c's MVE path), stored predicated. */
+/* One pixel's group of 4 channels (n real ones) from its accumulators, vectorised: the fast epilogue
+ * (divqat_rq_fast_mve), then for `fused` the ADD (table gathers, the tables' base at q = 0 so that a negative q wraps
+ * to the right address; the output stage of csrc/add_s8.c's MVE path, divqat_add_out_mve), stored predicated. */
 DIVQAT_INLINE void divqat_rows_store_mve(const int32_t *acc, const divqat_rq_mve *rq, int8_t *y, int32_t n,
                                          const int8_t *res, const int32_t *df, const divqat_fk_mve *fk,
                                          const int fused) {
