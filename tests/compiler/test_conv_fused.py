@@ -26,8 +26,7 @@ from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compiler_models import random_conv  # noqa: E402
-
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
+from kernel_cores import KERNEL_BOARDS, needs_emulator  # noqa: E402
 
 # name: (H, W, cin, cout, kernel, stride, padding t/l/b/r)
 ROWS_CASES = {
@@ -270,15 +269,7 @@ def test_the_scratch_free_conv_is_a_tuning_candidate() -> None:
 @pytest.mark.slow
 @pytest.mark.emulator
 @needs_emulator
-@pytest.mark.parametrize(
-    "board,core",
-    [
-        ("mps2-an500", "cortex-m7"),
-        ("mps2-an386", "cortex-m4"),
-        ("mps3-an547", "cortex-m55"),
-        ("mps2-an385", "cortex-m3"),
-    ],
-)
+@pytest.mark.parametrize("board,core", KERNEL_BOARDS)
 def test_rows_and_fused_bit_exact_under_qemu(tmp_path, board: str, core: str) -> None:
     from divqat_tvm.oracle.backend_device import QemuOracle
 

@@ -24,8 +24,7 @@ from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compiler_models import random_conv  # noqa: E402
-
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
+from kernel_cores import KERNEL_BOARDS, needs_emulator  # noqa: E402
 
 
 def test_overlap_rules_match_the_kernel_sources() -> None:
@@ -352,15 +351,7 @@ def test_a_conv_written_in_place_without_its_lead_is_caught(tmp_path, monkeypatc
 @pytest.mark.slow
 @pytest.mark.emulator
 @needs_emulator
-@pytest.mark.parametrize(
-    "board,core",
-    [
-        ("mps2-an500", "cortex-m7"),
-        ("mps2-an386", "cortex-m4"),
-        ("mps3-an547", "cortex-m55"),
-        ("mps2-an385", "cortex-m3"),
-    ],
-)
+@pytest.mark.parametrize("board,core", KERNEL_BOARDS)
 def test_overlapped_layers_bit_exact_under_qemu(tmp_path, board: str, core: str) -> None:
     """The DSP (M7, M4), MVE (M55) and plain C (M3) paths of the kernels (the im2col GEMM conv, the scratch-free
     conv, the add), written over their inputs."""

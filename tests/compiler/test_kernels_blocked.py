@@ -29,6 +29,7 @@ from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
+from kernel_cores import KERNEL_PATHS, needs_emulator  # noqa: E402
 
 # name: (H, W, cin, cout, kernel, stride, padding t/l/b/r, dilation, requant kind)
 #   requant kind: "fast" (shifts 1..22, full clamp), "relu6" (narrow clamp), "shift0" (real multiplier in
@@ -115,13 +116,6 @@ QEMU_CASES = [
     "2x2_cin1_left_shift",
     "3x3_cin16_cout16_relu6",
 ]
-BOARDS = [
-    ("mps2-an500", "cortex-m7", "dsp"),
-    ("mps2-an386", "cortex-m4", "dsp"),
-    ("mps3-an547", "cortex-m55", "mve"),
-    ("mps2-an385", "cortex-m3", "c"),
-]
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 
 
 def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
@@ -379,7 +373,7 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.emulator
 @needs_emulator
-@pytest.mark.parametrize("board,core,path", BOARDS)
+@pytest.mark.parametrize("board,core,path", KERNEL_PATHS)
 def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
     """Each path of the C kernels on its emulated core (one firmware per case): conv, depthwise, add (image
     inputs only: the firmware's oracle takes [N, C, H, W])."""
