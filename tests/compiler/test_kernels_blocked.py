@@ -29,6 +29,7 @@ from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
+from compiler_models import out_hw  # noqa: E402
 from kernel_cores import KERNEL_PATHS, needs_emulator  # noqa: E402
 
 # name: (H, W, cin, cout, kernel, stride, padding t/l/b/r, dilation, requant kind)
@@ -118,14 +119,6 @@ QEMU_CASES = [
 ]
 
 
-def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
-    kh, kw = kernel
-    return (
-        (h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
-        (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1,
-    )
-
-
 def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tuple[np.ndarray, float, int, int, int]:
     """(weight scales, output scale, output zero point, act_min, act_max) giving the requested epilogue."""
     s_w = rng.uniform(0.002, 0.02, cout).astype(np.float32)
@@ -143,7 +136,7 @@ def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tup
 
 def conv_graph(case: str, rng: np.random.Generator) -> Graph:
     h, w, cin, cout, kernel, stride, pad, dil, kind = CONV_CASES[case]
-    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
     s_in = 0.05
     s_w, s_out, zp_out, lo, hi = _qparams(kind, cout, s_in, rng)
     x = QTensor("x", (1, h, w, cin), s_in, 7, layout="NHWC")
@@ -172,7 +165,7 @@ def conv_graph(case: str, rng: np.random.Generator) -> Graph:
 
 def dw_graph(case: str, rng: np.random.Generator) -> Graph:
     h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
-    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
     s_in = 0.05
     s_w, s_out, zp_out, lo, hi = _qparams(kind, c, s_in, rng)
     x = QTensor("x", (1, h, w, c), s_in, -9, layout="NHWC")
@@ -284,7 +277,7 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
     assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
     h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
     pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
-    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
     plane = pair and stride == (2, 2) and pad[:2] == (0, 0) and w == 2 * ow and 2 <= ow <= 4 and 2 * oh <= h
     assert kern["variant"]["ring"] == ("tap pairs, whole plane" if plane else "tap pairs" if pair else "channel groups")
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
