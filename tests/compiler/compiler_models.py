@@ -86,3 +86,31 @@ def random_conv(name, src, dst, cin, cout, rng, kernel=(1, 1), stride=(1, 1), pa
         padding=pad,
         dilation=dil,
     )
+
+
+def out_hw(h: int, w: int, kernel, stride, pad, dil=(1, 1)) -> tuple[int, int]:
+    """A conv's output height and width (padding top, left, bottom, right)."""
+    return (
+        (h + pad[0] + pad[2] - dil[0] * (kernel[0] - 1) - 1) // stride[0] + 1,
+        (w + pad[1] + pad[3] - dil[1] * (kernel[1] - 1) - 1) // stride[1] + 1,
+    )
+
+
+def conv_chain(h, w, cin, cout, kernel, stride, pad, rng, dil=(1, 1), y_channels=4):
+    """x -> 1x1 conv -> t1 -> the conv under test -> t2 -> 1x1 conv -> y, NHWC: t1 and t2 are the arena's only
+    activations and t1 dies at the conv, so the planner may lay the conv's output over its input."""
+    from divqat_tvm.compiler.graph import Graph, QTensor
+
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
+    t = {
+        "x": QTensor("x", (1, h, w, 4), 0.05, 3, layout="NHWC"),
+        "t1": QTensor("t1", (1, h, w, cin), 0.06, -5, layout="NHWC"),
+        "t2": QTensor("t2", (1, oh, ow, cout), 0.09, 4, layout="NHWC"),
+        "y": QTensor("y", (1, oh, ow, y_channels), 0.1, -2, layout="NHWC"),
+    }
+    ops = [
+        random_conv("c1", "x", "t1", 4, cin, rng),
+        random_conv("c2", "t1", "t2", cin, cout, rng, kernel, stride, pad, dil),
+        random_conv("c3", "t2", "y", cout, y_channels, rng),
+    ]
+    return Graph(t, ops, "x", "y", layout="NHWC")

@@ -25,9 +25,8 @@ from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compiler_models import random_conv  # noqa: E402
-
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
+from compiler_models import conv_chain, out_hw, random_conv  # noqa: E402
+from kernel_cores import KERNEL_BOARDS, needs_emulator  # noqa: E402
 
 # name: (H, W, cin, cout, kernel, stride, padding t/l/b/r)
 ROWS_CASES = {
@@ -49,26 +48,10 @@ FUSED_CASES = {
 }
 
 
-def _out_hw(h: int, w: int, k, s, pad) -> tuple[int, int]:
-    return (h + pad[0] + pad[2] - k[0]) // s[0] + 1, (w + pad[1] + pad[3] - k[1]) // s[1] + 1
-
-
 def rows_graph(case: str, rng: np.random.Generator) -> Graph:
     """x -> 1x1 conv -> t1 -> the case's conv -> t2 -> 1x1 conv -> y (t1, t2 in the arena)."""
     h, w, cin, cout, k, s, pad = ROWS_CASES[case]
-    oh, ow = _out_hw(h, w, k, s, pad)
-    t = {
-        "x": QTensor("x", (1, h, w, 4), 0.05, 3, layout="NHWC"),
-        "t1": QTensor("t1", (1, h, w, cin), 0.06, -5, layout="NHWC"),
-        "t2": QTensor("t2", (1, oh, ow, cout), 0.09, 4, layout="NHWC"),
-        "y": QTensor("y", (1, oh, ow, 3), 0.1, -2, layout="NHWC"),
-    }
-    ops = [
-        random_conv("c1", "x", "t1", 4, cin, rng),
-        random_conv("c2", "t1", "t2", cin, cout, rng, k, s, pad),
-        random_conv("c3", "t2", "y", cout, 3, rng),
-    ]
-    return Graph(t, ops, "x", "y", layout="NHWC")
+    return conv_chain(h, w, cin, cout, k, s, pad, rng, y_channels=3)
 
 
 def fused_graph(case: str, rng: np.random.Generator) -> Graph:
@@ -76,7 +59,7 @@ def fused_graph(case: str, rng: np.random.Generator) -> Graph:
     (the conv's input), v = the case's conv(u), s = ADD(r, v) or ADD(v, r), y = 1x1 conv(s)."""
     rows, res_first, clamp, ratio = FUSED_CASES[case]
     h, w, cin, cout, k, st, pad = ROWS_CASES[rows]
-    oh, ow = _out_hw(h, w, k, st, pad)
+    oh, ow = out_hw(h, w, k, st, pad)
     s_v = 0.09
     zp_s = -20 if clamp == "relu" else 5
     t = {
@@ -269,15 +252,7 @@ def test_the_scratch_free_conv_is_a_tuning_candidate() -> None:
 @pytest.mark.slow
 @pytest.mark.emulator
 @needs_emulator
-@pytest.mark.parametrize(
-    "board,core",
-    [
-        ("mps2-an500", "cortex-m7"),
-        ("mps2-an386", "cortex-m4"),
-        ("mps3-an547", "cortex-m55"),
-        ("mps2-an385", "cortex-m3"),
-    ],
-)
+@pytest.mark.parametrize("board,core", KERNEL_BOARDS)
 def test_rows_and_fused_bit_exact_under_qemu(tmp_path, board: str, core: str) -> None:
     from divqat_tvm.oracle.backend_device import QemuOracle
 

@@ -23,9 +23,8 @@ from divqat_tvm.compiler.native import DESC_FIELDS
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compiler_models import random_conv  # noqa: E402
-
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
+from compiler_models import conv_chain, random_conv  # noqa: E402
+from kernel_cores import KERNEL_BOARDS, needs_emulator  # noqa: E402
 
 
 def test_overlap_rules_match_the_kernel_sources() -> None:
@@ -225,29 +224,11 @@ CHAIN_CASES = {
 }
 
 
-def _out_hw(h, w, k, s, pad, dil) -> tuple[int, int]:
-    return (h + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) // s[0] + 1, (
-        w + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1
-    ) // s[1] + 1
-
-
 def chain_graph(case: str, rng: np.random.Generator) -> Graph:
     """x -> 1x1 conv -> t1 -> the case's conv -> t2 -> 1x1 conv -> y: t1 dies at the middle conv, whose output
     the planner lays over it (t1 and t2 are the arena's only activations)."""
     h, w, cin, cout, k, s, pad, dil = CHAIN_CASES[case]
-    oh, ow = _out_hw(h, w, k, s, pad, dil)
-    t = {
-        "x": QTensor("x", (1, h, w, 4), 0.05, 3, layout="NHWC"),
-        "t1": QTensor("t1", (1, h, w, cin), 0.06, -5, layout="NHWC"),
-        "t2": QTensor("t2", (1, oh, ow, cout), 0.09, 4, layout="NHWC"),
-        "y": QTensor("y", (1, oh, ow, 4), 0.1, -2, layout="NHWC"),
-    }
-    ops = [
-        random_conv("c1", "x", "t1", 4, cin, rng),
-        random_conv("c2", "t1", "t2", cin, cout, rng, k, s, pad, dil),
-        random_conv("c3", "t2", "y", cout, 4, rng),
-    ]
-    return Graph(t, ops, "x", "y", layout="NHWC")
+    return conv_chain(h, w, cin, cout, k, s, pad, rng, dil)
 
 
 def residual_graph(rng: np.random.Generator) -> Graph:
@@ -352,15 +333,7 @@ def test_a_conv_written_in_place_without_its_lead_is_caught(tmp_path, monkeypatc
 @pytest.mark.slow
 @pytest.mark.emulator
 @needs_emulator
-@pytest.mark.parametrize(
-    "board,core",
-    [
-        ("mps2-an500", "cortex-m7"),
-        ("mps2-an386", "cortex-m4"),
-        ("mps3-an547", "cortex-m55"),
-        ("mps2-an385", "cortex-m3"),
-    ],
-)
+@pytest.mark.parametrize("board,core", KERNEL_BOARDS)
 def test_overlapped_layers_bit_exact_under_qemu(tmp_path, board: str, core: str) -> None:
     """The DSP (M7, M4), MVE (M55) and plain C (M3) paths of the kernels (the im2col GEMM conv, the scratch-free
     conv, the add), written over their inputs."""

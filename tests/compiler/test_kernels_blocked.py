@@ -29,6 +29,8 @@ from divqat_tvm.compiler.host_model import HostModel
 from divqat_tvm.compiler.reference import run_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
+from compiler_models import out_hw  # noqa: E402
+from kernel_cores import KERNEL_PATHS, needs_emulator  # noqa: E402
 
 # name: (H, W, cin, cout, kernel, stride, padding t/l/b/r, dilation, requant kind)
 #   requant kind: "fast" (shifts 1..22, full clamp), "relu6" (narrow clamp), "shift0" (real multiplier in
@@ -115,21 +117,6 @@ QEMU_CASES = [
     "2x2_cin1_left_shift",
     "3x3_cin16_cout16_relu6",
 ]
-BOARDS = [
-    ("mps2-an500", "cortex-m7", "dsp"),
-    ("mps2-an386", "cortex-m4", "dsp"),
-    ("mps3-an547", "cortex-m55", "mve"),
-    ("mps2-an385", "cortex-m3", "c"),
-]
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
-
-
-def _out_hw(h: int, w: int, kernel, stride, pad, dil) -> tuple[int, int]:
-    kh, kw = kernel
-    return (
-        (h + pad[0] + pad[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
-        (w + pad[1] + pad[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1,
-    )
 
 
 def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tuple[np.ndarray, float, int, int, int]:
@@ -149,7 +136,7 @@ def _qparams(kind: str, cout: int, s_in: float, rng: np.random.Generator) -> tup
 
 def conv_graph(case: str, rng: np.random.Generator) -> Graph:
     h, w, cin, cout, kernel, stride, pad, dil, kind = CONV_CASES[case]
-    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
     s_in = 0.05
     s_w, s_out, zp_out, lo, hi = _qparams(kind, cout, s_in, rng)
     x = QTensor("x", (1, h, w, cin), s_in, 7, layout="NHWC")
@@ -178,7 +165,7 @@ def conv_graph(case: str, rng: np.random.Generator) -> Graph:
 
 def dw_graph(case: str, rng: np.random.Generator) -> Graph:
     h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
-    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
     s_in = 0.05
     s_w, s_out, zp_out, lo, hi = _qparams(kind, c, s_in, rng)
     x = QTensor("x", (1, h, w, c), s_in, -9, layout="NHWC")
@@ -290,7 +277,7 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
     assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
     h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
     pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
-    oh, ow = _out_hw(h, w, kernel, stride, pad, dil)
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
     plane = pair and stride == (2, 2) and pad[:2] == (0, 0) and w == 2 * ow and 2 <= ow <= 4 and 2 * oh <= h
     assert kern["variant"]["ring"] == ("tap pairs, whole plane" if plane else "tap pairs" if pair else "channel groups")
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
@@ -379,7 +366,7 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.emulator
 @needs_emulator
-@pytest.mark.parametrize("board,core,path", BOARDS)
+@pytest.mark.parametrize("board,core,path", KERNEL_PATHS)
 def test_native_kernel_paths_bit_exact_under_qemu(tmp_path, board: str, core: str, path: str) -> None:
     """Each path of the C kernels on its emulated core (one firmware per case): conv, depthwise, add (image
     inputs only: the firmware's oracle takes [N, C, H, W])."""

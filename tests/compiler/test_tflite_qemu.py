@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from kernel_cores import needs_emulator  # noqa: E402
 from test_tflite_import import LCG_EXPECTED, MLPERF, ZERO_EXPECTED, lcg_image, litert, litert_run  # noqa: E402
 
-needs_emulator = pytest.mark.needs_tools("arm-none-eabi-gcc", "qemu-system-arm")
 pytestmark = [pytest.mark.emulator, needs_emulator, pytest.mark.needs_tools(needs_files=(MLPERF,))]
 
 BOARDS = {"mps2-an500": "cortex-m7", "mps2-an386": "cortex-m4", "mps3-an547": "cortex-m55"}

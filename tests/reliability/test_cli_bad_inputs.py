@@ -57,7 +57,14 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return t
 
 
-SYN = ["--test-set", "synthetic:1x4x4:4", "--budget", "1792"]
+TEST_SET = ["--test-set", "synthetic:1x4x4:4"]
+SYN = [*TEST_SET, "--budget", "1792"]
+
+
+def _attack(victim: str, out: str, *more: str, attack: str = "dfme") -> list[str]:
+    """argv of `divqat-tvm attack` against `victim`, written to `out`."""
+    return ["attack", "--attack", attack, "--victim", victim, "--out", out, *more]
+
 
 #: (id, argv with {T} for the workspace, what the line must say, exit code)
 TABLE = [
@@ -112,67 +119,55 @@ TABLE = [
     ),
     (
         "victim-serial-missing",
-        ["attack", "--attack", "dfme", "--victim", "serial:/dev/does-not-exist@{T}/b", "--out", "{T}/a1", *SYN],
+        _attack("serial:/dev/does-not-exist@{T}/b", "{T}/a1", *SYN),
         "cannot open the serial port /dev/does-not-exist",
         2,
     ),
     (
         "victim-unknown-backend",
-        ["attack", "--attack", "dfme", "--victim", "bogus:x", "--out", "{T}/a2"],
+        _attack("bogus:x", "{T}/a2"),
         "Unknown victim backend 'bogus'",
         2,
     ),
     (
         "victim-build-missing",
-        ["attack", "--attack", "dfme", "--victim", "qemu:{T}/missing", "--out", "{T}/a3", *SYN],
+        _attack("qemu:{T}/missing", "{T}/a3", *SYN),
         "{T}/missing is not a compiled build",
         2,
     ),
     (
         "victim-real-board-as-qemu",
-        ["attack", "--attack", "dfme", "--victim", "qemu:{T}/b@nucleo-h743zi2", "--out", "{T}/a3", *SYN],
+        _attack("qemu:{T}/b@nucleo-h743zi2", "{T}/a3", *SYN),
         "'nucleo-h743zi2' is not a QEMU machine",
         2,
     ),
     (
         "victim-checkpoint-dev-null",
-        ["attack", "--attack", "dfme", "--victim", "torch:/dev/null", "--out", "{T}/a4"],
+        _attack("torch:/dev/null", "{T}/a4"),
         "checkpoint /dev/null",
         2,
     ),
     (
         "victim-checkpoint-directory",
-        ["attack", "--attack", "dfme", "--victim", "torch:{T}/empty", "--out", "{T}/a5"],
+        _attack("torch:{T}/empty", "{T}/a5"),
         "checkpoint {T}/empty",
         2,
     ),
     (
         "unknown-attack",
-        ["attack", "--attack", "nonsense", "--victim", "tvm-host:{T}/b", "--out", "{T}/a6", *SYN],
+        _attack("tvm-host:{T}/b", "{T}/a6", *SYN, attack="nonsense"),
         "Unknown attack 'nonsense'",
         2,
     ),
     (
         "budget-below-one-iteration",
-        [
-            "attack",
-            "--attack",
-            "dfme",
-            "--victim",
-            "tvm-host:{T}/b",
-            "--out",
-            "{T}/a7",
-            "--test-set",
-            "synthetic:1x4x4:4",
-            "--budget",
-            "10",
-        ],
+        _attack("tvm-host:{T}/b", "{T}/a7", *TEST_SET, "--budget", "10"),
         "budget 10 is below the cost",
         2,
     ),
     (
         "attack-out-is-a-file",
-        ["attack", "--attack", "dfme", "--victim", "tvm-host:{T}/b", "--out", "{T}/file", *SYN],
+        _attack("tvm-host:{T}/b", "{T}/file", *SYN),
         "{T}/file is a file, but a directory is expected",
         2,
     ),

@@ -32,9 +32,9 @@ DIVQAT_INLINE void divqat_add_loop(const int8_t *a, const int8_t *b, const int32
             s += (b[i] - zpb) * (1 << 19);
         } else {
             const int32_t y2 = (b[i] - zpb) * (1 << 21);
-            s += (divqat_smmlar(y2, mb, rndb) + (y2 >> 31)) >> rb;
+            s += divqat_rq_fast_v(y2, mb, rb, rndb);
         }
-        int32_t v = fast ? (divqat_smmlar(s * 2, mo, bo) + (s >> 31)) >> ao : divqat_mbqm(s, mo, ao) + zpo;
+        int32_t v = fast ? divqat_rq_fast_v(s * 2, mo, ao, bo) : divqat_mbqm(s, mo, ao) + zpo;
         y[i] = (int8_t)(full ? divqat_ssat8(v) : divqat_clamp(v, lo, hi));
     }
 }
@@ -48,13 +48,10 @@ DIVQAT_INLINE void divqat_add_mve4(const int8_t *a, const int8_t *b, int8_t *y, 
     int32x4_t t = vsubq_n_s32(tail ? vldrbq_z_s32(b, p) : vldrbq_s32(b), k[1]);
     if (b_half) {
         s = vaddq_s32(s, vshlq_n_s32(t, 19));
-    } else { /* VRSHL rounds half up: negative values step down by one first (half away from zero) */
-        t = vqrdmulhq_n_s32(vshlq_n_s32(t, 20), k[2]);
-        s = vaddq_s32(s, vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), k[3]));
+    } else {
+        s = vaddq_s32(s, divqat_rdpot_mve(vqrdmulhq_n_s32(vshlq_n_s32(t, 20), k[2]), k[3]));
     }
-    s = vqrdmulhq_n_s32(s, k[4]);
-    s = vaddq_n_s32(vrshlq_n_s32(vaddq_s32(s, vshrq_n_s32(s, 31)), k[5]), k[6]);
-    s = vminq_s32(vmaxq_s32(s, lo), hi);
+    s = divqat_add_out_mve(s, k[4], k[5], k[6], lo, hi);
     if (tail)
         vstrbq_p_s32(y, s, p);
     else

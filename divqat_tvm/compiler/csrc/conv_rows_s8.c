@@ -63,11 +63,6 @@ DIVQAT_INLINE int divqat_rect_whole(divqat_rect r, const int32_t *d) {
     return r.ky0 == 0 && r.kx0 == 0 && r.ky1 == d[DQ_KH] && r.kx1 == d[DQ_KW];
 }
 
-/* acc[0..3] = the group's bias' (qp: its first channel's words). */
-DIVQAT_INLINE void divqat_rows_bias(int32_t *acc, const int32_t *qp) {
-    acc[0] = qp[0], acc[1] = qp[DQ_QP_WORDS], acc[2] = qp[2 * DQ_QP_WORDS], acc[3] = qp[3 * DQ_QP_WORDS];
-}
-
 /* acc[0..3] += the padding terms of the taps outside the rectangle (border pixels only: out of line). */
 static DIVQAT_NOINLINE void divqat_rows_pad(int32_t *acc, const int32_t *corr, divqat_rect r, const int32_t *d) {
     const int32_t kh = d[DQ_KH], kw = d[DQ_KW];
@@ -77,13 +72,6 @@ static DIVQAT_NOINLINE void divqat_rows_pad(int32_t *acc, const int32_t *corr, d
             const int32_t *t = corr + (ky * kw + kx) * 4;
             acc[0] += t[0], acc[1] += t[1], acc[2] += t[2], acc[3] += t[3];
         }
-}
-
-/* The group's accumulators before the taps: bias', plus the padding terms where the window is clipped. */
-DIVQAT_INLINE void divqat_rows_init(int32_t *acc, const int32_t *qp, const int32_t *corr, divqat_rect r,
-                                    const int32_t *d) {
-    divqat_rows_bias(acc, qp);
-    if (!divqat_rect_whole(r, d)) divqat_rows_pad(acc, corr, r, d);
 }
 
 /* The group's 4 (or fewer: n) output values of one pixel (the fast epilogue), stored at y; ADDed to the residual's
@@ -119,10 +107,36 @@ DIVQAT_INLINE divqat_span divqat_rows_span(const int8_t *x, const int32_t *d, in
     return s;
 }
 
+/* The asm's loops over the rectangle (DSP and MVE alike): per kernel row (label 1) its count of 16-value steps into
+ * %[n], the steps (label 2), then ROW_NEXT_X moves the input pointer %[pa] to the next row (rstep on; T: a scratch
+ * register), ROW_NEXT_B pixel b's %[pb] by the same step, and ROW_NEXT_W the weights %[pw] (wstep2 on), counts the rows
+ * down (kept in memory) and loops. */
+#define DIVQAT_ROWS_ROW_START \
+    "1:\n\t"                  \
+    "ldr     %[n], %[nq]\n\t" \
+    "2:\n\t"
+#define DIVQAT_ROWS_STEP_END     \
+    "subs    %[n], %[n], #1\n\t" \
+    "bne     2b\n\t"
+#define DIVQAT_ROWS_ROW_NEXT_X(T) \
+    "ldr     " T ", %[rs]\n\t"    \
+    "add     %[pa], %[pa], " T "\n\t"
+#define DIVQAT_ROWS_ROW_NEXT_B(T) "add     %[pb], %[pb], " T "\n\t"
+#define DIVQAT_ROWS_ROW_NEXT_W(T)     \
+    "ldr     " T ", %[ws]\n\t"        \
+    "add     %[pw], %[pw], " T "\n\t" \
+    "ldr     " T ", %[rows]\n\t"      \
+    "subs    " T ", " T ", #1\n\t"    \
+    "str     " T ", %[rows]\n\t"      \
+    "bne     1b\n\t"
+/* Their operands: the step count and row count (outputs), the counts and steps read from the span *sp. */
+#define DIVQAT_ROWS_LOOP_OUTS [n] "=&r"(n), [rows] "+m"(rows)
+#define DIVQAT_ROWS_SPAN_INS(sp) [nq] "m"((sp)->nq16), [rs] "m"((sp)->rstep), [ws] "m"((sp)->wstep2)
+
 #if defined(DIVQAT_DSP)
 /* Four K values: one input word widened to (x0, x2), (x1, x3), against the 4 channels' weight words. */
 #define DIVQAT_ROWS_QUAD                      \
-    "ldr     r8, [%[px]], #4\n\t"             \
+    "ldr     r8, [%[pa]], #4\n\t"             \
     "sxtb16  r9, r8\n\t"                      \
     "sxtb16  r8, r8, ror #8\n\t"              \
     "ldmia   %[pw]!, {r10, r11, r12, lr}\n\t" \
@@ -144,50 +158,19 @@ static DIVQAT_NOINLINE void divqat_rows4_dsp(int32_t *acc, const int8_t *x, cons
     register int32_t a1 __asm__("r1") = acc[1];
     register int32_t a2 __asm__("r2") = acc[2];
     register int32_t a3 __asm__("r3") = acc[3];
-    register const int8_t *px __asm__("r4") = x;
+    register const int8_t *pa __asm__("r4") = x;
     register const int16_t *pw __asm__("r5") = w;
     register int32_t n __asm__("r6");
     int32_t rows = sp->rows;
-    __asm__ volatile("1:\n\t"
-                     "ldr     %[n], %[nq]\n\t"
-                     "2:\n\t" DIVQAT_ROWS_QUAD DIVQAT_ROWS_QUAD DIVQAT_ROWS_QUAD DIVQAT_ROWS_QUAD
-                     "subs    %[n], %[n], #1\n\t"
-                     "bne     2b\n\t"
-                     "ldr     r10, %[rs]\n\t"
-                     "add     %[px], %[px], r10\n\t"
-                     "ldr     r10, %[ws]\n\t"
-                     "add     %[pw], %[pw], r10\n\t"
-                     "ldr     r10, %[rows]\n\t"
-                     "subs    r10, r10, #1\n\t"
-                     "str     r10, %[rows]\n\t"
-                     "bne     1b\n\t"
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [px] "+r"(px), [pw] "+r"(pw),
-                       [n] "=&r"(n), [rows] "+m"(rows)
-                     : [nq] "m"(sp->nq16), [rs] "m"(sp->rstep), [ws] "m"(sp->wstep2)
+    __asm__ volatile(DIVQAT_ROWS_ROW_START DIVQAT_ROWS_QUAD DIVQAT_ROWS_QUAD DIVQAT_ROWS_QUAD DIVQAT_ROWS_QUAD
+                         DIVQAT_ROWS_STEP_END DIVQAT_ROWS_ROW_NEXT_X("r10") DIVQAT_ROWS_ROW_NEXT_W("r10")
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [pa] "+r"(pa), [pw] "+r"(pw),
+                       DIVQAT_ROWS_LOOP_OUTS
+                     : DIVQAT_ROWS_SPAN_INS(sp)
                      : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
-
-DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const int16_t *w, const int32_t *qp,
-                                    const int32_t *d, const int32_t *corr, const int32_t *df, int8_t *y,
-                                    const int fused) {
-    const int32_t oh = d[DQ_OH], ow = d[DQ_OW], cout = d[DQ_COUT], gw = d[DQ_K] * 4, taps = d[DQ_KH] * d[DQ_KW];
-    for (int32_t oy = 0; oy < oh; ++oy)
-        for (int32_t ox = 0; ox < ow; ++ox, y += cout, res += cout) {
-            const divqat_rect r = divqat_rows_rect(d, oy, ox);
-            const int empty = divqat_rect_empty(r), whole = divqat_rect_whole(r, d);
-            const divqat_span s = divqat_rows_span(x, d, oy, ox, r);
-            const int16_t *wg = w + s.woff;
-            const int32_t *q = qp, *cg = corr;
-            for (int32_t c = 0; c < cout; c += 4, wg += gw, q += 4 * DQ_QP_WORDS, cg += taps * 4) {
-                int32_t acc[4];
-                divqat_rows_bias(acc, q);
-                if (!whole) divqat_rows_pad(acc, cg, r, d);
-                if (!empty) divqat_rows4_dsp(acc, s.x, wg, &s);
-                divqat_rows_store(acc, q, y + c, cout - c, res + c, df, fused);
-            }
-        }
-}
+#define DIVQAT_ROWS4(acc, x, w, sp, d) divqat_rows4_dsp(acc, x, w, sp)
 
 #elif defined(DIVQAT_MVE)
 /* Byte offsets of channel c's 16 weights (K values 0..15 of a 4-quad step) in the int16 layout: the low byte of
@@ -197,66 +180,48 @@ static const uint8_t divqat_rows_gather[64] __attribute__((aligned(16))) = {
     42,  46,  72,  76,  74, 78, 104, 108, 106, 110, 16, 20, 18, 22,  48, 52,  50,  54,  80,  84, 82, 86,
     112, 116, 114, 118, 24, 28, 26,  30,  56,  60,  58, 62, 88, 92,  90, 94,  120, 124, 122, 126};
 
+/* The 4 channels' gather offsets (divqat_rows_gather, operand %[gt]) into q4..q7 through the scratch register T. */
+#define DIVQAT_ROWS_GATHER_LOAD(T)      \
+    "ldr          " T ", %[gt]\n\t"     \
+    "vldrb.u8     q4, [" T "]\n\t"      \
+    "vldrb.u8     q5, [" T ", #16]\n\t" \
+    "vldrb.u8     q6, [" T ", #32]\n\t" \
+    "vldrb.u8     q7, [" T ", #48]\n\t"
+
 /* acc[0..3] (pixel a, input xa) and acc[4..7] (pixel b, xb) += the two pixels' rectangles (of the same shape, *sp)
  * against a group's weights (w: the group's first word of the rectangle): per 16 K values two input loads, 4
  * weight gathers, 8 VMLADAVA. Accumulators pinned to the even registers VMLADAVA needs, as in
  * divqat_mac4x2_mve; the counts and steps between rows read from *sp. */
 static DIVQAT_NOINLINE void divqat_rows4x2_mve(int32_t *acc, const int8_t *xa, const int8_t *xb, const int16_t *w,
                                                const divqat_span *sp) {
-    register int32_t a0 __asm__("r0") = acc[0];
-    register int32_t a1 __asm__("r2") = acc[1];
-    register int32_t a2 __asm__("r4") = acc[2];
-    register int32_t a3 __asm__("r6") = acc[3];
-    register int32_t b0 __asm__("r8") = acc[4];
-    register int32_t b1 __asm__("r10") = acc[5];
-    register int32_t b2 __asm__("r12") = acc[6];
-    register int32_t b3 __asm__("lr") = acc[7];
+    DIVQAT_MVE_ACC8_IN(acc);
     register const int8_t *pa __asm__("r1") = xa;
     register const int8_t *pb __asm__("r3") = xb;
     register const int16_t *pw __asm__("r5") = w;
     register int32_t n __asm__("r9");
     int32_t rows = sp->rows;
     const uint8_t *gt = divqat_rows_gather;
-    __asm__ volatile(
-        "ldr          r11, %[gt]\n\t"
-        "vldrb.u8     q4, [r11]\n\t"
-        "vldrb.u8     q5, [r11, #16]\n\t"
-        "vldrb.u8     q6, [r11, #32]\n\t"
-        "vldrb.u8     q7, [r11, #48]\n\t"
-        "1:\n\t"
-        "ldr          %[n], %[nv]\n\t"
-        "2:\n\t"
-        "vldrb.8      q0, [%[pa]], #16\n\t"
-        "vldrb.8      q1, [%[pb]], #16\n\t"
-        "vldrb.u8     q2, [%[pw], q4]\n\t"
-        "vldrb.u8     q3, [%[pw], q5]\n\t"
-        "vmladava.s8  %[a0], q0, q2\n\t"
-        "vmladava.s8  %[b0], q1, q2\n\t"
-        "vldrb.u8     q2, [%[pw], q6]\n\t"
-        "vmladava.s8  %[a1], q0, q3\n\t"
-        "vmladava.s8  %[b1], q1, q3\n\t"
-        "vldrb.u8     q3, [%[pw], q7]\n\t"
-        "vmladava.s8  %[a2], q0, q2\n\t"
-        "vmladava.s8  %[b2], q1, q2\n\t"
-        "vmladava.s8  %[a3], q0, q3\n\t"
-        "vmladava.s8  %[b3], q1, q3\n\t"
-        "add          %[pw], %[pw], #128\n\t"
-        "subs         %[n], %[n], #1\n\t"
-        "bne          2b\n\t"
-        "ldr          r11, %[rs]\n\t"
-        "add          %[pa], %[pa], r11\n\t"
-        "add          %[pb], %[pb], r11\n\t"
-        "ldr          r11, %[ws]\n\t"
-        "add          %[pw], %[pw], r11\n\t"
-        "ldr          r11, %[rows]\n\t"
-        "subs         r11, r11, #1\n\t"
-        "str          r11, %[rows]\n\t"
-        "bne          1b\n\t"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2),
-          [b3] "+r"(b3), [pa] "+r"(pa), [pb] "+r"(pb), [pw] "+r"(pw), [n] "=&r"(n), [rows] "+m"(rows)
-        : [nv] "m"(sp->nq16), [rs] "m"(sp->rstep), [ws] "m"(sp->wstep2), [gt] "m"(gt)
-        : "r11", "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory");
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = b0, acc[5] = b1, acc[6] = b2, acc[7] = b3;
+    __asm__ volatile(DIVQAT_ROWS_GATHER_LOAD("r11") DIVQAT_ROWS_ROW_START
+                     "vldrb.8      q0, [%[pa]], #16\n\t"
+                     "vldrb.8      q1, [%[pb]], #16\n\t"
+                     "vldrb.u8     q2, [%[pw], q4]\n\t"
+                     "vldrb.u8     q3, [%[pw], q5]\n\t"
+                     "vmladava.s8  %[a0], q0, q2\n\t"
+                     "vmladava.s8  %[b0], q1, q2\n\t"
+                     "vldrb.u8     q2, [%[pw], q6]\n\t"
+                     "vmladava.s8  %[a1], q0, q3\n\t"
+                     "vmladava.s8  %[b1], q1, q3\n\t"
+                     "vldrb.u8     q3, [%[pw], q7]\n\t"
+                     "vmladava.s8  %[a2], q0, q2\n\t"
+                     "vmladava.s8  %[b2], q1, q2\n\t"
+                     "vmladava.s8  %[a3], q0, q3\n\t"
+                     "vmladava.s8  %[b3], q1, q3\n\t"
+                     "add          %[pw], %[pw], #128\n\t" DIVQAT_ROWS_STEP_END DIVQAT_ROWS_ROW_NEXT_X("r11")
+                         DIVQAT_ROWS_ROW_NEXT_B("r11") DIVQAT_ROWS_ROW_NEXT_W("r11")
+                     : DIVQAT_MVE_ACC8_OPS, [pa] "+r"(pa), [pb] "+r"(pb), [pw] "+r"(pw), DIVQAT_ROWS_LOOP_OUTS
+                     : DIVQAT_ROWS_SPAN_INS(sp), [gt] "m"(gt)
+                     : "r11", "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory");
+    DIVQAT_MVE_ACC8_OUT(acc);
 }
 
 /* The fused ADD's output stage as vectors (loaded once per call: the int8 stores could alias the words). */
@@ -270,23 +235,13 @@ typedef struct {
  * VMLADAVA. */
 static DIVQAT_NOINLINE void divqat_rows4x1_mve(int32_t *acc, const int8_t *xa, const int16_t *w,
                                                const divqat_span *sp) {
-    register int32_t a0 __asm__("r0") = acc[0];
-    register int32_t a1 __asm__("r2") = acc[1];
-    register int32_t a2 __asm__("r4") = acc[2];
-    register int32_t a3 __asm__("r6") = acc[3];
+    DIVQAT_MVE_ACC4_IN(acc);
     register const int8_t *pa __asm__("r1") = xa;
     register const int16_t *pw __asm__("r5") = w;
     register int32_t n __asm__("r3");
     int32_t rows = sp->rows;
     const uint8_t *gt = divqat_rows_gather;
-    __asm__ volatile("ldr          r12, %[gt]\n\t"
-                     "vldrb.u8     q4, [r12]\n\t"
-                     "vldrb.u8     q5, [r12, #16]\n\t"
-                     "vldrb.u8     q6, [r12, #32]\n\t"
-                     "vldrb.u8     q7, [r12, #48]\n\t"
-                     "1:\n\t"
-                     "ldr          %[n], %[nv]\n\t"
-                     "2:\n\t"
+    __asm__ volatile(DIVQAT_ROWS_GATHER_LOAD("r12") DIVQAT_ROWS_ROW_START
                      "vldrb.8      q0, [%[pa]], #16\n\t"
                      "vldrb.u8     q2, [%[pw], q4]\n\t"
                      "vldrb.u8     q3, [%[pw], q5]\n\t"
@@ -296,57 +251,27 @@ static DIVQAT_NOINLINE void divqat_rows4x1_mve(int32_t *acc, const int8_t *xa, c
                      "vldrb.u8     q3, [%[pw], q7]\n\t"
                      "vmladava.s8  %[a2], q0, q2\n\t"
                      "vmladava.s8  %[a3], q0, q3\n\t"
-                     "add          %[pw], %[pw], #128\n\t"
-                     "subs         %[n], %[n], #1\n\t"
-                     "bne          2b\n\t"
-                     "ldr          r12, %[rs]\n\t"
-                     "add          %[pa], %[pa], r12\n\t"
-                     "ldr          r12, %[ws]\n\t"
-                     "add          %[pw], %[pw], r12\n\t"
-                     "ldr          r12, %[rows]\n\t"
-                     "subs         r12, r12, #1\n\t"
-                     "str          r12, %[rows]\n\t"
-                     "bne          1b\n\t"
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [pa] "+r"(pa), [pw] "+r"(pw),
-                       [n] "=&r"(n), [rows] "+m"(rows)
-                     : [nv] "m"(sp->nq16), [rs] "m"(sp->rstep), [ws] "m"(sp->wstep2), [gt] "m"(gt)
+                     "add          %[pw], %[pw], #128\n\t" DIVQAT_ROWS_STEP_END DIVQAT_ROWS_ROW_NEXT_X("r12")
+                         DIVQAT_ROWS_ROW_NEXT_W("r12")
+                     : DIVQAT_MVE_ACC4_OPS, [pa] "+r"(pa), [pw] "+r"(pw), DIVQAT_ROWS_LOOP_OUTS
+                     : DIVQAT_ROWS_SPAN_INS(sp), [gt] "m"(gt)
                      : "r12", "q0", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory");
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+    DIVQAT_MVE_ACC4_OUT(acc);
 }
 
-/* A group's fast-epilogue words as lanes (M, -a, b of its 4 channels): loaded once for both pixels. */
-typedef struct {
-    int32x4_t m, nsh, b;
-} divqat_rq_mve;
-
-DIVQAT_INLINE divqat_rq_mve divqat_rows_rq_mve(const int32_t *qp) {
-    const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS);
-    divqat_rq_mve r;
-    r.m = vldrwq_gather_shifted_offset_s32(qp + 1, off);
-    r.nsh = vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off));
-    r.b = vldrwq_gather_shifted_offset_s32(qp + 3, off);
-    return r;
-}
-
-/* One pixel's group of 4 channels (n real ones) from its accumulators, vectorised: the fast epilogue (VQRDMULH is
- * SaturatingRoundingDoublingHighMul, as divqat_rq4_mve), then for `fused` the ADD (table gathers, the tables' base
- * at q = 0 so that a negative q wraps to the right address; VQRDMULH and a rounding shift that rounds half away
- * from zero, as csrc/add_s8.c's MVE path), stored predicated. */
+/* One pixel's group of 4 channels (n real ones) from its accumulators, vectorised: the fast epilogue
+ * (divqat_rq_fast_mve), then for `fused` the ADD (table gathers, the tables' base at q = 0 so that a negative q wraps
+ * to the right address; the output stage of csrc/add_s8.c's MVE path, divqat_add_out_mve), stored predicated. */
 DIVQAT_INLINE void divqat_rows_store_mve(const int32_t *acc, const divqat_rq_mve *rq, int8_t *y, int32_t n,
                                          const int8_t *res, const int32_t *df, const divqat_fk_mve *fk,
                                          const int fused) {
     const mve_pred16_t p = vctp32q((uint32_t)n);
-    int32x4_t v = vqrdmulhq_s32(vldrwq_s32(acc), rq->m);
-    v = vaddq_s32(v, vshrq_n_s32(v, 31));
-    v = vshlq_s32(vaddq_s32(v, rq->b), rq->nsh);
-    v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
+    int32x4_t v = divqat_rq_fast_mve(vldrwq_s32(acc), rq);
     if (fused) {
         const int32x4_t r = vldrbq_z_s32(res, p);
-        int32x4_t t = vaddq_s32(vldrwq_gather_shifted_offset_s32(df + DF_TC + 128, vreinterpretq_u32_s32(v)),
-                                vldrwq_gather_shifted_offset_s32(df + DF_TR + 128, vreinterpretq_u32_s32(r)));
-        t = vqrdmulhq_n_s32(t, fk->mo);
-        t = vaddq_n_s32(vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), fk->nao), fk->zpo);
-        v = vminq_s32(vmaxq_s32(t, fk->lo), fk->hi);
+        const int32x4_t t = vaddq_s32(vldrwq_gather_shifted_offset_s32(df + DF_TC + 128, vreinterpretq_u32_s32(v)),
+                                      vldrwq_gather_shifted_offset_s32(df + DF_TR + 128, vreinterpretq_u32_s32(r)));
+        v = divqat_add_out_mve(t, fk->mo, fk->nao, fk->zpo, fk->lo, fk->hi);
     }
     vstrbq_p_s32(y, v, p);
 }
@@ -385,14 +310,14 @@ DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const in
             const int32_t *q = qp, *cg = corr;
             for (int32_t c = 0; c < cout; c += 4, wg += gw, q += 4 * DQ_QP_WORDS, cg += taps * 4) {
                 int32_t acc[8] __attribute__((aligned(16)));
-                divqat_rows_bias(acc, q);
+                divqat_bias4(acc, q);
                 if (!whole) divqat_rows_pad(acc, cg, r, d);
                 acc[4] = acc[0], acc[5] = acc[1], acc[6] = acc[2], acc[7] = acc[3];
                 if (!empty && same)
                     divqat_rows4x2_mve(acc, sa.x, xb, wg, &sa);
                 else if (!empty)
                     divqat_rows4x1_mve(acc, sa.x, wg, &sa);
-                const divqat_rq_mve rq = divqat_rows_rq_mve(q);
+                const divqat_rq_mve rq = divqat_rq_mve_load(q, divqat_qp_lanes());
                 divqat_rows_store_mve(acc, &rq, ya + c, cout - c, rs + c, df, &fk, fused);
                 if (same) divqat_rows_store_mve(acc + 4, &rq, ya + cout + c, cout - c, rs + cout + c, df, &fk, fused);
             }
@@ -411,23 +336,37 @@ DIVQAT_INLINE void divqat_rows_run_c(int32_t *acc, const int8_t *px, const int16
     }
 }
 
+/* divqat_rows4_dsp in plain C: acc[0..3] += the rectangle's rows (*sp) against the group's int16 words (w: the
+ * group's first word of the rectangle); a row's taps are contiguous in the input and the weights, rows xrow bytes
+ * (input) and wrow int16 words (weights) apart. */
+DIVQAT_INLINE void divqat_rows4_c(int32_t *acc, const int8_t *x, const int16_t *w, const divqat_span *sp, int32_t xrow,
+                                  int32_t wrow) {
+    const int32_t n = sp->nq16 * 16;
+    for (int32_t ky = 0; ky < sp->rows; ++ky, x += xrow, w += wrow) divqat_rows_run_c(acc, x, w, n);
+}
+/* The rows' distance apart comes from the layer's descriptor d (the DSP asm steps from the row's end instead). */
+#define DIVQAT_ROWS4(acc, x, w, sp, d) \
+    divqat_rows4_c(acc, x, w, sp, (d)[DQ_IW] * (d)[DQ_CIN], (d)[DQ_KW] * (d)[DQ_CIN] * 4)
+#endif
+
+#if !defined(DIVQAT_MVE)
+/* One pixel x 4 channels per step (DIVQAT_ROWS4: the DSP asm or plain C). */
 DIVQAT_INLINE void divqat_rows_body(const int8_t *x, const int8_t *res, const int16_t *w, const int32_t *qp,
                                     const int32_t *d, const int32_t *corr, const int32_t *df, int8_t *y,
                                     const int fused) {
     const int32_t oh = d[DQ_OH], ow = d[DQ_OW], cout = d[DQ_COUT], gw = d[DQ_K] * 4, taps = d[DQ_KH] * d[DQ_KW];
-    const int32_t iw = d[DQ_IW], cin = d[DQ_CIN], kw = d[DQ_KW];
     for (int32_t oy = 0; oy < oh; ++oy)
         for (int32_t ox = 0; ox < ow; ++ox, y += cout, res += cout) {
             const divqat_rect r = divqat_rows_rect(d, oy, ox);
-            const int32_t run = (r.kx1 - r.kx0) * cin;
+            const int empty = divqat_rect_empty(r), whole = divqat_rect_whole(r, d);
             const divqat_span s = divqat_rows_span(x, d, oy, ox, r);
             const int16_t *wg = w + s.woff;
             const int32_t *q = qp, *cg = corr;
             for (int32_t c = 0; c < cout; c += 4, wg += gw, q += 4 * DQ_QP_WORDS, cg += taps * 4) {
                 int32_t acc[4];
-                divqat_rows_init(acc, q, cg, r, d);
-                for (int32_t ky = 0; ky < s.rows; ++ky) /* a row's taps are contiguous in the input and the weights */
-                    divqat_rows_run_c(acc, s.x + ky * iw * cin, wg + ky * kw * cin * 4, run);
+                divqat_bias4(acc, q);
+                if (!whole) divqat_rows_pad(acc, cg, r, d);
+                if (!empty) DIVQAT_ROWS4(acc, s.x, wg, &s, d);
                 divqat_rows_store(acc, q, y + c, cout - c, res + c, df, fused);
             }
         }

@@ -323,7 +323,9 @@ static DIVQAT_NOINLINE void divqat_gemv4_dsp(const uint32_t *cols, const int8_t 
                                              int8_t *y, const int fast) {
     const int32_t cout = d[DQ_COUT], n8 = d[DQ_KP] >> 3, kp4 = 4 * ((d[DQ_KP] + 15) & ~15);
     for (int32_t c = 0; c < cout; c += 4, qp += 4 * DQ_QP_WORDS, w += kp4) {
-        int32_t a0 = qp[0], a1 = qp[DQ_QP_WORDS], a2 = qp[2 * DQ_QP_WORDS], a3 = qp[3 * DQ_QP_WORDS], n = n8;
+        int32_t acc[4], n = n8;
+        divqat_bias4(acc, qp);
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
         const uint32_t *cp = cols;
         const int8_t *wp = w;
         __asm__ volatile(
@@ -341,9 +343,8 @@ static DIVQAT_NOINLINE void divqat_gemv4_dsp(const uint32_t *cols, const int8_t 
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [cp] "+r"(cp), [wp] "+r"(wp), [n] "+r"(n)
             :
             : "r8", "r9", "r10", "r11", "cc", "memory");
-        const int32_t acc[4] = {a0, a1, a2, a3};
-        for (int32_t i = 0; i < 4 && c + i < cout; ++i)
-            y[c + i] = divqat_requant(acc[i], qp + i * DQ_QP_WORDS, d, fast);
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+        divqat_requant4(acc, qp, d, y + c, cout - c, fast);
     }
 }
 
@@ -379,18 +380,14 @@ DIVQAT_INLINE void divqat_conv_body(const int8_t *x, const int8_t *w, const int3
 
 #elif defined(DIVQAT_MVE)
 /* The 4-channel group's requantization (fast epilogue) of one pixel's accumulators, stored (predicated to
- * the real channels). m, sh, b: the group's M, a and b words as lanes. */
-DIVQAT_INLINE void divqat_rq4_mve(int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32x4_t m, int32x4_t nsh,
-                                  int32x4_t b, int8_t *y, mve_pred16_t p) {
+ * the real channels). */
+DIVQAT_INLINE void divqat_rq4_mve(int32_t a0, int32_t a1, int32_t a2, int32_t a3, const divqat_rq_mve *rq, int8_t *y,
+                                  mve_pred16_t p) {
     int32x4_t v = vdupq_n_s32(a0);
     v = vsetq_lane_s32(a1, v, 1);
     v = vsetq_lane_s32(a2, v, 2);
     v = vsetq_lane_s32(a3, v, 3);
-    v = vqrdmulhq_s32(v, m);
-    v = vaddq_s32(v, vshrq_n_s32(v, 31));
-    v = vshlq_s32(vaddq_s32(v, b), nsh);
-    v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
-    vstrbq_p_s32(y, v, p);
+    vstrbq_p_s32(y, divqat_rq_fast_mve(v, rq), p);
 }
 
 /* acc[0..3] (pixel a) and acc[4..7] (pixel b) += the 4 channels' dot products over n whole 16-value vectors
@@ -399,14 +396,7 @@ DIVQAT_INLINE void divqat_rq4_mve(int32_t a0, int32_t a1, int32_t a2, int32_t a3
  * else is live across it. 16 instructions per 128 MACs. */
 static DIVQAT_NOINLINE void divqat_mac4x2_mve(int32_t *acc, const int8_t *xa, const int8_t *xb, const int8_t *w,
                                               int32_t nv) {
-    register int32_t a0 __asm__("r0") = acc[0];
-    register int32_t a1 __asm__("r2") = acc[1];
-    register int32_t a2 __asm__("r4") = acc[2];
-    register int32_t a3 __asm__("r6") = acc[3];
-    register int32_t b0 __asm__("r8") = acc[4];
-    register int32_t b1 __asm__("r10") = acc[5];
-    register int32_t b2 __asm__("r12") = acc[6];
-    register int32_t b3 __asm__("lr") = acc[7];
+    DIVQAT_MVE_ACC8_IN(acc);
     register const int8_t *pa __asm__("r1") = xa;
     register const int8_t *pb __asm__("r3") = xb;
     register const int8_t *pw __asm__("r5") = w;
@@ -428,21 +418,21 @@ static DIVQAT_NOINLINE void divqat_mac4x2_mve(int32_t *acc, const int8_t *xa, co
                      "vmladava.s8  %[b0], q1, q3\n\t"
                      "subs         %[n], %[n], #1\n\t"
                      "bne          1b\n\t"
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0), [b1] "+r"(b1),
-                       [b2] "+r"(b2), [b3] "+r"(b3), [pa] "+r"(pa), [pb] "+r"(pb), [pw] "+r"(pw), [n] "+r"(n)
+                     : DIVQAT_MVE_ACC8_OPS, [pa] "+r"(pa), [pb] "+r"(pb), [pw] "+r"(pw), [n] "+r"(n)
                      :
                      : "q0", "q1", "q2", "q3", "cc", "memory");
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = b0, acc[5] = b1, acc[6] = b2, acc[7] = b3;
+    DIVQAT_MVE_ACC8_OUT(acc);
 }
 
 /* Two pixels (K vectors xa, xb; outputs ya, yb) x all channels, 4 channels per pass. */
 DIVQAT_INLINE void divqat_gemm2_mve(const int8_t *xa, const int8_t *xb, const int8_t *w, const int32_t *qp,
                                     const int32_t *d, int8_t *ya, int8_t *yb, const int fast) {
     const int32_t cout = d[DQ_COUT], kp = d[DQ_KP], nfull = kp >> 4, kp4 = 4 * ((kp + 15) & ~15);
-    const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS);
+    const uint32x4_t off = divqat_qp_lanes();
     for (int32_t c = 0; c < cout; c += 4, qp += 4 * DQ_QP_WORDS, w += kp4) {
-        int32_t acc[8] = {qp[0], qp[DQ_QP_WORDS], qp[2 * DQ_QP_WORDS], qp[3 * DQ_QP_WORDS],
-                          qp[0], qp[DQ_QP_WORDS], qp[2 * DQ_QP_WORDS], qp[3 * DQ_QP_WORDS]};
+        int32_t acc[8];
+        divqat_bias4(acc, qp);
+        divqat_bias4(acc + 4, qp);
         if (nfull) divqat_mac4x2_mve(acc, xa, xb, w, nfull);
         int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], b0 = acc[4], b1 = acc[5], b2 = acc[6], b3 = acc[7];
         if (kp & 8) { /* the half chunk: 8 values of each pixel against the first 8 of each row's chunk */
@@ -463,12 +453,10 @@ DIVQAT_INLINE void divqat_gemm2_mve(const int8_t *xa, const int8_t *xb, const in
             b3 = vmladavaq_s8(b3, vb, wv);
         }
         if (fast) {
-            const int32x4_t m = vldrwq_gather_shifted_offset_s32(qp + 1, off);
-            const int32x4_t nsh = vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off));
-            const int32x4_t b = vldrwq_gather_shifted_offset_s32(qp + 3, off);
+            const divqat_rq_mve rq = divqat_rq_mve_load(qp, off);
             const mve_pred16_t p = vctp32q((uint32_t)(cout - c));
-            divqat_rq4_mve(a0, a1, a2, a3, m, nsh, b, ya + c, p);
-            divqat_rq4_mve(b0, b1, b2, b3, m, nsh, b, yb + c, p);
+            divqat_rq4_mve(a0, a1, a2, a3, &rq, ya + c, p);
+            divqat_rq4_mve(b0, b1, b2, b3, &rq, yb + c, p);
         } else {
             const int32_t as[4] = {a0, a1, a2, a3}, bs[4] = {b0, b1, b2, b3};
             for (int32_t i = 0; i < 4 && c + i < cout; ++i) {
@@ -484,9 +472,11 @@ DIVQAT_INLINE void divqat_gemm2_mve(const int8_t *xa, const int8_t *xb, const in
 static DIVQAT_NOINLINE void divqat_gemv4_mve(const int8_t *xk, const int8_t *w, const int32_t *qp, const int32_t *d,
                                              int8_t *y, const int fast) {
     const int32_t cout = d[DQ_COUT], kp = d[DQ_KP], nfull = kp >> 4, kp4 = 4 * ((kp + 15) & ~15);
-    const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS);
+    const uint32x4_t off = divqat_qp_lanes();
     for (int32_t c = 0; c < cout; c += 4, qp += 4 * DQ_QP_WORDS, w += kp4) {
-        int32_t a0 = qp[0], a1 = qp[DQ_QP_WORDS], a2 = qp[2 * DQ_QP_WORDS], a3 = qp[3 * DQ_QP_WORDS];
+        int32_t acc[4];
+        divqat_bias4(acc, qp);
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
         const int8_t *wt = w, *xv = xk;
         for (int32_t n = 0; n < nfull; ++n, wt += 64, xv += 16) {
             const int8x16_t v = vld1q_s8(xv);
@@ -503,14 +493,11 @@ static DIVQAT_NOINLINE void divqat_gemv4_mve(const int8_t *xk, const int8_t *w, 
             a3 = vmladavaq_s8(a3, v, vld1q_s8(wt + 48));
         }
         if (fast) {
-            const int32x4_t m = vldrwq_gather_shifted_offset_s32(qp + 1, off);
-            const int32x4_t nsh = vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off));
-            const int32x4_t b = vldrwq_gather_shifted_offset_s32(qp + 3, off);
-            divqat_rq4_mve(a0, a1, a2, a3, m, nsh, b, y + c, vctp32q((uint32_t)(cout - c)));
+            const divqat_rq_mve rq = divqat_rq_mve_load(qp, off);
+            divqat_rq4_mve(a0, a1, a2, a3, &rq, y + c, vctp32q((uint32_t)(cout - c)));
         } else {
             const int32_t as[4] = {a0, a1, a2, a3};
-            for (int32_t i = 0; i < 4 && c + i < cout; ++i)
-                y[c + i] = divqat_requant(as[i], qp + i * DQ_QP_WORDS, d, 0);
+            divqat_requant4(as, qp, d, y + c, cout - c, 0);
         }
     }
 }

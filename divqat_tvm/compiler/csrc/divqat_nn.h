@@ -163,4 +163,76 @@ DIVQAT_INLINE int8_t divqat_requant(int32_t acc, const int32_t *q, const int32_t
     return (int8_t)divqat_requant_exact(acc, q, d);
 }
 
+/* acc[0..3] = the bias' of a group of 4 channels (qp: its first channel's words). */
+DIVQAT_INLINE void divqat_bias4(int32_t *acc, const int32_t *qp) {
+    acc[0] = qp[0], acc[1] = qp[DQ_QP_WORDS], acc[2] = qp[2 * DQ_QP_WORDS], acc[3] = qp[3 * DQ_QP_WORDS];
+}
+
+/* A group of 4 channels' output values of one pixel, stored at y: only the first n (the last group of an odd
+ * channel count has fewer real channels). */
+DIVQAT_INLINE void divqat_requant4(const int32_t *acc, const int32_t *qp, const int32_t *d, int8_t *y, int32_t n,
+                                   const int fast) {
+    const int32_t m = n < 4 ? n : 4;
+    for (int32_t i = 0; i < m; ++i) y[i] = divqat_requant(acc[i], qp + i * DQ_QP_WORDS, d, fast);
+}
+
+#if defined(DIVQAT_MVE)
+/* A group of 4 channels' fast-epilogue words as lanes (M, -a, b): loaded once, used for every pixel. */
+typedef struct {
+    int32x4_t m, nsh, b;
+} divqat_rq_mve;
+
+/* The word offsets of 4 channels' per-channel constants (0, 1, 2, 3) * DQ_QP_WORDS, for divqat_rq_mve_load: made
+ * once outside a loop over groups (the compiler does not hoist VIDUP). */
+DIVQAT_INLINE uint32x4_t divqat_qp_lanes(void) { return vmulq_n_u32(vidupq_n_u32(0, 1), DQ_QP_WORDS); }
+
+DIVQAT_INLINE divqat_rq_mve divqat_rq_mve_load(const int32_t *qp, uint32x4_t off) {
+    divqat_rq_mve r;
+    r.m = vldrwq_gather_shifted_offset_s32(qp + 1, off);
+    r.nsh = vnegq_s32(vldrwq_gather_shifted_offset_s32(qp + 2, off));
+    r.b = vldrwq_gather_shifted_offset_s32(qp + 3, off);
+    return r;
+}
+
+/* The fast epilogue (DQ_FAST) on 4 lanes, clamped to int8: VQRDMULH is SaturatingRoundingDoublingHighMul, the
+ * sign of acc (that of the product, M > 2^30) makes the rounding half away from zero, b adds round and zp_out. */
+DIVQAT_INLINE int32x4_t divqat_rq_fast_mve(int32x4_t acc, const divqat_rq_mve *rq) {
+    int32x4_t v = vqrdmulhq_s32(acc, rq->m);
+    v = vaddq_s32(v, vshrq_n_s32(v, 31));
+    v = vshlq_s32(vaddq_s32(v, rq->b), rq->nsh);
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(-128)), vdupq_n_s32(127));
+}
+
+/* RoundingDivideByPOT(t, -nsh) on 4 lanes: VRSHL rounds half up, so negative values step down by one first
+ * (half away from zero). */
+DIVQAT_INLINE int32x4_t divqat_rdpot_mve(int32x4_t t, int32_t nsh) {
+    return vrshlq_n_s32(vaddq_s32(t, vshrq_n_s32(t, 31)), nsh);
+}
+
+/* TFLite ADD's output stage on 4 lanes: MultiplyByQuantizedMultiplier(s, mo, right shift -nao) + zp_out, clamped. */
+DIVQAT_INLINE int32x4_t divqat_add_out_mve(int32x4_t s, int32_t mo, int32_t nao, int32_t zpo, int32x4_t lo,
+                                           int32x4_t hi) {
+    s = vaddq_n_s32(divqat_rdpot_mve(vqrdmulhq_n_s32(s, mo), nao), zpo);
+    return vminq_s32(vmaxq_s32(s, lo), hi);
+}
+
+/* The accumulators of a 4 channels x 2 pixels MVE block (a0..a3 pixel a, b0..b3 pixel b) as locals from acc[0..7],
+ * pinned to the even registers VMLADAVA needs (never r7, the Thumb frame pointer); the asm's operands; back. */
+#define DIVQAT_MVE_ACC4_IN(acc)                   \
+    register int32_t a0 __asm__("r0") = (acc)[0]; \
+    register int32_t a1 __asm__("r2") = (acc)[1]; \
+    register int32_t a2 __asm__("r4") = (acc)[2]; \
+    register int32_t a3 __asm__("r6") = (acc)[3]
+#define DIVQAT_MVE_ACC8_IN(acc)                    \
+    DIVQAT_MVE_ACC4_IN(acc);                       \
+    register int32_t b0 __asm__("r8") = (acc)[4];  \
+    register int32_t b1 __asm__("r10") = (acc)[5]; \
+    register int32_t b2 __asm__("r12") = (acc)[6]; \
+    register int32_t b3 __asm__("lr") = (acc)[7]
+#define DIVQAT_MVE_ACC4_OPS [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+#define DIVQAT_MVE_ACC8_OPS DIVQAT_MVE_ACC4_OPS, [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3)
+#define DIVQAT_MVE_ACC4_OUT(acc) ((acc)[0] = a0, (acc)[1] = a1, (acc)[2] = a2, (acc)[3] = a3)
+#define DIVQAT_MVE_ACC8_OUT(acc) (DIVQAT_MVE_ACC4_OUT(acc), (acc)[4] = b0, (acc)[5] = b1, (acc)[6] = b2, (acc)[7] = b3)
+#endif
+
 #endif /* DIVQAT_NN_H_ */
