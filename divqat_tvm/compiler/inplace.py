@@ -49,8 +49,8 @@ CONV_PIXEL_BLOCK = 4
 VERIFIED = {
     "divqat_conv_s8": ("conv_s8.c", "5d8c4145c9e94554"),
     "divqat_add_s8": ("add_s8.c", "9dda4fbe223fef25"),
-    "divqat_conv_rows_s8": ("conv_rows_s8.c", "4db4247ee73db386"),
-    "divqat_conv_rows_add_s8": ("conv_rows_s8.c", "4db4247ee73db386"),
+    "divqat_conv_rows_s8": ("conv_rows_s8.c", "5591b42b4a7ab773"),
+    "divqat_conv_rows_add_s8": ("conv_rows_s8.c", "5591b42b4a7ab773"),
 }
 
 

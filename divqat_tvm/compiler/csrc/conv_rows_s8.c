@@ -1,7 +1,7 @@
 /* divqat_conv_rows_s8 / divqat_conv_rows_add_s8: int8 NHWC convolution (groups 1, dilation 1, cin % 16 == 0)
  * that reads its input rows where they are: no scratch, no im2col.
  *
- * Weights (laid out offline, native.rows_weights): int16, per group of 4 output channels, per 4 K values (OHWI
+ * Weights (laid out offline, ops/conv.py rows_weights): int16, per group of 4 output channels, per 4 K values (OHWI
  * order) and per channel two words, (w0, w2) and (w1, w3): the halves SXTB16 and SXTB16 ROR #8 make of an input
  * word. [group][quad][channel][w0 w2 w1 w3]: 32 bytes per quad of a group, K = kh * kw * cin values.
  * Per-channel words (divqat_nn.h): bias' = bias - zp_in * sum(w) over every tap, as if the window were whole. A
@@ -13,12 +13,12 @@
  * divqat_conv_s8 stores it) becomes TFLite's int8 ADD of v and the residual input's element r at the same index,
  * which is read just before the result is written to that index. The output may therefore be the residual itself
  * (written in place); the conv reads only its own input. ADD's two input stages, MultiplyByQuantizedMultiplier(
- * (q - zp) << 20, M, shift) of an int8 q, are tables of the 256 values (native.fused_add_words, computed with the
+ * (q - zp) << 20, M, shift) of an int8 q, are tables of the 256 values (ops/conv.py fused_add_words, computed with the
  * reference's own integer math), so an element costs two loads, an add and the output stage (the conv epilogue's
  * fast form with zp_out folded: M > 2^30, 1 <= shift <= 22, |sum| < 2^29, checked offline).
  *
  * Both entries take layers whose conv epilogue is the fast one (DQ_FAST) and, fused, whose ADD has the fast output
- * stage (checked offline, native.rows_call / native.fused_add_words): one instantiation each keeps the code small.
+ * stage (checked offline, ops/conv.py rows_call / fused_add_words): one instantiation each keeps the code small.
  *
  * Paths (chosen when this C is compiled):
  *  - DSP (Cortex-M4/M7/M33): 1 pixel x 4 channels, asm: per 4 K values one input word, SXTB16 twice, two LDMs of

@@ -70,7 +70,7 @@ enum {
                        the words after bias' hold the float64 scale (low word first) */
 #define DQ_DWPAIR 8 /* depthwise 3x3, dilation 1, stride 1 or 2, fast epilogue: the tap-pair ring (dwconv_s8.c) */
 #define DQ_HAWAY \
-    16 /* DQ_F64's rounding as a fixed point proven equal at compile time (native.f64_as_fixed): the words
+    16 /* DQ_F64's rounding as a fixed point proven equal at compile time (ops/dense.py f64_as_fixed): the words
                        after bias' are M (uint32) and e = S - 32; v = sign(acc) * ((|acc| * M + 2^(S-1)) >> S) */
 #define DQ_QP_WORDS 4
 
