@@ -44,6 +44,7 @@ HEADER = "divqat_nn.h"
 SOURCES = {
     "divqat_conv_s8": "conv_s8.c",
     "divqat_dwconv_s8": "dwconv_s8.c",
+    "divqat_dwconv_plane_s8": "dwconv_s8.c",
     "divqat_add_s8": "add_s8.c",
     "divqat_conv_rows_s8": "conv_rows_s8.c",
     "divqat_conv_rows_add_s8": "conv_rows_s8.c",
@@ -406,7 +407,8 @@ def _dw_call(
     op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int, out_shape: tuple[int, ...]
 ) -> NativeCall | None:
     """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1: the tap-pair path (any C) for 3x3 layers
-    with the fast epilogue, else the 4-channel-group ring (C % 4 == 0)."""
+    with the fast epilogue, else the 4-channel-group ring (C % 4 == 0); divqat_dwconv_plane_s8 for the tap-pair
+    layers `_dw_plane_ok` accepts."""
     c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
     nrows = (kh - 1) * geom["dh"] + 1
     if kh > DW_MAX_KH or nrows > DW_MAX_ROWS:
@@ -425,7 +427,7 @@ def _dw_call(
     if pair and _dw_plane_ok(geom):
         hw, rows = geom["iw"] // 2, geom["ih"]
         return NativeCall(
-            "divqat_dwconv_s8",
+            "divqat_dwconv_plane_s8",  # its own entry: the plane path's code is pasted only into models that use it
             [
                 dw_pair_stream(w * scale, qp),
                 np.zeros(1, np.int32),
@@ -680,11 +682,14 @@ _BLOCKS = {
     },
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
-        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB; small stride-2 planes: one output row of 2-4, the"
-        " plane widened whole); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB; small stride-2 planes: one output row of 2-4, the"
-        " plane widened whole); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
+    },
+    "divqat_dwconv_plane_s8": {
+        "dsp": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
+        "mve": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
+        "c": "tap pairs over the plane widened whole (C twins of the DSP instructions)",
     },
 }
 
@@ -709,14 +714,22 @@ _INCLUDE = re.compile(r'^#include "divqat_nn\.h"\n', re.M)
 
 
 def used_functions(c_src: str) -> list[str]:
+    """The entries of SOURCES that `c_src` (TVM's C) calls."""
     return [f for f in SOURCES if re.search(rf"\b{f}\(", c_src)]
 
 
+def use_define(function: str) -> str:
+    """The macro library_source defines for a used entry: a source with two entries compiles only the code of the
+    ones defined (csrc/dwconv_s8.c), so a path no layer takes costs no flash."""
+    return f"DIVQAT_USE_{function}"
+
+
 def library_source(functions: list[str]) -> str:
-    """The header and the sources of `functions`, ready to paste into kernels.c (no local includes)."""
+    """The header and the sources of `functions`, ready to paste into kernels.c (no local includes), after one
+    `#define DIVQAT_USE_<function> 1` per function."""
     if not functions:
         return ""
-    parts = [(CSRC / HEADER).read_text()]
+    parts = ["".join(f"#define {use_define(f)} 1\n" for f in functions) + (CSRC / HEADER).read_text()]
     for file in dict.fromkeys(SOURCES[f] for f in functions):  # a file with two entries is pasted once
         parts.append(_INCLUDE.sub("", (CSRC / file).read_text()))
     return "\n".join(parts)

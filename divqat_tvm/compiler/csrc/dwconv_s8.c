@@ -19,6 +19,14 @@
  */
 #include "divqat_nn.h"
 
+/* Two entries: divqat_dwconv_s8 (the rings) and divqat_dwconv_plane_s8 (the whole-plane path, native._dw_plane_ok).
+ * native.library_source defines DIVQAT_USE_<entry> for each entry the model calls, and only their code is compiled
+ * (a path no layer takes costs no flash, and no static function is left unused under -Wall); compiled alone, both. */
+#if !defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_USE_divqat_dwconv_plane_s8)
+#define DIVQAT_USE_divqat_dwconv_s8 1
+#define DIVQAT_USE_divqat_dwconv_plane_s8 1
+#endif
+
 #define DIVQAT_DW_MAX_KH 8
 #define DIVQAT_DW_MAX_ROWS 16
 
@@ -53,6 +61,7 @@ DIVQAT_INLINE int32_t divqat_smlatt(uint32_t x, uint32_t y, int32_t acc) {
 #endif
 }
 
+#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
 /* Input row `src` (iw columns of C int8) widened into ring row `dst`, whose layout is channel-group-major:
  * group g (4 channels) owns wc columns of two words at dst + g * gstride; the input starts at column pl. */
 static void divqat_dw_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t gstride,
@@ -280,6 +289,7 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
         divqat_dw_row_any(rowp, w, qp, d, yr, gstride, fast);
     }
 }
+#endif /* DIVQAT_USE_divqat_dwconv_s8 */
 
 /* ---- The tap-pair path (DQ_DWPAIR): 3x3, dilation 1, stride s = 1 or 2, fast epilogue, any channel count ----
  *
@@ -415,6 +425,7 @@ DIVQAT_INLINE void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d
 #define DIVQAT_DWP_HAVE_WIDEN2 1
 #endif
 
+#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
 /* Input row `src` (iw columns of c int8) into pair-ring row `dst` (nw words per channel), the input starting at
  * padded column pl. Words [ka, kb) have both columns inside the row; of the others only those touching the row
  * are written (one each side at most): words wholly in the padding are zero from the memset at the layer's start
@@ -454,6 +465,7 @@ static void divqat_dwp_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, i
         }
     }
 }
+#endif /* DIVQAT_USE_divqat_dwconv_s8 */
 
 /* Value i of a ring row (int16 i of the words, low half first). */
 DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
@@ -759,6 +771,7 @@ DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *s
     }
 }
 
+#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
 static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *stream, int32_t c,
                                               int32_t nw, int32_t ow, int8_t *yr) {
     divqat_dwp_row(rowp, stream, c, nw, ow, yr, 1);
@@ -824,6 +837,9 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
     }
 }
 
+#endif /* DIVQAT_USE_divqat_dwconv_s8 */
+
+#if defined(DIVQAT_USE_divqat_dwconv_plane_s8) /* the plane entry's code only */
 /* ---- The whole-plane tap-pair path (DQ_DWPAIR | DIVQAT_DW_PLANE): stride 2 both ways, no top or left padding,
  * an even input width iw = 2 * ow (the last pixel's tap 2 is the right pad), 2..4 output pixels a row ----
  *
@@ -938,9 +954,11 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_row(const uint32_t *xr0, const uint
 #endif
 }
 
-/* The whole layer on the plane path: c * cs words of scratch. */
-static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y,
-                                                  int8_t *scratch) {
+/* The plane entry: the whole layer on the plane path, c * cs words of scratch; w is the pair stream, qp unused. */
+static DIVQAT_NOINLINE void divqat_dwconv_plane_s8(const int8_t *x, const int16_t *w, const int32_t *qp,
+                                                   const int32_t *d, int8_t *y, int8_t *scratch) {
+    const uint32_t *const stream = (const uint32_t *)(const void *)w;
+    (void)qp;
     const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
     const int32_t hw = iw / 2, cs = hw * ih;
     uint32_t *const plane = (uint32_t *)(void *)scratch;
@@ -948,10 +966,12 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
     for (int32_t oy = 0; oy < oh; ++oy, y += ow * c)
         divqat_dwp_plane_row(plane + 2 * oy * hw, stream, c, cs, hw, y, ow, 2 * oy + 2 < ih ? 3 : 2);
 }
+#endif /* DIVQAT_USE_divqat_dwconv_plane_s8 */
 
-/* The ring paths; the plane path's test is in the caller, so their machine code is as before it (a tail call). */
-static DIVQAT_NOINLINE void divqat_dwconv_ring(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                               int8_t *y, int8_t *scratch) {
+#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
+/* The ring entry (every depthwise layer but the whole-plane ones). */
+static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                             int8_t *y, int8_t *scratch) {
     if (d[DQ_FLAGS] & DQ_DWPAIR)
         divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* w: the stream; qp unused */
     else if (d[DQ_FLAGS] & DQ_FAST)
@@ -959,11 +979,4 @@ static DIVQAT_NOINLINE void divqat_dwconv_ring(const int8_t *x, const int16_t *w
     else
         divqat_dw_body(x, w, qp, d, y, scratch, 0);
 }
-
-static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                             int8_t *y, int8_t *scratch) {
-    if (d[DQ_FLAGS] & DIVQAT_DW_PLANE)
-        divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* the pair stream; qp unused */
-    else
-        divqat_dwconv_ring(x, w, qp, d, y, scratch);
-}
+#endif
