@@ -386,6 +386,14 @@ def _dw_plane_ok(geom: dict[str, int]) -> bool:
 
 
 DW_PAIR_STREAM = 10  # csrc/dwconv_s8.c: DIVQAT_DWP_STREAM, int32 words per channel
+DW_MVE_ROWS = 4  # csrc/dwconv_s8.c's Helium tap-pair kernel: 3 ring rows and a row of zero points
+
+
+def _dw_mve_scratch(geom: dict[str, int]) -> int:
+    """Bytes the Helium tap-pair kernel (Cortex-M55) needs: DW_MVE_ROWS rows of the padded width, 4 bytes (one
+    channel group) a column. The scratch is the larger of this and the DSP path's (one kernels.c for every core)."""
+    wc = max((geom["ow"] - 1) * geom["sw"] + 3, geom["pl"] + geom["iw"])
+    return DW_MVE_ROWS * 4 * wc
 
 
 def dw_pair_stream(w: np.ndarray, qp: np.ndarray) -> np.ndarray:
@@ -433,7 +441,7 @@ def _dw_call(
                 np.zeros(1, np.int32),
                 _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR | FLAG_DWPLANE),
             ],
-            4 * c * hw * rows,
+            max(4 * c * hw * rows, _dw_mve_scratch(geom)),
             out_shape,
             {"epilogue": "fast", "ring": "tap pairs, whole plane", "ring_rows": rows},
         )
@@ -442,7 +450,7 @@ def _dw_call(
         return NativeCall(
             "divqat_dwconv_s8",  # its constants all in the stream: the qp argument is one unused word
             [dw_pair_stream(w * scale, qp), np.zeros(1, np.int32), _desc(**desc_kw, flags=FLAG_FAST | FLAG_DWPAIR)],
-            4 * c * nw * 4,
+            max(4 * c * nw * 4, _dw_mve_scratch(geom)),
             out_shape,
             {"epilogue": "fast", "ring": "tap pairs", "ring_rows": 3},
         )
@@ -683,12 +691,14 @@ _BLOCKS = {
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
         "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs, rows of 4+ pixels: 4 channels x 1-5 pixels (Helium: VLDRB.S32, VMUL, VADD; VRMULH"
+        " epilogue), shorter rows as on DSP cores; else 4 channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
     "divqat_dwconv_plane_s8": {
         "dsp": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
-        "mve": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
+        "mve": "tap pairs, rows of 4 pixels: 4 channels x 4 pixels (Helium: VLDRB.S32, VMUL, VADD; VRMULH"
+        " epilogue); rows of 2-3 as on DSP cores",
         "c": "tap pairs over the plane widened whole (C twins of the DSP instructions)",
     },
 }

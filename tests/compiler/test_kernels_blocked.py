@@ -10,7 +10,8 @@ shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast ep
 and every split of a row into blocks of 1 to 6 pixels, strides 1 and 2, 'same' and 'valid' padding, rows widened
 two words at a time with and without an odd word left; the whole-plane path for small stride-2 planes (2, 3 and 4
 pixels a row, odd channel counts, the bottom pad row or none, an odd word count), 5x5 / 7x7 / 'valid' 6x6 inputs at
-stride 2 on the ring; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+stride 2 on the ring; the channel-group ring for the other shapes. On the M55 (QEMU) the tap-pair layers with rows of 4 or
+more pixels run the Helium kernel (odd channel counts, every block split, both strides, the plane shapes too). One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
 FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
 plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
@@ -89,6 +90,10 @@ DW_CASES = {
     "3x3_s2_plane_c13_w8": (6, 8, 13, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
     "3x3_s2_plane_c12_h8_w6": (8, 6, 12, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
     "3x3_s2_plane_c8_h7_odd_words": (7, 6, 8, (3, 3), (2, 2), (0, 0, 0, 1), (1, 1), "fast"),
+    # the Helium kernel (M55, rows of 4 or more pixels): blocks of 5 then 1-4 at both strides, no full group of 4
+    # channels (c = 2), a tail group of 1-3 channels, stride 2 down only
+    "3x3_s2_c2_w18_same": (5, 18, 2, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s21_c22_w10": (7, 10, 22, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1), "fast"),
     "3x3_s2_c9_w5_same": (5, 5, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
     "3x3_s2_c6_w6_valid": (6, 6, 6, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
 }
@@ -421,7 +426,7 @@ def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model:
     """dwconv_s8.c's two entries: the ring code (divqat_dwconv_s8) and the whole-plane code
     (divqat_dwconv_plane_s8, divqat_dwp_plane_row) are compiled in only when a layer calls them, warning-free
     (-Wall -Wextra -Werror) on the host and, where arm-none-eabi-gcc is installed, for the M7 (DSP) and M55
-    (MVE); the library stays bit-exact."""
+    (MVE: with the Helium kernel divqat_dwm_body besides); the library stays bit-exact."""
     import shutil
     import subprocess
 
@@ -438,10 +443,12 @@ def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model:
     prelude = src.split("hand-written kernels (divqat_tvm/compiler/csrc) ---- */")[1].split("#ifndef DIVQAT_NN_H_")[0]
     for fn, used in (("divqat_dwconv_s8", ring), ("divqat_dwconv_plane_s8", plane)):
         assert (f"#define {native.use_define(fn)} 1" in prelude) == used, fn
-    compilers = [("gcc", ["-std=c99"])]
+    compilers = [("gcc", ["-std=c99"], False)]
     if shutil.which("arm-none-eabi-gcc"):
-        compilers += [("arm-none-eabi-gcc", list(load_core(c).cflags)) for c in ("cortex-m7", "cortex-m55")]
-    for cc, flags in compilers:
+        compilers += [
+            ("arm-none-eabi-gcc", list(load_core(c).cflags), c == "cortex-m55") for c in ("cortex-m7", "cortex-m55")
+        ]
+    for cc, flags, mve in compilers:
         obj = tmp_path / f"{cc}-{len(flags)}.o"
         cmd = [
             cc,
@@ -460,8 +467,9 @@ def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model:
         assert proc.returncode == 0, f"{cc} {flags}: {proc.stderr}"
         nm = shutil.which("arm-none-eabi-nm") if cc != "gcc" else "nm"
         syms = subprocess.run([str(nm), str(obj)], capture_output=True, text=True, check=True).stdout
-        assert ("divqat_dwp_plane_row" in syms) == plane and ("divqat_dwconv_plane_s8" in syms) == plane, (cc, syms)
-        assert (" divqat_dwconv_s8" in syms) == ring, (cc, syms)
+        assert ("divqat_dwconv_plane_s8" in syms) == plane and (" divqat_dwconv_s8" in syms) == ring, (cc, syms)
+        assert ("divqat_dwp_plane_row" in syms) == plane and ("divqat_dwp_row_s1" in syms) == ring, (cc, syms)
+        assert ("divqat_dwm_body" in syms) == mve, (cc, syms)  # the Helium kernel: M55 only
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     assert int((HostModel(tmp_path / "m").run(x) != run_reference(graph, x, "fixed")).sum()) == 0
 
