@@ -9,7 +9,7 @@ The C sources are pasted into the emitted kernels.c (see `library_source`), so t
 Which layers: NHWC convolutions with groups 1 (the GEMM kernel, `divqat_conv_s8`), NHWC depthwise
 convolutions with depth multiplier 1 (`divqat_dwconv_s8`: the tap-pair path for 3x3 layers with the fast
 epilogue, any channel count, its weights and requantization words in one per-channel stream; the channel-group
-ring for the others, C % 4 == 0), and fully connected layers
+ring for the others, C % 4 == 0; small stride-2 planes `divqat_dwconv_plane_s8`), and fully connected layers
 (the GEMM kernel over one pixel), all with requant "fixed". TFLite's FULLY_CONNECTED rounds in double
 precision (LiteRT's reference): its layers get an integer multiplier and shift where `f64_as_fixed` proves them
 equal for every accumulator (DQ_HAWAY), else the double computation itself (DQ_F64). Anything else (NCHW,
@@ -386,14 +386,17 @@ def _dw_plane_ok(geom: dict[str, int]) -> bool:
 
 
 DW_PAIR_STREAM = 10  # csrc/dwconv_s8.c: DIVQAT_DWP_STREAM, int32 words per channel
-DW_MVE_ROWS = 4  # csrc/dwconv_s8.c's Helium tap-pair kernel: 3 ring rows and a row of zero points
+DW_MVE_ROWS, DW_MVE_MIN_OW = 4, 4  # csrc/dwconv_s8.c's Helium kernel: 3 ring rows and a zero row; DIVQAT_DWM_MIN_OW
 
 
 def _dw_mve_scratch(geom: dict[str, int]) -> int:
-    """Bytes the Helium tap-pair kernel (Cortex-M55) needs: DW_MVE_ROWS rows of the padded width, 4 bytes (one
-    channel group) a column. The scratch is the larger of this and the DSP path's (one kernels.c for every core)."""
+    """Bytes the Helium tap-pair kernel (Cortex-M55, rows of DW_MVE_MIN_OW+ pixels) needs: DW_MVE_ROWS rows of the
+    padded width, 4 int16 (one channel group) a column. The scratch is the larger of this and the DSP path's (one
+    kernels.c for every core)."""
+    if geom["ow"] < DW_MVE_MIN_OW:
+        return 0
     wc = max((geom["ow"] - 1) * geom["sw"] + 3, geom["pl"] + geom["iw"])
-    return DW_MVE_ROWS * 4 * wc
+    return DW_MVE_ROWS * 8 * wc * ((geom["cin"] + 3) // 4)
 
 
 def dw_pair_stream(w: np.ndarray, qp: np.ndarray) -> np.ndarray:
@@ -691,13 +694,13 @@ _BLOCKS = {
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
         "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs, rows of 4+ pixels: 4 channels x 1-5 pixels (Helium: VLDRB.S32, VMUL, VADD; VRMULH"
+        "mve": "tap pairs, rows of 4+ pixels: 4 channels x 1-5 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH"
         " epilogue), shorter rows as on DSP cores; else 4 channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
     "divqat_dwconv_plane_s8": {
         "dsp": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
-        "mve": "tap pairs, rows of 4 pixels: 4 channels x 4 pixels (Helium: VLDRB.S32, VMUL, VADD; VRMULH"
+        "mve": "tap pairs, rows of 4 pixels: 4 channels x 4 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH"
         " epilogue); rows of 2-3 as on DSP cores",
         "c": "tap pairs over the plane widened whole (C twins of the DSP instructions)",
     },

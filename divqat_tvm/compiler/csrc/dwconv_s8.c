@@ -967,47 +967,28 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
 #endif /* DIVQAT_USE_divqat_dwconv_plane_s8 */
 
 #if defined(DIVQAT_MVE)
-/* ---- The Helium (MVE) tap-pair kernel (Cortex-M55): every DQ_DWPAIR layer of both entries ----
+/* ---- The Helium (MVE) tap-pair kernel (Cortex-M55): the DQ_DWPAIR layers of both entries, rows of 4+ pixels ----
  *
- * Lanes are 4 channels as int32. Per group of 4 channels (the outer loop) the 9 taps, the bias and the epilogue
- * words are gathered once from the per-channel stream the DSP path reads (native.dw_pair_stream, doubled; a last
- * group of 1-3 channels predicated), the input zero point folded into the bias (bias2 - zp * sum(2w): the padding
- * then holds zp and adds nothing; int32 arithmetic is modular, so the sum stays exact). The group's input rows are
- * copied into a ring of 3 int8 rows of 4 bytes a column (C % 4 == 0: a word gather of 4 pixels, one store), so
- * every tap of a block is an immediate offset: per block of 4 pixels and tap, one weight load and 4 x (VLDRB.S32,
- * VMUL, VADD). Epilogue: VRMULH is SMMLAR without its add, so (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a is the
- * DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier); clamped, stored predicated.
- * Scratch: 3 ring rows and a row of zero points, wc columns x 4 bytes each (native.DW_MVE_ROWS). */
-/* Rows of fewer pixels keep the DSP tap-pair path: there the Helium kernel's per-row and per-group set-up (the
- * widening, the window's rows, the constants) costs more than its blocks save (VWW's 3-pixel rows). */
+ * Lanes are 4 channels as int32. Each input row is widened once into a ring row (3 rows, and a row of zeros for
+ * window rows outside the input) of int16 x - zp, channel-group-major: group g owns wc columns of 4 int16 (8 bytes)
+ * at row + g * gs, so every tap of a block is an immediate offset. Widening: per pixel, 8 channels a VLDRB.S16,
+ * the zero point subtracted, one word scatter into two groups' columns. Per output row, per group, blocks of 5
+ * pixels (then one of 1-4): per tap the 4 channels' weights gathered from the per-channel stream the DSP path
+ * reads (native.dw_pair_stream, int16 taps doubled), and per pixel VLDRH.S32, VMUL, VADD; the bias, M, a and b
+ * gathered the same way. Epilogue: VRMULH is SMMLAR without its add, so (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a
+ * is the DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier), saturated to int8 and stored
+ * predicated (a last group of 1-3 channels). Scratch: 4 rows of ceil(c / 4) * wc * 8 bytes (native._dw_mve_scratch).
+ */
+/* Rows of fewer pixels keep the DSP tap-pair path: there the per-block set-up outweighs what the lanes save. */
 #define DIVQAT_DWM_MIN_OW 4
 
-typedef struct {
-    int32x4_t w[9];
-    int32x4_t bias, m, b, nsh;
-} divqat_dwm_consts;
+/* Byte offsets of 4 channels' streams (DIVQAT_DWP_STREAM words each): the gathers' lanes. */
+static const uint32_t divqat_dwm_lanes[4]
+    __attribute__((aligned(16))) = {0, 4 * DIVQAT_DWP_STREAM, 8 * DIVQAT_DWP_STREAM, 12 * DIVQAT_DWP_STREAM};
 
-/* n (1..4) channels' constants from their streams (DIVQAT_DWP_STREAM words apart). */
-DIVQAT_INLINE void divqat_dwm_consts_load(divqat_dwm_consts *k, const uint32_t *stream, int32_t n, int32_t zp) {
-    const mve_pred16_t p = vctp32q((uint32_t)n);
-    const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), 4 * DIVQAT_DWP_STREAM);
-    const int16_t *h = (const int16_t *)(const void *)stream;
-    const int32_t *s = (const int32_t *)(const void *)stream;
-    int32x4_t sum = vdupq_n_s32(0);
-    for (int r = 0; r < 3; ++r)
-        for (int t = 0; t < 3; ++t) { /* tap (r, t): int16 2 + 4r + t of the stream ((w0, w1), (w2, 0) a row) */
-            k->w[3 * r + t] = vldrhq_gather_offset_z_s32(h + 2 + 4 * r + t, off, p);
-            sum = vaddq_s32(sum, k->w[3 * r + t]);
-        }
-    k->bias = vsubq_s32(vldrwq_gather_offset_z_s32(s, off, p), vmulq_n_s32(sum, zp));
-    k->m = vldrwq_gather_offset_z_s32(s + 7, off, p);
-    k->nsh = vnegq_s32(vldrwq_gather_offset_z_s32(s + 8, off, p));
-    k->b = vldrwq_gather_offset_z_s32(s + 9, off, p);
-}
-
-/* One tap of pixel ACC: input column at byte OFF of row R (VLDRB.S32), times the tap's weights (q6), accumulated. */
+/* One tap of pixel ACC: input column at byte OFF of ring row R (VLDRH.S32), times the tap's weights (q6). */
 #define DIVQAT_DWM_TAP(R, OFF, ACC)          \
-    "vldrb.s32 q5, [%[" R "], #" OFF "]\n\t" \
+    "vldrh.s32 q5, [%[" R "], #" OFF "]\n\t" \
     "vmul.i32  q5, q5, q6\n\t"               \
     "vadd.i32  " ACC ", " ACC ", q5\n\t"
 #define DIVQAT_DWM_P1(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, A, "q0")
@@ -1017,159 +998,187 @@ DIVQAT_INLINE void divqat_dwm_consts_load(divqat_dwm_consts *k, const uint32_t *
 #define DIVQAT_DWM_P5(R, A, B, C, D, E) DIVQAT_DWM_P4(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, E, "q4")
 #define DIVQAT_DWM_APPLY(M, ARGS) M ARGS
 #define DIVQAT_DWM_PN(NP, R, O) DIVQAT_DWM_APPLY(DIVQAT_DWM_P##NP, (R, O))
-/* Byte offsets of pixels 0..4 at tap t, stride s: 4 (s q + t). */
-#define DIVQAT_DWM_O_1_0 "0", "4", "8", "12", "16"
-#define DIVQAT_DWM_O_1_1 "4", "8", "12", "16", "20"
-#define DIVQAT_DWM_O_1_2 "8", "12", "16", "20", "24"
-#define DIVQAT_DWM_O_2_0 "0", "8", "16", "24", "32"
-#define DIVQAT_DWM_O_2_1 "4", "12", "20", "28", "36"
-#define DIVQAT_DWM_O_2_2 "8", "16", "24", "32", "40"
-/* Kernel row R: its 3 taps' weights (bytes W0..W2 of the constants) each over the block's pixels. */
-#define DIVQAT_DWM_KROW(NP, S, R, W0, W1, W2)                                                             \
-    "vldrw.u32 q6, [%[k], #" W0                                                                           \
-    "]\n\t" DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_0) "vldrw.u32 q6, [%[k], #" W1 "]\n\t" DIVQAT_DWM_PN( \
-        NP, R, DIVQAT_DWM_O_##S##_1) "vldrw.u32 q6, [%[k], #" W2 "]\n\t" DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_2)
-/* The epilogue of pixel ACC (M in q6, b in q7): VRMULH, + b, + (acc2 >> 31), then ACC takes -a for the shift;
- * saturated to int8 by two narrowing steps (int32 -> int16 -> int8, the low byte of each lane), stored
- * predicated, y on to the next pixel: 11 instructions for 4 outputs. */
-#define DIVQAT_DWM_RQ(ACC)                \
-    "vrmulh.s32 q5, " ACC ", q6\n\t"      \
-    "vadd.i32  q5, q5, q7\n\t"            \
-    "vshr.s32  " ACC ", " ACC ", #31\n\t" \
-    "vadd.i32  q5, q5, " ACC "\n\t"       \
-    "vldrw.u32 " ACC ", [%[k], #192]\n\t" \
-    "vshl.s32  q5, q5, " ACC "\n\t"       \
-    "vqmovnb.s32 q5, q5\n\t"              \
-    "vqmovnb.s16 q5, q5\n\t"              \
-    "vpst\n\t"                            \
-    "vstrbt.32 q5, [%[y]]\n\t"            \
-    "add       %[y], %[y], %[c]\n\t"
-#define DIVQAT_DWM_INIT1 "vldrw.u32 q0, [%[k], #144]\n\t"
+/* Byte offsets of pixels 0..4 at tap t, stride s: 8 (s q + t). */
+#define DIVQAT_DWM_O_1_0 "0", "8", "16", "24", "32"
+#define DIVQAT_DWM_O_1_1 "8", "16", "24", "32", "40"
+#define DIVQAT_DWM_O_1_2 "16", "24", "32", "40", "48"
+#define DIVQAT_DWM_O_2_0 "0", "16", "32", "48", "64"
+#define DIVQAT_DWM_O_2_1 "8", "24", "40", "56", "72"
+#define DIVQAT_DWM_O_2_2 "16", "32", "48", "64", "80"
+/* The weights of a tap: int16 at byte W of each channel's stream (gathered, sign-extended). */
+#define DIVQAT_DWM_W(W)                 \
+    "add       %[t], %[st], #" W "\n\t" \
+    "vldrh.s32 q6, [%[t], q7]\n\t"
+/* Kernel row R: taps at stream bytes W0..W2 ((w0, w1) then (w2, 0): 4 + 8r, 6 + 8r, 8 + 8r). */
+#define DIVQAT_DWM_KROW(NP, S, R, W0, W1, W2)  \
+    DIVQAT_DWM_W(W0)                           \
+    DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_0) \
+    DIVQAT_DWM_W(W1)                           \
+    DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_1) DIVQAT_DWM_W(W2) DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_2)
+#define DIVQAT_DWM_INIT1           \
+    "vldrw.u32 q7, [%[lanes]]\n\t" \
+    "vldrw.u32 q0, [%[st], q7]\n\t"
 #define DIVQAT_DWM_INIT2 DIVQAT_DWM_INIT1 "vmov q1, q0\n\t"
 #define DIVQAT_DWM_INIT3 DIVQAT_DWM_INIT2 "vmov q2, q0\n\t"
 #define DIVQAT_DWM_INIT4 DIVQAT_DWM_INIT3 "vmov q3, q0\n\t"
 #define DIVQAT_DWM_INIT5 DIVQAT_DWM_INIT4 "vmov q4, q0\n\t"
-#define DIVQAT_DWM_ST1 DIVQAT_DWM_RQ("q0")
-#define DIVQAT_DWM_ST2 DIVQAT_DWM_ST1 DIVQAT_DWM_RQ("q1")
-#define DIVQAT_DWM_ST3 DIVQAT_DWM_ST2 DIVQAT_DWM_RQ("q2")
-#define DIVQAT_DWM_ST4 DIVQAT_DWM_ST3 DIVQAT_DWM_RQ("q3")
-#define DIVQAT_DWM_ST5 DIVQAT_DWM_ST4 DIVQAT_DWM_RQ("q4")
-/* A block of NP (1..5) pixels at stride S: 9 (1 + 3 NP) instructions for 36 NP MACs, the bias, then 11 per pixel
- * (NP = 5: 213 instructions for 180 MACs). Row pointers and y in low registers (VLDRB.S32 / VSTRB.32 need them). */
-#define DIVQAT_DWM_BLOCK(NP, S)                                                                                  \
-    __asm__ volatile("vmsr      p0, %[pr]\n\t" DIVQAT_DWM_INIT##NP DIVQAT_DWM_KROW(NP, S, "xa", "0", "16", "32") \
-                         DIVQAT_DWM_KROW(NP, S, "xb", "48", "64", "80") DIVQAT_DWM_KROW(                         \
-                             NP, S, "xc", "96", "112", "128") "vldrw.u32 q6, [%[k], #160]\n\t"                   \
-                                                              "vldrw.u32 q7, [%[k], #176]\n\t" DIVQAT_DWM_ST##NP \
-                     : [y] "+l"(y)                                                                               \
-                     : [xa] "l"(r0), [xb] "l"(r1), [xc] "l"(r2), [k] "r"(k), [c] "r"(c), [pr] "r"((uint32_t)p)   \
+/* The epilogue in phases over the block's accumulators (M, then b, then -a in q6 in turn). */
+#define DIVQAT_DWM_RQ_M(ACC)             \
+    "vrmulh.s32 q5, " ACC ", q6\n\t"     \
+    "vshr.s32 " ACC ", " ACC ", #31\n\t" \
+    "vadd.i32 " ACC ", " ACC ", q5\n\t"
+#define DIVQAT_DWM_RQ_B(ACC) "vadd.i32 " ACC ", " ACC ", q6\n\t"
+#define DIVQAT_DWM_RQ_A(ACC) "vshl.s32 " ACC ", " ACC ", q6\n\t"
+#define DIVQAT_DWM_RQ_ST(ACC)          \
+    "vqmovnb.s32 " ACC ", " ACC "\n\t" \
+    "vqmovnb.s16 " ACC ", " ACC "\n\t" \
+    "vpst\n\t"                         \
+    "vstrbt.32 " ACC ", [%[y]]\n\t"    \
+    "add %[y], %[y], %[c]\n\t"
+#define DIVQAT_DWM_EACH1(M) M("q0")
+#define DIVQAT_DWM_EACH2(M) DIVQAT_DWM_EACH1(M) M("q1")
+#define DIVQAT_DWM_EACH3(M) DIVQAT_DWM_EACH2(M) M("q2")
+#define DIVQAT_DWM_EACH4(M) DIVQAT_DWM_EACH3(M) M("q3")
+#define DIVQAT_DWM_EACH5(M) DIVQAT_DWM_EACH4(M) M("q4")
+#define DIVQAT_DWM_RQ(NP)                                                                \
+    "add       %[t], %[st], #28\n\t"                                                     \
+    "vldrw.u32 q6, [%[t], q7]\n\t" DIVQAT_DWM_EACH##NP(                                  \
+        DIVQAT_DWM_RQ_M) "add       %[t], %[st], #36\n\t"                                \
+                         "vldrw.u32 q6, [%[t], q7]\n\t" DIVQAT_DWM_EACH##NP(             \
+                             DIVQAT_DWM_RQ_B) "add       %[t], %[st], #32\n\t"           \
+                                              "vldrw.u32 q6, [%[t], q7]\n\t"             \
+                                              "vneg.s32 q6, q6\n\t" DIVQAT_DWM_EACH##NP( \
+                                                  DIVQAT_DWM_RQ_A) "vmsr p0, %[pr]\n\t" DIVQAT_DWM_EACH##NP(DIVQAT_DWM_RQ_ST)
+/* A block of NP (1..5) pixels of one group at stride S: 9 (2 + 3 NP) + 2 + NP instructions for the window, 10 a
+ * pixel and 10 for the epilogue (NP = 5: 217 for 180 MACs). Row pointers and y in low registers. */
+#define DIVQAT_DWM_BLOCK(NP, S)                                                                                        \
+    __asm__ volatile(DIVQAT_DWM_INIT##NP DIVQAT_DWM_KROW(NP, S, "xa", "4", "6", "8")                                   \
+                         DIVQAT_DWM_KROW(NP, S, "xb", "12", "14", "16") DIVQAT_DWM_KROW(NP, S, "xc", "20", "22", "24") \
+                             DIVQAT_DWM_RQ(NP)                                                                         \
+                     : [y] "+l"(y), [t] "=&r"(t)                                                                       \
+                     : [xa] "l"(xa), [xb] "l"(xb), [xc] "l"(xc), [st] "r"(st), [c] "r"(c), [pr] "r"(pr),               \
+                       [lanes] "r"(divqat_dwm_lanes)                                                                   \
                      : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "memory")
 
-/* Input row src (iw pixels c bytes apart, the group's first channel) into a ring row's columns from dst: n bytes
- * a column; 4 pixels a word gather where the words are aligned (MVE loads must be). */
-DIVQAT_INLINE void divqat_dwm_widen(int8_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t n) {
-    int32_t ix = 0;
-    if (n == 4 && (c & 3) == 0 && ((uintptr_t)src & 3) == 0) {
-        const uint32x4_t off = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)c);
-        for (; ix + 4 <= iw; ix += 4, src += 4 * c, dst += 16)
-            vstrwq_u32((uint32_t *)(void *)dst, vldrwq_gather_offset_u32((const uint32_t *)(const void *)src, off));
+/* Input row src (iw pixels of c int8) into ring row dst at column pl: int16 x - zp, group g's column ix at
+ * dst + g * gs + 8 (pl + ix); 8 channels (two groups) a VLDRB.S16 and a word scatter, the last ones predicated. */
+DIVQAT_INLINE void divqat_dwm_widen(int8_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t gs, int32_t pl,
+                                    int32_t zp) {
+    const uint32_t offs[4] = {0u, 4u, (uint32_t)gs, (uint32_t)gs + 4u}; /* lanes 0, 1: group 2j; 2, 3: 2j + 1 */
+    const uint32x4_t off = vldrwq_u32(offs);
+    const int32_t c8 = c & ~7, rem = c - c8;
+    const mve_pred16_t pl16 = vctp16q((uint32_t)rem), pl32 = vctp32q((uint32_t)((rem + 1) / 2));
+    dst += 8 * pl;
+    int32_t ch = 0;
+    for (; ch < c8; ch += 8, dst += 2 * gs) { /* per 8 channels, along the row: 5 instructions a pixel */
+        const int8_t *sp = src + ch;
+        int8_t *d = dst;
+        for (int32_t ix = 0; ix < iw; ++ix, sp += c, d += 8)
+            vstrwq_scatter_offset_s32((int32_t *)(void *)d, off,
+                                      vreinterpretq_s32_s16(vsubq_n_s16(vldrbq_s16(sp), (int16_t)zp)));
     }
-    if (n == 4) {
-        for (; ix < iw; ++ix, src += c, dst += 4) divqat_st32(dst, divqat_ld32(src));
-    } else {
-        for (; ix < iw; ++ix, src += c, dst += 4)
-            for (int32_t j = 0; j < n; ++j) dst[j] = src[j];
+    if (rem) {
+        const int8_t *sp = src + ch;
+        int8_t *d = dst;
+        for (int32_t ix = 0; ix < iw; ++ix, sp += c, d += 8)
+            vstrwq_scatter_offset_p_s32((int32_t *)(void *)d, off,
+                                        vreinterpretq_s32_s16(vsubq_n_s16(vldrbq_z_s16(sp, pl16), (int16_t)zp)), pl32);
     }
 }
 
-/* Every output row of one group (its first channel g, n real channels; constants k): input rows widened in order
- * into ring slot iy % 3 as the windows reach them, each output row in blocks of 5 pixels then one of 1-4. */
-DIVQAT_INLINE void divqat_dwm_group(const int8_t *x, const divqat_dwm_consts *k, const int32_t *d, int8_t *y,
-                                    int8_t *ring, int32_t rb, int32_t g, int32_t n, const int s) {
-    const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
-    const int32_t sh = d[DQ_SH], pt = d[DQ_PT], pl = d[DQ_PL];
-    const mve_pred16_t p = vctp32q((uint32_t)n);
-    const int8_t *const zero_row = ring + 3 * rb;
-    int8_t *nrow = ring + 4 * pl;            /* where input row `next` is widened: ring slot next % 3, cycled */
-    int32_t next = 0, s0 = (3 - pt % 3) % 3; /* the next input row to widen; slot of the window's row 0 (pt >= 0) */
-    const int32_t sh3 = sh % 3;
-    y += g;
-    for (int32_t oy = 0; oy < oh; ++oy, s0 = s0 + sh3 >= 3 ? s0 + sh3 - 3 : s0 + sh3) {
-        const int32_t iy0 = oy * sh - pt;
-        for (; next <= iy0 + 2 && next < ih; ++next) {
-            divqat_dwm_widen(nrow, x + next * iw * c + g, iw, c, n);
-            nrow = nrow + rb == ring + 3 * rb + 4 * pl ? ring + 4 * pl : nrow + rb;
-        }
-        const int32_t s1 = s0 == 2 ? 0 : s0 + 1, s2 = s1 == 2 ? 0 : s1 + 1;
-        const int8_t *r0 = iy0 >= 0 && iy0 < ih ? ring + s0 * rb : zero_row;
-        const int8_t *r1 = iy0 + 1 >= 0 && iy0 + 1 < ih ? ring + s1 * rb : zero_row;
-        const int8_t *r2 = iy0 + 2 >= 0 && iy0 + 2 < ih ? ring + s2 * rb : zero_row;
+/* One output row: per group (stream st, its rows at r0..r2), blocks of 5 pixels then one of 1-4. */
+DIVQAT_INLINE void divqat_dwm_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, const uint32_t *stream,
+                                  int8_t *yr, int32_t c, int32_t ow, int32_t gs, const int s) {
+    for (int32_t g = 0; g < c; g += 4, stream += 4 * DIVQAT_DWP_STREAM, r0 += gs, r1 += gs, r2 += gs) {
+        const uint32_t pr = (uint32_t)vctp32q((uint32_t)(c - g < 4 ? c - g : 4));
+        const uint32_t *const st = stream;
+        const int8_t *a = r0, *b = r1, *e = r2;
+        int8_t *y = yr + g;
+        uint32_t t;
         int32_t ox = 0;
-        for (; ox + 5 <= ow; ox += 5, r0 += 20 * s, r1 += 20 * s, r2 += 20 * s) {
+        for (; ox + 5 <= ow; ox += 5, a += 40 * s, b += 40 * s, e += 40 * s) {
+            const int8_t *const xa = a, *const xb = b, *const xc = e;
             if (s == 1)
                 DIVQAT_DWM_BLOCK(5, 1);
             else
                 DIVQAT_DWM_BLOCK(5, 2);
         }
-        switch ((ow - ox) * 2 + s - 1) { /* each block moves y over its pixels: to the next row's first */
-        case 8:
-            DIVQAT_DWM_BLOCK(4, 1);
-            break;
-        case 9:
-            DIVQAT_DWM_BLOCK(4, 2);
-            break;
-        case 6:
-            DIVQAT_DWM_BLOCK(3, 1);
-            break;
-        case 7:
-            DIVQAT_DWM_BLOCK(3, 2);
-            break;
-        case 4:
-            DIVQAT_DWM_BLOCK(2, 1);
-            break;
-        case 5:
-            DIVQAT_DWM_BLOCK(2, 2);
-            break;
-        case 2:
-            DIVQAT_DWM_BLOCK(1, 1);
-            break;
-        case 3:
-            DIVQAT_DWM_BLOCK(1, 2);
-            break;
-        default:
-            break;
+        {
+            const int8_t *const xa = a, *const xb = b, *const xc = e;
+            switch ((ow - ox) * 2 + s - 1) {
+            case 8:
+                DIVQAT_DWM_BLOCK(4, 1);
+                break;
+            case 9:
+                DIVQAT_DWM_BLOCK(4, 2);
+                break;
+            case 6:
+                DIVQAT_DWM_BLOCK(3, 1);
+                break;
+            case 7:
+                DIVQAT_DWM_BLOCK(3, 2);
+                break;
+            case 4:
+                DIVQAT_DWM_BLOCK(2, 1);
+                break;
+            case 5:
+                DIVQAT_DWM_BLOCK(2, 2);
+                break;
+            case 2:
+                DIVQAT_DWM_BLOCK(1, 1);
+                break;
+            case 3:
+                DIVQAT_DWM_BLOCK(1, 2);
+                break;
+            default:
+                break;
+            }
         }
+        (void)t;
     }
 }
 
-static DIVQAT_NOINLINE void divqat_dwm_group_s1(const int8_t *x, const divqat_dwm_consts *k, const int32_t *d,
-                                                int8_t *y, int8_t *ring, int32_t rb, int32_t g, int32_t n) {
-    divqat_dwm_group(x, k, d, y, ring, rb, g, n, 1);
+static DIVQAT_NOINLINE void divqat_dwm_row_s1(const int8_t *r0, const int8_t *r1, const int8_t *r2,
+                                              const uint32_t *stream, int8_t *yr, int32_t c, int32_t ow, int32_t gs) {
+    divqat_dwm_row(r0, r1, r2, stream, yr, c, ow, gs, 1);
 }
 
-static DIVQAT_NOINLINE void divqat_dwm_group_s2(const int8_t *x, const divqat_dwm_consts *k, const int32_t *d,
-                                                int8_t *y, int8_t *ring, int32_t rb, int32_t g, int32_t n) {
-    divqat_dwm_group(x, k, d, y, ring, rb, g, n, 2);
+static DIVQAT_NOINLINE void divqat_dwm_row_s2(const int8_t *r0, const int8_t *r1, const int8_t *r2,
+                                              const uint32_t *stream, int8_t *yr, int32_t c, int32_t ow, int32_t gs) {
+    divqat_dwm_row(r0, r1, r2, stream, yr, c, ow, gs, 2);
 }
 
-/* The whole layer (any DQ_DWPAIR layer: 3x3, dilation 1, stride 1 or 2 across, any stride down, any C). */
+/* The whole layer (a DQ_DWPAIR layer: 3x3, dilation 1, stride 1 or 2 across, any stride down, any C). */
 static DIVQAT_NOINLINE void divqat_dwm_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y,
                                             int8_t *scratch) {
-    const int32_t iw = d[DQ_IW], c = d[DQ_CIN], ow = d[DQ_OW], s = d[DQ_SW], pl = d[DQ_PL], zp = d[DQ_ZPIN];
-    const int32_t need = (ow - 1) * s + 3, wc = need > pl + iw ? need : pl + iw, rb = 4 * wc; /* bytes a row */
-    memset(scratch + 3 * rb, zp, (size_t)rb); /* the row of zero points (window rows outside the input) */
-    for (int32_t r = 0; r < 3; ++r) {         /* the padding columns: the widening writes only [pl, pl + iw) */
-        memset(scratch + r * rb, zp, (size_t)(4 * pl));
-        memset(scratch + r * rb + 4 * (pl + iw), zp, (size_t)(4 * (wc - pl - iw)));
-    }
-    for (int32_t g = 0; g < c; g += 4, stream += 4 * DIVQAT_DWP_STREAM) {
-        const int32_t n = c - g < 4 ? c - g : 4;
-        divqat_dwm_consts k;
-        divqat_dwm_consts_load(&k, stream, n, zp);
+    const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
+    const int32_t sh = d[DQ_SH], s = d[DQ_SW], pt = d[DQ_PT], pl = d[DQ_PL], zp = d[DQ_ZPIN];
+    const int32_t need = (ow - 1) * s + 3, wc = need > pl + iw ? need : pl + iw;
+    const int32_t gs = 8 * wc, rb = gs * ((c + 3) / 4); /* bytes a group's row, a ring row */
+    int8_t *const zero_row = scratch + 3 * rb;
+    int32_t held[3] = {-1, -1, -1};
+    for (int32_t i = 0; i < 4 * rb; i += 16) /* the padding columns and the zero row stay 0 (rb: 8 bytes a unit) */
+        vstrbq_p_s8(scratch + i, vdupq_n_s8(0), vctp8q((uint32_t)(4 * rb - i)));
+    for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
+        const int8_t *rowp[3];
+        for (int32_t ky = 0; ky < 3; ++ky) {
+            const int32_t iy = oy * sh - pt + ky;
+            if (iy < 0 || iy >= ih) {
+                rowp[ky] = zero_row;
+                continue;
+            }
+            const int32_t slot = iy % 3;
+            int8_t *const row = scratch + slot * rb;
+            if (held[slot] != iy) {
+                divqat_dwm_widen(row, x + iy * iw * c, iw, c, gs, pl, zp);
+                held[slot] = iy;
+            }
+            rowp[ky] = row;
+        }
         if (s == 1)
-            divqat_dwm_group_s1(x, &k, d, y, scratch, rb, g, n);
+            divqat_dwm_row_s1(rowp[0], rowp[1], rowp[2], stream, y, c, ow, gs);
         else
-            divqat_dwm_group_s2(x, &k, d, y, scratch, rb, g, n);
+            divqat_dwm_row_s2(rowp[0], rowp[1], rowp[2], stream, y, c, ow, gs);
     }
 }
 #endif /* DIVQAT_MVE */
