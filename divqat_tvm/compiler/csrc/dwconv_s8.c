@@ -500,6 +500,24 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
     for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
 }
 
+/* Two cases of a switch over a block width P and a second parameter (A at key K, B at K + 1), each one expansion
+ * of the asm macro M (its operands must be literals, so widths are dispatched, not looped); _LAST ends the switch
+ * with B as the default. */
+#define DIVQAT_DW_CASES(K, M, P, A, B) \
+    case K:                            \
+        M(P, A);                       \
+        break;                         \
+    case K + 1:                        \
+        M(P, B);                       \
+        break;
+#define DIVQAT_DW_CASES_LAST(K, M, P, A, B) \
+    case K:                                 \
+        M(P, A);                            \
+        break;                              \
+    default:                                \
+        M(P, B);                            \
+        break;
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__)
 /* One kernel row of a block of P pixels (stride S): the row's weight words (w0, w1), (w2, 0) in one LDRD, the
  * input words two per LDRD, and per pixel SMLAD + SMLABB (its taps in one word and the next word's low half) or,
@@ -681,46 +699,16 @@ DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, 
         register int32_t rd2 __asm__("r6") = d2;
         register int32_t rback __asm__("r4") = back;
         switch (np * 2 + s - 1) {
-        case 2:
-            DIVQAT_DWP_LOOP_SMALL(1, 1);
-            break;
-        case 3:
-            DIVQAT_DWP_LOOP_SMALL(1, 2);
-            break;
-        case 4:
-            DIVQAT_DWP_LOOP_SMALL(2, 1);
-            break;
-        case 5:
-            DIVQAT_DWP_LOOP_SMALL(2, 2);
-            break;
-        case 6:
-            DIVQAT_DWP_LOOP_SMALL(3, 1);
-            break;
-        default:
-            DIVQAT_DWP_LOOP_SMALL(3, 2);
-            break;
+            DIVQAT_DW_CASES(2, DIVQAT_DWP_LOOP_SMALL, 1, 1, 2)
+            DIVQAT_DW_CASES(4, DIVQAT_DWP_LOOP_SMALL, 2, 1, 2)
+            DIVQAT_DW_CASES_LAST(6, DIVQAT_DWP_LOOP_SMALL, 3, 1, 2)
         }
         return;
     }
     switch (np * 2 + s - 1) {
-    case 8:
-        DIVQAT_DWP_LOOP(4, 1);
-        break;
-    case 9:
-        DIVQAT_DWP_LOOP(4, 2);
-        break;
-    case 10:
-        DIVQAT_DWP_LOOP(5, 1);
-        break;
-    case 11:
-        DIVQAT_DWP_LOOP(5, 2);
-        break;
-    case 12:
-        DIVQAT_DWP_LOOP(6, 1);
-        break;
-    default:
-        DIVQAT_DWP_LOOP(6, 2);
-        break;
+        DIVQAT_DW_CASES(8, DIVQAT_DWP_LOOP, 4, 1, 2)
+        DIVQAT_DW_CASES(10, DIVQAT_DWP_LOOP, 5, 1, 2)
+        DIVQAT_DW_CASES_LAST(12, DIVQAT_DWP_LOOP, 6, 1, 2)
     }
     (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)xr;
 }
@@ -748,22 +736,17 @@ DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *s
         const int32_t rem = ow - ox, wo = ox * s / 2;
         np = rem >= 6 && rem != 7 && rem != 8 ? 6 : rem >= 7 ? 4 : rem;
         int8_t *const y = yr + ox * c;
-        switch (np) {
-        case 6:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 6, s);
-            break;
-        case 5:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 5, s);
-            break;
-        case 4:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 4, s);
-            break;
-        case 3:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 3, s);
-            break;
-        case 2:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 2, s);
-            break;
+        switch (np) { /* a constant width per call site: the asm loop's operands are literals */
+#define DIVQAT_DWP_COLS_CASE(N)                            \
+    case N:                                                \
+        divqat_dwp_cols(rowp, wo, stream, c, nw, y, N, s); \
+        break;
+            DIVQAT_DWP_COLS_CASE(6)
+            DIVQAT_DWP_COLS_CASE(5)
+            DIVQAT_DWP_COLS_CASE(4)
+            DIVQAT_DWP_COLS_CASE(3)
+            DIVQAT_DWP_COLS_CASE(2)
+#undef DIVQAT_DWP_COLS_CASE
         default:
             divqat_dwp_cols(rowp, wo, stream, c, nw, y, 1, s);
             break;
@@ -926,25 +909,10 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_row(const uint32_t *xr0, const uint
     register int32_t rback __asm__("r4") = 4 * cs - 4 * (kr - 1) * hw;
     const int32_t ys = c;
     const uint32_t *const we = stream + c * DIVQAT_DWP_STREAM;
-    switch (2 * ow + (kr == 2)) {
-    case 4:
-        DIVQAT_DWP_LOOP_PLANE(2, SMALL);
-        break;
-    case 5:
-        DIVQAT_DWP_LOOP_PLANE(2, BOTTOM);
-        break;
-    case 6:
-        DIVQAT_DWP_LOOP_PLANE(3, SMALL);
-        break;
-    case 7:
-        DIVQAT_DWP_LOOP_PLANE(3, BOTTOM);
-        break;
-    case 8:
-        DIVQAT_DWP_LOOP_PLANE(4, SMALL);
-        break;
-    default:
-        DIVQAT_DWP_LOOP_PLANE(4, BOTTOM);
-        break;
+    switch (2 * ow + (kr == 2)) { /* 2-4 pixels, 3 kernel rows (SMALL) or 2 (BOTTOM) */
+        DIVQAT_DW_CASES(4, DIVQAT_DWP_LOOP_PLANE, 2, SMALL, BOTTOM)
+        DIVQAT_DW_CASES(6, DIVQAT_DWP_LOOP_PLANE, 3, SMALL, BOTTOM)
+        DIVQAT_DW_CASES_LAST(8, DIVQAT_DWP_LOOP_PLANE, 4, SMALL, BOTTOM)
     }
     (void)a0, (void)a1, (void)a2, (void)a3, (void)xr;
 #else
@@ -1105,31 +1073,11 @@ DIVQAT_INLINE void divqat_dwm_row(const int8_t *r0, const int8_t *r1, const int8
         }
         {
             const int8_t *const xa = a, *const xb = b, *const xc = e;
-            switch ((ow - ox) * 2 + s - 1) {
-            case 8:
-                DIVQAT_DWM_BLOCK(4, 1);
-                break;
-            case 9:
-                DIVQAT_DWM_BLOCK(4, 2);
-                break;
-            case 6:
-                DIVQAT_DWM_BLOCK(3, 1);
-                break;
-            case 7:
-                DIVQAT_DWM_BLOCK(3, 2);
-                break;
-            case 4:
-                DIVQAT_DWM_BLOCK(2, 1);
-                break;
-            case 5:
-                DIVQAT_DWM_BLOCK(2, 2);
-                break;
-            case 2:
-                DIVQAT_DWM_BLOCK(1, 1);
-                break;
-            case 3:
-                DIVQAT_DWM_BLOCK(1, 2);
-                break;
+            switch ((ow - ox) * 2 + s - 1) { /* each block moves y over its pixels: to the next row's first */
+                DIVQAT_DW_CASES(8, DIVQAT_DWM_BLOCK, 4, 1, 2)
+                DIVQAT_DW_CASES(6, DIVQAT_DWM_BLOCK, 3, 1, 2)
+                DIVQAT_DW_CASES(4, DIVQAT_DWM_BLOCK, 2, 1, 2)
+                DIVQAT_DW_CASES(2, DIVQAT_DWM_BLOCK, 1, 1, 2)
             default:
                 break;
             }
