@@ -386,15 +386,12 @@ def _dw_plane_ok(geom: dict[str, int]) -> bool:
 
 
 DW_PAIR_STREAM = 10  # csrc/dwconv_s8.c: DIVQAT_DWP_STREAM, int32 words per channel
-DW_MVE_ROWS, DW_MVE_MIN_OW = 4, 4  # csrc/dwconv_s8.c's Helium kernel: 3 ring rows and a zero row; DIVQAT_DWM_MIN_OW
+DW_MVE_ROWS = 4  # csrc/dwconv_s8.c's Helium tap-pair kernel: 3 ring rows and a row of zeros
 
 
 def _dw_mve_scratch(geom: dict[str, int]) -> int:
-    """Bytes the Helium tap-pair kernel (Cortex-M55, rows of DW_MVE_MIN_OW+ pixels) needs: DW_MVE_ROWS rows of the
-    padded width, 4 int16 (one channel group) a column. The scratch is the larger of this and the DSP path's (one
-    kernels.c for every core)."""
-    if geom["ow"] < DW_MVE_MIN_OW:
-        return 0
+    """Bytes the Helium tap-pair kernel (Cortex-M55) needs: DW_MVE_ROWS rows of the padded width, 4 int16 (one
+    channel group) a column. The scratch is the larger of this and the DSP path's (one kernels.c for every core)."""
     wc = max((geom["ow"] - 1) * geom["sw"] + 3, geom["pl"] + geom["iw"])
     return DW_MVE_ROWS * 8 * wc * ((geom["cin"] + 3) // 4)
 
@@ -694,14 +691,13 @@ _BLOCKS = {
     "divqat_add_s8": {"dsp": "1 element (SMMLAR)", "mve": "4 elements (VQRDMULH, VRSHL)", "c": "1 element (C)"},
     "divqat_dwconv_s8": {
         "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs, rows of 4+ pixels: 4 channels x 1-5 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH"
-        " epilogue), shorter rows as on DSP cores; else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 4 channels x 1-5 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH epilogue); else 4"
+        " channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
     },
     "divqat_dwconv_plane_s8": {
         "dsp": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
-        "mve": "tap pairs, rows of 4 pixels: 4 channels x 4 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH"
-        " epilogue); rows of 2-3 as on DSP cores",
+        "mve": "tap pairs: 4 channels x 2-4 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH epilogue)",
         "c": "tap pairs over the plane widened whole (C twins of the DSP instructions)",
     },
 }

@@ -10,8 +10,8 @@ shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast ep
 and every split of a row into blocks of 1 to 6 pixels, strides 1 and 2, 'same' and 'valid' padding, rows widened
 two words at a time with and without an odd word left; the whole-plane path for small stride-2 planes (2, 3 and 4
 pixels a row, odd channel counts, the bottom pad row or none, an odd word count), 5x5 / 7x7 / 'valid' 6x6 inputs at
-stride 2 on the ring; the channel-group ring for the other shapes. On the M55 (QEMU) the tap-pair layers with rows of 4 or
-more pixels run the Helium kernel (odd channel counts, every block split, both strides, the plane shapes too). One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+stride 2 on the ring; the channel-group ring for the other shapes. On the M55 (QEMU) every tap-pair layer runs the Helium kernel
+(odd channel counts, every block split, both strides, one-pixel rows, the plane shapes too). One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
 FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
 plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
@@ -426,7 +426,7 @@ def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model:
     """dwconv_s8.c's two entries: the ring code (divqat_dwconv_s8) and the whole-plane code
     (divqat_dwconv_plane_s8, divqat_dwp_plane_row) are compiled in only when a layer calls them, warning-free
     (-Wall -Wextra -Werror) on the host and, where arm-none-eabi-gcc is installed, for the M7 (DSP) and M55
-    (MVE: with the Helium kernel divqat_dwm_body besides); the library stays bit-exact."""
+    (MVE: the Helium kernel divqat_dwm_body instead of the DSP tap-pair code); the library stays bit-exact."""
     import shutil
     import subprocess
 
@@ -468,8 +468,9 @@ def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model:
         nm = shutil.which("arm-none-eabi-nm") if cc != "gcc" else "nm"
         syms = subprocess.run([str(nm), str(obj)], capture_output=True, text=True, check=True).stdout
         assert ("divqat_dwconv_plane_s8" in syms) == plane and (" divqat_dwconv_s8" in syms) == ring, (cc, syms)
-        assert ("divqat_dwp_plane_row" in syms) == plane and ("divqat_dwp_row_s1" in syms) == ring, (cc, syms)
-        assert ("divqat_dwm_body" in syms) == mve, (cc, syms)  # the Helium kernel: M55 only
+        # the DSP / C tap-pair code; on the M55 the Helium kernel runs every tap-pair layer instead
+        assert ("divqat_dwp_plane_row" in syms) == (plane and not mve), (cc, syms)
+        assert ("divqat_dwp_row_s1" in syms) == (ring and not mve) and ("divqat_dwm_body" in syms) == mve, (cc, syms)
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     assert int((HostModel(tmp_path / "m").run(x) != run_reference(graph, x, "fixed")).sum()) == 0
 

@@ -425,7 +425,7 @@ DIVQAT_INLINE void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d
 #define DIVQAT_DWP_HAVE_WIDEN2 1
 #endif
 
-#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
+#if defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_MVE) /* the DSP / C tap-pair ring only */
 /* Input row `src` (iw columns of c int8) into pair-ring row `dst` (nw words per channel), the input starting at
  * padded column pl. Words [ka, kb) have both columns inside the row; of the others only those touching the row
  * are written (one each side at most): words wholly in the padding are zero from the memset at the layer's start
@@ -754,7 +754,7 @@ DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *s
     }
 }
 
-#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
+#if defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_MVE) /* the DSP / C tap-pair ring only */
 static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *stream, int32_t c,
                                               int32_t nw, int32_t ow, int8_t *yr) {
     divqat_dwp_row(rowp, stream, c, nw, ow, yr, 1);
@@ -822,7 +822,7 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
 
 #endif /* DIVQAT_USE_divqat_dwconv_s8 */
 
-#if defined(DIVQAT_USE_divqat_dwconv_plane_s8) /* the plane entry's code only */
+#if defined(DIVQAT_USE_divqat_dwconv_plane_s8) && !defined(DIVQAT_MVE) /* the DSP / C plane path only */
 /* ---- The whole-plane tap-pair path (DQ_DWPAIR | DIVQAT_DW_PLANE): stride 2 both ways, no top or left padding,
  * an even input width iw = 2 * ow (the last pixel's tap 2 is the right pad), 2..4 output pixels a row ----
  *
@@ -935,7 +935,7 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
 #endif /* DIVQAT_USE_divqat_dwconv_plane_s8 */
 
 #if defined(DIVQAT_MVE)
-/* ---- The Helium (MVE) tap-pair kernel (Cortex-M55): the DQ_DWPAIR layers of both entries, rows of 4+ pixels ----
+/* ---- The Helium (MVE) tap-pair kernel (Cortex-M55): every DQ_DWPAIR layer of both entries ----
  *
  * Lanes are 4 channels as int32. Each input row is widened once into a ring row (3 rows, and a row of zeros for
  * window rows outside the input) of int16 x - zp, channel-group-major: group g owns wc columns of 4 int16 (8 bytes)
@@ -947,9 +947,6 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
  * is the DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier), saturated to int8 and stored
  * predicated (a last group of 1-3 channels). Scratch: 4 rows of ceil(c / 4) * wc * 8 bytes (native._dw_mve_scratch).
  */
-/* Rows of fewer pixels keep the DSP tap-pair path: there the per-block set-up outweighs what the lanes save. */
-#define DIVQAT_DWM_MIN_OW 4
-
 /* Byte offsets of 4 channels' streams (DIVQAT_DWP_STREAM words each): the gathers' lanes. */
 static const uint32_t divqat_dwm_lanes[4]
     __attribute__((aligned(16))) = {0, 4 * DIVQAT_DWP_STREAM, 8 * DIVQAT_DWP_STREAM, 12 * DIVQAT_DWP_STREAM};
@@ -1132,17 +1129,16 @@ static DIVQAT_NOINLINE void divqat_dwm_body(const int8_t *x, const uint32_t *str
 #endif /* DIVQAT_MVE */
 
 #if defined(DIVQAT_USE_divqat_dwconv_plane_s8)
-/* The plane entry (native._dw_plane_ok's layers); w is the pair stream, qp unused. Helium: the MVE kernel. */
+/* The plane entry (native._dw_plane_ok's layers); w is the pair stream, qp unused. Helium: the MVE kernel, the DSP
+ * plane code not compiled. */
 static DIVQAT_NOINLINE void divqat_dwconv_plane_s8(const int8_t *x, const int16_t *w, const int32_t *qp,
                                                    const int32_t *d, int8_t *y, int8_t *scratch) {
     (void)qp;
 #if defined(DIVQAT_MVE)
-    if (d[DQ_OW] >= DIVQAT_DWM_MIN_OW) {
-        divqat_dwm_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
-        return;
-    }
-#endif
+    divqat_dwm_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#else
     divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#endif
 }
 #endif
 
@@ -1150,14 +1146,13 @@ static DIVQAT_NOINLINE void divqat_dwconv_plane_s8(const int8_t *x, const int16_
 /* The ring entry (every depthwise layer but the whole-plane ones). */
 static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
                                              int8_t *y, int8_t *scratch) {
+    if (d[DQ_FLAGS] & DQ_DWPAIR) /* w: the stream; qp unused. Helium: the MVE kernel (the DSP tap-pair code not
+                                    compiled) */
 #if defined(DIVQAT_MVE)
-    if ((d[DQ_FLAGS] & DQ_DWPAIR) && d[DQ_OW] >= DIVQAT_DWM_MIN_OW) {
         divqat_dwm_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
-        return;
-    }
-#endif
-    if (d[DQ_FLAGS] & DQ_DWPAIR) /* w: the stream; qp unused */
+#else
         divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#endif
     else if (d[DQ_FLAGS] & DQ_FAST)
         divqat_dw_body(x, w, qp, d, y, scratch, 1);
     else
