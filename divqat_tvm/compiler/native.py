@@ -39,6 +39,7 @@ HEADER = "divqat_nn.h"
 SOURCES = {
     "divqat_conv_s8": "conv_s8.c",
     "divqat_dwconv_s8": "dwconv_s8.c",
+    "divqat_dwconv_plane_s8": "dwconv_s8.c",
     "divqat_add_s8": "add_s8.c",
     "divqat_conv_rows_s8": "conv_rows_s8.c",
     "divqat_conv_rows_add_s8": "conv_rows_s8.c",
@@ -165,14 +166,22 @@ _INCLUDE = re.compile(r'^#include "divqat_nn\.h"\n', re.M)
 
 
 def used_functions(c_src: str) -> list[str]:
+    """The entries of SOURCES that `c_src` (TVM's C) calls."""
     return [f for f in SOURCES if re.search(rf"\b{f}\(", c_src)]
 
 
+def use_define(function: str) -> str:
+    """The macro library_source defines for a used entry: a source with two entries compiles only the code of the
+    ones defined (csrc/dwconv_s8.c), so a path no layer takes costs no flash."""
+    return f"DIVQAT_USE_{function}"
+
+
 def library_source(functions: list[str]) -> str:
-    """The header and the sources of `functions`, ready to paste into kernels.c (no local includes)."""
+    """The header and the sources of `functions`, ready to paste into kernels.c (no local includes), after one
+    `#define DIVQAT_USE_<function> 1` per function."""
     if not functions:
         return ""
-    parts = [(CSRC / HEADER).read_text()]
+    parts = ["".join(f"#define {use_define(f)} 1\n" for f in functions) + (CSRC / HEADER).read_text()]
     for file in dict.fromkeys(SOURCES[f] for f in functions):  # a file with two entries is pasted once
         parts.append(_INCLUDE.sub("", (CSRC / file).read_text()))
     return "\n".join(parts)

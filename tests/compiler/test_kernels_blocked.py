@@ -10,7 +10,8 @@ shift 0, a clamp narrower than int8). Depthwise: the tap-pair path (3x3, fast ep
 and every split of a row into blocks of 1 to 6 pixels, strides 1 and 2, 'same' and 'valid' padding, rows widened
 two words at a time with and without an odd word left; the whole-plane path for small stride-2 planes (2, 3 and 4
 pixels a row, odd channel counts, the bottom pad row or none, an odd word count), 5x5 / 7x7 / 'valid' 6x6 inputs at
-stride 2 on the ring; the channel-group ring for the other shapes. One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
+stride 2 on the ring; the channel-group ring for the other shapes. On the M55 (QEMU) every tap-pair layer runs the Helium kernel
+(odd channel counts, every block split, both strides, one-pixel rows, the plane shapes too). One-pixel layers (the fully connected kernels) and K = 8 (the pointwise channel loop). TFLite's
 FULLY_CONNECTED rounding as a proven fixed point: exhaustively over AD01's accumulators. The host build runs the
 plain C path; the emulated Cortex-M7 and M4 (DSP), M55 (MVE) and M3 (plain C on a core) run the others.
 """
@@ -91,6 +92,10 @@ DW_CASES = {
     "3x3_s2_plane_c13_w8": (6, 8, 13, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
     "3x3_s2_plane_c12_h8_w6": (8, 6, 12, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
     "3x3_s2_plane_c8_h7_odd_words": (7, 6, 8, (3, 3), (2, 2), (0, 0, 0, 1), (1, 1), "fast"),
+    # the Helium kernel (M55, rows of 4 or more pixels): blocks of 5 then 1-4 at both strides, no full group of 4
+    # channels (c = 2), a tail group of 1-3 channels, stride 2 down only
+    "3x3_s2_c2_w18_same": (5, 18, 2, (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), "fast"),
+    "3x3_s21_c22_w10": (7, 10, 22, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1), "fast"),
     "3x3_s2_c9_w5_same": (5, 5, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "fast"),
     "3x3_s2_c6_w6_valid": (6, 6, 6, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), "fast"),
 }
@@ -267,6 +272,16 @@ def test_native_conv_host_bit_exact(tmp_path, case: str) -> None:
     assert len(np.unique(want)) > 3
 
 
+def _dw_paths(case: str) -> tuple[bool, bool]:
+    """Whether a DW_CASES layer takes the whole-plane path, and the tap-pair path (ops.depthwise._dw_plane_ok/_dw_pair_ok
+    restated)."""
+    h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
+    pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
+    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
+    plane = pair and stride == (2, 2) and pad[:2] == (0, 0) and w == 2 * ow and 2 <= ow <= 4 and 2 * oh <= h
+    return plane, pair
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(DW_CASES))
 def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
@@ -274,11 +289,9 @@ def test_native_dwconv_host_bit_exact(tmp_path, case: str) -> None:
     graph = dw_graph(case, rng)
     manifest = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m4"})
     kern = manifest["ops"][0]["kernel"]
-    assert kern["name"] == "divqat_dwconv_s8" and kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
-    h, w, c, kernel, stride, pad, dil, kind = DW_CASES[case]
-    pair = kernel == (3, 3) and dil == (1, 1) and stride[1] in (1, 2) and _expected_epilogue(kind) == "fast"
-    oh, ow = out_hw(h, w, kernel, stride, pad, dil)
-    plane = pair and stride == (2, 2) and pad[:2] == (0, 0) and w == 2 * ow and 2 <= ow <= 4 and 2 * oh <= h
+    assert kern["variant"]["epilogue"] == _expected_epilogue(DW_CASES[case][-1])
+    plane, pair = _dw_paths(case)
+    assert kern["name"] == ("divqat_dwconv_plane_s8" if plane else "divqat_dwconv_s8")
     assert kern["variant"]["ring"] == ("tap pairs, whole plane" if plane else "tap pairs" if pair else "channel groups")
     x = _inputs(graph.input_tensor.shape[1:], 40, rng)
     got = HostModel(tmp_path / "m").run(x)
@@ -361,6 +374,92 @@ def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def dw_two_graph(rng: np.random.Generator) -> Graph:
+    """A plane layer (6x6 -> 3x3, stride 2) then a ring layer (3x3 'same', stride 1): both depthwise entries."""
+    c = 5
+    t = {
+        n: QTensor(n, (1, h, h, c), s, zp, layout="NHWC")
+        for n, h, s, zp in (("x", 6, 0.05, -9), ("m", 3, 0.2, 3), ("y", 3, 0.4, -2))
+    }
+    ops = [
+        Conv2D(
+            n,
+            [i],
+            o,
+            weight=rng.integers(-127, 128, (c, 1, 3, 3)).astype(np.int8),
+            weight_scale=rng.uniform(0.005, 0.02, c).astype(np.float32),
+            bias=rng.integers(-3000, 3000, c).astype(np.int32),
+            stride=st,
+            padding=pad,
+            groups=c,
+        )
+        for n, i, o, st, pad in (("dw1", "x", "m", (2, 2), (0, 0, 1, 1)), ("dw2", "m", "y", (1, 1), (1, 1, 1, 1)))
+    ]
+    return Graph(t, ops, "x", "y", layout="NHWC")
+
+
+DW_ENTRY_MODELS = {  # model -> (its graph, whether it has a ring layer, whether it has a plane layer)
+    "ring": (lambda rng: dw_graph("3x3_s2_same_c8_w7", rng), True, False),
+    "plane": (lambda rng: dw_graph("3x3_s2_plane_c7_w6", rng), False, True),
+    "both": (dw_two_graph, True, True),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", list(DW_ENTRY_MODELS))
+def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model: str) -> None:
+    """dwconv_s8.c's two entries: the ring code (divqat_dwconv_s8) and the whole-plane code
+    (divqat_dwconv_plane_s8, divqat_dwp_plane_row) are compiled in only when a layer calls them, warning-free
+    (-Wall -Wextra -Werror) on the host and, where arm-none-eabi-gcc is installed, for the M7 (DSP) and M55
+    (MVE: the Helium kernel divqat_dwm_body instead of the DSP tap-pair code); the library stays bit-exact."""
+    import shutil
+    import subprocess
+
+    from divqat_tvm.compiler import native
+    from divqat_tvm.targets import load_core
+
+    make, ring, plane = DW_ENTRY_MODELS[model]
+    rng = np.random.default_rng(11)
+    graph = make(rng)
+    m = generate(graph, tmp_path / "m", requant="fixed", manifest={"core": "cortex-m7"})
+    names = {o["kernel"]["name"] for o in m["ops"]}
+    assert names == {f for f, used in (("divqat_dwconv_s8", ring), ("divqat_dwconv_plane_s8", plane)) if used}
+    src = (tmp_path / "m" / "kernels.c").read_text()
+    prelude = src.split("hand-written kernels (divqat_tvm/compiler/csrc) ---- */")[1].split("#ifndef DIVQAT_NN_H_")[0]
+    for fn, used in (("divqat_dwconv_s8", ring), ("divqat_dwconv_plane_s8", plane)):
+        assert (f"#define {native.use_define(fn)} 1" in prelude) == used, fn
+    compilers = [("gcc", ["-std=c99"], False)]
+    if shutil.which("arm-none-eabi-gcc"):
+        compilers += [
+            ("arm-none-eabi-gcc", list(load_core(c).cflags), c == "cortex-m55") for c in ("cortex-m7", "cortex-m55")
+        ]
+    for cc, flags, mve in compilers:
+        obj = tmp_path / f"{cc}-{len(flags)}.o"
+        cmd = [
+            cc,
+            *flags,
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            "-c",
+            str(tmp_path / "m" / "kernels.c"),
+            "-o",
+            str(obj),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{cc} {flags}: {proc.stderr}"
+        nm = shutil.which("arm-none-eabi-nm") if cc != "gcc" else "nm"
+        syms = subprocess.run([str(nm), str(obj)], capture_output=True, text=True, check=True).stdout
+        assert ("divqat_dwconv_plane_s8" in syms) == plane and (" divqat_dwconv_s8" in syms) == ring, (cc, syms)
+        # the DSP / C tap-pair code; on the M55 the Helium kernel runs every tap-pair layer instead
+        assert ("divqat_dwp_plane_row" in syms) == (plane and not mve), (cc, syms)
+        assert ("divqat_dwp_row_s1" in syms) == (ring and not mve) and ("divqat_dwm_body" in syms) == mve, (cc, syms)
+    x = _inputs(graph.input_tensor.shape[1:], 40, rng)
+    assert int((HostModel(tmp_path / "m").run(x) != run_reference(graph, x, "fixed")).sum()) == 0
 
 
 @pytest.mark.slow

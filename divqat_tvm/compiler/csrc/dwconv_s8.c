@@ -19,6 +19,14 @@
  */
 #include "divqat_nn.h"
 
+/* Two entries: divqat_dwconv_s8 (the rings) and divqat_dwconv_plane_s8 (the whole-plane path, native._dw_plane_ok).
+ * native.library_source defines DIVQAT_USE_<entry> for each entry the model calls, and only their code is compiled
+ * (a path no layer takes costs no flash, and no static function is left unused under -Wall); compiled alone, both. */
+#if !defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_USE_divqat_dwconv_plane_s8)
+#define DIVQAT_USE_divqat_dwconv_s8 1
+#define DIVQAT_USE_divqat_dwconv_plane_s8 1
+#endif
+
 #define DIVQAT_DW_MAX_KH 8
 #define DIVQAT_DW_MAX_ROWS 16
 
@@ -53,6 +61,7 @@ DIVQAT_INLINE int32_t divqat_smlatt(uint32_t x, uint32_t y, int32_t acc) {
 #endif
 }
 
+#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
 /* Input row `src` (iw columns of C int8) widened into ring row `dst`, whose layout is channel-group-major:
  * group g (4 channels) owns wc columns of two words at dst + g * gstride; the input starts at column pl. */
 static void divqat_dw_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t gstride,
@@ -280,6 +289,7 @@ DIVQAT_INLINE void divqat_dw_body(const int8_t *x, const int16_t *w, const int32
         divqat_dw_row_any(rowp, w, qp, d, yr, gstride, fast);
     }
 }
+#endif /* DIVQAT_USE_divqat_dwconv_s8 */
 
 /* ---- The tap-pair path (DQ_DWPAIR): 3x3, dilation 1, stride s = 1 or 2, fast epilogue, any channel count ----
  *
@@ -415,6 +425,7 @@ DIVQAT_INLINE void divqat_dwp_widen2_dsp(const int8_t *q, int32_t c, uint32_t *d
 #define DIVQAT_DWP_HAVE_WIDEN2 1
 #endif
 
+#if defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_MVE) /* the DSP / C tap-pair ring only */
 /* Input row `src` (iw columns of c int8) into pair-ring row `dst` (nw words per channel), the input starting at
  * padded column pl. Words [ka, kb) have both columns inside the row; of the others only those touching the row
  * are written (one each side at most): words wholly in the padding are zero from the memset at the layer's start
@@ -454,6 +465,7 @@ static void divqat_dwp_widen_row(uint32_t *dst, const int8_t *src, int32_t iw, i
         }
     }
 }
+#endif /* DIVQAT_USE_divqat_dwconv_s8 */
 
 /* Value i of a ring row (int16 i of the words, low half first). */
 DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
@@ -487,6 +499,24 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
 #pragma GCC unroll 6
     for (int p = 0; p < np; ++p) y[p * ystep] = (int8_t)divqat_ssat8(divqat_rq_fast_v(acc[p], m, a, b));
 }
+
+/* Two cases of a switch over a block width P and a second parameter (A at key K, B at K + 1), each one expansion
+ * of the asm macro M (its operands must be literals, so widths are dispatched, not looped); _LAST ends the switch
+ * with B as the default. */
+#define DIVQAT_DW_CASES(K, M, P, A, B) \
+    case K:                            \
+        M(P, A);                       \
+        break;                         \
+    case K + 1:                        \
+        M(P, B);                       \
+        break;
+#define DIVQAT_DW_CASES_LAST(K, M, P, A, B) \
+    case K:                                 \
+        M(P, A);                            \
+        break;                              \
+    default:                                \
+        M(P, B);                            \
+        break;
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__)
 /* One kernel row of a block of P pixels (stride S): the row's weight words (w0, w1), (w2, 0) in one LDRD, the
@@ -669,46 +699,16 @@ DIVQAT_INLINE void divqat_dwp_cols_dsp(const uint32_t *const *rowp, int32_t wo, 
         register int32_t rd2 __asm__("r6") = d2;
         register int32_t rback __asm__("r4") = back;
         switch (np * 2 + s - 1) {
-        case 2:
-            DIVQAT_DWP_LOOP_SMALL(1, 1);
-            break;
-        case 3:
-            DIVQAT_DWP_LOOP_SMALL(1, 2);
-            break;
-        case 4:
-            DIVQAT_DWP_LOOP_SMALL(2, 1);
-            break;
-        case 5:
-            DIVQAT_DWP_LOOP_SMALL(2, 2);
-            break;
-        case 6:
-            DIVQAT_DWP_LOOP_SMALL(3, 1);
-            break;
-        default:
-            DIVQAT_DWP_LOOP_SMALL(3, 2);
-            break;
+            DIVQAT_DW_CASES(2, DIVQAT_DWP_LOOP_SMALL, 1, 1, 2)
+            DIVQAT_DW_CASES(4, DIVQAT_DWP_LOOP_SMALL, 2, 1, 2)
+            DIVQAT_DW_CASES_LAST(6, DIVQAT_DWP_LOOP_SMALL, 3, 1, 2)
         }
         return;
     }
     switch (np * 2 + s - 1) {
-    case 8:
-        DIVQAT_DWP_LOOP(4, 1);
-        break;
-    case 9:
-        DIVQAT_DWP_LOOP(4, 2);
-        break;
-    case 10:
-        DIVQAT_DWP_LOOP(5, 1);
-        break;
-    case 11:
-        DIVQAT_DWP_LOOP(5, 2);
-        break;
-    case 12:
-        DIVQAT_DWP_LOOP(6, 1);
-        break;
-    default:
-        DIVQAT_DWP_LOOP(6, 2);
-        break;
+        DIVQAT_DW_CASES(8, DIVQAT_DWP_LOOP, 4, 1, 2)
+        DIVQAT_DW_CASES(10, DIVQAT_DWP_LOOP, 5, 1, 2)
+        DIVQAT_DW_CASES_LAST(12, DIVQAT_DWP_LOOP, 6, 1, 2)
     }
     (void)a0, (void)a1, (void)a2, (void)a3, (void)a4, (void)a5, (void)xr;
 }
@@ -736,22 +736,17 @@ DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *s
         const int32_t rem = ow - ox, wo = ox * s / 2;
         np = rem >= 6 && rem != 7 && rem != 8 ? 6 : rem >= 7 ? 4 : rem;
         int8_t *const y = yr + ox * c;
-        switch (np) {
-        case 6:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 6, s);
-            break;
-        case 5:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 5, s);
-            break;
-        case 4:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 4, s);
-            break;
-        case 3:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 3, s);
-            break;
-        case 2:
-            divqat_dwp_cols(rowp, wo, stream, c, nw, y, 2, s);
-            break;
+        switch (np) { /* a constant width per call site: the asm loop's operands are literals */
+#define DIVQAT_DWP_COLS_CASE(N)                            \
+    case N:                                                \
+        divqat_dwp_cols(rowp, wo, stream, c, nw, y, N, s); \
+        break;
+            DIVQAT_DWP_COLS_CASE(6)
+            DIVQAT_DWP_COLS_CASE(5)
+            DIVQAT_DWP_COLS_CASE(4)
+            DIVQAT_DWP_COLS_CASE(3)
+            DIVQAT_DWP_COLS_CASE(2)
+#undef DIVQAT_DWP_COLS_CASE
         default:
             divqat_dwp_cols(rowp, wo, stream, c, nw, y, 1, s);
             break;
@@ -759,6 +754,7 @@ DIVQAT_INLINE void divqat_dwp_row(const uint32_t *const *rowp, const uint32_t *s
     }
 }
 
+#if defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_MVE) /* the DSP / C tap-pair ring only */
 static DIVQAT_NOINLINE void divqat_dwp_row_s1(const uint32_t *const *rowp, const uint32_t *stream, int32_t c,
                                               int32_t nw, int32_t ow, int8_t *yr) {
     divqat_dwp_row(rowp, stream, c, nw, ow, yr, 1);
@@ -824,6 +820,9 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
     }
 }
 
+#endif /* DIVQAT_USE_divqat_dwconv_s8 */
+
+#if defined(DIVQAT_USE_divqat_dwconv_plane_s8) && !defined(DIVQAT_MVE) /* the DSP / C plane path only */
 /* ---- The whole-plane tap-pair path (DQ_DWPAIR | DIVQAT_DW_PLANE): stride 2 both ways, no top or left padding,
  * an even input width iw = 2 * ow (the last pixel's tap 2 is the right pad), 2..4 output pixels a row ----
  *
@@ -910,25 +909,10 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_row(const uint32_t *xr0, const uint
     register int32_t rback __asm__("r4") = 4 * cs - 4 * (kr - 1) * hw;
     const int32_t ys = c;
     const uint32_t *const we = stream + c * DIVQAT_DWP_STREAM;
-    switch (2 * ow + (kr == 2)) {
-    case 4:
-        DIVQAT_DWP_LOOP_PLANE(2, SMALL);
-        break;
-    case 5:
-        DIVQAT_DWP_LOOP_PLANE(2, BOTTOM);
-        break;
-    case 6:
-        DIVQAT_DWP_LOOP_PLANE(3, SMALL);
-        break;
-    case 7:
-        DIVQAT_DWP_LOOP_PLANE(3, BOTTOM);
-        break;
-    case 8:
-        DIVQAT_DWP_LOOP_PLANE(4, SMALL);
-        break;
-    default:
-        DIVQAT_DWP_LOOP_PLANE(4, BOTTOM);
-        break;
+    switch (2 * ow + (kr == 2)) { /* 2-4 pixels, 3 kernel rows (SMALL) or 2 (BOTTOM) */
+        DIVQAT_DW_CASES(4, DIVQAT_DWP_LOOP_PLANE, 2, SMALL, BOTTOM)
+        DIVQAT_DW_CASES(6, DIVQAT_DWP_LOOP_PLANE, 3, SMALL, BOTTOM)
+        DIVQAT_DW_CASES_LAST(8, DIVQAT_DWP_LOOP_PLANE, 4, SMALL, BOTTOM)
     }
     (void)a0, (void)a1, (void)a2, (void)a3, (void)xr;
 #else
@@ -948,22 +932,230 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
     for (int32_t oy = 0; oy < oh; ++oy, y += ow * c)
         divqat_dwp_plane_row(plane + 2 * oy * hw, stream, c, cs, hw, y, ow, 2 * oy + 2 < ih ? 3 : 2);
 }
+#endif /* DIVQAT_USE_divqat_dwconv_plane_s8 */
 
-/* The ring paths; the plane path's test is in the caller, so their machine code is as before it (a tail call). */
-static DIVQAT_NOINLINE void divqat_dwconv_ring(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                               int8_t *y, int8_t *scratch) {
-    if (d[DQ_FLAGS] & DQ_DWPAIR)
-        divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* w: the stream; qp unused */
+#if defined(DIVQAT_MVE)
+/* ---- The Helium (MVE) tap-pair kernel (Cortex-M55): every DQ_DWPAIR layer of both entries ----
+ *
+ * Lanes are 4 channels as int32. Each input row is widened once into a ring row (3 rows, and a row of zeros for
+ * window rows outside the input) of int16 x - zp, channel-group-major: group g owns wc columns of 4 int16 (8 bytes)
+ * at row + g * gs, so every tap of a block is an immediate offset. Widening: per pixel, 8 channels a VLDRB.S16,
+ * the zero point subtracted, one word scatter into two groups' columns. Per output row, per group, blocks of 5
+ * pixels (then one of 1-4): per tap the 4 channels' weights gathered from the per-channel stream the DSP path
+ * reads (native.dw_pair_stream, int16 taps doubled), and per pixel VLDRH.S32, VMUL, VADD; the bias, M, a and b
+ * gathered the same way. Epilogue: VRMULH is SMMLAR without its add, so (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a
+ * is the DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier), saturated to int8 and stored
+ * predicated (a last group of 1-3 channels). Scratch: 4 rows of ceil(c / 4) * wc * 8 bytes (native._dw_mve_scratch).
+ */
+/* Byte offsets of 4 channels' streams (DIVQAT_DWP_STREAM words each): the gathers' lanes. */
+static const uint32_t divqat_dwm_lanes[4]
+    __attribute__((aligned(16))) = {0, 4 * DIVQAT_DWP_STREAM, 8 * DIVQAT_DWP_STREAM, 12 * DIVQAT_DWP_STREAM};
+
+/* One tap of pixel ACC: input column at byte OFF of ring row R (VLDRH.S32), times the tap's weights (q6). */
+#define DIVQAT_DWM_TAP(R, OFF, ACC)          \
+    "vldrh.s32 q5, [%[" R "], #" OFF "]\n\t" \
+    "vmul.i32  q5, q5, q6\n\t"               \
+    "vadd.i32  " ACC ", " ACC ", q5\n\t"
+#define DIVQAT_DWM_P1(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, A, "q0")
+#define DIVQAT_DWM_P2(R, A, B, C, D, E) DIVQAT_DWM_P1(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, B, "q1")
+#define DIVQAT_DWM_P3(R, A, B, C, D, E) DIVQAT_DWM_P2(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, C, "q2")
+#define DIVQAT_DWM_P4(R, A, B, C, D, E) DIVQAT_DWM_P3(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, D, "q3")
+#define DIVQAT_DWM_P5(R, A, B, C, D, E) DIVQAT_DWM_P4(R, A, B, C, D, E) DIVQAT_DWM_TAP(R, E, "q4")
+#define DIVQAT_DWM_APPLY(M, ARGS) M ARGS
+#define DIVQAT_DWM_PN(NP, R, O) DIVQAT_DWM_APPLY(DIVQAT_DWM_P##NP, (R, O))
+/* Byte offsets of pixels 0..4 at tap t, stride s: 8 (s q + t). */
+#define DIVQAT_DWM_O_1_0 "0", "8", "16", "24", "32"
+#define DIVQAT_DWM_O_1_1 "8", "16", "24", "32", "40"
+#define DIVQAT_DWM_O_1_2 "16", "24", "32", "40", "48"
+#define DIVQAT_DWM_O_2_0 "0", "16", "32", "48", "64"
+#define DIVQAT_DWM_O_2_1 "8", "24", "40", "56", "72"
+#define DIVQAT_DWM_O_2_2 "16", "32", "48", "64", "80"
+/* The weights of a tap: int16 at byte W of each channel's stream (gathered, sign-extended). */
+#define DIVQAT_DWM_W(W)                 \
+    "add       %[t], %[st], #" W "\n\t" \
+    "vldrh.s32 q6, [%[t], q7]\n\t"
+/* Kernel row R: taps at stream bytes W0..W2 ((w0, w1) then (w2, 0): 4 + 8r, 6 + 8r, 8 + 8r). */
+#define DIVQAT_DWM_KROW(NP, S, R, W0, W1, W2)  \
+    DIVQAT_DWM_W(W0)                           \
+    DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_0) \
+    DIVQAT_DWM_W(W1)                           \
+    DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_1) DIVQAT_DWM_W(W2) DIVQAT_DWM_PN(NP, R, DIVQAT_DWM_O_##S##_2)
+#define DIVQAT_DWM_INIT1           \
+    "vldrw.u32 q7, [%[lanes]]\n\t" \
+    "vldrw.u32 q0, [%[st], q7]\n\t"
+#define DIVQAT_DWM_INIT2 DIVQAT_DWM_INIT1 "vmov q1, q0\n\t"
+#define DIVQAT_DWM_INIT3 DIVQAT_DWM_INIT2 "vmov q2, q0\n\t"
+#define DIVQAT_DWM_INIT4 DIVQAT_DWM_INIT3 "vmov q3, q0\n\t"
+#define DIVQAT_DWM_INIT5 DIVQAT_DWM_INIT4 "vmov q4, q0\n\t"
+/* The epilogue in phases over the block's accumulators (M, then b, then -a in q6 in turn). */
+#define DIVQAT_DWM_RQ_M(ACC)             \
+    "vrmulh.s32 q5, " ACC ", q6\n\t"     \
+    "vshr.s32 " ACC ", " ACC ", #31\n\t" \
+    "vadd.i32 " ACC ", " ACC ", q5\n\t"
+#define DIVQAT_DWM_RQ_B(ACC) "vadd.i32 " ACC ", " ACC ", q6\n\t"
+#define DIVQAT_DWM_RQ_A(ACC) "vshl.s32 " ACC ", " ACC ", q6\n\t"
+#define DIVQAT_DWM_RQ_ST(ACC)          \
+    "vqmovnb.s32 " ACC ", " ACC "\n\t" \
+    "vqmovnb.s16 " ACC ", " ACC "\n\t" \
+    "vpst\n\t"                         \
+    "vstrbt.32 " ACC ", [%[y]]\n\t"    \
+    "add %[y], %[y], %[c]\n\t"
+#define DIVQAT_DWM_EACH1(M) M("q0")
+#define DIVQAT_DWM_EACH2(M) DIVQAT_DWM_EACH1(M) M("q1")
+#define DIVQAT_DWM_EACH3(M) DIVQAT_DWM_EACH2(M) M("q2")
+#define DIVQAT_DWM_EACH4(M) DIVQAT_DWM_EACH3(M) M("q3")
+#define DIVQAT_DWM_EACH5(M) DIVQAT_DWM_EACH4(M) M("q4")
+#define DIVQAT_DWM_RQ(NP)                                                                \
+    "add       %[t], %[st], #28\n\t"                                                     \
+    "vldrw.u32 q6, [%[t], q7]\n\t" DIVQAT_DWM_EACH##NP(                                  \
+        DIVQAT_DWM_RQ_M) "add       %[t], %[st], #36\n\t"                                \
+                         "vldrw.u32 q6, [%[t], q7]\n\t" DIVQAT_DWM_EACH##NP(             \
+                             DIVQAT_DWM_RQ_B) "add       %[t], %[st], #32\n\t"           \
+                                              "vldrw.u32 q6, [%[t], q7]\n\t"             \
+                                              "vneg.s32 q6, q6\n\t" DIVQAT_DWM_EACH##NP( \
+                                                  DIVQAT_DWM_RQ_A) "vmsr p0, %[pr]\n\t" DIVQAT_DWM_EACH##NP(DIVQAT_DWM_RQ_ST)
+/* A block of NP (1..5) pixels of one group at stride S: 9 (2 + 3 NP) + 2 + NP instructions for the window, 10 a
+ * pixel and 10 for the epilogue (NP = 5: 217 for 180 MACs). Row pointers and y in low registers. */
+#define DIVQAT_DWM_BLOCK(NP, S)                                                                                        \
+    __asm__ volatile(DIVQAT_DWM_INIT##NP DIVQAT_DWM_KROW(NP, S, "xa", "4", "6", "8")                                   \
+                         DIVQAT_DWM_KROW(NP, S, "xb", "12", "14", "16") DIVQAT_DWM_KROW(NP, S, "xc", "20", "22", "24") \
+                             DIVQAT_DWM_RQ(NP)                                                                         \
+                     : [y] "+l"(y), [t] "=&r"(t)                                                                       \
+                     : [xa] "l"(xa), [xb] "l"(xb), [xc] "l"(xc), [st] "r"(st), [c] "r"(c), [pr] "r"(pr),               \
+                       [lanes] "r"(divqat_dwm_lanes)                                                                   \
+                     : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "memory")
+
+/* Input row src (iw pixels of c int8) into ring row dst at column pl: int16 x - zp, group g's column ix at
+ * dst + g * gs + 8 (pl + ix); 8 channels (two groups) a VLDRB.S16 and a word scatter, the last ones predicated. */
+DIVQAT_INLINE void divqat_dwm_widen(int8_t *dst, const int8_t *src, int32_t iw, int32_t c, int32_t gs, int32_t pl,
+                                    int32_t zp) {
+    const uint32_t offs[4] = {0u, 4u, (uint32_t)gs, (uint32_t)gs + 4u}; /* lanes 0, 1: group 2j; 2, 3: 2j + 1 */
+    const uint32x4_t off = vldrwq_u32(offs);
+    const int32_t c8 = c & ~7, rem = c - c8;
+    const mve_pred16_t pl16 = vctp16q((uint32_t)rem), pl32 = vctp32q((uint32_t)((rem + 1) / 2));
+    dst += 8 * pl;
+    int32_t ch = 0;
+    for (; ch < c8; ch += 8, dst += 2 * gs) { /* per 8 channels, along the row: 5 instructions a pixel */
+        const int8_t *sp = src + ch;
+        int8_t *d = dst;
+        for (int32_t ix = 0; ix < iw; ++ix, sp += c, d += 8)
+            vstrwq_scatter_offset_s32((int32_t *)(void *)d, off,
+                                      vreinterpretq_s32_s16(vsubq_n_s16(vldrbq_s16(sp), (int16_t)zp)));
+    }
+    if (rem) {
+        const int8_t *sp = src + ch;
+        int8_t *d = dst;
+        for (int32_t ix = 0; ix < iw; ++ix, sp += c, d += 8)
+            vstrwq_scatter_offset_p_s32((int32_t *)(void *)d, off,
+                                        vreinterpretq_s32_s16(vsubq_n_s16(vldrbq_z_s16(sp, pl16), (int16_t)zp)), pl32);
+    }
+}
+
+/* One output row: per group (stream st, its rows at r0..r2), blocks of 5 pixels then one of 1-4. */
+DIVQAT_INLINE void divqat_dwm_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, const uint32_t *stream,
+                                  int8_t *yr, int32_t c, int32_t ow, int32_t gs, const int s) {
+    for (int32_t g = 0; g < c; g += 4, stream += 4 * DIVQAT_DWP_STREAM, r0 += gs, r1 += gs, r2 += gs) {
+        const uint32_t pr = (uint32_t)vctp32q((uint32_t)(c - g < 4 ? c - g : 4));
+        const uint32_t *const st = stream;
+        const int8_t *a = r0, *b = r1, *e = r2;
+        int8_t *y = yr + g;
+        uint32_t t;
+        int32_t ox = 0;
+        for (; ox + 5 <= ow; ox += 5, a += 40 * s, b += 40 * s, e += 40 * s) {
+            const int8_t *const xa = a, *const xb = b, *const xc = e;
+            if (s == 1)
+                DIVQAT_DWM_BLOCK(5, 1);
+            else
+                DIVQAT_DWM_BLOCK(5, 2);
+        }
+        {
+            const int8_t *const xa = a, *const xb = b, *const xc = e;
+            switch ((ow - ox) * 2 + s - 1) { /* each block moves y over its pixels: to the next row's first */
+                DIVQAT_DW_CASES(8, DIVQAT_DWM_BLOCK, 4, 1, 2)
+                DIVQAT_DW_CASES(6, DIVQAT_DWM_BLOCK, 3, 1, 2)
+                DIVQAT_DW_CASES(4, DIVQAT_DWM_BLOCK, 2, 1, 2)
+                DIVQAT_DW_CASES(2, DIVQAT_DWM_BLOCK, 1, 1, 2)
+            default:
+                break;
+            }
+        }
+        (void)t;
+    }
+}
+
+static DIVQAT_NOINLINE void divqat_dwm_row_s1(const int8_t *r0, const int8_t *r1, const int8_t *r2,
+                                              const uint32_t *stream, int8_t *yr, int32_t c, int32_t ow, int32_t gs) {
+    divqat_dwm_row(r0, r1, r2, stream, yr, c, ow, gs, 1);
+}
+
+static DIVQAT_NOINLINE void divqat_dwm_row_s2(const int8_t *r0, const int8_t *r1, const int8_t *r2,
+                                              const uint32_t *stream, int8_t *yr, int32_t c, int32_t ow, int32_t gs) {
+    divqat_dwm_row(r0, r1, r2, stream, yr, c, ow, gs, 2);
+}
+
+/* The whole layer (a DQ_DWPAIR layer: 3x3, dilation 1, stride 1 or 2 across, any stride down, any C). */
+static DIVQAT_NOINLINE void divqat_dwm_body(const int8_t *x, const uint32_t *stream, const int32_t *d, int8_t *y,
+                                            int8_t *scratch) {
+    const int32_t ih = d[DQ_IH], iw = d[DQ_IW], c = d[DQ_CIN], oh = d[DQ_OH], ow = d[DQ_OW];
+    const int32_t sh = d[DQ_SH], s = d[DQ_SW], pt = d[DQ_PT], pl = d[DQ_PL], zp = d[DQ_ZPIN];
+    const int32_t need = (ow - 1) * s + 3, wc = need > pl + iw ? need : pl + iw;
+    const int32_t gs = 8 * wc, rb = gs * ((c + 3) / 4); /* bytes a group's row, a ring row */
+    int8_t *const zero_row = scratch + 3 * rb;
+    int32_t held[3] = {-1, -1, -1};
+    for (int32_t i = 0; i < 4 * rb; i += 16) /* the padding columns and the zero row stay 0 (rb: 8 bytes a unit) */
+        vstrbq_p_s8(scratch + i, vdupq_n_s8(0), vctp8q((uint32_t)(4 * rb - i)));
+    for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
+        const int8_t *rowp[3];
+        for (int32_t ky = 0; ky < 3; ++ky) {
+            const int32_t iy = oy * sh - pt + ky;
+            if (iy < 0 || iy >= ih) {
+                rowp[ky] = zero_row;
+                continue;
+            }
+            const int32_t slot = iy % 3;
+            int8_t *const row = scratch + slot * rb;
+            if (held[slot] != iy) {
+                divqat_dwm_widen(row, x + iy * iw * c, iw, c, gs, pl, zp);
+                held[slot] = iy;
+            }
+            rowp[ky] = row;
+        }
+        if (s == 1)
+            divqat_dwm_row_s1(rowp[0], rowp[1], rowp[2], stream, y, c, ow, gs);
+        else
+            divqat_dwm_row_s2(rowp[0], rowp[1], rowp[2], stream, y, c, ow, gs);
+    }
+}
+#endif /* DIVQAT_MVE */
+
+#if defined(DIVQAT_USE_divqat_dwconv_plane_s8)
+/* The plane entry (native._dw_plane_ok's layers); w is the pair stream, qp unused. Helium: the MVE kernel, the DSP
+ * plane code not compiled. */
+static DIVQAT_NOINLINE void divqat_dwconv_plane_s8(const int8_t *x, const int16_t *w, const int32_t *qp,
+                                                   const int32_t *d, int8_t *y, int8_t *scratch) {
+    (void)qp;
+#if defined(DIVQAT_MVE)
+    divqat_dwm_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#else
+    divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#endif
+}
+#endif
+
+#if defined(DIVQAT_USE_divqat_dwconv_s8) /* the ring entry's code only */
+/* The ring entry (every depthwise layer but the whole-plane ones). */
+static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
+                                             int8_t *y, int8_t *scratch) {
+    if (d[DQ_FLAGS] & DQ_DWPAIR) /* w: the stream; qp unused. Helium: the MVE kernel (the DSP tap-pair code not
+                                    compiled) */
+#if defined(DIVQAT_MVE)
+        divqat_dwm_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#else
+        divqat_dwp_body(x, (const uint32_t *)(const void *)w, d, y, scratch);
+#endif
     else if (d[DQ_FLAGS] & DQ_FAST)
         divqat_dw_body(x, w, qp, d, y, scratch, 1);
     else
         divqat_dw_body(x, w, qp, d, y, scratch, 0);
 }
-
-static DIVQAT_NOINLINE void divqat_dwconv_s8(const int8_t *x, const int16_t *w, const int32_t *qp, const int32_t *d,
-                                             int8_t *y, int8_t *scratch) {
-    if (d[DQ_FLAGS] & DIVQAT_DW_PLANE)
-        divqat_dwp_plane_body(x, (const uint32_t *)(const void *)w, d, y, scratch); /* the pair stream; qp unused */
-    else
-        divqat_dwconv_ring(x, w, qp, d, y, scratch);
-}
+#endif

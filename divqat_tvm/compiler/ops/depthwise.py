@@ -66,6 +66,14 @@ def _dw_plane_ok(geom: dict[str, int]) -> bool:
 
 
 DW_PAIR_STREAM = 10  # csrc/dwconv_s8.c: DIVQAT_DWP_STREAM, int32 words per channel
+DW_MVE_ROWS = 4  # csrc/dwconv_s8.c's Helium tap-pair kernel: 3 ring rows and a row of zeros
+
+
+def _dw_mve_scratch(geom: dict[str, int]) -> int:
+    """Bytes the Helium tap-pair kernel (Cortex-M55) needs: DW_MVE_ROWS rows of the padded width, 4 int16 (one
+    channel group) a column. The scratch is the larger of this and the DSP path's (one kernels.c for every core)."""
+    wc = max((geom["ow"] - 1) * geom["sw"] + 3, geom["pl"] + geom["iw"])
+    return DW_MVE_ROWS * 8 * wc * ((geom["cin"] + 3) // 4)
 
 
 def dw_pair_stream(w: np.ndarray, qp: np.ndarray) -> np.ndarray:
@@ -87,7 +95,8 @@ def _dw_call(
     op: Conv2D, real: np.ndarray, geom: dict[str, int], zp_in: int, zp_out: int, out_shape: tuple[int, ...]
 ) -> NativeCall | None:
     """divqat_dwconv_s8 for a depthwise conv with depth multiplier 1: the tap-pair path (any C) for 3x3 layers
-    with the fast epilogue, else the 4-channel-group ring (C % 4 == 0)."""
+    with the fast epilogue, else the 4-channel-group ring (C % 4 == 0); divqat_dwconv_plane_s8 for the tap-pair
+    layers `_dw_plane_ok` accepts."""
     c, kh, kw = geom["cin"], geom["kh"], geom["kw"]
     nrows = (kh - 1) * geom["dh"] + 1
     if kh > DW_MAX_KH or nrows > DW_MAX_ROWS:
@@ -106,13 +115,13 @@ def _dw_call(
     if pair and _dw_plane_ok(geom):
         hw, rows = geom["iw"] // 2, geom["ih"]
         return NativeCall(
-            "divqat_dwconv_s8",
+            "divqat_dwconv_plane_s8",  # its own entry: the plane path's code is pasted only into models that use it
             [
                 dw_pair_stream(w * scale, qp),
                 np.zeros(1, np.int32),
                 native.desc(**desc_kw, flags=native.FLAG_FAST | native.FLAG_DWPAIR | FLAG_DWPLANE),
             ],
-            4 * c * hw * rows,
+            max(4 * c * hw * rows, _dw_mve_scratch(geom)),
             out_shape,
             {"epilogue": "fast", "ring": "tap pairs, whole plane", "ring_rows": rows},
         )
@@ -125,7 +134,7 @@ def _dw_call(
                 np.zeros(1, np.int32),
                 native.desc(**desc_kw, flags=native.FLAG_FAST | native.FLAG_DWPAIR),
             ],
-            4 * c * nw * 4,
+            max(4 * c * nw * 4, _dw_mve_scratch(geom)),
             out_shape,
             {"epilogue": "fast", "ring": "tap pairs", "ring_rows": 3},
         )
@@ -145,10 +154,14 @@ def _dw_call(
 
 BLOCKS = {
     "divqat_dwconv_s8": {
-        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB; small stride-2 planes: one output row of 2-4, the"
-        " plane widened whole); else 4 channels x 2 pixels (SMLABB/SMLATT)",
-        "mve": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB; small stride-2 planes: one output row of 2-4, the"
-        " plane widened whole); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "dsp": "tap pairs: 1 channel x 1-6 pixels (SMLAD + SMLABB); else 4 channels x 2 pixels (SMLABB/SMLATT)",
+        "mve": "tap pairs: 4 channels x 1-5 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH epilogue); else 4"
+        " channels x 2 pixels (SMLABB/SMLATT)",
         "c": "tap pairs or 4-channel groups over int16 ring rows (C twins of the DSP instructions)",
+    },
+    "divqat_dwconv_plane_s8": {
+        "dsp": "tap pairs, the plane widened whole: 1 channel x one output row of 2-4 pixels (SMLAD + SMLABB)",
+        "mve": "tap pairs: 4 channels x 2-4 pixels (Helium: VLDRH.S32, VMUL, VADD; VRMULH epilogue)",
+        "c": "tap pairs over the plane widened whole (C twins of the DSP instructions)",
     },
 }
