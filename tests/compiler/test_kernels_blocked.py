@@ -348,32 +348,22 @@ def test_native_kernels_are_not_used_where_they_do_not_apply(tmp_path) -> None:
     assert "divqat_conv_s8" not in src
 
 
-def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
-    """kernels.c with the pasted kernels compiles alone with -Wall -Wextra -Werror (host gcc)."""
+def _compile_strict(cc: str, flags: list[str], src: Path, obj: Path) -> None:
+    """Compile `src` alone with -O2 -Wall -Wextra -Werror; fails the test with the compiler's message."""
     import subprocess
 
+    cmd = [cc, *flags, "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-c", str(src), "-o", str(obj)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{cc} {flags}: {proc.stderr}"
+
+
+def test_native_library_is_standalone_and_warning_free(tmp_path) -> None:
+    """kernels.c with the pasted kernels compiles alone with -Wall -Wextra -Werror (host gcc)."""
     rng = np.random.default_rng(4)
     generate(conv_graph("3x3_s2_same_cin16_cout7", rng), tmp_path / "m", requant="fixed")
     src = (tmp_path / "m" / "kernels.c").read_text()
     assert '#include "' not in src.split("divqat-tvm hand-written kernels")[1].split("end of hand-written")[0]
-    proc = subprocess.run(
-        [
-            "gcc",
-            "-std=c99",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wno-unused-parameter",
-            "-c",
-            str(tmp_path / "m" / "kernels.c"),
-            "-o",
-            str(tmp_path / "k.o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
+    _compile_strict("gcc", ["-std=c99"], tmp_path / "m" / "kernels.c", tmp_path / "k.o")
 
 
 def dw_two_graph(rng: np.random.Generator) -> Graph:
@@ -435,23 +425,9 @@ def test_depthwise_library_holds_only_the_paths_its_layers_take(tmp_path, model:
         compilers += [
             ("arm-none-eabi-gcc", list(load_core(c).cflags), c == "cortex-m55") for c in ("cortex-m7", "cortex-m55")
         ]
-    for cc, flags, mve in compilers:
-        obj = tmp_path / f"{cc}-{len(flags)}.o"
-        cmd = [
-            cc,
-            *flags,
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wno-unused-parameter",
-            "-c",
-            str(tmp_path / "m" / "kernels.c"),
-            "-o",
-            str(obj),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{cc} {flags}: {proc.stderr}"
+    for i, (cc, flags, mve) in enumerate(compilers):
+        obj = tmp_path / f"k{i}.o"
+        _compile_strict(cc, flags, tmp_path / "m" / "kernels.c", obj)
         nm = shutil.which("arm-none-eabi-nm") if cc != "gcc" else "nm"
         syms = subprocess.run([str(nm), str(obj)], capture_output=True, text=True, check=True).stdout
         assert ("divqat_dwconv_plane_s8" in syms) == plane and (" divqat_dwconv_s8" in syms) == ring, (cc, syms)

@@ -518,6 +518,25 @@ DIVQAT_INLINE void divqat_dwp_block(const uint32_t *r0, const uint32_t *r1, cons
         M(P, B);                            \
         break;
 
+/* The 3 window rows of an output row whose row 0 is input row IY0, into ROWP: a row outside the input is ZERO;
+ * input row iy is held in ring slot iy % 3 (RING + slot * RB) and widened there by the statement WIDEN (which reads
+ * `row` and `iy`) when the slot holds another row (HELD). The tap-pair rings of both cores' kernels. */
+#define DIVQAT_DW_WINDOW(ROWP, RING, RB, ZERO, HELD, IY0, IH, WIDEN) \
+    for (int32_t ky = 0; ky < 3; ++ky) {                             \
+        const int32_t iy = (IY0) + ky;                               \
+        if (iy < 0 || iy >= (IH)) {                                  \
+            (ROWP)[ky] = (ZERO);                                     \
+            continue;                                                \
+        }                                                            \
+        const int32_t slot = iy % 3;                                 \
+        __typeof__(RING) row = (RING) + slot * (RB);                 \
+        if ((HELD)[slot] != iy) {                                    \
+            WIDEN;                                                   \
+            (HELD)[slot] = iy;                                       \
+        }                                                            \
+        (ROWP)[ky] = row;                                            \
+    }
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__)
 /* One kernel row of a block of P pixels (stride S): the row's weight words (w0, w1), (w2, 0) in one LDRD, the
  * input words two per LDRD, and per pixel SMLAD + SMLABB (its taps in one word and the next word's low half) or,
@@ -799,20 +818,8 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
     divqat_dwp_zero_pads(ring, iw, c, nw, pl);
     if (pt > 0 || (oh - 1) * sh - pt + 2 >= ih) memset(zero_row, 0, (size_t)rw * 4u); /* a window row outside */
     for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
-        for (int32_t ky = 0; ky < 3; ++ky) {
-            const int32_t iy = oy * sh - pt + ky;
-            if (iy < 0 || iy >= ih) {
-                rowp[ky] = zero_row;
-                continue;
-            }
-            const int32_t slot = iy % 3;
-            uint32_t *row = ring + slot * rw;
-            if (held[slot] != iy) {
-                divqat_dwp_widen_row(row, x + iy * iw * c, iw, c, nw, pl, d[DQ_ZPIN]);
-                held[slot] = iy;
-            }
-            rowp[ky] = row;
-        }
+        DIVQAT_DW_WINDOW(rowp, ring, rw, zero_row, held, oy * sh - pt, ih,
+                         divqat_dwp_widen_row(row, x + iy * iw * c, iw, c, nw, pl, d[DQ_ZPIN]))
         if (s == 1)
             divqat_dwp_row_s1(rowp, stream, c, nw, ow, y);
         else
@@ -1106,20 +1113,8 @@ static DIVQAT_NOINLINE void divqat_dwm_body(const int8_t *x, const uint32_t *str
         vstrbq_p_s8(scratch + i, vdupq_n_s8(0), vctp8q((uint32_t)(4 * rb - i)));
     for (int32_t oy = 0; oy < oh; ++oy, y += ow * c) {
         const int8_t *rowp[3];
-        for (int32_t ky = 0; ky < 3; ++ky) {
-            const int32_t iy = oy * sh - pt + ky;
-            if (iy < 0 || iy >= ih) {
-                rowp[ky] = zero_row;
-                continue;
-            }
-            const int32_t slot = iy % 3;
-            int8_t *const row = scratch + slot * rb;
-            if (held[slot] != iy) {
-                divqat_dwm_widen(row, x + iy * iw * c, iw, c, gs, pl, zp);
-                held[slot] = iy;
-            }
-            rowp[ky] = row;
-        }
+        DIVQAT_DW_WINDOW(rowp, scratch, rb, zero_row, held, oy * sh - pt, ih,
+                         divqat_dwm_widen(row, x + iy * iw * c, iw, c, gs, pl, zp))
         if (s == 1)
             divqat_dwm_row_s1(rowp[0], rowp[1], rowp[2], stream, y, c, ow, gs);
         else
