@@ -19,9 +19,10 @@
  */
 #include "divqat_nn.h"
 
-/* Two entries: divqat_dwconv_s8 (the rings) and divqat_dwconv_plane_s8 (the whole-plane path, native._dw_plane_ok).
- * native.library_source defines DIVQAT_USE_<entry> for each entry the model calls, and only their code is compiled
- * (a path no layer takes costs no flash, and no static function is left unused under -Wall); compiled alone, both. */
+/* Two entries: divqat_dwconv_s8 (the rings) and divqat_dwconv_plane_s8 (the whole-plane path, chosen by
+ * ops/depthwise.py _dw_plane_ok). native.library_source defines DIVQAT_USE_<entry> for each entry the model
+ * calls, and only their code is compiled (a path no layer takes costs no flash, and no static function is left
+ * unused under -Wall); compiled alone, both. */
 #if !defined(DIVQAT_USE_divqat_dwconv_s8) && !defined(DIVQAT_USE_divqat_dwconv_plane_s8)
 #define DIVQAT_USE_divqat_dwconv_s8 1
 #define DIVQAT_USE_divqat_dwconv_plane_s8 1
@@ -472,7 +473,7 @@ DIVQAT_INLINE int32_t divqat_dwp_at(const uint32_t *row, int32_t i) {
     return (int32_t)(int16_t)(row[i >> 1] >> (16 * (i & 1)));
 }
 
-/* The per-channel stream of the tap-pair path (DQ_DWPAIR_STREAM words, laid out offline by native.py): the
+/* The per-channel stream of the tap-pair path (DQ_DWPAIR_STREAM words, laid out offline by ops/depthwise.py): the
  * doubled bias, per kernel row the weight words (w0, w1) and (w2, 0) (doubled), then M, a and b of the fast
  * epilogue. One pointer walks weights and constants, so the channel loop keeps one register for both. */
 #define DIVQAT_DWP_STREAM 10
@@ -841,7 +842,7 @@ static void divqat_dwp_body(const int8_t *x, const uint32_t *stream, const int32
  * output row is one block of ow pixels over every channel (one asm loop); its last pixel drops tap 2 (the right
  * pad column: the next word is the next row's), and when the window's row 2 is the bottom pad row the block runs
  * kernel rows 0 and 1 only: no padding is stored or read. */
-#define DIVQAT_DW_PLANE 32 /* native.py: FLAG_DWPLANE */
+#define DIVQAT_DW_PLANE 32 /* ops/depthwise.py: FLAG_DWPLANE */
 
 /* The plane of every channel from x: n = ih * iw / 2 words per channel, channel stride cs words. */
 static void divqat_dwp_widen_plane(uint32_t *plane, const int8_t *x, int32_t n, int32_t c, int32_t cs, int32_t zp) {
@@ -949,10 +950,11 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
  * at row + g * gs, so every tap of a block is an immediate offset. Widening: per pixel, 8 channels a VLDRB.S16,
  * the zero point subtracted, one word scatter into two groups' columns. Per output row, per group, blocks of 5
  * pixels (then one of 1-4): per tap the 4 channels' weights gathered from the per-channel stream the DSP path
- * reads (native.dw_pair_stream, int16 taps doubled), and per pixel VLDRH.S32, VMUL, VADD; the bias, M, a and b
- * gathered the same way. Epilogue: VRMULH is SMMLAR without its add, so (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a
- * is the DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier), saturated to int8 and stored
- * predicated (a last group of 1-3 channels). Scratch: 4 rows of ceil(c / 4) * wc * 8 bytes (native._dw_mve_scratch).
+ * reads (ops/depthwise.py dw_pair_stream, int16 taps doubled), and per pixel VLDRH.S32, VMUL, VADD; the bias, M,
+ * a and b gathered the same way. Epilogue: VRMULH is SMMLAR without its add, so
+ * (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a is the DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier), saturated to int8 and stored
+ * predicated (a last group of 1-3 channels). Scratch: 4 rows of ceil(c / 4) * wc * 8 bytes
+ * (ops/depthwise.py _dw_mve_scratch).
  */
 /* Byte offsets of 4 channels' streams (DIVQAT_DWP_STREAM words each): the gathers' lanes. */
 static const uint32_t divqat_dwm_lanes[4]
@@ -1124,8 +1126,8 @@ static DIVQAT_NOINLINE void divqat_dwm_body(const int8_t *x, const uint32_t *str
 #endif /* DIVQAT_MVE */
 
 #if defined(DIVQAT_USE_divqat_dwconv_plane_s8)
-/* The plane entry (native._dw_plane_ok's layers); w is the pair stream, qp unused. Helium: the MVE kernel, the DSP
- * plane code not compiled. */
+/* The plane entry (ops/depthwise.py _dw_plane_ok's layers); w is the pair stream, qp unused. Helium: the MVE
+ * kernel, the DSP plane code not compiled. */
 static DIVQAT_NOINLINE void divqat_dwconv_plane_s8(const int8_t *x, const int16_t *w, const int32_t *qp,
                                                    const int32_t *d, int8_t *y, int8_t *scratch) {
     (void)qp;
