@@ -952,9 +952,9 @@ static DIVQAT_NOINLINE void divqat_dwp_plane_body(const int8_t *x, const uint32_
  * pixels (then one of 1-4): per tap the 4 channels' weights gathered from the per-channel stream the DSP path
  * reads (ops/depthwise.py dw_pair_stream, int16 taps doubled), and per pixel VLDRH.S32, VMUL, VADD; the bias, M,
  * a and b gathered the same way. Epilogue: VRMULH is SMMLAR without its add, so
- * (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a is the DSP epilogue lane by lane (TFLite's MultiplyByQuantizedMultiplier), saturated to int8 and stored
- * predicated (a last group of 1-3 channels). Scratch: 4 rows of ceil(c / 4) * wc * 8 bytes
- * (ops/depthwise.py _dw_mve_scratch).
+ * (VRMULH(acc2, M) + b + (acc2 >> 31)) >> a is the DSP epilogue lane by lane (TFLite's
+ * MultiplyByQuantizedMultiplier), saturated to int8 and stored predicated (a last group of 1-3 channels). Scratch:
+ * 4 rows of ceil(c / 4) * wc * 8 bytes (ops/depthwise.py _dw_mve_scratch).
  */
 /* Byte offsets of 4 channels' streams (DIVQAT_DWP_STREAM words each): the gathers' lanes. */
 static const uint32_t divqat_dwm_lanes[4]
