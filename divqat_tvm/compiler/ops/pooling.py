@@ -354,7 +354,8 @@ class AvgPoolWindowed(Op):
         return C.from_nchw(to, np.clip(y, QMIN, QMAX)).astype(np.int8)
 
 
-def _window_sum(x, layout, in_nchw, out_nchw, kernel, stride, padding, value, zero, name="acc"):
+def _window_sum(x, value, zero, *, layout, in_nchw, out_nchw, kernel, stride, padding):
+    """(N, C, OH, OW): `value` of each in-bounds tap summed over its window (`zero` for a padded one)."""
     n, c, ih, iw = in_nchw
     _, _, oh, ow = out_nchw
     win = PoolWindow(kernel, stride, padding, (ih, iw))
@@ -363,27 +364,16 @@ def _window_sum(x, layout, in_nchw, out_nchw, kernel, stride, padding, value, ze
         lambda b, k, yy, xx: win.reduce(
             te.sum, yy, xx, lambda y, z: value(x[C.layout_index(layout, b, k, y, z)]), zero
         ),
-        name=name,
+        name="acc",
     )
 
 
-def avg_pool_windowed_fixed(
-    x, mult, shift, *, layout, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int
-):
-    """TE: Σ(x − zp_in) over the in-bounds taps, × the fixed-point multiplier of its output position, + zp_out."""
-    _, _, _, ow = out_nchw
-    acc = _window_sum(
-        x,
-        layout,
-        in_nchw,
-        out_nchw,
-        kernel,
-        stride,
-        padding,
-        lambda v: v.astype("int32") - zp_in,
-        tirx.const(0, "int32"),
-    )
-    shape = C.layout_index(layout, *out_nchw)
+def avg_pool_windowed_fixed(x, mult, shift, *, zp_in: int, zp_out: int, **window):
+    """TE: Σ(x − zp_in) over the in-bounds taps, × the fixed-point multiplier of its output position, + zp_out.
+    `window`: layout, in_nchw, out_nchw, kernel, stride, padding."""
+    layout, ow = window["layout"], window["out_nchw"][3]
+    acc = _window_sum(x, lambda v: v.astype("int32") - zp_in, tirx.const(0, "int32"), **window)
+    shape = C.layout_index(layout, *window["out_nchw"])
     r = C.Requant("fixed", zp_out, QMIN, QMAX)
 
     def pos(i):
@@ -395,22 +385,13 @@ def avg_pool_windowed_fixed(
     )
 
 
-def avg_pool_windowed_float(
-    x, fp, *, layout, in_nchw, out_nchw, kernel, stride, padding, zp_in: int, zp_out: int, u8_domain: bool
-):
+def avg_pool_windowed_float(x, fp, *, zp_in: int, zp_out: int, u8_domain: bool, **window):
     """TE: float32 Σ s_in·(x − zp_in) row by row, / divisor[position], then rint(y / s_out) + zp_out (or, with
     `u8_domain`, rint(y / s_out + zp_out + 128) − 128), saturate. fp = float32 [s_in, s_out, divisors...]."""
-    _, _, _, ow = out_nchw
+    layout, out_nchw = window["layout"], window["out_nchw"]
+    ow = out_nchw[3]
     acc = _window_sum(
-        x,
-        layout,
-        in_nchw,
-        out_nchw,
-        kernel,
-        stride,
-        padding,
-        lambda v: fp[0] * (v.astype("int32") - zp_in).astype("float32"),
-        tirx.const(0.0, "float32"),
+        x, lambda v: fp[0] * (v.astype("int32") - zp_in).astype("float32"), tirx.const(0.0, "float32"), **window
     )
 
     def out_f(*i):
