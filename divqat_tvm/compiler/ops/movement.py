@@ -6,6 +6,7 @@ Concat may change an input's quantisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from tvm import te, tirx
@@ -15,19 +16,30 @@ from divqat_tvm.compiler.ops import common as C
 from divqat_tvm.compiler.ops.elementwise import unary_table
 
 
+@dataclass
+class _Moves(Op):
+    """The movement ops defined here: each brings its TE kernel and its reference."""
+
+    def te_kernel(self, graph: Graph, scheme: str) -> C.KernelSpec:
+        raise NotImplementedError
+
+    def reference(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        raise NotImplementedError
+
+
 def claims(op: Op) -> bool:
-    return isinstance(op, (Reshape, Transpose, Concat, Pad, NchwToNhwc, NhwcToNchw, FlattenNchwOrder))
+    return isinstance(op, (Reshape, _Moves))
 
 
 def te_kernel(graph: Graph, op: Op, scheme: str) -> C.KernelSpec:
-    if isinstance(op, (Transpose, Concat, Pad, NchwToNhwc, NhwcToNchw, FlattenNchwOrder)):
+    if isinstance(op, _Moves):
         return op.te_kernel(graph, scheme)
     assert isinstance(op, Reshape)
     return reshape, [], dict(shape=graph.tensors[op.output].shape)
 
 
 def reference(graph: Graph, op: Op, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
-    if isinstance(op, (Transpose, Concat, Pad, NchwToNhwc, NhwcToNchw, FlattenNchwOrder)):
+    if isinstance(op, _Moves):
         return op.reference(graph, inputs, scheme)
     x = np.asarray(inputs[0])
     return x.reshape((x.shape[0],) + tuple(graph.tensors[op.output].shape[1:]))
@@ -57,7 +69,7 @@ def reshape(x, *, shape: tuple[int, ...]):
 
 # ---------------------------------------------------------------- data movement (same codes, same qparams)
 @dataclass
-class Transpose(Op):
+class Transpose(_Moves):
     """Permute the axes (ONNX Transpose, `perm`); the codes are copied unchanged."""
 
     perm: tuple[int, ...] = ()
@@ -84,7 +96,7 @@ def transpose(x, *, perm: tuple[int, ...]):
 
 # ---------------------------------------------------------------- Concat: each input through its own table
 @dataclass
-class Concat(Op):
+class Concat(_Moves):
     """ONNX Concat of int8 tensors along `axis`; an input whose scale or zero point differs from the output's
     is requantized by a table, as onnxruntime's QLinearConcat does."""
 
@@ -131,7 +143,7 @@ def concat(*args, axis: int, sizes: tuple[int, ...]):
 
 # ---------------------------------------------------------------- Pad (constant mode)
 @dataclass
-class Pad(Op):
+class Pad(_Moves):
     """ONNX Pad, mode "constant": `before` / `after` elements per axis, filled with the code of the constant
     (QuantizeLinear of its float value at the tensor's scale and zero point; input and output share them)."""
 
@@ -165,37 +177,42 @@ def pad(x, *, before: tuple[int, ...], after: tuple[int, ...], value: int):
 
 # ---------------------------------------------------------------- the NCHW -> NHWC conversion's ops (layout.py)
 @dataclass
-class NchwToNhwc(Op):
-    """[N, C, H, W] → [N, H, W, C], same bytes per element and quantization."""
+class _LayoutTranspose(_Moves):
+    """A fixed permutation of a 4-D tensor's axes (`PERM`), same bytes per element and quantization."""
+
+    PERM: ClassVar[tuple[int, int, int, int]]
+
+    def te_kernel(self, graph: Graph, scheme: str) -> C.KernelSpec:
+        return transpose, [], dict(perm=self.PERM)
+
+    def reference(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(self.PERM))
+
+
+@dataclass
+class NchwToNhwc(_LayoutTranspose):
+    """[N, C, H, W] → [N, H, W, C]."""
+
+    PERM = (0, 2, 3, 1)
 
     @property
     def kind(self) -> str:
         return "nchw_to_nhwc"
 
-    def te_kernel(self, graph: Graph, scheme: str) -> C.KernelSpec:
-        return transpose, [], dict(perm=(0, 2, 3, 1))
-
-    def reference(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(0, 2, 3, 1))
-
 
 @dataclass
-class NhwcToNchw(Op):
+class NhwcToNchw(_LayoutTranspose):
     """[N, H, W, C] → [N, C, H, W]."""
+
+    PERM = (0, 3, 1, 2)
 
     @property
     def kind(self) -> str:
         return "nhwc_to_nchw"
 
-    def te_kernel(self, graph: Graph, scheme: str) -> C.KernelSpec:
-        return transpose, [], dict(perm=(0, 3, 1, 2))
-
-    def reference(self, graph: Graph, inputs: list[np.ndarray], scheme: str) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(inputs[0]).transpose(0, 3, 1, 2))
-
 
 @dataclass
-class FlattenNchwOrder(Op):
+class FlattenNchwOrder(_Moves):
     """NHWC [N, H, W, C] → [N, C·H·W] in NCHW order (what the source model's flatten produced)."""
 
     @property
